@@ -1,0 +1,304 @@
+//! The command handler: load a stream, let the aggregate decide, append with the expected
+//! version, retry on conflict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Aggregate, DecodeError, DomainEvent, Envelope, Metadata, NewEvent, Position, StreamId,
+};
+use rand::Rng;
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::event_store::{
+    Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite,
+};
+use crate::locks::StreamLocks;
+
+/// Everything about a command that is not the command itself.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    /// The time the command is decided at; also each event's `occurred_at`.
+    pub at: DateTime<Utc>,
+    pub metadata: Metadata,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl CommandContext {
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            metadata: Metadata::default(),
+            idempotency: None,
+        }
+    }
+}
+
+/// One event as committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    pub position: Position,
+    pub version: u64,
+    pub event: E,
+}
+
+/// What a successful command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome<E> {
+    pub events: Vec<Recorded<E>>,
+    /// The position of the command's last event (what `?after=` waits for).
+    pub position: Position,
+    /// True when an earlier identical request (same idempotency key) is being answered again.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command: a user error.
+    #[error(transparent)]
+    Rejected(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Conflicts persisted through every retry.
+    #[error("too much contention on stream {0}; try again")]
+    Contention(StreamId),
+}
+
+/// Bounded retries with full jitter on version conflicts.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            base: Duration::from_millis(2),
+            cap: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Sleeps a random time in `[0, min(cap, base * 2^attempt)]`.
+    pub async fn backoff(&self, attempt: u32) {
+        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.cap);
+        let wait = rand::thread_rng().gen_range(Duration::ZERO..=ceiling);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A stream's state as folded from its events.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The stream's last version; 0 if it does not exist.
+    pub version: u64,
+}
+
+impl<A> Loaded<A> {
+    pub fn expected(&self) -> ExpectedVersion {
+        ExpectedVersion::from_version(self.version)
+    }
+}
+
+/// Runs commands against aggregates stored in an [`EventStore`].
+pub struct CommandHandler {
+    store: Arc<dyn EventStore>,
+    locks: StreamLocks,
+    retry: RetryPolicy,
+}
+
+impl CommandHandler {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            locks: StreamLocks::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Folds a stream into its aggregate.
+    pub async fn load<A: Aggregate>(&self, stream: &StreamId) -> Result<Loaded<A>, LoadError> {
+        let envelopes = self.store.read_stream(stream, 1).await?;
+        let mut state = A::default();
+        let mut version = 0;
+        for env in &envelopes {
+            state.evolve(&A::Event::decode(&env.event_type, env.schema, &env.data)?);
+            version = env.version;
+        }
+        Ok(Loaded { state, version })
+    }
+
+    /// Decides `command` against `stream` and appends the result, retrying on version
+    /// conflicts. Commands for one stream queue inside this process first.
+    #[instrument(skip_all, fields(stream = %stream, position))]
+    pub async fn execute<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        services: &A::Services,
+        ctx: &CommandContext,
+    ) -> Result<Outcome<A::Event>, CommandError<A::Error>> {
+        if let Some(done) = self.replay_if_seen::<A::Event>(ctx).await? {
+            return Ok(done);
+        }
+        let _queue = self.locks.lock(stream).await;
+        for attempt in 0..self.retry.max_attempts {
+            let loaded = self
+                .load::<A>(stream)
+                .await
+                .map_err(LoadError::into_command)?;
+            let events = loaded
+                .state
+                .decide(command, services)
+                .map_err(CommandError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Outcome {
+                    events: vec![],
+                    position: 0,
+                    replayed: false,
+                });
+            }
+            let write = StreamWrite {
+                stream: stream.clone(),
+                expected: loaded.expected(),
+                events: events.iter().map(|e| to_new_event(e, ctx)).collect(),
+            };
+            match self
+                .store
+                .append_many(vec![write], ctx.idempotency.clone())
+                .await
+            {
+                Ok(committed) if committed.replayed => {
+                    return Ok(self.replay::<A::Event>(&committed).await?);
+                }
+                Ok(committed) => {
+                    let position = committed.last_position();
+                    tracing::Span::current().record("position", position);
+                    let first = &committed.results[0];
+                    let events = events
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, event)| Recorded {
+                            position: first.first_position + i as u64,
+                            version: first.first_version + i as u64,
+                            event,
+                        })
+                        .collect();
+                    return Ok(Outcome {
+                        events,
+                        position,
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "version conflict; retrying");
+                    self.retry.backoff(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contention(stream.clone()))
+    }
+
+    /// Answers a request whose idempotency key was already committed, if it was.
+    pub async fn replay_if_seen<E: DomainEvent>(
+        &self,
+        ctx: &CommandContext,
+    ) -> Result<Option<Outcome<E>>, StoreError> {
+        let Some(key) = &ctx.idempotency else {
+            return Ok(None);
+        };
+        match self.store.find_idempotent(key).await? {
+            Some(committed) => Ok(Some(self.replay::<E>(&committed).await.map_err(
+                |e| match e {
+                    LoadError::Store(s) => s,
+                    LoadError::Decode(d) => StoreError::Backend(d.to_string()),
+                },
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads back the events of an earlier commit that decode as `E` (other streams of a
+    /// multi-stream batch are skipped).
+    pub async fn replay<E: DomainEvent>(
+        &self,
+        committed: &Committed,
+    ) -> Result<Outcome<E>, LoadError> {
+        let mut events = Vec::new();
+        for env in self.committed_envelopes(committed).await? {
+            if E::TYPES.contains(&env.event_type.as_str()) {
+                let event = E::decode(&env.event_type, env.schema, &env.data)?;
+                events.push(Recorded {
+                    position: env.position,
+                    version: env.version,
+                    event,
+                });
+            }
+        }
+        Ok(Outcome {
+            events,
+            position: committed.last_position(),
+            replayed: true,
+        })
+    }
+
+    /// The envelopes a commit wrote, in order.
+    pub async fn committed_envelopes(
+        &self,
+        committed: &Committed,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let mut out = Vec::new();
+        for r in &committed.results {
+            let envs = self.store.read_stream(&r.stream, r.first_version).await?;
+            out.extend(envs.into_iter().take_while(|e| e.version <= r.last_version));
+        }
+        Ok(out)
+    }
+}
+
+/// Wraps a typed event for the store with a fresh UUIDv7 and the command's metadata.
+pub fn to_new_event<E: DomainEvent>(event: &E, ctx: &CommandContext) -> NewEvent {
+    NewEvent::from_domain(event, Uuid::now_v7(), ctx.at, ctx.metadata.clone())
+}
+
+/// Loading a stream failed for a technical reason.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl LoadError {
+    pub fn into_command<E: std::error::Error + 'static>(self) -> CommandError<E> {
+        match self {
+            LoadError::Store(e) => CommandError::Store(e),
+            LoadError::Decode(e) => CommandError::Decode(e),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> From<LoadError> for CommandError<E> {
+    fn from(e: LoadError) -> Self {
+        e.into_command()
+    }
+}

@@ -1,0 +1,22 @@
+//! The application side of treehole's write model (ARCHITECTURE.md §1).
+//!
+//! It owns the [`EventStore`] port, runs domain decisions against stored streams
+//! ([`CommandHandler`]) and holds the use cases that span several streams (registration) or
+//! need secrets the domain must not see (password hashes, tokens, code hashes).
+
+pub mod event_store;
+pub mod handler;
+pub mod locks;
+pub mod password;
+pub mod registration;
+pub mod sessions;
+pub mod subscription;
+
+pub use event_store::{
+    AppendResult, Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite,
+};
+pub use handler::{
+    CommandContext, CommandError, CommandHandler, LoadError, Outcome, Recorded, RetryPolicy,
+};
+pub use password::{PasswordPolicy, Passwords};
+pub use subscription::Subscription;

@@ -1,0 +1,39 @@
+//! Per-stream serialisation inside one process.
+//!
+//! A viral post receives many commands at once; letting them race would turn into a storm of
+//! version conflicts and retries. Commands for one stream therefore queue on a lock first. The
+//! locks are striped (a fixed array indexed by a hash of the stream id) so memory stays bounded;
+//! two streams sharing a stripe merely wait for each other. Across processes the expected
+//! version of the append remains the guard.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use domain::StreamId;
+use tokio::sync::{Mutex, MutexGuard};
+
+pub struct StreamLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl StreamLocks {
+    pub fn new(stripes: usize) -> Self {
+        Self {
+            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// Waits for exclusive use of `stream` within this process (FIFO, as tokio's mutex is fair).
+    pub async fn lock(&self, stream: &StreamId) -> MutexGuard<'_, ()> {
+        let mut h = DefaultHasher::new();
+        stream.hash(&mut h);
+        let i = (h.finish() % self.stripes.len() as u64) as usize;
+        self.stripes[i].lock().await
+    }
+}
+
+impl Default for StreamLocks {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

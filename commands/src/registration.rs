@@ -1,0 +1,240 @@
+//! Registration: e-mail verification codes and the atomic multi-stream registration write.
+//!
+//! Registering touches four streams in one atomic batch: the e-mail's verification stream
+//! (the code is consumed), the e-mail and username reservation streams (expected: no stream)
+//! and the new user's stream. So a name is never half-taken and a code never used twice.
+
+use domain::reservation::{self, Reservation, ReservationCommand, ReservationError};
+use domain::user::{User, UserCommand, UserEvent};
+use domain::values::{Email, Password, Username, VerificationCode};
+use domain::verification::{Verification, VerificationCommand, VerificationError};
+use domain::{Aggregate, Position, StreamId, UserId};
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::event_store::{StoreError, StreamWrite};
+use crate::handler::{CommandContext, CommandError, CommandHandler, LoadError, to_new_event};
+use crate::password::Passwords;
+
+/// The stream of an e-mail address's verification codes.
+pub fn verification_stream(email: &Email) -> StreamId {
+    let s = reservation::email_stream(email);
+    StreamId::parse(format!("verification-{}", &s.as_str()["email-".len()..])).expect("valid")
+}
+
+/// The keyed hash under which a code is stored: HMAC-SHA256(secret, email ":" code).
+pub fn code_hash(secret: &[u8], email: &Email, code: &VerificationCode) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(email.as_str().as_bytes());
+    mac.update(b":");
+    mac.update(code.as_str().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A fresh uniformly random six-digit code.
+pub fn new_code() -> VerificationCode {
+    let n: u32 = rand::thread_rng().gen_range(0..1_000_000);
+    VerificationCode::parse(&format!("{n:06}")).expect("six digits")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error(transparent)]
+    Verification(VerificationError),
+    #[error("this e-mail address is already registered")]
+    EmailTaken,
+    #[error("this username is already taken")]
+    UsernameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("too much contention; try again")]
+    Contention,
+}
+
+pub struct Registered {
+    pub user_id: UserId,
+    pub username: String,
+    pub position: Position,
+    pub replayed: bool,
+}
+
+/// Issues a new code for `email` and returns it (to be mailed by the caller).
+#[instrument(skip_all)]
+pub async fn issue_code(
+    handler: &CommandHandler,
+    secret: &[u8],
+    email: &Email,
+    ctx: &CommandContext,
+) -> Result<(VerificationCode, Position), CommandError<VerificationError>> {
+    let code = new_code();
+    let cmd = VerificationCommand::Issue {
+        code_hash: code_hash(secret, email, &code),
+        at: ctx.at,
+    };
+    let outcome = handler
+        .execute::<Verification>(&verification_stream(email), &cmd, &(), ctx)
+        .await?;
+    Ok((code, outcome.position))
+}
+
+/// The parsed registration request.
+pub struct Registration {
+    pub email: Email,
+    pub username: Username,
+    pub password: Password,
+    pub code: VerificationCode,
+}
+
+/// Registers a user if the code is right and the e-mail and username are free.
+#[instrument(skip_all, fields(position))]
+pub async fn register(
+    handler: &CommandHandler,
+    passwords: &Passwords,
+    secret: &[u8],
+    request: Registration,
+    ctx: &CommandContext,
+) -> Result<Registered, RegistrationError> {
+    if let Some(done) = handler.replay_if_seen::<UserEvent>(ctx).await? {
+        return registered_from(done);
+    }
+    let verification = verification_stream(&request.email);
+    let consume = VerificationCommand::Consume {
+        code_hash: code_hash(secret, &request.email, &request.code),
+        at: ctx.at,
+    };
+    // Check the code before paying for the password hash.
+    let loaded = handler.load::<Verification>(&verification).await?;
+    if let Err(e) = loaded.state.decide(&consume, &()) {
+        return Err(refuse_code(handler, &verification, e, ctx).await);
+    }
+    let password_hash = passwords.hash(request.password.expose().to_owned()).await;
+    let email_stream = reservation::email_stream(&request.email);
+    let username_stream = reservation::username_stream(&request.username);
+    let user_id = UserId::new(Uuid::now_v7());
+
+    for attempt in 0..handler.retry_policy().max_attempts {
+        let code = handler.load::<Verification>(&verification).await?;
+        let consumed = match code.state.decide(&consume, &()) {
+            Ok(events) => events,
+            Err(e) => return Err(refuse_code(handler, &verification, e, ctx).await),
+        };
+        let email = handler.load::<Reservation>(&email_stream).await?;
+        let reserve = ReservationCommand::Reserve { owner: user_id };
+        let email_events = email
+            .state
+            .decide(&reserve, &())
+            .map_err(|ReservationError::Taken| RegistrationError::EmailTaken)?;
+        let name = handler.load::<Reservation>(&username_stream).await?;
+        let name_events = name
+            .state
+            .decide(&reserve, &())
+            .map_err(|ReservationError::Taken| RegistrationError::UsernameTaken)?;
+        let register = UserCommand::Register {
+            user_id,
+            email: request.email.clone(),
+            username: request.username.clone(),
+            password_hash: password_hash.clone(),
+        };
+        let user_events = User::default()
+            .decide(&register, &())
+            .expect("a new user stream accepts Register");
+
+        let writes = vec![
+            StreamWrite {
+                stream: verification.clone(),
+                expected: code.expected(),
+                events: consumed.iter().map(|e| to_new_event(e, ctx)).collect(),
+            },
+            StreamWrite {
+                stream: email_stream.clone(),
+                expected: email.expected(),
+                events: email_events.iter().map(|e| to_new_event(e, ctx)).collect(),
+            },
+            StreamWrite {
+                stream: username_stream.clone(),
+                expected: name.expected(),
+                events: name_events.iter().map(|e| to_new_event(e, ctx)).collect(),
+            },
+            StreamWrite {
+                stream: user_id.stream(),
+                expected: crate::ExpectedVersion::NoStream,
+                events: user_events.iter().map(|e| to_new_event(e, ctx)).collect(),
+            },
+        ];
+        match handler
+            .store()
+            .append_many(writes, ctx.idempotency.clone())
+            .await
+        {
+            Ok(committed) if committed.replayed => {
+                return registered_from(handler.replay::<UserEvent>(&committed).await?);
+            }
+            Ok(committed) => {
+                let position = committed.last_position();
+                tracing::Span::current().record("position", position);
+                return Ok(Registered {
+                    user_id,
+                    username: request.username.as_str().to_owned(),
+                    position,
+                    replayed: false,
+                });
+            }
+            Err(StoreError::Conflict { .. }) => handler.retry_policy().backoff(attempt).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(RegistrationError::Contention)
+}
+
+/// Records a wrong guess (so the five-try limit holds) and turns the refusal into an error.
+async fn refuse_code(
+    handler: &CommandHandler,
+    stream: &StreamId,
+    error: VerificationError,
+    ctx: &CommandContext,
+) -> RegistrationError {
+    if error == VerificationError::WrongCode {
+        let record = CommandContext {
+            idempotency: None,
+            ..ctx.clone()
+        };
+        let recorded = handler
+            .execute::<Verification>(stream, &VerificationCommand::RecordFailure, &(), &record)
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "could not record a failed verification attempt");
+            return match e {
+                CommandError::Store(s) => RegistrationError::Store(s),
+                _ => RegistrationError::Contention,
+            };
+        }
+    }
+    RegistrationError::Verification(error)
+}
+
+fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, RegistrationError> {
+    outcome
+        .events
+        .iter()
+        .find_map(|r| match &r.event {
+            UserEvent::UserRegistered {
+                user_id, username, ..
+            } => Some(Registered {
+                user_id: *user_id,
+                username: username.clone(),
+                position: outcome.position,
+                replayed: true,
+            }),
+            UserEvent::AdminGranted { .. } => None,
+        })
+        .ok_or_else(|| {
+            RegistrationError::Store(StoreError::Backend(
+                "replayed batch has no registration".into(),
+            ))
+        })
+}

@@ -1,0 +1,124 @@
+//! Identifiers. Each entity id is a UUIDv7 newtype; a stream id names one aggregate instance.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! entity_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub const fn new(id: Uuid) -> Self {
+                Self(id)
+            }
+            pub const fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+            /// The stream that holds this entity's events.
+            pub fn stream(&self) -> StreamId {
+                StreamId(format!(concat!($prefix, "-{}"), self.0))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+entity_id!(
+    /// A registered user.
+    UserId,
+    "user"
+);
+entity_id!(
+    /// A post, the aggregate that owns its comments.
+    PostId,
+    "post"
+);
+entity_id!(
+    /// A comment; it lives inside its post's stream.
+    CommentId,
+    "comment"
+);
+entity_id!(
+    /// A login session; the token's secret half never leaves the client and the session row.
+    SessionId,
+    "session"
+);
+
+/// The name of one event stream: `<kind>-<key>`, ASCII, at most 200 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StreamId(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid stream id: {0}")]
+pub struct InvalidStreamId(String);
+
+impl StreamId {
+    pub fn parse(s: impl Into<String>) -> Result<Self, InvalidStreamId> {
+        let s = s.into();
+        let valid = !s.is_empty()
+            && s.len() <= 200
+            && s.bytes().all(|b| b.is_ascii_graphic())
+            && s.split_once('-')
+                .is_some_and(|(kind, key)| !kind.is_empty() && !key.is_empty());
+        if valid {
+            Ok(Self(s))
+        } else {
+            Err(InvalidStreamId(s))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the first `-`: `post`, `user`, ...
+    pub fn kind(&self) -> &str {
+        self.0.split_once('-').map_or("", |(k, _)| k)
+    }
+}
+
+impl TryFrom<String> for StreamId {
+    type Error = InvalidStreamId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<StreamId> for String {
+    fn from(s: StreamId) -> Self {
+        s.0
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_kind_dash_key() {
+        assert!(StreamId::parse("post-1").is_ok());
+        assert_eq!(StreamId::parse("post-1").unwrap().kind(), "post");
+        for bad in ["", "post", "-1", "post-", "po st-1", "post-ü"] {
+            assert!(StreamId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let id = PostId::new(Uuid::nil());
+        assert_eq!(id.stream().as_str(), format!("post-{}", Uuid::nil()));
+    }
+}

@@ -1,0 +1,23 @@
+//! treehole's write model as pure code.
+//!
+//! Every aggregate is two functions (see [`Aggregate`]): `decide` turns a command into events or a
+//! typed refusal, `evolve` folds one event into the state. Nothing here performs I/O, reads a
+//! clock or draws random numbers: time, ids and configuration arrive as arguments, which keeps
+//! replays deterministic and property tests cheap.
+
+pub mod aggregate;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod post;
+pub mod pseudonym;
+pub mod reservation;
+pub mod session;
+pub mod user;
+pub mod values;
+pub mod verification;
+
+pub use aggregate::{Aggregate, DecodeError, DomainEvent};
+pub use envelope::{Envelope, Metadata, NewEvent, Position};
+pub use event::Event;
+pub use ids::{CommentId, PostId, SessionId, StreamId, UserId};
