@@ -1,1 +1,6 @@
+//! treehole's adapters: the concrete event stores, read-model stores and mail transports that
+//! implement the ports of `commands` and `projections`. Only the `api` crate picks among them.
 
+pub mod event_store;
+pub mod mail;
+pub mod read_model;

@@ -1,0 +1,5 @@
+//! Event store adapters.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteEventStore;
