@@ -1,1 +1,16 @@
+//! treehole's HTTP API and composition root.
+//!
+//! [`startup::Application`] builds the whole product from [`config::Settings`]; the `treehole`
+//! binary (`main.rs`) parses the command line and runs it.
 
+pub mod admin;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,1 +1,112 @@
-fn main() {}
+//! The `treehole` binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use api::config::{self, Settings};
+use api::startup::{Application, Stores};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "treehole",
+    version,
+    about = "An event-sourced anonymous campus forum"
+)]
+struct Cli {
+    /// TOML configuration file (lowest precedence after the defaults).
+    #[arg(long, global = true, env = "TREEHOLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded stores.
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP API with in-process projectors.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Administrative commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Makes a user an admin (recorded as an AdminGranted event).
+    Grant { username: String },
+}
+
+fn settings(cli: &Cli, listen: Option<&String>) -> anyhow::Result<Settings> {
+    let mut flags: Vec<(&str, String)> = Vec::new();
+    if let Some(d) = &cli.data {
+        flags.push(("data", d.display().to_string()));
+    }
+    if let Some(l) = listen {
+        flags.push(("listen", l.clone()));
+    }
+    Ok(config::load(
+        cli.config.as_deref(),
+        &|k| std::env::var(k).ok(),
+        &flags,
+    )?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve { listen } => {
+            let settings = settings(&cli, listen.as_ref())?;
+            api::telemetry::init(settings.log_format);
+            let app = Application::build(settings)
+                .await
+                .context("starting treehole")?;
+            // The one line of CLI output: scripts and tests read the bound address from it.
+            println!("treehole listening on http://{}", app.local_addr());
+            app.run_until(shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Admin {
+            command: AdminCommand::Grant { username },
+        } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let stores = Stores::open(&settings.data).await?;
+            let handler = commands::CommandHandler::new(stores.events.clone());
+            let position = api::admin::grant(&handler, username).await?;
+            println!("{username} is now an admin (position {position})");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}

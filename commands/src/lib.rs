@@ -7,6 +7,7 @@
 pub mod event_store;
 pub mod handler;
 pub mod locks;
+pub mod mail;
 pub mod password;
 pub mod registration;
 pub mod sessions;
@@ -18,5 +19,6 @@ pub use event_store::{
 pub use handler::{
     CommandContext, CommandError, CommandHandler, LoadError, Outcome, Recorded, RetryPolicy,
 };
+pub use mail::{MailError, Mailer};
 pub use password::{PasswordPolicy, Passwords};
 pub use subscription::Subscription;

@@ -4,3 +4,4 @@
 pub mod event_store;
 pub mod mail;
 pub mod read_model;
+pub mod source;

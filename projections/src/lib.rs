@@ -1,1 +1,39 @@
+//! Projectors: the read side of treehole (ARCHITECTURE.md §4).
+//!
+//! A projection is pure logic: it maps each event to a list of [`Change`]s of its own read
+//! model. A [`ReadModelStore`] (SQLite or PostgreSQL, in `infra`) applies a batch of changes and
+//! the projection's checkpoint in one transaction, so a crash never loses or doubles an event.
+//! The [`runner`] feeds projections from an [`EventSource`] in position order and publishes their
+//! progress, which read-your-writes queries wait on.
 
+pub mod change;
+pub mod comments;
+pub mod feed;
+pub mod ports;
+pub mod runner;
+pub mod users;
+pub mod views;
+
+pub use change::Change;
+pub use ports::{EventSource, ForumQueries, ReadModelError, ReadModelStore};
+pub use runner::{ProjectionHub, ProjectionState, ProjectionStatus};
+
+use domain::{Envelope, Event};
+
+/// One projection: a name, a version (bumped when its output changes, which forces a rebuild),
+/// and what each event changes in its read model.
+pub trait Projection: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// The changes `event` makes. Pure: the same envelope always yields the same changes.
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change>;
+}
+
+/// Every projection of the product, in the order they are started.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![
+        std::sync::Arc::new(users::Users),
+        std::sync::Arc::new(feed::Feed),
+        std::sync::Arc::new(comments::Comments),
+    ]
+}

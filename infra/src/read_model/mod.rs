@@ -1,1 +1,5 @@
-//! SQLite read models.
+//! Read-model stores: where projections write and queries read.
+
+pub mod sqlite;
+
+pub use sqlite::SqliteReadModels;

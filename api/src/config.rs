@@ -1,0 +1,313 @@
+//! Configuration in one place: typed, layered (defaults < TOML file < `TREEHOLE_*` environment
+//! < command-line flags).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use commands::PasswordPolicy;
+use domain::pseudonym::{InvalidScheme, PseudonymScheme};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded databases, the outbox and the secret key.
+    pub data: PathBuf,
+    pub rate_limits: RateLimits,
+    pub mail: MailSettings,
+    pub pseudonyms: PseudonymSettings,
+    pub password: PasswordSettings,
+    /// How long a login stays valid.
+    pub session_ttl_hours: u32,
+    /// How long a query with `?after=` waits for the read models at most.
+    pub consistency_timeout_ms: u64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data: PathBuf::from("data"),
+            rate_limits: RateLimits::default(),
+            mail: MailSettings::default(),
+            pseudonyms: PseudonymSettings::default(),
+            password: PasswordSettings::default(),
+            session_ttl_hours: 24 * 30,
+            consistency_timeout_ms: 5_000,
+            max_body_bytes: 128 * 1024,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every rate limit; `enabled = false` (`TREEHOLE_RATE_LIMITS=off`) turns them all off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    pub enabled: bool,
+    pub codes_per_email_per_hour: u32,
+    pub codes_per_ip_per_hour: u32,
+    pub registrations_per_ip_per_hour: u32,
+    pub logins_per_ip_per_minute: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            codes_per_email_per_hour: 5,
+            codes_per_ip_per_hour: 30,
+            registrations_per_ip_per_hour: 30,
+            logins_per_ip_per_minute: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    pub from: String,
+    /// lettre SMTP URL (`smtps://host:465`, `smtp://host:587?tls=required`); unset = outbox.
+    pub smtp_url: Option<String>,
+    pub smtp_username: Option<String>,
+    #[serde(skip_serializing)]
+    pub smtp_password: Option<String>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            from: "treehole <no-reply@treehole.local>".into(),
+            smtp_url: None,
+            smtp_username: None,
+            smtp_password: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PseudonymSettings {
+    pub host_name: String,
+    pub names: Vec<String>,
+    pub adjectives: Vec<String>,
+}
+
+impl Default for PseudonymSettings {
+    fn default() -> Self {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+        Self {
+            host_name: domain::pseudonym::DEFAULT_HOST_NAME.into(),
+            names: words(&domain::pseudonym::DEFAULT_NAMES),
+            adjectives: words(&domain::pseudonym::DEFAULT_ADJECTIVES),
+        }
+    }
+}
+
+impl PseudonymSettings {
+    pub fn scheme(&self) -> Result<PseudonymScheme, InvalidScheme> {
+        PseudonymScheme::new(
+            self.host_name.clone(),
+            self.names.clone(),
+            self.adjectives.clone(),
+        )
+    }
+}
+
+/// argon2id costs; lower them only for tests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        let p = PasswordPolicy::default();
+        Self {
+            memory_kib: p.memory_kib,
+            iterations: p.iterations,
+            parallelism: p.parallelism,
+        }
+    }
+}
+
+impl PasswordSettings {
+    pub fn policy(&self) -> PasswordPolicy {
+        PasswordPolicy {
+            memory_kib: self.memory_kib,
+            iterations: self.iterations,
+            parallelism: self.parallelism,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables and the setting each one sets.
+const ENV: &[(&str, &str)] = &[
+    ("TREEHOLE_LISTEN", "listen"),
+    ("TREEHOLE_DATA", "data"),
+    ("TREEHOLE_RATE_LIMITS", "rate_limits.enabled"),
+    (
+        "TREEHOLE_RATE_LIMIT_CODES_PER_EMAIL_PER_HOUR",
+        "rate_limits.codes_per_email_per_hour",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_CODES_PER_IP_PER_HOUR",
+        "rate_limits.codes_per_ip_per_hour",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_REGISTRATIONS_PER_IP_PER_HOUR",
+        "rate_limits.registrations_per_ip_per_hour",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_LOGINS_PER_IP_PER_MINUTE",
+        "rate_limits.logins_per_ip_per_minute",
+    ),
+    ("TREEHOLE_MAIL_FROM", "mail.from"),
+    ("TREEHOLE_SMTP_URL", "mail.smtp_url"),
+    ("TREEHOLE_SMTP_USERNAME", "mail.smtp_username"),
+    ("TREEHOLE_SMTP_PASSWORD", "mail.smtp_password"),
+    ("TREEHOLE_HOST_NAME", "pseudonyms.host_name"),
+    ("TREEHOLE_PASSWORD_MEMORY_KIB", "password.memory_kib"),
+    ("TREEHOLE_PASSWORD_ITERATIONS", "password.iterations"),
+    ("TREEHOLE_SESSION_TTL_HOURS", "session_ttl_hours"),
+    ("TREEHOLE_CONSISTENCY_TIMEOUT_MS", "consistency_timeout_ms"),
+    ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("TREEHOLE_LOG_FORMAT", "log_format"),
+];
+
+/// Builds the settings from an optional TOML file, the environment and flag overrides
+/// (`(key path, value)` pairs such as `("listen", "0.0.0.0:8080")`).
+pub fn load(
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    flags: &[(&str, String)],
+) -> Result<Settings, ConfigError> {
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+        }
+        None => toml::Table::new(),
+    };
+    let mut overrides: BTreeMap<&str, String> = BTreeMap::new();
+    for (var, key) in ENV {
+        if let Some(v) = env(var) {
+            overrides.insert(key, v);
+        }
+    }
+    for (key, v) in flags {
+        overrides.insert(key, v.clone());
+    }
+    for (key, raw) in overrides {
+        set(&mut table, key, value_of(key, &raw));
+    }
+    let settings: Settings = toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+    settings
+        .pseudonyms
+        .scheme()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    settings.password.policy();
+    Ok(settings)
+}
+
+/// Interprets an environment or flag string as the TOML value the key expects.
+fn value_of(key: &str, raw: &str) -> toml::Value {
+    if key == "rate_limits.enabled" {
+        return toml::Value::Boolean(!matches!(
+            raw.to_ascii_lowercase().as_str(),
+            "off" | "false" | "0" | "no"
+        ));
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn set(table: &mut toml::Table, path: &str, value: toml::Value) {
+    match path.split_once('.') {
+        None => {
+            table.insert(path.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = table
+                .entry(head.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                set(t, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("treehole.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nsession_ttl_hours = 5\n[rate_limits]\ncodes_per_ip_per_hour = 7\n").unwrap();
+        let env = |k: &str| match k {
+            "TREEHOLE_LISTEN" => Some("127.0.0.1:9001".to_string()),
+            "TREEHOLE_RATE_LIMITS" => Some("off".to_string()),
+            _ => None,
+        };
+        let s = load(Some(&file), &env, &[("listen", "127.0.0.1:9002".into())]).unwrap();
+        assert_eq!(s.listen.port(), 9002);
+        assert_eq!(s.session_ttl_hours, 5);
+        assert_eq!(s.rate_limits.codes_per_ip_per_hour, 7);
+        assert!(!s.rate_limits.enabled);
+        let s = load(None, &|_| None, &[]).unwrap();
+        assert!(s.rate_limits.enabled);
+        assert_eq!(s.data, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn bad_settings_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "lissten = 1").unwrap();
+        assert!(load(Some(&file), &|_| None, &[]).is_err());
+        let env = |k: &str| (k == "TREEHOLE_HOST_NAME").then(|| "Alice".to_string());
+        assert!(load(None, &env, &[]).is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Request extractors: JSON and query parsing with problem+json rejections, bearer
+//! authentication, read-your-writes positions and idempotency keys.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use chrono::Utc;
+use domain::values::Actor;
+use domain::{Position, SessionId};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `axum::Json` whose rejections are problem+json.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` whose rejections are problem+json.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The signed-in user, from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub actor: Actor,
+    pub session_id: SessionId,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized(
+                "send Authorization: Bearer <token> (from POST /api/v1/sessions)",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 200)
+            .ok_or_else(|| {
+                ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
+            })?;
+        let session = state
+            .queries
+            .session(&commands::sessions::token_hash(token))
+            .await?
+            .filter(|s| s.expires_at > Utc::now())
+            .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or logged out"))?;
+        Ok(Auth {
+            actor: Actor {
+                user_id: session.user.user_id,
+                username: session.user.username,
+                is_admin: session.user.is_admin,
+            },
+            session_id: session.session_id,
+        })
+    }
+}
+
+/// The position a query must reflect: `?after=N` or `X-After-Position: N` (§5).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct After(pub Option<Position>);
+
+#[derive(Deserialize)]
+struct AfterParam {
+    after: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for After {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let from_query = Query::<AfterParam>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.after);
+        let from_header = parts
+            .headers
+            .get("x-after-position")
+            .map(|h| h.to_str().unwrap_or("").to_owned());
+        match from_query.or(from_header) {
+            None => Ok(After(None)),
+            Some(raw) => raw
+                .trim()
+                .parse::<Position>()
+                .map(|p| After(Some(p)))
+                .map_err(|_| {
+                    ApiError::bad_request("after: must be a non-negative integer position")
+                }),
+        }
+    }
+}
+
+/// An optional `Idempotency-Key` header (1 to 200 visible ASCII characters).
+#[derive(Debug, Clone, Default)]
+pub struct IdempotencyHeader(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value.to_str().unwrap_or("").trim();
+        if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key: must be 1 to 200 visible ASCII characters",
+            ));
+        }
+        Ok(Self(Some(key.to_owned())))
+    }
+}
+
+impl IdempotencyHeader {
+    /// The store-level key, scoped to the caller and fingerprinted with the request, so the
+    /// same key sent with a different body is refused.
+    pub fn scoped(
+        &self,
+        scope: &str,
+        route: &str,
+        body: &impl serde::Serialize,
+    ) -> Option<commands::IdempotencyKey> {
+        let key = self.0.as_ref()?;
+        let body = serde_json::to_vec(body).unwrap_or_default();
+        let mut h = Sha256::new();
+        h.update(route.as_bytes());
+        h.update([0]);
+        h.update(&body);
+        Some(commands::IdempotencyKey {
+            key: format!("{scope}:{key}"),
+            fingerprint: hex::encode(h.finalize()),
+        })
+    }
+}
+
+/// The peer's IP address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(addr))
+    }
+}
+
+/// Headers of a query answer: how far the read models it used had got.
+pub fn projection_headers(position: Position) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-projection-position", HeaderValue::from(position));
+    h
+}

@@ -1,0 +1,252 @@
+//! Accounts: verification codes, registration, login, logout, `GET /me`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use commands::registration::{self, Registration};
+use commands::sessions;
+use domain::values::{Email, Password, Username, VerificationCode};
+use domain::{Position, UserId};
+use serde::{Deserialize, Serialize};
+use tower_http::request_id::RequestId;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{After, ApiJson, Auth, ClientIp, IdempotencyHeader, projection_headers};
+use crate::routes::{consistent, context};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    #[schema(example = "ann@campus.edu")]
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeSent {
+    pub sent: bool,
+    pub expires_in_seconds: i64,
+    pub position: Position,
+}
+
+/// Sends a 6-digit verification code to an e-mail address (valid 5 minutes).
+#[utoipa::path(post, path = "/api/v1/auth/codes", tag = "auth", request_body = CodeRequest,
+    responses((status = 202, body = CodeSent), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn request_code(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    request_id: Option<axum::Extension<RequestId>>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<(StatusCode, Json<CodeSent>), ApiError> {
+    let email = Email::parse(&body.email)?;
+    state.limits.check(
+        &state.limits.codes_per_ip,
+        &ip,
+        "code requests from this address",
+    )?;
+    state.limits.check(
+        &state.limits.codes_per_email,
+        &email.as_str().to_owned(),
+        "code requests for this e-mail",
+    )?;
+    let ctx = context(None, request_id.as_deref(), None);
+    let (code, position) =
+        registration::issue_code(&state.handler, &state.secret, &email, &ctx).await?;
+    state.mailer.send_code(&email, &code).await.map_err(|e| {
+        tracing::error!(error = %e, "verification mail failed");
+        ApiError::unavailable("the verification e-mail could not be sent; try again")
+    })?;
+    let sent = CodeSent {
+        sent: true,
+        expires_in_seconds: domain::verification::CODE_TTL_SECONDS,
+        position,
+    };
+    Ok((StatusCode::ACCEPTED, Json(sent)))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub username: String,
+    pub password: String,
+    /// The 6 digits from the e-mail.
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub username: String,
+    pub position: Position,
+}
+
+/// Registers with a verification code. E-mail and username are unique (case-insensitively).
+#[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = RegisterRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key")),
+    responses((status = 201, body = Registered), (status = 400, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    idempotency: IdempotencyHeader,
+    request_id: Option<axum::Extension<RequestId>>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    let request = Registration {
+        email: Email::parse(&body.email)?,
+        username: Username::parse(&body.username)?,
+        password: Password::parse(&body.password)?,
+        code: VerificationCode::parse(&body.code)?,
+    };
+    state.limits.check(
+        &state.limits.registrations_per_ip,
+        &ip,
+        "registrations from this address",
+    )?;
+    let key = idempotency.scoped("anonymous", "POST /users", &body);
+    let ctx = context(None, request_id.as_deref(), key);
+    let done = registration::register(
+        &state.handler,
+        &state.passwords,
+        &state.secret,
+        request,
+        &ctx,
+    )
+    .await?;
+    let status = if done.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(Registered {
+            user_id: done.user_id,
+            username: done.username,
+            position: done.position,
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// E-mail address or username.
+    pub login: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    pub token: String,
+    pub token_type: &'static str,
+    pub expires_at: DateTime<Utc>,
+    pub position: Position,
+}
+
+/// Logs in and returns a bearer token, usable at once.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "auth", request_body = LoginRequest,
+    responses((status = 201, body = Token), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    request_id: Option<axum::Extension<RequestId>>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<(StatusCode, Json<Token>), ApiError> {
+    if body.login.len() > 254 || body.password.len() > 512 {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid-credentials",
+            "Wrong login or password",
+            "wrong login or password",
+        ));
+    }
+    state.limits.check(
+        &state.limits.logins_per_ip,
+        &ip,
+        "login attempts from this address",
+    )?;
+    let ctx = context(None, request_id.as_deref(), None);
+    let ttl = Duration::hours(i64::from(state.settings.session_ttl_hours));
+    let done = sessions::login(
+        &state.handler,
+        &state.passwords,
+        body.login.trim(),
+        &body.password,
+        ttl,
+        &ctx,
+    )
+    .await?;
+    // The token must work on the very next request, which checks the users read model.
+    state
+        .hub
+        .wait_for(&["users"], done.position, state.consistency_timeout())
+        .await?;
+    let token = Token {
+        token: done.token,
+        token_type: "Bearer",
+        expires_at: done.expires_at,
+        position: done.position,
+    };
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandDone {
+    pub position: Position,
+}
+
+/// Logs out: the token is refused from the next request on.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = CommandDone), (status = 401, body = Problem)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+) -> Result<Json<CommandDone>, ApiError> {
+    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
+    let position =
+        sessions::logout(&state.handler, auth.session_id, auth.actor.user_id, &ctx).await?;
+    state
+        .hub
+        .wait_for(&["users"], position, state.consistency_timeout())
+        .await?;
+    Ok(Json(CommandDone { position }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub username: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// The signed-in user's own account.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = Problem)))]
+pub async fn me(
+    State(state): State<AppState>,
+    after: After,
+    auth: Auth,
+) -> Result<(axum::http::HeaderMap, Json<Me>), ApiError> {
+    let position = consistent(&state, after, &["users"]).await?;
+    let user = state
+        .queries
+        .user(auth.actor.user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the account no longer exists"))?;
+    let me = Me {
+        user_id: user.user_id,
+        username: user.username,
+        email: user.email,
+        is_admin: user.is_admin,
+        registered_at: user.registered_at,
+    };
+    Ok((projection_headers(position), Json(me)))
+}

@@ -1,0 +1,109 @@
+//! The HTTP API under `/api/v1` (ARCHITECTURE.md §7).
+
+pub mod auth;
+pub mod ops;
+pub mod posts;
+
+use axum::Router;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{delete, get, post};
+use chrono::Utc;
+use commands::CommandContext;
+use domain::values::Actor;
+use domain::{Metadata, Position};
+use tower_http::request_id::RequestId;
+
+use crate::error::ApiError;
+use crate::extract::After;
+use crate::state::AppState;
+
+pub fn api() -> Router<AppState> {
+    Router::new()
+        .route("/auth/codes", post(auth::request_code))
+        .route("/users", post(auth::register))
+        .route("/sessions", post(auth::login))
+        .route("/sessions/current", delete(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/posts", post(posts::create_post).get(posts::list_posts))
+        .route(
+            "/posts/{id}",
+            get(posts::get_post).delete(posts::delete_post),
+        )
+        .route(
+            "/posts/{id}/comments",
+            post(posts::add_comment).get(posts::list_comments),
+        )
+        .route(
+            "/posts/{id}/comments/{comment_id}",
+            delete(posts::delete_comment),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/admin/projections", get(ops::projections))
+}
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The context of a command: now, who, in answer to which request, and its idempotency key.
+pub fn context(
+    actor: Option<&Actor>,
+    request_id: Option<&RequestId>,
+    idempotency: Option<commands::IdempotencyKey>,
+) -> CommandContext {
+    let request_id = request_id
+        .and_then(|r| r.header_value().to_str().ok())
+        .map(str::to_owned);
+    CommandContext {
+        at: Utc::now(),
+        metadata: Metadata {
+            correlation_id: request_id.clone(),
+            causation_id: request_id,
+            actor: actor.map(|a| a.user_id.to_string()),
+        },
+        idempotency,
+    }
+}
+
+/// Waits until the named projections have applied `after` (if given) and returns the position
+/// they have reached, for `X-Projection-Position`.
+pub async fn consistent(
+    state: &AppState,
+    after: After,
+    names: &[&str],
+) -> Result<Position, ApiError> {
+    if let After(Some(wanted)) = after {
+        let head = state.handler.store().head().await?;
+        if wanted > head {
+            return Err(ApiError::bad_request(format!(
+                "after: position {wanted} has not been written (the log ends at {head})"
+            )));
+        }
+        state
+            .hub
+            .wait_for(names, wanted, state.consistency_timeout())
+            .await?;
+    }
+    Ok(state.hub.position(names))
+}
+
+/// A page size from `?limit=` (default 20, 1 to 100).
+pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(20),
+        Some(n @ 1..=100) => Ok(n as usize),
+        Some(_) => Err(ApiError::bad_request("limit: must be between 1 and 100")),
+    }
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /api/v1/docs")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this endpoint does not accept that method",
+    )
+}

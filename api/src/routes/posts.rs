@@ -1,0 +1,388 @@
+//! Posts and comments. Anonymous authors appear only under the name the Post aggregate chose.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use chrono::{DateTime, Utc};
+use domain::post::{Post, PostCommand, PostEvent};
+use domain::values::{CommentBody, PostBody, PostTitle, Tag};
+use domain::{CommentId, Position, PostId};
+use projections::ports::Page;
+use projections::views::{CommentView, PostView};
+use serde::{Deserialize, Serialize};
+use tower_http::request_id::RequestId;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::cursor;
+use crate::error::{ApiError, Problem};
+use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
+use crate::routes::auth::CommandDone;
+use crate::routes::{consistent, context, page_limit};
+use crate::state::AppState;
+
+fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no such {what}")))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPost {
+    pub title: Option<String>,
+    pub body: String,
+    /// Post as the host (`洞主` by default) instead of under your username.
+    pub anonymous: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostCreated {
+    #[schema(value_type = String, format = Uuid)]
+    pub post_id: PostId,
+    pub author_name: String,
+    pub position: Position,
+}
+
+/// Publishes a post, under your username or anonymously.
+#[utoipa::path(post, path = "/api/v1/posts", tag = "posts", request_body = NewPost, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key")),
+    responses((status = 201, body = PostCreated), (status = 401, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_post(
+    State(state): State<AppState>,
+    auth: Auth,
+    idempotency: IdempotencyHeader,
+    request_id: Option<axum::Extension<RequestId>>,
+    ApiJson(body): ApiJson<NewPost>,
+) -> Result<(StatusCode, HeaderMap, Json<PostCreated>), ApiError> {
+    let title = match body.title.as_deref() {
+        None => None,
+        Some(t) => Some(PostTitle::parse(t)?),
+    };
+    let post_id = PostId::new(Uuid::now_v7());
+    let command = PostCommand::Publish {
+        post_id,
+        author: auth.actor.clone(),
+        title,
+        body: PostBody::parse(&body.body)?,
+        tags: Tag::parse_list(&body.tags)?,
+        anonymous: body.anonymous,
+        at: Utc::now(),
+    };
+    let key = idempotency.scoped(&auth.actor.user_id.to_string(), "POST /posts", &body);
+    let ctx = context(Some(&auth.actor), request_id.as_deref(), key);
+    let outcome = state
+        .handler
+        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
+        .await?;
+    let created = outcome
+        .events
+        .iter()
+        .find_map(|r| match &r.event {
+            PostEvent::PostPublished {
+                post_id,
+                author_name,
+                ..
+            } => Some(PostCreated {
+                post_id: *post_id,
+                author_name: author_name.clone(),
+                position: outcome.position,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("publishing produced no PostPublished event"))?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/posts/{}", created.post_id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, headers, Json(created)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read models include this position (read-your-writes).
+    pub after: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub post_id: PostId,
+    pub author_name: String,
+    pub anonymous: bool,
+    pub title: Option<String>,
+    pub body: String,
+    pub tags: Vec<String>,
+    pub comment_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+}
+
+impl From<PostView> for PostDto {
+    fn from(v: PostView) -> Self {
+        Self {
+            post_id: v.post_id,
+            author_name: v.author_name,
+            anonymous: v.anonymous,
+            title: v.title,
+            body: v.body,
+            tags: v.tags,
+            comment_count: v.comment_count,
+            created_at: v.created_at,
+            last_activity_at: v.last_activity_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostPage {
+    pub items: Vec<PostDto>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn page(params: &ListParams) -> Result<Page, ApiError> {
+    Ok(Page {
+        cursor: params.cursor.as_deref().map(cursor::decode).transpose()?,
+        limit: page_limit(params.limit)?,
+    })
+}
+
+fn next_cursor(positions: &[Position], limit: usize) -> Option<String> {
+    (positions.len() == limit)
+        .then(|| positions.last().map(|p| cursor::encode(*p)))
+        .flatten()
+}
+
+/// Lists live posts, newest first.
+#[utoipa::path(get, path = "/api/v1/posts", tag = "posts", params(ListParams),
+    responses((status = 200, body = PostPage), (status = 400, body = Problem)))]
+pub async fn list_posts(
+    State(state): State<AppState>,
+    after: After,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<(HeaderMap, Json<PostPage>), ApiError> {
+    let page = page(&params)?;
+    let position = consistent(&state, after, &["feed"]).await?;
+    let views = state.queries.feed(page).await?;
+    let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
+    let items = views.into_iter().map(PostDto::from).collect();
+    Ok((
+        projection_headers(position),
+        Json(PostPage {
+            items,
+            next_cursor: next_cursor(&positions, page.limit),
+        }),
+    ))
+}
+
+/// One live post.
+#[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "posts",
+    params(("id" = String, Path, format = Uuid), ("after" = Option<u64>, Query)),
+    responses((status = 200, body = PostDto), (status = 404, body = Problem)))]
+pub async fn get_post(
+    State(state): State<AppState>,
+    after: After,
+    Path(id): Path<String>,
+) -> Result<(HeaderMap, Json<PostDto>), ApiError> {
+    let id = PostId::new(parse_id(&id, "post")?);
+    let position = consistent(&state, after, &["feed"]).await?;
+    let post = state
+        .queries
+        .post(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such post"))?;
+    Ok((projection_headers(position), Json(post.into())))
+}
+
+/// Deletes a post (its author or an admin); it and its comments leave every public view.
+#[utoipa::path(delete, path = "/api/v1/posts/{id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_post(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+) -> Result<Json<CommandDone>, ApiError> {
+    let id = PostId::new(parse_id(&id, "post")?);
+    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
+    let command = PostCommand::Delete {
+        actor: auth.actor.clone(),
+    };
+    let outcome = state
+        .handler
+        .execute::<Post>(&id.stream(), &command, &state.post_services, &ctx)
+        .await?;
+    Ok(Json(CommandDone {
+        position: outcome.position,
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    pub body: String,
+    /// Comment under this post's pseudonym for you (or as the host, if it is your post).
+    pub anonymous: bool,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub reply_to: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentCreated {
+    #[schema(value_type = String, format = Uuid)]
+    pub comment_id: CommentId,
+    /// Your pseudonym under this post, the host name, or your username.
+    pub author_name: String,
+    pub position: Position,
+}
+
+/// Comments on a post. Anonymous commenters keep one pseudonym per post.
+#[utoipa::path(post, path = "/api/v1/posts/{id}/comments", tag = "posts", request_body = NewComment, security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key")),
+    responses((status = 201, body = CommentCreated), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn add_comment(
+    State(state): State<AppState>,
+    auth: Auth,
+    idempotency: IdempotencyHeader,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewComment>,
+) -> Result<(StatusCode, Json<CommentCreated>), ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let command = PostCommand::AddComment {
+        comment_id: CommentId::new(Uuid::now_v7()),
+        author: auth.actor.clone(),
+        body: CommentBody::parse(&body.body)?,
+        anonymous: body.anonymous,
+        reply_to: body.reply_to.map(CommentId::new),
+        at: Utc::now(),
+    };
+    let route = format!("POST /posts/{post_id}/comments");
+    let key = idempotency.scoped(&auth.actor.user_id.to_string(), &route, &body);
+    let ctx = context(Some(&auth.actor), request_id.as_deref(), key);
+    let outcome = state
+        .handler
+        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
+        .await?;
+    let created = outcome
+        .events
+        .iter()
+        .find_map(|r| match &r.event {
+            PostEvent::CommentAdded {
+                comment_id,
+                author_name,
+                ..
+            } => Some(CommentCreated {
+                comment_id: *comment_id,
+                author_name: author_name.clone(),
+                position: outcome.position,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("commenting produced no CommentAdded event"))?;
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(created)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub comment_id: CommentId,
+    pub author_name: String,
+    pub anonymous: bool,
+    /// The commenter is the post's author.
+    pub is_host: bool,
+    pub body: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub reply_to: Option<CommentId>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<CommentView> for CommentDto {
+    fn from(v: CommentView) -> Self {
+        Self {
+            comment_id: v.comment_id,
+            author_name: v.author_name,
+            anonymous: v.anonymous,
+            is_host: v.is_host,
+            body: v.body,
+            reply_to: v.reply_to,
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentPage {
+    pub items: Vec<CommentDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A post's live comments, oldest first.
+#[utoipa::path(get, path = "/api/v1/posts/{id}/comments", tag = "posts",
+    params(("id" = String, Path, format = Uuid), ListParams),
+    responses((status = 200, body = CommentPage), (status = 404, body = Problem)))]
+pub async fn list_comments(
+    State(state): State<AppState>,
+    after: After,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<(HeaderMap, Json<CommentPage>), ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let page = page(&params)?;
+    let position = consistent(&state, after, &["feed", "comments"]).await?;
+    if state.queries.post(post_id).await?.is_none() {
+        return Err(ApiError::not_found("no such post"));
+    }
+    let views = state.queries.comments(post_id, page).await?;
+    let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
+    let items = views.into_iter().map(CommentDto::from).collect();
+    Ok((
+        projection_headers(position),
+        Json(CommentPage {
+            items,
+            next_cursor: next_cursor(&positions, page.limit),
+        }),
+    ))
+}
+
+/// Deletes a comment (its author or an admin). The author keeps their pseudonym under the post.
+#[utoipa::path(delete, path = "/api/v1/posts/{id}/comments/{comment_id}", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("comment_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_comment(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path((id, comment_id)): Path<(String, String)>,
+) -> Result<Json<CommandDone>, ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let comment_id = CommentId::new(parse_id(&comment_id, "comment")?);
+    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
+    let command = PostCommand::DeleteComment {
+        comment_id,
+        actor: auth.actor.clone(),
+    };
+    let outcome = state
+        .handler
+        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
+        .await?;
+    Ok(Json(CommandDone {
+        position: outcome.position,
+    }))
+}

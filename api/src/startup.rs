@@ -1,0 +1,256 @@
+//! Builds the application from settings: the one place that picks concrete adapters.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use commands::{CommandHandler, EventStore, Mailer, Passwords};
+use domain::post::PostServices;
+use infra::event_store::SqliteEventStore;
+use infra::mail::{LettreMailer, SmtpSettings};
+use infra::read_model::SqliteReadModels;
+use infra::source::StoreSource;
+use projections::{ForumQueries, ProjectionHub, ReadModelStore};
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::openapi::ApiDoc;
+use crate::rate_limit::RateLimiters;
+use crate::routes::{self, REQUEST_ID};
+use crate::state::{AppState, Inner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("data directory {path}: {source}")]
+    Data {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] commands::StoreError),
+    #[error(transparent)]
+    ReadModels(#[from] projections::ReadModelError),
+    #[error(transparent)]
+    Mail(#[from] commands::MailError),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The embedded stores of a data directory.
+pub struct Stores {
+    pub events: Arc<dyn EventStore>,
+    pub read_models: Arc<SqliteReadModels>,
+}
+
+impl Stores {
+    pub async fn open(data: &Path) -> Result<Self, StartupError> {
+        std::fs::create_dir_all(data).map_err(|source| StartupError::Data {
+            path: data.display().to_string(),
+            source,
+        })?;
+        let events: Arc<dyn EventStore> =
+            Arc::new(SqliteEventStore::open(&data.join("events.db")).await?);
+        let read_models = Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?);
+        Ok(Self {
+            events,
+            read_models,
+        })
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    tasks: Vec<JoinHandle<()>>,
+    stores: Stores,
+}
+
+impl Application {
+    /// Opens the stores, starts the projectors and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        tracing::debug!(settings = ?redacted(&settings), "configuration");
+        let stores = Stores::open(&settings.data).await?;
+        let secret = load_or_create_secret(&settings.data.join("secret.key"))?;
+        let scheme = settings
+            .pseudonyms
+            .scheme()
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+        let passwords = Passwords::new(settings.password.policy()).map_err(StartupError::Config)?;
+        let mailer: Arc<dyn Mailer> = match &settings.mail.smtp_url {
+            Some(url) => Arc::new(LettreMailer::smtp(
+                &settings.mail.from,
+                &SmtpSettings {
+                    url: url.clone(),
+                    username: settings.mail.smtp_username.clone(),
+                    password: settings.mail.smtp_password.clone(),
+                },
+            )?),
+            None => Arc::new(LettreMailer::outbox(
+                &settings.mail.from,
+                settings.data.join("outbox"),
+            )?),
+        };
+
+        let all = projections::all();
+        let hub = ProjectionHub::new(&all, stores.events.watch());
+        let source = Arc::new(StoreSource(stores.events.clone()));
+        let writer: Arc<dyn ReadModelStore> = stores.read_models.clone();
+        let mut tasks: Vec<JoinHandle<()>> = all
+            .into_iter()
+            .map(|p| {
+                tokio::spawn(projections::runner::run(
+                    p,
+                    source.clone(),
+                    writer.clone(),
+                    hub.clone(),
+                ))
+            })
+            .collect();
+
+        let limits = RateLimiters::new(&settings.rate_limits);
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Listen {
+                    addr: settings.listen,
+                    source,
+                })?;
+        let max_body = settings.max_body_bytes;
+        let queries: Arc<dyn ForumQueries> = stores.read_models.clone();
+        let state = AppState::new(Inner {
+            handler: CommandHandler::new(stores.events.clone()),
+            queries,
+            hub,
+            mailer,
+            passwords,
+            secret,
+            post_services: PostServices { pseudonyms: scheme },
+            limits,
+            settings,
+        });
+        let pruner = state.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                pruner.limits.prune();
+            }
+        }));
+        Ok(Self {
+            listener,
+            router: router(state, max_body),
+            tasks,
+            stores,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests and stops the
+    /// projectors (their batches are transactions, so stopping anywhere is safe).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.stores.read_models.close().await;
+        served.map_err(StartupError::Serve)
+    }
+}
+
+/// The whole HTTP stack: routes, docs, fallbacks and the middleware every request passes.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .nest("/api/v1", routes::api())
+        .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+        }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The server's private key (verification-code hashes), created on first start.
+fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartupError> {
+    let io = |source| StartupError::Data {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => hex::decode(text.trim())
+            .map_err(|e| StartupError::Config(format!("{}: not a hex key: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            write_private(path, &hex::encode(&key)).map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+fn redacted(settings: &Settings) -> Settings {
+    let mut s = settings.clone();
+    if s.mail.smtp_password.is_some() {
+        s.mail.smtp_password = Some("***".into());
+    }
+    s
+}

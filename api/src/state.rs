@@ -1,0 +1,44 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::{CommandHandler, Mailer, Passwords};
+use domain::post::PostServices;
+use projections::{ForumQueries, ProjectionHub};
+
+use crate::config::Settings;
+use crate::rate_limit::RateLimiters;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub handler: CommandHandler,
+    pub queries: Arc<dyn ForumQueries>,
+    pub hub: ProjectionHub,
+    pub mailer: Arc<dyn Mailer>,
+    pub passwords: Passwords,
+    /// Key for verification-code hashes; from `<data>/secret.key`.
+    pub secret: Vec<u8>,
+    pub post_services: PostServices,
+    pub limits: RateLimiters,
+    pub settings: Settings,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn consistency_timeout(&self) -> Duration {
+        Duration::from_millis(self.0.settings.consistency_timeout_ms)
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,139 @@
+//! The `comments` projection: public comment rows per post, oldest first.
+
+use domain::post::PostEvent;
+use domain::{Envelope, Event};
+
+use crate::{Change, Projection};
+
+pub struct Comments;
+
+impl Projection for Comments {
+    fn name(&self) -> &'static str {
+        "comments"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        let Event::Post(event) = event else {
+            return vec![];
+        };
+        match event {
+            PostEvent::CommentAdded {
+                post_id,
+                comment_id,
+                author_name,
+                anonymous,
+                is_host,
+                body,
+                reply_to,
+                ..
+            } => {
+                vec![Change::InsertComment {
+                    comment_id: *comment_id,
+                    post_id: *post_id,
+                    position: envelope.position,
+                    author_name: author_name.clone(),
+                    anonymous: *anonymous,
+                    is_host: *is_host,
+                    body: body.clone(),
+                    reply_to: *reply_to,
+                    created_at: envelope.occurred_at,
+                }]
+            }
+            PostEvent::CommentDeleted { comment_id, .. } => vec![Change::DeleteComment {
+                comment_id: *comment_id,
+            }],
+            PostEvent::PostDeleted { post_id, .. } => {
+                vec![Change::DeleteCommentsOf { post_id: *post_id }]
+            }
+            PostEvent::PostPublished { .. } => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::Feed;
+    use domain::{CommentId, DomainEvent, Metadata, PostId, StreamId, UserId};
+    use uuid::Uuid;
+
+    fn envelope(position: u64, event: &PostEvent) -> (Envelope, Event) {
+        let (t, data) = event.encode();
+        let env = Envelope {
+            position,
+            event_id: Uuid::now_v7(),
+            stream: StreamId::parse("post-1").unwrap(),
+            version: position,
+            event_type: t.into(),
+            schema: 1,
+            occurred_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            data,
+            metadata: Metadata::default(),
+        };
+        let decoded = Event::decode(&env).unwrap();
+        (env, decoded)
+    }
+
+    #[test]
+    fn anonymous_content_never_reaches_public_changes_with_its_author() {
+        let author = UserId::new(Uuid::from_u128(0xdead_beef));
+        let post_id = PostId::new(Uuid::from_u128(1));
+        let events = [
+            PostEvent::PostPublished {
+                post_id,
+                author_id: author,
+                author_name: "洞主".into(),
+                anonymous: true,
+                title: None,
+                body: "b".into(),
+                tags: vec![],
+            },
+            PostEvent::CommentAdded {
+                post_id,
+                comment_id: CommentId::new(Uuid::from_u128(2)),
+                author_id: author,
+                author_name: "洞主".into(),
+                anonymous: true,
+                is_host: true,
+                body: "c".into(),
+                reply_to: None,
+            },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            let (env, ev) = envelope(i as u64 + 1, e);
+            for change in Feed
+                .apply(&env, &ev)
+                .into_iter()
+                .chain(Comments.apply(&env, &ev))
+            {
+                assert!(
+                    !format!("{change:?}").contains(&author.to_string()),
+                    "{change:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn deleting_a_post_removes_its_comments() {
+        let post_id = PostId::new(Uuid::from_u128(1));
+        let by = UserId::new(Uuid::from_u128(3));
+        let (env, ev) = envelope(
+            9,
+            &PostEvent::PostDeleted {
+                post_id,
+                deleted_by: by,
+                by_admin: false,
+            },
+        );
+        assert_eq!(
+            Comments.apply(&env, &ev),
+            vec![Change::DeleteCommentsOf { post_id }]
+        );
+        assert_eq!(Feed.apply(&env, &ev), vec![Change::DeletePost { post_id }]);
+    }
+}

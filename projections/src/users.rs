@@ -1,0 +1,58 @@
+//! The `users` projection: accounts and live sessions (private tables: they back `GET /me` and
+//! bearer-token checks, never a public listing).
+
+use domain::session::SessionEvent;
+use domain::user::UserEvent;
+use domain::{Envelope, Event};
+
+use crate::{Change, Projection};
+
+pub struct Users;
+
+impl Projection for Users {
+    fn name(&self) -> &'static str {
+        "users"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        match event {
+            Event::User(UserEvent::UserRegistered {
+                user_id,
+                email,
+                username,
+                ..
+            }) => vec![Change::InsertUser {
+                user_id: *user_id,
+                username: username.clone(),
+                email: email.clone(),
+                registered_at: envelope.occurred_at,
+            }],
+            Event::User(UserEvent::AdminGranted { user_id }) => {
+                vec![Change::SetAdmin { user_id: *user_id }]
+            }
+            Event::Session(SessionEvent::SessionStarted {
+                session_id,
+                user_id,
+                token_hash,
+                expires_at,
+            }) => {
+                vec![Change::InsertSession {
+                    session_id: *session_id,
+                    user_id: *user_id,
+                    token_hash: token_hash.clone(),
+                    expires_at: *expires_at,
+                }]
+            }
+            Event::Session(SessionEvent::SessionEnded { session_id, .. }) => {
+                vec![Change::EndSession {
+                    session_id: *session_id,
+                }]
+            }
+            Event::Reservation(_) | Event::Verification(_) | Event::Post(_) => vec![],
+        }
+    }
+}
