@@ -164,6 +164,11 @@ impl Application {
         })
     }
 
+    /// The log of record this application writes to (tests read it to check what was stored).
+    pub fn event_store(&self) -> Arc<dyn EventStore> {
+        self.stores.events.clone()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
