@@ -223,7 +223,8 @@ pub fn load(
     };
     let mut overrides: BTreeMap<&str, String> = BTreeMap::new();
     for (var, key) in ENV {
-        if let Some(v) = env(var) {
+        // An empty variable counts as unset, as compose files write `VAR: ${VAR:-}`.
+        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
             overrides.insert(key, v);
         }
     }
