@@ -2,4 +2,4 @@
 
 pub mod sqlite;
 
-pub use sqlite::SqliteEventStore;
+pub use sqlite::{SqliteEventStore, WriteStats};

@@ -1,1 +1,367 @@
-use commands as _;
+//! The embedded event store: one SQLite file in WAL mode (ARCHITECTURE.md §3).
+//!
+//! Writes go through a single writer task that owns the only write connection and commits
+//! concurrent appends together (group commit, see `sqlite/writer.rs`); reads use a small pool
+//! of read-only connections, which WAL lets run beside the writer. Because there is exactly one writer,
+//! positions (the rowid autoincrement) are handed out in commit order, so a reader tailing
+//! `read_all` can never skip an event that commits later with a smaller position.
+//!
+//! Semantics beyond the port's module docs, pinned by the contract suite:
+//! - A call without events at all is [`StoreError::Invalid`]; a [`StreamWrite`] without events
+//!   is allowed, gets no entry in [`Committed::results`], but its expectation still guards the
+//!   batch (a cheap "only if that stream is still at version n").
+//! - Several writes for the same stream in one call apply in order, each seeing the previous.
+//! - `Exact(0)` and an event id repeated within one call are [`StoreError::Invalid`].
+//! - A call whose event ids are all stored, in the same streams at consecutive versions in the
+//!   call's order, is answered with the original positions and `replayed: true` (even if its
+//!   expectation no longer holds: that is the retry of a lost acknowledgement). If only some
+//!   are stored, or elsewhere, it is [`StoreError::EventIdReused`].
+
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use commands::{Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite};
+use domain::{Envelope, Position, StreamId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, SqliteExecutor};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::instrument;
+
+pub use writer::WriteStats;
+use writer::{EncodedEvent, EncodedWrite, Request, Writer};
+
+/// The file [`SqliteEventStore::open_in`] uses inside its directory.
+pub const FILE_NAME: &str = "events.db";
+
+/// How long a connection waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections; WAL lets them all read while the writer commits.
+const READ_CONNECTIONS: u32 = 4;
+/// Appends queued for the writer before `append_many` callers wait for room.
+const QUEUE_CAPACITY: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT    NOT NULL UNIQUE,
+    stream      TEXT    NOT NULL,
+    version     INTEGER NOT NULL CHECK (version >= 1),
+    type        TEXT    NOT NULL,
+    schema      INTEGER NOT NULL,
+    occurred_at TEXT    NOT NULL,
+    data        TEXT    NOT NULL,
+    metadata    TEXT    NOT NULL,
+    UNIQUE (stream, version)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key         TEXT NOT NULL PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    results     TEXT NOT NULL
+) STRICT;
+";
+
+const READ_STREAM: &str = "SELECT position, event_id, stream, version, type, schema, \
+     occurred_at, data, metadata FROM events WHERE stream = ? AND version >= ? ORDER BY version";
+const READ_ALL: &str = "SELECT position, event_id, stream, version, type, schema, \
+     occurred_at, data, metadata FROM events WHERE position > ? ORDER BY position LIMIT ?";
+
+/// The SQLite event store. Cheap to share behind an `Arc`; dropping it lets the writer finish
+/// the queued appends and close.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), commands::StoreError> {
+/// use std::sync::Arc;
+/// let store: Arc<dyn commands::EventStore> =
+///     Arc::new(infra::event_store::SqliteEventStore::open_in("data".as_ref()).await?);
+/// # Ok(()) }
+/// ```
+pub struct SqliteEventStore {
+    requests: mpsc::Sender<Request>,
+    reads: SqlitePool,
+    head: watch::Receiver<Position>,
+    stats: Arc<writer::Counters>,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if missing) the event store in the SQLite file at `path`, creates its
+    /// tables and starts the writer task. Must be called inside a Tokio runtime.
+    #[instrument(skip_all, fields(path = %path.display()))]
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode FULL syncs the log on every commit: acknowledged means durable.
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
+            .await
+            .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| backend("cannot create the event tables", e))?;
+        let head = max_position(&mut conn).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|e| unavailable("cannot open the read connections", e))?;
+        Ok(Self::start(conn, reads, head))
+    }
+
+    /// Opens the store in `dir/events.db`, creating the directory if needed.
+    pub async fn open_in(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        Self::open(&dir.join(FILE_NAME)).await
+    }
+
+    fn start(conn: SqliteConnection, reads: SqlitePool, head: Position) -> Self {
+        let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let (head_tx, head_rx) = watch::channel(head);
+        let stats = Arc::new(writer::Counters::default());
+        tokio::spawn(Writer::new(conn, head_tx, Arc::clone(&stats)).run(queue));
+        Self {
+            requests,
+            reads,
+            head: head_rx,
+            stats,
+        }
+    }
+
+    /// Counters of the writer's group commits since open.
+    pub fn stats(&self) -> WriteStats {
+        self.stats.snapshot()
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
+    async fn append_many(
+        &self,
+        writes: Vec<StreamWrite>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Committed, StoreError> {
+        let writes = encode(writes)?;
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            writes,
+            idempotency,
+            reply,
+        };
+        self.requests
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Unavailable("the event store writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the event store writer stopped before answering".into())
+        })?
+    }
+
+    async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
+        recorded_key(&self.reads, key).await?.transpose()
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(READ_STREAM)
+            .bind(stream.as_str())
+            .bind(saturate(from_version))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| backend("cannot read the stream", e))?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
+            .bind(saturate(after))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| backend("cannot read the log", e))?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        max_position(&self.reads).await
+    }
+
+    fn watch(&self) -> watch::Receiver<Position> {
+        self.head.clone()
+    }
+}
+
+/// Validates a call and serialises its events, so the writer only binds strings.
+fn encode(writes: Vec<StreamWrite>) -> Result<Vec<EncodedWrite>, StoreError> {
+    if writes.iter().all(|w| w.events.is_empty()) {
+        return Err(StoreError::Invalid("nothing to append".into()));
+    }
+    let mut ids = std::collections::HashSet::new();
+    writes
+        .into_iter()
+        .map(|write| {
+            if write.expected == ExpectedVersion::Exact(0) {
+                return Err(StoreError::Invalid(format!(
+                    "Exact(0) on stream {}: use NoStream",
+                    write.stream
+                )));
+            }
+            let events = write
+                .events
+                .into_iter()
+                .map(|e| {
+                    if !ids.insert(e.event_id) {
+                        return Err(StoreError::Invalid(format!(
+                            "event id {} appears twice",
+                            e.event_id
+                        )));
+                    }
+                    Ok(EncodedEvent {
+                        event_id: e.event_id.to_string(),
+                        event_type: e.event_type,
+                        schema: i64::from(e.schema),
+                        occurred_at: e.occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                        data: to_json(&e.data)?,
+                        metadata: to_json(&e.metadata)?,
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(EncodedWrite {
+                stream: write.stream,
+                expected: write.expected,
+                events,
+            })
+        })
+        .collect()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Invalid(format!("cannot serialise an event: {e}")))
+}
+
+/// position, event_id, stream, version, type, schema, occurred_at, data, metadata.
+type EventRow = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    String,
+);
+
+fn decode(row: EventRow) -> Result<Envelope, StoreError> {
+    let (position, event_id, stream, version, event_type, schema, occurred_at, data, metadata) =
+        row;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Backend(format!("stored event {position} has a bad {what}: {e}"))
+    };
+    Ok(Envelope {
+        position: to_u64(position)?,
+        event_id: event_id.parse().map_err(|e| corrupt("event_id", &e))?,
+        stream: StreamId::parse(stream).map_err(|e| corrupt("stream", &e))?,
+        version: to_u64(version)?,
+        event_type,
+        schema: u32::try_from(schema).map_err(|e| corrupt("schema", &e))?,
+        occurred_at: DateTime::parse_from_rfc3339(&occurred_at)
+            .map_err(|e| corrupt("occurred_at", &e))?
+            .with_timezone(&Utc),
+        data: serde_json::from_str(&data).map_err(|e| corrupt("data", &e))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", &e))?,
+    })
+}
+
+async fn max_position<'e>(conn: impl SqliteExecutor<'e>) -> Result<Position, StoreError> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(conn)
+        .await
+        .map_err(|e| backend("cannot read the head", e))?;
+    to_u64(head)
+}
+
+/// The stored answer for `key`: `None` if unknown, `Some(Err(IdempotencyKeyReused))` if it was
+/// used with another fingerprint.
+async fn recorded_key<'e>(
+    conn: impl SqliteExecutor<'e>,
+    key: &IdempotencyKey,
+) -> Result<Option<Result<Committed, StoreError>>, StoreError> {
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT fingerprint, results FROM idempotency_keys WHERE key = ?")
+            .bind(&key.key)
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| backend("cannot look up the idempotency key", e))?;
+    let Some((fingerprint, results)) = row else {
+        return Ok(None);
+    };
+    if fingerprint != key.fingerprint {
+        return Ok(Some(Err(StoreError::IdempotencyKeyReused)));
+    }
+    let results = serde_json::from_str(&results).map_err(|e| {
+        StoreError::Backend(format!("stored idempotency results are unreadable: {e}"))
+    })?;
+    Ok(Some(Ok(Committed {
+        results,
+        replayed: true,
+    })))
+}
+
+/// A bound for a read: nothing is stored beyond `i64::MAX` anyway.
+fn saturate(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Invalid(format!("{n} is out of range")))
+}
+
+fn to_u64(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Backend(format!("negative number {n} stored")))
+}
+
+/// Maps a driver error, calling lock contention, I/O and pool exhaustion "unavailable" (worth
+/// retrying later) and everything else a backend failure.
+fn backend(context: &str, e: sqlx::Error) -> StoreError {
+    let transient = match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(format!("{context}: {e}"))
+    } else {
+        StoreError::Backend(format!("{context}: {e}"))
+    }
+}
+
+fn unavailable(context: &str, e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {e}"))
+}

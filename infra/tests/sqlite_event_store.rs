@@ -1,0 +1,149 @@
+//! The SQLite event store: the whole contract suite, plus what only this backend promises
+//! (group commit, WAL).
+
+mod contract;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use commands::{EventStore, ExpectedVersion, StoreError};
+use domain::{Metadata, NewEvent, StreamId};
+use infra::event_store::SqliteEventStore;
+use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
+use tempfile::TempDir;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+struct SqliteHarness {
+    dir: TempDir,
+}
+
+impl contract::Harness for SqliteHarness {
+    async fn create() -> Self {
+        Self {
+            dir: TempDir::new().expect("a temporary directory"),
+        }
+    }
+
+    async fn open(&self) -> contract::Store {
+        Arc::new(
+            SqliteEventStore::open_in(self.dir.path())
+                .await
+                .expect("the store opens"),
+        )
+    }
+}
+
+contract::event_store_contract!(SqliteHarness);
+
+fn event() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Tested".into(),
+        schema: 1,
+        occurred_at: Utc::now(),
+        data: serde_json::json!({}),
+        metadata: Metadata::default(),
+    }
+}
+
+fn stream(name: String) -> StreamId {
+    StreamId::parse(name).expect("a valid stream id")
+}
+
+/// Runs `tasks` appends at once; task `i` appends to `stream(i)` with `expected(i)`.
+async fn concurrent_appends(
+    store: &Arc<SqliteEventStore>,
+    tasks: usize,
+    expected: fn(usize) -> ExpectedVersion,
+) -> Vec<Result<commands::Committed, StoreError>> {
+    let start = Arc::new(Barrier::new(tasks));
+    let mut set = JoinSet::new();
+    for i in 0..tasks {
+        let (store, start) = (Arc::clone(store), Arc::clone(&start));
+        set.spawn(async move {
+            start.wait().await;
+            let result = store
+                .append(&stream(format!("task-{i}")), expected(i), vec![event()])
+                .await;
+            (i, result)
+        });
+    }
+    // join_all answers in completion order.
+    let mut results = set.join_all().await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_shares_transactions_between_concurrent_appends() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.unwrap());
+    let results = concurrent_appends(&store, 200, |_| ExpectedVersion::NoStream).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(store.head().await.unwrap(), 200);
+    let stats = store.stats();
+    assert_eq!(stats.requests, 200);
+    assert!(
+        stats.transactions < 200,
+        "200 concurrent appends took {} transactions",
+        stats.transactions
+    );
+    assert!(stats.largest_batch > 1, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_append_does_not_spoil_its_batch() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.unwrap());
+    // Odd tasks expect a stream that does not exist: refused. Even tasks create theirs.
+    let results = concurrent_appends(&store, 64, |i| {
+        if i % 2 == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(5)
+        }
+    })
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        match (i % 2, result) {
+            (0, Ok(c)) => assert!(!c.replayed),
+            (1, Err(StoreError::Conflict { actual: 0, .. })) => {}
+            _ => panic!("task {i}: {result:?}"),
+        }
+    }
+    assert_eq!(store.head().await.unwrap(), 32);
+    let stats = store.stats();
+    assert_eq!(stats.requests, 64);
+    assert!(
+        stats.largest_batch > 1,
+        "no batch mixed requests: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_file_is_in_wal_mode() {
+    let dir = TempDir::new().unwrap();
+    let _store = SqliteEventStore::open_in(dir.path()).await.unwrap();
+    let mut conn = SqliteConnectOptions::new()
+        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn open_creates_missing_directories() {
+    let dir = TempDir::new().unwrap();
+    let nested = dir.path().join("a/b");
+    let store = SqliteEventStore::open_in(&nested).await.unwrap();
+    assert_eq!(store.head().await.unwrap(), 0);
+    assert!(nested.join(infra::event_store::sqlite::FILE_NAME).exists());
+}
