@@ -8,6 +8,17 @@
 //!   (flagged as a replay) and appends nothing.
 //! - `position` is global and strictly increasing in commit order; `version` per stream counts
 //!   1, 2, 3, ... without holes. A reader tailing `read_all` never skips a committed event.
+//!
+//! Details every backend shares (fixed by the contract suite):
+//! - A call without any event is `Invalid`; a `StreamWrite` without events writes nothing and
+//!   gets no result, but its expectation still guards the whole batch.
+//! - Several writes to one stream in one call apply in order. `Exact(0)` is `Invalid` (use
+//!   `NoStream`), and so is an event id repeated within one call.
+//! - Re-sending stored event ids is a replay even if the expectation no longer holds: that is the
+//!   retry of a caller whose acknowledgement was lost.
+//! - A caller that stops waiting after submitting may still have its write committed.
+//! - `watch` is notified by this process's own commits; readers in other processes must also
+//!   look again now and then (the projection runner does).
 
 use async_trait::async_trait;
 use domain::{Envelope, NewEvent, Position, StreamId};
