@@ -180,7 +180,6 @@ pub async fn login(
         &ctx,
     )
     .await?;
-    // The token must work on the very next request, which checks the users read model.
     // The token must work on the very next request, which checks the users read model. The
     // session exists either way, so a lagging projector delays the answer but does not fail it.
     let visible = state.hub.wait_for(&["users"], done.position, state.consistency_timeout());
