@@ -8,6 +8,7 @@ pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;

@@ -88,6 +88,7 @@ pub struct Application {
 impl Application {
     /// Opens the stores, starts the projectors and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        crate::metrics::handle();
         tracing::debug!(settings = ?redacted(&settings), "configuration");
         let stores = Stores::open(&settings.data).await?;
         let secret = load_or_create_secret(&settings.data.join("secret.key"))?;
@@ -202,6 +203,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .route_layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {

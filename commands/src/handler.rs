@@ -209,11 +209,13 @@ impl CommandHandler {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, "version conflict; retrying");
+                    metrics::counter!("treehole_command_conflicts_total").increment(1);
                     self.retry.backoff(attempt).await;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+        metrics::counter!("treehole_command_contention_total").increment(1);
         Err(CommandError::Contention(stream.clone()))
     }
 

@@ -182,7 +182,9 @@ pub async fn login(
     .await?;
     // The token must work on the very next request, which checks the users read model. The
     // session exists either way, so a lagging projector delays the answer but does not fail it.
-    let visible = state.hub.wait_for(&["users"], done.position, state.consistency_timeout());
+    let visible = state
+        .hub
+        .wait_for(&["users"], done.position, state.consistency_timeout());
     if let Err(e) = visible.await {
         tracing::warn!(error = %e, "login answered before the users projection caught up");
     }
@@ -211,7 +213,9 @@ pub async fn logout(
     let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
     let position =
         sessions::logout(&state.handler, auth.session_id, auth.actor.user_id, &ctx).await?;
-    let visible = state.hub.wait_for(&["users"], position, state.consistency_timeout());
+    let visible = state
+        .hub
+        .wait_for(&["users"], position, state.consistency_timeout());
     if let Err(e) = visible.await {
         tracing::warn!(error = %e, "logout answered before the users projection caught up");
     }
