@@ -12,6 +12,7 @@ use rand::Rng;
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::cache::StateCache;
 use crate::event_store::{
     Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite,
 };
@@ -114,6 +115,7 @@ pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     locks: StreamLocks,
     retry: RetryPolicy,
+    cache: StateCache,
 }
 
 impl CommandHandler {
@@ -122,6 +124,7 @@ impl CommandHandler {
             store,
             locks: StreamLocks::default(),
             retry: RetryPolicy::default(),
+            cache: StateCache::new(10_000),
         }
     }
 
@@ -145,6 +148,26 @@ impl CommandHandler {
         Ok(Loaded { state, version })
     }
 
+    /// Like [`Self::load`], starting from the cached state and reading only newer events.
+    async fn load_cached<A: Aggregate>(&self, stream: &StreamId) -> Result<Loaded<A>, LoadError> {
+        let Some(mut loaded) = self.cache.get::<A>(stream) else {
+            let loaded = self.load::<A>(stream).await?;
+            self.cache.put(stream, loaded.clone());
+            return Ok(loaded);
+        };
+        let newer = self.store.read_stream(stream, loaded.version + 1).await?;
+        if newer.is_empty() {
+            return Ok(loaded);
+        }
+        for env in &newer {
+            let event = A::Event::decode(&env.event_type, env.schema, &env.data)?;
+            loaded.state.evolve(&event);
+            loaded.version = env.version;
+        }
+        self.cache.put(stream, loaded.clone());
+        Ok(loaded)
+    }
+
     /// Decides `command` against `stream` and appends the result, retrying on version
     /// conflicts. Commands for one stream queue inside this process first.
     #[instrument(skip_all, fields(stream = %stream, position))]
@@ -161,7 +184,7 @@ impl CommandHandler {
         let _queue = self.locks.lock(stream).await;
         for attempt in 0..self.retry.max_attempts {
             let loaded = self
-                .load::<A>(stream)
+                .load_cached::<A>(stream)
                 .await
                 .map_err(LoadError::into_command)?;
             let events = loaded
@@ -192,6 +215,12 @@ impl CommandHandler {
                     let position = committed.last_position();
                     tracing::Span::current().record("position", position);
                     let first = &committed.results[0];
+                    let mut next = loaded;
+                    for event in &events {
+                        next.state.evolve(event);
+                    }
+                    next.version = first.last_version;
+                    self.cache.put(stream, next);
                     let events = events
                         .into_iter()
                         .enumerate()
