@@ -36,6 +36,7 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let after = After::from_request_parts(parts, state).await?;
         let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized(
                 "send Authorization: Bearer <token> (from POST /api/v1/sessions)",
@@ -53,6 +54,9 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or_else(|| {
                 ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
             })?;
+        // Sessions live in the `users` read model: honour `?after=` before looking the token
+        // up, or a lagging model (e.g. one being rebuilt) refuses a valid token (§5).
+        crate::routes::consistent(state, after, &["users"]).await?;
         let session = state
             .queries
             .session(&commands::sessions::token_hash(token))
