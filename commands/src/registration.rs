@@ -102,6 +102,28 @@ pub async fn register(
     if let Some(done) = handler.replay_if_seen::<UserEvent>(ctx).await? {
         return registered_from(done);
     }
+    match register_new(handler, passwords, secret, request, ctx).await {
+        // A concurrent copy of this request (same idempotency key) may have won: it used the
+        // code and took the names, and its answer, not that refusal, is this request's answer.
+        Err(
+            refused @ (RegistrationError::Verification(_)
+            | RegistrationError::EmailTaken
+            | RegistrationError::UsernameTaken),
+        ) => match handler.replay_if_seen::<UserEvent>(ctx).await? {
+            Some(done) => registered_from(done),
+            None => Err(refused),
+        },
+        other => other,
+    }
+}
+
+async fn register_new(
+    handler: &CommandHandler,
+    passwords: &Passwords,
+    secret: &[u8],
+    request: Registration,
+    ctx: &CommandContext,
+) -> Result<Registered, RegistrationError> {
     let verification = verification_stream(&request.email);
     let consume = VerificationCommand::Consume {
         code_hash: code_hash(secret, &request.email, &request.code),
