@@ -1,0 +1,435 @@
+//! `spawn_app()`: the real application, in-process, on a random port, with its own data
+//! directory; and small helpers that talk to it over HTTP like a client would.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::config::Settings;
+use api::startup::Application;
+use commands::EventStore;
+use domain::Position;
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// One answer as a client saw it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub method: Method,
+    pub path: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    /// The body as JSON (panics with the body if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            panic!(
+                "{} {} answered {} with a non-JSON body ({e}): {:?}",
+                self.method, self.path, self.status, self.text
+            )
+        })
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{} {} answered {}: {}",
+            self.method,
+            self.path,
+            self.status,
+            self.text
+        );
+        self.json()
+    }
+
+    /// Asserts a problem+json answer with this status and returns its `type`.
+    #[track_caller]
+    pub fn expect_problem(&self, status: u16) -> String {
+        let body = self.expect(status);
+        assert_problem_shape(self, &body);
+        body["type"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Status line, headers and body as one text, for searching everything a client saw.
+    pub fn everything(&self) -> String {
+        let mut s = format!("{} {}\n", self.status, self.path);
+        for (k, v) in &self.headers {
+            s.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        s.push_str(&self.text);
+        s
+    }
+}
+
+/// An RFC 9457 problem: `application/problem+json` with string `type`, `title` and `detail`.
+#[track_caller]
+pub fn assert_problem_shape(reply: &Reply, body: &Value) {
+    assert_eq!(
+        reply.content_type(),
+        "application/problem+json",
+        "{} {} ({}) is not problem+json: {}",
+        reply.method,
+        reply.path,
+        reply.status,
+        reply.text
+    );
+    for field in ["type", "title", "detail"] {
+        assert!(
+            body[field].is_string(),
+            "{} {}: problem without a string {field:?}: {}",
+            reply.method,
+            reply.path,
+            reply.text
+        );
+    }
+    assert_eq!(
+        body["status"],
+        json!(reply.status.as_u16()),
+        "{}",
+        reply.text
+    );
+}
+
+/// A registered, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub user_id: String,
+    pub username: String,
+    pub email: String,
+    pub token: String,
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    /// The server's data directory (its outbox is where codes are read from).
+    pub data: PathBuf,
+    pub client: reqwest::Client,
+    /// Only for an in-process application.
+    store: Option<Arc<dyn EventStore>>,
+    _data_dir: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    replies: Mutex<Vec<Reply>>,
+    /// Parsed outbox files: path -> (recipient, code, order of discovery).
+    outbox: Mutex<HashMap<PathBuf, (String, String, usize)>>,
+}
+
+/// The application as the tests run it: no rate limits, cheap password hashing.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with changed settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = tempfile::tempdir().expect("a temporary data directory");
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        data: data.path().to_path_buf(),
+        ..Settings::default()
+    };
+    settings.rate_limits.enabled = false;
+    settings.password.memory_kib = 1024;
+    settings.password.iterations = 1;
+    configure(&mut settings);
+
+    let settings_data = settings.data.clone();
+    let app = Application::build(settings)
+        .await
+        .expect("the application starts");
+    let address = format!("http://{}", app.local_addr());
+    let store = app.event_store();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    let mut test_app = TestApp::external(&address, &settings_data);
+    test_app.store = Some(store);
+    test_app.shutdown = Some(tx);
+    test_app._data_dir = Some(data);
+    test_app
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Helpers for a server running elsewhere (e.g. the `treehole` binary as a child process).
+    pub fn external(address: &str, data: &Path) -> TestApp {
+        TestApp {
+            address: address.to_owned(),
+            data: data.to_path_buf(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client"),
+            store: None,
+            _data_dir: None,
+            shutdown: None,
+            replies: Mutex::new(Vec::new()),
+            outbox: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.address)
+    }
+
+    pub fn event_store(&self) -> Arc<dyn EventStore> {
+        self.store.clone().expect("an in-process application")
+    }
+
+    /// The log's head position.
+    pub async fn head(&self) -> Position {
+        self.event_store().head().await.expect("the log's head")
+    }
+
+    /// Sends a request built on [`Self::client`], records the answer and returns it.
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        let request = request.build().expect("a well-formed request");
+        let what = format!("{} {}", request.method(), request.url());
+        self.try_send(request)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"))
+    }
+
+    /// [`Self::send`] for a server that may be gone: a transport failure is an `Err`.
+    pub async fn try_send(&self, request: reqwest::Request) -> Result<Reply, reqwest::Error> {
+        let method = request.method().clone();
+        let path = match request.url().query() {
+            Some(q) => format!("{}?{q}", request.url().path()),
+            None => request.url().path().to_owned(),
+        };
+        let response = self.client.execute(request).await?;
+        let reply = Reply {
+            method,
+            path,
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await?,
+        };
+        self.replies.lock().unwrap().push(reply.clone());
+        Ok(reply)
+    }
+
+    /// Every answer this app has given the helpers so far.
+    pub fn replies(&self) -> Vec<Reply> {
+        self.replies.lock().unwrap().clone()
+    }
+
+    #[track_caller]
+    pub fn assert_no_server_errors(&self) {
+        for r in self.replies.lock().unwrap().iter() {
+            assert!(
+                !r.status.is_server_error(),
+                "{} {} answered {}: {}",
+                r.method,
+                r.path,
+                r.status,
+                r.text
+            );
+        }
+    }
+
+    fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+        match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    pub async fn get_auth(&self, path: &str, token: &str) -> Reply {
+        self.send(self.client.get(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        let request = self.client.post(self.url(path)).json(body);
+        self.send(Self::with_token(request, token)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(self.client.delete(self.url(path)).bearer_auth(token))
+            .await
+    }
+
+    /// Asks for a code. The outbox is read right after the answer, so the e-mails to one
+    /// address are numbered in the order they were asked for (file times are too coarse).
+    pub async fn request_code(&self, email: &str) -> Reply {
+        let reply = self
+            .post_json("/auth/codes", None, &json!({ "email": email }))
+            .await;
+        drop(self.scan_outbox());
+        reply
+    }
+
+    /// The code of the newest verification e-mail to `email` in `<data>/outbox/`.
+    pub fn code_for(&self, email: &str) -> String {
+        let to = email.trim().to_lowercase();
+        self.scan_outbox()
+            .values()
+            .filter(|(recipient, _, _)| *recipient == to)
+            .max_by_key(|(_, _, seen)| *seen)
+            .map(|(_, code, _)| code.clone())
+            .unwrap_or_else(|| panic!("no verification e-mail to {to} in the outbox"))
+    }
+
+    fn scan_outbox(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (String, String, usize)>> {
+        let dir = self.data.join("outbox");
+        let mut cache = self.outbox.lock().unwrap();
+        for entry in std::fs::read_dir(&dir).expect("the outbox directory") {
+            let path = entry.expect("an outbox entry").path();
+            if path.extension().is_none_or(|e| e != "eml") || cache.contains_key(&path) {
+                continue;
+            }
+            // A file still being written by a concurrent request is skipped, not cached,
+            // and read again next time.
+            if let Some((to, code)) = parse_eml(&path) {
+                let seen = cache.len();
+                cache.insert(path, (to, code, seen));
+            }
+        }
+        cache
+    }
+
+    /// Asks for a code and registers with it.
+    pub async fn register(&self, email: &str, username: &str, password: &str) -> Reply {
+        self.request_code(email).await.expect(202);
+        let code = self.code_for(email);
+        self.register_with_code(email, username, password, &code)
+            .await
+    }
+
+    pub async fn register_with_code(
+        &self,
+        email: &str,
+        username: &str,
+        password: &str,
+        code: &str,
+    ) -> Reply {
+        let body =
+            json!({"email": email, "username": username, "password": password, "code": code});
+        self.post_json("/users", None, &body).await
+    }
+
+    pub async fn login_reply(&self, login: &str, password: &str) -> Reply {
+        let body = json!({ "login": login, "password": password });
+        self.post_json("/sessions", None, &body).await
+    }
+
+    /// Logs in and returns the bearer token.
+    pub async fn login(&self, login: &str, password: &str) -> String {
+        self.login_reply(login, password).await.expect(201)["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
+    }
+
+    /// Registers `name` (as username, and `name@campus.edu`) and logs in.
+    pub async fn new_user(&self, name: &str) -> TestUser {
+        let email = format!("{name}@campus.edu");
+        let registered = self.register(&email, name, PASSWORD).await.expect(201);
+        TestUser {
+            user_id: registered["user_id"]
+                .as_str()
+                .expect("a user id")
+                .to_owned(),
+            username: name.to_owned(),
+            email,
+            token: self.login(name, PASSWORD).await,
+        }
+    }
+
+    pub async fn create_post(&self, token: &str, post: &Value) -> Reply {
+        self.post_json("/posts", Some(token), post).await
+    }
+
+    pub async fn comment(&self, token: &str, post_id: &str, comment: &Value) -> Reply {
+        self.post_json(&format!("/posts/{post_id}/comments"), Some(token), comment)
+            .await
+    }
+
+    /// Every item of a cursor-paged list, following `next_cursor` until it is null.
+    pub async fn all_pages(&self, path: &str, after: Position) -> Vec<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = format!("{path}{sep}limit=100&after={after}");
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get(&url).await.expect(200);
+            let page_items = page["items"].as_array().expect("items").clone();
+            assert!(page_items.len() <= 100, "a page larger than its limit");
+            items.extend(page_items);
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => {
+                    assert!(page["next_cursor"].is_null(), "{page}");
+                    return items;
+                }
+            }
+        }
+    }
+}
+
+/// `(recipient, code)` of a complete verification e-mail.
+fn parse_eml(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut to = None;
+    let mut code = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("To: ") {
+            to = Some(v.trim().trim_matches(['<', '>']).to_lowercase());
+        }
+        if let Some(v) = line.strip_prefix("Subject: Your treehole code: ") {
+            let v = v.trim();
+            if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
+                code = Some(v.to_owned());
+            }
+        }
+    }
+    Some((to?, code?))
+}
+
+/// The `position` a command answered with (what `?after=` waits for).
+pub fn position(body: &Value) -> Position {
+    body["position"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no position in {body}"))
+}
+
+pub fn str_field<'a>(body: &'a Value, field: &str) -> &'a str {
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {field:?} in {body}"))
+}

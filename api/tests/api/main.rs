@@ -1,0 +1,8 @@
+//! HTTP suites against the real application (one test binary keeps link times low).
+
+mod anonymity;
+mod auth;
+mod bad_input;
+mod crash_safety;
+mod helpers;
+mod hot_post;
