@@ -108,6 +108,14 @@ impl PseudonymScheme {
         &self.host_name
     }
 
+    /// Whether a username could be mistaken for a pseudonym or the host name (compared
+    /// case-insensitively). Generated names with a space can never be usernames, so only the
+    /// single-word names and the host name need reserving.
+    pub fn is_reserved(&self, username: &str) -> bool {
+        let u = username.to_lowercase();
+        u == self.host_name.to_lowercase() || self.names.iter().any(|n| n.to_lowercase() == u)
+    }
+
     /// The name handed to the `index`-th distinct anonymous commenter (0-based) of a post.
     pub fn name_at(&self, index: usize) -> String {
         let n = self.names.len();
@@ -148,6 +156,17 @@ mod tests {
         let names: HashSet<String> = (0..5_000).map(|i| s.name_at(i)).collect();
         assert_eq!(names.len(), 5_000);
         assert!(!names.contains(s.host_name()));
+    }
+
+    #[test]
+    fn pseudonyms_and_the_host_name_are_reserved_usernames() {
+        let s = PseudonymScheme::default();
+        for taken in ["Alice", "alice", "ZACH", "洞主"] {
+            assert!(s.is_reserved(taken), "{taken}");
+        }
+        for free in ["Alicia", "Angry", "ann"] {
+            assert!(!s.is_reserved(free), "{free}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use commands::registration::{self, Registration};
 use commands::sessions;
-use domain::values::{Email, Password, Username, VerificationCode};
+use domain::values::{Email, InvalidValue, Password, Username, VerificationCode};
 use domain::{Position, UserId};
 use serde::{Deserialize, Serialize};
 use tower_http::request_id::RequestId;
@@ -101,12 +101,25 @@ pub async fn register(
         password: Password::parse(&body.password)?,
         code: VerificationCode::parse(&body.code)?,
     };
+    if state
+        .post_services
+        .pseudonyms
+        .is_reserved(request.username.as_str())
+    {
+        return Err(InvalidValue {
+            field: "username",
+            reason: "is reserved: anonymous commenters appear under that name".into(),
+        }
+        .into());
+    }
     state.limits.check(
         &state.limits.registrations_per_ip,
         &ip,
         "registrations from this address",
     )?;
-    let key = idempotency.scoped("anonymous", "POST /users", &body);
+    // Keys of anonymous callers are scoped by the e-mail they register, not shared by everyone.
+    let scope = format!("register:{}", request.email.as_str());
+    let key = idempotency.scoped(&scope, "POST /users", &body);
     let ctx = context(None, request_id.as_deref(), key);
     let done = registration::register(
         &state.handler,

@@ -440,6 +440,18 @@ async fn malformed_requests_get_problems_and_change_nothing() {
             "long enough pw",
             "123456",
         )),
+        case("register: username reserved for a pseudonym", Method::POST, "/users", 422).json(user(
+            "pending@campus.edu",
+            "alice",
+            "long enough pw",
+            "123456",
+        )),
+        case("register: username reserved, any case", Method::POST, "/users", 422).json(user(
+            "pending@campus.edu",
+            "ZACH",
+            "long enough pw",
+            "123456",
+        )),
         case("register: short username", Method::POST, "/users", 422).json(user(
             "pending@campus.edu",
             "nb",
