@@ -212,3 +212,51 @@ async fn the_sixth_code_request_for_an_e_mail_within_the_hour_is_limited() {
     assert!(!str_field(&registered, "user_id").is_empty());
     app.assert_no_server_errors();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_address_limits_cover_codes_registrations_and_logins() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.enabled = true;
+        s.rate_limits.codes_per_ip_per_hour = 3;
+        s.rate_limits.registrations_per_ip_per_hour = 1;
+        s.rate_limits.logins_per_ip_per_minute = 2;
+    })
+    .await;
+    // Codes: three addresses from one IP are served, the fourth is limited.
+    for i in 0..3 {
+        app.request_code(&format!("ip{i}@campus.edu"))
+            .await
+            .expect(202);
+    }
+    let limited = app.request_code("ip3@campus.edu").await;
+    assert_eq!(
+        limited.expect_problem(429),
+        "urn:treehole:problem:rate-limited"
+    );
+
+    // Registrations: the first is served, the second from the same IP is limited.
+    let code = app.code_for("ip0@campus.edu");
+    app.register_with_code("ip0@campus.edu", "ipzero", PASSWORD, &code)
+        .await
+        .expect(201);
+    let code = app.code_for("ip1@campus.edu");
+    let limited = app
+        .register_with_code("ip1@campus.edu", "ipone", PASSWORD, &code)
+        .await;
+    assert_eq!(
+        limited.expect_problem(429),
+        "urn:treehole:problem:rate-limited"
+    );
+
+    // Logins: two attempts a minute, whether right or wrong.
+    app.login_reply("ipzero", "wrong password!")
+        .await
+        .expect_problem(401);
+    app.login_reply("ipzero", PASSWORD).await.expect(201);
+    let limited = app.login_reply("ipzero", PASSWORD).await;
+    assert_eq!(
+        limited.expect_problem(429),
+        "urn:treehole:problem:rate-limited"
+    );
+    app.assert_no_server_errors();
+}
