@@ -116,6 +116,7 @@ impl Application {
         let hub = ProjectionHub::new(&all, stores.events.watch());
         let source = Arc::new(StoreSource(stores.events.clone()));
         let writer: Arc<dyn ReadModelStore> = stores.read_models.clone();
+        projections::runner::prepare(&all, writer.as_ref()).await?;
         let mut tasks: Vec<JoinHandle<()>> = all
             .into_iter()
             .map(|p| {

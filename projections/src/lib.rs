@@ -15,7 +15,7 @@ pub mod users;
 pub mod views;
 
 pub use change::Change;
-pub use ports::{EventSource, ForumQueries, ReadModelError, ReadModelStore};
+pub use ports::{EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 pub use runner::{ProjectionHub, ProjectionState, ProjectionStatus};
 
 use domain::{Envelope, Event};

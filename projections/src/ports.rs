@@ -13,6 +13,31 @@ pub enum ReadModelError {
     Unavailable(String),
     #[error("read model store failure: {0}")]
     Backend(String),
+    /// The generation written to is no longer the live one (a rebuild replaced it).
+    #[error("generation {generation} of projection {projection} has been replaced")]
+    Superseded { projection: String, generation: u32 },
+    #[error("no such projection: {0}")]
+    UnknownProjection(String),
+}
+
+/// One physical build of a projection's tables. Queries read the live generation; a rebuild
+/// fills a new one beside it and then promotes it in one atomic switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u32,
+    /// The projection code version that built it.
+    pub version: u32,
+    /// The checkpoint: the last position applied to it.
+    pub position: Position,
+}
+
+/// The answer to a promotion request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promotion {
+    /// The generation is live now; the ones it replaced are gone.
+    Done,
+    /// The live generation is further ahead; catch up to `live_position` and ask again.
+    Behind { live_position: Position },
 }
 
 /// The log, as projectors read it: in position order, with a head notification.
@@ -29,18 +54,29 @@ pub trait EventSource: Send + Sync + 'static {
 /// Where projections write. `apply` commits the changes and the new checkpoint atomically.
 #[async_trait]
 pub trait ReadModelStore: Send + Sync + 'static {
-    /// The position the projection has applied up to (0 if it never ran).
-    async fn checkpoint(&self, projection: &str, version: u32) -> Result<Position, ReadModelError>;
-    /// Applies the changes and moves the checkpoint to `position`, in one transaction.
-    async fn apply(
+    /// The generation queries read, if the projection was ever built.
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError>;
+    /// Creates the empty tables of a new, not yet live generation built by code `version`
+    /// (dropping any unfinished generation of an earlier rebuild).
+    async fn create_generation(
         &self,
         projection: &str,
         version: u32,
+    ) -> Result<Generation, ReadModelError>;
+    /// Applies the changes to a generation and moves its checkpoint to `position`, in one
+    /// transaction. [`ReadModelError::Superseded`] if the generation has been replaced.
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
         changes: &[Change],
         position: Position,
     ) -> Result<(), ReadModelError>;
-    /// Every row of a projection's tables as text lines in a stable order, for comparing a
-    /// live model with a rebuild.
+    /// Makes `generation` live in one atomic switch, unless it is behind the live one.
+    async fn promote(&self, projection: &str, generation: u32)
+    -> Result<Promotion, ReadModelError>;
+    /// Every row of the live generation's tables as text lines in a stable order, for
+    /// comparing a live model with a rebuild.
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError>;
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
-use crate::{EventSource, Projection, ReadModelError, ReadModelStore};
+use crate::{EventSource, Generation, Projection, Promotion, ReadModelError, ReadModelStore};
 
 /// Events handed to one transaction of a projector.
 const BATCH: usize = 500;
@@ -25,6 +25,8 @@ pub enum ProjectionState {
     Starting,
     /// Applying events as they arrive.
     Live,
+    /// Live, while a new generation is being built beside it.
+    Rebuilding,
     /// Stopped on an event it cannot apply; see `last_error`.
     Failed,
 }
@@ -44,8 +46,22 @@ pub struct ProjectionStatus {
     pub events_per_second: f64,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// The generation queries read.
+    pub generation: u32,
+    /// Progress of a rebuild under way in this process, if any.
+    pub rebuild: Option<RebuildProgress>,
     #[serde(skip)]
     caught_up_at: Option<Instant>,
+}
+
+/// How far a rebuild has got.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildProgress {
+    pub generation: u32,
+    pub position: Position,
+    /// The log's head when the last batch was read.
+    pub target: Position,
+    pub started_at: DateTime<Utc>,
 }
 
 impl ProjectionStatus {
@@ -60,6 +76,8 @@ impl ProjectionStatus {
             events_per_second: 0.0,
             last_error: None,
             updated_at: Utc::now(),
+            generation: 0,
+            rebuild: None,
             caught_up_at: Some(Instant::now()),
         }
     }
@@ -108,6 +126,9 @@ impl ProjectionHub {
             .map(|s| {
                 let mut st = s.borrow().clone();
                 st.lag_events = head.saturating_sub(st.position);
+                if st.rebuild.is_some() && st.state != ProjectionState::Failed {
+                    st.state = ProjectionState::Rebuilding;
+                }
                 st.lag_seconds = match (st.lag_events, st.caught_up_at) {
                     (0, _) => 0.0,
                     (_, Some(t)) => t.elapsed().as_secs_f64(),
@@ -161,10 +182,65 @@ impl ProjectionHub {
     fn sender(&self, name: &str) -> Option<&watch::Sender<ProjectionStatus>> {
         self.statuses.get(name)
     }
+
+    fn report(&self, name: &str, update: impl FnOnce(&mut ProjectionStatus)) {
+        if let Some(s) = self.sender(name) {
+            s.send_modify(|st| {
+                update(st);
+                st.updated_at = Utc::now();
+            });
+        }
+    }
 }
 
-/// Applies the log to one projection, forever: catch up from the checkpoint, then follow the
-/// head. Store failures are retried with backoff; an event that cannot be decoded stops this
+/// Why a batch could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// An event this code cannot decode: the projection must stop until the code is fixed.
+    #[error("poison event at position {position}: {reason}")]
+    Poison { position: Position, reason: String },
+    #[error(transparent)]
+    Store(#[from] ReadModelError),
+}
+
+/// Decodes a batch, derives its changes and applies them with the new checkpoint.
+async fn apply_batch(
+    projection: &dyn Projection,
+    store: &dyn ReadModelStore,
+    generation: u32,
+    batch: &[domain::Envelope],
+) -> Result<Position, ProjectionError> {
+    let Some(last) = batch.last().map(|e| e.position) else {
+        return Err(ReadModelError::Backend("empty batch".into()).into());
+    };
+    let mut changes = Vec::with_capacity(batch.len());
+    for envelope in batch {
+        let event = Event::decode(envelope).map_err(|e| ProjectionError::Poison {
+            position: envelope.position,
+            reason: e.to_string(),
+        })?;
+        changes.extend(projection.apply(envelope, &event));
+    }
+    let name = projection.name();
+    let span = info_span!(
+        "projection_batch",
+        projection = name,
+        generation,
+        from = batch[0].position,
+        to = last,
+        events = batch.len()
+    );
+    store
+        .apply(name, generation, &changes, last)
+        .instrument(span)
+        .await?;
+    Ok(last)
+}
+
+/// Applies the log to one projection, forever: attach to the live generation (building the
+/// first one, or rebuilding if the code's version changed), catch up from its checkpoint, then
+/// follow the head. When a rebuild elsewhere replaces the generation, re-attach to the new one.
+/// Store failures are retried with backoff; an event that cannot be decoded stops this
 /// projection (state `failed`, error visible) without touching the others.
 pub async fn run(
     projection: Arc<dyn Projection>,
@@ -173,106 +249,216 @@ pub async fn run(
     hub: ProjectionHub,
 ) {
     let name = projection.name();
-    let version = projection.version();
-    let Some(status) = hub.sender(name).cloned() else {
-        tracing::error!(
-            projection = name,
-            "projection is not registered with the hub"
-        );
-        return;
-    };
-    let mut head = source.watch();
     let mut retry = Duration::from_millis(100);
-    let mut position = loop {
-        match store.checkpoint(name, version).await {
-            Ok(p) => break p,
-            Err(e) => {
-                status.send_modify(|s| s.last_error = Some(e.to_string()));
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(Duration::from_secs(30));
-            }
-        }
-    };
-    status.send_modify(|s| s.position = position);
     loop {
-        head.borrow_and_update();
-        let started = Instant::now();
-        let batch = match source.read_after(position, BATCH).await {
-            Ok(b) => b,
-            Err(e) => {
-                fail_transiently(&status, &e, &mut retry).await;
+        let generation = match attach(&projection, &source, &store, &hub).await {
+            Ok(g) => g,
+            Err(ProjectionError::Poison { position, reason }) => {
+                return fail(&hub, name, position, &reason);
+            }
+            Err(ProjectionError::Store(e)) => {
+                transient(&hub, name, &e, &mut retry).await;
                 continue;
             }
         };
-        let Some(last) = batch.last().map(|e| e.position) else {
-            status.send_modify(|s| {
+        hub.report(name, |s| {
+            s.generation = generation.number;
+            s.position = s.position.max(generation.position);
+        });
+        match follow(&*projection, &*source, &*store, &hub, generation).await {
+            Ok(()) => return,
+            Err(ProjectionError::Poison { position, reason }) => {
+                return fail(&hub, name, position, &reason);
+            }
+            Err(ProjectionError::Store(ReadModelError::Superseded { .. })) => {
+                tracing::info!(
+                    projection = name,
+                    "generation replaced by a rebuild; re-attaching"
+                );
+            }
+            Err(ProjectionError::Store(e)) => transient(&hub, name, &e, &mut retry).await,
+        }
+    }
+}
+
+/// Gives every projection that was never built an empty live generation, so queries find
+/// their tables from the first request on (the projectors then fill them).
+pub async fn prepare(
+    projections: &[Arc<dyn Projection>],
+    store: &dyn ReadModelStore,
+) -> Result<(), ReadModelError> {
+    for p in projections {
+        if store.live(p.name()).await?.is_none() {
+            let g = store.create_generation(p.name(), p.version()).await?;
+            store.promote(p.name(), g.number).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The live generation to follow, created or rebuilt first if needed.
+async fn attach(
+    projection: &Arc<dyn Projection>,
+    source: &Arc<dyn EventSource>,
+    store: &Arc<dyn ReadModelStore>,
+    hub: &ProjectionHub,
+) -> Result<Generation, ProjectionError> {
+    let (name, version) = (projection.name(), projection.version());
+    loop {
+        match store.live(name).await? {
+            Some(g) if g.version == version => return Ok(g),
+            Some(old) => {
+                tracing::info!(
+                    projection = name,
+                    from = old.version,
+                    to = version,
+                    "projection code changed; rebuilding beside the live model"
+                );
+                rebuild(
+                    projection.clone(),
+                    source.clone(),
+                    store.clone(),
+                    Some(hub.clone()),
+                    &|_, _| {},
+                )
+                .await?;
+            }
+            None => {
+                // Nothing was ever built: an empty first generation can go live at once.
+                let g = store.create_generation(name, version).await?;
+                store.promote(name, g.number).await?;
+            }
+        }
+    }
+}
+
+/// Follows the log into `generation` until the source closes or an error stops it.
+async fn follow(
+    projection: &dyn Projection,
+    source: &dyn EventSource,
+    store: &dyn ReadModelStore,
+    hub: &ProjectionHub,
+    generation: Generation,
+) -> Result<(), ProjectionError> {
+    let name = projection.name();
+    let mut head = source.watch();
+    let mut position = generation.position;
+    loop {
+        head.borrow_and_update();
+        let started = Instant::now();
+        let batch = source.read_after(position, BATCH).await?;
+        if batch.is_empty() {
+            hub.report(name, |s| {
                 s.state = ProjectionState::Live;
                 s.caught_up_at = Some(Instant::now());
             });
             // Another process may append to the same log without notifying this one, so
             // look again after a while even without a notification.
             if let Ok(Err(_)) = tokio::time::timeout(POLL, head.changed()).await {
-                return;
+                return Ok(());
             }
             continue;
-        };
-        let mut changes = Vec::with_capacity(batch.len());
-        for envelope in &batch {
-            match Event::decode(envelope) {
-                Ok(event) => changes.extend(projection.apply(envelope, &event)),
-                Err(e) => {
-                    tracing::error!(projection = name, position = envelope.position, error = %e, "poison event; projection stopped");
-                    status.send_modify(|s| {
-                        s.state = ProjectionState::Failed;
-                        s.last_error = Some(format!("position {}: {e}", envelope.position));
-                        s.updated_at = Utc::now();
-                    });
-                    return;
-                }
-            }
         }
-        let span = info_span!(
-            "projection_batch",
-            projection = name,
-            from = position + 1,
-            to = last,
-            events = batch.len()
-        );
-        match store
-            .apply(name, version, &changes, last)
-            .instrument(span)
-            .await
-        {
-            Ok(()) => {
-                position = last;
-                retry = Duration::from_millis(100);
-                let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
-                let at_head = last >= *head.borrow();
-                status.send_modify(|s| {
-                    s.position = last;
-                    s.events_per_second = rate;
-                    s.last_error = None;
-                    s.updated_at = Utc::now();
-                    if at_head {
-                        s.caught_up_at = Some(Instant::now());
-                    }
-                });
+        position = apply_batch(projection, store, generation.number, &batch).await?;
+        let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        let at_head = position >= *head.borrow();
+        hub.report(name, |s| {
+            s.position = position;
+            s.events_per_second = rate;
+            s.last_error = None;
+            if at_head {
+                s.caught_up_at = Some(Instant::now());
             }
-            Err(e) => fail_transiently(&status, &e, &mut retry).await,
-        }
+        });
     }
 }
 
-async fn fail_transiently(
-    status: &watch::Sender<ProjectionStatus>,
-    error: &ReadModelError,
-    retry: &mut Duration,
-) {
-    tracing::warn!(projection = %status.borrow().name, error = %error, "projection batch failed; retrying");
-    status.send_modify(|s| {
-        s.last_error = Some(error.to_string());
-        s.updated_at = Utc::now();
+/// Builds a new generation of `projection` beside the live one from the whole log, then
+/// promotes it in one atomic switch once it is not behind the live one. Queries keep reading
+/// the old generation until that switch and never see a half-built model. `progress` is called
+/// after every batch with the position reached and the log's head.
+pub async fn rebuild(
+    projection: Arc<dyn Projection>,
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn ReadModelStore>,
+    hub: Option<ProjectionHub>,
+    progress: &(dyn Fn(Position, Position) + Send + Sync),
+) -> Result<Generation, ProjectionError> {
+    let name = projection.name();
+    let generation = store.create_generation(name, projection.version()).await?;
+    let started_at = Utc::now();
+    tracing::info!(
+        projection = name,
+        generation = generation.number,
+        "rebuild started"
+    );
+    let report = |position: Position, target: Position| {
+        if let Some(hub) = &hub {
+            hub.report(name, |s| {
+                s.rebuild = Some(RebuildProgress {
+                    generation: generation.number,
+                    position,
+                    target,
+                    started_at,
+                });
+            });
+        }
+        progress(position, target);
+    };
+    let result = async {
+        let mut position = 0;
+        loop {
+            let target = *source.watch().borrow();
+            let batch = source.read_after(position, BATCH).await?;
+            if !batch.is_empty() {
+                position = apply_batch(&*projection, &*store, generation.number, &batch).await?;
+                report(position, target.max(position));
+                continue;
+            }
+            match store.promote(name, generation.number).await? {
+                Promotion::Done => {
+                    return Ok(Generation {
+                        position,
+                        ..generation
+                    });
+                }
+                // The live projector applied events this read did not see yet: read on.
+                Promotion::Behind { .. } => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+    .await;
+    if let Some(hub) = &hub {
+        hub.report(name, |s| {
+            s.rebuild = None;
+            if let Err(e) = &result {
+                s.last_error = Some(format!("rebuild failed: {e}"));
+            }
+        });
+    }
+    match &result {
+        Ok(g) => tracing::info!(
+            projection = name,
+            generation = g.number,
+            position = g.position,
+            "rebuild promoted"
+        ),
+        Err(e) => tracing::error!(projection = name, error = %e, "rebuild failed"),
+    }
+    result
+}
+
+fn fail(hub: &ProjectionHub, name: &str, position: Position, reason: &str) {
+    tracing::error!(projection = name, position, error = %reason, "poison event; projection stopped");
+    hub.report(name, |s| {
+        s.state = ProjectionState::Failed;
+        s.last_error = Some(format!("position {position}: {reason}"));
     });
+}
+
+async fn transient(hub: &ProjectionHub, name: &str, error: &ReadModelError, retry: &mut Duration) {
+    tracing::warn!(projection = name, error = %error, "projection batch failed; retrying");
+    hub.report(name, |s| s.last_error = Some(error.to_string()));
     tokio::time::sleep(*retry).await;
     *retry = (*retry * 2).min(Duration::from_secs(30));
 }

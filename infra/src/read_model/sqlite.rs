@@ -14,86 +14,96 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
 use projections::views::{CommentView, PostView, SessionView, UserView};
-use projections::{Change, ForumQueries, ReadModelError, ReadModelStore};
+use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool, Transaction};
 use uuid::Uuid;
 
+/// Bookkeeping: every generation of every projection, its state and its checkpoint.
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS checkpoints (
+CREATE TABLE IF NOT EXISTS generations (
     projection TEXT NOT NULL,
+    number     INTEGER NOT NULL,
     version    INTEGER NOT NULL,
-    position   INTEGER NOT NULL,
-    PRIMARY KEY (projection, version)
+    position   INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL CHECK (state IN ('building', 'live')),
+    PRIMARY KEY (projection, number)
 );
-CREATE TABLE IF NOT EXISTS users_v1 (
-    user_id       TEXT PRIMARY KEY,
-    username      TEXT NOT NULL,
-    email         TEXT NOT NULL,
-    is_admin      INTEGER NOT NULL DEFAULT 0,
-    registered_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions_v1 (
-    session_id TEXT PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    user_id    TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feed_v1 (
-    post_id          TEXT PRIMARY KEY,
-    position         INTEGER NOT NULL UNIQUE,
-    author_name      TEXT NOT NULL,
-    anonymous        INTEGER NOT NULL,
-    title            TEXT,
-    body             TEXT NOT NULL,
-    tags             TEXT NOT NULL,
-    comment_count    INTEGER NOT NULL DEFAULT 0,
-    created_at       TEXT NOT NULL,
-    last_activity_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS comments_v1 (
-    comment_id  TEXT PRIMARY KEY,
-    post_id     TEXT NOT NULL,
-    position    INTEGER NOT NULL UNIQUE,
-    author_name TEXT NOT NULL,
-    anonymous   INTEGER NOT NULL,
-    is_host     INTEGER NOT NULL,
-    body        TEXT NOT NULL,
-    reply_to    TEXT,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS comments_v1_post ON comments_v1 (post_id, position);
 "#;
 
-/// The tables of each projection, with the columns and order a dump lists them in.
-const TABLES: &[(&str, &str, &str, &str)] = &[
-    (
-        "users",
-        "users_v1",
-        "user_id, username, email, is_admin, registered_at",
-        "user_id",
-    ),
-    (
-        "users",
-        "sessions_v1",
-        "session_id, token_hash, user_id, expires_at",
-        "session_id",
-    ),
-    (
-        "feed",
-        "feed_v1",
-        "post_id, position, author_name, anonymous, title, body, tags, comment_count, created_at, last_activity_at",
-        "position",
-    ),
-    (
-        "comments",
-        "comments_v1",
-        "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at",
-        "position",
-    ),
+/// One table of a projection. Generation `g` lives in `<name>_g<g>`; queries read the view
+/// `<name>`, which points at the live generation.
+struct Table {
+    projection: &'static str,
+    name: &'static str,
+    /// Column definitions and constraints.
+    definition: &'static str,
+    /// Extra statements run after creating the table; `{t}` is the table's name.
+    indexes: &'static [&'static str],
+    /// Columns and order of a dump.
+    columns: &'static str,
+    order: &'static str,
+}
+
+const TABLES: &[Table] = &[
+    Table {
+        projection: "users",
+        name: "users",
+        definition: "user_id TEXT PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
+                     is_admin INTEGER NOT NULL DEFAULT 0, registered_at TEXT NOT NULL",
+        indexes: &[],
+        columns: "user_id, username, email, is_admin, registered_at",
+        order: "user_id",
+    },
+    Table {
+        projection: "users",
+        name: "sessions",
+        definition: "session_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
+                     user_id TEXT NOT NULL, expires_at TEXT NOT NULL",
+        indexes: &[],
+        columns: "session_id, token_hash, user_id, expires_at",
+        order: "session_id",
+    },
+    Table {
+        projection: "feed",
+        name: "feed",
+        definition: "post_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
+                     author_name TEXT NOT NULL, anonymous INTEGER NOT NULL, title TEXT, \
+                     body TEXT NOT NULL, tags TEXT NOT NULL, \
+                     comment_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
+                     last_activity_at TEXT NOT NULL",
+        indexes: &[],
+        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
+                  created_at, last_activity_at",
+        order: "position",
+    },
+    Table {
+        projection: "comments",
+        name: "comments",
+        definition: "comment_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, \
+                     position INTEGER NOT NULL UNIQUE, author_name TEXT NOT NULL, \
+                     anonymous INTEGER NOT NULL, is_host INTEGER NOT NULL, body TEXT NOT NULL, \
+                     reply_to TEXT, created_at TEXT NOT NULL",
+        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
+        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
+                  reply_to, created_at",
+        order: "position",
+    },
 ];
+
+fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
+    let tables: Vec<_> = TABLES
+        .iter()
+        .filter(|t| t.projection == projection)
+        .collect();
+    if tables.is_empty() {
+        Err(ReadModelError::UnknownProjection(projection.to_owned()))
+    } else {
+        Ok(tables)
+    }
+}
 
 pub struct SqliteReadModels {
     writer: SqlitePool,
@@ -160,6 +170,7 @@ impl SqliteReadModels {
 
 async fn apply_one(
     tx: &mut Transaction<'_, sqlx::Sqlite>,
+    g: u32,
     change: &Change,
 ) -> Result<(), sqlx::Error> {
     match change {
@@ -169,7 +180,7 @@ async fn apply_one(
             email,
             registered_at,
         } => {
-            sqlx::query("INSERT INTO users_v1 (user_id, username, email, registered_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            sqlx::query(&format!("INSERT INTO users_g{g} (user_id, username, email, registered_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"))
                 .bind(user_id.to_string())
                 .bind(username)
                 .bind(email)
@@ -178,10 +189,12 @@ async fn apply_one(
                 .await?;
         }
         Change::SetAdmin { user_id } => {
-            sqlx::query("UPDATE users_v1 SET is_admin = 1 WHERE user_id = ?")
-                .bind(user_id.to_string())
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(&format!(
+                "UPDATE users_g{g} SET is_admin = 1 WHERE user_id = ?"
+            ))
+            .bind(user_id.to_string())
+            .execute(&mut **tx)
+            .await?;
         }
         Change::InsertSession {
             session_id,
@@ -189,7 +202,7 @@ async fn apply_one(
             token_hash,
             expires_at,
         } => {
-            sqlx::query("INSERT INTO sessions_v1 (session_id, token_hash, user_id, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            sqlx::query(&format!("INSERT INTO sessions_g{g} (session_id, token_hash, user_id, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"))
                 .bind(session_id.to_string())
                 .bind(token_hash)
                 .bind(user_id.to_string())
@@ -198,7 +211,7 @@ async fn apply_one(
                 .await?;
         }
         Change::EndSession { session_id } => {
-            sqlx::query("DELETE FROM sessions_v1 WHERE session_id = ?")
+            sqlx::query(&format!("DELETE FROM sessions_g{g} WHERE session_id = ?"))
                 .bind(session_id.to_string())
                 .execute(&mut **tx)
                 .await?;
@@ -213,10 +226,9 @@ async fn apply_one(
             tags,
             created_at,
         } => {
-            sqlx::query(
-                "INSERT INTO feed_v1 (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
+            sqlx::query(&format!(
+                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
             .bind(post_id.to_string())
             .bind(*position as i64)
             .bind(author_name)
@@ -230,16 +242,15 @@ async fn apply_one(
             .await?;
         }
         Change::DeletePost { post_id } => {
-            sqlx::query("DELETE FROM feed_v1 WHERE post_id = ?")
+            sqlx::query(&format!("DELETE FROM feed_g{g} WHERE post_id = ?"))
                 .bind(post_id.to_string())
                 .execute(&mut **tx)
                 .await?;
         }
         Change::CountComment { post_id, delta, at } => {
-            sqlx::query(
-                "UPDATE feed_v1 SET comment_count = comment_count + ?, \
-                 last_activity_at = CASE WHEN ? > 0 THEN ? ELSE last_activity_at END WHERE post_id = ?",
-            )
+            sqlx::query(&format!(
+                "UPDATE feed_g{g} SET comment_count = comment_count + ?, \
+                 last_activity_at = CASE WHEN ? > 0 THEN ? ELSE last_activity_at END WHERE post_id = ?",))
             .bind(delta)
             .bind(delta)
             .bind(ts(at))
@@ -258,10 +269,9 @@ async fn apply_one(
             reply_to,
             created_at,
         } => {
-            sqlx::query(
-                "INSERT INTO comments_v1 (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
+            sqlx::query(&format!(
+                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
             .bind(comment_id.to_string())
             .bind(post_id.to_string())
             .bind(*position as i64)
@@ -275,13 +285,13 @@ async fn apply_one(
             .await?;
         }
         Change::DeleteComment { comment_id } => {
-            sqlx::query("DELETE FROM comments_v1 WHERE comment_id = ?")
+            sqlx::query(&format!("DELETE FROM comments_g{g} WHERE comment_id = ?"))
                 .bind(comment_id.to_string())
                 .execute(&mut **tx)
                 .await?;
         }
         Change::DeleteCommentsOf { post_id } => {
-            sqlx::query("DELETE FROM comments_v1 WHERE post_id = ?")
+            sqlx::query(&format!("DELETE FROM comments_g{g} WHERE post_id = ?"))
                 .bind(post_id.to_string())
                 .execute(&mut **tx)
                 .await?;
@@ -290,56 +300,231 @@ async fn apply_one(
     Ok(())
 }
 
+type Tx<'a> = Transaction<'a, sqlx::Sqlite>;
+
+async fn generation_row(
+    tx: &mut Tx<'_>,
+    projection: &str,
+    number: u32,
+) -> Result<Option<(u32, Position, String)>, sqlx::Error> {
+    let row: Option<(i64, i64, String)> = sqlx::query_as(
+        "SELECT version, position, state FROM generations WHERE projection = ? AND number = ?",
+    )
+    .bind(projection)
+    .bind(i64::from(number))
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(v, p, s)| (v as u32, p as Position, s)))
+}
+
+async fn drop_generation(
+    tx: &mut Tx<'_>,
+    projection: &str,
+    number: u32,
+) -> Result<(), sqlx::Error> {
+    for table in TABLES.iter().filter(|t| t.projection == projection) {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}_g{number}", table.name))
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM generations WHERE projection = ? AND number = ?")
+        .bind(projection)
+        .bind(i64::from(number))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ReadModelStore for SqliteReadModels {
-    async fn checkpoint(&self, projection: &str, version: u32) -> Result<Position, ReadModelError> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT position FROM checkpoints WHERE projection = ? AND version = ?")
-                .bind(projection)
-                .bind(version as i64)
-                .fetch_optional(&self.writer)
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT number, version, position FROM generations WHERE projection = ? AND state = 'live'",
+        )
+        .bind(projection)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(n, v, p)| Generation {
+            number: n as u32,
+            version: v as u32,
+            position: p as Position,
+        }))
+    }
+
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let unfinished: Vec<(i64,)> = sqlx::query_as(
+            "SELECT number FROM generations WHERE projection = ? AND state = 'building'",
+        )
+        .bind(projection)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for (n,) in unfinished {
+            drop_generation(&mut tx, projection, n as u32)
                 .await
                 .map_err(backend)?;
-        Ok(row.map_or(0, |(p,)| p as Position))
+        }
+        let (last,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(MAX(number), 0) FROM generations WHERE projection = ?")
+                .bind(projection)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let number = last as u32 + 1;
+        for table in tables {
+            let name = format!("{}_g{number}", table.name);
+            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(&format!("CREATE TABLE {name} ({})", table.definition))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for index in table.indexes {
+                sqlx::query(&index.replace("{t}", &name))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        sqlx::query("INSERT INTO generations (projection, number, version, position, state) VALUES (?, ?, ?, 0, 'building')")
+            .bind(projection)
+            .bind(i64::from(number))
+            .bind(i64::from(version))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Generation {
+            number,
+            version,
+            position: 0,
+        })
     }
 
     async fn apply(
         &self,
         projection: &str,
-        version: u32,
+        generation: u32,
         changes: &[Change],
         position: Position,
     ) -> Result<(), ReadModelError> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        for change in changes {
-            apply_one(&mut tx, change).await.map_err(backend)?;
+        if generation_row(&mut tx, projection, generation)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Err(ReadModelError::Superseded {
+                projection: projection.to_owned(),
+                generation,
+            });
         }
-        sqlx::query(
-            "INSERT INTO checkpoints (projection, version, position) VALUES (?, ?, ?) \
-             ON CONFLICT (projection, version) DO UPDATE SET position = excluded.position",
+        for change in changes {
+            apply_one(&mut tx, generation, change)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("UPDATE generations SET position = ? WHERE projection = ? AND number = ?")
+            .bind(position as i64)
+            .bind(projection)
+            .bind(i64::from(generation))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let Some((_, position, state)) = generation_row(&mut tx, projection, generation)
+            .await
+            .map_err(backend)?
+        else {
+            return Err(ReadModelError::Superseded {
+                projection: projection.to_owned(),
+                generation,
+            });
+        };
+        if state == "live" {
+            return Ok(Promotion::Done);
+        }
+        let live: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT number, position FROM generations WHERE projection = ? AND state = 'live'",
         )
         .bind(projection)
-        .bind(version as i64)
-        .bind(position as i64)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        if let Some((_, live_position)) = live {
+            if live_position as Position > position {
+                return Ok(Promotion::Behind {
+                    live_position: live_position as Position,
+                });
+            }
+        }
+        // Views first, then the old tables: all in this transaction, so readers see either
+        // the old generation or the new one, never a mix or nothing.
+        for table in tables {
+            sqlx::query(&format!("DROP VIEW IF EXISTS {}", table.name))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(&format!(
+                "CREATE VIEW {0} AS SELECT * FROM {0}_g{generation}",
+                table.name
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if let Some((old, _)) = live {
+            drop_generation(&mut tx, projection, old as u32)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("UPDATE generations SET state = 'live' WHERE projection = ? AND number = ?")
+            .bind(projection)
+            .bind(i64::from(generation))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Promotion::Done)
     }
 
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
         let mut lines = Vec::new();
-        for (_, table, columns, order) in TABLES.iter().filter(|(p, ..)| *p == projection) {
-            let pairs: Vec<String> = columns.split(", ").map(|c| format!("'{c}', {c}")).collect();
+        for table in tables_of(projection)? {
+            let pairs: Vec<String> = table
+                .columns
+                .split(',')
+                .map(|c| format!("'{0}', {0}", c.trim()))
+                .collect();
             let sql = format!(
-                "SELECT json_object({}) FROM {table} ORDER BY {order}",
-                pairs.join(", ")
+                "SELECT json_object({}) FROM {} ORDER BY {}",
+                pairs.join(", "),
+                table.name,
+                table.order
             );
             let rows: Vec<(String,)> = sqlx::query_as(&sql)
                 .fetch_all(&self.reader)
                 .await
                 .map_err(backend)?;
-            lines.extend(rows.into_iter().map(|(r,)| format!("{table} {r}")));
+            lines.extend(rows.into_iter().map(|(r,)| format!("{} {r}", table.name)));
         }
         Ok(lines)
     }
@@ -402,7 +587,7 @@ fn limit(page: &Page) -> i64 {
 impl ForumQueries for SqliteReadModels {
     async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError> {
         let sql = format!(
-            "SELECT {POST_COLUMNS} FROM feed_v1 WHERE position < ? ORDER BY position DESC LIMIT ?"
+            "SELECT {POST_COLUMNS} FROM feed WHERE position < ? ORDER BY position DESC LIMIT ?"
         );
         let rows = sqlx::query(&sql)
             .bind(page.cursor.map_or(i64::MAX, |c| c as i64))
@@ -414,7 +599,7 @@ impl ForumQueries for SqliteReadModels {
     }
 
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
-        let sql = format!("SELECT {POST_COLUMNS} FROM feed_v1 WHERE post_id = ?");
+        let sql = format!("SELECT {POST_COLUMNS} FROM feed WHERE post_id = ?");
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
@@ -425,7 +610,7 @@ impl ForumQueries for SqliteReadModels {
 
     async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError> {
         let sql = format!(
-            "SELECT {COMMENT_COLUMNS} FROM comments_v1 WHERE post_id = ? AND position > ? ORDER BY position ASC LIMIT ?"
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND position > ? ORDER BY position ASC LIMIT ?"
         );
         let rows = sqlx::query(&sql)
             .bind(post.to_string())
@@ -438,7 +623,7 @@ impl ForumQueries for SqliteReadModels {
     }
 
     async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
-        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments_v1 WHERE comment_id = ?");
+        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments WHERE comment_id = ?");
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.reader)
@@ -448,18 +633,20 @@ impl ForumQueries for SqliteReadModels {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
-        let row = sqlx::query("SELECT user_id, username, email, is_admin, registered_at FROM users_v1 WHERE user_id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "SELECT user_id, username, email, is_admin, registered_at FROM users WHERE user_id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(user_view).transpose()
     }
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
         let row = sqlx::query(
             "SELECT s.session_id, s.expires_at, u.user_id, u.username, u.email, u.is_admin, u.registered_at \
-             FROM sessions_v1 s JOIN users_v1 u ON u.user_id = s.user_id WHERE s.token_hash = ?",
+             FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = ?",
         )
         .bind(token_hash)
         .fetch_optional(&self.reader)
