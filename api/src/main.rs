@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Rebuilds projections beside the live ones and swaps each atomically when caught up.
+    /// Works while `serve` runs on the same data: queries keep answering from the old model.
+    Rebuild {
+        /// Projection names (users, feed, comments), or `all`.
+        #[arg(required = true)]
+        projections: Vec<String>,
+    },
     /// Administrative commands.
     Admin {
         #[command(subcommand)]
@@ -74,6 +81,12 @@ async fn main() -> anyhow::Result<()> {
             println!("treehole listening on http://{}", app.local_addr());
             app.run_until(shutdown_signal()).await?;
             tracing::info!("stopped");
+        }
+        Command::Rebuild { projections } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let stores = Stores::open(&settings.data).await?;
+            api::rebuild::run(&stores, projections).await?;
         }
         Command::Admin {
             command: AdminCommand::Grant { username },

@@ -12,7 +12,7 @@ use crate::routes::{auth, ops, posts};
         auth::request_code, auth::register, auth::login, auth::logout, auth::me,
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
-        ops::healthz, ops::readyz, ops::projections,
+        ops::healthz, ops::readyz, ops::projections, ops::rebuild,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "posts"), (name = "ops"))

@@ -15,7 +15,7 @@ use infra::event_store::SqliteEventStore;
 use infra::mail::{LettreMailer, SmtpSettings};
 use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
-use projections::{ForumQueries, ProjectionHub, ReadModelStore};
+use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelStore};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -28,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
+use crate::projector::Projectors;
 use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
 use crate::state::{AppState, Inner};
@@ -114,20 +115,11 @@ impl Application {
 
         let all = projections::all();
         let hub = ProjectionHub::new(&all, stores.events.watch());
-        let source = Arc::new(StoreSource(stores.events.clone()));
+        let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
         let writer: Arc<dyn ReadModelStore> = stores.read_models.clone();
         projections::runner::prepare(&all, writer.as_ref()).await?;
-        let mut tasks: Vec<JoinHandle<()>> = all
-            .into_iter()
-            .map(|p| {
-                tokio::spawn(projections::runner::run(
-                    p,
-                    source.clone(),
-                    writer.clone(),
-                    hub.clone(),
-                ))
-            })
-            .collect();
+        let projectors = Projectors::new(all, source, writer, hub.clone());
+        let mut tasks = projectors.spawn_live();
 
         let limits = RateLimiters::new(&settings.rate_limits);
         let listener =
@@ -143,6 +135,7 @@ impl Application {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
             hub,
+            projectors,
             mailer,
             passwords,
             secret,

@@ -7,6 +7,8 @@ use commands::{CommandHandler, Mailer, Passwords};
 use domain::post::PostServices;
 use projections::{ForumQueries, ProjectionHub};
 
+use crate::projector::Projectors;
+
 use crate::config::Settings;
 use crate::rate_limit::RateLimiters;
 
@@ -17,6 +19,7 @@ pub struct Inner {
     pub handler: CommandHandler,
     pub queries: Arc<dyn ForumQueries>,
     pub hub: ProjectionHub,
+    pub projectors: Projectors,
     pub mailer: Arc<dyn Mailer>,
     pub passwords: Passwords,
     /// Key for verification-code hashes; from `<data>/secret.key`.

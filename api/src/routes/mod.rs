@@ -40,6 +40,7 @@ pub fn api() -> Router<AppState> {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/admin/projections", get(ops::projections))
+        .route("/admin/projections/{name}/rebuild", post(ops::rebuild))
         .route("/metrics", get(crate::metrics::render))
 }
 

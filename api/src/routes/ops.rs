@@ -1,7 +1,7 @@
 //! Operations: liveness, readiness and projection status.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use projections::{ProjectionState, ProjectionStatus};
 use serde::Serialize;
@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::Auth;
+use crate::projector::RebuildRefused;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -67,4 +68,42 @@ pub async fn projections(
         head,
         projections: state.hub.statuses(),
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RebuildStarted {
+    pub projection: String,
+    /// Follow the rebuild in `GET /api/v1/admin/projections` (state `rebuilding`).
+    pub status: &'static str,
+}
+
+/// Rebuilds a projection beside the live one and swaps atomically (admins only). Queries keep
+/// answering from the live model until the swap.
+#[utoipa::path(post, path = "/api/v1/admin/projections/{name}/rebuild", tag = "ops", security(("bearer" = [])),
+    params(("name" = String, Path, description = "users, feed or comments")),
+    responses((status = 202, body = RebuildStarted), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn rebuild(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<RebuildStarted>), ApiError> {
+    if !auth.actor.is_admin {
+        return Err(ApiError::forbidden("admins only"));
+    }
+    match state.projectors.spawn_rebuild(&name) {
+        Ok(_) => Ok((
+            StatusCode::ACCEPTED,
+            Json(RebuildStarted {
+                projection: name,
+                status: "rebuilding",
+            }),
+        )),
+        Err(e @ RebuildRefused::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ RebuildRefused::AlreadyRunning(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Conflict",
+            e.to_string(),
+        )),
+    }
 }

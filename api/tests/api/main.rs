@@ -6,3 +6,4 @@ mod bad_input;
 mod crash_safety;
 mod helpers;
 mod hot_post;
+mod rebuild;

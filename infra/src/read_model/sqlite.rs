@@ -469,12 +469,12 @@ impl ReadModelStore for SqliteReadModels {
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        if let Some((_, live_position)) = live {
-            if live_position as Position > position {
-                return Ok(Promotion::Behind {
-                    live_position: live_position as Position,
-                });
-            }
+        if let Some((_, live_position)) = live
+            && live_position as Position > position
+        {
+            return Ok(Promotion::Behind {
+                live_position: live_position as Position,
+            });
         }
         // Views first, then the old tables: all in this transaction, so readers see either
         // the old generation or the new one, never a mix or nothing.
