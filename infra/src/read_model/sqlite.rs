@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS generations (
     number     INTEGER NOT NULL,
     version    INTEGER NOT NULL,
     position   INTEGER NOT NULL DEFAULT 0,
-    state      TEXT NOT NULL CHECK (state IN ('building', 'live')),
+    -- Retired generations keep their row (tables dropped) so numbers are never reused and a
+    -- stale writer of an abandoned build can never write into a newer one.
+    state      TEXT NOT NULL CHECK (state IN ('building', 'live', 'retired')),
     PRIMARY KEY (projection, number)
 );
 "#;
@@ -317,7 +319,7 @@ async fn generation_row(
     Ok(row.map(|(v, p, s)| (v as u32, p as Position, s)))
 }
 
-async fn drop_generation(
+async fn retire_generation(
     tx: &mut Tx<'_>,
     projection: &str,
     number: u32,
@@ -327,7 +329,7 @@ async fn drop_generation(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query("DELETE FROM generations WHERE projection = ? AND number = ?")
+    sqlx::query("UPDATE generations SET state = 'retired' WHERE projection = ? AND number = ?")
         .bind(projection)
         .bind(i64::from(number))
         .execute(&mut **tx)
@@ -367,7 +369,7 @@ impl ReadModelStore for SqliteReadModels {
         .await
         .map_err(backend)?;
         for (n,) in unfinished {
-            drop_generation(&mut tx, projection, n as u32)
+            retire_generation(&mut tx, projection, n as u32)
                 .await
                 .map_err(backend)?;
         }
@@ -418,11 +420,10 @@ impl ReadModelStore for SqliteReadModels {
         position: Position,
     ) -> Result<(), ReadModelError> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        if generation_row(&mut tx, projection, generation)
+        let row = generation_row(&mut tx, projection, generation)
             .await
-            .map_err(backend)?
-            .is_none()
-        {
+            .map_err(backend)?;
+        if row.is_none_or(|(_, _, state)| state == "retired") {
             return Err(ReadModelError::Superseded {
                 projection: projection.to_owned(),
                 generation,
@@ -450,10 +451,10 @@ impl ReadModelStore for SqliteReadModels {
     ) -> Result<Promotion, ReadModelError> {
         let tables = tables_of(projection)?;
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let Some((_, position, state)) = generation_row(&mut tx, projection, generation)
+        let row = generation_row(&mut tx, projection, generation)
             .await
-            .map_err(backend)?
-        else {
+            .map_err(backend)?;
+        let Some((_, position, state)) = row.filter(|(_, _, state)| state != "retired") else {
             return Err(ReadModelError::Superseded {
                 projection: projection.to_owned(),
                 generation,
@@ -492,7 +493,7 @@ impl ReadModelStore for SqliteReadModels {
             .map_err(backend)?;
         }
         if let Some((old, _)) = live {
-            drop_generation(&mut tx, projection, old as u32)
+            retire_generation(&mut tx, projection, old as u32)
                 .await
                 .map_err(backend)?;
         }

@@ -1,0 +1,480 @@
+//! The read-model store contract: what every `ReadModelStore` + `ForumQueries` backend must do,
+//! written once and run against each (SQLite now, PostgreSQL beside it).
+//!
+//! A backend's test file implements [`Harness`] and invokes [`read_model_contract!`].
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::{CommentId, PostId, SessionId, UserId};
+use projections::ports::Page;
+use projections::{Change, ForumQueries, Promotion, ReadModelError, ReadModelStore};
+use uuid::Uuid;
+
+/// Both sides of a read-model backend.
+pub trait ReadModels: ReadModelStore + ForumQueries {}
+impl<T: ReadModelStore + ForumQueries> ReadModels for T {}
+
+pub type Store = Arc<dyn ReadModels>;
+
+/// Makes a fresh, empty store for one test.
+pub trait Harness: Sized + Send + Sync {
+    fn create() -> impl std::future::Future<Output = (Self, Store)> + Send;
+}
+
+macro_rules! read_model_contract {
+    ($harness:ty) => {
+        $crate::read_model_contract::read_model_contract!(@each $harness;
+            a_fresh_store_has_no_live_generation,
+            first_generation_goes_live_and_serves_queries,
+            feed_pages_newest_first_without_repeats,
+            comments_page_oldest_first_per_post,
+            deletes_remove_rows_and_counts_follow,
+            sessions_resolve_users_until_ended,
+            replaced_generations_refuse_writes,
+            promotion_waits_for_a_lagging_build,
+            unfinished_builds_are_discarded,
+            batching_does_not_change_the_result,
+            unknown_projections_are_refused,
+        );
+    };
+    (@each $harness:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let (_harness, store) = <$harness as $crate::read_model_contract::Harness>::create().await;
+                $crate::read_model_contract::$test(store).await;
+            }
+        )*
+    };
+}
+pub(crate) use read_model_contract;
+
+fn t(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).expect("a time") + Duration::seconds(s)
+}
+
+fn post_id(n: u128) -> PostId {
+    PostId::new(Uuid::from_u128(n))
+}
+
+fn comment_id(n: u128) -> CommentId {
+    CommentId::new(Uuid::from_u128(0xc000 + n))
+}
+
+fn post(n: u128, position: u64) -> Change {
+    Change::InsertPost {
+        post_id: post_id(n),
+        position,
+        author_name: if n.is_multiple_of(2) {
+            "洞主".into()
+        } else {
+            format!("writer{n}")
+        },
+        anonymous: n.is_multiple_of(2),
+        title: (n.is_multiple_of(3)).then(|| format!("标题 {n}")),
+        body: format!("body of post {n}: 自习室"),
+        tags: vec!["study".into(), format!("t{n}")],
+        created_at: t(position as i64),
+    }
+}
+
+fn comment(n: u128, on: u128, position: u64) -> Vec<Change> {
+    vec![Change::InsertComment {
+        comment_id: comment_id(n),
+        post_id: post_id(on),
+        position,
+        author_name: format!("Name{n}"),
+        anonymous: true,
+        is_host: n.is_multiple_of(5),
+        body: format!("comment {n}"),
+        reply_to: (n > 1).then(|| comment_id(n - 1)),
+        created_at: t(position as i64),
+    }]
+}
+
+/// Builds and promotes a first generation of `projection` holding `changes`.
+async fn live_with(store: &Store, projection: &str, changes: &[Change], position: u64) -> u32 {
+    let g = store
+        .create_generation(projection, 1)
+        .await
+        .expect("create");
+    store
+        .apply(projection, g.number, changes, position)
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.promote(projection, g.number).await.expect("promote"),
+        Promotion::Done
+    );
+    g.number
+}
+
+fn page(cursor: Option<u64>, limit: usize) -> Page {
+    Page { cursor, limit }
+}
+
+pub async fn a_fresh_store_has_no_live_generation(store: Store) {
+    for p in ["users", "feed", "comments"] {
+        assert_eq!(store.live(p).await.expect("live"), None);
+    }
+}
+
+pub async fn first_generation_goes_live_and_serves_queries(store: Store) {
+    let g = store.create_generation("feed", 3).await.expect("create");
+    assert_eq!((g.number, g.version, g.position), (1, 3, 0));
+    assert_eq!(
+        store.live("feed").await.expect("live"),
+        None,
+        "a building generation is not live"
+    );
+    store
+        .apply("feed", g.number, &[post(1, 5)], 5)
+        .await
+        .expect("apply");
+    store.promote("feed", g.number).await.expect("promote");
+    let live = store
+        .live("feed")
+        .await
+        .expect("live")
+        .expect("a live generation");
+    assert_eq!((live.number, live.version, live.position), (1, 3, 5));
+    let shown = store
+        .post(post_id(1))
+        .await
+        .expect("post")
+        .expect("the post");
+    assert_eq!(shown.position, 5);
+    assert_eq!(shown.author_name, "writer1");
+    assert_eq!(shown.tags, vec!["study".to_string(), "t1".to_string()]);
+    assert_eq!(shown.created_at, t(5));
+    assert_eq!(shown.comment_count, 0);
+    assert!(store.post(post_id(2)).await.expect("post").is_none());
+}
+
+pub async fn feed_pages_newest_first_without_repeats(store: Store) {
+    let changes: Vec<Change> = (1..=25).map(|n| post(n, n as u64 * 2)).collect();
+    live_with(&store, "feed", &changes, 50).await;
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let items = store.feed(page(cursor, 10)).await.expect("feed");
+        if items.is_empty() {
+            break;
+        }
+        cursor = items.last().map(|p| p.position);
+        seen.extend(items.into_iter().map(|p| p.position));
+    }
+    let expected: Vec<u64> = (1..=25).rev().map(|n| n * 2).collect();
+    assert_eq!(seen, expected);
+}
+
+pub async fn comments_page_oldest_first_per_post(store: Store) {
+    let mut changes = Vec::new();
+    for n in 1..=12 {
+        changes.extend(comment(
+            n,
+            if !n.is_multiple_of(2) { 1 } else { 2 },
+            100 + n as u64,
+        ));
+    }
+    live_with(&store, "comments", &changes, 200).await;
+    let first = store
+        .comments(post_id(1), page(None, 4))
+        .await
+        .expect("comments");
+    let positions: Vec<u64> = first.iter().map(|c| c.position).collect();
+    assert_eq!(positions, vec![101, 103, 105, 107]);
+    let rest = store
+        .comments(post_id(1), page(Some(107), 10))
+        .await
+        .expect("comments");
+    assert_eq!(
+        rest.iter().map(|c| c.position).collect::<Vec<_>>(),
+        vec![109, 111]
+    );
+    let c = store
+        .comment(comment_id(5))
+        .await
+        .expect("comment")
+        .expect("the comment");
+    assert_eq!(
+        (c.post_id, c.is_host, c.reply_to),
+        (post_id(1), true, Some(comment_id(4)))
+    );
+    assert_eq!(c.author_name, "Name5");
+}
+
+pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
+    let g = live_with(&store, "feed", &[post(1, 1), post(2, 2)], 2).await;
+    let bumps = [
+        Change::CountComment {
+            post_id: post_id(1),
+            delta: 1,
+            at: t(10),
+        },
+        Change::CountComment {
+            post_id: post_id(1),
+            delta: 1,
+            at: t(11),
+        },
+        Change::CountComment {
+            post_id: post_id(1),
+            delta: -1,
+            at: t(12),
+        },
+    ];
+    store.apply("feed", g, &bumps, 12).await.expect("apply");
+    let p = store
+        .post(post_id(1))
+        .await
+        .expect("post")
+        .expect("the post");
+    assert_eq!((p.comment_count, p.last_activity_at), (1, t(11)));
+    store
+        .apply(
+            "feed",
+            g,
+            &[Change::DeletePost {
+                post_id: post_id(1),
+            }],
+            13,
+        )
+        .await
+        .expect("apply");
+    assert!(store.post(post_id(1)).await.expect("post").is_none());
+    assert_eq!(store.feed(page(None, 10)).await.expect("feed").len(), 1);
+
+    let mut changes = comment(1, 7, 20);
+    changes.extend(comment(2, 7, 21));
+    changes.extend(comment(3, 8, 22));
+    let c = live_with(&store, "comments", &changes, 22).await;
+    store
+        .apply(
+            "comments",
+            c,
+            &[Change::DeleteComment {
+                comment_id: comment_id(1),
+            }],
+            23,
+        )
+        .await
+        .expect("apply");
+    assert!(
+        store
+            .comment(comment_id(1))
+            .await
+            .expect("comment")
+            .is_none()
+    );
+    store
+        .apply(
+            "comments",
+            c,
+            &[Change::DeleteCommentsOf {
+                post_id: post_id(7),
+            }],
+            24,
+        )
+        .await
+        .expect("apply");
+    assert!(
+        store
+            .comments(post_id(7), page(None, 10))
+            .await
+            .expect("comments")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .comments(post_id(8), page(None, 10))
+            .await
+            .expect("comments")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .live("comments")
+            .await
+            .expect("live")
+            .map(|g| g.position),
+        Some(24)
+    );
+}
+
+pub async fn sessions_resolve_users_until_ended(store: Store) {
+    let user = UserId::new(Uuid::from_u128(77));
+    let session = SessionId::new(Uuid::from_u128(78));
+    let changes = [
+        Change::InsertUser {
+            user_id: user,
+            username: "ann".into(),
+            email: "ann@campus.edu".into(),
+            registered_at: t(1),
+        },
+        Change::SetAdmin { user_id: user },
+        Change::InsertSession {
+            session_id: session,
+            user_id: user,
+            token_hash: "h1".into(),
+            expires_at: t(99),
+        },
+    ];
+    let g = live_with(&store, "users", &changes, 3).await;
+    let found = store
+        .session("h1")
+        .await
+        .expect("session")
+        .expect("a session");
+    assert_eq!((found.session_id, found.expires_at), (session, t(99)));
+    assert_eq!(
+        (found.user.username.as_str(), found.user.is_admin),
+        ("ann", true)
+    );
+    let me = store.user(user).await.expect("user").expect("the user");
+    assert_eq!(
+        (me.email.as_str(), me.registered_at),
+        ("ann@campus.edu", t(1))
+    );
+    assert!(store.session("h2").await.expect("session").is_none());
+    store
+        .apply(
+            "users",
+            g,
+            &[Change::EndSession {
+                session_id: session,
+            }],
+            4,
+        )
+        .await
+        .expect("apply");
+    assert!(store.session("h1").await.expect("session").is_none());
+}
+
+pub async fn replaced_generations_refuse_writes(store: Store) {
+    let old = live_with(&store, "feed", &[post(1, 1)], 1).await;
+    let new = store.create_generation("feed", 1).await.expect("create");
+    store
+        .apply("feed", new.number, &[post(1, 1), post(2, 2)], 2)
+        .await
+        .expect("apply");
+    // Until the switch, queries read the old generation.
+    assert!(store.post(post_id(2)).await.expect("post").is_none());
+    assert_eq!(
+        store.promote("feed", new.number).await.expect("promote"),
+        Promotion::Done
+    );
+    assert!(store.post(post_id(2)).await.expect("post").is_some());
+    let refused = store.apply("feed", old, &[post(3, 3)], 3).await;
+    assert!(
+        matches!(refused, Err(ReadModelError::Superseded { generation, .. }) if generation == old),
+        "{refused:?}"
+    );
+    assert!(store.post(post_id(3)).await.expect("post").is_none());
+    assert_eq!(
+        store.live("feed").await.expect("live").map(|g| g.number),
+        Some(new.number)
+    );
+}
+
+pub async fn promotion_waits_for_a_lagging_build(store: Store) {
+    let live = live_with(&store, "feed", &[post(1, 1), post(2, 10)], 10).await;
+    let new = store.create_generation("feed", 1).await.expect("create");
+    store
+        .apply("feed", new.number, &[post(1, 1)], 5)
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.promote("feed", new.number).await.expect("promote"),
+        Promotion::Behind { live_position: 10 }
+    );
+    assert_eq!(
+        store.live("feed").await.expect("live").map(|g| g.number),
+        Some(live)
+    );
+    store
+        .apply("feed", new.number, &[post(2, 10)], 10)
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.promote("feed", new.number).await.expect("promote"),
+        Promotion::Done
+    );
+    assert_eq!(store.dump("feed").await.expect("dump").len(), 2);
+}
+
+pub async fn unfinished_builds_are_discarded(store: Store) {
+    live_with(&store, "comments", &comment(1, 1, 1), 1).await;
+    let abandoned = store
+        .create_generation("comments", 1)
+        .await
+        .expect("create");
+    store
+        .apply("comments", abandoned.number, &comment(1, 1, 1), 1)
+        .await
+        .expect("apply");
+    let next = store
+        .create_generation("comments", 1)
+        .await
+        .expect("create");
+    assert!(next.number > abandoned.number);
+    let refused = store.apply("comments", abandoned.number, &[], 2).await;
+    assert!(
+        matches!(refused, Err(ReadModelError::Superseded { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(store.dump("comments").await.expect("dump").len(), 1);
+}
+
+pub async fn batching_does_not_change_the_result(store: Store) {
+    let mut all = Vec::new();
+    for n in 1..=6 {
+        all.push(post(n, n as u64 * 3));
+        all.push(Change::CountComment {
+            post_id: post_id(n),
+            delta: 1,
+            at: t(n as i64 * 3 + 1),
+        });
+    }
+    all.push(Change::DeletePost {
+        post_id: post_id(4),
+    });
+    let one = store.create_generation("feed", 1).await.expect("create");
+    store
+        .apply("feed", one.number, &all, 30)
+        .await
+        .expect("apply");
+    store.promote("feed", one.number).await.expect("promote");
+    let in_one_batch = store.dump("feed").await.expect("dump");
+    let two = store.create_generation("feed", 1).await.expect("create");
+    for (i, change) in all.iter().enumerate() {
+        store
+            .apply(
+                "feed",
+                two.number,
+                std::slice::from_ref(change),
+                i as u64 + 1,
+            )
+            .await
+            .expect("apply");
+    }
+    store
+        .apply("feed", two.number, &[], 30)
+        .await
+        .expect("apply");
+    store.promote("feed", two.number).await.expect("promote");
+    let one_by_one = store.dump("feed").await.expect("dump");
+    assert_eq!(in_one_batch, one_by_one);
+    assert_eq!(in_one_batch.len(), 5);
+}
+
+pub async fn unknown_projections_are_refused(store: Store) {
+    let refused = store.create_generation("nope", 1).await;
+    assert!(
+        matches!(refused, Err(ReadModelError::UnknownProjection(_))),
+        "{refused:?}"
+    );
+}
