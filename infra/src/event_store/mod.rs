@@ -1,5 +1,7 @@
 //! Event store adapters.
 
 pub mod sqlite;
+mod write_stats;
 
-pub use sqlite::{SqliteEventStore, WriteStats};
+pub use sqlite::SqliteEventStore;
+pub use write_stats::WriteStats;

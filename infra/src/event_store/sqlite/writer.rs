@@ -12,7 +12,6 @@
 //! only writer also makes the autoincremented positions follow commit order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use commands::{AppendResult, Committed, ExpectedVersion, IdempotencyKey, StoreError};
 use domain::{Position, StreamId};
@@ -22,6 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Span, debug, field, instrument, warn};
 
 use super::{backend, recorded_key, to_i64, to_u64};
+pub(super) use crate::event_store::write_stats::Counters;
+pub use crate::event_store::write_stats::WriteStats;
 
 /// The most requests committed in one transaction; bounds the latency of the first one.
 const MAX_BATCH: usize = 256;
@@ -47,41 +48,6 @@ pub(super) struct EncodedEvent {
     pub occurred_at: String,
     pub data: String,
     pub metadata: String,
-}
-
-/// What the writer has done since the store was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteStats {
-    /// Transactions committed (one fsync each).
-    pub transactions: u64,
-    /// `append_many` calls answered by those transactions, refused ones included.
-    pub requests: u64,
-    /// The most requests one transaction carried.
-    pub largest_batch: u64,
-}
-
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    transactions: AtomicU64,
-    requests: AtomicU64,
-    largest_batch: AtomicU64,
-}
-
-impl Counters {
-    fn record(&self, batch: usize) {
-        let batch = batch as u64;
-        self.transactions.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(batch, Ordering::Relaxed);
-        self.largest_batch.fetch_max(batch, Ordering::Relaxed);
-    }
-
-    pub(super) fn snapshot(&self) -> WriteStats {
-        WriteStats {
-            transactions: self.transactions.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-            largest_batch: self.largest_batch.load(Ordering::Relaxed),
-        }
-    }
 }
 
 pub(super) struct Writer {
