@@ -38,6 +38,17 @@ pub trait Harness: Sized {
     /// Opens the harness's storage: empty the first time, and everything committed before when
     /// opened again after the previous store was dropped.
     fn open(&self) -> impl Future<Output = Store>;
+    /// Why the backend cannot be tested here, if it cannot (say, no server is configured): the
+    /// suite then passes without running, and says so on stderr.
+    fn unavailable() -> Option<String> {
+        None
+    }
+}
+
+/// Says that `test` did not run, on stderr itself, past the test harness's output capture.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {why} ({test})");
 }
 
 /// How long any single contract test may take before it counts as hung.
@@ -75,6 +86,10 @@ macro_rules! event_store_contract {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $test() {
+                if let Some(why) = <$harness as $crate::contract::Harness>::unavailable() {
+                    $crate::contract::skip(stringify!($test), &why);
+                    return;
+                }
                 let harness = <$harness as $crate::contract::Harness>::create().await;
                 tokio::time::timeout(
                     $crate::contract::TEST_TIMEOUT,

@@ -1,0 +1,596 @@
+//! The PostgreSQL event store: the whole contract suite, plus what only this backend promises:
+//! one gapless position order shared by several processes (several stores on one database
+//! stand in for them), notifications across processes, and reconnection.
+//!
+//! Needs a server: `TREEHOLE_TEST_DATABASE_URL=postgres://user:password@host:port/database`
+//! (`scripts/test` starts a throwaway one with `scripts/pg-start`). Every test creates a
+//! database of its own there and drops it afterwards. Without the variable the tests pass
+//! without running, each saying `skipped: TREEHOLE_TEST_DATABASE_URL not set` on stderr.
+
+mod contract;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use commands::{EventStore, ExpectedVersion, StoreError, StreamWrite, Subscription};
+use domain::{Envelope, Metadata, NewEvent, Position, StreamId};
+use infra::event_store::PostgresEventStore;
+use infra::event_store::postgres::{LISTENER_APPLICATION_NAME, WRITER_APPLICATION_NAME};
+use serde_json::json;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+const URL_VAR: &str = "TREEHOLE_TEST_DATABASE_URL";
+
+/// A database of its own on the test server, dropped with it.
+struct TestDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// The reason the tests cannot run, if no server is configured.
+    fn unavailable() -> Option<String> {
+        match std::env::var(URL_VAR) {
+            Ok(url) if !url.is_empty() => None,
+            _ => Some(format!("{URL_VAR} not set")),
+        }
+    }
+
+    /// A fresh database, or `None` (having said so) when no server is configured.
+    async fn create_or_skip(test: &str) -> Option<Self> {
+        if let Some(why) = Self::unavailable() {
+            contract::skip(test, &why);
+            return None;
+        }
+        Some(Self::create().await)
+    }
+
+    async fn create() -> Self {
+        let server = std::env::var(URL_VAR).unwrap_or_default();
+        let name = format!("treehole_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
+        admin
+            .execute(&*format!("CREATE DATABASE {name}"))
+            .await
+            .expect("a test database");
+        let mut url = url::Url::parse(&server).expect("a URL");
+        url.set_path(&name);
+        Self {
+            server,
+            name,
+            url: url.into(),
+        }
+    }
+
+    async fn connect(&self) -> PostgresEventStore {
+        PostgresEventStore::connect(&self.url)
+            .await
+            .expect("the store connects")
+    }
+
+    /// A plain connection, to look at (or interfere with) the database behind the store's back.
+    async fn admin(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("an admin connection")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop cannot await: use a thread with a runtime of its own. A database left behind
+        // (if this fails) harms nobody on a throwaway server.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server).await.ok()?;
+                admin
+                    .execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+struct PostgresHarness {
+    db: TestDatabase,
+}
+
+impl contract::Harness for PostgresHarness {
+    async fn create() -> Self {
+        Self {
+            db: TestDatabase::create().await,
+        }
+    }
+
+    async fn open(&self) -> contract::Store {
+        Arc::new(self.db.connect().await)
+    }
+
+    fn unavailable() -> Option<String> {
+        TestDatabase::unavailable()
+    }
+}
+
+contract::event_store_contract!(PostgresHarness);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Tested".into(),
+        schema: 1,
+        occurred_at: Utc::now(),
+        data: json!({ "n": n }),
+        metadata: Metadata::default(),
+    }
+}
+
+fn events(count: u64) -> Vec<NewEvent> {
+    (0..count).map(event).collect()
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::parse(format!("test-{name}")).expect("a valid stream id")
+}
+
+fn write(stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamWrite {
+    StreamWrite {
+        stream: stream.clone(),
+        expected,
+        events,
+    }
+}
+
+/// The whole log, read in pages.
+async fn everything(store: &dyn EventStore) -> Vec<Envelope> {
+    let mut all = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e: &Envelope| e.position);
+        let page = store.read_all(after, 1000).await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// Fails the test if `f` takes longer than `limit` (a hang, not a slow machine).
+async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no result within {limit:?}"))
+}
+
+/// Waits until `store`'s watch reaches `position`.
+async fn heard(store: &PostgresEventStore, position: Position) {
+    let mut watch = store.watch();
+    within(Duration::from_secs(10), "notification", async {
+        while *watch.borrow_and_update() < position {
+            watch.changed().await.expect("the store closed its watch");
+        }
+    })
+    .await;
+}
+
+/// Terminates the store connections with this `application_name` and waits until they are
+/// gone, so that the next statement on them fails for sure.
+async fn terminate(db: &TestDatabase, application_name: &str) -> usize {
+    let mut admin = db.admin().await;
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND application_name = $1",
+    )
+    .bind(application_name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    for &pid in &pids {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    within(Duration::from_secs(10), "terminating connections", async {
+        loop {
+            let alive: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&pids)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if alive == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    pids.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_without_its_password() {
+    // Nothing listens on port 1; no server is needed for this test.
+    let url = "postgres://treehole:s3cret-pw@127.0.0.1:1/treehole";
+    match PostgresEventStore::connect(url).await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("127.0.0.1:1"), "{message}");
+            assert!(!message.contains("s3cret-pw"), "{message}");
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("connected to port 1"),
+    }
+    match PostgresEventStore::connect("postgres://treehole:s3cret-pw@127.0.0.1:port/x").await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("malformed"), "{message}");
+            assert!(!message.contains("s3cret-pw"), "{message}");
+        }
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
+        Ok(_) => panic!("connected with a malformed URL"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_starting_together_create_the_tables_once() {
+    let Some(db) = TestDatabase::create_or_skip("processes_starting_together").await else {
+        return;
+    };
+    let mut connecting = JoinSet::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        connecting.spawn(async move { PostgresEventStore::connect(&url).await });
+    }
+    for store in connecting.join_all().await {
+        let store = store.expect("every store connects");
+        assert_eq!(store.head().await.unwrap(), 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One order for every process
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_appenders_on_distinct_streams_share_transactions() {
+    const TASKS: u64 = 16;
+    const APPENDS: u64 = 50;
+    let Some(db) = TestDatabase::create_or_skip("sixteen_appenders").await else {
+        return;
+    };
+    let store = Arc::new(db.connect().await);
+    let start = Arc::new(Barrier::new(TASKS as usize));
+    let mut tasks = JoinSet::new();
+    for t in 0..TASKS {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        tasks.spawn(async move {
+            let s = stream(&format!("appender{t}"));
+            start.wait().await;
+            let mut version = 0;
+            for i in 0..APPENDS {
+                let count = 1 + (i + t) % 3;
+                let committed = store
+                    .append(&s, ExpectedVersion::from_version(version), events(count))
+                    .await
+                    .unwrap_or_else(|e| panic!("{s}: {e}"));
+                assert_eq!(committed.results[0].first_version, version + 1);
+                version += count;
+            }
+            version
+        });
+    }
+    let total: u64 = within(Duration::from_secs(60), "appends", tasks.join_all())
+        .await
+        .into_iter()
+        .sum();
+    let all = everything(&*store).await;
+    // Gapless: the allocator reuses nothing and skips nothing.
+    let positions: Vec<Position> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>());
+    let stats = store.stats();
+    assert_eq!(stats.requests, TASKS * APPENDS);
+    assert!(
+        stats.transactions < stats.requests && stats.largest_batch > 1,
+        "no transaction was shared: {stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_of_several_processes_append_in_one_gapless_order() {
+    let Some(db) = TestDatabase::create_or_skip("stores_of_several_processes").await else {
+        return;
+    };
+    several_stores_append_in_one_gapless_order(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stricter_default_isolation_level_changes_nothing() {
+    let Some(db) = TestDatabase::create_or_skip("a_stricter_default_isolation").await else {
+        return;
+    };
+    // Were the writer to inherit this, its transaction snapshot would predate the write lock
+    // and it would number its events from a stale maximum.
+    db.admin()
+        .await
+        .execute(&*format!(
+            "ALTER DATABASE {} SET default_transaction_isolation = 'serializable'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    several_stores_append_in_one_gapless_order(&db).await;
+}
+
+/// Four stores, as four processes would, append concurrently, each also to a shared stream.
+async fn several_stores_append_in_one_gapless_order(db: &TestDatabase) {
+    const STORES: usize = 4;
+    const TASKS: usize = 4;
+    const APPENDS: usize = 40;
+    let mut stores = Vec::new();
+    for _ in 0..STORES {
+        stores.push(Arc::new(db.connect().await));
+    }
+    let start = Arc::new(Barrier::new(STORES * TASKS));
+    let mut tasks = JoinSet::new();
+    for (p, store) in stores.iter().enumerate() {
+        for t in 0..TASKS {
+            let (store, start) = (Arc::clone(store), Arc::clone(&start));
+            tasks.spawn(async move {
+                // Everybody also appends to one shared stream, from every process.
+                let (own, shared) = (stream(&format!("p{p}-t{t}")), stream("shared"));
+                start.wait().await;
+                let mut committed = Vec::new();
+                for i in 0..APPENDS {
+                    let writes = vec![
+                        write(&own, ExpectedVersion::from_version(i as u64), events(1)),
+                        write(&shared, ExpectedVersion::Any, events(1)),
+                    ];
+                    committed.push(store.append_many(writes, None).await.unwrap());
+                }
+                committed
+            });
+        }
+    }
+    let committed: Vec<_> = within(Duration::from_secs(60), "appends", tasks.join_all())
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let all = everything(&*stores[0]).await;
+    let total = (STORES * TASKS * APPENDS * 2) as u64;
+    let positions: Vec<Position> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>());
+    // What each append was told is what the log holds.
+    for c in &committed {
+        for r in &c.results {
+            let at = &all[(r.first_position - 1) as usize];
+            assert_eq!((&at.stream, at.version), (&r.stream, r.first_version));
+        }
+    }
+    let shared = stores[1].read_stream(&stream("shared"), 1).await.unwrap();
+    let versions: Vec<u64> = shared.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=total / 2).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tailing_readers_see_fifty_thousand_events_from_four_processes_once_in_order() {
+    const STORES: usize = 4;
+    const WRITERS_PER_STORE: usize = 4;
+    const APPENDS: usize = 625;
+    const EVENTS_PER_APPEND: usize = 5;
+    const TOTAL: usize = STORES * WRITERS_PER_STORE * APPENDS * EVENTS_PER_APPEND;
+    let Some(db) = TestDatabase::create_or_skip("tailing_readers").await else {
+        return;
+    };
+    let mut stores = Vec::new();
+    for _ in 0..STORES {
+        stores.push(Arc::new(db.connect().await));
+    }
+    // One reader in a writing process, one in a process that only reads and so hears of every
+    // commit through LISTEN/NOTIFY.
+    let observer: Arc<dyn EventStore> = Arc::new(db.connect().await);
+    let readers: Vec<_> = [Arc::clone(&stores[0]) as Arc<dyn EventStore>, observer]
+        .into_iter()
+        .map(|store| {
+            let mut subscription = Subscription::new(store, 0, 500);
+            tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(TOTAL);
+                while seen.len() < TOTAL {
+                    seen.extend(subscription.next_batch().await.unwrap());
+                }
+                seen
+            })
+        })
+        .collect();
+
+    let started = Instant::now();
+    let start = Arc::new(Barrier::new(STORES * WRITERS_PER_STORE));
+    let mut writers = JoinSet::new();
+    for (p, store) in stores.iter().enumerate() {
+        for w in 0..WRITERS_PER_STORE {
+            let (store, start) = (Arc::clone(store), Arc::clone(&start));
+            writers.spawn(async move {
+                let own = stream(&format!("p{p}-w{w}"));
+                let shared = stream(&format!("shared{w}"));
+                let mut version = 0;
+                let mut appended = Vec::with_capacity(APPENDS * EVENTS_PER_APPEND);
+                start.wait().await;
+                for i in 0..APPENDS {
+                    let batch = events(EVENTS_PER_APPEND as u64);
+                    appended.extend(batch.iter().map(|e| e.event_id));
+                    let expected = ExpectedVersion::from_version(version);
+                    let writes = if i % 2 == 0 {
+                        vec![write(&own, expected, batch)]
+                    } else {
+                        // Two streams at once, one of them written by every process.
+                        let mut batch = batch;
+                        let rest = batch.split_off(2);
+                        vec![
+                            write(&own, expected, batch),
+                            write(&shared, ExpectedVersion::Any, rest),
+                        ]
+                    };
+                    version += writes[0].events.len() as u64;
+                    store.append_many(writes, None).await.unwrap();
+                }
+                appended
+            });
+        }
+    }
+    let appended: Vec<Uuid> = within(Duration::from_secs(300), "writers", writers.join_all())
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let elapsed = started.elapsed();
+    assert_eq!(appended.len(), TOTAL);
+    let appended: HashSet<Uuid> = appended.into_iter().collect();
+    eprintln!(
+        "{TOTAL} events in {} appends by {} writers in {elapsed:?}",
+        STORES * WRITERS_PER_STORE * APPENDS,
+        STORES * WRITERS_PER_STORE
+    );
+
+    let log = everything(&*stores[1]).await;
+    for reader in readers {
+        let seen = within(
+            Duration::from_secs(30),
+            "a tailing reader (an event or a notification was lost)",
+            reader,
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen.len(), TOTAL, "the reader saw extra events");
+        for pair in seen.windows(2) {
+            assert!(pair[0].position < pair[1].position, "out of order");
+        }
+        let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids.len(), TOTAL, "the reader saw an event twice");
+        assert_eq!(ids, appended, "the reader missed events");
+        assert!(seen == log, "the reader's log differs from the stored one");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notifications and reconnection
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_store_hears_of_the_first_ones_appends() {
+    let Some(db) = TestDatabase::create_or_skip("a_second_store_hears").await else {
+        return;
+    };
+    let (writer, reader) = (db.connect().await, db.connect().await);
+    let s = stream("announced");
+    let mut watch = reader.watch();
+    for round in 0..3u64 {
+        let committed = writer
+            .append(&s, ExpectedVersion::from_version(round * 2), events(2))
+            .await
+            .unwrap();
+        within(Duration::from_secs(5), "notification", watch.changed())
+            .await
+            .unwrap();
+        // One commit, one notification, carrying its head.
+        assert_eq!(*watch.borrow_and_update(), committed.last_position());
+        let read = reader.read_all(committed.last_position() - 2, 10).await;
+        assert_eq!(read.unwrap().len(), 2);
+    }
+    assert_eq!(reader.stats().requests, 0, "the reader wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listener_that_lost_its_connection_listens_again_and_catches_up() {
+    let Some(db) = TestDatabase::create_or_skip("a_listener_that_lost").await else {
+        return;
+    };
+    let (writer, reader) = (db.connect().await, db.connect().await);
+    let s = stream("relistened");
+    let first = writer
+        .append(&s, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    heard(&reader, first.last_position()).await;
+
+    assert_eq!(terminate(&db, LISTENER_APPLICATION_NAME).await, 2);
+    // Committed while nobody listens: only the re-read after reconnecting can announce it.
+    let second = writer
+        .append(&s, ExpectedVersion::Exact(1), events(1))
+        .await
+        .unwrap();
+    heard(&reader, second.last_position()).await;
+    // And notifications flow again.
+    let third = writer
+        .append(&s, ExpectedVersion::Exact(2), events(1))
+        .await
+        .unwrap();
+    heard(&reader, third.last_position()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_that_lost_its_connection_reconnects_unnoticed() {
+    let Some(db) = TestDatabase::create_or_skip("a_writer_that_lost").await else {
+        return;
+    };
+    let store = db.connect().await;
+    let s = stream("rewritten");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    assert_eq!(terminate(&db, WRITER_APPLICATION_NAME).await, 1);
+    let after = store
+        .append(&s, ExpectedVersion::Exact(1), events(1))
+        .await
+        .expect("the writer reconnects before its next batch");
+    assert_eq!(after.results[0].first_version, 2);
+    assert_eq!(store.read_stream(&s, 1).await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+#[tokio::test]
+async fn payloads_are_stored_as_sent_even_with_nul_characters() {
+    let Some(db) = TestDatabase::create_or_skip("payloads_are_stored_as_sent").await else {
+        return;
+    };
+    let store = db.connect().await;
+    // JSONB would refuse "\u0000"; a client's payload may well carry one.
+    let sent = NewEvent {
+        data: json!({"text": "nul \u{0} here", "z": 1, "a": [1.5, -0.0, 1e300]}),
+        ..event(0)
+    };
+    store
+        .append(
+            &stream("nul"),
+            ExpectedVersion::NoStream,
+            vec![sent.clone()],
+        )
+        .await
+        .unwrap();
+    let read = store.read_stream(&stream("nul"), 1).await.unwrap();
+    assert_eq!(read[0].data, sent.data);
+}
