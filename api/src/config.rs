@@ -16,6 +16,13 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Directory of the embedded databases, the outbox and the secret key.
     pub data: PathBuf,
+    /// `postgres://...`: keep the event log and read models in PostgreSQL instead of `data`.
+    #[serde(skip_serializing)]
+    pub database_url: Option<String>,
+    /// The server key (hex) for verification-code hashes; default: `<data>/secret.key`,
+    /// created on first start. Replicas that share a database must share it.
+    #[serde(skip_serializing)]
+    pub secret: Option<String>,
     pub rate_limits: RateLimits,
     pub mail: MailSettings,
     pub pseudonyms: PseudonymSettings,
@@ -35,6 +42,8 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data: PathBuf::from("data"),
+            database_url: None,
+            secret: None,
             rate_limits: RateLimits::default(),
             mail: MailSettings::default(),
             pseudonyms: PseudonymSettings::default(),
@@ -173,6 +182,8 @@ pub enum ConfigError {
 const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_LISTEN", "listen"),
     ("TREEHOLE_DATA", "data"),
+    ("TREEHOLE_DATABASE_URL", "database_url"),
+    ("TREEHOLE_SECRET", "secret"),
     ("TREEHOLE_RATE_LIMITS", "rate_limits.enabled"),
     (
         "TREEHOLE_RATE_LIMIT_CODES_PER_EMAIL_PER_HOUR",

@@ -20,6 +20,9 @@ struct Cli {
     /// Data directory of the embedded stores.
     #[arg(long, global = true)]
     data: Option<PathBuf>,
+    /// PostgreSQL URL for the event log and read models (instead of the embedded SQLite).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,6 +60,9 @@ fn settings(cli: &Cli, listen: Option<&String>) -> anyhow::Result<Settings> {
     if let Some(d) = &cli.data {
         flags.push(("data", d.display().to_string()));
     }
+    if let Some(u) = &cli.database_url {
+        flags.push(("database_url", u.clone()));
+    }
     if let Some(l) = listen {
         flags.push(("listen", l.clone()));
     }
@@ -85,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Rebuild { projections } => {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
-            let stores = Stores::open(&settings.data).await?;
+            let stores = Stores::open(&settings).await?;
             api::rebuild::run(&stores, projections).await?;
         }
         Command::Admin {
@@ -93,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
-            let stores = Stores::open(&settings.data).await?;
+            let stores = Stores::open(&settings).await?;
             let handler = commands::CommandHandler::new(stores.events.clone());
             let position = api::admin::grant(&handler, username).await?;
             println!("{username} is now an admin (position {position})");

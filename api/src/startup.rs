@@ -11,9 +11,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use commands::{CommandHandler, EventStore, Mailer, Passwords};
 use domain::post::PostServices;
-use infra::event_store::SqliteEventStore;
+use infra::event_store::{PostgresEventStore, SqliteEventStore};
 use infra::mail::{LettreMailer, SmtpSettings};
-use infra::read_model::SqliteReadModels;
+use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
 use infra::source::StoreSource;
 use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelStore};
 use rand::RngCore;
@@ -57,21 +57,38 @@ pub enum StartupError {
     Serve(std::io::Error),
 }
 
-/// The embedded stores of a data directory.
+/// The log and the read models: PostgreSQL when a database URL is configured, else the
+/// embedded SQLite files of the data directory.
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
-    pub read_models: Arc<SqliteReadModels>,
+    pub read_models: Arc<dyn ReadModels>,
 }
 
 impl Stores {
-    pub async fn open(data: &Path) -> Result<Self, StartupError> {
+    pub async fn open(settings: &Settings) -> Result<Self, StartupError> {
+        let data = &settings.data;
+        std::fs::create_dir_all(data).map_err(|source| StartupError::Data {
+            path: data.display().to_string(),
+            source,
+        })?;
+        if let Some(url) = &settings.database_url {
+            let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::connect(url).await?);
+            let read_models: Arc<dyn ReadModels> =
+                Arc::new(PostgresReadModels::connect(url).await?);
+            return Ok(Self {
+                events,
+                read_models,
+            });
+        }
+        let data = &settings.data;
         std::fs::create_dir_all(data).map_err(|source| StartupError::Data {
             path: data.display().to_string(),
             source,
         })?;
         let events: Arc<dyn EventStore> =
             Arc::new(SqliteEventStore::open(&data.join("events.db")).await?);
-        let read_models = Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?);
+        let read_models: Arc<dyn ReadModels> =
+            Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?);
         Ok(Self {
             events,
             read_models,
@@ -91,8 +108,13 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         crate::metrics::handle();
         tracing::debug!(settings = ?redacted(&settings), "configuration");
-        let stores = Stores::open(&settings.data).await?;
-        let secret = load_or_create_secret(&settings.data.join("secret.key"))?;
+        let stores = Stores::open(&settings).await?;
+        // Replicas sharing one database must share the key too: set `secret` for them.
+        let secret = match &settings.secret {
+            Some(hex_key) => hex::decode(hex_key.trim())
+                .map_err(|e| StartupError::Config(format!("secret: not a hex key: {e}")))?,
+            None => load_or_create_secret(&settings.data.join("secret.key"))?,
+        };
         let scheme = settings
             .pseudonyms
             .scheme()
@@ -252,6 +274,12 @@ fn redacted(settings: &Settings) -> Settings {
     let mut s = settings.clone();
     if s.mail.smtp_password.is_some() {
         s.mail.smtp_password = Some("***".into());
+    }
+    if s.secret.is_some() {
+        s.secret = Some("***".into());
+    }
+    if s.database_url.is_some() {
+        s.database_url = Some("postgres://*** (redacted)".into());
     }
     s
 }

@@ -10,6 +10,7 @@ use api::config::Settings;
 use api::startup::Application;
 use commands::EventStore;
 use domain::Position;
+use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -128,9 +129,69 @@ pub struct TestApp {
     store: Option<Arc<dyn EventStore>>,
     _data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
+    /// The PostgreSQL database of this app, when the suite runs on PostgreSQL.
+    pub database_url: Option<String>,
     replies: Mutex<Vec<Reply>>,
     /// Parsed outbox files: path -> (recipient, code, order of discovery).
     outbox: Mutex<HashMap<PathBuf, (String, String, usize)>>,
+}
+
+/// `TREEHOLE_TEST_HTTP_BACKEND=postgres` runs the suite on PostgreSQL (a fresh database per
+/// app on the server of `TREEHOLE_TEST_DATABASE_URL`); otherwise on the embedded default.
+pub fn on_postgres() -> bool {
+    std::env::var("TREEHOLE_TEST_HTTP_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A fresh database for one app when the suite runs on PostgreSQL.
+async fn postgres_backend() -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let server = std::env::var("TREEHOLE_TEST_DATABASE_URL")
+        .expect("TREEHOLE_TEST_HTTP_BACKEND=postgres needs TREEHOLE_TEST_DATABASE_URL");
+    let name = format!("treehole_http_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("the test server answers");
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(&create)
+        .execute(&admin)
+        .await
+        .expect("a test database");
+    admin.close().await;
+    let mut url = url::Url::parse(&server).expect("a URL");
+    url.set_path(&name);
+    Some(url.into())
+}
+
+/// The live read models of `app` and an empty store of the same backend, for comparing a
+/// live model with a build from scratch.
+pub async fn read_models_of(
+    app: &TestApp,
+    scratch: &Path,
+) -> (Arc<dyn ReadModels>, Arc<dyn ReadModels>) {
+    match &app.database_url {
+        Some(url) => (
+            Arc::new(PostgresReadModels::connect(url).await.expect("live models")),
+            Arc::new(
+                PostgresReadModels::connect(&postgres_backend().await.expect("a database"))
+                    .await
+                    .expect("scratch models"),
+            ),
+        ),
+        None => (
+            Arc::new(
+                SqliteReadModels::open(&app.data.join("readmodels.db"))
+                    .await
+                    .expect("live models"),
+            ),
+            Arc::new(
+                SqliteReadModels::open(&scratch.join("readmodels.db"))
+                    .await
+                    .expect("scratch models"),
+            ),
+        ),
+    }
 }
 
 /// The application as the tests run it: no rate limits, cheap password hashing.
@@ -149,9 +210,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.rate_limits.enabled = false;
     settings.password.memory_kib = 1024;
     settings.password.iterations = 1;
+    settings.database_url = postgres_backend().await;
     configure(&mut settings);
 
     let settings_data = settings.data.clone();
+    let database_url = settings.database_url.clone();
     let app = Application::build(settings)
         .await
         .expect("the application starts");
@@ -163,6 +226,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }));
     let mut test_app = TestApp::external(&address, &settings_data);
     test_app.store = Some(store);
+    test_app.database_url = database_url;
     test_app.shutdown = Some(tx);
     test_app._data_dir = Some(data);
     test_app
@@ -188,6 +252,7 @@ impl TestApp {
                 .build()
                 .expect("a client"),
             store: None,
+            database_url: None,
             _data_dir: None,
             shutdown: None,
             replies: Mutex::new(Vec::new()),

@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use commands::CommandHandler;
-use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
 use projections::{EventSource, ReadModelStore};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, str_field};
+use crate::helpers::{TestApp, read_models_of, spawn_app, str_field};
 
 async fn projection_status(app: &TestApp, token: &str, name: &str) -> Value {
     let all = app.get_auth("/admin/projections", token).await.expect(200);
@@ -170,15 +169,9 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
         .await
         .expect(200);
 
-    let live = SqliteReadModels::open(&app.data.join("readmodels.db"))
-        .await
-        .expect("open live");
     let scratch_dir = tempfile::tempdir().expect("a temp dir");
-    let scratch: Arc<dyn ReadModelStore> = Arc::new(
-        SqliteReadModels::open(&scratch_dir.path().join("readmodels.db"))
-            .await
-            .expect("open scratch"),
-    );
+    let (live, scratch) = read_models_of(&app, scratch_dir.path()).await;
+    let scratch: Arc<dyn ReadModelStore> = scratch;
     let source: Arc<dyn EventSource> = Arc::new(StoreSource(app.event_store()));
     for projection in projections::all() {
         let name = projection.name();

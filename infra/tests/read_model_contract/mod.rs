@@ -19,9 +19,10 @@ impl<T: ReadModelStore + ForumQueries> ReadModels for T {}
 
 pub type Store = Arc<dyn ReadModels>;
 
-/// Makes a fresh, empty store for one test.
+/// Makes a fresh, empty store for one test, or `None` when the backend's server is not
+/// configured (the harness says why on stderr).
 pub trait Harness: Sized + Send + Sync {
-    fn create() -> impl std::future::Future<Output = (Self, Store)> + Send;
+    fn create() -> impl std::future::Future<Output = Option<(Self, Store)>> + Send;
 }
 
 macro_rules! read_model_contract {
@@ -44,7 +45,9 @@ macro_rules! read_model_contract {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                let (_harness, store) = <$harness as $crate::read_model_contract::Harness>::create().await;
+                let Some((_harness, store)) = <$harness as $crate::read_model_contract::Harness>::create().await else {
+                    return;
+                };
                 $crate::read_model_contract::$test(store).await;
             }
         )*

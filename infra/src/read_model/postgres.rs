@@ -1,0 +1,696 @@
+//! PostgreSQL read models: the same projections and generations as the SQLite store, with
+//! PostgreSQL's types (UUID, TIMESTAMPTZ, BOOLEAN, TEXT[]) and its locks for concurrent writers.
+//!
+//! Generations work as in [`super::sqlite`]: tables `<name>_g<n>`, views `<name>` on the live
+//! one, switched in one transaction. Concurrency between a projector applying a batch and a
+//! rebuild promoting a new generation is settled on the `generations` rows: `apply` reads its
+//! row `FOR SHARE` and `promote` locks both rows `FOR UPDATE`, so a batch either commits before
+//! the switch (and the new generation must catch up with it) or sees its generation retired.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{CommentId, Position, PostId, SessionId, UserId};
+use projections::ports::Page;
+use projections::views::{CommentView, PostView, SessionView, UserView};
+use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS generations (
+    projection TEXT NOT NULL,
+    number     INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    position   BIGINT NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL CHECK (state IN ('building', 'live', 'retired')),
+    PRIMARY KEY (projection, number)
+);
+"#;
+
+struct Table {
+    projection: &'static str,
+    name: &'static str,
+    definition: &'static str,
+    indexes: &'static [&'static str],
+    columns: &'static str,
+    order: &'static str,
+}
+
+const TABLES: &[Table] = &[
+    Table {
+        projection: "users",
+        name: "users",
+        definition: "user_id UUID PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
+                     is_admin BOOLEAN NOT NULL DEFAULT FALSE, registered_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "user_id, username, email, is_admin, registered_at",
+        order: "user_id",
+    },
+    Table {
+        projection: "users",
+        name: "sessions",
+        definition: "session_id UUID PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
+                     user_id UUID NOT NULL, expires_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "session_id, token_hash, user_id, expires_at",
+        order: "session_id",
+    },
+    Table {
+        projection: "feed",
+        name: "feed",
+        definition: "post_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
+                     author_name TEXT NOT NULL, anonymous BOOLEAN NOT NULL, title TEXT, \
+                     body TEXT NOT NULL, tags TEXT[] NOT NULL, \
+                     comment_count BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL, \
+                     last_activity_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
+                  created_at, last_activity_at",
+        order: "position",
+    },
+    Table {
+        projection: "comments",
+        name: "comments",
+        definition: "comment_id UUID PRIMARY KEY, post_id UUID NOT NULL, \
+                     position BIGINT NOT NULL UNIQUE, author_name TEXT NOT NULL, \
+                     anonymous BOOLEAN NOT NULL, is_host BOOLEAN NOT NULL, body TEXT NOT NULL, \
+                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL",
+        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
+        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
+                  reply_to, created_at",
+        order: "position",
+    },
+];
+
+fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
+    let tables: Vec<_> = TABLES
+        .iter()
+        .filter(|t| t.projection == projection)
+        .collect();
+    if tables.is_empty() {
+        Err(ReadModelError::UnknownProjection(projection.to_owned()))
+    } else {
+        Ok(tables)
+    }
+}
+
+fn backend(e: sqlx::Error) -> ReadModelError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            ReadModelError::Unavailable(e.to_string())
+        }
+        other => ReadModelError::Backend(other.to_string()),
+    }
+}
+
+/// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
+/// failure: a promotion swaps views under an exclusive lock, and a query joining two views
+/// can take their locks in the other order. Both are transient by definition.
+async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ReadModelError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(ReadModelError::Backend(m)) if tries < 5 && is_transient(&m) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(5 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_transient(message: &str) -> bool {
+    message.contains("deadlock detected") || message.contains("could not serialize access")
+}
+
+pub struct PostgresReadModels {
+    pool: PgPool,
+}
+
+impl PostgresReadModels {
+    /// Connects and creates the bookkeeping table if missing.
+    pub async fn connect(url: &str) -> Result<Self, ReadModelError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| {
+                ReadModelError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+            })?;
+        // Concurrent first starts would race on CREATE TABLE IF NOT EXISTS; serialise them.
+        let mut tx = pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('treehole.read_models.schema'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(SCHEMA)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+type Tx<'a> = Transaction<'a, Postgres>;
+
+/// Serialises generation bookkeeping of one projection across processes.
+async fn lock_projection(tx: &mut Tx<'_>, projection: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('treehole.read_models.' || $1))")
+        .bind(projection)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn retire(tx: &mut Tx<'_>, projection: &str, number: i32) -> Result<(), sqlx::Error> {
+    for table in TABLES.iter().filter(|t| t.projection == projection) {
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}_g{number}", table.name))
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query("UPDATE generations SET state = 'retired' WHERE projection = $1 AND number = $2")
+        .bind(projection)
+        .bind(number)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx::Error> {
+    let e = &mut **tx;
+    match change {
+        Change::InsertUser {
+            user_id,
+            username,
+            email,
+            registered_at,
+        } => {
+            sqlx::query(&format!(
+                "INSERT INTO users_g{g} (user_id, username, email, registered_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+            ))
+            .bind(user_id.as_uuid())
+            .bind(username)
+            .bind(email)
+            .bind(registered_at)
+            .execute(e)
+            .await?;
+        }
+        Change::SetAdmin { user_id } => {
+            sqlx::query(&format!(
+                "UPDATE users_g{g} SET is_admin = TRUE WHERE user_id = $1"
+            ))
+            .bind(user_id.as_uuid())
+            .execute(e)
+            .await?;
+        }
+        Change::InsertSession {
+            session_id,
+            user_id,
+            token_hash,
+            expires_at,
+        } => {
+            sqlx::query(&format!(
+                "INSERT INTO sessions_g{g} (session_id, token_hash, user_id, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+            ))
+            .bind(session_id.as_uuid())
+            .bind(token_hash)
+            .bind(user_id.as_uuid())
+            .bind(expires_at)
+            .execute(e)
+            .await?;
+        }
+        Change::EndSession { session_id } => {
+            sqlx::query(&format!("DELETE FROM sessions_g{g} WHERE session_id = $1"))
+                .bind(session_id.as_uuid())
+                .execute(e)
+                .await?;
+        }
+        Change::InsertPost {
+            post_id,
+            position,
+            author_name,
+            anonymous,
+            title,
+            body,
+            tags,
+            created_at,
+        } => {
+            sqlx::query(&format!(
+                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING"
+            ))
+            .bind(post_id.as_uuid())
+            .bind(*position as i64)
+            .bind(author_name)
+            .bind(anonymous)
+            .bind(title)
+            .bind(body)
+            .bind(tags)
+            .bind(created_at)
+            .execute(e)
+            .await?;
+        }
+        Change::DeletePost { post_id } => {
+            sqlx::query(&format!("DELETE FROM feed_g{g} WHERE post_id = $1"))
+                .bind(post_id.as_uuid())
+                .execute(e)
+                .await?;
+        }
+        Change::CountComment { post_id, delta, at } => {
+            sqlx::query(&format!(
+                "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
+                 last_activity_at = CASE WHEN $1 > 0 THEN $2 ELSE last_activity_at END WHERE post_id = $3"
+            ))
+            .bind(delta)
+            .bind(at)
+            .bind(post_id.as_uuid())
+            .execute(e)
+            .await?;
+        }
+        Change::InsertComment {
+            comment_id,
+            post_id,
+            position,
+            author_name,
+            anonymous,
+            is_host,
+            body,
+            reply_to,
+            created_at,
+        } => {
+            sqlx::query(&format!(
+                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+            ))
+            .bind(comment_id.as_uuid())
+            .bind(post_id.as_uuid())
+            .bind(*position as i64)
+            .bind(author_name)
+            .bind(anonymous)
+            .bind(is_host)
+            .bind(body)
+            .bind(reply_to.map(|r| r.as_uuid()))
+            .bind(created_at)
+            .execute(e)
+            .await?;
+        }
+        Change::DeleteComment { comment_id } => {
+            sqlx::query(&format!("DELETE FROM comments_g{g} WHERE comment_id = $1"))
+                .bind(comment_id.as_uuid())
+                .execute(e)
+                .await?;
+        }
+        Change::DeleteCommentsOf { post_id } => {
+            sqlx::query(&format!("DELETE FROM comments_g{g} WHERE post_id = $1"))
+                .bind(post_id.as_uuid())
+                .execute(e)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReadModelStore for PostgresReadModels {
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        let row: Option<(i32, i32, i64)> = sqlx::query_as(
+            "SELECT number, version, position FROM generations WHERE projection = $1 AND state = 'live'",
+        )
+        .bind(projection)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|(n, v, p)| Generation {
+            number: n as u32,
+            version: v as u32,
+            position: p as Position,
+        }))
+    }
+
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_projection(&mut tx, projection)
+            .await
+            .map_err(backend)?;
+        let unfinished: Vec<(i32,)> = sqlx::query_as(
+            "SELECT number FROM generations WHERE projection = $1 AND state = 'building'",
+        )
+        .bind(projection)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for (n,) in unfinished {
+            retire(&mut tx, projection, n).await.map_err(backend)?;
+        }
+        let (last,): (i32,) = sqlx::query_as(
+            "SELECT COALESCE(MAX(number), 0) FROM generations WHERE projection = $1",
+        )
+        .bind(projection)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let number = last + 1;
+        for table in tables {
+            let name = format!("{}_g{number}", table.name);
+            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(&format!("CREATE TABLE {name} ({})", table.definition))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            for index in table.indexes {
+                sqlx::query(&index.replace("{t}", &name))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        sqlx::query("INSERT INTO generations (projection, number, version, position, state) VALUES ($1, $2, $3, 0, 'building')")
+            .bind(projection)
+            .bind(number)
+            .bind(version as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Generation {
+            number: number as u32,
+            version,
+            position: 0,
+        })
+    }
+
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        position: Position,
+    ) -> Result<(), ReadModelError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let state: Option<(String,)> = sqlx::query_as(
+            "SELECT state FROM generations WHERE projection = $1 AND number = $2 FOR SHARE",
+        )
+        .bind(projection)
+        .bind(generation as i32)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if state.is_none_or(|(s,)| s == "retired") {
+            return Err(ReadModelError::Superseded {
+                projection: projection.to_owned(),
+                generation,
+            });
+        }
+        for change in changes {
+            apply_one(&mut tx, generation, change)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("UPDATE generations SET position = $1 WHERE projection = $2 AND number = $3")
+            .bind(position as i64)
+            .bind(projection)
+            .bind(generation as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        retry_transient(|| self.promote_once(projection, generation)).await
+    }
+
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        let mut lines = Vec::new();
+        for table in tables_of(projection)? {
+            let pairs: Vec<String> = table
+                .columns
+                .split(',')
+                .map(|c| format!("'{0}', {0}", c.trim()))
+                .collect();
+            let sql = format!(
+                "SELECT json_build_object({})::text FROM {} ORDER BY {}",
+                pairs.join(", "),
+                table.name,
+                table.order
+            );
+            let rows: Vec<(String,)> = sqlx::query_as(&sql)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+            lines.extend(rows.into_iter().map(|(r,)| format!("{} {r}", table.name)));
+        }
+        Ok(lines)
+    }
+}
+
+const POST_COLUMNS: &str = "post_id, position, author_name, anonymous, title, body, tags, comment_count, created_at, last_activity_at";
+const COMMENT_COLUMNS: &str =
+    "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at";
+
+fn post_view(row: &PgRow) -> PostView {
+    PostView {
+        post_id: PostId::new(row.get("post_id")),
+        position: row.get::<i64, _>("position") as Position,
+        author_name: row.get("author_name"),
+        anonymous: row.get("anonymous"),
+        title: row.get("title"),
+        body: row.get("body"),
+        tags: row.get("tags"),
+        comment_count: row.get("comment_count"),
+        created_at: row.get("created_at"),
+        last_activity_at: row.get("last_activity_at"),
+    }
+}
+
+fn comment_view(row: &PgRow) -> CommentView {
+    CommentView {
+        comment_id: CommentId::new(row.get("comment_id")),
+        post_id: PostId::new(row.get("post_id")),
+        position: row.get::<i64, _>("position") as Position,
+        author_name: row.get("author_name"),
+        anonymous: row.get("anonymous"),
+        is_host: row.get("is_host"),
+        body: row.get("body"),
+        reply_to: row.get::<Option<Uuid>, _>("reply_to").map(CommentId::new),
+        created_at: row.get("created_at"),
+    }
+}
+
+fn user_view(row: &PgRow) -> UserView {
+    UserView {
+        user_id: UserId::new(row.get("user_id")),
+        username: row.get("username"),
+        email: row.get("email"),
+        is_admin: row.get("is_admin"),
+        registered_at: row.get::<DateTime<Utc>, _>("registered_at"),
+    }
+}
+
+fn limit(page: &Page) -> i64 {
+    page.limit.clamp(1, 1000) as i64
+}
+
+/// Each query once; the trait impl below retries transient failures.
+impl PostgresReadModels {
+    async fn promote_once(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_projection(&mut tx, projection)
+            .await
+            .map_err(backend)?;
+        let rows: Vec<(i32, i64, String)> = sqlx::query_as(
+            "SELECT number, position, state FROM generations \
+             WHERE projection = $1 AND (number = $2 OR state = 'live') ORDER BY number FOR UPDATE",
+        )
+        .bind(projection)
+        .bind(generation as i32)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some((_, position, state)) = rows
+            .iter()
+            .find(|(n, _, _)| *n == generation as i32)
+            .cloned()
+        else {
+            return Err(ReadModelError::Superseded {
+                projection: projection.to_owned(),
+                generation,
+            });
+        };
+        match state.as_str() {
+            "live" => return Ok(Promotion::Done),
+            "retired" => {
+                return Err(ReadModelError::Superseded {
+                    projection: projection.to_owned(),
+                    generation,
+                });
+            }
+            _ => {}
+        }
+        let live = rows.iter().find(|(_, _, s)| s == "live").cloned();
+        if let Some((_, live_position, _)) = live
+            && live_position > position
+        {
+            return Ok(Promotion::Behind {
+                live_position: live_position as Position,
+            });
+        }
+        for table in tables {
+            sqlx::query(&format!("DROP VIEW IF EXISTS {}", table.name))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(&format!(
+                "CREATE VIEW {0} AS SELECT * FROM {0}_g{generation}",
+                table.name
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if let Some((old, _, _)) = live {
+            retire(&mut tx, projection, old).await.map_err(backend)?;
+        }
+        sqlx::query("UPDATE generations SET state = 'live' WHERE projection = $1 AND number = $2")
+            .bind(projection)
+            .bind(generation as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Promotion::Done)
+    }
+
+    async fn feed_once(&self, page: Page) -> Result<Vec<PostView>, ReadModelError> {
+        let sql = format!(
+            "SELECT {POST_COLUMNS} FROM feed WHERE position < $1 ORDER BY position DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(page.cursor.map_or(i64::MAX, |c| c as i64))
+            .bind(limit(&page))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(post_view).collect())
+    }
+
+    async fn post_once(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
+        let sql = format!("SELECT {POST_COLUMNS} FROM feed WHERE post_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.as_ref().map(post_view))
+    }
+
+    async fn comments_once(
+        &self,
+        post: PostId,
+        page: Page,
+    ) -> Result<Vec<CommentView>, ReadModelError> {
+        let sql = format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = $1 AND position > $2 ORDER BY position ASC LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(post.as_uuid())
+            .bind(page.cursor.map_or(0, |c| c as i64))
+            .bind(limit(&page))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(rows.iter().map(comment_view).collect())
+    }
+
+    async fn comment_once(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
+        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments WHERE comment_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.as_ref().map(comment_view))
+    }
+
+    async fn user_once(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
+        let row = sqlx::query("SELECT user_id, username, email, is_admin, registered_at FROM users WHERE user_id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.as_ref().map(user_view))
+    }
+
+    async fn session_once(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
+        let row = sqlx::query(
+            "SELECT s.session_id, s.expires_at, u.user_id, u.username, u.email, u.is_admin, u.registered_at \
+             FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(|row| SessionView {
+            session_id: SessionId::new(row.get("session_id")),
+            user: user_view(&row),
+            expires_at: row.get("expires_at"),
+        }))
+    }
+}
+
+#[async_trait]
+impl ForumQueries for PostgresReadModels {
+    async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError> {
+        retry_transient(|| self.feed_once(page)).await
+    }
+
+    async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
+        retry_transient(|| self.post_once(id)).await
+    }
+
+    async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError> {
+        retry_transient(|| self.comments_once(post, page)).await
+    }
+
+    async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
+        retry_transient(|| self.comment_once(id)).await
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
+        retry_transient(|| self.user_once(id)).await
+    }
+
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
+        retry_transient(|| self.session_once(token_hash)).await
+    }
+}

@@ -1,0 +1,43 @@
+//! The PostgreSQL read-model store through the read-model contract suite.
+//!
+//! Needs `TREEHOLE_TEST_DATABASE_URL` (`scripts/test` starts a throwaway server); each test
+//! gets a database of its own. Without it every test passes without running and says
+//! `skipped: TREEHOLE_TEST_DATABASE_URL not set` on stderr.
+
+mod read_model_contract;
+
+use std::sync::Arc;
+
+use infra::read_model::PostgresReadModels;
+use uuid::Uuid;
+
+struct PostgresHarness;
+
+impl read_model_contract::Harness for PostgresHarness {
+    async fn create() -> Option<(Self, read_model_contract::Store)> {
+        let server = match std::env::var("TREEHOLE_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
+                return None;
+            }
+        };
+        let name = format!("treehole_rm_{}", Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&server)
+            .await
+            .expect("the test server answers");
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(&create)
+            .execute(&admin)
+            .await
+            .expect("a test database");
+        let mut url = url::Url::parse(&server).expect("a URL");
+        url.set_path(&name);
+        let store = PostgresReadModels::connect(url.as_str())
+            .await
+            .expect("the store connects");
+        Some((Self, Arc::new(store)))
+    }
+}
+
+read_model_contract::read_model_contract!(PostgresHarness);
