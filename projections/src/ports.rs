@@ -18,6 +18,14 @@ pub enum ReadModelError {
     Superseded { projection: String, generation: u32 },
     #[error("no such projection: {0}")]
     UnknownProjection(String),
+    /// The generation's checkpoint is not where the batch starts: another projector applied
+    /// events first. Nothing was written; re-read the checkpoint and go on from there.
+    #[error("generation {generation} of projection {projection} is at position {position} already")]
+    Moved {
+        projection: String,
+        generation: u32,
+        position: Position,
+    },
 }
 
 /// One physical build of a projection's tables. Queries read the live generation; a rebuild
@@ -63,14 +71,17 @@ pub trait ReadModelStore: Send + Sync + 'static {
         projection: &str,
         version: u32,
     ) -> Result<Generation, ReadModelError>;
-    /// Applies the changes to a generation and moves its checkpoint to `position`, in one
-    /// transaction. [`ReadModelError::Superseded`] if the generation has been replaced.
+    /// Applies the changes of the events after `from` up to `to` to a generation and moves its
+    /// checkpoint to `to`, in one transaction. [`ReadModelError::Superseded`] if the generation
+    /// has been replaced, [`ReadModelError::Moved`] if its checkpoint is not `from` (so two
+    /// projectors can never apply one event twice).
     async fn apply(
         &self,
         projection: &str,
         generation: u32,
         changes: &[Change],
-        position: Position,
+        from: Position,
+        to: Position,
     ) -> Result<(), ReadModelError>;
     /// Makes `generation` live in one atomic switch, unless it is behind the live one.
     async fn promote(&self, projection: &str, generation: u32)

@@ -208,6 +208,7 @@ async fn apply_batch(
     projection: &dyn Projection,
     store: &dyn ReadModelStore,
     generation: u32,
+    from: Position,
     batch: &[domain::Envelope],
 ) -> Result<Position, ProjectionError> {
     let Some(last) = batch.last().map(|e| e.position) else {
@@ -231,7 +232,7 @@ async fn apply_batch(
         events = batch.len()
     );
     store
-        .apply(name, generation, &changes, last)
+        .apply(name, generation, &changes, from, last)
         .instrument(span)
         .await?;
     Ok(last)
@@ -359,7 +360,7 @@ async fn follow(
             }
             continue;
         }
-        position = apply_batch(projection, store, generation.number, &batch).await?;
+        position = apply_batch(projection, store, generation.number, position, &batch).await?;
         let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
         let at_head = position >= *head.borrow();
         hub.report(name, |s| {
@@ -411,7 +412,8 @@ pub async fn rebuild(
             let target = *source.watch().borrow();
             let batch = source.read_after(position, BATCH).await?;
             if !batch.is_empty() {
-                position = apply_batch(&*projection, &*store, generation.number, &batch).await?;
+                position =
+                    apply_batch(&*projection, &*store, generation.number, position, &batch).await?;
                 report(position, target.max(position));
                 continue;
             }

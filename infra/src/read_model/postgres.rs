@@ -405,21 +405,39 @@ impl ReadModelStore for PostgresReadModels {
         projection: &str,
         generation: u32,
         changes: &[Change],
-        position: Position,
+        from: Position,
+        to: Position,
     ) -> Result<(), ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let state: Option<(String,)> = sqlx::query_as(
-            "SELECT state FROM generations WHERE projection = $1 AND number = $2 FOR SHARE",
-        )
-        .bind(projection)
-        .bind(generation as i32)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if state.is_none_or(|(s,)| s == "retired") {
-            return Err(ReadModelError::Superseded {
-                projection: projection.to_owned(),
-                generation,
+        // Moving the checkpoint first takes the write lock on the generation's row at once, so
+        // a concurrent projector or promotion waits here rather than deadlocking later.
+        let moved = sqlx::query("UPDATE generations SET position = $1 WHERE projection = $2 AND number = $3 AND position = $4 AND state <> 'retired'")
+            .bind(to as i64)
+            .bind(projection)
+            .bind(generation as i32)
+            .bind(from as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if moved.rows_affected() != 1 {
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "SELECT position, state FROM generations WHERE projection = $1 AND number = $2",
+            )
+            .bind(projection)
+            .bind(generation as i32)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            return Err(match row {
+                Some((position, state)) if state != "retired" => ReadModelError::Moved {
+                    projection: projection.to_owned(),
+                    generation,
+                    position: position as Position,
+                },
+                _ => ReadModelError::Superseded {
+                    projection: projection.to_owned(),
+                    generation,
+                },
             });
         }
         for change in changes {
@@ -427,13 +445,6 @@ impl ReadModelStore for PostgresReadModels {
                 .await
                 .map_err(backend)?;
         }
-        sqlx::query("UPDATE generations SET position = $1 WHERE projection = $2 AND number = $3")
-            .bind(position as i64)
-            .bind(projection)
-            .bind(generation as i32)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

@@ -417,16 +417,39 @@ impl ReadModelStore for SqliteReadModels {
         projection: &str,
         generation: u32,
         changes: &[Change],
-        position: Position,
+        from: Position,
+        to: Position,
     ) -> Result<(), ReadModelError> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let row = generation_row(&mut tx, projection, generation)
+        // Moving the checkpoint first takes the write lock on the generation's row at once, so
+        // a concurrent projector or promotion waits here rather than deadlocking later.
+        let moved = sqlx::query("UPDATE generations SET position = ? WHERE projection = ? AND number = ? AND position = ? AND state <> 'retired'")
+            .bind(to as i64)
+            .bind(projection)
+            .bind(i64::from(generation))
+            .bind(from as i64)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        if row.is_none_or(|(_, _, state)| state == "retired") {
-            return Err(ReadModelError::Superseded {
-                projection: projection.to_owned(),
-                generation,
+        if moved.rows_affected() != 1 {
+            let row: Option<(i64, String)> = sqlx::query_as(
+                "SELECT position, state FROM generations WHERE projection = ? AND number = ?",
+            )
+            .bind(projection)
+            .bind(i64::from(generation))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            return Err(match row {
+                Some((position, state)) if state != "retired" => ReadModelError::Moved {
+                    projection: projection.to_owned(),
+                    generation,
+                    position: position as Position,
+                },
+                _ => ReadModelError::Superseded {
+                    projection: projection.to_owned(),
+                    generation,
+                },
             });
         }
         for change in changes {
@@ -434,13 +457,6 @@ impl ReadModelStore for SqliteReadModels {
                 .await
                 .map_err(backend)?;
         }
-        sqlx::query("UPDATE generations SET position = ? WHERE projection = ? AND number = ?")
-            .bind(position as i64)
-            .bind(projection)
-            .bind(i64::from(generation))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

@@ -39,6 +39,7 @@ macro_rules! read_model_contract {
             unfinished_builds_are_discarded,
             batching_does_not_change_the_result,
             unknown_projections_are_refused,
+            a_batch_from_a_stale_checkpoint_is_refused,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -105,7 +106,7 @@ async fn live_with(store: &Store, projection: &str, changes: &[Change], position
         .await
         .expect("create");
     store
-        .apply(projection, g.number, changes, position)
+        .apply(projection, g.number, changes, 0, position)
         .await
         .expect("apply");
     assert_eq!(
@@ -134,7 +135,7 @@ pub async fn first_generation_goes_live_and_serves_queries(store: Store) {
         "a building generation is not live"
     );
     store
-        .apply("feed", g.number, &[post(1, 5)], 5)
+        .apply("feed", g.number, &[post(1, 5)], 0, 5)
         .await
         .expect("apply");
     store.promote("feed", g.number).await.expect("promote");
@@ -229,7 +230,7 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
             at: t(12),
         },
     ];
-    store.apply("feed", g, &bumps, 12).await.expect("apply");
+    store.apply("feed", g, &bumps, 2, 12).await.expect("apply");
     let p = store
         .post(post_id(1))
         .await
@@ -243,6 +244,7 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
             &[Change::DeletePost {
                 post_id: post_id(1),
             }],
+            12,
             13,
         )
         .await
@@ -261,6 +263,7 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
             &[Change::DeleteComment {
                 comment_id: comment_id(1),
             }],
+            22,
             23,
         )
         .await
@@ -279,6 +282,7 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
             &[Change::DeleteCommentsOf {
                 post_id: post_id(7),
             }],
+            23,
             24,
         )
         .await
@@ -350,6 +354,7 @@ pub async fn sessions_resolve_users_until_ended(store: Store) {
             &[Change::EndSession {
                 session_id: session,
             }],
+            3,
             4,
         )
         .await
@@ -361,7 +366,7 @@ pub async fn replaced_generations_refuse_writes(store: Store) {
     let old = live_with(&store, "feed", &[post(1, 1)], 1).await;
     let new = store.create_generation("feed", 1).await.expect("create");
     store
-        .apply("feed", new.number, &[post(1, 1), post(2, 2)], 2)
+        .apply("feed", new.number, &[post(1, 1), post(2, 2)], 0, 2)
         .await
         .expect("apply");
     // Until the switch, queries read the old generation.
@@ -371,7 +376,7 @@ pub async fn replaced_generations_refuse_writes(store: Store) {
         Promotion::Done
     );
     assert!(store.post(post_id(2)).await.expect("post").is_some());
-    let refused = store.apply("feed", old, &[post(3, 3)], 3).await;
+    let refused = store.apply("feed", old, &[post(3, 3)], 1, 3).await;
     assert!(
         matches!(refused, Err(ReadModelError::Superseded { generation, .. }) if generation == old),
         "{refused:?}"
@@ -387,7 +392,7 @@ pub async fn promotion_waits_for_a_lagging_build(store: Store) {
     let live = live_with(&store, "feed", &[post(1, 1), post(2, 10)], 10).await;
     let new = store.create_generation("feed", 1).await.expect("create");
     store
-        .apply("feed", new.number, &[post(1, 1)], 5)
+        .apply("feed", new.number, &[post(1, 1)], 0, 5)
         .await
         .expect("apply");
     assert_eq!(
@@ -399,7 +404,7 @@ pub async fn promotion_waits_for_a_lagging_build(store: Store) {
         Some(live)
     );
     store
-        .apply("feed", new.number, &[post(2, 10)], 10)
+        .apply("feed", new.number, &[post(2, 10)], 5, 10)
         .await
         .expect("apply");
     assert_eq!(
@@ -416,7 +421,7 @@ pub async fn unfinished_builds_are_discarded(store: Store) {
         .await
         .expect("create");
     store
-        .apply("comments", abandoned.number, &comment(1, 1, 1), 1)
+        .apply("comments", abandoned.number, &comment(1, 1, 1), 0, 1)
         .await
         .expect("apply");
     let next = store
@@ -424,7 +429,7 @@ pub async fn unfinished_builds_are_discarded(store: Store) {
         .await
         .expect("create");
     assert!(next.number > abandoned.number);
-    let refused = store.apply("comments", abandoned.number, &[], 2).await;
+    let refused = store.apply("comments", abandoned.number, &[], 1, 2).await;
     assert!(
         matches!(refused, Err(ReadModelError::Superseded { .. })),
         "{refused:?}"
@@ -447,7 +452,7 @@ pub async fn batching_does_not_change_the_result(store: Store) {
     });
     let one = store.create_generation("feed", 1).await.expect("create");
     store
-        .apply("feed", one.number, &all, 30)
+        .apply("feed", one.number, &all, 0, 30)
         .await
         .expect("apply");
     store.promote("feed", one.number).await.expect("promote");
@@ -459,13 +464,14 @@ pub async fn batching_does_not_change_the_result(store: Store) {
                 "feed",
                 two.number,
                 std::slice::from_ref(change),
+                i as u64,
                 i as u64 + 1,
             )
             .await
             .expect("apply");
     }
     store
-        .apply("feed", two.number, &[], 30)
+        .apply("feed", two.number, &[], all.len() as u64, 30)
         .await
         .expect("apply");
     store.promote("feed", two.number).await.expect("promote");
@@ -479,5 +485,30 @@ pub async fn unknown_projections_are_refused(store: Store) {
     assert!(
         matches!(refused, Err(ReadModelError::UnknownProjection(_))),
         "{refused:?}"
+    );
+}
+
+pub async fn a_batch_from_a_stale_checkpoint_is_refused(store: Store) {
+    // Two projectors of one projection read the same checkpoint; only the first may apply.
+    let g = live_with(&store, "feed", &[post(1, 5)], 5).await;
+    store
+        .apply("feed", g, &[post(2, 7)], 5, 7)
+        .await
+        .expect("the first applies");
+    let late = store.apply("feed", g, &[post(2, 7)], 5, 7).await;
+    assert!(
+        matches!(late, Err(ReadModelError::Moved { position: 7, .. })),
+        "{late:?}"
+    );
+    let p = store
+        .post(post_id(2))
+        .await
+        .expect("post")
+        .expect("the post");
+    assert_eq!(p.position, 7);
+    assert_eq!(store.dump("feed").await.expect("dump").len(), 2);
+    assert_eq!(
+        store.live("feed").await.expect("live").map(|g| g.position),
+        Some(7)
     );
 }
