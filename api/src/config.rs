@@ -35,6 +35,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Projections `serve` runs in-process: `all`, `none` (workers run them: `treehole
+    /// project`), or a list such as `users,feed`.
+    pub projectors: String,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             consistency_timeout_ms: 5_000,
             max_body_bytes: 128 * 1024,
             log_format: LogFormat::Text,
+            projectors: "all".into(),
         }
     }
 }
@@ -212,6 +216,7 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_CONSISTENCY_TIMEOUT_MS", "consistency_timeout_ms"),
     ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
     ("TREEHOLE_LOG_FORMAT", "log_format"),
+    ("TREEHOLE_PROJECTORS", "projectors"),
 ];
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
@@ -252,7 +257,8 @@ pub fn load(
         .pseudonyms
         .scheme()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    settings.password.policy();
+    crate::projector::Selection::parse(&settings.projectors)
+        .map_err(|e| ConfigError::Invalid(format!("projectors: {e}")))?;
     Ok(settings)
 }
 

@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Runs projectors as a worker process, without HTTP (pair it with `serve` configured with
+    /// `TREEHOLE_PROJECTORS=none` or a list of the ones `serve` keeps).
+    Project {
+        /// Comma-separated projections to run (default: all).
+        #[arg(long, default_value = "all")]
+        only: String,
+    },
+    /// Creates or updates the database schema (the log and the read models) and exits.
+    Migrate,
     /// Rebuilds projections beside the live ones and swaps each atomically when caught up.
     /// Works while `serve` runs on the same data: queries keep answering from the old model.
     Rebuild {
@@ -87,6 +96,27 @@ async fn main() -> anyhow::Result<()> {
             println!("treehole listening on http://{}", app.local_addr());
             app.run_until(shutdown_signal()).await?;
             tracing::info!("stopped");
+        }
+        Command::Project { only } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let selection = api::projector::Selection::parse(only).map_err(anyhow::Error::msg)?;
+            let stores = Stores::open(&settings).await?;
+            let tasks = api::projector::spawn_workers(&stores, &selection).await?;
+            tracing::info!(only = %only, "projector worker running");
+            shutdown_signal().await;
+            for t in &tasks {
+                t.abort();
+            }
+            stores.read_models.close().await;
+        }
+        Command::Migrate => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let stores = Stores::open(&settings).await?;
+            projections::runner::prepare(&projections::all(), stores.read_models.as_ref()).await?;
+            stores.read_models.close().await;
+            println!("schema up to date");
         }
         Command::Rebuild { projections } => {
             let settings = settings(&cli, None)?;

@@ -17,6 +17,41 @@ pub struct Projectors {
     rebuilding: Arc<Mutex<HashSet<&'static str>>>,
 }
 
+/// Which projections a process runs: `all`, `none`, or a comma-separated list of names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Only(Vec<String>),
+}
+
+impl Selection {
+    /// Parses `all`, `none` or `feed,comments`, refusing unknown names.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "all" => Ok(Self::All),
+            "none" | "" => Ok(Self::Only(vec![])),
+            list => {
+                let known: Vec<&str> = projections::all().iter().map(|p| p.name()).collect();
+                let names: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                match names.iter().find(|n| !known.contains(&n.as_str())) {
+                    Some(bad) => Err(format!(
+                        "no projection is named {bad:?} (known: {})",
+                        known.join(", ")
+                    )),
+                    None => Ok(Self::Only(names)),
+                }
+            }
+        }
+    }
+
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildRefused {
     #[error("no projection is named {0:?}")]
@@ -45,17 +80,23 @@ impl Projectors {
         self.all.iter().find(|p| p.name() == name).cloned()
     }
 
-    /// Starts one live projector per projection.
-    pub fn spawn_live(&self) -> Vec<JoinHandle<()>> {
+    /// Starts a live projector for each projection `selection` names, and an observer of the
+    /// checkpoints of the others (which worker processes run).
+    pub fn spawn(&self, selection: &Selection) -> Vec<JoinHandle<()>> {
         self.all
             .iter()
             .map(|p| {
-                tokio::spawn(runner::run(
+                let (p, source, store, hub) = (
                     p.clone(),
                     self.source.clone(),
                     self.store.clone(),
                     self.hub.clone(),
-                ))
+                );
+                if selection.includes(p.name()) {
+                    tokio::spawn(runner::run(p, source, store, hub))
+                } else {
+                    tokio::spawn(runner::observe(p, source, store, hub))
+                }
             })
             .collect()
     }
@@ -94,4 +135,24 @@ impl Projectors {
             result
         }))
     }
+}
+
+/// Starts the selected projectors of a worker process (`treehole project`) on `stores`.
+pub async fn spawn_workers(
+    stores: &crate::startup::Stores,
+    selection: &Selection,
+) -> Result<Vec<JoinHandle<()>>, projections::ReadModelError> {
+    let all = projections::all();
+    let source: Arc<dyn EventSource> = Arc::new(infra::source::StoreSource(stores.events.clone()));
+    let store: Arc<dyn ReadModelStore> = stores.read_models.clone();
+    runner::prepare(&all, store.as_ref()).await?;
+    let chosen: Vec<Arc<dyn Projection>> = all
+        .into_iter()
+        .filter(|p| selection.includes(p.name()))
+        .collect();
+    let hub = ProjectionHub::new(&chosen, stores.events.watch());
+    Ok(chosen
+        .into_iter()
+        .map(|p| tokio::spawn(runner::run(p, source.clone(), store.clone(), hub.clone())))
+        .collect())
 }

@@ -28,7 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::projector::Projectors;
+use crate::projector::{Projectors, Selection};
 use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
 use crate::state::{AppState, Inner};
@@ -141,7 +141,8 @@ impl Application {
         let writer: Arc<dyn ReadModelStore> = stores.read_models.clone();
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
-        let mut tasks = projectors.spawn_live();
+        let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
+        let mut tasks = projectors.spawn(&selection);
 
         let limits = RateLimiters::new(&settings.rate_limits);
         let listener =

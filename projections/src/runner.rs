@@ -282,6 +282,36 @@ pub async fn run(
     }
 }
 
+/// Tracks a projection that another process runs (`treehole project`): reads its live
+/// checkpoint whenever the log moves (and every [`POLL`] anyway) so that read-your-writes waits
+/// in this process still complete.
+pub async fn observe(
+    projection: Arc<dyn Projection>,
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn ReadModelStore>,
+    hub: ProjectionHub,
+) {
+    let name = projection.name();
+    let mut head = source.watch();
+    loop {
+        match store.live(name).await {
+            Ok(Some(g)) => hub.report(name, |s| {
+                s.generation = g.number;
+                s.position = g.position;
+                s.state = ProjectionState::Live;
+                s.last_error = None;
+                if g.position >= *head.borrow() {
+                    s.caught_up_at = Some(Instant::now());
+                }
+            }),
+            Ok(None) => {}
+            Err(e) => hub.report(name, |s| s.last_error = Some(e.to_string())),
+        }
+        // A short poll: the worker's progress is announced by no notification of its own.
+        let _ = tokio::time::timeout(Duration::from_millis(50), head.changed()).await;
+    }
+}
+
 /// Gives every projection that was never built an empty live generation, so queries find
 /// their tables from the first request on (the projectors then fill them).
 pub async fn prepare(

@@ -7,3 +7,4 @@ mod crash_safety;
 mod helpers;
 mod hot_post;
 mod rebuild;
+mod worker;
