@@ -17,8 +17,9 @@
 //! - Re-sending stored event ids is a replay even if the expectation no longer holds: that is the
 //!   retry of a caller whose acknowledgement was lost.
 //! - A caller that stops waiting after submitting may still have its write committed.
-//! - `watch` is notified by this process's own commits; readers in other processes must also
-//!   look again now and then (the projection runner does).
+//! - `watch` is notified of this process's own commits; PostgreSQL also notifies every other
+//!   process (LISTEN/NOTIFY), SQLite does not, so readers of a shared SQLite file in other
+//!   processes look again now and then (the projection runner does).
 
 use async_trait::async_trait;
 use domain::{Envelope, NewEvent, Position, StreamId};
