@@ -35,6 +35,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
+    /// Apply pending PostgreSQL migrations when starting (else refuse to start with them
+    /// pending, and leave them to `treehole migrate`).
+    pub migrate_on_start: bool,
     /// Projections `serve` runs in-process: `all`, `none` (workers run them: `treehole
     /// project`), or a list such as `users,feed`.
     pub projectors: String,
@@ -56,6 +59,7 @@ impl Default for Settings {
             max_body_bytes: 128 * 1024,
             log_format: LogFormat::Text,
             projectors: "all".into(),
+            migrate_on_start: true,
         }
     }
 }
@@ -217,6 +221,7 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
     ("TREEHOLE_LOG_FORMAT", "log_format"),
     ("TREEHOLE_PROJECTORS", "projectors"),
+    ("TREEHOLE_MIGRATE_ON_START", "migrate_on_start"),
 ];
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
@@ -264,7 +269,7 @@ pub fn load(
 
 /// Interprets an environment or flag string as the TOML value the key expects.
 fn value_of(key: &str, raw: &str) -> toml::Value {
-    if key == "rate_limits.enabled" {
+    if key == "rate_limits.enabled" || key == "migrate_on_start" {
         return toml::Value::Boolean(!matches!(
             raw.to_ascii_lowercase().as_str(),
             "off" | "false" | "0" | "no"

@@ -113,10 +113,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
-            let stores = Stores::open(&settings).await?;
-            projections::runner::prepare(&projections::all(), stores.read_models.as_ref()).await?;
-            stores.read_models.close().await;
-            println!("schema up to date");
+            let applied = api::startup::migrate(&settings).await?;
+            if applied.is_empty() {
+                println!("schema up to date");
+            } else {
+                println!("applied migrations: {}", applied.join(", "));
+            }
         }
         Command::Rebuild { projections } => {
             let settings = settings(&cli, None)?;

@@ -72,6 +72,9 @@ impl Stores {
             source,
         })?;
         if let Some(url) = &settings.database_url {
+            if !settings.migrate_on_start {
+                refuse_pending_migrations(url).await?;
+            }
             let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::connect(url).await?);
             let read_models: Arc<dyn ReadModels> =
                 Arc::new(PostgresReadModels::connect(url).await?);
@@ -94,6 +97,38 @@ impl Stores {
             read_models,
         })
     }
+}
+
+/// Fails when the PostgreSQL schema is behind this binary (start-up without migrating).
+async fn refuse_pending_migrations(url: &str) -> Result<(), StartupError> {
+    let pending = infra::migrations::pending(url)
+        .await
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = pending.iter().map(|(v, d)| format!("{v} ({d})")).collect();
+    Err(StartupError::Config(format!(
+        "the database schema is behind: migrations {} are pending; run `treehole migrate` or set TREEHOLE_MIGRATE_ON_START=true",
+        list.join(", ")
+    )))
+}
+
+/// `treehole migrate`: applies every pending migration and builds the first read-model
+/// generations. Returns what it applied (nothing on the embedded default, whose schema is
+/// created with its files).
+pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
+    let mut applied = Vec::new();
+    if let Some(url) = &settings.database_url {
+        let done = infra::migrations::migrate(url)
+            .await
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+        applied = done.iter().map(|(v, d)| format!("{v} {d}")).collect();
+    }
+    let stores = Stores::open(settings).await?;
+    projections::runner::prepare(&projections::all(), stores.read_models.as_ref()).await?;
+    stores.read_models.close().await;
+    Ok(applied)
 }
 
 pub struct Application {

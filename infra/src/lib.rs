@@ -3,5 +3,6 @@
 
 pub mod event_store;
 pub mod mail;
+pub mod migrations;
 pub mod read_model;
 pub mod source;

@@ -41,3 +41,38 @@ impl read_model_contract::Harness for PostgresHarness {
 }
 
 read_model_contract::read_model_contract!(PostgresHarness);
+
+#[tokio::test]
+async fn migrations_report_what_is_pending_and_apply_once() {
+    let Ok(server) = std::env::var("TREEHOLE_TEST_DATABASE_URL") else {
+        eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
+        return;
+    };
+    let name = format!("treehole_mig_{}", Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("the test server answers");
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(&create)
+        .execute(&admin)
+        .await
+        .expect("a test database");
+    let mut url = url::Url::parse(&server).expect("a URL");
+    url.set_path(&name);
+    let url = url.as_str();
+    let all = infra::migrations::pending(url).await.expect("pending");
+    assert_eq!(all.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(infra::migrations::migrate(url).await.expect("migrate"), all);
+    assert!(
+        infra::migrations::pending(url)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert!(
+        infra::migrations::migrate(url)
+            .await
+            .expect("migrate")
+            .is_empty()
+    );
+}

@@ -65,8 +65,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commands::{Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite};
 use domain::{Envelope, Position, StreamId};
+use sqlx::PgExecutor;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Executor, PgExecutor};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{instrument, warn};
 use uuid::Uuid;
@@ -91,28 +91,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_CONNECTIONS: u32 = 4;
 /// Appends queued for the writer before `append_many` callers wait for room.
 const QUEUE_CAPACITY: usize = 1024;
-
-/// Created under [`WRITE_LOCK`], so that processes starting together do not race on it.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
-    position    BIGINT      PRIMARY KEY CHECK (position >= 1),
-    event_id    UUID        NOT NULL UNIQUE,
-    stream      TEXT        NOT NULL,
-    version     BIGINT      NOT NULL CHECK (version >= 1),
-    type        TEXT        NOT NULL,
-    schema      INT         NOT NULL CHECK (schema >= 0),
-    occurred_at TIMESTAMPTZ NOT NULL,
-    data        JSON        NOT NULL,
-    metadata    JSON        NOT NULL,
-    UNIQUE (stream, version)
-);
-
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key         TEXT NOT NULL PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    results     JSON NOT NULL
-);
-";
 
 const READ_STREAM: &str = "SELECT position, event_id, stream, version, type, schema, \
      occurred_at, data::text, metadata::text FROM events \
@@ -161,10 +139,9 @@ impl PostgresEventStore {
         let server: Arc<str> = server(&options).into();
         let mut conn = writer::open_connection(&options, &server).await?;
         check_server(&mut conn).await?;
-        let create = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); {SCHEMA} COMMIT");
-        conn.execute(create.as_str())
+        crate::migrations::migrate_postgres(&mut conn)
             .await
-            .map_err(|e| backend("cannot create the event tables", e))?;
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         let reads = PgPoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .acquire_timeout(CONNECT_TIMEOUT)

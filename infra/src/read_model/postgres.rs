@@ -19,17 +19,6 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS generations (
-    projection TEXT NOT NULL,
-    number     INTEGER NOT NULL,
-    version    INTEGER NOT NULL,
-    position   BIGINT NOT NULL DEFAULT 0,
-    state      TEXT NOT NULL CHECK (state IN ('building', 'live', 'retired')),
-    PRIMARY KEY (projection, number)
-);
-"#;
-
 struct Table {
     projection: &'static str,
     name: &'static str,
@@ -145,17 +134,11 @@ impl PostgresReadModels {
             .map_err(|e| {
                 ReadModelError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
             })?;
-        // Concurrent first starts would race on CREATE TABLE IF NOT EXISTS; serialise them.
-        let mut tx = pool.begin().await.map_err(backend)?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('treehole.read_models.schema'))")
-            .execute(&mut *tx)
+        let mut conn = pool.acquire().await.map_err(backend)?;
+        crate::migrations::migrate_postgres(&mut conn)
             .await
-            .map_err(backend)?;
-        sqlx::query(SCHEMA)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+            .map_err(|e| ReadModelError::Backend(e.to_string()))?;
+        drop(conn);
         Ok(Self { pool })
     }
 
