@@ -196,3 +196,72 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_event_stops_the_projections_not_the_process() {
+    use chrono::Utc;
+    use commands::ExpectedVersion;
+    use domain::{Metadata, NewEvent, StreamId};
+
+    let app = spawn_app().await;
+    let admin = app.new_user("operator").await;
+    let handler = CommandHandler::new(app.event_store());
+    let granted = api::admin::grant(&handler, &admin.username)
+        .await
+        .expect("grant");
+    app.get_auth(&format!("/me?after={granted}"), &admin.token)
+        .await
+        .expect(200);
+
+    // A payload this code cannot decode, as a bad deploy or a hand-edited log could leave.
+    let poison = NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "CommentAdded".into(),
+        schema: 1,
+        occurred_at: Utc::now(),
+        data: json!({"unexpected": true}),
+        metadata: Metadata::default(),
+    };
+    let stream = StreamId::parse("post-poison").expect("a stream");
+    let committed = app
+        .event_store()
+        .append(&stream, ExpectedVersion::Any, vec![poison])
+        .await
+        .expect("append");
+    let at = committed.last_position();
+
+    let mut waited = 0;
+    let failed = loop {
+        let all = app
+            .get_auth("/admin/projections", &admin.token)
+            .await
+            .expect(200);
+        let failed: Vec<Value> = all["projections"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|p| p["state"] == "failed")
+            .cloned()
+            .collect();
+        if failed.len() == 3 {
+            break failed;
+        }
+        waited += 1;
+        assert!(waited < 200, "the projections did not stop: {all}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    for p in &failed {
+        let error = p["last_error"].as_str().expect("an error");
+        assert!(error.contains(&format!("position {at}")), "{error}");
+        assert_eq!(
+            p["position"].as_u64(),
+            Some(at - 1),
+            "it stopped before the poison"
+        );
+    }
+    // The process keeps serving what it has, and says it is not ready.
+    app.get("/healthz").await.expect(200);
+    app.get("/posts").await.expect(200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status.as_u16(), 503, "{}", ready.text);
+}
