@@ -5,7 +5,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 pub use postgres::PostgresReadModels;
-use projections::{ForumQueries, ReadModelStore};
+use projections::{ForumQueries, ReadModelError, ReadModelStore};
 pub use sqlite::SqliteReadModels;
 
 /// Both sides of a read-model backend, as the composition root holds it.
@@ -27,4 +27,113 @@ impl ReadModels for PostgresReadModels {
     async fn close(&self) {
         PostgresReadModels::close(self).await;
     }
+}
+
+/// One table of a projection, with its definition for each backend. Generation `g` lives in
+/// `<name>_g<g>`; queries read the view `<name>`, which points at the live generation.
+pub(crate) struct Table {
+    pub projection: &'static str,
+    pub name: &'static str,
+    /// Column definitions and constraints, per backend.
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+    /// Extra statements run after creating the table; `{t}` is the table's name.
+    pub indexes: &'static [&'static str],
+    /// Columns and order of a dump.
+    pub columns: &'static str,
+    pub order: &'static str,
+}
+
+pub(crate) const TABLES: &[Table] = &[
+    Table {
+        projection: "users",
+        name: "users",
+        sqlite: "user_id TEXT PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
+                     is_admin INTEGER NOT NULL DEFAULT 0, registered_at TEXT NOT NULL",
+        postgres: "user_id UUID PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
+                     is_admin BOOLEAN NOT NULL DEFAULT FALSE, registered_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "user_id, username, email, is_admin, registered_at",
+        order: "user_id",
+    },
+    Table {
+        projection: "users",
+        name: "sessions",
+        sqlite: "session_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
+                     user_id TEXT NOT NULL, expires_at TEXT NOT NULL",
+        postgres: "session_id UUID PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
+                     user_id UUID NOT NULL, expires_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "session_id, token_hash, user_id, expires_at",
+        order: "session_id",
+    },
+    Table {
+        projection: "feed",
+        name: "feed",
+        sqlite: "post_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
+                     author_name TEXT NOT NULL, anonymous INTEGER NOT NULL, title TEXT, \
+                     body TEXT NOT NULL, tags TEXT NOT NULL, \
+                     comment_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
+                     last_activity_at TEXT NOT NULL",
+        postgres: "post_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
+                     author_name TEXT NOT NULL, anonymous BOOLEAN NOT NULL, title TEXT, \
+                     body TEXT NOT NULL, tags TEXT[] NOT NULL, \
+                     comment_count BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL, \
+                     last_activity_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
+                  created_at, last_activity_at",
+        order: "position",
+    },
+    Table {
+        projection: "comments",
+        name: "comments",
+        sqlite: "comment_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, \
+                     position INTEGER NOT NULL UNIQUE, author_name TEXT NOT NULL, \
+                     anonymous INTEGER NOT NULL, is_host INTEGER NOT NULL, body TEXT NOT NULL, \
+                     reply_to TEXT, created_at TEXT NOT NULL",
+        postgres: "comment_id UUID PRIMARY KEY, post_id UUID NOT NULL, \
+                     position BIGINT NOT NULL UNIQUE, author_name TEXT NOT NULL, \
+                     anonymous BOOLEAN NOT NULL, is_host BOOLEAN NOT NULL, body TEXT NOT NULL, \
+                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL",
+        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
+        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
+                  reply_to, created_at",
+        order: "position",
+    },
+];
+
+/// The tables of a projection, or [`ReadModelError::UnknownProjection`].
+pub(crate) fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
+    let tables: Vec<_> = TABLES
+        .iter()
+        .filter(|t| t.projection == projection)
+        .collect();
+    if tables.is_empty() {
+        Err(ReadModelError::UnknownProjection(projection.to_owned()))
+    } else {
+        Ok(tables)
+    }
+}
+
+/// Connection-level failures are `Unavailable` (worth retrying); the rest are `Backend`.
+pub(crate) fn backend(e: sqlx::Error) -> ReadModelError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            ReadModelError::Unavailable(e.to_string())
+        }
+        other => ReadModelError::Backend(other.to_string()),
+    }
+}
+
+/// The query listing a table's rows as JSON text in dump order; `object` is the backend's
+/// JSON-object function and `as_text` what turns its result into text.
+pub(crate) fn dump_query(table: &Table, object: &str, as_text: &str) -> String {
+    let pairs: Vec<String> = table
+        .columns
+        .split(',')
+        .map(|c| format!("'{0}', {0}", c.trim()))
+        .collect();
+    let (pairs, name, order) = (pairs.join(", "), table.name, table.order);
+    format!("SELECT {object}({pairs}){as_text} FROM {name} ORDER BY {order}")
 }

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::{TABLES, backend, dump_query, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -18,82 +19,6 @@ use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, R
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
-
-struct Table {
-    projection: &'static str,
-    name: &'static str,
-    definition: &'static str,
-    indexes: &'static [&'static str],
-    columns: &'static str,
-    order: &'static str,
-}
-
-const TABLES: &[Table] = &[
-    Table {
-        projection: "users",
-        name: "users",
-        definition: "user_id UUID PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
-                     is_admin BOOLEAN NOT NULL DEFAULT FALSE, registered_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "user_id, username, email, is_admin, registered_at",
-        order: "user_id",
-    },
-    Table {
-        projection: "users",
-        name: "sessions",
-        definition: "session_id UUID PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
-                     user_id UUID NOT NULL, expires_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "session_id, token_hash, user_id, expires_at",
-        order: "session_id",
-    },
-    Table {
-        projection: "feed",
-        name: "feed",
-        definition: "post_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
-                     author_name TEXT NOT NULL, anonymous BOOLEAN NOT NULL, title TEXT, \
-                     body TEXT NOT NULL, tags TEXT[] NOT NULL, \
-                     comment_count BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL, \
-                     last_activity_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                  created_at, last_activity_at",
-        order: "position",
-    },
-    Table {
-        projection: "comments",
-        name: "comments",
-        definition: "comment_id UUID PRIMARY KEY, post_id UUID NOT NULL, \
-                     position BIGINT NOT NULL UNIQUE, author_name TEXT NOT NULL, \
-                     anonymous BOOLEAN NOT NULL, is_host BOOLEAN NOT NULL, body TEXT NOT NULL, \
-                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL",
-        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
-        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                  reply_to, created_at",
-        order: "position",
-    },
-];
-
-fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
-    let tables: Vec<_> = TABLES
-        .iter()
-        .filter(|t| t.projection == projection)
-        .collect();
-    if tables.is_empty() {
-        Err(ReadModelError::UnknownProjection(projection.to_owned()))
-    } else {
-        Ok(tables)
-    }
-}
-
-fn backend(e: sqlx::Error) -> ReadModelError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ReadModelError::Unavailable(e.to_string())
-        }
-        other => ReadModelError::Backend(other.to_string()),
-    }
-}
 
 /// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
 /// failure: a promotion swaps views under an exclusive lock, and a query joining two views
@@ -357,7 +282,7 @@ impl ReadModelStore for PostgresReadModels {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            sqlx::query(&format!("CREATE TABLE {name} ({})", table.definition))
+            sqlx::query(&format!("CREATE TABLE {name} ({})", table.postgres))
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -442,17 +367,7 @@ impl ReadModelStore for PostgresReadModels {
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
         let mut lines = Vec::new();
         for table in tables_of(projection)? {
-            let pairs: Vec<String> = table
-                .columns
-                .split(',')
-                .map(|c| format!("'{0}', {0}", c.trim()))
-                .collect();
-            let sql = format!(
-                "SELECT json_build_object({})::text FROM {} ORDER BY {}",
-                pairs.join(", "),
-                table.name,
-                table.order
-            );
+            let sql = dump_query(table, "json_build_object", "::text");
             let rows: Vec<(String,)> = sqlx::query_as(&sql)
                 .fetch_all(&self.pool)
                 .await

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::{TABLES, backend, dump_query, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -35,90 +36,9 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 "#;
 
-/// One table of a projection. Generation `g` lives in `<name>_g<g>`; queries read the view
-/// `<name>`, which points at the live generation.
-struct Table {
-    projection: &'static str,
-    name: &'static str,
-    /// Column definitions and constraints.
-    definition: &'static str,
-    /// Extra statements run after creating the table; `{t}` is the table's name.
-    indexes: &'static [&'static str],
-    /// Columns and order of a dump.
-    columns: &'static str,
-    order: &'static str,
-}
-
-const TABLES: &[Table] = &[
-    Table {
-        projection: "users",
-        name: "users",
-        definition: "user_id TEXT PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
-                     is_admin INTEGER NOT NULL DEFAULT 0, registered_at TEXT NOT NULL",
-        indexes: &[],
-        columns: "user_id, username, email, is_admin, registered_at",
-        order: "user_id",
-    },
-    Table {
-        projection: "users",
-        name: "sessions",
-        definition: "session_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
-                     user_id TEXT NOT NULL, expires_at TEXT NOT NULL",
-        indexes: &[],
-        columns: "session_id, token_hash, user_id, expires_at",
-        order: "session_id",
-    },
-    Table {
-        projection: "feed",
-        name: "feed",
-        definition: "post_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
-                     author_name TEXT NOT NULL, anonymous INTEGER NOT NULL, title TEXT, \
-                     body TEXT NOT NULL, tags TEXT NOT NULL, \
-                     comment_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
-                     last_activity_at TEXT NOT NULL",
-        indexes: &[],
-        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                  created_at, last_activity_at",
-        order: "position",
-    },
-    Table {
-        projection: "comments",
-        name: "comments",
-        definition: "comment_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, \
-                     position INTEGER NOT NULL UNIQUE, author_name TEXT NOT NULL, \
-                     anonymous INTEGER NOT NULL, is_host INTEGER NOT NULL, body TEXT NOT NULL, \
-                     reply_to TEXT, created_at TEXT NOT NULL",
-        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
-        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                  reply_to, created_at",
-        order: "position",
-    },
-];
-
-fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
-    let tables: Vec<_> = TABLES
-        .iter()
-        .filter(|t| t.projection == projection)
-        .collect();
-    if tables.is_empty() {
-        Err(ReadModelError::UnknownProjection(projection.to_owned()))
-    } else {
-        Ok(tables)
-    }
-}
-
 pub struct SqliteReadModels {
     writer: SqlitePool,
     reader: SqlitePool,
-}
-
-fn backend(e: sqlx::Error) -> ReadModelError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ReadModelError::Unavailable(e.to_string())
-        }
-        other => ReadModelError::Backend(other.to_string()),
-    }
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -386,7 +306,7 @@ impl ReadModelStore for SqliteReadModels {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            sqlx::query(&format!("CREATE TABLE {name} ({})", table.definition))
+            sqlx::query(&format!("CREATE TABLE {name} ({})", table.sqlite))
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
@@ -526,17 +446,7 @@ impl ReadModelStore for SqliteReadModels {
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
         let mut lines = Vec::new();
         for table in tables_of(projection)? {
-            let pairs: Vec<String> = table
-                .columns
-                .split(',')
-                .map(|c| format!("'{0}', {0}", c.trim()))
-                .collect();
-            let sql = format!(
-                "SELECT json_object({}) FROM {} ORDER BY {}",
-                pairs.join(", "),
-                table.name,
-                table.order
-            );
+            let sql = dump_query(table, "json_object", "");
             let rows: Vec<(String,)> = sqlx::query_as(&sql)
                 .fetch_all(&self.reader)
                 .await
