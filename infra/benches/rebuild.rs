@@ -843,10 +843,14 @@ impl Model {
                 },
             ),
             Change::DeletePost { post_id } => self.feed.remove(post_id.as_uuid()),
-            Change::CountComment { post_id, delta, at } => {
+            Change::CountComment {
+                post_id,
+                delta,
+                active_at,
+            } => {
                 if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
                     post.comment_count += delta;
-                    if delta > 0 {
+                    if let Some(at) = active_at {
                         post.last_activity_at = at;
                     }
                 }

@@ -45,14 +45,14 @@ impl Projection for Feed {
                 vec![Change::CountComment {
                     post_id: *post_id,
                     delta: 1,
-                    at: envelope.occurred_at,
+                    active_at: Some(envelope.occurred_at),
                 }]
             }
             PostEvent::CommentDeleted { post_id, .. } => {
                 vec![Change::CountComment {
                     post_id: *post_id,
                     delta: -1,
-                    at: envelope.occurred_at,
+                    active_at: None,
                 }]
             }
             PostEvent::PostDeleted { post_id, .. } => {

@@ -222,6 +222,7 @@ async fn apply_batch(
         })?;
         changes.extend(projection.apply(envelope, &event));
     }
+    let changes = crate::change::coalesce(changes);
     let name = projection.name();
     let span = info_span!(
         "projection_batch",

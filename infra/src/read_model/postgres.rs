@@ -177,13 +177,17 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
                 .execute(e)
                 .await?;
         }
-        Change::CountComment { post_id, delta, at } => {
+        Change::CountComment {
+            post_id,
+            delta,
+            active_at,
+        } => {
             sqlx::query(&format!(
                 "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
-                 last_activity_at = CASE WHEN $1 > 0 THEN $2 ELSE last_activity_at END WHERE post_id = $3"
+                 last_activity_at = COALESCE($2, last_activity_at) WHERE post_id = $3"
             ))
             .bind(delta)
-            .bind(at)
+            .bind(active_at)
             .bind(post_id.as_uuid())
             .execute(e)
             .await?;

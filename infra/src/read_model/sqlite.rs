@@ -169,13 +169,17 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
-        Change::CountComment { post_id, delta, at } => {
+        Change::CountComment {
+            post_id,
+            delta,
+            active_at,
+        } => {
             sqlx::query(&format!(
                 "UPDATE feed_g{g} SET comment_count = comment_count + ?, \
-                 last_activity_at = CASE WHEN ? > 0 THEN ? ELSE last_activity_at END WHERE post_id = ?",))
+                 last_activity_at = COALESCE(?, last_activity_at) WHERE post_id = ?",
+            ))
             .bind(delta)
-            .bind(delta)
-            .bind(ts(at))
+            .bind(active_at.as_ref().map(ts))
             .bind(post_id.to_string())
             .execute(&mut **tx)
             .await?;

@@ -217,17 +217,17 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         Change::CountComment {
             post_id: post_id(1),
             delta: 1,
-            at: t(10),
+            active_at: Some(t(10)),
         },
         Change::CountComment {
             post_id: post_id(1),
             delta: 1,
-            at: t(11),
+            active_at: Some(t(11)),
         },
         Change::CountComment {
             post_id: post_id(1),
             delta: -1,
-            at: t(12),
+            active_at: None,
         },
     ];
     store.apply("feed", g, &bumps, 2, 12).await.expect("apply");
@@ -444,7 +444,7 @@ pub async fn batching_does_not_change_the_result(store: Store) {
         all.push(Change::CountComment {
             post_id: post_id(n),
             delta: 1,
-            at: t(n as i64 * 3 + 1),
+            active_at: Some(t(n as i64 * 3 + 1)),
         });
     }
     all.push(Change::DeletePost {
