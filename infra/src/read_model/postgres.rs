@@ -97,6 +97,65 @@ async fn retire(tx: &mut Tx<'_>, projection: &str, number: i32) -> Result<(), sq
     Ok(())
 }
 
+/// Inserts many `InsertComment` changes with one statement (`UNNEST` of column arrays).
+async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
+    let n = changes.len();
+    let (mut ids, mut posts, mut positions, mut names) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut anonymous, mut hosts, mut bodies, mut replies, mut times) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for change in changes {
+        if let Change::InsertComment {
+            comment_id,
+            post_id,
+            position,
+            author_name,
+            anonymous: a,
+            is_host,
+            body,
+            reply_to,
+            created_at,
+        } = change
+        {
+            ids.push(comment_id.as_uuid());
+            posts.push(post_id.as_uuid());
+            positions.push(*position as i64);
+            names.push(author_name.as_str());
+            anonymous.push(*a);
+            hosts.push(*is_host);
+            bodies.push(body.as_str());
+            replies.push(reply_to.map(|r| r.as_uuid()));
+            times.push(*created_at);
+        }
+    }
+    sqlx::query(&format!(
+        "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::uuid[], $9::timestamptz[]) \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind(ids)
+    .bind(posts)
+    .bind(positions)
+    .bind(names)
+    .bind(anonymous)
+    .bind(hosts)
+    .bind(bodies)
+    .bind(replies)
+    .bind(times)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx::Error> {
     let e = &mut **tx;
     match change {
@@ -352,10 +411,24 @@ impl ReadModelStore for PostgresReadModels {
                 },
             });
         }
-        for change in changes {
-            apply_one(&mut tx, generation, change)
-                .await
-                .map_err(backend)?;
+        // Runs of new comments (most of a busy log) go in as one multi-row insert each.
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|c| matches!(c, Change::InsertComment { .. }))
+                .count();
+            if run > 1 {
+                insert_comments(&mut tx, generation, &rest[..run])
+                    .await
+                    .map_err(backend)?;
+                rest = &rest[run..];
+            } else {
+                apply_one(&mut tx, generation, first)
+                    .await
+                    .map_err(backend)?;
+                rest = &rest[1..];
+            }
         }
         tx.commit().await.map_err(backend)
     }
