@@ -13,42 +13,16 @@ use uuid::Uuid;
 
 struct PostgresHarness;
 
-impl read_model_contract::Harness for PostgresHarness {
-    async fn create() -> Option<(Self, read_model_contract::Store)> {
-        let server = match std::env::var("TREEHOLE_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
-                return None;
-            }
-        };
-        let name = format!("treehole_rm_{}", Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&server)
-            .await
-            .expect("the test server answers");
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(&create)
-            .execute(&admin)
-            .await
-            .expect("a test database");
-        let mut url = url::Url::parse(&server).expect("a URL");
-        url.set_path(&name);
-        let store = PostgresReadModels::connect(url.as_str())
-            .await
-            .expect("the store connects");
-        Some((Self, Arc::new(store)))
-    }
-}
-
-read_model_contract::read_model_contract!(PostgresHarness);
-
-#[tokio::test]
-async fn migrations_report_what_is_pending_and_apply_once() {
-    let Ok(server) = std::env::var("TREEHOLE_TEST_DATABASE_URL") else {
-        eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
-        return;
+/// A fresh database on the test server, or `None` (having said so) without a server.
+async fn fresh_database(prefix: &str) -> Option<String> {
+    let server = match std::env::var("TREEHOLE_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
+            return None;
+        }
     };
-    let name = format!("treehole_mig_{}", Uuid::new_v4().simple());
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
     let admin = sqlx::PgPool::connect(&server)
         .await
         .expect("the test server answers");
@@ -59,6 +33,26 @@ async fn migrations_report_what_is_pending_and_apply_once() {
         .expect("a test database");
     let mut url = url::Url::parse(&server).expect("a URL");
     url.set_path(&name);
+    Some(url.into())
+}
+
+impl read_model_contract::Harness for PostgresHarness {
+    async fn create() -> Option<(Self, read_model_contract::Store)> {
+        let url = fresh_database("treehole_rm").await?;
+        let store = PostgresReadModels::connect(&url)
+            .await
+            .expect("the store connects");
+        Some((Self, Arc::new(store)))
+    }
+}
+
+read_model_contract::read_model_contract!(PostgresHarness);
+
+#[tokio::test]
+async fn migrations_report_what_is_pending_and_apply_once() {
+    let Some(url) = fresh_database("treehole_mig").await else {
+        return;
+    };
     let url = url.as_str();
     let all = infra::migrations::pending(url).await.expect("pending");
     assert_eq!(all.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![1, 2]);
