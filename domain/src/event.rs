@@ -1,5 +1,7 @@
 //! Every event type of the system, for readers of the whole log (projectors, exports).
 
+use serde_json::Value;
+
 use crate::aggregate::{DecodeError, DomainEvent};
 use crate::envelope::Envelope;
 use crate::post::PostEvent;
@@ -44,6 +46,35 @@ impl Event {
             })
         }
     }
+
+    /// The type name, current schema number and payload, as an envelope stores them.
+    pub fn encode(&self) -> (&'static str, u32, Value) {
+        fn parts<E: DomainEvent>(event: &E) -> (&'static str, u32, Value) {
+            let (event_type, data) = event.encode();
+            (event_type, event.schema(), data)
+        }
+        match self {
+            Event::User(e) => parts(e),
+            Event::Session(e) => parts(e),
+            Event::Reservation(e) => parts(e),
+            Event::Verification(e) => parts(e),
+            Event::Post(e) => parts(e),
+        }
+    }
+
+    /// Every event type name of the system.
+    pub fn types() -> impl Iterator<Item = &'static str> {
+        [
+            UserEvent::TYPES,
+            SessionEvent::TYPES,
+            ReservationEvent::TYPES,
+            VerificationEvent::TYPES,
+            PostEvent::TYPES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+    }
 }
 
 #[cfg(test)]
@@ -52,14 +83,7 @@ mod tests {
 
     #[test]
     fn type_names_are_unique_across_aggregates() {
-        let mut all: Vec<&str> = [
-            UserEvent::TYPES,
-            SessionEvent::TYPES,
-            ReservationEvent::TYPES,
-            VerificationEvent::TYPES,
-            PostEvent::TYPES,
-        ]
-        .concat();
+        let mut all: Vec<&str> = Event::types().collect();
         let n = all.len();
         all.sort();
         all.dedup();

@@ -86,6 +86,11 @@ impl StreamId {
     pub fn kind(&self) -> &str {
         self.0.split_once('-').map_or("", |(k, _)| k)
     }
+
+    /// The part after the first `-`: the entity id or digest the stream is named by.
+    pub fn key(&self) -> &str {
+        self.0.split_once('-').map_or("", |(_, k)| k)
+    }
 }
 
 impl TryFrom<String> for StreamId {
@@ -115,6 +120,7 @@ mod tests {
     fn stream_ids_are_kind_dash_key() {
         assert!(StreamId::parse("post-1").is_ok());
         assert_eq!(StreamId::parse("post-1").unwrap().kind(), "post");
+        assert_eq!(StreamId::parse("email-ab-c").unwrap().key(), "ab-c");
         for bad in ["", "post", "-1", "post-", "po st-1", "post-ü"] {
             assert!(StreamId::parse(bad).is_err(), "{bad:?} accepted");
         }

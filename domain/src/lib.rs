@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod envelope;
 pub mod event;
+pub mod export;
 pub mod ids;
 pub mod post;
 pub mod pseudonym;

@@ -1,0 +1,910 @@
+//! The analysts' export of the log (ARCHITECTURE.md §6): every user id replaced by a keyed
+//! pseudonymous id, every private secret redacted.
+//!
+//! The rewrite is typed: an envelope is decoded into its [`Event`], each field is decided by an
+//! exhaustive `match`, and the event is encoded again in its current schema. A new event variant
+//! or field (or a new envelope or metadata field) does not compile until someone decides what
+//! the export does with it.
+//!
+//! Pseudonymous ids are UUIDs (version 8) made of HMAC-SHA256(key, label), so they keep the type
+//! of the id and join across exports made with one key, while nobody without the key can tell
+//! whose they are:
+//! - `user(u)`, label `user:<u>`: a user's named activity, their own streams and sessions;
+//! - `anonymous(p, u)`, label `anon:<p>:<u>`: a user's anonymous posts and comments under post
+//!   `p`. Like the public pseudonyms, it is stable within one post and different across posts and
+//!   from `user(u)`, so anonymous content never becomes linkable to its author's named activity.
+//!
+//! The decisions, event by event:
+//! - `UserRegistered`: `user_id` is `user(u)`; `email` becomes `<hex>@pseudonymised.invalid`
+//!   and `username` a keyed hash (a username is public, so it would link the pseudonym to a
+//!   person); `password_hash` is emptied. `AdminGranted`: `user(u)`.
+//! - `SessionStarted`: `user(u)`, `token_hash` emptied; session ids stay (they are random and
+//!   useless without the token's secret half). `SessionEnded`: `user(u)`.
+//! - `IdentityReserved`: `owner` is `user(u)`. `VerificationCodeIssued`: `code_hash` emptied.
+//!   The streams of both are named by an unkeyed SHA-256 of the e-mail address or username,
+//!   which a dictionary attack would reverse, so their key is hashed again with the export key.
+//! - `PostPublished`, `CommentAdded`: anonymous content gets `anonymous(post, u)` and keeps its
+//!   public pseudonym as `author_name`; named content gets `user(u)` and the keyed hash of the
+//!   username the name is. Titles, bodies, tags and the `is_host` flag are public already.
+//! - `CommentDeleted`, `PostDeleted`: an author's own delete gets `anonymous(post, u)` (the event
+//!   does not say whether the deleted item was anonymous, so the safe form), an admin's
+//!   `user(u)`.
+//! - `metadata.actor` follows the event's actor field; an actor that is not a UUID (such as
+//!   `operator`) is hashed as a user id would be. Correlation and causation ids (request ids)
+//!   stay.
+//! - `user-<u>` streams become `user-<user(u)>`; post and session streams keep their ids.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::{Builder, Uuid};
+
+use crate::aggregate::DecodeError;
+use crate::envelope::{Envelope, Metadata};
+use crate::event::Event;
+use crate::ids::{PostId, StreamId, UserId};
+use crate::post::PostEvent;
+use crate::reservation::ReservationEvent;
+use crate::session::SessionEvent;
+use crate::user::UserEvent;
+use crate::verification::VerificationEvent;
+
+/// The domain of pseudonymised e-mail addresses: `.invalid` is reserved (RFC 2606), so no
+/// message can ever be sent to one.
+pub const EMAIL_DOMAIN: &str = "pseudonymised.invalid";
+
+/// What the default export key is derived under from the server secret.
+const KEY_DERIVATION_LABEL: &[u8] = b"treehole export pseudonyms v1";
+
+/// The export key to use when none is configured: HMAC-SHA256(server secret, label), so one
+/// deployment's exports join without a second key to keep, and nobody can recompute them from
+/// the log alone.
+pub fn derive_key(server_secret: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(server_secret).expect("HMAC takes any key length");
+    mac.update(KEY_DERIVATION_LABEL);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Rewrites envelopes for the analysts' export with one key.
+///
+/// ```
+/// use domain::export::Pseudonymiser;
+/// let p = Pseudonymiser::new(b"an export key of at least 16 bytes");
+/// let u = "0190a6d1-0000-7000-8000-000000000001";
+/// assert_eq!(p.user(u), p.user(u));
+/// assert_ne!(p.user(u).to_string(), u);
+/// assert_eq!(p.user(u).get_version_num(), 8);
+/// ```
+#[derive(Clone)]
+pub struct Pseudonymiser {
+    key: Vec<u8>,
+}
+
+impl fmt::Debug for Pseudonymiser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonymiser { key: *** }")
+    }
+}
+
+/// Whose act an event records: a user under their own name, or anonymously under a post.
+#[derive(Debug, Clone, Copy)]
+enum Acting {
+    Named,
+    Anonymously(PostId),
+}
+
+impl Pseudonymiser {
+    pub fn new(key: &[u8]) -> Self {
+        Self { key: key.to_vec() }
+    }
+
+    fn mac(&self, label: &str) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn hex(&self, label: &str) -> String {
+        hex::encode(self.mac(label))
+    }
+
+    fn uuid(&self, label: &str) -> Uuid {
+        let digest = self.mac(label);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    /// The pseudonymous id of a user's named activity. `user` is a user id (any UUID spelling;
+    /// it is read as the hyphenated form) or, for actors that are not users, any string.
+    pub fn user(&self, user: &str) -> Uuid {
+        self.uuid(&format!("user:{}", canonical(user)))
+    }
+
+    /// The pseudonymous id of a user's anonymous activity under one post.
+    pub fn anonymous(&self, post: PostId, user: &str) -> Uuid {
+        self.uuid(&format!("anon:{post}:{}", canonical(user)))
+    }
+
+    /// A deliverable-nowhere address that stands for one e-mail address.
+    pub fn email(&self, email: &str) -> String {
+        let digest = self.hex(&format!("email:{}", email.to_lowercase()));
+        format!("{}@{EMAIL_DOMAIN}", &digest[..32])
+    }
+
+    /// A valid username that stands for one username (compared case-insensitively, as
+    /// usernames are unique).
+    pub fn username(&self, username: &str) -> String {
+        let digest = self.hex(&format!("username:{}", username.to_lowercase()));
+        format!("u_{}", &digest[..24])
+    }
+
+    fn acted_by(&self, acting: Acting, user: &str) -> Uuid {
+        match acting {
+            Acting::Named => self.user(user),
+            Acting::Anonymously(post) => self.anonymous(post, user),
+        }
+    }
+
+    fn user_id(&self, acting: Acting, user: UserId) -> UserId {
+        UserId::new(self.acted_by(acting, &user.to_string()))
+    }
+
+    /// `user-<u>` becomes `user-<user(u)>`.
+    fn user_stream(&self, stream: &StreamId) -> StreamId {
+        let key = self.user(stream.key());
+        StreamId::parse(format!("{}-{key}", stream.kind())).expect("a UUID key is valid")
+    }
+
+    /// `<kind>-<sha256>` becomes `<kind>-<hmac(key, sha256)>`. The label leaves out the kind so
+    /// that an address's reservation and verification streams still share their key.
+    fn digest_stream(&self, stream: &StreamId) -> StreamId {
+        let key = self.hex(&format!("digest:{}", stream.key()));
+        StreamId::parse(format!("{}-{key}", stream.kind())).expect("a hex key is valid")
+    }
+
+    /// The envelope as the analysts' export carries it. An event this code cannot decode (an
+    /// unknown type or schema) is an error: the caller skips and reports it.
+    pub fn envelope(&self, envelope: &Envelope) -> Result<Envelope, DecodeError> {
+        let Envelope {
+            position,
+            event_id,
+            stream,
+            version,
+            event_type: _,
+            schema: _,
+            occurred_at,
+            data: _,
+            metadata,
+        } = envelope;
+        let (event, stream, acting) = match Event::decode(envelope)? {
+            Event::User(e) => (
+                Event::User(self.user_event(e)),
+                self.user_stream(stream),
+                Acting::Named,
+            ),
+            Event::Session(e) => (
+                Event::Session(self.session_event(e)),
+                stream.clone(),
+                Acting::Named,
+            ),
+            Event::Reservation(e) => (
+                Event::Reservation(self.reservation_event(e)),
+                self.digest_stream(stream),
+                Acting::Named,
+            ),
+            Event::Verification(e) => (
+                Event::Verification(verification_event(e)),
+                self.digest_stream(stream),
+                Acting::Named,
+            ),
+            Event::Post(e) => {
+                let (e, acting) = self.post_event(e);
+                (Event::Post(e), stream.clone(), acting)
+            }
+        };
+        let (event_type, schema, data) = event.encode();
+        Ok(Envelope {
+            position: *position,
+            event_id: *event_id,
+            stream,
+            version: *version,
+            event_type: event_type.to_owned(),
+            schema,
+            occurred_at: *occurred_at,
+            data,
+            metadata: self.metadata(metadata, acting),
+        })
+    }
+
+    fn metadata(&self, metadata: &Metadata, acting: Acting) -> Metadata {
+        let Metadata {
+            correlation_id,
+            causation_id,
+            actor,
+        } = metadata;
+        Metadata {
+            correlation_id: correlation_id.clone(),
+            causation_id: causation_id.clone(),
+            actor: actor
+                .as_deref()
+                .map(|a| self.acted_by(acting, a).to_string()),
+        }
+    }
+
+    fn user_event(&self, event: UserEvent) -> UserEvent {
+        match event {
+            UserEvent::UserRegistered {
+                user_id,
+                email,
+                username,
+                password_hash: _,
+            } => UserEvent::UserRegistered {
+                user_id: self.user_id(Acting::Named, user_id),
+                email: self.email(&email),
+                username: self.username(&username),
+                password_hash: String::new(),
+            },
+            UserEvent::AdminGranted { user_id } => UserEvent::AdminGranted {
+                user_id: self.user_id(Acting::Named, user_id),
+            },
+        }
+    }
+
+    fn session_event(&self, event: SessionEvent) -> SessionEvent {
+        match event {
+            SessionEvent::SessionStarted {
+                session_id,
+                user_id,
+                token_hash: _,
+                expires_at,
+            } => SessionEvent::SessionStarted {
+                session_id,
+                user_id: self.user_id(Acting::Named, user_id),
+                token_hash: String::new(),
+                expires_at,
+            },
+            SessionEvent::SessionEnded {
+                session_id,
+                user_id,
+            } => SessionEvent::SessionEnded {
+                session_id,
+                user_id: self.user_id(Acting::Named, user_id),
+            },
+        }
+    }
+
+    fn reservation_event(&self, event: ReservationEvent) -> ReservationEvent {
+        match event {
+            ReservationEvent::IdentityReserved { owner } => ReservationEvent::IdentityReserved {
+                owner: self.user_id(Acting::Named, owner),
+            },
+        }
+    }
+
+    /// The post event and who it is the act of.
+    fn post_event(&self, event: PostEvent) -> (PostEvent, Acting) {
+        match event {
+            PostEvent::PostPublished {
+                post_id,
+                author_id,
+                author_name,
+                anonymous,
+                title,
+                body,
+                tags,
+            } => {
+                let acting = authoring(post_id, anonymous);
+                let event = PostEvent::PostPublished {
+                    post_id,
+                    author_id: self.user_id(acting, author_id),
+                    author_name: self.author_name(acting, author_name),
+                    anonymous,
+                    title,
+                    body,
+                    tags,
+                };
+                (event, acting)
+            }
+            PostEvent::CommentAdded {
+                post_id,
+                comment_id,
+                author_id,
+                author_name,
+                anonymous,
+                is_host,
+                body,
+                reply_to,
+            } => {
+                let acting = authoring(post_id, anonymous);
+                let event = PostEvent::CommentAdded {
+                    post_id,
+                    comment_id,
+                    author_id: self.user_id(acting, author_id),
+                    author_name: self.author_name(acting, author_name),
+                    anonymous,
+                    is_host,
+                    body,
+                    reply_to,
+                };
+                (event, acting)
+            }
+            PostEvent::CommentDeleted {
+                post_id,
+                comment_id,
+                deleted_by,
+                by_admin,
+            } => {
+                let acting = deleting(post_id, by_admin);
+                let event = PostEvent::CommentDeleted {
+                    post_id,
+                    comment_id,
+                    deleted_by: self.user_id(acting, deleted_by),
+                    by_admin,
+                };
+                (event, acting)
+            }
+            PostEvent::PostDeleted {
+                post_id,
+                deleted_by,
+                by_admin,
+            } => {
+                let acting = deleting(post_id, by_admin);
+                let event = PostEvent::PostDeleted {
+                    post_id,
+                    deleted_by: self.user_id(acting, deleted_by),
+                    by_admin,
+                };
+                (event, acting)
+            }
+        }
+    }
+
+    /// An anonymous author's name is the public pseudonym; a named author's is the username.
+    fn author_name(&self, acting: Acting, name: String) -> String {
+        match acting {
+            Acting::Named => self.username(&name),
+            Acting::Anonymously(_) => name,
+        }
+    }
+}
+
+fn verification_event(event: VerificationEvent) -> VerificationEvent {
+    match event {
+        VerificationEvent::VerificationCodeIssued {
+            code_hash: _,
+            expires_at,
+        } => VerificationEvent::VerificationCodeIssued {
+            code_hash: String::new(),
+            expires_at,
+        },
+        VerificationEvent::VerificationFailed => VerificationEvent::VerificationFailed,
+        VerificationEvent::VerificationCodeConsumed => VerificationEvent::VerificationCodeConsumed,
+    }
+}
+
+fn authoring(post: PostId, anonymous: bool) -> Acting {
+    if anonymous {
+        Acting::Anonymously(post)
+    } else {
+        Acting::Named
+    }
+}
+
+/// An author deleting their own post or comment may be deleting anonymous content.
+fn deleting(post: PostId, by_admin: bool) -> Acting {
+    if by_admin {
+        Acting::Named
+    } else {
+        Acting::Anonymously(post)
+    }
+}
+
+/// One spelling per UUID, so that `metadata.actor` and typed ids hash alike.
+fn canonical(id: &str) -> String {
+    Uuid::parse_str(id).map_or_else(|_| id.to_owned(), |u| u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ids::{CommentId, SessionId};
+    use crate::reservation::{email_stream, username_stream};
+    use crate::values::{Email, Username};
+
+    const KEY: &[u8] = b"test export key, 32 bytes long!!";
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn envelope(
+        position: u64,
+        stream: &StreamId,
+        version: u64,
+        event: Event,
+        actor: Option<String>,
+    ) -> Envelope {
+        let (event_type, schema, data) = event.encode();
+        Envelope {
+            position,
+            event_id: Uuid::from_u128(u128::from(position)),
+            stream: stream.clone(),
+            version,
+            event_type: event_type.into(),
+            schema,
+            occurred_at: at(),
+            data,
+            metadata: Metadata {
+                correlation_id: Some("req-1".into()),
+                causation_id: Some("req-1".into()),
+                actor,
+            },
+        }
+    }
+
+    /// The private values of the sample log, which no exported event may carry.
+    struct Private {
+        user: UserId,
+        admin: UserId,
+        email: String,
+        username: String,
+        password_hash: String,
+        token_hash: String,
+        code_hash: String,
+        email_digest: String,
+        username_digest: String,
+    }
+
+    struct Sample {
+        private: Private,
+        anonymous_post: PostId,
+        named_post: PostId,
+        log: Vec<Envelope>,
+    }
+
+    /// A log with every event type: Zhang San registers, logs in and out, posts anonymously and
+    /// under his name, comments both ways, deletes his comment; an admin deletes a post.
+    fn sample() -> Sample {
+        let user = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0001));
+        let admin = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0002));
+        let email = Email::parse("zhang.san@campus.edu").unwrap();
+        let username = Username::parse("ZhangSan42").unwrap();
+        let password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned();
+        let token_hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let code_hash = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+        let session = SessionId::new(Uuid::from_u128(7));
+        let anonymous_post = PostId::new(Uuid::from_u128(100));
+        let named_post = PostId::new(Uuid::from_u128(200));
+        let comment = CommentId::new(Uuid::from_u128(300));
+        let verification =
+            StreamId::parse(format!("verification-{}", email_stream(&email).key())).unwrap();
+        let me = Some(user.to_string());
+        let events = vec![
+            (
+                verification.clone(),
+                1,
+                Event::Verification(VerificationEvent::VerificationCodeIssued {
+                    code_hash: code_hash.into(),
+                    expires_at: at(),
+                }),
+                None,
+            ),
+            (
+                verification.clone(),
+                2,
+                Event::Verification(VerificationEvent::VerificationFailed),
+                None,
+            ),
+            (
+                verification,
+                3,
+                Event::Verification(VerificationEvent::VerificationCodeConsumed),
+                None,
+            ),
+            (
+                email_stream(&email),
+                1,
+                Event::Reservation(ReservationEvent::IdentityReserved { owner: user }),
+                None,
+            ),
+            (
+                username_stream(&username),
+                1,
+                Event::Reservation(ReservationEvent::IdentityReserved { owner: user }),
+                None,
+            ),
+            (
+                user.stream(),
+                1,
+                Event::User(UserEvent::UserRegistered {
+                    user_id: user,
+                    email: email.as_str().into(),
+                    username: username.as_str().into(),
+                    password_hash: password_hash.clone(),
+                }),
+                None,
+            ),
+            (
+                user.stream(),
+                2,
+                Event::User(UserEvent::AdminGranted { user_id: user }),
+                Some("operator".into()),
+            ),
+            (
+                session.stream(),
+                1,
+                Event::Session(SessionEvent::SessionStarted {
+                    session_id: session,
+                    user_id: user,
+                    token_hash: token_hash.into(),
+                    expires_at: at(),
+                }),
+                None,
+            ),
+            (
+                anonymous_post.stream(),
+                1,
+                Event::Post(PostEvent::PostPublished {
+                    post_id: anonymous_post,
+                    author_id: user,
+                    author_name: "洞主".into(),
+                    anonymous: true,
+                    title: None,
+                    body: "secret thoughts".into(),
+                    tags: vec!["life".into()],
+                }),
+                me.clone(),
+            ),
+            (
+                anonymous_post.stream(),
+                2,
+                Event::Post(PostEvent::CommentAdded {
+                    post_id: anonymous_post,
+                    comment_id: comment,
+                    author_id: user,
+                    author_name: "洞主".into(),
+                    anonymous: true,
+                    is_host: true,
+                    body: "bump".into(),
+                    reply_to: None,
+                }),
+                me.clone(),
+            ),
+            (
+                anonymous_post.stream(),
+                3,
+                Event::Post(PostEvent::CommentDeleted {
+                    post_id: anonymous_post,
+                    comment_id: comment,
+                    deleted_by: user,
+                    by_admin: false,
+                }),
+                me.clone(),
+            ),
+            (
+                named_post.stream(),
+                1,
+                Event::Post(PostEvent::PostPublished {
+                    post_id: named_post,
+                    author_id: user,
+                    author_name: username.as_str().into(),
+                    anonymous: false,
+                    title: Some("hello".into()),
+                    body: "named thoughts".into(),
+                    tags: vec![],
+                }),
+                me.clone(),
+            ),
+            (
+                named_post.stream(),
+                2,
+                Event::Post(PostEvent::CommentAdded {
+                    post_id: named_post,
+                    comment_id: CommentId::new(Uuid::from_u128(301)),
+                    author_id: user,
+                    author_name: username.as_str().into(),
+                    anonymous: false,
+                    is_host: true,
+                    body: "named comment".into(),
+                    reply_to: None,
+                }),
+                me.clone(),
+            ),
+            (
+                named_post.stream(),
+                3,
+                Event::Post(PostEvent::PostDeleted {
+                    post_id: named_post,
+                    deleted_by: admin,
+                    by_admin: true,
+                }),
+                Some(admin.to_string()),
+            ),
+            (
+                anonymous_post.stream(),
+                4,
+                Event::Post(PostEvent::PostDeleted {
+                    post_id: anonymous_post,
+                    deleted_by: user,
+                    by_admin: false,
+                }),
+                me.clone(),
+            ),
+            (
+                session.stream(),
+                2,
+                Event::Session(SessionEvent::SessionEnded {
+                    session_id: session,
+                    user_id: user,
+                }),
+                me,
+            ),
+        ];
+        let log = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (stream, version, event, actor))| {
+                envelope(i as u64 + 1, &stream, version, event, actor)
+            })
+            .collect();
+        Sample {
+            private: Private {
+                user,
+                admin,
+                email: email.as_str().into(),
+                username: username.as_str().into(),
+                password_hash,
+                token_hash: token_hash.into(),
+                code_hash: code_hash.into(),
+                email_digest: email_stream(&email).key().into(),
+                username_digest: username_stream(&username).key().into(),
+            },
+            anonymous_post,
+            named_post,
+            log,
+        }
+    }
+
+    /// Fails if the JSON of `exported` contains any private value, in any case or UUID spelling.
+    fn assert_carries_nothing_private(exported: &Envelope, private: &Private) {
+        let json = serde_json::to_string(exported).unwrap().to_lowercase();
+        let mut forbidden = Vec::new();
+        for id in [private.user, private.admin] {
+            forbidden.push(id.as_uuid().hyphenated().to_string());
+            forbidden.push(id.as_uuid().simple().to_string());
+        }
+        forbidden.extend([
+            private.email.clone(),
+            private.username.to_lowercase(),
+            private.password_hash.to_lowercase(),
+            private.token_hash.clone(),
+            private.code_hash.clone(),
+            private.email_digest.clone(),
+            private.username_digest.clone(),
+        ]);
+        for f in forbidden {
+            assert!(!json.contains(&f), "{f} leaked into {json}");
+        }
+    }
+
+    fn exported(key: &[u8], log: &[Envelope]) -> Vec<Envelope> {
+        let p = Pseudonymiser::new(key);
+        log.iter().map(|e| p.envelope(e).unwrap()).collect()
+    }
+
+    fn data_id(e: &Envelope, field: &str) -> Uuid {
+        e.data[field].as_str().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_sample_covers_every_event_type() {
+        let covered: BTreeSet<String> = sample().log.into_iter().map(|e| e.event_type).collect();
+        let all: BTreeSet<String> = Event::types().map(str::to_owned).collect();
+        assert_eq!(covered, all, "add the new event type to the sample");
+    }
+
+    #[test]
+    fn no_exported_event_carries_a_user_id_address_name_or_secret() {
+        let sample = sample();
+        // The check itself must see the values in the raw log.
+        for raw in &sample.log {
+            let json = serde_json::to_string(raw).unwrap();
+            assert!(
+                json.contains(&sample.private.user.to_string())
+                    || json.contains(&sample.private.admin.to_string())
+                    || json.contains(&sample.private.code_hash)
+                    || json.contains(&sample.private.email_digest)
+                    || json.contains(&sample.private.username_digest),
+                "the sample event carries nothing private: {json}"
+            );
+        }
+        for (raw, out) in sample.log.iter().zip(exported(KEY, &sample.log)) {
+            assert_carries_nothing_private(&out, &sample.private);
+            assert_eq!(
+                (out.position, out.event_id, out.version, &out.event_type),
+                (raw.position, raw.event_id, raw.version, &raw.event_type)
+            );
+            assert_eq!(out.occurred_at, raw.occurred_at);
+            assert_eq!(out.metadata.correlation_id, raw.metadata.correlation_id);
+            let decoded = Event::decode(&out).expect("the export decodes");
+            assert_eq!(decoded.encode().1, out.schema);
+        }
+    }
+
+    #[test]
+    fn secrets_are_emptied_and_stand_ins_are_valid_values() {
+        let sample = sample();
+        let out = exported(KEY, &sample.log);
+        let of_type = |t: &str| out.iter().find(|e| e.event_type == t).unwrap();
+        let registered = of_type("UserRegistered");
+        assert_eq!(registered.data["password_hash"], "");
+        let email = registered.data["email"].as_str().unwrap();
+        assert!(email.ends_with("@pseudonymised.invalid"), "{email}");
+        assert!(Email::parse(email).is_ok());
+        assert!(Username::parse(registered.data["username"].as_str().unwrap()).is_ok());
+        assert_eq!(of_type("SessionStarted").data["token_hash"], "");
+        assert_eq!(of_type("VerificationCodeIssued").data["code_hash"], "");
+    }
+
+    #[test]
+    fn ids_are_stable_for_one_key_and_differ_across_keys() {
+        let sample = sample();
+        let a = exported(KEY, &sample.log);
+        assert_eq!(a, exported(KEY, &sample.log));
+        let b = exported(b"another key, also 32 bytes long!", &sample.log);
+        let p = Pseudonymiser::new(KEY);
+        let user = sample.private.user.to_string();
+        assert_eq!(data_id(&a[5], "user_id"), p.user(&user));
+        assert_eq!(p.user(&user).get_version_num(), 8);
+        assert_ne!(data_id(&a[5], "user_id"), data_id(&b[5], "user_id"));
+        assert_ne!(a[5].stream, b[5].stream);
+        assert_ne!(a[5].data["email"], b[5].data["email"]);
+        // Any spelling of a UUID is the same user.
+        let simple = sample.private.user.as_uuid().simple().to_string();
+        assert_eq!(p.user(&simple), p.user(&user));
+    }
+
+    #[test]
+    fn named_activity_joins_and_anonymous_activity_stays_apart() {
+        let sample = sample();
+        let p = Pseudonymiser::new(KEY);
+        let user = sample.private.user.to_string();
+        let named = p.user(&user);
+        let anonymous = p.anonymous(sample.anonymous_post, &user);
+        let out = exported(KEY, &sample.log);
+        let actor = |e: &Envelope| e.metadata.actor.clone().unwrap();
+
+        // Named: the user stream, reservations, sessions, the named post and comment.
+        assert_eq!(out[5].stream.as_str(), format!("user-{named}"));
+        for e in [&out[3], &out[4]] {
+            assert_eq!(data_id(e, "owner"), named);
+        }
+        assert_eq!(data_id(&out[7], "user_id"), named);
+        assert_eq!(data_id(&out[15], "user_id"), named);
+        assert_eq!(actor(&out[15]), named.to_string());
+        assert_eq!(data_id(&out[11], "author_id"), named);
+        assert_eq!(data_id(&out[12], "author_id"), named);
+        assert_eq!(actor(&out[11]), named.to_string());
+        assert_eq!(out[11].data["author_name"], out[5].data["username"]);
+        // An admin's delete names the admin.
+        let admin = p.user(&sample.private.admin.to_string());
+        assert_eq!(data_id(&out[13], "deleted_by"), admin);
+        assert_eq!(actor(&out[13]), admin.to_string());
+        // An actor that is not a user id is hashed all the same.
+        assert_eq!(actor(&out[6]), p.user("operator").to_string());
+
+        // Anonymous: the post, the comment and the author's deletes share one id, which is
+        // neither the named one nor the one under another post.
+        for e in [&out[8], &out[9]] {
+            assert_eq!(data_id(e, "author_id"), anonymous);
+            assert_eq!(actor(e), anonymous.to_string());
+            assert_eq!(e.data["author_name"], "洞主");
+        }
+        for e in [&out[10], &out[14]] {
+            assert_eq!(data_id(e, "deleted_by"), anonymous);
+            assert_eq!(actor(e), anonymous.to_string());
+        }
+        assert_ne!(anonymous, named);
+        assert_ne!(anonymous, p.anonymous(sample.named_post, &user));
+        let json = serde_json::to_string(&out[11..13]).unwrap();
+        assert!(!json.contains(&anonymous.to_string()));
+    }
+
+    #[test]
+    fn streams_named_by_digests_are_rehashed_and_others_keep_their_ids() {
+        let sample = sample();
+        let out = exported(KEY, &sample.log);
+        let (verification, email, username) = (&out[0].stream, &out[3].stream, &out[4].stream);
+        assert_eq!(verification.kind(), "verification");
+        assert_eq!(email.kind(), "email");
+        assert_eq!(username.kind(), "username");
+        assert_eq!(verification.key(), email.key(), "one address, one key");
+        assert_ne!(email.key(), sample.private.email_digest);
+        assert_ne!(email.key(), username.key());
+        assert_eq!(out[0].stream, out[2].stream);
+        for i in [7, 8, 11, 15] {
+            assert_eq!(out[i].stream, sample.log[i].stream);
+        }
+    }
+
+    #[test]
+    fn an_unknown_event_type_is_an_error() {
+        let mut e = sample().log[0].clone();
+        e.event_type = "SomethingNew".into();
+        let err = Pseudonymiser::new(KEY).envelope(&e).unwrap_err();
+        assert_eq!(err.event_type, "SomethingNew");
+    }
+
+    #[test]
+    fn the_default_key_is_derived_from_the_server_secret() {
+        assert_eq!(derive_key(b"secret"), derive_key(b"secret"));
+        assert_ne!(derive_key(b"secret"), derive_key(b"other"));
+        assert_eq!(derive_key(b"secret").len(), 32);
+        assert_ne!(derive_key(b"secret"), b"secret".to_vec());
+    }
+
+    proptest! {
+        #[test]
+        fn authors_never_leak(
+            user in any::<u128>(),
+            post in any::<u128>(),
+            anonymous in any::<bool>(),
+            by_admin in any::<bool>(),
+            key in proptest::collection::vec(any::<u8>(), 16..64),
+        ) {
+            // Ids that the sample's fixed comment and event ids would contain.
+            prop_assume!(user > 1_000 && post != user);
+            let user = UserId::new(Uuid::from_u128(user));
+            let post = PostId::new(Uuid::from_u128(post));
+            let actor = Some(user.to_string());
+            let events = [
+                Event::Post(PostEvent::PostPublished {
+                    post_id: post,
+                    author_id: user,
+                    author_name: "someone".into(),
+                    anonymous,
+                    title: None,
+                    body: "b".into(),
+                    tags: vec![],
+                }),
+                Event::Post(PostEvent::CommentAdded {
+                    post_id: post,
+                    comment_id: CommentId::new(Uuid::from_u128(1)),
+                    author_id: user,
+                    author_name: "someone".into(),
+                    anonymous,
+                    is_host: false,
+                    body: "b".into(),
+                    reply_to: None,
+                }),
+                Event::Post(PostEvent::CommentDeleted {
+                    post_id: post,
+                    comment_id: CommentId::new(Uuid::from_u128(1)),
+                    deleted_by: user,
+                    by_admin,
+                }),
+                Event::User(UserEvent::AdminGranted { user_id: user }),
+            ];
+            let p = Pseudonymiser::new(&key);
+            for (i, event) in events.into_iter().enumerate() {
+                let stream = match &event {
+                    Event::User(_) => user.stream(),
+                    _ => post.stream(),
+                };
+                let raw = envelope(i as u64 + 1, &stream, 1, event, actor.clone());
+                let out = p.envelope(&raw).unwrap();
+                let json = serde_json::to_string(&out).unwrap();
+                prop_assert!(!json.contains(&user.to_string()), "{}", json);
+                prop_assert!(!json.contains(&user.as_uuid().simple().to_string()), "{}", json);
+                prop_assert!(Event::decode(&out).is_ok());
+            }
+        }
+    }
+}
