@@ -41,6 +41,56 @@ pub struct Settings {
     /// Projections `serve` runs in-process: `all`, `none` (workers run them: `treehole
     /// project`), or a list such as `users,feed`.
     pub projectors: String,
+    pub kafka: KafkaConfig,
+}
+
+/// The Kafka event log (issue: relay, Kafka-fed projectors, analysts' tail). Off unless
+/// `brokers` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]` (`TREEHOLE_KAFKA_BROKERS`, `--kafka-brokers`).
+    pub brokers: Option<String>,
+    pub topic: String,
+    /// Partitions when the relay creates the topic. A Kafka-fed projector needs all of them,
+    /// so more than one partition only helps other consumers (analysts); with one, extra
+    /// workers of a projection are hot standbys.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Consumer group of a Kafka-fed projector: `<group_prefix><projection>`.
+    pub group_prefix: String,
+    /// Whether `serve` runs the relay in-process when `brokers` is set (turn off when a
+    /// separate `treehole relay` runs).
+    pub relay: bool,
+    /// librdkafka options passed through (`TREEHOLE_KAFKA_OPTIONS="k=v,k=v"` or a TOML table).
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            topic: "treehole.events".into(),
+            partitions: 1,
+            replication_factor: 1,
+            group_prefix: "treehole.projector.".into(),
+            relay: true,
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The client settings, if Kafka is configured.
+    pub fn settings(&self) -> Option<infra::kafka::KafkaSettings> {
+        let brokers = self.brokers.as_ref()?;
+        let mut s = infra::kafka::KafkaSettings::new(brokers.clone(), self.topic.clone());
+        s.partitions = self.partitions;
+        s.replication_factor = self.replication_factor;
+        s.group_prefix = self.group_prefix.clone();
+        s.options = self.options.clone();
+        Some(s)
+    }
 }
 
 impl Default for Settings {
@@ -60,6 +110,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             projectors: "all".into(),
             migrate_on_start: true,
+            kafka: KafkaConfig::default(),
         }
     }
 }
@@ -222,6 +273,12 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_LOG_FORMAT", "log_format"),
     ("TREEHOLE_PROJECTORS", "projectors"),
     ("TREEHOLE_MIGRATE_ON_START", "migrate_on_start"),
+    ("TREEHOLE_KAFKA_BROKERS", "kafka.brokers"),
+    ("TREEHOLE_KAFKA_TOPIC", "kafka.topic"),
+    ("TREEHOLE_KAFKA_PARTITIONS", "kafka.partitions"),
+    ("TREEHOLE_KAFKA_GROUP_PREFIX", "kafka.group_prefix"),
+    ("TREEHOLE_KAFKA_RELAY", "kafka.relay"),
+    ("TREEHOLE_KAFKA_OPTIONS", "kafka.options"),
 ];
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
@@ -269,7 +326,25 @@ pub fn load(
 
 /// Interprets an environment or flag string as the TOML value the key expects.
 fn value_of(key: &str, raw: &str) -> toml::Value {
-    if key == "rate_limits.enabled" || key == "migrate_on_start" {
+    if key == "kafka.options" {
+        // `k=v,k=v`: librdkafka option names and values (no commas inside values).
+        let table = raw
+            .split(',')
+            .filter(|kv| !kv.trim().is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (
+                    k.trim().to_owned(),
+                    toml::Value::String(v.trim().to_owned()),
+                )
+            })
+            .collect();
+        return toml::Value::Table(table);
+    }
+    if key == "kafka.brokers" || key == "kafka.topic" || key == "kafka.group_prefix" {
+        return toml::Value::String(raw.to_owned());
+    }
+    if key == "rate_limits.enabled" || key == "migrate_on_start" || key == "kafka.relay" {
         return toml::Value::Boolean(!matches!(
             raw.to_ascii_lowercase().as_str(),
             "off" | "false" | "0" | "no"

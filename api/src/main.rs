@@ -23,6 +23,9 @@ struct Cli {
     /// PostgreSQL URL for the event log and read models (instead of the embedded SQLite).
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Kafka brokers (`host:port[,host:port]`) for the event topic.
+    #[arg(long, global = true)]
+    kafka_brokers: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,7 +44,14 @@ enum Command {
         /// Comma-separated projections to run (default: all).
         #[arg(long, default_value = "all")]
         only: String,
+        /// Where the events come from: the store (`store`) or the Kafka topic (`kafka`, one
+        /// consumer group per projection; needs the brokers configured).
+        #[arg(long, value_enum, default_value = "store")]
+        source: api::projector::SourceKind,
     },
+    /// Publishes every event of the store to the Kafka topic, in position order, and follows
+    /// the log (`serve` does this in-process unless `TREEHOLE_KAFKA_RELAY=off`).
+    Relay,
     /// Creates or updates the database schema (the log and the read models) and exits.
     Migrate,
     /// Rebuilds projections beside the live ones and swaps each atomically when caught up.
@@ -72,6 +82,9 @@ fn settings(cli: &Cli, listen: Option<&String>) -> anyhow::Result<Settings> {
     if let Some(u) = &cli.database_url {
         flags.push(("database_url", u.clone()));
     }
+    if let Some(b) = &cli.kafka_brokers {
+        flags.push(("kafka.brokers", b.clone()));
+    }
     if let Some(l) = listen {
         flags.push(("listen", l.clone()));
     }
@@ -97,16 +110,33 @@ async fn main() -> anyhow::Result<()> {
             app.run_until(shutdown_signal()).await?;
             tracing::info!("stopped");
         }
-        Command::Project { only } => {
+        Command::Project { only, source } => {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
             let selection = api::projector::Selection::parse(only).map_err(anyhow::Error::msg)?;
             let stores = Stores::open(&settings).await?;
-            let tasks = api::projector::spawn_workers(&stores, &selection).await?;
-            tracing::info!(only = %only, "projector worker running");
+            let tasks =
+                api::projector::spawn_workers(&stores, &selection, *source, &settings).await?;
+            tracing::info!(only = %only, source = ?source, "projector worker running");
             shutdown_signal().await;
             for t in &tasks {
                 t.abort();
+            }
+            stores.read_models.close().await;
+        }
+        Command::Relay => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let kafka = settings.kafka.settings().context(
+                "no Kafka brokers configured: set TREEHOLE_KAFKA_BROKERS or --kafka-brokers",
+            )?;
+            let stores = Stores::open(&settings).await?;
+            let relay =
+                infra::kafka::Relay::new(kafka, stores.events.clone(), stores.read_models.clone())?;
+            tracing::info!(topic = %settings.kafka.topic, "relay running");
+            tokio::select! {
+                () = relay.run() => {}
+                () = shutdown_signal() => {}
             }
             stores.read_models.close().await;
         }

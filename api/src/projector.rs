@@ -137,13 +137,35 @@ impl Projectors {
     }
 }
 
-/// Starts the selected projectors of a worker process (`treehole project`) on `stores`.
+/// Where a worker process reads events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// The log of record.
+    Store,
+    /// The Kafka topic the relay fills (one consumer group per projection).
+    Kafka,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    ReadModels(#[from] projections::ReadModelError),
+    #[error(transparent)]
+    Kafka(#[from] infra::kafka::KafkaError),
+    #[error("--source kafka needs Kafka brokers: set TREEHOLE_KAFKA_BROKERS or --kafka-brokers")]
+    NoBrokers,
+}
+
+/// Starts the selected projectors of a worker process (`treehole project`) on `stores`,
+/// following the store or the Kafka topic. Generations are always built from the store.
 pub async fn spawn_workers(
     stores: &crate::startup::Stores,
     selection: &Selection,
-) -> Result<Vec<JoinHandle<()>>, projections::ReadModelError> {
+    kind: SourceKind,
+    settings: &crate::config::Settings,
+) -> Result<Vec<JoinHandle<()>>, WorkerError> {
     let all = projections::all();
-    let source: Arc<dyn EventSource> = Arc::new(infra::source::StoreSource(stores.events.clone()));
+    let log: Arc<dyn EventSource> = Arc::new(infra::source::StoreSource(stores.events.clone()));
     let store: Arc<dyn ReadModelStore> = stores.read_models.clone();
     runner::prepare(&all, store.as_ref()).await?;
     let chosen: Vec<Arc<dyn Projection>> = all
@@ -151,8 +173,22 @@ pub async fn spawn_workers(
         .filter(|p| selection.includes(p.name()))
         .collect();
     let hub = ProjectionHub::new(&chosen, stores.events.watch());
-    Ok(chosen
-        .into_iter()
-        .map(|p| tokio::spawn(runner::run(p, source.clone(), store.clone(), hub.clone())))
-        .collect())
+    let mut tasks = Vec::new();
+    for p in chosen {
+        let source: Arc<dyn EventSource> = match kind {
+            SourceKind::Store => log.clone(),
+            SourceKind::Kafka => {
+                let kafka = settings.kafka.settings().ok_or(WorkerError::NoBrokers)?;
+                Arc::new(infra::kafka::KafkaSource::connect(&kafka, p.name()).await?)
+            }
+        };
+        tasks.push(tokio::spawn(runner::run_from(
+            p,
+            source,
+            log.clone(),
+            store.clone(),
+            hub.clone(),
+        )));
+    }
+    Ok(tasks)
 }

@@ -178,6 +178,22 @@ impl Application {
         let projectors = Projectors::new(all, source, writer, hub.clone());
         let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
         let mut tasks = projectors.spawn(&selection);
+        let relay = match settings.kafka.settings() {
+            Some(kafka) if settings.kafka.relay => {
+                let relay = Arc::new(
+                    infra::kafka::Relay::new(
+                        kafka,
+                        stores.events.clone(),
+                        stores.read_models.clone(),
+                    )
+                    .map_err(|e| StartupError::Config(e.to_string()))?,
+                );
+                let status = relay.status();
+                tasks.push(tokio::spawn(async move { relay.run().await }));
+                Some(status)
+            }
+            _ => None,
+        };
 
         let limits = RateLimiters::new(&settings.rate_limits);
         let listener =
@@ -200,6 +216,7 @@ impl Application {
             post_services: PostServices { pseudonyms: scheme },
             limits,
             settings,
+            relay,
         });
         let pruner = state.clone();
         tasks.push(tokio::spawn(async move {

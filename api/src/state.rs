@@ -27,6 +27,8 @@ pub struct Inner {
     pub post_services: PostServices,
     pub limits: RateLimiters,
     pub settings: Settings,
+    /// The in-process Kafka relay's progress, when `serve` runs one.
+    pub relay: Option<tokio::sync::watch::Receiver<infra::kafka::RelayStatus>>,
 }
 
 impl AppState {

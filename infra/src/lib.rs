@@ -2,6 +2,7 @@
 //! implement the ports of `commands` and `projections`. Only the `api` crate picks among them.
 
 pub mod event_store;
+pub mod kafka;
 pub mod mail;
 pub mod migrations;
 pub mod read_model;

@@ -250,10 +250,22 @@ pub async fn run(
     store: Arc<dyn ReadModelStore>,
     hub: ProjectionHub,
 ) {
+    run_from(projection, source.clone(), source, store, hub).await
+}
+
+/// [`run`], following `source` (e.g. the Kafka topic) but building any generation from scratch
+/// (first build, or a rebuild after a code change) from `log`, the log of record.
+pub async fn run_from(
+    projection: Arc<dyn Projection>,
+    source: Arc<dyn EventSource>,
+    log: Arc<dyn EventSource>,
+    store: Arc<dyn ReadModelStore>,
+    hub: ProjectionHub,
+) {
     let name = projection.name();
     let mut retry = Duration::from_millis(100);
     loop {
-        let generation = match attach(&projection, &source, &store, &hub).await {
+        let generation = match attach(&projection, &log, &store, &hub).await {
             Ok(g) => g,
             Err(ProjectionError::Poison { position, reason }) => {
                 return fail(&hub, name, position, &reason);

@@ -38,12 +38,29 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             failed.name
         )));
     }
+    if let Some(relay) = &state.relay {
+        let status = relay.borrow().clone();
+        if let Some(since) = status.failing_since {
+            if chrono::Utc::now() - since > chrono::TimeDelta::seconds(RELAY_GRACE_SECONDS) {
+                return Err(ApiError::unavailable(format!(
+                    "the Kafka relay has been failing since {since}: {}",
+                    status.last_error.unwrap_or_default()
+                )));
+            }
+        }
+    }
     Ok(Json(Health { status: "ready" }))
 }
+
+/// How long the relay may fail (e.g. a broker restart) before the instance reports not ready.
+const RELAY_GRACE_SECONDS: i64 = 5;
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectionsDto {
     pub head: u64,
+    /// The in-process Kafka relay, if this instance runs one.
+    #[schema(value_type = Option<Object>)]
+    pub relay: Option<infra::kafka::RelayStatus>,
     #[schema(value_type = Vec<Object>)]
     pub projections: Vec<ProjectionStatus>,
 }
@@ -66,6 +83,7 @@ pub async fn projections(
     let head = state.handler.store().head().await?;
     Ok(Json(ProjectionsDto {
         head,
+        relay: state.relay.as_ref().map(|r| r.borrow().clone()),
         projections: state.hub.statuses(),
     }))
 }

@@ -10,7 +10,7 @@ pub use sqlite::SqliteReadModels;
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
-pub trait ReadModels: ReadModelStore + ForumQueries {
+pub trait ReadModels: ReadModelStore + ForumQueries + crate::kafka::RelayCheckpoints {
     /// Releases the connections (the SQLite store checkpoints its WAL).
     async fn close(&self);
 }

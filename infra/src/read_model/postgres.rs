@@ -680,3 +680,34 @@ impl ForumQueries for PostgresReadModels {
         retry_transient(|| self.session_once(token_hash)).await
     }
 }
+
+#[async_trait]
+impl crate::kafka::RelayCheckpoints for PostgresReadModels {
+    async fn relay_checkpoint(&self, name: &str) -> Result<Position, ReadModelError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM relay_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(position.unwrap_or(0).max(0) as Position)
+    }
+
+    async fn save_relay_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<(), ReadModelError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+             WHERE excluded.position > relay_checkpoints.position",
+        )
+        .bind(name)
+        .bind(i64::try_from(position).map_err(|e| ReadModelError::Backend(e.to_string()))?)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS generations (
     state      TEXT NOT NULL CHECK (state IN ('building', 'live', 'retired')),
     PRIMARY KEY (projection, number)
 );
+-- The Kafka relay's checkpoint: the last position the broker acknowledged.
+CREATE TABLE IF NOT EXISTS relay_checkpoints (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 "#;
 
 pub struct SqliteReadModels {
@@ -589,5 +594,36 @@ impl ForumQueries for SqliteReadModels {
             user: user_view(&row)?,
             expires_at: parse_ts(row.get("expires_at"))?,
         }))
+    }
+}
+
+#[async_trait]
+impl crate::kafka::RelayCheckpoints for SqliteReadModels {
+    async fn relay_checkpoint(&self, name: &str) -> Result<Position, ReadModelError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM relay_checkpoints WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(backend)?;
+        Ok(position.unwrap_or(0).max(0) as Position)
+    }
+
+    async fn save_relay_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<(), ReadModelError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (name, position) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+             WHERE excluded.position > relay_checkpoints.position",
+        )
+        .bind(name)
+        .bind(i64::try_from(position).map_err(|e| ReadModelError::Backend(e.to_string()))?)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 }
