@@ -23,6 +23,10 @@ pub struct Settings {
     /// created on first start. Replicas that share a database must share it.
     #[serde(skip_serializing)]
     pub secret: Option<String>,
+    /// The key (hex, at least 16 bytes) of the pseudonymous ids in `treehole events export`;
+    /// default: derived from the server key, so one deployment's exports join.
+    #[serde(skip_serializing)]
+    pub export_key: Option<String>,
     pub rate_limits: RateLimits,
     pub mail: MailSettings,
     pub pseudonyms: PseudonymSettings,
@@ -100,6 +104,7 @@ impl Default for Settings {
             data: PathBuf::from("data"),
             database_url: None,
             secret: None,
+            export_key: None,
             rate_limits: RateLimits::default(),
             mail: MailSettings::default(),
             pseudonyms: PseudonymSettings::default(),
@@ -243,6 +248,7 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_DATA", "data"),
     ("TREEHOLE_DATABASE_URL", "database_url"),
     ("TREEHOLE_SECRET", "secret"),
+    ("TREEHOLE_EXPORT_KEY", "export_key"),
     ("TREEHOLE_RATE_LIMITS", "rate_limits.enabled"),
     (
         "TREEHOLE_RATE_LIMIT_CODES_PER_EMAIL_PER_HOUR",
@@ -350,6 +356,10 @@ fn value_of(key: &str, raw: &str) -> toml::Value {
             "off" | "false" | "0" | "no"
         ));
     }
+    // Hex keys: one that happens to be all digits is still a string.
+    if key == "secret" || key == "export_key" {
+        return toml::Value::String(raw.to_owned());
+    }
     if let Ok(i) = raw.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -397,6 +407,18 @@ mod tests {
         let s = load(None, &|_| None, &[]).unwrap();
         assert!(s.rate_limits.enabled);
         assert_eq!(s.data, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn hex_keys_stay_strings_even_when_all_digits() {
+        let env = |k: &str| match k {
+            "TREEHOLE_EXPORT_KEY" => Some("00112233445566778899".to_string()),
+            "TREEHOLE_SECRET" => Some("0123456789".to_string()),
+            _ => None,
+        };
+        let s = load(None, &env, &[]).unwrap();
+        assert_eq!(s.export_key.as_deref(), Some("00112233445566778899"));
+        assert_eq!(s.secret.as_deref(), Some("0123456789"));
     }
 
     #[test]

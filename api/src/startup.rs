@@ -144,12 +144,7 @@ impl Application {
         crate::metrics::handle();
         tracing::debug!(settings = ?redacted(&settings), "configuration");
         let stores = Stores::open(&settings).await?;
-        // Replicas sharing one database must share the key too: set `secret` for them.
-        let secret = match &settings.secret {
-            Some(hex_key) => hex::decode(hex_key.trim())
-                .map_err(|e| StartupError::Config(format!("secret: not a hex key: {e}")))?,
-            None => load_or_create_secret(&settings.data.join("secret.key"))?,
-        };
+        let secret = server_secret(&settings)?;
         let scheme = settings
             .pseudonyms
             .scheme()
@@ -286,6 +281,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// The server's private key: `secret` when configured, else `<data>/secret.key`, created on
+/// first use. Replicas sharing one database must share it: set `secret` for them.
+pub fn server_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+    match &settings.secret {
+        Some(hex_key) => hex::decode(hex_key.trim())
+            .map_err(|e| StartupError::Config(format!("secret: not a hex key: {e}"))),
+        None => load_or_create_secret(&settings.data.join("secret.key")),
+    }
+}
+
 /// The server's private key (verification-code hashes), created on first start.
 fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartupError> {
     let io = |source| StartupError::Data {
@@ -330,6 +335,9 @@ fn redacted(settings: &Settings) -> Settings {
     }
     if s.secret.is_some() {
         s.secret = Some("***".into());
+    }
+    if s.export_key.is_some() {
+        s.export_key = Some("***".into());
     }
     if s.database_url.is_some() {
         s.database_url = Some("postgres://*** (redacted)".into());
