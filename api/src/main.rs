@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The event log as a file: export it for analysts, import a raw export into an empty store.
+    Events {
+        #[command(subcommand)]
+        command: api::events::EventsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +170,11 @@ async fn main() -> anyhow::Result<()> {
             let handler = commands::CommandHandler::new(stores.events.clone());
             let position = api::admin::grant(&handler, username).await?;
             println!("{username} is now an admin (position {position})");
+        }
+        Command::Events { command } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            api::events::run(&settings, command).await?;
         }
     }
     Ok(())

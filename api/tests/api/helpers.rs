@@ -143,7 +143,7 @@ pub fn on_postgres() -> bool {
 }
 
 /// A fresh database for one app when the suite runs on PostgreSQL.
-async fn postgres_backend() -> Option<String> {
+pub async fn postgres_backend() -> Option<String> {
     if !on_postgres() {
         return None;
     }

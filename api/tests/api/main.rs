@@ -4,6 +4,7 @@ mod anonymity;
 mod auth;
 mod bad_input;
 mod crash_safety;
+mod export;
 mod helpers;
 mod hot_post;
 mod rebuild;
