@@ -53,6 +53,9 @@ pub enum EventsCommand {
         #[arg(default_value = "-")]
         input: String,
     },
+    /// Follows the Kafka topic (`--source kafka`), one envelope per line, pseudonymised unless
+    /// --raw, like `export`.
+    Tail(crate::tail::TailArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +144,10 @@ pub async fn run(settings: &Settings, command: &EventsCommand) -> Result<(), Eve
                     String::new()
                 }
             );
+        }
+        EventsCommand::Tail(args) => {
+            let read = crate::tail::run(settings, args).await?;
+            eprintln!("read {read} records");
         }
         EventsCommand::Import { input } => {
             let source = Source::open(input)?;

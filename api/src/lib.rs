@@ -17,4 +17,5 @@ pub mod rebuild;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod tail;
 pub mod telemetry;

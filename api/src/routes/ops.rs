@@ -40,13 +40,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     }
     if let Some(relay) = &state.relay {
         let status = relay.borrow().clone();
-        if let Some(since) = status.failing_since {
-            if chrono::Utc::now() - since > chrono::TimeDelta::seconds(RELAY_GRACE_SECONDS) {
-                return Err(ApiError::unavailable(format!(
-                    "the Kafka relay has been failing since {since}: {}",
-                    status.last_error.unwrap_or_default()
-                )));
-            }
+        if let Some(since) = status.failing_since
+            && chrono::Utc::now() - since > chrono::TimeDelta::seconds(RELAY_GRACE_SECONDS)
+        {
+            return Err(ApiError::unavailable(format!(
+                "the Kafka relay has been failing since {since}: {}",
+                status.last_error.unwrap_or_default()
+            )));
         }
     }
     Ok(Json(Health { status: "ready" }))

@@ -7,5 +7,6 @@ mod crash_safety;
 mod export;
 mod helpers;
 mod hot_post;
+mod kafka;
 mod rebuild;
 mod worker;

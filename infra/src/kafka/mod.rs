@@ -18,6 +18,7 @@
 
 mod relay;
 mod source;
+mod tail;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 pub use relay::{Relay, RelayStatus};
 pub use source::KafkaSource;
+pub use tail::{TailOptions, tail};
 
 /// Where the topic lives and how clients talk to it.
 #[derive(Debug, Clone)]

@@ -298,10 +298,10 @@ impl EventSource for KafkaSource {
                 }
             }
         }
-        if commits.count() > 0 {
-            if let Err(e) = self.consumer.commit(&commits, CommitMode::Async) {
-                tracing::warn!(error = %e, "offset commit failed; records will be re-delivered and dropped");
-            }
+        if commits.count() > 0
+            && let Err(e) = self.consumer.commit(&commits, CommitMode::Async)
+        {
+            tracing::warn!(error = %e, "offset commit failed; records will be re-delivered and dropped");
         }
         if resume.count() > 0 {
             let _ = self.consumer.resume(&resume);

@@ -1,0 +1,581 @@
+//! The Kafka event log end to end: commands -> store -> relay -> broker -> Kafka-fed projector
+//! -> read model, compared with the store-fed read model line for line; a relay killed with
+//! SIGKILL and a broker restarted mid-stream lose nothing; readiness reflects a dead broker.
+//!
+//! The brokers are real: `TREEHOLE_TEST_KAFKA_BROKERS` (the in-memory tansu that scripts/test
+//! starts) and `TREEHOLE_TANSU_SQLITE_BIN` (tansu with its SQLite storage, started and
+//! restarted by the test itself). Without them the tests say they were skipped.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{
+    TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
+};
+
+const PROJECTIONS: [&str; 3] = ["users", "feed", "comments"];
+
+fn brokers() -> Option<String> {
+    let brokers = std::env::var("TREEHOLE_TEST_KAFKA_BROKERS").ok();
+    if brokers.is_none() {
+        eprintln!("skipped: TREEHOLE_TEST_KAFKA_BROKERS not set (scripts/test starts a broker)");
+    }
+    brokers
+}
+
+/// Consumer-group timings that make a group join take about a second instead of 23 (tests
+/// only; librdkafka's defaults suit production).
+fn fast_groups() -> BTreeMap<String, String> {
+    [
+        ("session.timeout.ms", "2000"),
+        ("heartbeat.interval.ms", "500"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn options_env(options: &BTreeMap<String, String>) -> String {
+    options
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Kafka settings of one test: its own topic and consumer groups.
+struct Topic {
+    brokers: String,
+    topic: String,
+    groups: String,
+    partitions: i32,
+}
+
+impl Topic {
+    fn new(brokers: &str, partitions: i32) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            brokers: brokers.to_owned(),
+            topic: format!("treehole.test.{id}"),
+            groups: format!("treehole.test.{id}."),
+            partitions,
+        }
+    }
+
+    fn configure(&self, s: &mut api::config::Settings) {
+        s.kafka.brokers = Some(self.brokers.clone());
+        s.kafka.topic = self.topic.clone();
+        s.kafka.group_prefix = self.groups.clone();
+        s.kafka.partitions = self.partitions;
+        s.kafka.options = fast_groups();
+    }
+
+    /// A `treehole` child process with this topic's settings and nothing else of the
+    /// environment's `TREEHOLE_*`.
+    fn command(&self, args: &[&str], log: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_treehole"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("TREEHOLE_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .args(args)
+            .env("TREEHOLE_KAFKA_BROKERS", &self.brokers)
+            .env("TREEHOLE_KAFKA_TOPIC", &self.topic)
+            .env("TREEHOLE_KAFKA_GROUP_PREFIX", &self.groups)
+            .env("TREEHOLE_KAFKA_PARTITIONS", self.partitions.to_string())
+            .env("TREEHOLE_KAFKA_OPTIONS", options_env(&fast_groups()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("a log"),
+            )
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// Where a Kafka-fed worker keeps its own read models: a data directory of its own, or a
+/// database of its own when the suite runs on PostgreSQL.
+struct WorkerTarget {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl WorkerTarget {
+    async fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            database_url: postgres_backend().await,
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--data".to_owned(), self.dir.path().display().to_string()];
+        if let Some(url) = &self.database_url {
+            args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        args
+    }
+
+    async fn read_models(&self) -> Arc<dyn ReadModels> {
+        match &self.database_url {
+            Some(url) => Arc::new(PostgresReadModels::connect(url).await.expect("models")),
+            None => Arc::new(
+                SqliteReadModels::open(&self.dir.path().join("readmodels.db"))
+                    .await
+                    .expect("models"),
+            ),
+        }
+    }
+}
+
+fn start(topic: &Topic, args: &[String], log: &Path) -> Child {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    topic.command(&args, log).spawn().expect("treehole starts")
+}
+
+fn start_kafka_worker(topic: &Topic, target: &WorkerTarget, log: &Path) -> Child {
+    let mut args = vec!["project".to_owned(), "--source".into(), "kafka".into()];
+    args.extend(target.args());
+    start(topic, &args, log)
+}
+
+fn start_relay(topic: &Topic, app: &TestApp, log: &Path) -> Child {
+    let mut args = vec![
+        "relay".to_owned(),
+        "--data".into(),
+        app.data.display().to_string(),
+    ];
+    if let Some(url) = &app.database_url {
+        args.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    start(topic, &args, log)
+}
+
+/// Waits until every projection of `models` has applied `head`, then returns their dumps.
+async fn caught_up_dumps(
+    models: &dyn ReadModels,
+    head: u64,
+    timeout: Duration,
+    log: &Path,
+) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut behind = Vec::new();
+        for name in PROJECTIONS {
+            let at = models
+                .live(name)
+                .await
+                .expect("live")
+                .map_or(0, |g| g.position);
+            if at < head {
+                behind.push(format!("{name} at {at}"));
+            }
+        }
+        if behind.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Kafka-fed read models did not reach position {head}: {behind:?}\nworker log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut dumps = Vec::new();
+    for name in PROJECTIONS {
+        dumps.push(models.dump(name).await.expect("dump"));
+    }
+    dumps
+}
+
+async fn store_fed_dumps(app: &TestApp, head: u64) -> Vec<Vec<String>> {
+    // The app's own projectors read the store; wait for them through read-your-writes.
+    app.get(&format!("/posts?after={head}")).await.expect(200);
+    let scratch = tempfile::tempdir().expect("a temp dir");
+    let (live, _) = read_models_of(app, scratch.path()).await;
+    let mut dumps = Vec::new();
+    for name in PROJECTIONS {
+        dumps.push(live.dump(name).await.expect("dump"));
+    }
+    dumps
+}
+
+/// Some of everything: users, named and anonymous posts and comments, a deleted comment and a
+/// deleted post, a logout.
+async fn forum_traffic(app: &TestApp, prefix: &str, users: usize) -> u64 {
+    let mut tokens = Vec::new();
+    for i in 0..users {
+        tokens.push(app.new_user(&format!("{prefix}{i}")).await.token);
+    }
+    let mut last = 0;
+    for (i, token) in tokens.iter().enumerate() {
+        let post = app
+            .create_post(
+                token,
+                &json!({"title": format!("t{i}"), "body": format!("post {i}"), "anonymous": i.is_multiple_of(2), "tags": ["kafka"]}),
+            )
+            .await
+            .expect(201);
+        let post_id = str_field(&post, "post_id").to_owned();
+        for (j, commenter) in tokens.iter().enumerate() {
+            let c = app
+                .comment(
+                    commenter,
+                    &post_id,
+                    &json!({"body": format!("c{i}.{j}"), "anonymous": !j.is_multiple_of(3)}),
+                )
+                .await
+                .expect(201);
+            last = position(&c);
+            if j == 1 {
+                let id = str_field(&c, "comment_id");
+                let d = app
+                    .delete(&format!("/posts/{post_id}/comments/{id}"), commenter)
+                    .await;
+                assert!(d.status.is_success(), "delete: {}", d.text);
+            }
+        }
+        if i == users - 1 {
+            let d = app.delete(&format!("/posts/{post_id}"), token).await;
+            assert!(d.status.is_success(), "delete post: {}", d.text);
+        }
+    }
+    let out = app.delete("/sessions/current", &tokens[0]).await;
+    assert!(out.status.is_success(), "logout: {}", out.text);
+    last.max(app.head().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
+    let Some(brokers) = brokers() else { return };
+    // Three partitions: the worker must put the streams back into the store's order.
+    let topic = Topic::new(&brokers, 3);
+    let app = spawn_app_with(|s| topic.configure(s)).await;
+    let logs = tempfile::tempdir().expect("a temp dir");
+    let log = logs.path().join("worker.log");
+    let target = WorkerTarget::new().await;
+    let mut worker = start_kafka_worker(&topic, &target, &log);
+
+    let head = forum_traffic(&app, "kafka", 6).await;
+    assert!(head > 60, "too little traffic: {head}");
+    let expected = store_fed_dumps(&app, head).await;
+    let models = target.read_models().await;
+    let got = caught_up_dumps(models.as_ref(), head, Duration::from_secs(60), &log).await;
+    for (name, (a, b)) in PROJECTIONS.iter().zip(expected.iter().zip(&got)) {
+        assert!(!a.is_empty(), "{name} is empty");
+        assert_eq!(
+            a, b,
+            "{name}: the Kafka-fed model differs from the store-fed one"
+        );
+    }
+
+    // More traffic after the worker caught up is followed too.
+    let more = forum_traffic(&app, "more", 2).await;
+    let expected = store_fed_dumps(&app, more).await;
+    let got = caught_up_dumps(models.as_ref(), more, Duration::from_secs(60), &log).await;
+    assert_eq!(expected, got, "after more traffic");
+    worker.kill().await.expect("stop the worker");
+    app.assert_no_server_errors();
+
+    // The relay's status is visible to operators.
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
+}
+
+/// The in-process relay and a broker that cannot be reached: readiness says so, in words.
+#[tokio::test]
+async fn readiness_reports_an_unreachable_broker() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a port")
+        .local_addr()
+        .expect("an address");
+    let topic = Topic::new(&closed.to_string(), 1);
+    let app = spawn_app_with(|s| topic.configure(s)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = app.get("/readyz").await;
+        if ready.status.as_u16() == 503 {
+            let body: Value = ready.json();
+            let detail = body["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("Kafka relay"), "{detail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready: {}", ready.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Commands still work: the store is the log of record; the relay catches up later.
+    let user = app.new_user("offline").await;
+    app.create_post(
+        &user.token,
+        &json!({"body": "still here", "anonymous": false}),
+    )
+    .await
+    .expect(201);
+}
+
+#[tokio::test]
+async fn a_kafka_worker_without_a_broker_fails_with_a_clear_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a port")
+        .local_addr()
+        .expect("an address");
+    let topic = Topic::new(&closed.to_string(), 1);
+    let logs = tempfile::tempdir().expect("a temp dir");
+    let log = logs.path().join("worker.log");
+    let target = WorkerTarget::new().await;
+    let worker = start_kafka_worker(&topic, &target, &log);
+    let out = tokio::time::timeout(Duration::from_secs(60), worker.wait_with_output())
+        .await
+        .expect("the worker gives up")
+        .expect("the worker ran");
+    assert!(!out.status.success());
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log.contains("cannot reach the brokers"), "{log}");
+}
+
+/// tansu with its SQLite storage on a fixed loopback port, so that it can be restarted with
+/// its data.
+struct DurableBroker {
+    bin: String,
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl DurableBroker {
+    async fn start() -> Option<Self> {
+        let Ok(bin) = std::env::var("TREEHOLE_TANSU_SQLITE_BIN") else {
+            eprintln!("skipped: TREEHOLE_TANSU_SQLITE_BIN not set (scripts/kafka-tools builds it)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a port")
+            .local_addr()
+            .expect("an address")
+            .port();
+        let mut broker = Self {
+            bin,
+            dir: tempfile::tempdir().expect("a temp dir"),
+            port,
+            child: None,
+        };
+        broker.restart().await;
+        Some(broker)
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                // A restart, not a crash of the broker: let it close its storage.
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.stop().await;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("a log");
+        let child = Command::new(&self.bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(self.address())
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not start: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+}
+
+/// Every position in the topic, read back with `treehole events tail --source kafka --raw`.
+async fn positions_in_topic(topic: &Topic, log: &Path) -> Vec<u64> {
+    let args = [
+        "events",
+        "tail",
+        "--source",
+        "kafka",
+        "--raw",
+        "--from-beginning",
+        "--idle-timeout",
+        "3",
+    ];
+    let out = topic
+        .command(&args, log)
+        .output()
+        .await
+        .expect("events tail runs");
+    assert!(
+        out.status.success(),
+        "events tail failed: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|line| {
+            let envelope: Value = serde_json::from_str(line).expect("an envelope per line");
+            envelope["position"].as_u64().expect("a position")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_relay_and_a_restarted_broker_lose_nothing() {
+    let Some(mut broker) = DurableBroker::start().await else {
+        return;
+    };
+    let topic = Topic::new(&broker.address(), 2);
+    // The relay runs as its own process here, so that it can be killed.
+    let app = Arc::new(
+        spawn_app_with(|s| {
+            topic.configure(s);
+            s.kafka.relay = false;
+        })
+        .await,
+    );
+    let logs = tempfile::tempdir().expect("a temp dir");
+    let (relay_log, worker_log) = (
+        logs.path().join("relay.log"),
+        logs.path().join("worker.log"),
+    );
+    let mut relay = start_relay(&topic, &app, &relay_log);
+    let target = WorkerTarget::new().await;
+    let mut worker = start_kafka_worker(&topic, &target, &worker_log);
+
+    let user = app.new_user("steady").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let last = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let (app, stop, last, token) =
+            (app.clone(), stop.clone(), last.clone(), user.token.clone());
+        writers.push(tokio::spawn(async move {
+            let post = app
+                .create_post(
+                    &token,
+                    &json!({"body": format!("w{w}"), "anonymous": w == 0}),
+                )
+                .await
+                .expect(201);
+            let post_id = str_field(&post, "post_id").to_owned();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let c = app
+                    .comment(
+                        &token,
+                        &post_id,
+                        &json!({"body": format!("{w}.{n}"), "anonymous": n.is_multiple_of(2)}),
+                    )
+                    .await
+                    .expect(201);
+                last.fetch_max(position(&c), Ordering::Relaxed);
+                n += 1;
+            }
+        }));
+    }
+    let until = |at: u64| {
+        let last = last.clone();
+        async move {
+            while last.load(Ordering::Relaxed) < at {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    until(150).await;
+    relay.kill().await.expect("SIGKILL the relay");
+    let killed_at = last.load(Ordering::Relaxed);
+    until(killed_at + 100).await;
+    let mut relay = start_relay(&topic, &app, &relay_log);
+    until(killed_at + 250).await;
+    broker.restart().await;
+    let restarted_at = last.load(Ordering::Relaxed);
+    until(restarted_at + 150).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("a writer");
+    }
+    let head = app.head().await;
+
+    let models = target.read_models().await;
+    let got = caught_up_dumps(models.as_ref(), head, Duration::from_secs(120), &worker_log).await;
+    let expected = store_fed_dumps(&app, head).await;
+    assert_eq!(
+        expected, got,
+        "the Kafka-fed model differs from the store-fed one"
+    );
+    relay.kill().await.expect("stop the relay");
+    worker.kill().await.expect("stop the worker");
+
+    let positions = positions_in_topic(&topic, &logs.path().join("tail.log")).await;
+    let distinct: std::collections::BTreeSet<u64> = positions.iter().copied().collect();
+    let all: std::collections::BTreeSet<u64> = (1..=head).collect();
+    assert_eq!(
+        distinct,
+        all,
+        "the topic must hold every event at least once (broker log:\n{})",
+        broker.log()
+    );
+    eprintln!(
+        "topic: {} records for {head} events ({} duplicates after the kill and the restart)",
+        positions.len(),
+        positions.len() as u64 - head
+    );
+    app.assert_no_server_errors();
+}
