@@ -422,6 +422,32 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_and_pass_through_options() {
+        let env = |k: &str| match k {
+            "TREEHOLE_KAFKA_BROKERS" => Some("127.0.0.1:9092,127.0.0.1:9093".to_string()),
+            "TREEHOLE_KAFKA_OPTIONS" => {
+                Some("session.timeout.ms=2000, security.protocol=plaintext".to_string())
+            }
+            "TREEHOLE_KAFKA_RELAY" => Some("off".to_string()),
+            _ => None,
+        };
+        let s = load(None, &env, &[]).unwrap();
+        let kafka = s.kafka.settings().expect("configured");
+        assert_eq!(kafka.brokers, "127.0.0.1:9092,127.0.0.1:9093");
+        assert_eq!(kafka.topic, "treehole.events");
+        assert_eq!(kafka.options["session.timeout.ms"], "2000");
+        assert_eq!(kafka.options["security.protocol"], "plaintext");
+        assert!(!s.kafka.relay);
+        assert!(
+            load(None, &|_| None, &[])
+                .unwrap()
+                .kafka
+                .settings()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn bad_settings_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");

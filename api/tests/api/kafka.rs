@@ -292,6 +292,43 @@ async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
     worker.kill().await.expect("stop the worker");
     app.assert_no_server_errors();
 
+    // The analysts' tail of the topic is pseudonymised: no raw user id, e-mail or secret hash.
+    let tail = topic
+        .command(
+            &[
+                "events",
+                "tail",
+                "--from-beginning",
+                "--idle-timeout",
+                "3",
+                "--data",
+            ],
+            &logs.path().join("tail.log"),
+        )
+        .arg(&app.data)
+        .output()
+        .await
+        .expect("events tail runs");
+    assert!(tail.status.success(), "events tail failed");
+    let text = String::from_utf8(tail.stdout).expect("utf-8");
+    assert_eq!(text.lines().count() as u64, more, "one line per event");
+    let raw = app
+        .event_store()
+        .read_all(0, 100_000)
+        .await
+        .expect("the log");
+    for envelope in &raw {
+        if envelope.stream.as_str().starts_with("user-") {
+            let id = envelope.stream.as_str().trim_start_matches("user-");
+            assert!(!text.contains(id), "raw user id {id} in the tail");
+        }
+        for secret in ["email", "password_hash", "token_hash"] {
+            if let Some(v) = envelope.data[secret].as_str().filter(|v| !v.is_empty()) {
+                assert!(!text.contains(v), "{secret} {v} in the tail");
+            }
+        }
+    }
+
     // The relay's status is visible to operators.
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
