@@ -226,9 +226,18 @@ async fn produce_raw(settings: &KafkaSettings, log: &[Envelope]) -> BenchResult<
             )
         })
         .collect();
+    // Connected and holding its producer id before the clock starts, as the relay's producer
+    // is by the time `catch_up` runs (it created the topic first).
+    producer
+        .send(
+            FutureRecord::to(&settings.topic).key("warm-up").payload("{}"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
     let started = Instant::now();
-    // The same shape as the relay: 2 000 records in flight, then wait for all of them.
-    for chunk in records.chunks(2_000) {
+    // The same shape as the relay: 10 000 records in flight, then wait for all of them.
+    for chunk in records.chunks(10_000) {
         let mut deliveries = Vec::with_capacity(chunk.len());
         for (key, payload, headers) in chunk {
             let mut record = FutureRecord::to(&settings.topic)
