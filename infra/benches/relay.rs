@@ -230,7 +230,9 @@ async fn produce_raw(settings: &KafkaSettings, log: &[Envelope]) -> BenchResult<
     // is by the time `catch_up` runs (it created the topic first).
     producer
         .send(
-            FutureRecord::to(&settings.topic).key("warm-up").payload("{}"),
+            FutureRecord::to(&settings.topic)
+                .key("warm-up")
+                .payload("{}"),
             Duration::from_secs(10),
         )
         .await
