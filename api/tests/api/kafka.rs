@@ -334,14 +334,19 @@ async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
 }
 
+/// A loopback address nothing listens on.
+fn closed_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a port")
+        .local_addr()
+        .expect("an address")
+        .to_string()
+}
+
 /// The in-process relay and a broker that cannot be reached: readiness says so, in words.
 #[tokio::test]
 async fn readiness_reports_an_unreachable_broker() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a port")
-        .local_addr()
-        .expect("an address");
-    let topic = Topic::new(&closed.to_string(), 1);
+    let topic = Topic::new(&closed_port(), 1);
     let app = spawn_app_with(|s| topic.configure(s)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -367,11 +372,7 @@ async fn readiness_reports_an_unreachable_broker() {
 
 #[tokio::test]
 async fn a_kafka_worker_without_a_broker_fails_with_a_clear_error() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a port")
-        .local_addr()
-        .expect("an address");
-    let topic = Topic::new(&closed.to_string(), 1);
+    let topic = Topic::new(&closed_port(), 1);
     let logs = tempfile::tempdir().expect("a temp dir");
     let log = logs.path().join("worker.log");
     let target = WorkerTarget::new().await;
