@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::{KafkaError, KafkaSettings, RelayCheckpoints, encode, ensure_topic};
 
 /// Events read from the store and handed to the producer per round; the checkpoint moves once
-/// per round, after the broker acknowledged all of them (see BENCHMARKS.md for the rate).
+/// per round, after the broker acknowledged all of them. One round is in flight while the next
+/// is read and produced (see BENCHMARKS.md for the rate).
 const BATCH: usize = 10_000;
 
 /// How long a caught-up relay waits for a notification before looking at the log anyway
@@ -60,6 +61,12 @@ fn fail(status: &mut RelayStatus, message: String) {
 }
 
 type Producer_ = FutureProducer<RelayContext>;
+
+/// Records handed to the producer and not yet known acknowledged.
+struct Round {
+    last: Position,
+    deliveries: Vec<(Position, rdkafka::producer::DeliveryFuture)>,
+}
 
 /// Publishes the log to Kafka. The checkpoint (in the read-model store, see
 /// [`RelayCheckpoints`]) only moves after the broker acknowledged every event up to it, so a
@@ -125,30 +132,49 @@ impl Relay {
         ensure_topic(&self.settings).await?;
         let mut checkpoint = self.load_checkpoint().await?;
         let head = self.store.head().await.map_err(store)?;
-        while checkpoint < head {
-            match self.publish_after(checkpoint).await? {
-                Some(p) => checkpoint = p,
-                None => break,
+        let mut read_to = checkpoint;
+        let mut in_flight: Option<Round> = None;
+        loop {
+            let next = if read_to < head {
+                self.send_round(read_to).await?
+            } else {
+                None
+            };
+            if let Some(r) = &next {
+                read_to = r.last;
+            }
+            if let Some(r) = in_flight.take() {
+                checkpoint = self.settle(r).await?;
+            }
+            match next {
+                Some(r) => in_flight = Some(r),
+                None => return Ok(checkpoint),
             }
         }
-        Ok(checkpoint)
     }
 
+    /// Publishes round after round, keeping one round in flight while the next is read and
+    /// produced, and moves the checkpoint as each round is acknowledged.
     async fn follow(&self, retry: &mut Duration) -> Result<std::convert::Infallible, KafkaError> {
         ensure_topic(&self.settings).await?;
-        let mut checkpoint = self.load_checkpoint().await?;
+        let checkpoint = self.load_checkpoint().await?;
         tracing::info!(topic = %self.settings.topic, checkpoint, "relay publishing");
         let mut head = self.store.watch();
+        let mut read_to = checkpoint;
+        let mut in_flight: Option<Round> = None;
         loop {
             head.borrow_and_update();
-            match self.publish_after(checkpoint).await? {
-                Some(p) => {
-                    checkpoint = p;
-                    *retry = Duration::from_millis(200);
-                }
-                None => {
-                    let _ = tokio::time::timeout(POLL, head.changed()).await;
-                }
+            let next = self.send_round(read_to).await?;
+            if let Some(r) = &next {
+                read_to = r.last;
+            }
+            if let Some(r) = in_flight.take() {
+                self.settle(r).await?;
+                *retry = Duration::from_millis(200);
+            }
+            in_flight = next;
+            if in_flight.is_none() {
+                let _ = tokio::time::timeout(POLL, head.changed()).await;
             }
         }
     }
@@ -163,9 +189,9 @@ impl Relay {
         Ok(checkpoint)
     }
 
-    /// Publishes one batch of events after `after` and moves the checkpoint to its last event
-    /// once the broker acknowledged all of them. `None` when there was nothing to publish.
-    async fn publish_after(&self, after: Position) -> Result<Option<Position>, KafkaError> {
+    /// Reads the events after `after` and hands them to the producer; `None` when there is
+    /// nothing to publish. Nothing is acknowledged yet: see [`Self::settle`].
+    async fn send_round(&self, after: Position) -> Result<Option<Round>, KafkaError> {
         let batch = self.store.read_all(after, BATCH).await.map_err(store)?;
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(None);
@@ -186,7 +212,7 @@ impl Relay {
             loop {
                 match producer.send_result(record) {
                     Ok(delivery) => {
-                        deliveries.push(delivery);
+                        deliveries.push((envelope.position, delivery));
                         break;
                     }
                     Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
@@ -198,30 +224,36 @@ impl Relay {
             }
             previous = envelope.position;
         }
-        for (delivery, envelope) in deliveries.into_iter().zip(&batch) {
+        Ok(Some(Round { last, deliveries }))
+    }
+
+    /// Waits until the broker acknowledged every record of `round`, then moves the checkpoint
+    /// to its last event.
+    async fn settle(&self, round: Round) -> Result<Position, KafkaError> {
+        let count = round.deliveries.len() as u64;
+        for (position, delivery) in round.deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => {
                     return Err(KafkaError::Broker(format!(
-                        "delivery of position {} failed: {e}",
-                        envelope.position
+                        "delivery of position {position} failed: {e}"
                     )));
                 }
                 Err(_) => return Err(KafkaError::Broker("the producer was dropped".into())),
             }
         }
         self.checkpoints
-            .save_relay_checkpoint(&self.checkpoint_name(), last)
+            .save_relay_checkpoint(&self.checkpoint_name(), round.last)
             .await
             .map_err(|e| KafkaError::Store(e.to_string()))?;
         self.status.send_modify(|s| {
-            s.position = last;
-            s.published += batch.len() as u64;
+            s.position = round.last;
+            s.published += count;
             s.last_error = None;
             s.failing_since = None;
             s.updated_at = Utc::now();
         });
-        Ok(Some(last))
+        Ok(round.last)
     }
 
     /// An idempotent producer that hit a fatal error (e.g. its sequence was lost on the broker)
