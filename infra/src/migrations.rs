@@ -23,6 +23,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "read model generations",
         include_str!("../migrations/postgres/0002_read_model_generations.sql"),
     ),
+    (
+        3,
+        "relay checkpoints",
+        include_str!("../migrations/postgres/0003_relay_checkpoints.sql"),
+    ),
 ];
 
 /// Migrations compiled into the binary.
@@ -111,4 +116,30 @@ pub async fn migrate(url: &str) -> Result<Vec<(i64, &'static str)>, MigrationErr
     let pending = pending_postgres(&mut conn).await?;
     migrate_postgres(&mut conn).await?;
     Ok(pending)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A migration file that is not listed here would never run.
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("the migrations directory")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), super::POSTGRES.len(), "{files:?}");
+        for (file, (version, _, _)) in files.iter().zip(super::POSTGRES) {
+            assert!(
+                file.starts_with(&format!("{version:04}_")),
+                "{file} is not migration {version}"
+            );
+        }
+    }
 }
