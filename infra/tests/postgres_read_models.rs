@@ -55,7 +55,10 @@ async fn migrations_report_what_is_pending_and_apply_once() {
     };
     let url = url.as_str();
     let all = infra::migrations::pending(url).await.expect("pending");
-    assert_eq!(all.iter().map(|(v, _)| *v).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        all.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert_eq!(infra::migrations::migrate(url).await.expect("migrate"), all);
     assert!(
         infra::migrations::pending(url)
