@@ -7,3 +7,4 @@ mod write_stats;
 pub use postgres::PostgresEventStore;
 pub use sqlite::SqliteEventStore;
 pub use write_stats::WriteStats;
+pub(crate) use write_stats::advance;

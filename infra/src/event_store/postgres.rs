@@ -71,7 +71,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{instrument, warn};
 use uuid::Uuid;
 
-use super::write_stats::{Counters, WriteStats};
+use super::write_stats::{Counters, WriteStats, advance};
 use writer::{EncodedEvents, EncodedWrite, Request, Writer};
 
 /// The channel on which commits announce the new head (the position, in decimal).
@@ -388,15 +388,6 @@ async fn recorded_key<'e>(
         results,
         replayed: true,
     })))
-}
-
-/// Raises the watched head to `position` unless it is there already, waking its receivers.
-fn advance(head: &watch::Sender<Position>, position: Position) {
-    head.send_if_modified(|h| {
-        let advanced = position > *h;
-        *h = (*h).max(position);
-        advanced
-    });
 }
 
 /// A bound for a read: nothing is stored beyond `i64::MAX` anyway.

@@ -207,11 +207,7 @@ async fn receive(
         if let Some(list) = pause {
             let _ = consumer.pause(&list);
         }
-        head.send_if_modified(|h| {
-            let moved = position > *h;
-            *h = (*h).max(position);
-            moved
-        });
+        crate::event_store::advance(&head, position);
     }
 }
 

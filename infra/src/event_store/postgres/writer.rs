@@ -35,13 +35,14 @@ use domain::{Position, StreamId};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Error as SqlxError, Executor, Row};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{Span, debug, field, instrument, warn};
+use tracing::{debug, field, instrument, warn};
 use uuid::Uuid;
 
 use super::{
-    CHANNEL, CONNECT_TIMEOUT, Counters, WRITE_LOCK, WRITER_APPLICATION_NAME, advance, backend,
+    CHANNEL, CONNECT_TIMEOUT, Counters, WRITE_LOCK, WRITER_APPLICATION_NAME, backend,
     is_connection_lost, recorded_key, to_i64, to_u64, unreachable,
 };
+use crate::event_store::write_stats::{answer_committed, fail_all};
 
 /// The most requests committed in one transaction. Each request's savepoint becomes a
 /// subtransaction; past 64 of them in one transaction PostgreSQL's per-backend subtransaction
@@ -191,34 +192,15 @@ impl Writer {
         level = "debug",
         skip_all, fields(batch = batch.len(), events = field::Empty, head = field::Empty))]
     async fn commit(&mut self, batch: Vec<Request>) {
-        let outcomes = match self.apply_all(&batch).await {
-            Ok(outcomes) => outcomes,
+        let outcomes = self.apply_all(&batch).await;
+        let replies = batch.into_iter().map(|r| r.reply);
+        match outcomes {
+            Ok(outcomes) => answer_committed(&self.stats, &self.head, replies.collect(), outcomes),
             Err(failure) => {
                 self.abandon().await;
                 warn!(error = %failure, "group commit failed");
-                for request in batch {
-                    // A caller that gave up waiting is not an error.
-                    let _ = request.reply.send(Err(replicate(&failure)));
-                }
-                return;
+                fail_all(replies, &failure);
             }
-        };
-        self.stats.record(batch.len());
-        let appended = outcomes.iter().flatten().filter(|c| !c.replayed);
-        let events: u64 = appended
-            .clone()
-            .flat_map(|c| &c.results)
-            .map(|r| r.last_version - r.first_version + 1)
-            .sum();
-        let head = appended.map(Committed::last_position).max();
-        if let Some(head) = head {
-            advance(&self.head, head);
-        }
-        Span::current()
-            .record("events", events)
-            .record("head", head.unwrap_or_else(|| *self.head.borrow()));
-        for (request, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = request.reply.send(outcome);
         }
     }
 
@@ -508,12 +490,4 @@ fn compare(writes: &[EncodedWrite], found: &HashMap<Uuid, (Position, String, u64
 fn is_duplicate_event_id(e: &SqlxError) -> bool {
     matches!(e, SqlxError::Database(db)
         if db.is_unique_violation() && db.constraint() == Some("events_event_id_key"))
-}
-
-/// The error of a failed batch, once for each of its requests.
-fn replicate(failure: &StoreError) -> StoreError {
-    match failure {
-        StoreError::Unavailable(m) => StoreError::Unavailable(format!("group commit failed: {m}")),
-        other => StoreError::Backend(format!("group commit failed: {other}")),
-    }
 }
