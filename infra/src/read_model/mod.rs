@@ -44,6 +44,32 @@ pub(crate) struct Table {
     pub order: &'static str,
 }
 
+impl Table {
+    /// The statements that create generation `number` of this table afresh from its
+    /// `definition` (the backend's columns): drop leftovers, create, index.
+    pub(crate) fn create_statements(&self, number: u32, definition: &str) -> Vec<String> {
+        let name = format!("{}_g{number}", self.name);
+        let mut statements = vec![
+            format!("DROP TABLE IF EXISTS {name}"),
+            format!("CREATE TABLE {name} ({definition})"),
+        ];
+        statements.extend(self.indexes.iter().map(|i| i.replace("{t}", &name)));
+        statements
+    }
+
+    /// The statements that point this table's view at generation `number`.
+    pub(crate) fn view_statements(&self, number: u32) -> [String; 2] {
+        [
+            format!("DROP VIEW IF EXISTS {}", self.name),
+            format!("CREATE VIEW {0} AS SELECT * FROM {0}_g{number}", self.name),
+        ]
+    }
+
+    pub(crate) fn drop_statement(&self, number: u32) -> String {
+        format!("DROP TABLE IF EXISTS {}_g{number}", self.name)
+    }
+}
+
 pub(crate) const TABLES: &[Table] = &[
     Table {
         projection: "users",

@@ -85,7 +85,7 @@ async fn lock_projection(tx: &mut Tx<'_>, projection: &str) -> Result<(), sqlx::
 
 async fn retire(tx: &mut Tx<'_>, projection: &str, number: i32) -> Result<(), sqlx::Error> {
     for table in TABLES.iter().filter(|t| t.projection == projection) {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}_g{number}", table.name))
+        sqlx::query(&table.drop_statement(number as u32))
             .execute(&mut **tx)
             .await?;
     }
@@ -340,17 +340,8 @@ impl ReadModelStore for PostgresReadModels {
         .map_err(backend)?;
         let number = last + 1;
         for table in tables {
-            let name = format!("{}_g{number}", table.name);
-            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(&format!("CREATE TABLE {name} ({})", table.postgres))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            for index in table.indexes {
-                sqlx::query(&index.replace("{t}", &name))
+            for statement in table.create_statements(number as u32, table.postgres) {
+                sqlx::query(&statement)
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
@@ -552,17 +543,12 @@ impl PostgresReadModels {
             });
         }
         for table in tables {
-            sqlx::query(&format!("DROP VIEW IF EXISTS {}", table.name))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(&format!(
-                "CREATE VIEW {0} AS SELECT * FROM {0}_g{generation}",
-                table.name
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            for statement in table.view_statements(generation) {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
         }
         if let Some((old, _, _)) = live {
             retire(&mut tx, projection, old).await.map_err(backend)?;

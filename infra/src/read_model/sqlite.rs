@@ -254,7 +254,7 @@ async fn retire_generation(
     number: u32,
 ) -> Result<(), sqlx::Error> {
     for table in TABLES.iter().filter(|t| t.projection == projection) {
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}_g{number}", table.name))
+        sqlx::query(&table.drop_statement(number))
             .execute(&mut **tx)
             .await?;
     }
@@ -310,17 +310,8 @@ impl ReadModelStore for SqliteReadModels {
                 .map_err(backend)?;
         let number = last as u32 + 1;
         for table in tables {
-            let name = format!("{}_g{number}", table.name);
-            sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(&format!("CREATE TABLE {name} ({})", table.sqlite))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            for index in table.indexes {
-                sqlx::query(&index.replace("{t}", &name))
+            for statement in table.create_statements(number, table.sqlite) {
+                sqlx::query(&statement)
                     .execute(&mut *tx)
                     .await
                     .map_err(backend)?;
@@ -425,17 +416,12 @@ impl ReadModelStore for SqliteReadModels {
         // Views first, then the old tables: all in this transaction, so readers see either
         // the old generation or the new one, never a mix or nothing.
         for table in tables {
-            sqlx::query(&format!("DROP VIEW IF EXISTS {}", table.name))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            sqlx::query(&format!(
-                "CREATE VIEW {0} AS SELECT * FROM {0}_g{generation}",
-                table.name
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            for statement in table.view_statements(generation) {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
         }
         if let Some((old, _)) = live {
             retire_generation(&mut tx, projection, old as u32)
