@@ -70,11 +70,7 @@ pub async fn create_post(
         at: Utc::now(),
     };
     let key = idempotency.scoped(&auth.actor.user_id.to_string(), "POST /posts", &body);
-    let ctx = context(Some(&auth.actor), request_id.as_deref(), key);
-    let outcome = state
-        .handler
-        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
-        .await?;
+    let outcome = run_on_post(&state, &auth, request_id.as_deref(), post_id, &command, key).await?;
     let created = outcome
         .events
         .iter()
@@ -95,11 +91,7 @@ pub async fn create_post(
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/posts/{}", created.post_id)) {
         headers.insert(header::LOCATION, v);
     }
-    let status = if outcome.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_or_replayed(outcome.replayed);
     Ok((status, headers, Json(created)))
 }
 
@@ -215,14 +207,10 @@ pub async fn delete_post(
     Path(id): Path<String>,
 ) -> Result<Json<CommandDone>, ApiError> {
     let id = PostId::new(parse_id(&id, "post")?);
-    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
     let command = PostCommand::Delete {
         actor: auth.actor.clone(),
     };
-    let outcome = state
-        .handler
-        .execute::<Post>(&id.stream(), &command, &state.post_services, &ctx)
-        .await?;
+    let outcome = run_on_post(&state, &auth, request_id.as_deref(), id, &command, None).await?;
     Ok(Json(CommandDone {
         position: outcome.position,
     }))
@@ -270,11 +258,7 @@ pub async fn add_comment(
     };
     let route = format!("POST /posts/{post_id}/comments");
     let key = idempotency.scoped(&auth.actor.user_id.to_string(), &route, &body);
-    let ctx = context(Some(&auth.actor), request_id.as_deref(), key);
-    let outcome = state
-        .handler
-        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
-        .await?;
+    let outcome = run_on_post(&state, &auth, request_id.as_deref(), post_id, &command, key).await?;
     let created = outcome
         .events
         .iter()
@@ -291,11 +275,7 @@ pub async fn add_comment(
             _ => None,
         })
         .ok_or_else(|| ApiError::internal("commenting produced no CommentAdded event"))?;
-    let status = if outcome.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
+    let status = created_or_replayed(outcome.replayed);
     Ok((status, Json(created)))
 }
 
@@ -373,16 +353,45 @@ pub async fn delete_comment(
 ) -> Result<Json<CommandDone>, ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
     let comment_id = CommentId::new(parse_id(&comment_id, "comment")?);
-    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
     let command = PostCommand::DeleteComment {
         comment_id,
         actor: auth.actor.clone(),
     };
-    let outcome = state
-        .handler
-        .execute::<Post>(&post_id.stream(), &command, &state.post_services, &ctx)
-        .await?;
+    let outcome = run_on_post(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        post_id,
+        &command,
+        None,
+    )
+    .await?;
     Ok(Json(CommandDone {
         position: outcome.position,
     }))
+}
+
+/// Runs a command on one post as the caller (idempotently when the client sent a key).
+async fn run_on_post(
+    state: &AppState,
+    auth: &Auth,
+    request_id: Option<&RequestId>,
+    post_id: PostId,
+    command: &PostCommand,
+    key: Option<commands::IdempotencyKey>,
+) -> Result<commands::Outcome<PostEvent>, ApiError> {
+    let ctx = context(Some(&auth.actor), request_id, key);
+    Ok(state
+        .handler
+        .execute::<Post>(&post_id.stream(), command, &state.post_services, &ctx)
+        .await?)
+}
+
+/// 201 for a new resource, 200 when an idempotent retry is answered again.
+fn created_or_replayed(replayed: bool) -> StatusCode {
+    if replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    }
 }
