@@ -28,7 +28,7 @@ use domain::{Envelope, Position};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -103,20 +103,7 @@ pub trait RelayCheckpoints: Send + Sync + 'static {
     ) -> Result<(), projections::ReadModelError>;
 }
 
-/// Checks that the brokers answer and the topic exists; returns its partition count.
-pub async fn probe(settings: &KafkaSettings, timeout: Duration) -> Result<usize, KafkaError> {
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = settings
-            .client_config(&[])
-            .create()
-            .map_err(|e| KafkaError::Config(e.to_string()))?;
-        partitions_of(&consumer, &settings, timeout)
-    })
-    .await
-    .map_err(|e| KafkaError::Broker(e.to_string()))?
-}
-
+/// The partition count of the topic; fails if the brokers do not answer in `timeout`.
 pub(crate) fn partitions_of<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
     consumer: &C,
     settings: &KafkaSettings,

@@ -127,19 +127,38 @@ impl Relay {
         }
     }
 
-    /// Publishes everything up to the log's head as it is now, then returns the checkpoint.
+    /// Publishes everything the log holds, then returns the checkpoint.
     pub async fn catch_up(&self) -> Result<Position, KafkaError> {
         ensure_topic(&self.settings).await?;
+        let checkpoint = self.load_checkpoint().await?;
+        self.drain(checkpoint).await
+    }
+
+    /// Publishes the log as it grows: drains it, then waits for the head to move.
+    async fn follow(&self, retry: &mut Duration) -> Result<std::convert::Infallible, KafkaError> {
+        ensure_topic(&self.settings).await?;
         let mut checkpoint = self.load_checkpoint().await?;
-        let head = self.store.head().await.map_err(store)?;
+        tracing::info!(topic = %self.settings.topic, checkpoint, "relay publishing");
+        let mut head = self.store.watch();
+        loop {
+            head.borrow_and_update();
+            let reached = self.drain(checkpoint).await?;
+            if reached > checkpoint {
+                *retry = Duration::from_millis(200);
+            }
+            checkpoint = reached;
+            let _ = tokio::time::timeout(POLL, head.changed()).await;
+        }
+    }
+
+    /// Publishes round after round until a read of the log comes back empty, keeping one
+    /// round in flight while the next is read and produced, and moves the checkpoint as each
+    /// round is acknowledged. Returns the checkpoint.
+    async fn drain(&self, mut checkpoint: Position) -> Result<Position, KafkaError> {
         let mut read_to = checkpoint;
         let mut in_flight: Option<Round> = None;
         loop {
-            let next = if read_to < head {
-                self.send_round(read_to).await?
-            } else {
-                None
-            };
+            let next = self.send_round(read_to).await?;
             if let Some(r) = &next {
                 read_to = r.last;
             }
@@ -149,32 +168,6 @@ impl Relay {
             match next {
                 Some(r) => in_flight = Some(r),
                 None => return Ok(checkpoint),
-            }
-        }
-    }
-
-    /// Publishes round after round, keeping one round in flight while the next is read and
-    /// produced, and moves the checkpoint as each round is acknowledged.
-    async fn follow(&self, retry: &mut Duration) -> Result<std::convert::Infallible, KafkaError> {
-        ensure_topic(&self.settings).await?;
-        let checkpoint = self.load_checkpoint().await?;
-        tracing::info!(topic = %self.settings.topic, checkpoint, "relay publishing");
-        let mut head = self.store.watch();
-        let mut read_to = checkpoint;
-        let mut in_flight: Option<Round> = None;
-        loop {
-            head.borrow_and_update();
-            let next = self.send_round(read_to).await?;
-            if let Some(r) = &next {
-                read_to = r.last;
-            }
-            if let Some(r) = in_flight.take() {
-                self.settle(r).await?;
-                *retry = Duration::from_millis(200);
-            }
-            in_flight = next;
-            if in_flight.is_none() {
-                let _ = tokio::time::timeout(POLL, head.changed()).await;
             }
         }
     }

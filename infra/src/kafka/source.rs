@@ -268,11 +268,13 @@ impl EventSource for KafkaSource {
                     None => break,
                 }
             }
-            let every_partition_waiting = b.partitions.len() >= b.total
+            // Stalled: nothing continues the chain although every partition has later records.
+            let stalled = out.is_empty()
+                && b.partitions.len() >= b.total
                 && b.partitions
                     .values()
                     .all(|p| p.queue.iter().any(|r| r.envelope.position > after));
-            if !out.is_empty() || !every_partition_waiting {
+            if !stalled {
                 b.stalled_since = None;
             } else {
                 let since = *b.stalled_since.get_or_insert_with(Instant::now);
