@@ -29,17 +29,7 @@ const READ_PAGE: usize = 1_000;
 /// Events appended per atomic `append_many` call on import.
 const IMPORT_BATCH: usize = 500;
 /// The CSV columns: the envelope's fields, `data` and `metadata` as JSON text.
-pub const CSV_COLUMNS: [&str; 9] = [
-    "position",
-    "event_id",
-    "stream",
-    "version",
-    "type",
-    "schema",
-    "occurred_at",
-    "data",
-    "metadata",
-];
+pub const CSV_COLUMNS: [&str; 9] = Envelope::FIELDS;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCommand {

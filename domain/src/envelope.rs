@@ -28,6 +28,21 @@ pub struct Envelope {
     pub metadata: Metadata,
 }
 
+impl Envelope {
+    /// The JSON fields of the contract, in their documented order.
+    pub const FIELDS: [&'static str; 9] = [
+        "position",
+        "event_id",
+        "stream",
+        "version",
+        "type",
+        "schema",
+        "occurred_at",
+        "data",
+        "metadata",
+    ];
+}
+
 /// Who caused an event and in answer to what.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -112,17 +127,7 @@ mod tests {
             },
         };
         let json = serde_json::to_value(&env).unwrap();
-        for key in [
-            "position",
-            "event_id",
-            "stream",
-            "version",
-            "type",
-            "schema",
-            "occurred_at",
-            "data",
-            "metadata",
-        ] {
+        for key in Envelope::FIELDS {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert_eq!(json["occurred_at"], "2026-11-23T10:00:00.123Z");
