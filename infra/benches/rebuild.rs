@@ -885,7 +885,7 @@ impl Model {
                     },
                 );
             }
-            Change::DeleteComment { comment_id } => self.comments.remove(comment_id.as_uuid()),
+            Change::DeleteComment { comment_id, .. } => self.comments.remove(comment_id.as_uuid()),
             Change::DeleteCommentsOf { post_id } => {
                 for comment in self
                     .comments_of

@@ -64,6 +64,7 @@ pub enum Change {
         created_at: DateTime<Utc>,
     },
     DeleteComment {
+        post_id: PostId,
         comment_id: CommentId,
     },
     DeleteCommentsOf {

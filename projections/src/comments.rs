@@ -43,7 +43,12 @@ impl Projection for Comments {
                     created_at: envelope.occurred_at,
                 }]
             }
-            PostEvent::CommentDeleted { comment_id, .. } => vec![Change::DeleteComment {
+            PostEvent::CommentDeleted {
+                post_id,
+                comment_id,
+                ..
+            } => vec![Change::DeleteComment {
+                post_id: *post_id,
                 comment_id: *comment_id,
             }],
             PostEvent::PostDeleted { post_id, .. } => {

@@ -11,6 +11,7 @@ pub mod comments;
 pub mod feed;
 pub mod ports;
 pub mod runner;
+pub mod search;
 pub mod users;
 pub mod views;
 
@@ -35,5 +36,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(users::Users),
         std::sync::Arc::new(feed::Feed),
         std::sync::Arc::new(comments::Comments),
+        std::sync::Arc::new(search::Search),
     ]
 }

@@ -278,7 +278,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             .execute(e)
             .await?;
         }
-        Change::DeleteComment { comment_id } => {
+        Change::DeleteComment { comment_id, .. } => {
             sqlx::query(&format!("DELETE FROM comments_g{g} WHERE comment_id = $1"))
                 .bind(comment_id.as_uuid())
                 .execute(e)

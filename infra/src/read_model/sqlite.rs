@@ -215,7 +215,7 @@ async fn apply_one(
             .execute(&mut **tx)
             .await?;
         }
-        Change::DeleteComment { comment_id } => {
+        Change::DeleteComment { comment_id, .. } => {
             sqlx::query(&format!("DELETE FROM comments_g{g} WHERE comment_id = ?"))
                 .bind(comment_id.to_string())
                 .execute(&mut **tx)

@@ -261,6 +261,7 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
             "comments",
             c,
             &[Change::DeleteComment {
+                post_id: post_id(7),
                 comment_id: comment_id(1),
             }],
             22,

@@ -1,0 +1,422 @@
+//! The `search` projection: one search document per live post, holding its title, body, tags
+//! and the text of its live comments, and the port the search engines implement.
+//!
+//! Documents carry the author only as the public read model shows it (`洞主` or a pseudonym
+//! for anonymous posts) and comments carry no author at all (ARCHITECTURE.md §6). A search
+//! engine cannot share a transaction with anything else, so applying a batch is idempotent:
+//! documents are upserted by post id, and a comment at or below a document's position is
+//! already in it.
+
+pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::post::PostEvent;
+use domain::{CommentId, Envelope, Event, Position, PostId};
+use serde::{Deserialize, Serialize};
+
+use crate::{Change, Projection, ReadModelError, ReadModelStore};
+
+pub use text::Term;
+
+/// The name of the search projection (and of its index).
+pub const NAME: &str = "search";
+
+pub struct Search;
+
+impl Projection for Search {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        let Event::Post(event) = event else {
+            return vec![];
+        };
+        match event {
+            PostEvent::PostPublished {
+                post_id,
+                author_name,
+                anonymous,
+                title,
+                body,
+                tags,
+                ..
+            } => vec![Change::InsertPost {
+                post_id: *post_id,
+                position: envelope.position,
+                author_name: author_name.clone(),
+                anonymous: *anonymous,
+                title: title.clone(),
+                body: body.clone(),
+                tags: tags.clone(),
+                created_at: envelope.occurred_at,
+            }],
+            PostEvent::CommentAdded {
+                post_id,
+                comment_id,
+                author_name,
+                anonymous,
+                is_host,
+                body,
+                reply_to,
+                ..
+            } => vec![Change::InsertComment {
+                comment_id: *comment_id,
+                post_id: *post_id,
+                position: envelope.position,
+                author_name: author_name.clone(),
+                anonymous: *anonymous,
+                is_host: *is_host,
+                body: body.clone(),
+                reply_to: *reply_to,
+                created_at: envelope.occurred_at,
+            }],
+            PostEvent::CommentDeleted {
+                post_id,
+                comment_id,
+                ..
+            } => vec![Change::DeleteComment {
+                post_id: *post_id,
+                comment_id: *comment_id,
+            }],
+            PostEvent::PostDeleted { post_id, .. } => {
+                vec![Change::DeletePost { post_id: *post_id }]
+            }
+        }
+    }
+}
+
+/// A comment's text inside its post's document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchComment {
+    pub comment_id: CommentId,
+    pub body: String,
+}
+
+/// What both engines store and index for one post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchDocument {
+    /// The post id: the primary key.
+    pub id: PostId,
+    /// Where the post was published: a stable, unique tie-break between equal scores.
+    pub post_position: Position,
+    /// The last event applied to this document.
+    pub position: Position,
+    pub author_name: String,
+    pub anonymous: bool,
+    pub title: Option<String>,
+    pub body: String,
+    pub tags: Vec<String>,
+    pub comments: Vec<SearchComment>,
+    pub created_at: DateTime<Utc>,
+    /// Analysed terms (see [`text`]) of the title, of the body and tags, and of the comments.
+    pub title_terms: String,
+    pub body_terms: String,
+    pub comment_terms: String,
+}
+
+impl SearchDocument {
+    fn analyse(&mut self) {
+        self.title_terms = text::terms_field(self.title.as_deref());
+        self.body_terms = text::terms_field(
+            std::iter::once(self.body.as_str()).chain(self.tags.iter().map(String::as_str)),
+        );
+        self.comment_terms = text::terms_field(self.comments.iter().map(|c| c.body.as_str()));
+    }
+}
+
+/// The posts a batch of changes touches: what an engine loads before [`apply_changes`].
+pub fn touched(changes: &[Change]) -> BTreeSet<PostId> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::InsertPost { post_id, .. }
+            | Change::InsertComment { post_id, .. }
+            | Change::DeleteComment { post_id, .. }
+            | Change::DeletePost { post_id } => Some(*post_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies a batch of changes to the stored documents of the posts it touches and returns the
+/// outcome for each: `Some` to upsert, `None` to delete. Applying a batch twice gives the same
+/// documents as applying it once.
+pub fn apply_changes(
+    mut stored: HashMap<PostId, SearchDocument>,
+    changes: &[Change],
+) -> Result<BTreeMap<PostId, Option<SearchDocument>>, ReadModelError> {
+    let mut out: BTreeMap<PostId, Option<SearchDocument>> = BTreeMap::new();
+    for change in changes {
+        let post_id = match change {
+            Change::InsertPost { post_id, .. }
+            | Change::InsertComment { post_id, .. }
+            | Change::DeleteComment { post_id, .. }
+            | Change::DeletePost { post_id } => *post_id,
+            other => {
+                return Err(ReadModelError::Backend(format!(
+                    "the search index cannot apply {other:?}"
+                )));
+            }
+        };
+        let doc = out
+            .entry(post_id)
+            .or_insert_with(|| stored.remove(&post_id));
+        apply_one(doc, change);
+    }
+    for doc in out.values_mut().flatten() {
+        doc.analyse();
+    }
+    Ok(out)
+}
+
+fn apply_one(doc: &mut Option<SearchDocument>, change: &Change) {
+    match change {
+        Change::InsertPost {
+            post_id,
+            position,
+            author_name,
+            anonymous,
+            title,
+            body,
+            tags,
+            created_at,
+        } => {
+            if doc.is_none() {
+                *doc = Some(SearchDocument {
+                    id: *post_id,
+                    post_position: *position,
+                    position: *position,
+                    author_name: author_name.clone(),
+                    anonymous: *anonymous,
+                    title: title.clone(),
+                    body: body.clone(),
+                    tags: tags.clone(),
+                    comments: vec![],
+                    created_at: *created_at,
+                    title_terms: String::new(),
+                    body_terms: String::new(),
+                    comment_terms: String::new(),
+                });
+            }
+        }
+        Change::InsertComment {
+            comment_id,
+            position,
+            body,
+            ..
+        } => {
+            if let Some(d) = doc
+                && *position > d.position
+            {
+                d.position = *position;
+                d.comments.push(SearchComment {
+                    comment_id: *comment_id,
+                    body: body.clone(),
+                });
+            }
+        }
+        Change::DeleteComment { comment_id, .. } => {
+            if let Some(d) = doc {
+                d.comments.retain(|c| c.comment_id != *comment_id);
+            }
+        }
+        Change::DeletePost { .. } => *doc = None,
+        _ => {}
+    }
+}
+
+/// An analysed query: at least one term, every one of which a hit must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    terms: Vec<Term>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("the query is empty")]
+    Empty,
+    #[error("the query is longer than {max} characters")]
+    TooLong { max: usize },
+    #[error("the query has no searchable words")]
+    NoWords,
+    #[error("the query has more than {max} words")]
+    TooManyWords { max: usize },
+}
+
+impl Query {
+    pub const MAX_CHARS: usize = 200;
+    pub const MAX_TERMS: usize = 16;
+
+    /// Analyses a user's query (parse, don't validate: every `Query` can be run).
+    pub fn parse(raw: &str) -> Result<Self, QueryError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(QueryError::Empty);
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(QueryError::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        let mut terms: Vec<Term> = Vec::new();
+        for t in text::analyze(raw) {
+            if !terms.iter().any(|seen| seen.text == t.text) {
+                terms.push(t);
+            }
+        }
+        match terms.len() {
+            0 => Err(QueryError::NoWords),
+            n if n > Self::MAX_TERMS => Err(QueryError::TooManyWords {
+                max: Self::MAX_TERMS,
+            }),
+            _ => Ok(Self { terms }),
+        }
+    }
+
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+
+    /// The terms joined by spaces: what a text engine is asked for.
+    pub fn text(&self) -> String {
+        let words: Vec<&str> = self.terms.iter().map(|t| t.text.as_str()).collect();
+        words.join(" ")
+    }
+}
+
+/// Where the previous page ended. Engines use what suits them: the last hit's score and
+/// `post_position` (a strict "after" in the ranking order), or its `offset` with the hit as an
+/// anchor to find again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchCursor {
+    pub offset: usize,
+    pub score: f32,
+    pub post_position: Position,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: Query,
+    pub tag: Option<String>,
+    pub limit: usize,
+    pub after: Option<SearchCursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub document: SearchDocument,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchResults {
+    pub hits: Vec<SearchHit>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<SearchCursor>,
+    /// How many documents match (an estimate on Meilisearch).
+    pub total: usize,
+}
+
+/// A search engine: written by the search projection like any read-model store (generations,
+/// checkpoints, atomic promotion) and queried by the API.
+#[async_trait]
+pub trait SearchIndex: ReadModelStore {
+    /// The live generation's hits for `request`, best first, ties by newest post.
+    async fn search(&self, request: &SearchRequest) -> Result<SearchResults, ReadModelError>;
+    /// Every document of the live generation, ordered by id (for tests and comparisons).
+    async fn documents(&self) -> Result<Vec<SearchDocument>, ReadModelError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn post(id: u128, position: Position) -> Change {
+        Change::InsertPost {
+            post_id: PostId::new(Uuid::from_u128(id)),
+            position,
+            author_name: "洞主".into(),
+            anonymous: true,
+            title: Some("Morning run".into()),
+            body: "在操场跑步".into(),
+            tags: vec!["sport".into()],
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    fn comment(post: u128, id: u128, position: Position, body: &str) -> Change {
+        Change::InsertComment {
+            comment_id: CommentId::new(Uuid::from_u128(id)),
+            post_id: PostId::new(Uuid::from_u128(post)),
+            position,
+            author_name: "Alice".into(),
+            anonymous: true,
+            is_host: false,
+            body: body.into(),
+            reply_to: None,
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_applied_twice_equals_once() {
+        let changes = vec![
+            post(1, 1),
+            comment(1, 10, 2, "I was running too"),
+            comment(1, 11, 3, "麻辣烫"),
+            Change::DeleteComment {
+                post_id: PostId::new(Uuid::from_u128(1)),
+                comment_id: CommentId::new(Uuid::from_u128(11)),
+            },
+        ];
+        let once = apply_changes(HashMap::new(), &changes).unwrap();
+        let stored: HashMap<_, _> = once
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|d| (*k, d)))
+            .collect();
+        let twice = apply_changes(stored, &changes).unwrap();
+        assert_eq!(once, twice);
+        let doc = once.values().next().unwrap().as_ref().unwrap();
+        assert_eq!(doc.comments.len(), 1);
+        assert_eq!(doc.comment_terms, "i was run too");
+        assert_eq!(doc.title_terms, "morn run");
+    }
+
+    #[test]
+    fn deleted_posts_are_deleted_and_no_author_id_is_kept() {
+        let id = PostId::new(Uuid::from_u128(1));
+        let out = apply_changes(
+            HashMap::new(),
+            &[post(1, 1), Change::DeletePost { post_id: id }],
+        )
+        .unwrap();
+        assert_eq!(out.get(&id), Some(&None));
+        let fields = serde_json::to_value(
+            apply_changes(HashMap::new(), &[post(1, 1)]).unwrap()[&id]
+                .clone()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(fields.get("author_id").is_none());
+    }
+
+    #[test]
+    fn queries_are_checked_at_the_edge() {
+        assert_eq!(Query::parse("  "), Err(QueryError::Empty));
+        assert_eq!(Query::parse("!!! ???"), Err(QueryError::NoWords));
+        assert!(matches!(
+            Query::parse(&"a".repeat(201)),
+            Err(QueryError::TooLong { .. })
+        ));
+        assert_eq!(Query::parse("Running runs").unwrap().text(), "run");
+    }
+}

@@ -1,0 +1,237 @@
+//! Text analysis shared by every search engine and by queries.
+//!
+//! Both engines index the same *terms*: words cut by charabia (jieba for Chinese, the Latin
+//! segmenter for English), normalised (lower case, no diacritics) and, for Latin words,
+//! stemmed with the English Snowball stemmer. Queries are cut the same way, so `running` and
+//! `run` meet on the term `run`, and `自习室` is found inside `我在图书馆的自习室复习` because
+//! jieba cuts both into the same words. Meilisearch does not stem; feeding it these terms
+//! makes it behave like the embedded engine instead of weakening what we test.
+
+use std::sync::LazyLock;
+
+use charabia::{Script, Tokenize};
+use rust_stemmers::{Algorithm, Stemmer};
+
+static ENGLISH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
+
+/// Query terms this long (in characters) or longer also match terms one edit away (a
+/// transposition counts as one edit), so `libary` finds `library`.
+pub const TYPO_MIN_CHARS: usize = 5;
+
+/// One analysed word of a text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// What is indexed and matched: normalised and, for Latin words, stemmed.
+    pub text: String,
+    /// Byte range of the word in the original text (for highlighting).
+    pub start: usize,
+    pub end: usize,
+    /// Latin script: stemmed and typo-tolerant. Other scripts match whole words only.
+    pub latin: bool,
+}
+
+impl Term {
+    /// Whether a query term tolerates one typo.
+    pub fn typo_tolerant(&self) -> bool {
+        self.latin && self.text.chars().count() >= TYPO_MIN_CHARS
+    }
+
+    /// Whether this query term matches the indexed term `other`.
+    pub fn matches(&self, other: &str) -> bool {
+        self.text == other || (self.typo_tolerant() && within_one_edit(&self.text, other))
+    }
+}
+
+/// The words of `text`, in order.
+pub fn analyze(text: &str) -> Vec<Term> {
+    text.tokenize()
+        .filter(|t| t.is_word())
+        .filter_map(|t| {
+            let lemma = t.lemma();
+            if lemma.trim().is_empty() {
+                return None;
+            }
+            let latin = t.script == Script::Latin;
+            let text = if latin {
+                ENGLISH.stem(lemma).into_owned()
+            } else {
+                lemma.to_owned()
+            };
+            Some(Term {
+                text,
+                start: t.byte_start,
+                end: t.byte_end,
+                latin,
+            })
+        })
+        .collect()
+}
+
+/// The terms of `text` joined by spaces: the field both engines index (with a whitespace
+/// tokenizer on the embedded engine, and charabia again on Meilisearch, which leaves these
+/// words as they are).
+pub fn terms_field<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for text in texts {
+        for term in analyze(text) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&term.text);
+        }
+    }
+    out
+}
+
+/// Optimal string alignment distance of at most one: one insertion, deletion, substitution or
+/// transposition of neighbours.
+pub fn within_one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    match long.len() - short.len() {
+        0 => {
+            let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+            match diff.as_slice() {
+                [] | [_] => true,
+                [i, j] => *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i],
+                _ => false,
+            }
+        }
+        1 => {
+            let skip = (0..short.len())
+                .find(|&i| short[i] != long[i])
+                .unwrap_or(short.len());
+            short[skip..] == long[skip + 1..]
+        }
+        _ => false,
+    }
+}
+
+/// Escapes text for HTML, so that snippets can carry `<mark>` and nothing else.
+fn escape(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// How many matched words `text` holds for `query`.
+pub fn count_matches(text: &str, query: &[Term]) -> usize {
+    analyze(text)
+        .iter()
+        .filter(|w| query.iter().any(|q| q.matches(&w.text)))
+        .count()
+}
+
+/// A window of about `width` characters of `text` around its first word matching `query`,
+/// HTML-escaped, with every matching word in `<mark>`; `None` if nothing matches. Cut ends
+/// are marked with `…`.
+pub fn snippet(text: &str, query: &[Term], width: usize) -> Option<String> {
+    let words = analyze(text);
+    let hits: Vec<&Term> = words
+        .iter()
+        .filter(|w| query.iter().any(|q| q.matches(&w.text)))
+        .collect();
+    let first = hits.first()?;
+    // Start a few characters before the first match, on a character boundary.
+    let lead = text[..first.start]
+        .char_indices()
+        .rev()
+        .nth(width / 4)
+        .map_or(0, |(i, _)| i);
+    let end = text[lead..]
+        .char_indices()
+        .nth(width)
+        .map_or(text.len(), |(i, _)| lead + i);
+    let mut out = String::new();
+    if lead > 0 {
+        out.push('…');
+    }
+    let mut at = lead;
+    for hit in hits.iter().filter(|h| h.start >= lead && h.end <= end) {
+        escape(&text[at..hit.start], &mut out);
+        out.push_str("<mark>");
+        escape(&text[hit.start..hit.end], &mut out);
+        out.push_str("</mark>");
+        at = hit.end;
+    }
+    escape(&text[at..end], &mut out);
+    if end < text.len() {
+        out.push('…');
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(text: &str) -> Vec<String> {
+        analyze(text).into_iter().map(|t| t.text).collect()
+    }
+
+    #[test]
+    fn chinese_words_cut_the_same_alone_and_inside_sentences() {
+        // charabia cuts for search: long words become dictionary bigrams (自习室 -> 自习 室)
+        // and variants are unified, the same way for documents and queries.
+        let sentence = terms("我今天在图书馆的自习室复习高数，门口的麻辣烫很好吃");
+        for word in ["自习室", "图书馆", "麻辣", "复习"] {
+            let word = terms(word);
+            assert!(
+                sentence.windows(word.len()).any(|w| w == word.as_slice()),
+                "{word:?} in {sentence:?}"
+            );
+        }
+        assert!(!terms("自习室").is_empty());
+    }
+
+    #[test]
+    fn english_is_lower_cased_and_stemmed() {
+        assert_eq!(terms("Morning RUN"), vec!["morn", "run"]);
+        assert_eq!(terms("running"), vec!["run"]);
+        assert_eq!(terms("libraries"), terms("library"));
+    }
+
+    #[test]
+    fn one_edit_and_no_more() {
+        assert!(within_one_edit("librari", "libari"));
+        assert!(within_one_edit("professor", "porfessor"));
+        assert!(within_one_edit("exam", "exams"));
+        assert!(within_one_edit("same", "same"));
+        assert!(!within_one_edit("library", "lbirayr"));
+        assert!(!within_one_edit("abc", "abcde"));
+        assert!(!within_one_edit("abcd", "badc"));
+    }
+
+    #[test]
+    fn short_words_and_chinese_need_exact_terms() {
+        let q = analyze("cat");
+        assert!(!q[0].matches("car"));
+        let q = analyze("麻辣");
+        assert!(!q[0].typo_tolerant());
+    }
+
+    #[test]
+    fn snippets_mark_matches_and_escape_the_rest() {
+        let q = analyze("running");
+        let s = snippet("A <b>morning</b> run & a long Run.", &q, 80).unwrap();
+        assert_eq!(
+            s,
+            "A &lt;b&gt;morning&lt;/b&gt; <mark>run</mark> &amp; a long <mark>Run</mark>."
+        );
+        assert!(snippet("nothing here", &q, 80).is_none());
+        let long = format!("{}running{}", "x ".repeat(200), " y".repeat(200));
+        let s = snippet(&long, &q, 40).unwrap();
+        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("<mark>running</mark>"));
+    }
+}
