@@ -6,4 +6,5 @@ pub mod kafka;
 pub mod mail;
 pub mod migrations;
 pub mod read_model;
+pub mod search;
 pub mod source;

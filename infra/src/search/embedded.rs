@@ -1,0 +1,616 @@
+//! The embedded search engine (the default): tantivy indexes under `data/search/`.
+//!
+//! Each generation is an index directory of its own (`gen-000001`, ...); the file `live` names
+//! the one queries read, and promoting a rebuild rewrites it atomically (write, fsync, rename).
+//! A generation's checkpoint travels in the payload of its tantivy commit, so documents and
+//! checkpoint become durable together. One process at a time writes a generation (tantivy's
+//! writer lock); others get a transient error and retry.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use domain::{Position, PostId};
+use projections::search::{
+    self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
+};
+use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// Memory the writer may buffer before it flushes a segment (split over its threads).
+const WRITER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The schema's fields.
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    post_position: Field,
+    tags: Field,
+    title_terms: Field,
+    body_terms: Field,
+    comment_terms: Field,
+    doc: Field,
+}
+
+impl Fields {
+    fn schema() -> (Schema, Self) {
+        let mut b = Schema::builder();
+        // The analysed terms are already cut and normalised: split them on spaces only.
+        let terms = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("whitespace")
+                .set_index_option(IndexRecordOption::WithFreqs),
+        );
+        let fields = Self {
+            id: b.add_text_field("id", STRING),
+            post_position: b.add_u64_field("post_position", FAST | INDEXED),
+            tags: b.add_text_field("tags", STRING),
+            title_terms: b.add_text_field("title_terms", terms.clone()),
+            body_terms: b.add_text_field("body_terms", terms.clone()),
+            comment_terms: b.add_text_field("comment_terms", terms),
+            doc: b.add_text_field("doc", STORED),
+        };
+        (b.build(), fields)
+    }
+
+    fn of(schema: &Schema) -> Result<Self, ReadModelError> {
+        let f = |name: &str| {
+            schema
+                .get_field(name)
+                .map_err(|e| backend(format!("search index schema: {e}")))
+        };
+        Ok(Self {
+            id: f("id")?,
+            post_position: f("post_position")?,
+            tags: f("tags")?,
+            title_terms: f("title_terms")?,
+            body_terms: f("body_terms")?,
+            comment_terms: f("comment_terms")?,
+            doc: f("doc")?,
+        })
+    }
+
+    /// The searched fields with their weights: a word in a title counts most.
+    fn weighted(&self) -> [(Field, f32); 3] {
+        [
+            (self.title_terms, 3.0),
+            (self.body_terms, 2.0),
+            (self.comment_terms, 1.0),
+        ]
+    }
+
+    fn id_term(&self, id: PostId) -> Term {
+        Term::from_field_text(self.id, &id.to_string())
+    }
+
+    fn document(&self, doc: &SearchDocument) -> Result<TantivyDocument, ReadModelError> {
+        let mut d = TantivyDocument::default();
+        d.add_text(self.id, doc.id.to_string());
+        d.add_u64(self.post_position, doc.post_position);
+        for tag in &doc.tags {
+            d.add_text(self.tags, tag);
+        }
+        d.add_text(self.title_terms, &doc.title_terms);
+        d.add_text(self.body_terms, &doc.body_terms);
+        d.add_text(self.comment_terms, &doc.comment_terms);
+        d.add_text(
+            self.doc,
+            serde_json::to_string(doc).map_err(|e| backend(e.to_string()))?,
+        );
+        Ok(d)
+    }
+
+    fn read(&self, d: &TantivyDocument) -> Result<SearchDocument, ReadModelError> {
+        let json = d
+            .get_first(self.doc)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| backend("search document without its stored body".into()))?;
+        serde_json::from_str(json).map_err(|e| backend(format!("stored search document: {e}")))
+    }
+}
+
+/// What a commit of a generation records beside its documents.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    position: Position,
+}
+
+/// One generation's index, reader and (while this process writes it) writer.
+struct Gen {
+    number: u32,
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    writer: Mutex<Option<IndexWriter>>,
+}
+
+impl Gen {
+    fn checkpoint(&self) -> Result<Checkpoint, ReadModelError> {
+        let metas = self.index.load_metas().map_err(tantivy_error)?;
+        let payload = metas
+            .payload
+            .ok_or_else(|| backend(format!("generation {} has no checkpoint", self.number)))?;
+        serde_json::from_str(&payload).map_err(|e| backend(format!("checkpoint: {e}")))
+    }
+
+    fn generation(&self) -> Result<Generation, ReadModelError> {
+        let c = self.checkpoint()?;
+        Ok(Generation {
+            number: self.number,
+            version: c.version,
+            position: c.position,
+        })
+    }
+
+    fn commit(&self, writer: &mut IndexWriter, checkpoint: &Checkpoint) -> tantivy::Result<()> {
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(checkpoint).unwrap_or_default());
+        prepared.commit()?;
+        self.reader.reload()
+    }
+
+    /// The stored documents of `ids` that exist.
+    fn load(&self, ids: &[PostId]) -> Result<HashMap<PostId, SearchDocument>, ReadModelError> {
+        let searcher = self.reader.searcher();
+        let mut found = HashMap::new();
+        for id in ids {
+            let query = TermQuery::new(self.fields.id_term(*id), IndexRecordOption::Basic);
+            let hits = searcher
+                .search(&query, &TopDocs::with_limit(1).order_by_score())
+                .map_err(tantivy_error)?;
+            if let Some((_, addr)) = hits.first() {
+                let d: TantivyDocument = searcher.doc(*addr).map_err(tantivy_error)?;
+                found.insert(*id, self.fields.read(&d)?);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The embedded engine over a directory of generations.
+pub struct EmbeddedSearch {
+    root: PathBuf,
+    open: Mutex<HashMap<u32, Arc<Gen>>>,
+}
+
+impl EmbeddedSearch {
+    /// Opens (creating if needed) the engine in `root`, e.g. `data/search`.
+    pub fn open(root: &Path) -> Result<Self, ReadModelError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| unavailable(format!("search directory {}: {e}", root.display())))?;
+        Ok(Self {
+            root: root.to_owned(),
+            open: Mutex::default(),
+        })
+    }
+
+    fn dir(&self, number: u32) -> PathBuf {
+        self.root.join(format!("gen-{number:06}"))
+    }
+
+    fn live_number(&self) -> Result<Option<u32>, ReadModelError> {
+        match std::fs::read_to_string(self.root.join("live")) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e| backend(format!("search `live` file: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(format!("search `live` file: {e}"))),
+        }
+    }
+
+    /// Every generation directory on disk.
+    fn numbers(&self) -> Result<Vec<u32>, ReadModelError> {
+        let entries = std::fs::read_dir(&self.root).map_err(|e| unavailable(e.to_string()))?;
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("gen-")?.parse().ok())
+            .collect())
+    }
+
+    fn generation_handle(&self, number: u32) -> Result<Arc<Gen>, ReadModelError> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = open.get(&number) {
+            return Ok(g.clone());
+        }
+        let dir = self.dir(number);
+        if !dir.exists() {
+            return Err(ReadModelError::Superseded {
+                projection: search::NAME.into(),
+                generation: number,
+            });
+        }
+        let index = Index::open_in_dir(&dir).map_err(tantivy_error)?;
+        let g = Arc::new(Self::handle(number, index)?);
+        open.insert(number, g.clone());
+        Ok(g)
+    }
+
+    fn handle(number: u32, index: Index) -> Result<Gen, ReadModelError> {
+        let fields = Fields::of(&index.schema())?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tantivy_error)?;
+        Ok(Gen {
+            number,
+            index,
+            reader,
+            fields,
+            writer: Mutex::new(None),
+        })
+    }
+
+    fn forget(&self, keep: impl Fn(u32) -> bool) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|n, _| keep(*n));
+    }
+
+    fn live_gen(&self) -> Result<Arc<Gen>, ReadModelError> {
+        let number = self
+            .live_number()?
+            .ok_or_else(|| unavailable("the search index has not been built yet".into()))?;
+        self.generation_handle(number)
+    }
+
+    fn check(projection: &str) -> Result<(), ReadModelError> {
+        if projection == search::NAME {
+            Ok(())
+        } else {
+            Err(ReadModelError::UnknownProjection(projection.to_owned()))
+        }
+    }
+
+    fn create_blocking(&self, version: u32) -> Result<Generation, ReadModelError> {
+        let live = self.live_number()?;
+        // Unfinished generations of an earlier rebuild are dropped.
+        for n in self.numbers()? {
+            if Some(n) < live || live.is_none_or(|l| n > l) {
+                self.forget(|k| k != n);
+                let _ = std::fs::remove_dir_all(self.dir(n));
+            }
+        }
+        let number = live.unwrap_or(0) + 1;
+        let dir = self.dir(number);
+        std::fs::create_dir_all(&dir).map_err(|e| unavailable(e.to_string()))?;
+        let (schema, _) = Fields::schema();
+        let index = Index::create_in_dir(&dir, schema).map_err(tantivy_error)?;
+        let g = Self::handle(number, index)?;
+        let mut writer = g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?;
+        g.commit(
+            &mut writer,
+            &Checkpoint {
+                version,
+                position: 0,
+            },
+        )
+        .map_err(tantivy_error)?;
+        *g.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(number, Arc::new(g));
+        Ok(Generation {
+            number,
+            version,
+            position: 0,
+        })
+    }
+
+    fn apply_blocking(
+        &self,
+        number: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        if self.live_number()?.is_some_and(|l| l > number) {
+            return Err(ReadModelError::Superseded {
+                projection: search::NAME.into(),
+                generation: number,
+            });
+        }
+        let g = self.generation_handle(number)?;
+        let mut slot = g.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            // Another process may have written since this one last looked.
+            *slot = Some(g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?);
+            g.reader.reload().map_err(tantivy_error)?;
+        }
+        let Some(writer) = slot.as_mut() else {
+            return Err(backend("search writer missing".into()));
+        };
+        let checkpoint = g.checkpoint()?;
+        if checkpoint.position != from {
+            return Err(ReadModelError::Moved {
+                projection: search::NAME.into(),
+                generation: number,
+                position: checkpoint.position,
+            });
+        }
+        let ids: Vec<PostId> = search::touched(changes).into_iter().collect();
+        let outcome = search::apply_changes(g.load(&ids)?, changes)?;
+        for (id, doc) in &outcome {
+            writer.delete_term(g.fields.id_term(*id));
+            if let Some(doc) = doc {
+                writer
+                    .add_document(g.fields.document(doc)?)
+                    .map_err(tantivy_error)?;
+            }
+        }
+        let result = g.commit(
+            writer,
+            &Checkpoint {
+                version: checkpoint.version,
+                position: to,
+            },
+        );
+        if let Err(e) = result {
+            // A failed commit leaves the writer unusable; the next batch opens a new one.
+            *slot = None;
+            return Err(tantivy_error(e));
+        }
+        Ok(())
+    }
+
+    fn promote_blocking(&self, number: u32) -> Result<Promotion, ReadModelError> {
+        let candidate = self.generation_handle(number)?.generation()?;
+        if let Some(live) = self.live_number()? {
+            if live == number {
+                return Ok(Promotion::Done);
+            }
+            let live_position = self.generation_handle(live)?.generation()?.position;
+            if live_position > candidate.position {
+                return Ok(Promotion::Behind { live_position });
+            }
+        }
+        let tmp = self.root.join("live.tmp");
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(number.to_string().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.root.join("live"))?;
+            std::fs::File::open(&self.root)?.sync_all()
+        };
+        write().map_err(|e| unavailable(format!("switching the live search index: {e}")))?;
+        // Queries now read `number`; older generations go.
+        self.forget(|n| n >= number);
+        for n in self.numbers()? {
+            if n < number {
+                let _ = std::fs::remove_dir_all(self.dir(n));
+            }
+        }
+        Ok(Promotion::Done)
+    }
+
+    fn search_blocking(&self, request: &SearchRequest) -> Result<SearchResults, ReadModelError> {
+        let g = self.live_gen()?;
+        let f = g.fields;
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = request
+            .query
+            .terms()
+            .iter()
+            .map(|term| {
+                let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for (field, weight) in f.weighted() {
+                    let t = Term::from_field_text(field, &term.text);
+                    any.push((
+                        Occur::Should,
+                        Box::new(BoostQuery::new(
+                            Box::new(TermQuery::new(t.clone(), IndexRecordOption::WithFreqs)),
+                            weight,
+                        )),
+                    ));
+                    if term.typo_tolerant() {
+                        // Fuzzy matches score a constant, below exact ones.
+                        any.push((
+                            Occur::Should,
+                            Box::new(BoostQuery::new(
+                                Box::new(FuzzyTermQuery::new(t, 1, true)),
+                                weight * 0.5,
+                            )),
+                        ));
+                    }
+                }
+                (
+                    Occur::Must,
+                    Box::new(BooleanQuery::new(any)) as Box<dyn Query>,
+                )
+            })
+            .collect();
+        if let Some(tag) = &request.tag {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(f.tags, tag),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        let after = request.after.map(|c| (c.score, c.post_position));
+        // Rank by (score, post position), both descending; hits at or before the cursor rank
+        // below every other hit and are dropped.
+        let top = TopDocs::with_limit(request.limit + 1).tweak_score(
+            move |segment: &tantivy::SegmentReader| {
+                let positions = segment.fast_fields().u64("post_position").ok();
+                move |doc: tantivy::DocId, score: tantivy::Score| {
+                    let position = positions.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
+                    let key = (score, position);
+                    match after {
+                        Some(cursor) if key >= cursor => None,
+                        _ => Some(key),
+                    }
+                }
+            },
+        );
+        let searcher = g.reader.searcher();
+        let (total, ranked) = searcher
+            .search(&query, &(Count, top))
+            .map_err(tantivy_error)?;
+        let ranked: Vec<((f32, u64), DocAddress)> = ranked
+            .into_iter()
+            .filter_map(|(key, addr)| key.map(|k| (k, addr)))
+            .collect();
+        let more = ranked.len() > request.limit;
+        let skipped = request.after.map_or(0, |c| c.offset);
+        let mut hits = Vec::with_capacity(request.limit);
+        for ((score, _), addr) in ranked.into_iter().take(request.limit) {
+            let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+            hits.push(SearchHit {
+                document: f.read(&d)?,
+                score,
+            });
+        }
+        let next = match hits.last() {
+            Some(last) if more => Some(SearchCursor {
+                offset: skipped + hits.len(),
+                score: last.score,
+                post_position: last.document.post_position,
+            }),
+            _ => None,
+        };
+        Ok(SearchResults { hits, next, total })
+    }
+
+    fn documents_blocking(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
+        let g = self.live_gen()?;
+        let searcher = g.reader.searcher();
+        let mut docs = Vec::new();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(1)
+                .map_err(|e| backend(format!("search store: {e}")))?;
+            for doc in segment.doc_ids_alive() {
+                let d: TantivyDocument = store.get(doc).map_err(tantivy_error)?;
+                docs.push(g.fields.read(&d)?);
+            }
+        }
+        docs.sort_by_key(|d| d.id);
+        Ok(docs)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Self) -> Result<T, ReadModelError> + Send + 'static,
+    ) -> Result<T, ReadModelError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| backend(format!("search task: {e}")))?
+    }
+}
+
+/// The engine behind an `Arc`, so its blocking work can move to the blocking pool.
+#[derive(Clone)]
+pub struct Embedded(Arc<EmbeddedSearch>);
+
+impl Embedded {
+    pub fn open(root: &Path) -> Result<Self, ReadModelError> {
+        Ok(Self(Arc::new(EmbeddedSearch::open(root)?)))
+    }
+}
+
+#[async_trait]
+impl ReadModelStore for Embedded {
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        EmbeddedSearch::check(projection)?;
+        self.0
+            .blocking(|s| {
+                let Some(number) = s.live_number()? else {
+                    return Ok(None);
+                };
+                let g = s.generation_handle(number)?;
+                let generation = g.generation()?;
+                // Another process may have committed: let this one's queries see it before
+                // anyone is told the position was reached.
+                g.reader.reload().map_err(tantivy_error)?;
+                Ok(Some(generation))
+            })
+            .await
+    }
+
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        EmbeddedSearch::check(projection)?;
+        self.0.blocking(move |s| s.create_blocking(version)).await
+    }
+
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        EmbeddedSearch::check(projection)?;
+        let changes = changes.to_vec();
+        self.0
+            .blocking(move |s| s.apply_blocking(generation, &changes, from, to))
+            .await
+    }
+
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        EmbeddedSearch::check(projection)?;
+        self.0
+            .blocking(move |s| s.promote_blocking(generation))
+            .await
+    }
+
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        EmbeddedSearch::check(projection)?;
+        super::dump(self.documents().await?)
+    }
+}
+
+#[async_trait]
+impl SearchIndex for Embedded {
+    async fn search(&self, request: &SearchRequest) -> Result<SearchResults, ReadModelError> {
+        let request = request.clone();
+        self.0.blocking(move |s| s.search_blocking(&request)).await
+    }
+
+    async fn documents(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
+        self.0.blocking(|s| s.documents_blocking()).await
+    }
+}
+
+fn backend(message: String) -> ReadModelError {
+    ReadModelError::Backend(message)
+}
+
+fn unavailable(message: String) -> ReadModelError {
+    ReadModelError::Unavailable(message)
+}
+
+fn tantivy_error(e: tantivy::TantivyError) -> ReadModelError {
+    match e {
+        // Another process holds the writer: try again later.
+        tantivy::TantivyError::LockFailure(..) => unavailable(format!(
+            "the search index is being written by another process: {e}"
+        )),
+        e => backend(format!("search index: {e}")),
+    }
+}

@@ -1,0 +1,16 @@
+//! Search engines behind the projections' `SearchIndex` port: the embedded tantivy engine
+//! (default) and Meilisearch.
+
+pub mod embedded;
+
+pub use embedded::Embedded;
+
+use projections::ReadModelError;
+use projections::search::SearchDocument;
+
+/// Documents as dump lines (one JSON object each, ordered by id), for comparing two builds.
+fn dump(docs: Vec<SearchDocument>) -> Result<Vec<String>, ReadModelError> {
+    docs.iter()
+        .map(|d| serde_json::to_string(d).map_err(|e| ReadModelError::Backend(e.to_string())))
+        .collect()
+}
