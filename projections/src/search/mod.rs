@@ -188,24 +188,22 @@ fn apply_one(doc: &mut Option<SearchDocument>, change: &Change) {
             body,
             tags,
             created_at,
-        } => {
-            if doc.is_none() {
-                *doc = Some(SearchDocument {
-                    id: *post_id,
-                    post_position: *position,
-                    position: *position,
-                    author_name: author_name.clone(),
-                    anonymous: *anonymous,
-                    title: title.clone(),
-                    body: body.clone(),
-                    tags: tags.clone(),
-                    comments: vec![],
-                    created_at: *created_at,
-                    title_terms: String::new(),
-                    body_terms: String::new(),
-                    comment_terms: String::new(),
-                });
-            }
+        } if doc.is_none() => {
+            *doc = Some(SearchDocument {
+                id: *post_id,
+                post_position: *position,
+                position: *position,
+                author_name: author_name.clone(),
+                anonymous: *anonymous,
+                title: title.clone(),
+                body: body.clone(),
+                tags: tags.clone(),
+                comments: vec![],
+                created_at: *created_at,
+                title_terms: String::new(),
+                body_terms: String::new(),
+                comment_terms: String::new(),
+            });
         }
         Change::InsertComment {
             comment_id,
