@@ -2,8 +2,10 @@
 //! (default) and Meilisearch.
 
 pub mod embedded;
+pub mod meili;
 
 pub use embedded::Embedded;
+pub use meili::MeiliSearch;
 
 use projections::ReadModelError;
 use projections::search::SearchDocument;

@@ -162,7 +162,7 @@ async fn build(world: &World, index: &Arc<dyn SearchIndex>) {
 /// Follows the log with the live projector until the index has applied the head.
 async fn catch_up(world: &World, index: &Arc<dyn SearchIndex>) {
     let projection: Arc<dyn Projection> = Arc::new(Search);
-    let hub = ProjectionHub::new(&[projection.clone()], world.events.watch());
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), world.events.watch());
     let store: Arc<dyn ReadModelStore> = index.clone();
     let task = tokio::spawn(runner::run(projection, world.source(), store, hub.clone()));
     let head = world.events.head().await.expect("head");
