@@ -46,6 +46,31 @@ pub struct Settings {
     /// project`), or a list such as `users,feed`.
     pub projectors: String,
     pub kafka: KafkaConfig,
+    pub search: SearchConfig,
+}
+
+/// The search engine: Meilisearch when `meili_url` is set, else the embedded engine in
+/// `<data>/search`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// `TREEHOLE_MEILI_URL`, e.g. `http://meilisearch:7700`.
+    pub meili_url: Option<String>,
+    /// `TREEHOLE_MEILI_KEY`: the master key or an API key allowed to manage indexes.
+    #[serde(skip_serializing)]
+    pub meili_key: Option<String>,
+    /// `TREEHOLE_MEILI_INDEX`: the live index (a rebuild uses `<index>_build` beside it).
+    pub meili_index: String,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            meili_url: None,
+            meili_key: None,
+            meili_index: "treehole_posts".into(),
+        }
+    }
 }
 
 /// The Kafka event log (issue: relay, Kafka-fed projectors, analysts' tail). Off unless
@@ -116,6 +141,7 @@ impl Default for Settings {
             projectors: "all".into(),
             migrate_on_start: true,
             kafka: KafkaConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -285,6 +311,9 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_KAFKA_GROUP_PREFIX", "kafka.group_prefix"),
     ("TREEHOLE_KAFKA_RELAY", "kafka.relay"),
     ("TREEHOLE_KAFKA_OPTIONS", "kafka.options"),
+    ("TREEHOLE_MEILI_URL", "search.meili_url"),
+    ("TREEHOLE_MEILI_KEY", "search.meili_key"),
+    ("TREEHOLE_MEILI_INDEX", "search.meili_index"),
 ];
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
@@ -347,7 +376,11 @@ fn value_of(key: &str, raw: &str) -> toml::Value {
             .collect();
         return toml::Value::Table(table);
     }
-    if key == "kafka.brokers" || key == "kafka.topic" || key == "kafka.group_prefix" {
+    if key == "kafka.brokers"
+        || key == "kafka.topic"
+        || key == "kafka.group_prefix"
+        || key.starts_with("search.")
+    {
         return toml::Value::String(raw.to_owned());
     }
     if key == "rate_limits.enabled" || key == "migrate_on_start" || key == "kafka.relay" {

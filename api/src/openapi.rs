@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, ops, posts};
+use crate::routes::{auth, ops, posts, search};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,10 +12,11 @@ use crate::routes::{auth, ops, posts};
         auth::request_code, auth::register, auth::login, auth::logout, auth::me,
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
+        search::search,
         ops::healthz, ops::readyz, ops::projections, ops::rebuild,
     ),
     modifiers(&Bearer),
-    tags((name = "auth"), (name = "posts"), (name = "ops"))
+    tags((name = "auth"), (name = "posts"), (name = "search"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -13,7 +13,7 @@ use crate::startup::Stores;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("no projection is named {0:?} (known: users, feed, comments)")]
+    #[error("no projection is named {0:?} (known: users, feed, comments, search)")]
     Unknown(String),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
@@ -36,7 +36,7 @@ pub async fn run(stores: &Stores, names: &[String]) -> Result<(), RebuildError> 
             .collect::<Result<_, _>>()?
     };
     let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
-    let store: Arc<dyn ReadModelStore> = stores.read_models.clone();
+    let store: Arc<dyn ReadModelStore> = stores.projection_store();
     for projection in chosen {
         let name = projection.name();
         let started = Instant::now();

@@ -14,7 +14,10 @@ use domain::post::PostServices;
 use infra::event_store::{PostgresEventStore, SqliteEventStore};
 use infra::mail::{LettreMailer, SmtpSettings};
 use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
+use infra::search::{Embedded, MeiliSearch};
 use infra::source::StoreSource;
+use projections::routed::Routed;
+use projections::search::SearchIndex;
 use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelStore};
 use rand::RngCore;
 use tokio::net::TcpListener;
@@ -57,11 +60,13 @@ pub enum StartupError {
     Serve(std::io::Error),
 }
 
-/// The log and the read models: PostgreSQL when a database URL is configured, else the
-/// embedded SQLite files of the data directory.
+/// The log, the read models and the search index: PostgreSQL when a database URL is
+/// configured, else the embedded SQLite files of the data directory; Meilisearch when its URL
+/// is configured, else the embedded engine in `<data>/search`.
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub read_models: Arc<dyn ReadModels>,
+    pub search: Arc<dyn SearchIndex>,
 }
 
 impl Stores {
@@ -71,31 +76,45 @@ impl Stores {
             path: data.display().to_string(),
             source,
         })?;
-        if let Some(url) = &settings.database_url {
-            if !settings.migrate_on_start {
-                refuse_pending_migrations(url).await?;
-            }
-            let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::connect(url).await?);
-            let read_models: Arc<dyn ReadModels> =
-                Arc::new(PostgresReadModels::connect(url).await?);
-            return Ok(Self {
-                events,
-                read_models,
-            });
-        }
-        let data = &settings.data;
-        std::fs::create_dir_all(data).map_err(|source| StartupError::Data {
-            path: data.display().to_string(),
-            source,
-        })?;
-        let events: Arc<dyn EventStore> =
-            Arc::new(SqliteEventStore::open(&data.join("events.db")).await?);
-        let read_models: Arc<dyn ReadModels> =
-            Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?);
+        let (events, read_models): (Arc<dyn EventStore>, Arc<dyn ReadModels>) =
+            match &settings.database_url {
+                Some(url) => {
+                    if !settings.migrate_on_start {
+                        refuse_pending_migrations(url).await?;
+                    }
+                    (
+                        Arc::new(PostgresEventStore::connect(url).await?),
+                        Arc::new(PostgresReadModels::connect(url).await?),
+                    )
+                }
+                None => (
+                    Arc::new(SqliteEventStore::open(&data.join("events.db")).await?),
+                    Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
+                ),
+            };
+        let search: Arc<dyn SearchIndex> = match &settings.search.meili_url {
+            Some(url) => Arc::new(
+                MeiliSearch::connect(
+                    url,
+                    settings.search.meili_key.as_deref(),
+                    &settings.search.meili_index,
+                )
+                .await?,
+            ),
+            None => Arc::new(Embedded::open(&data.join("search"))?),
+        };
         Ok(Self {
             events,
             read_models,
+            search,
         })
+    }
+
+    /// Where projections write: the search projection to the search index, every other one
+    /// to the read models.
+    pub fn projection_store(&self) -> Arc<dyn ReadModelStore> {
+        let search: Arc<dyn ReadModelStore> = self.search.clone();
+        Arc::new(Routed::new(self.read_models.clone()).route(projections::search::NAME, search))
     }
 }
 
@@ -126,7 +145,7 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
         applied = done.iter().map(|(v, d)| format!("{v} {d}")).collect();
     }
     let stores = Stores::open(settings).await?;
-    projections::runner::prepare(&projections::all(), stores.read_models.as_ref()).await?;
+    projections::runner::prepare(&projections::all(), stores.projection_store().as_ref()).await?;
     stores.read_models.close().await;
     Ok(applied)
 }
@@ -168,7 +187,7 @@ impl Application {
         let all = projections::all();
         let hub = ProjectionHub::new(&all, stores.events.watch());
         let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
-        let writer: Arc<dyn ReadModelStore> = stores.read_models.clone();
+        let writer = stores.projection_store();
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
         let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
@@ -203,6 +222,7 @@ impl Application {
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
+            search: stores.search.clone(),
             hub,
             projectors,
             mailer,

@@ -18,6 +18,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub handler: CommandHandler,
     pub queries: Arc<dyn ForumQueries>,
+    /// The search index queries read (`GET /search`).
+    pub search: Arc<dyn projections::search::SearchIndex>,
     pub hub: ProjectionHub,
     pub projectors: Projectors,
     pub mailer: Arc<dyn Mailer>,

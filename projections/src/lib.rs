@@ -10,6 +10,7 @@ pub mod change;
 pub mod comments;
 pub mod feed;
 pub mod ports;
+pub mod routed;
 pub mod runner;
 pub mod search;
 pub mod users;

@@ -476,8 +476,14 @@ pub async fn rebuild(
     if let Some(hub) = &hub {
         hub.report(name, |s| {
             s.rebuild = None;
-            if let Err(e) = &result {
-                s.last_error = Some(format!("rebuild failed: {e}"));
+            match &result {
+                // Queries read the new generation from now on, even before the live projector
+                // notices (on its next batch) that its generation was replaced.
+                Ok(g) => {
+                    s.generation = g.number;
+                    s.position = s.position.max(g.position);
+                }
+                Err(e) => s.last_error = Some(format!("rebuild failed: {e}")),
             }
         });
     }

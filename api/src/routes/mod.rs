@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod ops;
 pub mod posts;
+pub mod search;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
@@ -37,6 +38,7 @@ pub fn api() -> Router<AppState> {
             "/posts/{id}/comments/{comment_id}",
             delete(posts::delete_comment),
         )
+        .route("/search", get(search::search))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/admin/projections", get(ops::projections))

@@ -9,4 +9,5 @@ mod helpers;
 mod hot_post;
 mod kafka;
 mod rebuild;
+mod search;
 mod worker;

@@ -216,10 +216,10 @@ impl MeiliSearch {
     /// The index holding generation `number`, and its checkpoint.
     async fn holding(&self, number: u32) -> Result<(String, Checkpoint), ReadModelError> {
         let live = self.checkpoint(&self.live_uid).await?;
-        if let Some(c) = &live {
-            if c.generation == number {
-                return Ok((self.live_uid.clone(), c.clone()));
-            }
+        if let Some(c) = &live
+            && c.generation == number
+        {
+            return Ok((self.live_uid.clone(), c.clone()));
         }
         if let Some(c) = self.checkpoint(&self.build_uid).await?
             && c.generation == number
@@ -289,7 +289,7 @@ impl ReadModelStore for MeiliSearch {
         let number = live.map_or(1, |c| c.generation + 1);
         let checkpoint = Checkpoint::new(number, version, 0);
         let task = index
-            .add_or_replace(&[checkpoint.clone()], Some("id"))
+            .add_or_replace(std::slice::from_ref(&checkpoint), Some("id"))
             .await
             .map_err(|e| self.error("writing the checkpoint", e))?;
         self.wait("writing the checkpoint", task).await?;
