@@ -11,6 +11,7 @@ use api::startup::Application;
 use commands::EventStore;
 use domain::Position;
 use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
+use projections::ReadModelStore;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -192,6 +193,14 @@ pub async fn read_models_of(
             ),
         ),
     }
+}
+
+/// The read models of a data directory together with its embedded search index, as the
+/// projections write them: for comparing every projection, search included.
+pub fn with_search(models: Arc<dyn ReadModels>, data: &Path) -> Arc<dyn ReadModelStore> {
+    let search: Arc<dyn ReadModelStore> =
+        Arc::new(infra::search::Embedded::open(&data.join("search")).expect("the search index"));
+    Arc::new(projections::routed::Routed::new(models).route(projections::search::NAME, search))
 }
 
 /// The application as the tests run it: no rate limits, cheap password hashing.
