@@ -206,8 +206,10 @@ fn corpus(docs: usize) -> Corpus {
     let mut texts = Vec::with_capacity(docs);
     for n in 0..docs {
         let post_id = PostId::new(Uuid::from_u128(n as u128 + 1));
-        let title = rng.text(3 + rng.below(4));
-        let body = rng.text(10 + rng.below(31));
+        let words = 3 + rng.below(4);
+        let title = rng.text(words);
+        let words = 10 + rng.below(31);
+        let body = rng.text(words);
         let mut all = format!("{title} {body}");
         changes.push(Change::InsertPost {
             post_id,
@@ -221,7 +223,8 @@ fn corpus(docs: usize) -> Corpus {
         });
         if n % 4 == 0 {
             for _ in 0..3 {
-                let body = rng.text(5 + rng.below(10));
+                let words = 5 + rng.below(10);
+                let body = rng.text(words);
                 all.push(' ');
                 all.push_str(&body);
                 changes.push(Change::InsertComment {
