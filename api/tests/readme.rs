@@ -118,6 +118,12 @@ fn the_readme_walkthrough_runs_verbatim() {
         a["items"][0]["comment_id"] == comment["comment_id"]
     });
     assert_eq!(listed["items"][0]["is_host"], true);
+    let found = find("search page", &|a| a["hits"].is_array());
+    assert_eq!(found["hits"][0]["post_id"], post["post_id"], "{found}");
+    assert_eq!(
+        found["hits"][0]["snippet"], "三楼<mark>自习室</mark>今晚有空位吗？",
+        "{found}"
+    );
     let last = answers.last().expect("answers");
     assert_eq!(
         last["type"], "urn:treehole:problem:unauthorized",

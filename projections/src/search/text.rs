@@ -157,13 +157,21 @@ pub fn snippet(text: &str, query: &[Term], width: usize) -> Option<String> {
     if lead > 0 {
         out.push('…');
     }
-    let mut at = lead;
+    // Neighbouring matches (自习 + 室 of 自习室) share one mark.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     for hit in hits.iter().filter(|h| h.start >= lead && h.end <= end) {
-        escape(&text[at..hit.start], &mut out);
+        match spans.last_mut() {
+            Some(last) if last.1 == hit.start => last.1 = hit.end,
+            _ => spans.push((hit.start, hit.end)),
+        }
+    }
+    let mut at = lead;
+    for (start, stop) in spans {
+        escape(&text[at..start], &mut out);
         out.push_str("<mark>");
-        escape(&text[hit.start..hit.end], &mut out);
+        escape(&text[start..stop], &mut out);
         out.push_str("</mark>");
-        at = hit.end;
+        at = stop;
     }
     escape(&text[at..end], &mut out);
     if end < text.len() {
@@ -230,6 +238,11 @@ mod tests {
             "A &lt;b&gt;morning&lt;/b&gt; <mark>run</mark> &amp; a long <mark>Run</mark>."
         );
         assert!(snippet("nothing here", &q, 80).is_none());
+        let zh = analyze("自习室");
+        assert_eq!(
+            snippet("三楼自习室今晚有空位吗？", &zh, 80).unwrap(),
+            "三楼<mark>自习室</mark>今晚有空位吗？"
+        );
         let long = format!("{}running{}", "x ".repeat(200), " y".repeat(200));
         let s = snippet(&long, &q, 40).unwrap();
         assert!(s.starts_with('…') && s.ends_with('…') && s.contains("<mark>running</mark>"));
