@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::post::PostEvent;
 use domain::{CommentId, Envelope, Event, Position, PostId};
 use serde::{Deserialize, Serialize};
 
+use crate::comments::Comments;
+use crate::feed::Feed;
 use crate::{Change, Projection, ReadModelError, ReadModelStore};
 
 pub use text::Term;
@@ -35,61 +36,19 @@ impl Projection for Search {
         1
     }
 
+    /// The public rows of the `feed` and `comments` projections (so a document shows exactly
+    /// what the public post and comments show), without their counters.
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
-        let Event::Post(event) = event else {
-            return vec![];
-        };
-        match event {
-            PostEvent::PostPublished {
-                post_id,
-                author_name,
-                anonymous,
-                title,
-                body,
-                tags,
-                ..
-            } => vec![Change::InsertPost {
-                post_id: *post_id,
-                position: envelope.position,
-                author_name: author_name.clone(),
-                anonymous: *anonymous,
-                title: title.clone(),
-                body: body.clone(),
-                tags: tags.clone(),
-                created_at: envelope.occurred_at,
-            }],
-            PostEvent::CommentAdded {
-                post_id,
-                comment_id,
-                author_name,
-                anonymous,
-                is_host,
-                body,
-                reply_to,
-                ..
-            } => vec![Change::InsertComment {
-                comment_id: *comment_id,
-                post_id: *post_id,
-                position: envelope.position,
-                author_name: author_name.clone(),
-                anonymous: *anonymous,
-                is_host: *is_host,
-                body: body.clone(),
-                reply_to: *reply_to,
-                created_at: envelope.occurred_at,
-            }],
-            PostEvent::CommentDeleted {
-                post_id,
-                comment_id,
-                ..
-            } => vec![Change::DeleteComment {
-                post_id: *post_id,
-                comment_id: *comment_id,
-            }],
-            PostEvent::PostDeleted { post_id, .. } => {
-                vec![Change::DeletePost { post_id: *post_id }]
-            }
-        }
+        Feed.apply(envelope, event)
+            .into_iter()
+            .chain(Comments.apply(envelope, event))
+            .filter(|c| {
+                !matches!(
+                    c,
+                    Change::CountComment { .. } | Change::DeleteCommentsOf { .. }
+                )
+            })
+            .collect()
     }
 }
 
