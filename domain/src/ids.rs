@@ -49,6 +49,16 @@ entity_id!(
     "comment"
 );
 entity_id!(
+    /// A task published to a model; its stream holds its queueing, claims, result and webhook.
+    TaskId,
+    "task"
+);
+entity_id!(
+    /// A worker credential: a process that claims and executes tasks of some models.
+    WorkerId,
+    "worker"
+);
+entity_id!(
     /// A login session; the token's secret half never leaves the client and the session row.
     SessionId,
     "session"

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event;
 pub mod export;
 pub mod ids;
+pub mod model;
 pub mod post;
 pub mod pseudonym;
 pub mod reservation;
