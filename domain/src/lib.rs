@@ -15,6 +15,7 @@ pub mod post;
 pub mod pseudonym;
 pub mod reservation;
 pub mod session;
+pub mod task;
 pub mod user;
 pub mod values;
 pub mod verification;

@@ -252,7 +252,10 @@ mod tests {
         );
         let m = given(&[register(true)]);
         assert!(m.exists() && m.enabled);
-        assert_eq!(m.decide(&register(true), &()), Err(ModelError::AlreadyExists));
+        assert_eq!(
+            m.decide(&register(true), &()),
+            Err(ModelError::AlreadyExists)
+        );
     }
 
     #[test]

@@ -1,0 +1,684 @@
+//! The Task aggregate: one job published to a model, its claims by workers under a lease, its
+//! result, and the delivery of its webhook.
+//!
+//! Exactly-once claims come from here, not from a lock: a claim is decided on the task's
+//! current state and appended with the stream's expected version, so of two workers racing for
+//! one task, one appends `TaskClaimed` and the other gets a version conflict, reloads, and is
+//! told the task is no longer claimable. A lease that runs out (the worker died) gives the task
+//! back to the queue until it has used all its attempts.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::aggregate::{Aggregate, DomainEvent};
+use crate::ids::{TaskId, UserId, WorkerId};
+use crate::model::ModelName;
+use crate::values::Actor;
+
+/// Limits the decisions depend on.
+#[derive(Debug, Clone)]
+pub struct TaskServices {
+    /// Attempts (claims) a task may use before it fails for good.
+    pub max_attempts: u32,
+    /// Largest accepted input, as compact JSON.
+    pub max_input_bytes: usize,
+}
+
+impl Default for TaskServices {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            max_input_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The model a task is published to, as the caller found it.
+#[derive(Debug, Clone)]
+pub struct ModelRef {
+    pub name: ModelName,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskCommand {
+    /// `input` has been checked against the model's schema by the caller; `webhook_url` has
+    /// passed the SSRF guard.
+    Publish {
+        task_id: TaskId,
+        submitter: Actor,
+        model: ModelRef,
+        input: Value,
+        webhook_url: Option<String>,
+        priority: i32,
+    },
+    Claim {
+        worker: WorkerId,
+        lease: Duration,
+        at: DateTime<Utc>,
+    },
+    Heartbeat {
+        worker: WorkerId,
+        lease: Duration,
+        at: DateTime<Utc>,
+    },
+    Complete {
+        worker: WorkerId,
+        result: Value,
+    },
+    Fail {
+        worker: WorkerId,
+        error: String,
+        retryable: bool,
+    },
+    /// Requeues (or fails) the task if its lease ran out before `at`; nothing otherwise.
+    ExpireLease {
+        at: DateTime<Utc>,
+    },
+    Cancel {
+        actor: Actor,
+    },
+    /// One delivery attempt of the webhook; `give_up` after the last one.
+    RecordWebhook {
+        status: Option<u16>,
+        error: Option<String>,
+        delivered: bool,
+        give_up: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum TaskEvent {
+    TaskPublished {
+        task_id: TaskId,
+        submitter_id: UserId,
+        model: ModelName,
+        input: Value,
+        webhook_url: Option<String>,
+        priority: i32,
+        max_attempts: u32,
+    },
+    TaskClaimed {
+        task_id: TaskId,
+        worker_id: WorkerId,
+        attempt: u32,
+        lease_until: DateTime<Utc>,
+    },
+    TaskLeaseExtended {
+        task_id: TaskId,
+        worker_id: WorkerId,
+        lease_until: DateTime<Utc>,
+    },
+    TaskSucceeded {
+        task_id: TaskId,
+        worker_id: WorkerId,
+        attempt: u32,
+        result: Value,
+    },
+    /// One attempt ended without a result: the worker reported an error, or its lease ran out.
+    TaskAttemptFailed {
+        task_id: TaskId,
+        worker_id: WorkerId,
+        attempt: u32,
+        error: String,
+        retryable: bool,
+        lease_expired: bool,
+    },
+    TaskRequeued {
+        task_id: TaskId,
+        attempts: u32,
+    },
+    TaskFailed {
+        task_id: TaskId,
+        attempts: u32,
+        reason: String,
+    },
+    TaskCancelled {
+        task_id: TaskId,
+        by: UserId,
+    },
+    WebhookAttempted {
+        task_id: TaskId,
+        attempt: u32,
+        status: Option<u16>,
+        error: Option<String>,
+        delivered: bool,
+    },
+    WebhookAbandoned {
+        task_id: TaskId,
+        attempts: u32,
+    },
+}
+
+impl DomainEvent for TaskEvent {
+    const TYPES: &'static [&'static str] = &[
+        "TaskPublished",
+        "TaskClaimed",
+        "TaskLeaseExtended",
+        "TaskSucceeded",
+        "TaskAttemptFailed",
+        "TaskRequeued",
+        "TaskFailed",
+        "TaskCancelled",
+        "WebhookAttempted",
+        "WebhookAbandoned",
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    #[error("no such task")]
+    NotFound,
+    #[error("the task exists already")]
+    AlreadyExists,
+    #[error("model {0} is disabled")]
+    ModelDisabled(String),
+    #[error("the input is larger than {max} bytes")]
+    InputTooLarge { max: usize },
+    #[error("priority must be between -100 and 100")]
+    BadPriority,
+    #[error("the task is not queued")]
+    NotClaimable,
+    #[error("this worker does not hold the task's lease")]
+    NotHolder,
+    #[error("only its submitter or an admin may cancel a task")]
+    NotSubmitter,
+    #[error("only a queued task can be cancelled")]
+    NotCancellable,
+    #[error("the task has no webhook to deliver")]
+    NoWebhook,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TaskStatus {
+    #[default]
+    Queued,
+    Running {
+        worker: WorkerId,
+        lease_until: DateTime<Utc>,
+    },
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Task {
+    pub id: Option<TaskId>,
+    pub submitter: Option<UserId>,
+    pub status: TaskStatus,
+    /// Claims so far.
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub webhook_url: Option<String>,
+    pub webhook_attempts: u32,
+    /// Delivered or abandoned.
+    pub webhook_done: bool,
+}
+
+impl Task {
+    fn id(&self) -> Result<TaskId, TaskError> {
+        self.id.ok_or(TaskError::NotFound)
+    }
+
+    fn holder(&self, worker: WorkerId) -> Result<u32, TaskError> {
+        match self.status {
+            TaskStatus::Running { worker: w, .. } if w == worker => Ok(self.attempts),
+            _ => Err(TaskError::NotHolder),
+        }
+    }
+
+    /// What ends an attempt without a result: back to the queue while attempts are left.
+    fn end_attempt(
+        &self,
+        task_id: TaskId,
+        worker_id: WorkerId,
+        error: String,
+        retryable: bool,
+        lease_expired: bool,
+    ) -> Vec<TaskEvent> {
+        let attempt = self.attempts;
+        let mut events = vec![TaskEvent::TaskAttemptFailed {
+            task_id,
+            worker_id,
+            attempt,
+            error: error.clone(),
+            retryable,
+            lease_expired,
+        }];
+        if retryable && attempt < self.max_attempts {
+            events.push(TaskEvent::TaskRequeued {
+                task_id,
+                attempts: attempt,
+            });
+        } else {
+            let reason = if retryable {
+                format!("gave up after {attempt} attempts: {error}")
+            } else {
+                error
+            };
+            events.push(TaskEvent::TaskFailed {
+                task_id,
+                attempts: attempt,
+                reason,
+            });
+        }
+        events
+    }
+}
+
+impl Aggregate for Task {
+    type Command = TaskCommand;
+    type Event = TaskEvent;
+    type Error = TaskError;
+    type Services = TaskServices;
+
+    fn decide(
+        &self,
+        command: &TaskCommand,
+        services: &TaskServices,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
+        if let TaskCommand::Publish {
+            task_id,
+            submitter,
+            model,
+            input,
+            webhook_url,
+            priority,
+        } = command
+        {
+            if self.id.is_some() {
+                return Err(TaskError::AlreadyExists);
+            }
+            if !model.enabled {
+                return Err(TaskError::ModelDisabled(model.name.as_str().to_owned()));
+            }
+            if input.to_string().len() > services.max_input_bytes {
+                return Err(TaskError::InputTooLarge {
+                    max: services.max_input_bytes,
+                });
+            }
+            if !(-100..=100).contains(priority) {
+                return Err(TaskError::BadPriority);
+            }
+            return Ok(vec![TaskEvent::TaskPublished {
+                task_id: *task_id,
+                submitter_id: submitter.user_id,
+                model: model.name.clone(),
+                input: input.clone(),
+                webhook_url: webhook_url.clone(),
+                priority: *priority,
+                max_attempts: services.max_attempts,
+            }]);
+        }
+        let task_id = self.id()?;
+        match command {
+            TaskCommand::Publish { .. } => unreachable!("handled above"),
+            TaskCommand::Claim { worker, lease, at } => match self.status {
+                TaskStatus::Queued => Ok(vec![TaskEvent::TaskClaimed {
+                    task_id,
+                    worker_id: *worker,
+                    attempt: self.attempts + 1,
+                    lease_until: *at + *lease,
+                }]),
+                _ => Err(TaskError::NotClaimable),
+            },
+            TaskCommand::Heartbeat { worker, lease, at } => match self.status {
+                TaskStatus::Running {
+                    worker: w,
+                    lease_until,
+                } if w == *worker && lease_until > *at => Ok(vec![TaskEvent::TaskLeaseExtended {
+                    task_id,
+                    worker_id: *worker,
+                    lease_until: *at + *lease,
+                }]),
+                _ => Err(TaskError::NotHolder),
+            },
+            TaskCommand::Complete { worker, result } => {
+                // A late result from the holder is still taken while nobody else has the task.
+                let attempt = self.holder(*worker)?;
+                Ok(vec![TaskEvent::TaskSucceeded {
+                    task_id,
+                    worker_id: *worker,
+                    attempt,
+                    result: result.clone(),
+                }])
+            }
+            TaskCommand::Fail {
+                worker,
+                error,
+                retryable,
+            } => {
+                self.holder(*worker)?;
+                Ok(self.end_attempt(task_id, *worker, error.clone(), *retryable, false))
+            }
+            TaskCommand::ExpireLease { at } => match self.status {
+                TaskStatus::Running {
+                    worker,
+                    lease_until,
+                } if lease_until <= *at => Ok(self.end_attempt(
+                    task_id,
+                    worker,
+                    "the worker's lease expired".into(),
+                    true,
+                    true,
+                )),
+                _ => Ok(vec![]),
+            },
+            TaskCommand::Cancel { actor } => {
+                if Some(actor.user_id) != self.submitter && !actor.is_admin {
+                    return Err(TaskError::NotSubmitter);
+                }
+                match self.status {
+                    TaskStatus::Queued => Ok(vec![TaskEvent::TaskCancelled {
+                        task_id,
+                        by: actor.user_id,
+                    }]),
+                    _ => Err(TaskError::NotCancellable),
+                }
+            }
+            TaskCommand::RecordWebhook {
+                status,
+                error,
+                delivered,
+                give_up,
+            } => {
+                if self.webhook_url.is_none() || self.webhook_done || !self.status.is_final() {
+                    return Err(TaskError::NoWebhook);
+                }
+                let attempt = self.webhook_attempts + 1;
+                let mut events = vec![TaskEvent::WebhookAttempted {
+                    task_id,
+                    attempt,
+                    status: *status,
+                    error: error.clone(),
+                    delivered: *delivered,
+                }];
+                if !delivered && *give_up {
+                    events.push(TaskEvent::WebhookAbandoned {
+                        task_id,
+                        attempts: attempt,
+                    });
+                }
+                Ok(events)
+            }
+        }
+    }
+
+    fn evolve(&mut self, event: &TaskEvent) {
+        match event {
+            TaskEvent::TaskPublished {
+                task_id,
+                submitter_id,
+                webhook_url,
+                max_attempts,
+                ..
+            } => {
+                self.id = Some(*task_id);
+                self.submitter = Some(*submitter_id);
+                self.webhook_url = webhook_url.clone();
+                self.max_attempts = *max_attempts;
+            }
+            TaskEvent::TaskClaimed {
+                worker_id,
+                attempt,
+                lease_until,
+                ..
+            } => {
+                self.attempts = *attempt;
+                self.status = TaskStatus::Running {
+                    worker: *worker_id,
+                    lease_until: *lease_until,
+                };
+            }
+            TaskEvent::TaskLeaseExtended { lease_until, .. } => {
+                if let TaskStatus::Running { lease_until: l, .. } = &mut self.status {
+                    *l = *lease_until;
+                }
+            }
+            TaskEvent::TaskSucceeded { .. } => self.status = TaskStatus::Succeeded,
+            TaskEvent::TaskAttemptFailed { .. } => {}
+            TaskEvent::TaskRequeued { .. } => self.status = TaskStatus::Queued,
+            TaskEvent::TaskFailed { .. } => self.status = TaskStatus::Failed,
+            TaskEvent::TaskCancelled { .. } => self.status = TaskStatus::Cancelled,
+            TaskEvent::WebhookAttempted {
+                attempt, delivered, ..
+            } => {
+                self.webhook_attempts = *attempt;
+                self.webhook_done |= *delivered;
+            }
+            TaskEvent::WebhookAbandoned { .. } => self.webhook_done = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    fn actor(n: u128, is_admin: bool) -> Actor {
+        Actor {
+            user_id: UserId::new(Uuid::from_u128(n)),
+            username: format!("user{n}"),
+            is_admin,
+        }
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn worker(n: u128) -> WorkerId {
+        WorkerId::new(Uuid::from_u128(n))
+    }
+
+    fn publish(webhook: bool) -> TaskCommand {
+        TaskCommand::Publish {
+            task_id: TaskId::new(Uuid::from_u128(1)),
+            submitter: actor(1, false),
+            model: ModelRef {
+                name: ModelName::parse("sdxl").unwrap(),
+                enabled: true,
+            },
+            input: json!({"prompt": "a cat"}),
+            webhook_url: webhook.then(|| "https://hooks.example.edu/t".to_owned()),
+            priority: 0,
+        }
+    }
+
+    fn claim(w: u128, s: i64) -> TaskCommand {
+        TaskCommand::Claim {
+            worker: worker(w),
+            lease: Duration::seconds(30),
+            at: at(s),
+        }
+    }
+
+    /// Given these commands were accepted, the task; `when` decides and applies one more.
+    struct Given(Task, TaskServices);
+
+    fn given(cmds: &[TaskCommand]) -> Given {
+        let mut g = Given(Task::default(), TaskServices::default());
+        for c in cmds {
+            g.when(c).expect("given commands are accepted");
+        }
+        g
+    }
+
+    impl Given {
+        fn when(&mut self, cmd: &TaskCommand) -> Result<Vec<TaskEvent>, TaskError> {
+            let events = self.0.decide(cmd, &self.1)?;
+            for e in &events {
+                self.0.evolve(e);
+            }
+            Ok(events)
+        }
+    }
+
+    #[test]
+    fn a_task_is_claimed_once() {
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        assert_eq!(g.when(&claim(2, 1)), Err(TaskError::NotClaimable));
+        assert_eq!(g.0.attempts, 1);
+    }
+
+    #[test]
+    fn an_expired_lease_requeues_until_the_attempts_are_used_up() {
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        assert_eq!(g.when(&TaskCommand::ExpireLease { at: at(29) }), Ok(vec![]));
+        let events = g.when(&TaskCommand::ExpireLease { at: at(30) }).unwrap();
+        assert!(matches!(
+            events[1],
+            TaskEvent::TaskRequeued { attempts: 1, .. }
+        ));
+        // The dead worker's late heartbeat is refused; another worker takes the task.
+        let late = TaskCommand::Heartbeat {
+            worker: worker(1),
+            lease: Duration::seconds(30),
+            at: at(31),
+        };
+        assert_eq!(g.when(&late), Err(TaskError::NotHolder));
+        g.when(&claim(2, 31)).unwrap();
+        g.when(&TaskCommand::ExpireLease { at: at(70) }).unwrap();
+        g.when(&claim(3, 71)).unwrap();
+        let events = g.when(&TaskCommand::ExpireLease { at: at(200) }).unwrap();
+        assert!(matches!(
+            events[1],
+            TaskEvent::TaskFailed { attempts: 3, .. }
+        ));
+        assert_eq!(g.0.status, TaskStatus::Failed);
+    }
+
+    #[test]
+    fn heartbeats_extend_and_only_the_holder_completes() {
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        g.when(&TaskCommand::Heartbeat {
+            worker: worker(1),
+            lease: Duration::seconds(30),
+            at: at(20),
+        })
+        .unwrap();
+        assert_eq!(g.when(&TaskCommand::ExpireLease { at: at(40) }), Ok(vec![]));
+        let other = TaskCommand::Complete {
+            worker: worker(2),
+            result: json!("x"),
+        };
+        assert_eq!(g.when(&other), Err(TaskError::NotHolder));
+        g.when(&TaskCommand::Complete {
+            worker: worker(1),
+            result: json!({"url": "s3://x"}),
+        })
+        .unwrap();
+        assert_eq!(g.0.status, TaskStatus::Succeeded);
+        assert_eq!(g.when(&claim(2, 50)), Err(TaskError::NotClaimable));
+    }
+
+    #[test]
+    fn failures_retry_or_end() {
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        let fail = |retryable| TaskCommand::Fail {
+            worker: worker(1),
+            error: "CUDA out of memory".into(),
+            retryable,
+        };
+        let events = g.when(&fail(true)).unwrap();
+        assert!(matches!(events[1], TaskEvent::TaskRequeued { .. }));
+        g.when(&claim(1, 5)).unwrap();
+        let events = g.when(&fail(false)).unwrap();
+        assert!(matches!(events[1], TaskEvent::TaskFailed { .. }));
+    }
+
+    #[test]
+    fn publishing_checks_model_size_and_priority() {
+        let g = given(&[]);
+        let mut cmd = publish(false);
+        if let TaskCommand::Publish { model, .. } = &mut cmd {
+            model.enabled = false;
+        }
+        assert!(matches!(
+            g.0.decide(&cmd, &g.1),
+            Err(TaskError::ModelDisabled(_))
+        ));
+        let mut cmd = publish(false);
+        if let TaskCommand::Publish { input, .. } = &mut cmd {
+            *input = json!({"prompt": "x".repeat(70_000)});
+        }
+        assert!(matches!(
+            g.0.decide(&cmd, &g.1),
+            Err(TaskError::InputTooLarge { .. })
+        ));
+        let mut cmd = publish(false);
+        if let TaskCommand::Publish { priority, .. } = &mut cmd {
+            *priority = 101;
+        }
+        assert_eq!(g.0.decide(&cmd, &g.1), Err(TaskError::BadPriority));
+    }
+
+    #[test]
+    fn only_the_submitter_cancels_a_queued_task() {
+        let mut g = given(&[publish(false)]);
+        let cancel = |a| TaskCommand::Cancel { actor: a };
+        assert_eq!(
+            g.when(&cancel(actor(2, false))),
+            Err(TaskError::NotSubmitter)
+        );
+        g.when(&cancel(actor(1, false))).unwrap();
+        assert_eq!(g.0.status, TaskStatus::Cancelled);
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        assert_eq!(
+            g.when(&cancel(actor(1, false))),
+            Err(TaskError::NotCancellable)
+        );
+    }
+
+    #[test]
+    fn webhooks_are_recorded_after_a_final_state_until_delivered() {
+        let attempt = |delivered, give_up| TaskCommand::RecordWebhook {
+            status: Some(if delivered { 200 } else { 500 }),
+            error: None,
+            delivered,
+            give_up,
+        };
+        let mut g = given(&[publish(true), claim(1, 0)]);
+        assert_eq!(g.when(&attempt(true, false)), Err(TaskError::NoWebhook));
+        g.when(&TaskCommand::Complete {
+            worker: worker(1),
+            result: json!(1),
+        })
+        .unwrap();
+        g.when(&attempt(false, false)).unwrap();
+        g.when(&attempt(false, false)).unwrap();
+        let events = g.when(&attempt(true, false)).unwrap();
+        assert!(matches!(
+            events[0],
+            TaskEvent::WebhookAttempted {
+                attempt: 3,
+                delivered: true,
+                ..
+            }
+        ));
+        assert_eq!(g.when(&attempt(true, false)), Err(TaskError::NoWebhook));
+        let mut g = given(&[
+            publish(true),
+            TaskCommand::Cancel {
+                actor: actor(1, false),
+            },
+        ]);
+        let events = g.when(&attempt(false, true)).unwrap();
+        assert!(matches!(
+            events[1],
+            TaskEvent::WebhookAbandoned { attempts: 1, .. }
+        ));
+    }
+}
