@@ -19,6 +19,7 @@ pub mod task;
 pub mod user;
 pub mod values;
 pub mod verification;
+pub mod worker;
 
 pub use aggregate::{Aggregate, DecodeError, DomainEvent};
 pub use envelope::{Envelope, Metadata, NewEvent, Position};
