@@ -4,11 +4,14 @@ use serde_json::Value;
 
 use crate::aggregate::{DecodeError, DomainEvent};
 use crate::envelope::Envelope;
+use crate::model::ModelEvent;
 use crate::post::PostEvent;
 use crate::reservation::ReservationEvent;
 use crate::session::SessionEvent;
+use crate::task::TaskEvent;
 use crate::user::UserEvent;
 use crate::verification::VerificationEvent;
+use crate::worker::WorkerEvent;
 
 /// A decoded event of any aggregate.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +21,9 @@ pub enum Event {
     Reservation(ReservationEvent),
     Verification(VerificationEvent),
     Post(PostEvent),
+    Model(ModelEvent),
+    Task(TaskEvent),
+    Worker(WorkerEvent),
 }
 
 impl Event {
@@ -38,6 +44,12 @@ impl Event {
             VerificationEvent::decode(t, s, d).map(Event::Verification)
         } else if PostEvent::TYPES.contains(&t) {
             PostEvent::decode(t, s, d).map(Event::Post)
+        } else if ModelEvent::TYPES.contains(&t) {
+            ModelEvent::decode(t, s, d).map(Event::Model)
+        } else if TaskEvent::TYPES.contains(&t) {
+            TaskEvent::decode(t, s, d).map(Event::Task)
+        } else if WorkerEvent::TYPES.contains(&t) {
+            WorkerEvent::decode(t, s, d).map(Event::Worker)
         } else {
             Err(DecodeError {
                 event_type: t.to_owned(),
@@ -59,6 +71,9 @@ impl Event {
             Event::Reservation(e) => parts(e),
             Event::Verification(e) => parts(e),
             Event::Post(e) => parts(e),
+            Event::Model(e) => parts(e),
+            Event::Task(e) => parts(e),
+            Event::Worker(e) => parts(e),
         }
     }
 
@@ -70,6 +85,9 @@ impl Event {
             ReservationEvent::TYPES,
             VerificationEvent::TYPES,
             PostEvent::TYPES,
+            ModelEvent::TYPES,
+            TaskEvent::TYPES,
+            WorkerEvent::TYPES,
         ]
         .into_iter()
         .flatten()

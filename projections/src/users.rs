@@ -52,7 +52,12 @@ impl Projection for Users {
                     session_id: *session_id,
                 }]
             }
-            Event::Reservation(_) | Event::Verification(_) | Event::Post(_) => vec![],
+            Event::Reservation(_)
+            | Event::Verification(_)
+            | Event::Post(_)
+            | Event::Model(_)
+            | Event::Task(_)
+            | Event::Worker(_) => vec![],
         }
     }
 }
