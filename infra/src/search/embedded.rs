@@ -266,14 +266,6 @@ impl EmbeddedSearch {
         self.generation_handle(number)
     }
 
-    fn check(projection: &str) -> Result<(), ReadModelError> {
-        if projection == search::NAME {
-            Ok(())
-        } else {
-            Err(ReadModelError::UnknownProjection(projection.to_owned()))
-        }
-    }
-
     fn create_blocking(&self, version: u32) -> Result<Generation, ReadModelError> {
         let live = self.live_number()?;
         // Unfinished generations of an earlier rebuild are dropped.
@@ -528,7 +520,7 @@ impl Embedded {
 #[async_trait]
 impl ReadModelStore for Embedded {
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
-        EmbeddedSearch::check(projection)?;
+        super::only_search(projection)?;
         self.0
             .blocking(|s| {
                 let Some(number) = s.live_number()? else {
@@ -549,7 +541,7 @@ impl ReadModelStore for Embedded {
         projection: &str,
         version: u32,
     ) -> Result<Generation, ReadModelError> {
-        EmbeddedSearch::check(projection)?;
+        super::only_search(projection)?;
         self.0.blocking(move |s| s.create_blocking(version)).await
     }
 
@@ -561,7 +553,7 @@ impl ReadModelStore for Embedded {
         from: Position,
         to: Position,
     ) -> Result<(), ReadModelError> {
-        EmbeddedSearch::check(projection)?;
+        super::only_search(projection)?;
         let changes = changes.to_vec();
         self.0
             .blocking(move |s| s.apply_blocking(generation, &changes, from, to))
@@ -573,14 +565,14 @@ impl ReadModelStore for Embedded {
         projection: &str,
         generation: u32,
     ) -> Result<Promotion, ReadModelError> {
-        EmbeddedSearch::check(projection)?;
+        super::only_search(projection)?;
         self.0
             .blocking(move |s| s.promote_blocking(generation))
             .await
     }
 
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
-        EmbeddedSearch::check(projection)?;
+        super::only_search(projection)?;
         super::dump(self.documents().await?)
     }
 }

@@ -251,20 +251,12 @@ impl MeiliSearch {
         }
         Ok(found)
     }
-
-    fn check(projection: &str) -> Result<(), ReadModelError> {
-        if projection == search::NAME {
-            Ok(())
-        } else {
-            Err(ReadModelError::UnknownProjection(projection.to_owned()))
-        }
-    }
 }
 
 #[async_trait]
 impl ReadModelStore for MeiliSearch {
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
-        Self::check(projection)?;
+        super::only_search(projection)?;
         Ok(self
             .checkpoint(&self.live_uid)
             .await?
@@ -276,7 +268,7 @@ impl ReadModelStore for MeiliSearch {
         projection: &str,
         version: u32,
     ) -> Result<Generation, ReadModelError> {
-        Self::check(projection)?;
+        super::only_search(projection)?;
         let live = self.checkpoint(&self.live_uid).await?;
         // With nothing live, the first generation is built where queries will read it.
         let uid = if live.is_some() {
@@ -304,7 +296,7 @@ impl ReadModelStore for MeiliSearch {
         from: Position,
         to: Position,
     ) -> Result<(), ReadModelError> {
-        Self::check(projection)?;
+        super::only_search(projection)?;
         let (uid, checkpoint) = self.holding(generation).await?;
         if checkpoint.position != from {
             return Err(ReadModelError::Moved {
@@ -352,7 +344,7 @@ impl ReadModelStore for MeiliSearch {
         projection: &str,
         generation: u32,
     ) -> Result<Promotion, ReadModelError> {
-        Self::check(projection)?;
+        super::only_search(projection)?;
         let (uid, candidate) = self.holding(generation).await?;
         if uid == self.live_uid {
             return Ok(Promotion::Done);
@@ -380,7 +372,7 @@ impl ReadModelStore for MeiliSearch {
     }
 
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
-        Self::check(projection)?;
+        super::only_search(projection)?;
         super::dump(self.documents().await?)
     }
 }

@@ -10,6 +10,15 @@ pub use meili::MeiliSearch;
 use projections::ReadModelError;
 use projections::search::SearchDocument;
 
+/// A search engine holds the `search` projection and nothing else.
+fn only_search(projection: &str) -> Result<(), ReadModelError> {
+    if projection == projections::search::NAME {
+        Ok(())
+    } else {
+        Err(ReadModelError::UnknownProjection(projection.to_owned()))
+    }
+}
+
 /// Documents as dump lines (one JSON object each, ordered by id), for comparing two builds.
 fn dump(docs: Vec<SearchDocument>) -> Result<Vec<String>, ReadModelError> {
     docs.iter()
