@@ -8,3 +8,4 @@ pub mod migrations;
 pub mod read_model;
 pub mod search;
 pub mod source;
+pub mod webhook;
