@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use domain::PostId;
 use domain::values::Tag;
-use projections::search::text::snippet;
+use projections::search::text::{excerpt, highlight, snippet};
 use projections::search::{Query, QueryError, SearchCursor, SearchHit, SearchRequest, Term};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -127,22 +127,11 @@ fn hit(h: SearchHit, terms: &[Term]) -> SearchHitDto {
     let excerpt = std::iter::once(d.body.as_str())
         .chain(d.comments.iter().map(|c| c.body.as_str()))
         .find_map(|text| snippet(text, terms, SNIPPET_CHARS))
-        .unwrap_or_else(|| {
-            // Matched in the title or tags only: the start of the body.
-            let start: String = d.body.chars().take(SNIPPET_CHARS).collect();
-            let cut = if start.len() < d.body.len() {
-                "…"
-            } else {
-                ""
-            };
-            format!("{}{cut}", escape_plain(&start))
-        });
+        // Matched in the title or tags only: the start of the body.
+        .unwrap_or_else(|| excerpt(&d.body, SNIPPET_CHARS));
     SearchHitDto {
         post_id: d.id,
-        title_highlighted: d
-            .title
-            .as_deref()
-            .map(|t| snippet(t, terms, usize::MAX / 2).unwrap_or_else(|| escape_plain(t))),
+        title_highlighted: d.title.as_deref().map(|t| highlight(t, terms)),
         title: d.title,
         snippet: excerpt,
         author_name: d.author_name,
@@ -152,14 +141,6 @@ fn hit(h: SearchHit, terms: &[Term]) -> SearchHitDto {
         created_at: d.created_at,
         score: h.score,
     }
-}
-
-fn escape_plain(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// Ties a cursor to its query, so that a cursor of another query is refused.

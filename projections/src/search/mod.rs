@@ -91,18 +91,20 @@ impl SearchDocument {
     }
 }
 
+/// The post a search change is about; `None` for a change of another read model.
+fn post_of(change: &Change) -> Option<PostId> {
+    match change {
+        Change::InsertPost { post_id, .. }
+        | Change::InsertComment { post_id, .. }
+        | Change::DeleteComment { post_id, .. }
+        | Change::DeletePost { post_id } => Some(*post_id),
+        _ => None,
+    }
+}
+
 /// The posts a batch of changes touches: what an engine loads before [`apply_changes`].
 pub fn touched(changes: &[Change]) -> BTreeSet<PostId> {
-    changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::InsertPost { post_id, .. }
-            | Change::InsertComment { post_id, .. }
-            | Change::DeleteComment { post_id, .. }
-            | Change::DeletePost { post_id } => Some(*post_id),
-            _ => None,
-        })
-        .collect()
+    changes.iter().filter_map(post_of).collect()
 }
 
 /// Applies a batch of changes to the stored documents of the posts it touches and returns the
@@ -114,17 +116,9 @@ pub fn apply_changes(
 ) -> Result<BTreeMap<PostId, Option<SearchDocument>>, ReadModelError> {
     let mut out: BTreeMap<PostId, Option<SearchDocument>> = BTreeMap::new();
     for change in changes {
-        let post_id = match change {
-            Change::InsertPost { post_id, .. }
-            | Change::InsertComment { post_id, .. }
-            | Change::DeleteComment { post_id, .. }
-            | Change::DeletePost { post_id } => *post_id,
-            other => {
-                return Err(ReadModelError::Backend(format!(
-                    "the search index cannot apply {other:?}"
-                )));
-            }
-        };
+        let post_id = post_of(change).ok_or_else(|| {
+            ReadModelError::Backend(format!("the search index cannot apply {change:?}"))
+        })?;
         let doc = out
             .entry(post_id)
             .or_insert_with(|| stored.remove(&post_id));

@@ -125,12 +125,12 @@ fn escape(text: &str, out: &mut String) {
     }
 }
 
-/// How many matched words `text` holds for `query`.
-pub fn count_matches(text: &str, query: &[Term]) -> usize {
-    analyze(text)
+/// The words of `text` that match `query`.
+fn matches<'t>(words: &'t [Term], query: &[Term]) -> Vec<&'t Term> {
+    words
         .iter()
         .filter(|w| query.iter().any(|q| q.matches(&w.text)))
-        .count()
+        .collect()
 }
 
 /// A window of about `width` characters of `text` around its first word matching `query`,
@@ -138,10 +138,7 @@ pub fn count_matches(text: &str, query: &[Term]) -> usize {
 /// are marked with `…`.
 pub fn snippet(text: &str, query: &[Term], width: usize) -> Option<String> {
     let words = analyze(text);
-    let hits: Vec<&Term> = words
-        .iter()
-        .filter(|w| query.iter().any(|q| q.matches(&w.text)))
-        .collect();
+    let hits = matches(&words, query);
     let first = hits.first()?;
     // Start a few characters before the first match, on a character boundary.
     let lead = text[..first.start]
@@ -149,6 +146,23 @@ pub fn snippet(text: &str, query: &[Term], width: usize) -> Option<String> {
         .rev()
         .nth(width / 4)
         .map_or(0, |(i, _)| i);
+    Some(marked(text, &hits, lead, width))
+}
+
+/// All of `text`, HTML-escaped, with every word matching `query` in `<mark>`.
+pub fn highlight(text: &str, query: &[Term]) -> String {
+    let words = analyze(text);
+    marked(text, &matches(&words, query), 0, usize::MAX)
+}
+
+/// The first `width` characters of `text`, HTML-escaped, with `…` if cut.
+pub fn excerpt(text: &str, width: usize) -> String {
+    marked(text, &[], 0, width)
+}
+
+/// About `width` characters of `text` from byte `lead`, escaped, with `hits` in `<mark>` and
+/// `…` at cut ends.
+fn marked(text: &str, hits: &[&Term], lead: usize, width: usize) -> String {
     let end = text[lead..]
         .char_indices()
         .nth(width)
@@ -177,7 +191,7 @@ pub fn snippet(text: &str, query: &[Term], width: usize) -> Option<String> {
     if end < text.len() {
         out.push('…');
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]
