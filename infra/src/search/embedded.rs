@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -16,6 +17,8 @@ use projections::search::{
     self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
 };
 use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
+
+use super::unavailable;
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
@@ -41,7 +44,8 @@ struct Fields {
 }
 
 impl Fields {
-    fn schema() -> (Schema, Self) {
+    /// The schema of a new generation; [`Fields::of`] finds its fields again.
+    fn schema() -> Schema {
         let mut b = Schema::builder();
         // The analysed terms are already cut and normalised: split them on spaces only.
         let terms = TextOptions::default().set_indexing_options(
@@ -49,16 +53,14 @@ impl Fields {
                 .set_tokenizer("whitespace")
                 .set_index_option(IndexRecordOption::WithFreqs),
         );
-        let fields = Self {
-            id: b.add_text_field("id", STRING),
-            post_position: b.add_u64_field("post_position", FAST | INDEXED),
-            tags: b.add_text_field("tags", STRING),
-            title_terms: b.add_text_field("title_terms", terms.clone()),
-            body_terms: b.add_text_field("body_terms", terms.clone()),
-            comment_terms: b.add_text_field("comment_terms", terms),
-            doc: b.add_text_field("doc", STORED),
-        };
-        (b.build(), fields)
+        b.add_text_field("id", STRING);
+        b.add_u64_field("post_position", FAST | INDEXED);
+        b.add_text_field("tags", STRING);
+        b.add_text_field("title_terms", terms.clone());
+        b.add_text_field("body_terms", terms.clone());
+        b.add_text_field("comment_terms", terms);
+        b.add_text_field("doc", STORED);
+        b.build()
     }
 
     fn of(schema: &Schema) -> Result<Self, ReadModelError> {
@@ -131,6 +133,8 @@ struct Gen {
     reader: IndexReader,
     fields: Fields,
     writer: Mutex<Option<IndexWriter>>,
+    /// A checkpoint the reader's view is known to include.
+    seen: AtomicU64,
 }
 
 impl Gen {
@@ -155,7 +159,19 @@ impl Gen {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&serde_json::to_string(checkpoint).unwrap_or_default());
         prepared.commit()?;
-        self.reader.reload()
+        self.reader.reload()?;
+        self.seen.fetch_max(checkpoint.position, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reloads the reader if the checkpoint on disk is past what it has seen (another process
+    /// committed), so that queries see a position before anyone is told it was reached.
+    fn catch_up_reader(&self, position: Position) -> Result<(), ReadModelError> {
+        if position > self.seen.load(Ordering::Relaxed) {
+            self.reader.reload().map_err(tantivy_error)?;
+            self.seen.fetch_max(position, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The stored documents of `ids` that exist.
@@ -249,6 +265,7 @@ impl EmbeddedSearch {
             reader,
             fields,
             writer: Mutex::new(None),
+            seen: AtomicU64::new(0),
         })
     }
 
@@ -270,7 +287,7 @@ impl EmbeddedSearch {
         let live = self.live_number()?;
         // Unfinished generations of an earlier rebuild are dropped.
         for n in self.numbers()? {
-            if Some(n) < live || live.is_none_or(|l| n > l) {
+            if Some(n) != live {
                 self.forget(|k| k != n);
                 let _ = std::fs::remove_dir_all(self.dir(n));
             }
@@ -278,8 +295,7 @@ impl EmbeddedSearch {
         let number = live.unwrap_or(0) + 1;
         let dir = self.dir(number);
         std::fs::create_dir_all(&dir).map_err(|e| unavailable(e.to_string()))?;
-        let (schema, _) = Fields::schema();
-        let index = Index::create_in_dir(&dir, schema).map_err(tantivy_error)?;
+        let index = Index::create_in_dir(&dir, Fields::schema()).map_err(tantivy_error)?;
         let g = Self::handle(number, index)?;
         let mut writer = g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?;
         g.commit(
@@ -528,9 +544,7 @@ impl ReadModelStore for Embedded {
                 };
                 let g = s.generation_handle(number)?;
                 let generation = g.generation()?;
-                // Another process may have committed: let this one's queries see it before
-                // anyone is told the position was reached.
-                g.reader.reload().map_err(tantivy_error)?;
+                g.catch_up_reader(generation.position)?;
                 Ok(Some(generation))
             })
             .await
@@ -591,10 +605,6 @@ impl SearchIndex for Embedded {
 
 fn backend(message: String) -> ReadModelError {
     ReadModelError::Backend(message)
-}
-
-fn unavailable(message: String) -> ReadModelError {
-    ReadModelError::Unavailable(message)
 }
 
 fn tantivy_error(e: tantivy::TantivyError) -> ReadModelError {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use domain::{Position, PostId};
 use meilisearch_sdk::client::{Client, SwapIndexes};
 use meilisearch_sdk::documents::DocumentsQuery;
-use meilisearch_sdk::errors::{Error as MeiliError, ErrorCode};
+use meilisearch_sdk::errors::{Error as MeiliError, ErrorCode, MeilisearchError};
 use meilisearch_sdk::indexes::Index;
 use meilisearch_sdk::search::MatchingStrategies;
 use meilisearch_sdk::settings::{
@@ -27,6 +27,8 @@ use projections::search::{
     self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
 };
 use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
+
+use super::unavailable;
 use serde::{Deserialize, Serialize};
 
 /// How long to wait for a Meilisearch task before calling the batch failed (it is retried).
@@ -115,6 +117,17 @@ impl MeiliSearch {
     }
 
     async fn wait(&self, doing: &str, task: TaskInfo) -> Result<(), ReadModelError> {
+        self.outcome(doing, task)
+            .await?
+            .map_err(|e| failed(doing, &e))
+    }
+
+    /// Waits for `task`: the task's own failure inside, a failure to wait outside.
+    async fn outcome(
+        &self,
+        doing: &str,
+        task: TaskInfo,
+    ) -> Result<Result<(), MeilisearchError>, ReadModelError> {
         let task = task
             .wait_for_completion(
                 &self.client,
@@ -123,14 +136,11 @@ impl MeiliSearch {
             )
             .await
             .map_err(|e| self.error(doing, e))?;
-        if task.is_failure() {
-            let failure = task.unwrap_failure();
-            return Err(ReadModelError::Backend(format!(
-                "Meilisearch ({doing}): {}",
-                failure.error_message
-            )));
-        }
-        Ok(())
+        Ok(if task.is_failure() {
+            Err(task.unwrap_failure())
+        } else {
+            Ok(())
+        })
     }
 
     /// The checkpoint of index `uid`, or `None` if the index does not exist.
@@ -200,16 +210,17 @@ impl MeiliSearch {
     }
 
     async fn delete_index(&self, uid: &str) -> Result<(), ReadModelError> {
-        match self.client.index(uid).delete().await {
-            Ok(task) => self.wait("deleting an index", task).await.or_else(|e| {
-                // Deleting an index that is not there is fine.
-                if e.to_string().contains("not found") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }),
-            Err(e) => Err(self.error("deleting an index", e)),
+        let doing = "deleting an index";
+        let task = self
+            .client
+            .index(uid)
+            .delete()
+            .await
+            .map_err(|e| self.error(doing, e))?;
+        match self.outcome(doing, task).await? {
+            // Deleting an index that is not there is fine.
+            Err(e) if e.error_code != ErrorCode::IndexNotFound => Err(failed(doing, &e)),
+            _ => Ok(()),
         }
     }
 
@@ -464,6 +475,6 @@ impl SearchIndex for MeiliSearch {
     }
 }
 
-fn unavailable(message: String) -> ReadModelError {
-    ReadModelError::Unavailable(message)
+fn failed(doing: &str, e: &MeilisearchError) -> ReadModelError {
+    ReadModelError::Backend(format!("Meilisearch ({doing}): {}", e.error_message))
 }

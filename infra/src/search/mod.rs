@@ -19,6 +19,10 @@ fn only_search(projection: &str) -> Result<(), ReadModelError> {
     }
 }
 
+fn unavailable(message: String) -> ReadModelError {
+    ReadModelError::Unavailable(message)
+}
+
 /// Documents as dump lines (one JSON object each, ordered by id), for comparing two builds.
 fn dump(docs: Vec<SearchDocument>) -> Result<Vec<String>, ReadModelError> {
     docs.iter()
