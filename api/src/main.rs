@@ -159,7 +159,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
             let stores = Stores::open(&settings).await?;
-            api::rebuild::run(&stores, projections).await?;
+            api::rebuild::run(&stores, &settings, projections).await?;
         }
         Command::Admin {
             command: AdminCommand::Grant { username },

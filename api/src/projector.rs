@@ -166,7 +166,8 @@ pub async fn spawn_workers(
 ) -> Result<Vec<JoinHandle<()>>, WorkerError> {
     let all = projections::all();
     let log: Arc<dyn EventSource> = Arc::new(infra::source::StoreSource(stores.events.clone()));
-    let store: Arc<dyn ReadModelStore> = stores.projection_store();
+    let search = crate::startup::open_search(settings).await?;
+    let store = crate::startup::projection_store(stores.read_models.clone(), search);
     runner::prepare(&all, store.as_ref()).await?;
     let chosen: Vec<Arc<dyn Projection>> = all
         .into_iter()

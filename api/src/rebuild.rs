@@ -7,20 +7,25 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use infra::source::StoreSource;
 use projections::runner::{self, ProjectionError};
-use projections::{EventSource, Projection, ReadModelStore};
+use projections::{EventSource, Projection};
 
+use crate::config::Settings;
 use crate::startup::Stores;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("no projection is named {0:?} (known: users, feed, comments, search)")]
-    Unknown(String),
+    #[error("no projection is named {name:?} (known: {known})")]
+    Unknown { name: String, known: String },
     #[error(transparent)]
     Projection(#[from] ProjectionError),
 }
 
 /// Rebuilds the named projections (or `all`) one after another.
-pub async fn run(stores: &Stores, names: &[String]) -> Result<(), RebuildError> {
+pub async fn run(
+    stores: &Stores,
+    settings: &Settings,
+    names: &[String],
+) -> Result<(), RebuildError> {
     let all = projections::all();
     let chosen: Vec<Arc<dyn Projection>> = if names.iter().any(|n| n == "all") {
         all
@@ -31,12 +36,18 @@ pub async fn run(stores: &Stores, names: &[String]) -> Result<(), RebuildError> 
                 all.iter()
                     .find(|p| p.name() == n)
                     .cloned()
-                    .ok_or_else(|| RebuildError::Unknown(n.clone()))
+                    .ok_or_else(|| RebuildError::Unknown {
+                        name: n.clone(),
+                        known: all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                    })
             })
             .collect::<Result<_, _>>()?
     };
     let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
-    let store: Arc<dyn ReadModelStore> = stores.projection_store();
+    let search = crate::startup::open_search(settings)
+        .await
+        .map_err(ProjectionError::from)?;
+    let store = crate::startup::projection_store(stores.read_models.clone(), search);
     for projection in chosen {
         let name = projection.name();
         let started = Instant::now();

@@ -18,7 +18,7 @@ use infra::search::{Embedded, MeiliSearch};
 use infra::source::StoreSource;
 use projections::routed::Routed;
 use projections::search::SearchIndex;
-use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelStore};
+use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -60,13 +60,11 @@ pub enum StartupError {
     Serve(std::io::Error),
 }
 
-/// The log, the read models and the search index: PostgreSQL when a database URL is
-/// configured, else the embedded SQLite files of the data directory; Meilisearch when its URL
-/// is configured, else the embedded engine in `<data>/search`.
+/// The log and the read models: PostgreSQL when a database URL is configured, else the
+/// embedded SQLite files of the data directory.
 pub struct Stores {
     pub events: Arc<dyn EventStore>,
     pub read_models: Arc<dyn ReadModels>,
-    pub search: Arc<dyn SearchIndex>,
 }
 
 impl Stores {
@@ -92,30 +90,38 @@ impl Stores {
                     Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
                 ),
             };
-        let search: Arc<dyn SearchIndex> = match &settings.search.meili_url {
-            Some(url) => Arc::new(
-                MeiliSearch::connect(
-                    url,
-                    settings.search.meili_key.as_deref(),
-                    &settings.search.meili_index,
-                )
-                .await?,
-            ),
-            None => Arc::new(Embedded::open(&data.join("search"))?),
-        };
         Ok(Self {
             events,
             read_models,
-            search,
         })
     }
+}
 
-    /// Where projections write: the search projection to the search index, every other one
-    /// to the read models.
-    pub fn projection_store(&self) -> Arc<dyn ReadModelStore> {
-        let search: Arc<dyn ReadModelStore> = self.search.clone();
-        Arc::new(Routed::new(self.read_models.clone()).route(projections::search::NAME, search))
-    }
+/// The search index: Meilisearch when its URL is configured, else the embedded engine in
+/// `<data>/search`. Opened only by the processes that project or query it, so that the
+/// relay, exports and admin commands never wait for a search server.
+pub async fn open_search(settings: &Settings) -> Result<Arc<dyn SearchIndex>, ReadModelError> {
+    Ok(match &settings.search.meili_url {
+        Some(url) => Arc::new(
+            MeiliSearch::connect(
+                url,
+                settings.search.meili_key.as_deref(),
+                &settings.search.meili_index,
+            )
+            .await?,
+        ),
+        None => Arc::new(Embedded::open(&settings.data.join("search"))?),
+    })
+}
+
+/// Where projections write: the search projection to the search index, every other one to
+/// the read models.
+pub fn projection_store(
+    read_models: Arc<dyn ReadModels>,
+    search: Arc<dyn SearchIndex>,
+) -> Arc<dyn ReadModelStore> {
+    let search: Arc<dyn ReadModelStore> = search;
+    Arc::new(Routed::new(read_models).route(projections::search::NAME, search))
 }
 
 /// Fails when the PostgreSQL schema is behind this binary (start-up without migrating).
@@ -145,7 +151,9 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
         applied = done.iter().map(|(v, d)| format!("{v} {d}")).collect();
     }
     let stores = Stores::open(settings).await?;
-    projections::runner::prepare(&projections::all(), stores.projection_store().as_ref()).await?;
+    let search = open_search(settings).await?;
+    let store = projection_store(stores.read_models.clone(), search);
+    projections::runner::prepare(&projections::all(), store.as_ref()).await?;
     stores.read_models.close().await;
     Ok(applied)
 }
@@ -187,7 +195,8 @@ impl Application {
         let all = projections::all();
         let hub = ProjectionHub::new(&all, stores.events.watch());
         let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
-        let writer = stores.projection_store();
+        let search = open_search(&settings).await?;
+        let writer = projection_store(stores.read_models.clone(), search.clone());
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
         let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
@@ -222,7 +231,7 @@ impl Application {
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
-            search: stores.search.clone(),
+            search,
             hub,
             projectors,
             mailer,

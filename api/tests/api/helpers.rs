@@ -198,9 +198,8 @@ pub async fn read_models_of(
 /// The read models of a data directory together with its embedded search index, as the
 /// projections write them: for comparing every projection, search included.
 pub fn with_search(models: Arc<dyn ReadModels>, data: &Path) -> Arc<dyn ReadModelStore> {
-    let search: Arc<dyn ReadModelStore> =
-        Arc::new(infra::search::Embedded::open(&data.join("search")).expect("the search index"));
-    Arc::new(projections::routed::Routed::new(models).route(projections::search::NAME, search))
+    let search = infra::search::Embedded::open(&data.join("search")).expect("the search index");
+    api::startup::projection_store(models, Arc::new(search))
 }
 
 /// The application as the tests run it: no rate limits, cheap password hashing.
