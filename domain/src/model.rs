@@ -148,26 +148,24 @@ impl Aggregate for Model {
             return Err(ModelError::NotAdmin);
         }
         let by = by.user_id;
-        if let ModelCommand::Register {
-            name,
-            spec,
-            enabled,
-            ..
-        } = command
-        {
-            return if self.exists() {
-                Err(ModelError::AlreadyExists)
-            } else {
-                Ok(vec![ModelEvent::ModelRegistered {
+        let Some(name) = self.name.clone() else {
+            return match command {
+                ModelCommand::Register {
+                    name,
+                    spec,
+                    enabled,
+                    ..
+                } => Ok(vec![ModelEvent::ModelRegistered {
                     name: name.clone(),
                     spec: spec.clone(),
                     enabled: *enabled,
                     by,
-                }])
+                }]),
+                _ => Err(ModelError::NotFound),
             };
-        }
-        let name = self.name.clone().ok_or(ModelError::NotFound)?;
+        };
         Ok(match command {
+            ModelCommand::Register { .. } => return Err(ModelError::AlreadyExists),
             ModelCommand::Update { spec, .. } => vec![ModelEvent::ModelUpdated {
                 name,
                 spec: spec.clone(),
@@ -180,7 +178,7 @@ impl Aggregate for Model {
             ModelCommand::Enable { .. } if !self.enabled => {
                 vec![ModelEvent::ModelEnabled { name, by }]
             }
-            _ => vec![],
+            ModelCommand::Disable { .. } | ModelCommand::Enable { .. } => vec![],
         })
     }
 

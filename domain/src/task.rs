@@ -226,10 +226,6 @@ pub struct Task {
 }
 
 impl Task {
-    fn id(&self) -> Result<TaskId, TaskError> {
-        self.id.ok_or(TaskError::NotFound)
-    }
-
     fn holder(&self, worker: WorkerId) -> Result<u32, TaskError> {
         match self.status {
             TaskStatus::Running { worker: w, .. } if w == worker => Ok(self.attempts),
@@ -287,42 +283,42 @@ impl Aggregate for Task {
         command: &TaskCommand,
         services: &TaskServices,
     ) -> Result<Vec<TaskEvent>, TaskError> {
-        if let TaskCommand::Publish {
-            task_id,
-            submitter,
-            model,
-            input,
-            webhook_url,
-            priority,
-        } = command
-        {
-            if self.id.is_some() {
-                return Err(TaskError::AlreadyExists);
-            }
-            if !model.enabled {
-                return Err(TaskError::ModelDisabled(model.name.as_str().to_owned()));
-            }
-            if input.to_string().len() > services.max_input_bytes {
-                return Err(TaskError::InputTooLarge {
-                    max: services.max_input_bytes,
-                });
-            }
-            if !(-100..=100).contains(priority) {
-                return Err(TaskError::BadPriority);
-            }
-            return Ok(vec![TaskEvent::TaskPublished {
-                task_id: *task_id,
-                submitter_id: submitter.user_id,
-                model: model.name.clone(),
-                input: input.clone(),
-                webhook_url: webhook_url.clone(),
-                priority: *priority,
-                max_attempts: services.max_attempts,
-            }]);
-        }
-        let task_id = self.id()?;
+        let Some(task_id) = self.id else {
+            return match command {
+                TaskCommand::Publish {
+                    task_id,
+                    submitter,
+                    model,
+                    input,
+                    webhook_url,
+                    priority,
+                } => {
+                    if !model.enabled {
+                        return Err(TaskError::ModelDisabled(model.name.as_str().to_owned()));
+                    }
+                    if input.to_string().len() > services.max_input_bytes {
+                        return Err(TaskError::InputTooLarge {
+                            max: services.max_input_bytes,
+                        });
+                    }
+                    if !(-100..=100).contains(priority) {
+                        return Err(TaskError::BadPriority);
+                    }
+                    Ok(vec![TaskEvent::TaskPublished {
+                        task_id: *task_id,
+                        submitter_id: submitter.user_id,
+                        model: model.name.clone(),
+                        input: input.clone(),
+                        webhook_url: webhook_url.clone(),
+                        priority: *priority,
+                        max_attempts: services.max_attempts,
+                    }])
+                }
+                _ => Err(TaskError::NotFound),
+            };
+        };
         match command {
-            TaskCommand::Publish { .. } => unreachable!("handled above"),
+            TaskCommand::Publish { .. } => Err(TaskError::AlreadyExists),
             TaskCommand::Claim { worker, lease, at } => match self.status {
                 TaskStatus::Queued => Ok(vec![TaskEvent::TaskClaimed {
                     task_id,
