@@ -90,12 +90,14 @@ pub async fn consistent(
     Ok(state.hub.position(names))
 }
 
-/// A page size from `?limit=` (default 20, 1 to 100).
-pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+/// A page size from `?limit=`: default 20, 1 to `max`.
+pub fn page_limit(limit: Option<u32>, max: u32) -> Result<usize, ApiError> {
     match limit {
         None => Ok(20),
-        Some(n @ 1..=100) => Ok(n as usize),
-        Some(_) => Err(ApiError::bad_request("limit: must be between 1 and 100")),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "limit: must be between 1 and {max}"
+        ))),
     }
 }
 

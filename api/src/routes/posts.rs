@@ -145,7 +145,7 @@ pub struct PostPage {
 fn page(params: &ListParams) -> Result<Page, ApiError> {
     Ok(Page {
         cursor: params.cursor.as_deref().map(cursor::decode).transpose()?,
-        limit: page_limit(params.limit)?,
+        limit: page_limit(params.limit, 100)?,
     })
 }
 
