@@ -24,4 +24,4 @@ pub mod worker;
 pub use aggregate::{Aggregate, DecodeError, DomainEvent};
 pub use envelope::{Envelope, Metadata, NewEvent, Position};
 pub use event::Event;
-pub use ids::{CommentId, PostId, SessionId, StreamId, UserId};
+pub use ids::{CommentId, PostId, SessionId, StreamId, TaskId, UserId, WorkerId};

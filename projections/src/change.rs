@@ -70,6 +70,8 @@ pub enum Change {
     DeleteCommentsOf {
         post_id: PostId,
     },
+    /// The `tasks` projection's writes (models, workers, tasks).
+    Tasks(crate::tasks::TaskChange),
 }
 
 /// Merges a batch's comment-count updates per post, keeping every other change in place, so a

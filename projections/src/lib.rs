@@ -13,6 +13,7 @@ pub mod ports;
 pub mod routed;
 pub mod runner;
 pub mod search;
+pub mod tasks;
 pub mod users;
 pub mod views;
 
@@ -38,5 +39,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(feed::Feed),
         std::sync::Arc::new(comments::Comments),
         std::sync::Arc::new(search::Search),
+        std::sync::Arc::new(tasks::Tasks),
     ]
 }

@@ -2,15 +2,21 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub(crate) mod tasks;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 pub use postgres::PostgresReadModels;
+use projections::tasks::TaskQueries;
 use projections::{ForumQueries, ReadModelError, ReadModelStore};
 pub use sqlite::SqliteReadModels;
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
-pub trait ReadModels: ReadModelStore + ForumQueries + crate::kafka::RelayCheckpoints {
+pub trait ReadModels:
+    ReadModelStore + ForumQueries + TaskQueries + crate::kafka::RelayCheckpoints
+{
     /// Releases the connections (the SQLite store checkpoints its WAL).
     async fn close(&self);
 }
@@ -127,6 +133,72 @@ pub(crate) const TABLES: &[Table] = &[
                   reply_to, created_at",
         order: "position",
     },
+    Table {
+        projection: "tasks",
+        name: "models",
+        sqlite: "name TEXT PRIMARY KEY, kind TEXT NOT NULL, input_schema TEXT NOT NULL, \
+                     max_concurrent INTEGER NOT NULL, enabled INTEGER NOT NULL, \
+                     registered_at TEXT NOT NULL, updated_at TEXT NOT NULL",
+        postgres: "name TEXT PRIMARY KEY, kind TEXT NOT NULL, input_schema JSONB NOT NULL, \
+                     max_concurrent BIGINT NOT NULL, enabled BOOLEAN NOT NULL, \
+                     registered_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "name, kind, input_schema, max_concurrent, enabled, registered_at, updated_at",
+        order: "name",
+    },
+    Table {
+        projection: "tasks",
+        name: "workers",
+        sqlite: "worker_id TEXT PRIMARY KEY, name TEXT NOT NULL, models TEXT NOT NULL, \
+                     token_hash TEXT NOT NULL UNIQUE, revoked INTEGER NOT NULL DEFAULT 0, \
+                     registered_at TEXT NOT NULL",
+        postgres: "worker_id UUID PRIMARY KEY, name TEXT NOT NULL, models JSONB NOT NULL, \
+                     token_hash TEXT NOT NULL UNIQUE, revoked BOOLEAN NOT NULL DEFAULT FALSE, \
+                     registered_at TIMESTAMPTZ NOT NULL",
+        indexes: &[],
+        columns: "worker_id, name, models, token_hash, revoked, registered_at",
+        order: "worker_id",
+    },
+    Table {
+        projection: "tasks",
+        name: "tasks",
+        sqlite: "task_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
+                     submitter_id TEXT NOT NULL, model TEXT NOT NULL, input TEXT NOT NULL, \
+                     webhook_url TEXT, priority INTEGER NOT NULL, status TEXT NOT NULL, \
+                     worker_id TEXT, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, \
+                     lease_until TEXT, result TEXT, error TEXT, created_at TEXT NOT NULL, \
+                     started_at TEXT, finished_at TEXT, webhook_state TEXT, \
+                     webhook_attempts INTEGER NOT NULL, webhook_last_at TEXT",
+        postgres: "task_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
+                     submitter_id UUID NOT NULL, model TEXT NOT NULL, input JSONB NOT NULL, \
+                     webhook_url TEXT, priority BIGINT NOT NULL, status TEXT NOT NULL, \
+                     worker_id UUID, attempts BIGINT NOT NULL, max_attempts BIGINT NOT NULL, \
+                     lease_until TIMESTAMPTZ, result JSONB, error TEXT, \
+                     created_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ, \
+                     finished_at TIMESTAMPTZ, webhook_state TEXT, \
+                     webhook_attempts BIGINT NOT NULL, webhook_last_at TIMESTAMPTZ",
+        indexes: &[
+            "CREATE INDEX {t}_queue ON {t} (status, model, priority DESC, position)",
+            "CREATE INDEX {t}_submitter ON {t} (submitter_id, position)",
+            "CREATE INDEX {t}_lease ON {t} (status, lease_until)",
+            "CREATE INDEX {t}_webhook ON {t} (webhook_state, finished_at)",
+        ],
+        columns: "task_id, position, submitter_id, model, input, webhook_url, priority, status, \
+                  worker_id, attempts, max_attempts, lease_until, result, error, created_at, \
+                  started_at, finished_at, webhook_state, webhook_attempts, webhook_last_at",
+        order: "position",
+    },
+    Table {
+        projection: "tasks",
+        name: "task_history",
+        sqlite: "position INTEGER PRIMARY KEY, task_id TEXT NOT NULL, event TEXT NOT NULL, \
+                     detail TEXT NOT NULL, at TEXT NOT NULL",
+        postgres: "position BIGINT PRIMARY KEY, task_id UUID NOT NULL, event TEXT NOT NULL, \
+                     detail JSONB NOT NULL, at TIMESTAMPTZ NOT NULL",
+        indexes: &["CREATE INDEX {t}_task ON {t} (task_id, position)"],
+        columns: "position, task_id, event, detail, at",
+        order: "position",
+    },
 ];
 
 /// The tables of a projection, or [`ReadModelError::UnknownProjection`].
@@ -162,4 +234,28 @@ pub(crate) fn dump_query(table: &Table, object: &str, as_text: &str) -> String {
         .collect();
     let (pairs, name, order) = (pairs.join(", "), table.name, table.order);
     format!("SELECT {object}({pairs}){as_text} FROM {name} ORDER BY {order}")
+}
+
+/// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
+/// failure: a promotion swaps views under an exclusive lock, and a query joining two views
+/// can take their locks in the other order. Both are transient by definition.
+pub(crate) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ReadModelError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(ReadModelError::Backend(m)) if tries < 5 && is_transient(&m) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(5 << tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_transient(message: &str) -> bool {
+    message.contains("deadlock detected") || message.contains("could not serialize access")
 }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::{TABLES, backend, dump_query, tables_of};
+use super::{TABLES, backend, dump_query, retry_transient, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -19,30 +19,6 @@ use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, R
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
-
-/// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
-/// failure: a promotion swaps views under an exclusive lock, and a query joining two views
-/// can take their locks in the other order. Both are transient by definition.
-async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ReadModelError>>,
-{
-    let mut tries = 0;
-    loop {
-        match attempt().await {
-            Err(ReadModelError::Backend(m)) if tries < 5 && is_transient(&m) => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(5 << tries)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn is_transient(message: &str) -> bool {
-    message.contains("deadlock detected") || message.contains("could not serialize access")
-}
 
 pub struct PostgresReadModels {
     pool: PgPool,
@@ -290,6 +266,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
                 .execute(e)
                 .await?;
         }
+        Change::Tasks(change) => apply_task_change(tx, g, change).await?,
     }
     Ok(())
 }
@@ -697,3 +674,11 @@ impl crate::kafka::RelayCheckpoints for PostgresReadModels {
         Ok(())
     }
 }
+
+super::tasks::tasks_sql!(
+    PostgresReadModels,
+    Postgres,
+    PgRow,
+    super::tasks::Dialect::Postgres,
+    pool
+);

@@ -227,6 +227,7 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        Change::Tasks(change) => apply_task_change(tx, g, change).await?,
     }
     Ok(())
 }
@@ -613,3 +614,11 @@ impl crate::kafka::RelayCheckpoints for SqliteReadModels {
         Ok(())
     }
 }
+
+super::tasks::tasks_sql!(
+    SqliteReadModels,
+    sqlx::Sqlite,
+    SqliteRow,
+    super::tasks::Dialect::Sqlite,
+    reader
+);
