@@ -47,6 +47,65 @@ pub struct Settings {
     pub projectors: String,
     pub kafka: KafkaConfig,
     pub search: SearchConfig,
+    pub tasks: TaskConfig,
+    pub webhooks: WebhookConfig,
+}
+
+/// Task dispatch: attempts, input size and leases.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Claims a task may use before it fails for good (`TREEHOLE_TASK_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// Largest task input, as compact JSON.
+    pub max_input_bytes: usize,
+    /// Lease of a claim when the worker asks for none; workers may ask for 1 s to `max_lease_secs`.
+    pub default_lease_secs: u32,
+    pub max_lease_secs: u32,
+    /// How often `serve` looks for leases that ran out (`TREEHOLE_TASK_REAP_INTERVAL_MS`).
+    pub reap_interval_ms: u64,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            max_input_bytes: 64 * 1024,
+            default_lease_secs: 60,
+            max_lease_secs: 3600,
+            reap_interval_ms: 1000,
+        }
+    }
+}
+
+/// Webhook delivery: retries with exponential backoff, and the SSRF guard.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Let webhooks reach loopback, private and link-local addresses
+    /// (`TREEHOLE_WEBHOOKS_ALLOW_INTERNAL`). Off: such URLs are refused at publication and
+    /// again at delivery.
+    pub allow_internal: bool,
+    /// Deliveries tried before a webhook is abandoned.
+    pub max_attempts: u32,
+    /// Wait before the first retry; each further retry waits twice as long, up to
+    /// `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Per-delivery timeout (connect and response).
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            allow_internal: false,
+            max_attempts: 8,
+            backoff_ms: 2_000,
+            max_backoff_ms: 10 * 60 * 1000,
+            timeout_ms: 10_000,
+        }
+    }
 }
 
 /// The search engine: Meilisearch when `meili_url` is set, else the embedded engine in
@@ -142,6 +201,8 @@ impl Default for Settings {
             migrate_on_start: true,
             kafka: KafkaConfig::default(),
             search: SearchConfig::default(),
+            tasks: TaskConfig::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -314,6 +375,14 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_MEILI_URL", "search.meili_url"),
     ("TREEHOLE_MEILI_KEY", "search.meili_key"),
     ("TREEHOLE_MEILI_INDEX", "search.meili_index"),
+    ("TREEHOLE_TASK_MAX_ATTEMPTS", "tasks.max_attempts"),
+    ("TREEHOLE_TASK_REAP_INTERVAL_MS", "tasks.reap_interval_ms"),
+    (
+        "TREEHOLE_WEBHOOKS_ALLOW_INTERNAL",
+        "webhooks.allow_internal",
+    ),
+    ("TREEHOLE_WEBHOOK_MAX_ATTEMPTS", "webhooks.max_attempts"),
+    ("TREEHOLE_WEBHOOK_BACKOFF_MS", "webhooks.backoff_ms"),
 ];
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
@@ -383,7 +452,11 @@ fn value_of(key: &str, raw: &str) -> toml::Value {
     {
         return toml::Value::String(raw.to_owned());
     }
-    if key == "rate_limits.enabled" || key == "migrate_on_start" || key == "kafka.relay" {
+    if key == "rate_limits.enabled"
+        || key == "migrate_on_start"
+        || key == "kafka.relay"
+        || key == "webhooks.allow_internal"
+    {
         return toml::Value::Boolean(!matches!(
             raw.to_ascii_lowercase().as_str(),
             "off" | "false" | "0" | "no"

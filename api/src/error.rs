@@ -6,10 +6,13 @@ use axum::response::{IntoResponse, Response};
 use commands::registration::RegistrationError;
 use commands::sessions::LoginError;
 use commands::{CommandError, LoadError, StoreError};
+use domain::model::ModelError;
 use domain::post::PostError;
 use domain::session::SessionError;
+use domain::task::TaskError;
 use domain::values::InvalidValue;
 use domain::verification::VerificationError;
+use domain::worker::WorkerError;
 use projections::ReadModelError;
 use projections::runner::NotYet;
 use serde::Serialize;
@@ -331,6 +334,82 @@ impl From<LoginError> for ApiError {
             ),
             LoginError::Load(l) => l.into(),
             LoginError::Session(s) => s.into(),
+        }
+    }
+}
+
+impl Refusal for ModelError {
+    fn to_api(&self) -> ApiError {
+        let detail = self.to_string();
+        match self {
+            ModelError::NotAdmin => ApiError::forbidden(detail),
+            ModelError::AlreadyExists => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            ModelError::NotFound => ApiError::not_found(detail),
+        }
+    }
+}
+
+impl Refusal for WorkerError {
+    fn to_api(&self) -> ApiError {
+        let detail = self.to_string();
+        match self {
+            WorkerError::NotAdmin => ApiError::forbidden(detail),
+            WorkerError::AlreadyExists => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            WorkerError::NotFound => ApiError::not_found(detail),
+            WorkerError::BadModels => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid field",
+                format!("models: {detail}"),
+            ),
+        }
+    }
+}
+
+impl Refusal for TaskError {
+    fn to_api(&self) -> ApiError {
+        let detail = self.to_string();
+        match self {
+            TaskError::NotFound => ApiError::not_found(detail),
+            TaskError::AlreadyExists => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
+            TaskError::ModelDisabled(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "model-disabled",
+                "Model disabled",
+                format!("model: {detail}"),
+            ),
+            TaskError::InputTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "input-too-large",
+                "Task input too large",
+                format!("input: {detail}"),
+            ),
+            TaskError::BadPriority => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid field",
+                format!("priority: {detail}"),
+            ),
+            TaskError::NotClaimable | TaskError::NotCancellable | TaskError::NoWebhook => {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "wrong-state",
+                    "Not possible now",
+                    detail,
+                )
+            }
+            // The lease ran out and the task went back to the queue (or to another worker).
+            TaskError::NotHolder => {
+                ApiError::new(StatusCode::CONFLICT, "lease-lost", "Lease lost", detail)
+            }
+            // Someone else's task is not shown to exist.
+            TaskError::NotSubmitter => ApiError::not_found("no such task"),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod config;
 pub mod cursor;
+pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -36,6 +36,9 @@ use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
 use crate::state::{AppState, Inner};
 
+/// How often `serve` looks for webhooks to deliver.
+const WEBHOOK_POLL: Duration = Duration::from_millis(250);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("invalid configuration: {0}")]
@@ -228,10 +231,16 @@ impl Application {
                 })?;
         let max_body = settings.max_body_bytes;
         let queries: Arc<dyn ForumQueries> = stores.read_models.clone();
+        let webhooks = infra::webhook::WebhookPolicy {
+            allow_internal: settings.webhooks.allow_internal,
+        };
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
             search,
+            tasks: stores.read_models.clone(),
+            schemas: Default::default(),
+            webhooks,
             hub,
             projectors,
             mailer,
@@ -242,6 +251,15 @@ impl Application {
             settings,
             relay,
         });
+        let reap = Duration::from_millis(state.settings.tasks.reap_interval_ms.max(10));
+        tasks.push(tokio::spawn(crate::dispatch::reap_leases(
+            state.clone(),
+            reap,
+        )));
+        tasks.push(tokio::spawn(crate::dispatch::deliver_webhooks(
+            state.clone(),
+            WEBHOOK_POLL,
+        )));
         let pruner = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

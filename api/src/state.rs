@@ -20,6 +20,12 @@ pub struct Inner {
     pub queries: Arc<dyn ForumQueries>,
     /// The search index queries read (`GET /search`).
     pub search: Arc<dyn projections::search::SearchIndex>,
+    /// Models, workers and tasks (`GET /tasks`, claims, the dispatch loops).
+    pub tasks: Arc<dyn projections::tasks::TaskQueries>,
+    /// Compiled input schemas of the models.
+    pub schemas: crate::routes::tasks::Schemas,
+    /// The SSRF guard of webhook URLs.
+    pub webhooks: infra::webhook::WebhookPolicy,
     pub hub: ProjectionHub,
     pub projectors: Projectors,
     pub mailer: Arc<dyn Mailer>,

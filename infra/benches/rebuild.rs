@@ -895,6 +895,8 @@ impl Model {
                     self.comments.remove(comment);
                 }
             }
+            // The benchmark's history is a forum's: no models, workers or tasks.
+            Change::Tasks(_) => unreachable!("the benchmark writes no task events"),
         }
     }
 

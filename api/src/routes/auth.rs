@@ -243,6 +243,8 @@ pub struct Me {
     pub email: String,
     pub is_admin: bool,
     pub registered_at: DateTime<Utc>,
+    /// Hex key of the HMAC-SHA256 signatures on your tasks' webhooks.
+    pub webhook_secret: String,
 }
 
 /// The signed-in user's own account.
@@ -265,6 +267,7 @@ pub async fn me(
         email: user.email,
         is_admin: user.is_admin,
         registered_at: user.registered_at,
+        webhook_secret: hex::encode(crate::dispatch::webhook_key(&state.secret, user.user_id)),
     };
     Ok((projection_headers(position), Json(me)))
 }

@@ -4,6 +4,8 @@ pub mod auth;
 pub mod ops;
 pub mod posts;
 pub mod search;
+pub mod tasks;
+pub mod workers;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
@@ -39,6 +41,28 @@ pub fn api() -> Router<AppState> {
             delete(posts::delete_comment),
         )
         .route("/search", get(search::search))
+        .route(
+            "/models",
+            post(tasks::register_model).get(tasks::list_models),
+        )
+        .route(
+            "/models/{name}",
+            get(tasks::get_model).put(tasks::update_model),
+        )
+        .route("/models/{name}/disable", post(tasks::disable_model))
+        .route("/models/{name}/enable", post(tasks::enable_model))
+        .route("/tasks", post(tasks::publish_task).get(tasks::list_tasks))
+        .route("/tasks/{id}", get(tasks::get_task))
+        .route("/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route(
+            "/workers",
+            post(workers::register_worker).get(workers::list_workers),
+        )
+        .route("/workers/{id}", delete(workers::revoke_worker))
+        .route("/workers/claim", post(workers::claim))
+        .route("/workers/tasks/{id}/heartbeat", post(workers::heartbeat))
+        .route("/workers/tasks/{id}/complete", post(workers::complete))
+        .route("/workers/tasks/{id}/fail", post(workers::fail))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/admin/projections", get(ops::projections))

@@ -1,6 +1,8 @@
-//! Webhooks: the SSRF guard and the signature receivers verify.
+//! Webhooks: the SSRF guard, the signature receivers verify, and delivery.
 
+pub mod deliver;
 pub mod guard;
 pub mod signature;
 
+pub use deliver::{Attempt, deliver};
 pub use guard::{Refused, WebhookPolicy};
