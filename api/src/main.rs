@@ -57,7 +57,7 @@ enum Command {
     /// Rebuilds projections beside the live ones and swaps each atomically when caught up.
     /// Works while `serve` runs on the same data: queries keep answering from the old model.
     Rebuild {
-        /// Projection names (users, feed, comments), or `all`.
+        /// Projection names (users, feed, comments, search, tasks), or `all`.
         #[arg(required = true)]
         projections: Vec<String>,
     },
@@ -71,6 +71,9 @@ enum Command {
         #[command(subcommand)]
         command: api::events::EventsCommand,
     },
+    /// Runs tasks of one model: claims them from a server over HTTP, runs a command with the
+    /// task input on stdin, and reports its stdout as the result.
+    Worker(api::worker::WorkerArgs),
 }
 
 #[derive(Subcommand)]
@@ -175,6 +178,12 @@ async fn main() -> anyhow::Result<()> {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
             api::events::run(&settings, command).await?;
+        }
+        Command::Worker(args) => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            tracing::info!(model = %args.model, server = %args.server, "worker running");
+            api::worker::run(args.clone(), shutdown_signal()).await?;
         }
     }
     Ok(())
