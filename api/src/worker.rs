@@ -6,7 +6,8 @@
 //! as a JSON string. Exit status 65 (`EX_DATAERR`: the input cannot be processed) fails the
 //! task for good; any other failure (another status, a signal, a timeout) is retryable, so the
 //! task is queued again while it has attempts left. While the command runs the worker extends
-//! its lease; if the lease is lost anyway, the command is killed and its output dropped.
+//! its lease; if the lease is lost anyway, the command is killed and its output dropped. Each
+//! reported task is one JSON line on stdout: `{"task_id", "status", "position"}`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -276,7 +277,13 @@ async fn report(client: &Client, task: &ClaimedTask, run: Run) -> anyhow::Result
     for attempt in 0..5u32 {
         match client.post(&path, body.clone()).await {
             Ok(r) if r.status().is_success() => {
-                tracing::info!(task_id = %task.task_id, "reported");
+                let answer: Value = r.json().await.unwrap_or_default();
+                let status = answer["status"].as_str().unwrap_or("succeeded");
+                // One JSON line per task on stdout, for scripts (`?after=` takes the position).
+                println!(
+                    "{}",
+                    json!({"task_id": task.task_id, "status": status, "position": answer["position"]})
+                );
                 return Ok(());
             }
             Ok(r) if r.status() == StatusCode::CONFLICT => {

@@ -74,9 +74,20 @@ fn the_readme_walkthrough_runs_verbatim() {
         "treehole did not start on the default address"
     );
 
+    // `treehole` on the PATH, as the walkthrough's reader has it.
+    let bin = Path::new(env!("CARGO_BIN_EXE_treehole"))
+        .parent()
+        .expect("the binary's directory");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let run = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(cwd.path())
+        .env("PATH", path)
+        .env("RUST_LOG", "warn")
         .output()
         .expect("bash runs");
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -88,7 +99,15 @@ fn the_readme_walkthrough_runs_verbatim() {
     );
 
     // curl -s prints no newline, so the answers run together: read them as a JSON stream.
-    let answers: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+    // `treehole admin grant` prints one line of text, the only thing that is not JSON.
+    let grant = stdout
+        .find("ann is now an admin (position ")
+        .unwrap_or_else(|| panic!("no line from admin grant:\n{stdout}"));
+    let end = stdout[grant..]
+        .find('\n')
+        .map_or(stdout.len(), |e| grant + e + 1);
+    let json = format!("{}{}", &stdout[..grant], &stdout[end..]);
+    let answers: Vec<Value> = serde_json::Deserializer::from_str(&json)
         .into_iter::<Value>()
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| {
@@ -124,11 +143,20 @@ fn the_readme_walkthrough_runs_verbatim() {
         found["hits"][0]["snippet"], "三楼<mark>自习室</mark>今晚有空位吗？",
         "{found}"
     );
-    let last = answers.last().expect("answers");
+    let refused = find("401 after logout", &|a| {
+        a["type"] == "urn:treehole:problem:unauthorized"
+    });
+    assert_eq!(refused["status"], 401);
+    let task = answers.last().expect("answers");
+    assert_eq!(task["status"], "succeeded", "{stdout}");
     assert_eq!(
-        last["type"], "urn:treehole:problem:unauthorized",
-        "{stdout}"
+        task["result"],
+        serde_json::json!({"image": "a-cat-in-the-library.png"})
     );
-    assert_eq!(last["status"], 401);
+    assert_eq!(task["attempts"], 1);
+    assert!(
+        task["history"].as_array().is_some_and(|h| h.len() >= 3),
+        "{task}"
+    );
     drop(out);
 }

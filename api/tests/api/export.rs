@@ -192,6 +192,7 @@ async fn traffic(app: &TestApp) -> String {
     app.delete("/sessions/current", &wang.token)
         .await
         .expect(200);
+    crate::helpers::task_traffic(app, &admin.token, &zhang.token).await;
 
     // Every projection has caught up before anyone compares read models.
     let head = app.head().await;

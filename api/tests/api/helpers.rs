@@ -506,3 +506,60 @@ pub fn str_field<'a>(body: &'a Value, field: &str) -> &'a str {
         .as_str()
         .unwrap_or_else(|| panic!("no string {field:?} in {body}"))
 }
+
+/// A little task life, by an admin: a model, a worker, and three tasks of `submitter_token`'s
+/// that succeed, fail for good and are cancelled. Returns the last position it wrote.
+pub async fn task_traffic(app: &TestApp, admin_token: &str, submitter_token: &str) -> Position {
+    let model = json!({"name": "echo", "kind": "text-to-text", "max_concurrent": 2,
+        "input_schema": {"type": "object", "required": ["text"]}});
+    app.post_json("/models", Some(admin_token), &model)
+        .await
+        .expect(201);
+    let worker = app
+        .post_json(
+            "/workers",
+            Some(admin_token),
+            &json!({"name": "w", "models": ["echo"]}),
+        )
+        .await
+        .expect(201);
+    let token = str_field(&worker, "token").to_owned();
+    let mut tasks = Vec::new();
+    for text in ["hello", "boom", "never mind"] {
+        let body = json!({"model": "echo", "input": {"text": text}});
+        let reply = app
+            .post_json("/tasks", Some(submitter_token), &body)
+            .await
+            .expect(201);
+        tasks.push(str_field(&reply, "task_id").to_owned());
+    }
+    app.post_json(
+        &format!("/tasks/{}/cancel", tasks[2]),
+        Some(submitter_token),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let claim = json!({"wait_secs": 5});
+    let path = format!("/workers/claim?after={}", position(&worker));
+    let first = app.post_json(&path, Some(&token), &claim).await.expect(200);
+    let done = app
+        .post_json(
+            &format!("/workers/tasks/{}/complete", str_field(&first, "task_id")),
+            Some(&token),
+            &json!({"result": {"text": "hello"}}),
+        )
+        .await
+        .expect(200);
+    let second = app.post_json(&path, Some(&token), &claim).await.expect(200);
+    let failed = app
+        .post_json(
+            &format!("/workers/tasks/{}/fail", str_field(&second, "task_id")),
+            Some(&token),
+            &json!({"error": "boom", "retryable": false}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(failed["status"], "failed");
+    position(&failed).max(position(&done))
+}

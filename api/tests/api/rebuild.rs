@@ -58,6 +58,7 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
         }
         posts.push(id);
     }
+    crate::helpers::task_traffic(&app, &admin.token, &writer.token).await;
 
     // Live traffic: one task writes, one reads, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
