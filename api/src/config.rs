@@ -66,6 +66,16 @@ pub struct TaskConfig {
     pub reap_interval_ms: u64,
 }
 
+impl TaskConfig {
+    /// The limits the Task aggregate decides with.
+    pub fn services(&self) -> domain::task::TaskServices {
+        domain::task::TaskServices {
+            max_attempts: self.max_attempts,
+            max_input_bytes: self.max_input_bytes,
+        }
+    }
+}
+
 impl Default for TaskConfig {
     fn default() -> Self {
         Self {

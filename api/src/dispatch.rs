@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use commands::{CommandContext, CommandError};
 use domain::TaskId;
-use domain::task::{Task, TaskCommand, TaskError, TaskServices};
+use domain::task::{Task, TaskCommand, TaskError};
 use hmac::{Hmac, Mac};
 use infra::webhook::{WebhookPolicy, deliver};
 use projections::tasks::TaskView;
@@ -55,7 +55,7 @@ pub async fn reap_leases(state: AppState, interval: Duration) {
                 .execute::<Task>(
                     &task_id.stream(),
                     &command,
-                    &services(&state),
+                    &state.settings.tasks.services(),
                     &CommandContext::new(now),
                 )
                 .await;
@@ -68,13 +68,6 @@ pub async fn reap_leases(state: AppState, interval: Duration) {
                 Err(e) => tracing::warn!(%task_id, error = %e, "cannot expire a lease"),
             }
         }
-    }
-}
-
-fn services(state: &AppState) -> TaskServices {
-    TaskServices {
-        max_attempts: state.settings.tasks.max_attempts,
-        max_input_bytes: state.settings.tasks.max_input_bytes,
     }
 }
 
@@ -220,7 +213,7 @@ async fn attempt_delivery(
         .execute::<Task>(
             &task.task_id.stream(),
             &command,
-            &services(state),
+            &state.settings.tasks.services(),
             &CommandContext::new(Utc::now()),
         )
         .await;

@@ -142,14 +142,14 @@ pub struct PostPage {
     pub next_cursor: Option<String>,
 }
 
-fn page(params: &ListParams) -> Result<Page, ApiError> {
+pub(crate) fn page(params: &ListParams) -> Result<Page, ApiError> {
     Ok(Page {
         cursor: params.cursor.as_deref().map(cursor::decode).transpose()?,
         limit: page_limit(params.limit, 100)?,
     })
 }
 
-fn next_cursor(positions: &[Position], limit: usize) -> Option<String> {
+pub(crate) fn next_cursor(positions: &[Position], limit: usize) -> Option<String> {
     (positions.len() == limit)
         .then(|| positions.last().map(|p| cursor::encode(*p)))
         .flatten()

@@ -10,21 +10,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use domain::TaskId;
 use domain::model::{Model, ModelCommand, ModelName, ModelSpec};
-use domain::task::{ModelRef, Task, TaskCommand, TaskError, TaskEvent, TaskServices};
+use domain::task::{ModelRef, Task, TaskCommand, TaskError, TaskEvent};
 use domain::{Position, WorkerId};
-use projections::ports::Page;
 use projections::tasks::{HistoryLine, ModelView, TaskView};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_http::request_id::RequestId;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::cursor;
 use crate::error::{ApiError, Problem, Refusal};
 use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
 use crate::routes::auth::CommandDone;
-use crate::routes::{consistent, context, page_limit};
+use crate::routes::posts::{ListParams, next_cursor, page};
+use crate::routes::{consistent, context};
 use crate::state::AppState;
 
 /// Compiled input schemas, by their text: a model's schema is compiled once, not per task.
@@ -315,10 +314,7 @@ pub async fn publish_task(
     ApiJson(body): ApiJson<NewTask>,
 ) -> Result<(StatusCode, HeaderMap, Json<TaskPublished>), ApiError> {
     let name = model_name(&body.model)?;
-    let services = TaskServices {
-        max_attempts: state.settings.tasks.max_attempts,
-        max_input_bytes: state.settings.tasks.max_input_bytes,
-    };
+    let services = state.settings.tasks.services();
     let size = body.input.to_string().len();
     if size > services.max_input_bytes {
         return Err(TaskError::InputTooLarge {
@@ -524,7 +520,7 @@ impl TaskDto {
     }
 }
 
-fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
+pub(crate) fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
     Uuid::parse_str(raw)
         .map(TaskId::new)
         .map_err(|_| ApiError::not_found("no such task"))
@@ -555,16 +551,6 @@ pub async fn get_task(
     ))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct TaskListParams {
-    /// 1 to 100, default 20.
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-    /// Wait until the read models include this position (read-your-writes).
-    pub after: Option<u64>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
     pub items: Vec<TaskDto>,
@@ -573,23 +559,19 @@ pub struct TaskPage {
 }
 
 /// Your tasks, newest first.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", security(("bearer" = [])), params(TaskListParams),
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", security(("bearer" = [])), params(ListParams),
     responses((status = 200, body = TaskPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn list_tasks(
     State(state): State<AppState>,
     after: After,
     auth: Auth,
-    ApiQuery(params): ApiQuery<TaskListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<TaskPage>), ApiError> {
-    let page = Page {
-        cursor: params.cursor.as_deref().map(cursor::decode).transpose()?,
-        limit: page_limit(params.limit, 100)?,
-    };
+    let page = page(&params)?;
     let position = consistent(&state, after, &["tasks"]).await?;
     let views = state.tasks.tasks_of(auth.actor.user_id, page).await?;
-    let next_cursor = (views.len() == page.limit)
-        .then(|| views.last().map(|v| cursor::encode(v.position)))
-        .flatten();
+    let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
+    let next_cursor = next_cursor(&positions, page.limit);
     let items = views.into_iter().map(|v| TaskDto::new(v, None)).collect();
     Ok((
         projection_headers(position),
@@ -614,7 +596,12 @@ pub async fn cancel_task(
     };
     let outcome = state
         .handler
-        .execute::<Task>(&id.stream(), &command, &TaskServices::default(), &ctx)
+        .execute::<Task>(
+            &id.stream(),
+            &command,
+            &state.settings.tasks.services(),
+            &ctx,
+        )
         .await?;
     Ok(Json(CommandDone {
         position: outcome.position,

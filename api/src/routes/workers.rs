@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::model::{Model, ModelName};
-use domain::task::{Task, TaskCommand, TaskError, TaskEvent, TaskServices};
+use domain::task::{Task, TaskCommand, TaskError, TaskEvent};
 use domain::worker::{Worker, WorkerCommand};
 use domain::{Position, TaskId, WorkerId};
 use projections::tasks::WorkerView;
@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Problem};
 use crate::extract::{After, ApiJson, Auth, projection_headers};
 use crate::routes::auth::CommandDone;
+use crate::routes::tasks::parse_task_id;
 use crate::routes::{consistent, context};
 use crate::state::AppState;
 
@@ -255,13 +256,6 @@ fn lease(state: &AppState, secs: Option<u32>) -> Result<chrono::Duration, ApiErr
     Ok(chrono::Duration::seconds(i64::from(secs)))
 }
 
-fn task_services(state: &AppState) -> TaskServices {
-    TaskServices {
-        max_attempts: state.settings.tasks.max_attempts,
-        max_input_bytes: state.settings.tasks.max_input_bytes,
-    }
-}
-
 /// Claims the most urgent queued task of the worker's models, under a lease. Exactly one
 /// worker gets each claim: the Task aggregate takes it on the task's stream version, and a
 /// worker that lost the race moves on to the next candidate. 204 when there is none.
@@ -301,7 +295,7 @@ pub async fn claim(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
     let ctx = context(None, request_id.as_deref(), None);
-    let services = task_services(&state);
+    let services = state.settings.tasks.services();
     loop {
         let seen = state.hub.position(&["tasks"]);
         let mut candidates = state.tasks.claimable(&models, CANDIDATES).await?;
@@ -393,12 +387,6 @@ pub struct LeaseExtended {
     pub position: Position,
 }
 
-fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
-    Uuid::parse_str(raw)
-        .map(TaskId::new)
-        .map_err(|_| ApiError::not_found("no such task"))
-}
-
 async fn run_as_worker(
     state: &AppState,
     request_id: Option<&RequestId>,
@@ -408,7 +396,12 @@ async fn run_as_worker(
     let ctx = context(None, request_id, None);
     Ok(state
         .handler
-        .execute::<Task>(&task_id.stream(), &command, &task_services(state), &ctx)
+        .execute::<Task>(
+            &task_id.stream(),
+            &command,
+            &state.settings.tasks.services(),
+            &ctx,
+        )
         .await?)
 }
 

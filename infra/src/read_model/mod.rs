@@ -7,10 +7,12 @@ pub(crate) mod tasks;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
 pub use postgres::PostgresReadModels;
 use projections::tasks::TaskQueries;
 use projections::{ForumQueries, ReadModelError, ReadModelStore};
 pub use sqlite::SqliteReadModels;
+use uuid::Uuid;
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
@@ -212,6 +214,22 @@ pub(crate) fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadMod
     } else {
         Ok(tables)
     }
+}
+
+/// A timestamp as the SQLite tables and the shared task statements store it: RFC 3339, UTC,
+/// milliseconds (so text order is time order).
+pub(crate) fn ts(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, ReadModelError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ReadModelError::Backend(format!("bad timestamp {s:?}: {e}")))
+}
+
+pub(crate) fn uuid(s: &str) -> Result<Uuid, ReadModelError> {
+    Uuid::parse_str(s).map_err(|e| ReadModelError::Backend(format!("bad uuid {s:?}: {e}")))
 }
 
 /// Connection-level failures are `Unavailable` (worth retrying); the rest are `Backend`.

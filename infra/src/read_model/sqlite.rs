@@ -6,12 +6,10 @@
 //! live one.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use super::{TABLES, backend, dump_query, tables_of};
+use super::{TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
 use projections::views::{CommentView, PostView, SessionView, UserView};
@@ -20,7 +18,6 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool, Transaction};
-use uuid::Uuid;
 
 /// Bookkeeping: every generation of every projection, its state and its checkpoint.
 const SCHEMA: &str = r#"
@@ -44,20 +41,6 @@ CREATE TABLE IF NOT EXISTS relay_checkpoints (
 pub struct SqliteReadModels {
     writer: SqlitePool,
     reader: SqlitePool,
-}
-
-fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, ReadModelError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ReadModelError::Backend(format!("bad timestamp {s:?}: {e}")))
-}
-
-fn uuid(s: &str) -> Result<Uuid, ReadModelError> {
-    Uuid::from_str(s).map_err(|e| ReadModelError::Backend(format!("bad uuid {s:?}: {e}")))
 }
 
 impl SqliteReadModels {

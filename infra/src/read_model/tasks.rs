@@ -9,10 +9,12 @@
 
 use std::sync::OnceLock;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use domain::model::{ModelName, ModelSpec};
 use domain::{Position, TaskId, UserId, WorkerId};
 use projections::ReadModelError;
+
+pub(crate) use super::{parse_ts, ts, uuid};
 use projections::tasks::{
     HistoryLine, ModelView, TaskChange, TaskView, WEBHOOK_ABANDONED, WEBHOOK_DELIVERED,
     WEBHOOK_PENDING, WorkerView,
@@ -83,20 +85,6 @@ impl Dialect {
             Dialect::Postgres => "TRUE",
         }
     }
-}
-
-pub(crate) fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn parse_ts(s: &str) -> Result<DateTime<Utc>, ReadModelError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ReadModelError::Backend(format!("bad timestamp {s:?}: {e}")))
-}
-
-fn uuid(s: &str) -> Result<Uuid, ReadModelError> {
-    Uuid::parse_str(s).map_err(|e| ReadModelError::Backend(format!("bad uuid {s:?}: {e}")))
 }
 
 fn json(s: &str) -> Result<Value, ReadModelError> {
