@@ -18,7 +18,7 @@ use domain::task::{Task, TaskCommand, TaskError, TaskEvent};
 use domain::worker::{Worker, WorkerCommand};
 use domain::{Position, TaskId, WorkerId};
 use projections::tasks::WorkerView;
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_http::request_id::RequestId;
@@ -239,10 +239,8 @@ pub struct ClaimedTask {
 
 /// The longest a claim waits for work.
 const MAX_WAIT_SECS: u32 = 30;
-/// Candidates read per round; claims start at a random one of the first few, so concurrent
-/// workers seldom try the same task.
+/// Candidates read per round, most urgent first.
 const CANDIDATES: usize = 32;
-const SPREAD: usize = 8;
 
 fn lease(state: &AppState, secs: Option<u32>) -> Result<chrono::Duration, ApiError> {
     let tasks = &state.settings.tasks;
@@ -298,12 +296,8 @@ pub async fn claim(
     let services = state.settings.tasks.services();
     loop {
         let seen = state.hub.position(&["tasks"]);
-        let mut candidates = state.tasks.claimable(&models, CANDIDATES).await?;
-        if !candidates.is_empty() {
-            let start = rand::thread_rng().gen_range(0..candidates.len().min(SPREAD));
-            candidates.rotate_left(start);
-        }
-        for task_id in candidates {
+        // In order: a worker that loses the race for one moves on to the next.
+        for task_id in state.tasks.claimable(&models, CANDIDATES).await? {
             let command = TaskCommand::Claim {
                 worker: worker.worker_id,
                 lease,

@@ -848,3 +848,78 @@ async fn workers_and_users_hold_different_credentials_and_tasks_are_private() {
     claim.expect_problem(401);
     app.assert_no_server_errors();
 }
+
+#[tokio::test]
+async fn claims_take_the_most_urgent_task_first_and_respect_a_model_s_concurrency() {
+    let app = spawn_app().await;
+    let admin = admin(&app, "ops_admin").await;
+    let user = app.new_user("he_ping").await;
+    let body = json!({"name": "solo", "kind": "text-to-image", "input_schema": schema(), "max_concurrent": 1});
+    app.post_json("/models", Some(&admin.token), &body)
+        .await
+        .expect(201);
+    let (_, token) = register_worker(&app, &admin, &["solo"]).await;
+    let low = publish(
+        &app,
+        &user,
+        &json!({"model": "solo", "input": {"prompt": "low"}, "priority": -5}),
+    )
+    .await;
+    let old = publish(
+        &app,
+        &user,
+        &json!({"model": "solo", "input": {"prompt": "old"}}),
+    )
+    .await;
+    let urgent = publish(
+        &app,
+        &user,
+        &json!({"model": "solo", "input": {"prompt": "urgent"}, "priority": 50}),
+    )
+    .await;
+    let new = publish(
+        &app,
+        &user,
+        &json!({"model": "solo", "input": {"prompt": "new"}}),
+    )
+    .await;
+
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        // `?after=` so that the claim sees every publication.
+        let head = app.head().await;
+        let claimed = app
+            .post_json(
+                &format!("/workers/claim?after={head}"),
+                Some(&token),
+                &json!({"wait_secs": 5}),
+            )
+            .await
+            .expect(200);
+        let id = str_field(&claimed, "task_id").to_owned();
+        // While one task of the model runs, nothing else of it may be claimed.
+        let head = app.head().await;
+        let busy = app
+            .post_json(
+                &format!("/workers/claim?after={head}"),
+                Some(&token),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(
+            busy.status,
+            StatusCode::NO_CONTENT,
+            "max_concurrent 1: {}",
+            busy.text
+        );
+        app.post_json(
+            &format!("/workers/tasks/{id}/complete"),
+            Some(&token),
+            &json!({"result": null}),
+        )
+        .await
+        .expect(200);
+        order.push(id);
+    }
+    assert_eq!(order, [urgent, old, new, low], "priority first, then age");
+}
