@@ -2,15 +2,18 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod stats;
 
 use async_trait::async_trait;
 pub use postgres::PostgresReadModels;
-use projections::{ForumQueries, ReadModelError, ReadModelStore};
+use projections::{ForumQueries, ReadModelError, ReadModelStore, StatsQueries};
 pub use sqlite::SqliteReadModels;
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
-pub trait ReadModels: ReadModelStore + ForumQueries + crate::kafka::RelayCheckpoints {
+pub trait ReadModels:
+    ReadModelStore + ForumQueries + StatsQueries + crate::kafka::RelayCheckpoints
+{
     /// Releases the connections (the SQLite store checkpoints its WAL).
     async fn close(&self);
 }
@@ -126,6 +129,34 @@ pub(crate) const TABLES: &[Table] = &[
         columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
                   reply_to, created_at",
         order: "position",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_counters",
+        sqlite: stats::COUNTERS,
+        postgres: stats::COUNTERS,
+        indexes: &[],
+        columns: "day, metric, key, value",
+        order: "day, metric, key",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_active",
+        sqlite: stats::ACTIVE,
+        postgres: stats::ACTIVE,
+        indexes: &[],
+        columns: "day, user_id",
+        order: "day, user_id",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_tasks",
+        sqlite: stats::TASKS,
+        postgres: stats::TASKS,
+        indexes: &["CREATE INDEX {t}_finished ON {t} (finished_day)"],
+        columns: "task_id, model, published_ms, first_claimed_ms, claimed_ms, finished_ms, \
+                  finished_day, state",
+        order: "task_id",
     },
 ];
 

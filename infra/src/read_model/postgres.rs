@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::stats::Stats;
 use super::{TABLES, backend, dump_query, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,7 +24,7 @@ use uuid::Uuid;
 /// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
 /// failure: a promotion swaps views under an exclusive lock, and a query joining two views
 /// can take their locks in the other order. Both are transient by definition.
-async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
+pub(super) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ReadModelError>>,
@@ -45,7 +46,7 @@ fn is_transient(message: &str) -> bool {
 }
 
 pub struct PostgresReadModels {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresReadModels {
@@ -290,6 +291,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
                 .execute(e)
                 .await?;
         }
+        Change::Stats(change) => Stats::<Postgres>::apply(e, g, change).await?,
     }
     Ok(())
 }

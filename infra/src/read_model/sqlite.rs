@@ -9,6 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::stats::Stats;
 use super::{TABLES, backend, dump_query, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,7 +20,7 @@ use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, R
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 /// Bookkeeping: every generation of every projection, its state and its checkpoint.
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS relay_checkpoints (
 
 pub struct SqliteReadModels {
     writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 fn ts(t: &DateTime<Utc>) -> String {
@@ -227,6 +228,7 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        Change::Stats(change) => Stats::<Sqlite>::apply(&mut **tx, g, change).await?,
     }
     Ok(())
 }
