@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, ops, posts, search};
+use crate::routes::{auth, ops, posts, search, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,10 +13,11 @@ use crate::routes::{auth, ops, posts, search};
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
         search::search,
+        stats::overview, stats::daily,
         ops::healthz, ops::readyz, ops::projections, ops::rebuild,
     ),
     modifiers(&Bearer),
-    tags((name = "auth"), (name = "posts"), (name = "search"), (name = "ops"))
+    tags((name = "auth"), (name = "posts"), (name = "search"), (name = "stats"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -18,7 +18,9 @@ use infra::search::{Embedded, MeiliSearch};
 use infra::source::StoreSource;
 use projections::routed::Routed;
 use projections::search::SearchIndex;
-use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore};
+use projections::{
+    EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore, StatsQueries,
+};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -228,9 +230,11 @@ impl Application {
                 })?;
         let max_body = settings.max_body_bytes;
         let queries: Arc<dyn ForumQueries> = stores.read_models.clone();
+        let stats: Arc<dyn StatsQueries> = stores.read_models.clone();
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
+            stats,
             search,
             hub,
             projectors,

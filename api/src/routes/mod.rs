@@ -4,6 +4,7 @@ pub mod auth;
 pub mod ops;
 pub mod posts;
 pub mod search;
+pub mod stats;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
@@ -39,6 +40,8 @@ pub fn api() -> Router<AppState> {
             delete(posts::delete_comment),
         )
         .route("/search", get(search::search))
+        .route("/stats/overview", get(stats::overview))
+        .route("/stats/daily", get(stats::daily))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/admin/projections", get(ops::projections))

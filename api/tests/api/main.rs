@@ -10,4 +10,5 @@ mod hot_post;
 mod kafka;
 mod rebuild;
 mod search;
+mod stats;
 mod worker;
