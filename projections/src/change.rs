@@ -77,8 +77,8 @@ pub enum Change {
 /// Merges a batch's comment-count updates per post, keeping every other change in place, so a
 /// busy post costs one row update per batch instead of one per comment. A post's pending
 /// count is written before any other change to that post, so applying the result equals
-/// applying `changes` one by one. Statistics counters are merged the same way (see
-/// [`crate::stats::Merge`]).
+/// applying `changes` one by one. Statistics counters and activity marks are merged too (see
+/// `stats::Merge`).
 pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
     let mut out = Vec::with_capacity(changes.len());
     // Pending count per post, in order of first appearance.

@@ -20,7 +20,7 @@ use crate::state::AppState;
 const MAX_DAYS: i64 = 366;
 
 /// The figures of one day or of all time.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatsDto {
     pub registrations: u64,
     /// Users who registered, logged in, posted, commented or published a task, each counted
@@ -39,7 +39,7 @@ pub struct StatsDto {
 }
 
 /// Tasks published in the range, and tasks that reached a final state in it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TasksDto {
     /// Of every model.
     #[serde(flatten)]
@@ -48,7 +48,7 @@ pub struct TasksDto {
     pub by_model: BTreeMap<String, TaskFiguresDto>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskFiguresDto {
     pub published: u64,
     pub succeeded: u64,
@@ -61,7 +61,7 @@ pub struct TaskFiguresDto {
 }
 
 /// Nearest-rank percentiles, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PercentilesDto {
     pub samples: u64,
     /// Null when there are no samples.
@@ -69,7 +69,7 @@ pub struct PercentilesDto {
     pub p95: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WebhooksDto {
     /// Delivery attempts, failed or not.
     pub attempts: u64,
@@ -81,7 +81,7 @@ pub struct WebhooksDto {
     pub success_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DayStatsDto {
     /// The UTC day, `YYYY-MM-DD`.
     #[schema(value_type = String, format = Date)]
@@ -90,7 +90,7 @@ pub struct DayStatsDto {
     pub figures: StatsDto,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStatsDto {
     #[schema(value_type = String, format = Date)]
     pub from: NaiveDate,
