@@ -187,13 +187,15 @@ pub async fn overview(
     Ok((projection_headers(position), Json(figures.into())))
 }
 
+/// `from` and `to` are optional here only so that a missing one gets this API's own 400.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DailyParams {
     /// The first day, `YYYY-MM-DD` (UTC).
-    #[param(value_type = String, format = Date)]
+    #[param(value_type = String, format = Date, required = true)]
     pub from: Option<String>,
     /// The last day, `YYYY-MM-DD` (UTC); at most 366 days from `from`, counting both.
-    #[param(value_type = String, format = Date)]
+    #[param(value_type = String, format = Date, required = true)]
     pub to: Option<String>,
     /// Wait until the statistics include this position (read-your-writes).
     pub after: Option<u64>,
