@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{auth, ops, posts, search, tasks, workers};
+use crate::routes::{auth, ops, posts, search, stats, tasks, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,13 +18,14 @@ use crate::routes::{auth, ops, posts, search, tasks, workers};
         tasks::publish_task, tasks::list_tasks, tasks::get_task, tasks::cancel_task,
         workers::register_worker, workers::list_workers, workers::revoke_worker,
         workers::claim, workers::heartbeat, workers::complete, workers::fail,
+        stats::overview, stats::daily,
         ops::healthz, ops::readyz, ops::projections, ops::rebuild,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "posts"), (name = "search"),
         (name = "tasks", description = "Models (admins) and the tasks users publish to them; a task's submitter is notified by a webhook signed with HMAC-SHA256 (`X-Treehole-Signature: sha256=<hex of HMAC(key, \"<X-Treehole-Timestamp>.<body>\")>`, key = `webhook_secret` of `GET /me`)."),
         (name = "workers", description = "Worker credentials (admins) and the worker protocol: claim with a lease, heartbeat, complete, fail. Worker routes take `Authorization: Bearer thw_...`."),
-        (name = "ops"))
+        (name = "stats"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

@@ -18,7 +18,9 @@ use infra::search::{Embedded, MeiliSearch};
 use infra::source::StoreSource;
 use projections::routed::Routed;
 use projections::search::SearchIndex;
-use projections::{EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore};
+use projections::{
+    EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore, StatsQueries,
+};
 use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -234,9 +236,11 @@ impl Application {
         let webhooks = infra::webhook::WebhookPolicy {
             allow_internal: settings.webhooks.allow_internal,
         };
+        let stats: Arc<dyn StatsQueries> = stores.read_models.clone();
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
+            stats,
             search,
             tasks: stores.read_models.clone(),
             schemas: Default::default(),

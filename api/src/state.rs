@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use commands::{CommandHandler, Mailer, Passwords};
 use domain::post::PostServices;
-use projections::{ForumQueries, ProjectionHub};
+use projections::{ForumQueries, ProjectionHub, StatsQueries};
 
 use crate::projector::Projectors;
 
@@ -18,6 +18,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub handler: CommandHandler,
     pub queries: Arc<dyn ForumQueries>,
+    /// The statistics (`GET /stats/...`).
+    pub stats: Arc<dyn StatsQueries>,
     /// The search index queries read (`GET /search`).
     pub search: Arc<dyn projections::search::SearchIndex>,
     /// Models, workers and tasks (`GET /tasks`, claims, the dispatch loops).

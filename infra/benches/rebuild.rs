@@ -13,7 +13,8 @@
 //! 1. writes a synthetic forum history (registrations with their reservations and sessions,
 //!    posts in Chinese and English, many pseudonymous comments, a few deletions) through
 //!    `PostgresEventStore::append_many`, from the real event enums;
-//! 2. rebuilds every projection of `projections::all()` from that log into
+//! 2. rebuilds every projection of `projections::all()` that has read-model tables (the search
+//!    index has a bench of its own, `benches/search.rs`) from that log into
 //!    `PostgresReadModels`, one after the other, each reading the whole log;
 //! 3. derives the rows those read models end with by folding the same projections' changes
 //!    in memory, and loads them with `COPY ... FROM STDIN` into plain tables made `LIKE` the
@@ -24,7 +25,7 @@
 //! Both rates are given in events of the log per second, so the ratio says what share of the
 //! bulk-load speed a rebuild reaches.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +46,8 @@ use infra::event_store::PostgresEventStore;
 use infra::read_model::PostgresReadModels;
 use infra::source::StoreSource;
 use projections::runner::rebuild;
-use projections::{Change, EventSource};
+use projections::stats::StatsChange;
+use projections::{Change, EventSource, Projection};
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
 
@@ -64,7 +66,16 @@ const OWNED_TABLES: &[(&str, &[&str])] = &[
     ("users", &["users", "sessions"]),
     ("feed", &["feed"]),
     ("comments", &["comments"]),
+    ("stats", &["stats_counters", "stats_active", "stats_tasks"]),
 ];
+
+/// The projections the bench rebuilds: those whose tables it knows.
+fn benched() -> Vec<Arc<dyn Projection>> {
+    projections::all()
+        .into_iter()
+        .filter(|p| OWNED_TABLES.iter().any(|(name, _)| *name == p.name()))
+        .collect()
+}
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
@@ -162,7 +173,7 @@ async fn measure(url: &str, events: u64) -> BenchResult<Report> {
     let models = Arc::new(PostgresReadModels::connect(url).await?);
     let source: Arc<dyn EventSource> = Arc::new(StoreSource(store.clone()));
     let mut rebuilt = Vec::new();
-    for projection in projections::all() {
+    for projection in benched() {
         eprintln!("rebuilding {} ...", projection.name());
         let started = Instant::now();
         let generation = rebuild(
@@ -216,7 +227,7 @@ async fn measure(url: &str, events: u64) -> BenchResult<Report> {
 
 /// Reads the whole log and folds every projection's changes into the rows they leave.
 async fn derive_rows(store: &dyn EventStore) -> BenchResult<Model> {
-    let projections = projections::all();
+    let projections = benched();
     let mut model = Model::default();
     let mut after: Position = 0;
     loop {
@@ -763,6 +774,17 @@ struct CommentRow {
     created_at: DateTime<Utc>,
 }
 
+struct TaskRow {
+    task_id: Uuid,
+    model: String,
+    published_ms: i64,
+    first_claimed_ms: Option<i64>,
+    claimed_ms: Option<i64>,
+    finished_ms: Option<i64>,
+    finished_day: Option<String>,
+    state: Option<&'static str>,
+}
+
 #[derive(Default)]
 struct Model {
     users: Rows<UserRow>,
@@ -770,6 +792,11 @@ struct Model {
     feed: Rows<PostRow>,
     comments: Rows<CommentRow>,
     comments_of: HashMap<Uuid, Vec<Uuid>>,
+    /// (day, metric, key) -> value
+    stats_counters: BTreeMap<(String, &'static str, String), i64>,
+    /// (day, user id)
+    stats_active: BTreeSet<(String, String)>,
+    stats_tasks: Rows<TaskRow>,
 }
 
 /// One table's rows as `COPY ... WITH (FORMAT csv)` input.
@@ -897,6 +924,54 @@ impl Model {
             }
             // The benchmark's history is a forum's: no models, workers or tasks.
             Change::Tasks(_) => unreachable!("the benchmark writes no task events"),
+            Change::Stats(change) => self.apply_stats(change),
+        }
+    }
+
+    /// What the statistics statements do to their tables.
+    fn apply_stats(&mut self, change: StatsChange) {
+        match change {
+            StatsChange::Count {
+                day,
+                metric,
+                key,
+                delta,
+            } => {
+                *self
+                    .stats_counters
+                    .entry((day.to_string(), metric.as_str(), key))
+                    .or_default() += delta;
+            }
+            StatsChange::Active { day, user_id } => {
+                self.stats_active
+                    .insert((day.to_string(), user_id.to_string()));
+            }
+            StatsChange::TaskPublished { task_id, model, at } => self.stats_tasks.insert(
+                task_id.as_uuid(),
+                TaskRow {
+                    task_id: task_id.as_uuid(),
+                    model,
+                    published_ms: at.timestamp_millis(),
+                    first_claimed_ms: None,
+                    claimed_ms: None,
+                    finished_ms: None,
+                    finished_day: None,
+                    state: None,
+                },
+            ),
+            StatsChange::TaskClaimed { task_id, at } => {
+                if let Some(task) = self.stats_tasks.get_mut(task_id.as_uuid()) {
+                    task.first_claimed_ms = task.first_claimed_ms.or(Some(at.timestamp_millis()));
+                    task.claimed_ms = Some(at.timestamp_millis());
+                }
+            }
+            StatsChange::TaskFinished { task_id, state, at } => {
+                if let Some(task) = self.stats_tasks.get_mut(task_id.as_uuid()) {
+                    task.finished_ms = Some(at.timestamp_millis());
+                    task.finished_day = Some(at.date_naive().to_string());
+                    task.state = Some(state.as_str());
+                }
+            }
         }
     }
 
@@ -958,6 +1033,33 @@ impl Model {
                 "comment_id, post_id, position, author_name, anonymous, is_host, body, \
                  reply_to, created_at"
             }
+            "stats_counters" => {
+                for ((day, metric, key), value) in &self.stats_counters {
+                    out.text(day).text(metric).text(key).int(*value).end();
+                }
+                "day, metric, key, value"
+            }
+            "stats_active" => {
+                for (day, user_id) in &self.stats_active {
+                    out.text(day).text(user_id).end();
+                }
+                "day, user_id"
+            }
+            "stats_tasks" => {
+                for r in self.stats_tasks.iter() {
+                    out.text(&r.task_id.to_string())
+                        .text(&r.model)
+                        .int(r.published_ms)
+                        .optional_int(r.first_claimed_ms)
+                        .optional_int(r.claimed_ms)
+                        .optional_int(r.finished_ms)
+                        .optional_text(r.finished_day.as_deref())
+                        .optional_text(r.state)
+                        .end();
+                }
+                "task_id, model, published_ms, first_claimed_ms, claimed_ms, finished_ms, \
+                 finished_day, state"
+            }
             _ => return None,
         };
         Some(Csv {
@@ -1010,6 +1112,13 @@ impl CsvWriter {
 
     fn int(&mut self, value: i64) -> &mut Self {
         self.raw(&value.to_string())
+    }
+
+    fn optional_int(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(v) => self.int(v),
+            None => self.raw(""),
+        }
     }
 
     fn bool(&mut self, value: bool) -> &mut Self {

@@ -72,17 +72,21 @@ pub enum Change {
     },
     /// The `tasks` projection's writes (models, workers, tasks).
     Tasks(crate::tasks::TaskChange),
+    /// The `stats` projection's writes (counters, activity, task timings).
+    Stats(crate::stats::StatsChange),
 }
 
 /// Merges a batch's comment-count updates per post, keeping every other change in place, so a
 /// busy post costs one row update per batch instead of one per comment. A post's pending
 /// count is written before any other change to that post, so applying the result equals
-/// applying `changes` one by one.
+/// applying `changes` one by one. Statistics counters and activity marks are merged too (see
+/// `stats::Merge`).
 pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
     let mut out = Vec::with_capacity(changes.len());
     // Pending count per post, in order of first appearance.
     let mut pending: Vec<Option<Change>> = Vec::new();
     let mut slot: HashMap<PostId, usize> = HashMap::new();
+    let mut stats = crate::stats::Merge::default();
     let flush = |post: &PostId,
                  out: &mut Vec<Change>,
                  pending: &mut Vec<Option<Change>>,
@@ -126,10 +130,12 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                 flush(&post_id, &mut out, &mut pending, &mut slot);
                 out.push(change);
             }
+            Change::Stats(change) => out.extend(stats.absorb(change).map(Change::Stats)),
             other => out.push(other),
         }
     }
     out.extend(pending.into_iter().flatten());
+    out.extend(stats.into_changes().map(Change::Stats));
     out
 }
 

@@ -13,6 +13,7 @@ pub mod ports;
 pub mod routed;
 pub mod runner;
 pub mod search;
+pub mod stats;
 pub mod tasks;
 pub mod users;
 pub mod views;
@@ -20,6 +21,7 @@ pub mod views;
 pub use change::Change;
 pub use ports::{EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 pub use runner::{ProjectionHub, ProjectionState, ProjectionStatus};
+pub use stats::StatsQueries;
 
 use domain::{Envelope, Event};
 
@@ -40,5 +42,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(comments::Comments),
         std::sync::Arc::new(search::Search),
         std::sync::Arc::new(tasks::Tasks),
+        std::sync::Arc::new(stats::Stats),
     ]
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod ops;
 pub mod posts;
 pub mod search;
+pub mod stats;
 pub mod tasks;
 pub mod workers;
 
@@ -63,6 +64,8 @@ pub fn api() -> Router<AppState> {
         .route("/workers/tasks/{id}/heartbeat", post(workers::heartbeat))
         .route("/workers/tasks/{id}/complete", post(workers::complete))
         .route("/workers/tasks/{id}/fail", post(workers::fail))
+        .route("/stats/overview", get(stats::overview))
+        .route("/stats/daily", get(stats::daily))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/admin/projections", get(ops::projections))

@@ -216,6 +216,21 @@ async fn no_public_answer_names_the_author_of_anonymous_content() {
         .await
         .expect_problem(410);
 
+    // The statistics count the anonymous content and name no one.
+    let overview = app
+        .get(&format!("/stats/overview?after={after}"))
+        .await
+        .expect(200);
+    assert!(
+        overview["anonymous_comments"].as_u64() >= Some(2),
+        "{overview}"
+    );
+    let today = chrono::Utc::now().date_naive();
+    let (from, to) = (today - chrono::Days::new(1), today + chrono::Days::new(1));
+    app.get(&format!("/stats/daily?from={from}&to={to}&after={after}"))
+        .await
+        .expect(200);
+
     assert_nothing_public_names(&app, mark, &[&kestrel, &otter]);
     app.assert_no_server_errors();
 }

@@ -287,6 +287,9 @@ async fn wait_for_projections(app: &TestApp, token: &str, post_id: &str, head: u
     app.get(&format!("/posts/{post_id}/comments?limit=1&after={head}"))
         .await
         .expect(200);
+    app.get(&format!("/stats/overview?after={head}"))
+        .await
+        .expect(200);
 }
 
 async fn dump(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
@@ -294,7 +297,7 @@ async fn dump(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
         .await
         .expect("the read models open");
     let mut out = BTreeMap::new();
-    for name in ["users", "feed", "comments"] {
+    for name in ["users", "feed", "comments", "stats"] {
         out.insert(name, models.dump(name).await.expect("a dump"));
     }
     models.close().await;

@@ -450,6 +450,42 @@ impl TestApp {
             .await
     }
 
+    /// One projection's entry of `GET /admin/projections` (`token`: an admin's).
+    pub async fn projection_status(&self, token: &str, name: &str) -> Value {
+        let all = self.get_auth("/admin/projections", token).await.expect(200);
+        all["projections"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("projection {name} is not listed: {all}"))
+    }
+
+    /// Rebuilds a projection through `POST /admin/projections/{name}/rebuild` (`token`: an
+    /// admin's) and waits, at most 30 s, until its new generation is live.
+    pub async fn rebuild(&self, token: &str, name: &str) {
+        let before = self.projection_status(token, name).await["generation"]
+            .as_u64()
+            .expect("a generation");
+        let path = format!("/admin/projections/{name}/rebuild");
+        self.post_json(&path, Some(token), &json!({}))
+            .await
+            .expect(202);
+        for _ in 0..600 {
+            let status = self.projection_status(token, name).await;
+            if status["rebuild"].is_null() && status["generation"].as_u64() > Some(before) {
+                assert_ne!(status["state"], "failed", "{status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the rebuild of {name} did not finish: {}",
+            self.projection_status(token, name).await
+        );
+    }
+
     /// Every item of a cursor-paged list, following `next_cursor` until it is null.
     pub async fn all_pages(&self, path: &str, after: Position) -> Vec<Value> {
         let sep = if path.contains('?') { '&' } else { '?' };

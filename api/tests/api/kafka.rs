@@ -21,7 +21,7 @@ use crate::helpers::{
     TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
 };
 
-const PROJECTIONS: [&str; 3] = ["users", "feed", "comments"];
+const PROJECTIONS: [&str; 4] = ["users", "feed", "comments", "stats"];
 
 fn brokers() -> Option<String> {
     let brokers = std::env::var("TREEHOLE_TEST_KAFKA_BROKERS").ok();
@@ -206,6 +206,9 @@ async fn caught_up_dumps(
 async fn store_fed_dumps(app: &TestApp, head: u64) -> Vec<Vec<String>> {
     // The app's own projectors read the store; wait for them through read-your-writes.
     app.get(&format!("/posts?after={head}")).await.expect(200);
+    app.get(&format!("/stats/overview?after={head}"))
+        .await
+        .expect(200);
     let scratch = tempfile::tempdir().expect("a temp dir");
     let (live, _) = read_models_of(app, scratch.path()).await;
     let mut dumps = Vec::new();

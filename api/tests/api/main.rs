@@ -10,5 +10,6 @@ mod hot_post;
 mod kafka;
 mod rebuild;
 mod search;
+mod stats;
 mod tasks;
 mod worker;

@@ -76,17 +76,6 @@ async fn write_corpus(
     keys
 }
 
-async fn search_status(app: &TestApp, token: &str) -> Value {
-    let all = app.get_auth("/admin/projections", token).await.expect(200);
-    all["projections"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|p| p["name"] == "search")
-        .cloned()
-        .expect("search is listed")
-}
-
 /// Runs every expectation and returns each query's hits.
 async fn check_expectations(
     app: &TestApp,
@@ -267,29 +256,7 @@ async fn search_finds_ranks_pages_forgets_and_survives_restarts_and_rebuilds() {
     app.get_auth(&format!("/me?after={granted}"), &token)
         .await
         .expect(200);
-    let before = search_status(&app, &token).await["generation"]
-        .as_u64()
-        .expect("generation");
-    app.post_json(
-        "/admin/projections/search/rebuild",
-        Some(&token),
-        &json!({}),
-    )
-    .await
-    .expect(202);
-    for _ in 0..600 {
-        let status = search_status(&app, &token).await;
-        if status["rebuild"].is_null() && status["generation"].as_u64() > Some(before) {
-            assert_ne!(status["state"], "failed", "{status}");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        search_status(&app, &token).await["generation"].as_u64() > Some(before),
-        "the rebuild never finished: {}",
-        search_status(&app, &token).await
-    );
+    app.rebuild(&token, "search").await;
     let head = app.head().await;
     let expectations = EXPECTATIONS.iter().filter(|e| e.first != "bike").count();
     let mut failures = 0;

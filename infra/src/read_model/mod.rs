@@ -2,6 +2,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod stats;
 pub(crate) mod tasks;
 
 use std::time::Duration;
@@ -10,14 +11,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 pub use postgres::PostgresReadModels;
 use projections::tasks::TaskQueries;
-use projections::{ForumQueries, ReadModelError, ReadModelStore};
+use projections::{ForumQueries, ReadModelError, ReadModelStore, StatsQueries};
 pub use sqlite::SqliteReadModels;
 use uuid::Uuid;
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
 pub trait ReadModels:
-    ReadModelStore + ForumQueries + TaskQueries + crate::kafka::RelayCheckpoints
+    ReadModelStore + ForumQueries + TaskQueries + StatsQueries + crate::kafka::RelayCheckpoints
 {
     /// Releases the connections (the SQLite store checkpoints its WAL).
     async fn close(&self);
@@ -200,6 +201,34 @@ pub(crate) const TABLES: &[Table] = &[
         indexes: &["CREATE INDEX {t}_task ON {t} (task_id, position)"],
         columns: "position, task_id, event, detail, at",
         order: "position",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_counters",
+        sqlite: stats::COUNTERS,
+        postgres: stats::COUNTERS,
+        indexes: &[],
+        columns: "day, metric, key, value",
+        order: "day, metric, key",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_active",
+        sqlite: stats::ACTIVE,
+        postgres: stats::ACTIVE,
+        indexes: &[],
+        columns: "day, user_id",
+        order: "day, user_id",
+    },
+    Table {
+        projection: "stats",
+        name: "stats_tasks",
+        sqlite: stats::TASKS,
+        postgres: stats::TASKS,
+        indexes: &["CREATE INDEX {t}_finished ON {t} (finished_day)"],
+        columns: "task_id, model, published_ms, first_claimed_ms, claimed_ms, finished_ms, \
+                  finished_day, state",
+        order: "task_id",
     },
 ];
 

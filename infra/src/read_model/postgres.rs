@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use super::stats::Stats;
 use super::{TABLES, backend, dump_query, retry_transient, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -21,7 +22,7 @@ use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 pub struct PostgresReadModels {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PostgresReadModels {
@@ -267,6 +268,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
                 .await?;
         }
         Change::Tasks(change) => apply_task_change(tx, g, change).await?,
+        Change::Stats(change) => Stats::<Postgres>::apply(e, g, change).await?,
     }
     Ok(())
 }

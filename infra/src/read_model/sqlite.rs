@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::stats::Stats;
 use super::{TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
 use async_trait::async_trait;
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -17,7 +18,7 @@ use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, R
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 /// Bookkeeping: every generation of every projection, its state and its checkpoint.
 const SCHEMA: &str = r#"
@@ -40,7 +41,7 @@ CREATE TABLE IF NOT EXISTS relay_checkpoints (
 
 pub struct SqliteReadModels {
     writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 impl SqliteReadModels {
@@ -211,6 +212,7 @@ async fn apply_one(
                 .await?;
         }
         Change::Tasks(change) => apply_task_change(tx, g, change).await?,
+        Change::Stats(change) => Stats::<Sqlite>::apply(&mut **tx, g, change).await?,
     }
     Ok(())
 }

@@ -7,15 +7,17 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::ids::TaskId;
 use domain::{CommentId, PostId, SessionId, UserId};
 use projections::ports::Page;
-use projections::{Change, ForumQueries, Promotion, ReadModelError, ReadModelStore};
+use projections::stats::{FinalState, Metric, Percentiles, StatsChange, TaskFigures};
+use projections::{Change, ForumQueries, Promotion, ReadModelError, ReadModelStore, StatsQueries};
 use uuid::Uuid;
 
 /// Both sides of a read-model backend.
-pub trait ReadModels: ReadModelStore + ForumQueries {}
-impl<T: ReadModelStore + ForumQueries> ReadModels for T {}
+pub trait ReadModels: ReadModelStore + ForumQueries + StatsQueries {}
+impl<T: ReadModelStore + ForumQueries + StatsQueries> ReadModels for T {}
 
 pub type Store = Arc<dyn ReadModels>;
 
@@ -40,6 +42,9 @@ macro_rules! read_model_contract {
             batching_does_not_change_the_result,
             unknown_projections_are_refused,
             a_batch_from_a_stale_checkpoint_is_refused,
+            stats_without_activity_are_zeros_for_every_day,
+            stats_add_up_per_day_and_in_total,
+            stats_percentiles_are_nearest_rank_per_day_model_and_in_total,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -512,4 +517,231 @@ pub async fn a_batch_from_a_stale_checkpoint_is_refused(store: Store) {
         store.live("feed").await.expect("live").map(|g| g.position),
         Some(7)
     );
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().expect("a date")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("a time")
+        .with_timezone(&Utc)
+}
+
+fn stat(change: StatsChange) -> Change {
+    Change::Stats(change)
+}
+
+fn counted(d: &str, metric: Metric, key: &str, delta: i64) -> Change {
+    stat(StatsChange::Count {
+        day: day(d),
+        metric,
+        key: key.into(),
+        delta,
+    })
+}
+
+fn active(d: &str, user: u128) -> Change {
+    stat(StatsChange::Active {
+        day: day(d),
+        user_id: UserId::new(Uuid::from_u128(user)),
+    })
+}
+
+fn percentiles(samples: u64, p50: u64, p95: u64) -> Percentiles {
+    Percentiles {
+        samples,
+        p50: Some(p50),
+        p95: Some(p95),
+    }
+}
+
+pub async fn stats_without_activity_are_zeros_for_every_day(store: Store) {
+    live_with(&store, "stats", &[], 0).await;
+    assert_eq!(
+        store.overview().await.expect("overview"),
+        Default::default()
+    );
+    let days = store
+        .daily(day("2026-02-27"), day("2026-03-01"))
+        .await
+        .expect("daily");
+    assert_eq!(
+        days.iter().map(|d| d.day).collect::<Vec<_>>(),
+        [day("2026-02-27"), day("2026-02-28"), day("2026-03-01")]
+    );
+    assert!(days.iter().all(|d| d.figures == Default::default()));
+}
+
+pub async fn stats_add_up_per_day_and_in_total(store: Store) {
+    let (d1, d2) = ("2026-03-01", "2026-03-02");
+    let first = [
+        counted(d1, Metric::Registrations, "", 1),
+        counted(d1, Metric::Posts, "", 3),
+        counted(d1, Metric::AnonymousPosts, "", 1),
+        counted(d1, Metric::TasksPublished, "sdxl", 2),
+        counted(d1, Metric::TasksPublished, "whisper", 1),
+        active(d1, 1),
+        active(d1, 2),
+    ];
+    let g = live_with(&store, "stats", &first, 7).await;
+    // A later batch adds to the same counters, and marks user 1 active on d1 again.
+    let second = [
+        counted(d1, Metric::Registrations, "", 1),
+        counted(d1, Metric::TasksPublished, "sdxl", 1),
+        active(d1, 1),
+        counted(d2, Metric::Comments, "", 4),
+        counted(d2, Metric::AnonymousComments, "", 3),
+        counted(d2, Metric::WebhookAttempts, "", 3),
+        counted(d2, Metric::WebhooksDelivered, "", 1),
+        counted(d2, Metric::WebhooksAbandoned, "", 1),
+        active(d2, 1),
+        active(d2, 3),
+    ];
+    store
+        .apply("stats", g, &second, 7, 17)
+        .await
+        .expect("apply");
+
+    let days = store.daily(day(d1), day(d2)).await.expect("daily");
+    let (one, two) = (&days[0].figures, &days[1].figures);
+    assert_eq!(
+        (
+            one.registrations,
+            one.active_users,
+            one.posts,
+            one.anonymous_posts
+        ),
+        (2, 2, 3, 1)
+    );
+    assert_eq!((one.comments, one.webhooks.attempts), (0, 0));
+    assert_eq!(one.tasks.published, 4);
+    assert_eq!(one.tasks_by_model["sdxl"].published, 3);
+    assert_eq!(one.tasks_by_model["whisper"].published, 1);
+    assert_eq!(
+        (
+            two.registrations,
+            two.active_users,
+            two.comments,
+            two.anonymous_comments
+        ),
+        (0, 2, 4, 3)
+    );
+    assert_eq!(
+        (
+            two.webhooks.attempts,
+            two.webhooks.delivered,
+            two.webhooks.abandoned
+        ),
+        (3, 1, 1)
+    );
+    assert!(two.tasks_by_model.is_empty());
+
+    let all = store.overview().await.expect("overview");
+    assert_eq!((all.registrations, all.active_users), (2, 3));
+    assert_eq!((all.posts, all.comments, all.tasks.published), (3, 4, 4));
+    assert_eq!(all.webhooks, two.webhooks);
+    // Days outside the range are not read.
+    let later = store.daily(day(d2), day(d2)).await.expect("daily");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].figures, *two);
+}
+
+pub async fn stats_percentiles_are_nearest_rank_per_day_model_and_in_total(store: Store) {
+    let task = |n: u128| TaskId::new(Uuid::from_u128(0x7a5c_0000 + n));
+    let (t0, end) = (at("2026-03-01T12:00:00Z"), at("2026-03-02T12:00:00Z"));
+    let ms = Duration::milliseconds;
+    let published = |n, model: &str| {
+        stat(StatsChange::TaskPublished {
+            task_id: task(n),
+            model: model.into(),
+            at: t0,
+        })
+    };
+    let claimed = |n, at| {
+        stat(StatsChange::TaskClaimed {
+            task_id: task(n),
+            at,
+        })
+    };
+    let finished = |n, state, at| {
+        stat(StatsChange::TaskFinished {
+            task_id: task(n),
+            state,
+            at,
+        })
+    };
+    let mut changes = Vec::new();
+    // sdxl 1..=10: waited i * 100 ms, were claimed again (after a retry) i * 1000 ms before
+    // the end; 1-6 succeeded, 7-9 failed, 10 was cancelled (so it has no run time).
+    for i in 1..=10u128 {
+        let i64 = i as i64;
+        changes.push(published(i, "sdxl"));
+        changes.push(claimed(i, t0 + ms(i64 * 100)));
+        changes.push(claimed(i, end - ms(i64 * 1000)));
+        let state = match i {
+            1..=6 => FinalState::Succeeded,
+            7..=9 => FinalState::Failed,
+            _ => FinalState::Cancelled,
+        };
+        changes.push(finished(i, state, end));
+    }
+    // sdxl 11 is still running; whisper 21 ran on day one; whisper 22 was never claimed.
+    changes.extend([
+        published(11, "sdxl"),
+        claimed(11, t0 + ms(5)),
+        published(21, "whisper"),
+        claimed(21, t0 + ms(50)),
+        finished(21, FinalState::Succeeded, t0 + ms(120)),
+        published(22, "whisper"),
+        finished(22, FinalState::Cancelled, end),
+    ]);
+    live_with(&store, "stats", &changes, changes.len() as u64).await;
+
+    let days = store
+        .daily(day("2026-03-01"), day("2026-03-03"))
+        .await
+        .expect("daily");
+    let (one, two, three) = (&days[0].figures, &days[1].figures, &days[2].figures);
+    let whisper_run = TaskFigures {
+        succeeded: 1,
+        wait_ms: percentiles(1, 50, 50),
+        run_ms: percentiles(1, 70, 70),
+        ..TaskFigures::default()
+    };
+    assert_eq!(one.tasks, whisper_run);
+    assert_eq!(one.tasks_by_model["whisper"], whisper_run);
+    // 10 waits of 100..1000: ranks ceil(5) and ceil(9.5); 9 runs of 1000..9000: ranks ceil(4.5)
+    // and ceil(8.55).
+    let sdxl = TaskFigures {
+        succeeded: 6,
+        failed: 3,
+        cancelled: 1,
+        wait_ms: percentiles(10, 500, 1000),
+        run_ms: percentiles(9, 5000, 9000),
+        ..TaskFigures::default()
+    };
+    assert_eq!(two.tasks_by_model["sdxl"], sdxl);
+    assert_eq!(
+        two.tasks_by_model["whisper"],
+        TaskFigures {
+            cancelled: 1,
+            ..TaskFigures::default()
+        }
+    );
+    assert_eq!(
+        two.tasks,
+        TaskFigures {
+            cancelled: 2,
+            ..sdxl.clone()
+        }
+    );
+    assert_eq!(*three, Default::default());
+
+    let all = store.overview().await.expect("overview").tasks;
+    assert_eq!((all.succeeded, all.failed, all.cancelled), (7, 3, 2));
+    // Waits 50, 100..1000 (11): ranks 6 and 11; runs 70, 1000..9000 (10): ranks 5 and 10.
+    assert_eq!(all.wait_ms, percentiles(11, 500, 1000));
+    assert_eq!(all.run_ms, percentiles(10, 4000, 9000));
 }
