@@ -92,6 +92,9 @@ impl Default for TaskConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
+    /// Whether this `serve` delivers webhooks (`TREEHOLE_WEBHOOKS_DELIVER=off` pauses outgoing
+    /// calls; owed webhooks wait in the tasks model until a process delivers again).
+    pub deliver: bool,
     /// Let webhooks reach loopback, private and link-local addresses
     /// (`TREEHOLE_WEBHOOKS_ALLOW_INTERNAL`). Off: such URLs are refused at publication and
     /// again at delivery.
@@ -109,6 +112,7 @@ pub struct WebhookConfig {
 impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
+            deliver: true,
             allow_internal: false,
             max_attempts: 8,
             backoff_ms: 2_000,
@@ -466,6 +470,7 @@ fn value_of(key: &str, raw: &str) -> toml::Value {
         || key == "migrate_on_start"
         || key == "kafka.relay"
         || key == "webhooks.allow_internal"
+        || key == "webhooks.deliver"
     {
         return toml::Value::Boolean(!matches!(
             raw.to_ascii_lowercase().as_str(),

@@ -260,10 +260,12 @@ impl Application {
             state.clone(),
             reap,
         )));
-        tasks.push(tokio::spawn(crate::dispatch::deliver_webhooks(
-            state.clone(),
-            WEBHOOK_POLL,
-        )));
+        if state.settings.webhooks.deliver {
+            tasks.push(tokio::spawn(crate::dispatch::deliver_webhooks(
+                state.clone(),
+                WEBHOOK_POLL,
+            )));
+        }
         let pruner = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
