@@ -96,6 +96,7 @@ pub async fn create_post(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1 to 100, default 20.
     pub limit: Option<u32>,

@@ -22,6 +22,7 @@ use crate::state::AppState;
 const SNIPPET_CHARS: usize = 120;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// The words to find (Chinese or English, at most 200 characters). Every word must match;
     /// English words match across inflections and, from five letters on, with one typo.

@@ -833,3 +833,45 @@ async fn concurrent_repeats_of_one_idempotency_key_get_one_answer() {
     assert_eq!(feed.len(), 1);
     app.assert_no_server_errors();
 }
+
+/// The OpenAPI document names every route and places each parameter where the route takes
+/// it: a path parameter is a `{name}` of its path; everything else is a query or header.
+#[tokio::test]
+async fn the_openapi_document_places_every_parameter_where_the_route_reads_it() {
+    let app = crate::helpers::spawn_app().await;
+    let doc = app
+        .send(
+            app.client
+                .get(format!("{}/api/v1/openapi.json", app.address)),
+        )
+        .await
+        .expect(200);
+    let paths = doc["paths"].as_object().expect("paths");
+    for wanted in [
+        "/api/v1/tasks",
+        "/api/v1/workers/claim",
+        "/api/v1/stats/daily",
+        "/api/v1/search",
+    ] {
+        assert!(paths.contains_key(wanted), "{wanted} is documented");
+    }
+    let mut checked = 0;
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().expect("operations") {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let (name, place) = (
+                    parameter["name"].as_str().expect("a name"),
+                    parameter["in"].as_str().expect("a place"),
+                );
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    place == "path",
+                    in_path,
+                    "{method} {path}: {name} is in {place}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} parameters");
+}
