@@ -241,15 +241,10 @@ fn outcome(out: Vec<u8>, err: Vec<u8>, status: std::io::Result<std::process::Exi
         return Run::Done(result);
     }
     let stderr = String::from_utf8_lossy(&err);
-    let tail: String = stderr
-        .trim()
-        .chars()
-        .rev()
-        .take(1000)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let stderr = stderr.trim();
+    // Its last 1000 characters say what went wrong.
+    let start = stderr.char_indices().rev().nth(999).map_or(0, |(i, _)| i);
+    let tail = &stderr[start..];
     let error = if tail.is_empty() {
         format!("the command failed ({status})")
     } else {

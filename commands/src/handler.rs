@@ -148,8 +148,12 @@ impl CommandHandler {
         Ok(Loaded { state, version })
     }
 
-    /// Like [`Self::load`], starting from the cached state and reading only newer events.
-    async fn load_cached<A: Aggregate>(&self, stream: &StreamId) -> Result<Loaded<A>, LoadError> {
+    /// Like [`Self::load`], starting from the cached state and reading only newer events (the
+    /// store is still asked, so the answer is as current as a full load).
+    pub async fn load_cached<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Loaded<A>, LoadError> {
         let Some(mut loaded) = self.cache.get::<A>(stream) else {
             let loaded = self.load::<A>(stream).await?;
             self.cache.put(stream, loaded.clone());

@@ -26,26 +26,35 @@ use crate::routes::posts::{ListParams, next_cursor, page};
 use crate::routes::{consistent, context};
 use crate::state::AppState;
 
-/// Compiled input schemas, by their text: a model's schema is compiled once, not per task.
+/// Compiled input schemas of the registered models, by model and stream version: a model's
+/// schema is compiled once per change, not per task.
 #[derive(Default)]
-pub struct Schemas(Mutex<HashMap<String, Arc<jsonschema::Validator>>>);
+pub struct Schemas(Mutex<HashMap<(ModelName, u64), Arc<jsonschema::Validator>>>);
 
 impl Schemas {
-    /// The validator of `schema`, or why it is not a usable JSON Schema.
-    pub fn validator(&self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
-        let key = schema.to_string();
+    /// The validator of `model` at `version`, whose schema is `schema`.
+    fn validator(
+        &self,
+        model: &ModelName,
+        version: u64,
+        schema: &Value,
+    ) -> Result<Arc<jsonschema::Validator>, String> {
+        let key = (model.clone(), version);
         if let Some(v) = self.0.lock().expect("schema cache lock").get(&key) {
             return Ok(v.clone());
         }
-        let validator = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string())?);
+        let validator = Arc::new(compile(schema)?);
         let mut cache = self.0.lock().expect("schema cache lock");
-        // Schemas change rarely; a full cache is simply started again.
-        if cache.len() >= 256 {
-            cache.clear();
-        }
+        // Old versions of a model are never asked for again: drop them.
+        cache.retain(|(name, _), _| name != model);
         cache.insert(key, validator.clone());
         Ok(validator)
     }
+}
+
+/// `schema` as a validator, or why it is not a usable JSON Schema.
+fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(schema).map_err(|e| e.to_string())
 }
 
 fn invalid(field: &str, detail: impl std::fmt::Display) -> ApiError {
@@ -85,7 +94,7 @@ pub struct NewModel {
 }
 
 impl ModelBody {
-    fn spec(self, schemas: &Schemas) -> Result<ModelSpec, ApiError> {
+    fn spec(self) -> Result<ModelSpec, ApiError> {
         let kind = self.kind.trim();
         if !(1..=64).contains(&kind.chars().count()) {
             return Err(invalid("kind", "must be 1 to 64 characters"));
@@ -96,8 +105,7 @@ impl ModelBody {
         if !self.input_schema.is_object() && !self.input_schema.is_boolean() {
             return Err(invalid("input_schema", "must be a JSON Schema object"));
         }
-        schemas
-            .validator(&self.input_schema)
+        compile(&self.input_schema)
             .map_err(|e| invalid("input_schema", format!("not a valid JSON Schema: {e}")))?;
         Ok(ModelSpec {
             kind: kind.to_owned(),
@@ -163,7 +171,7 @@ pub async fn register_model(
     let name = model_name(&body.name)?;
     let command = ModelCommand::Register {
         name: name.clone(),
-        spec: body.spec.spec(&state.schemas)?,
+        spec: body.spec.spec()?,
         enabled: body.enabled.unwrap_or(true),
         by: auth.actor.clone(),
     };
@@ -191,7 +199,7 @@ pub async fn update_model(
     }
     let name = ModelName::parse(&name).map_err(|_| ApiError::not_found("no such model"))?;
     let command = ModelCommand::Update {
-        spec: body.spec(&state.schemas)?,
+        spec: body.spec()?,
         by: auth.actor.clone(),
     };
     let position = run_on_model(&state, &auth, request_id.as_deref(), &name, command).await?;
@@ -322,7 +330,8 @@ pub async fn publish_task(
         }
         .to_api());
     }
-    let model = state.handler.load::<Model>(&name.stream()).await?.state;
+    let loaded = state.handler.load_cached::<Model>(&name.stream()).await?;
+    let model = loaded.state;
     let Some(spec) = model.spec.as_ref() else {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -333,7 +342,7 @@ pub async fn publish_task(
     };
     let validator = state
         .schemas
-        .validator(&spec.input_schema)
+        .validator(&name, loaded.version, &spec.input_schema)
         .map_err(ApiError::internal)?;
     let violations: Vec<String> = validator
         .iter_errors(&body.input)

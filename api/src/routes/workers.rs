@@ -109,7 +109,7 @@ pub async fn register_worker(
         let model = ModelName::parse(raw)?;
         if !state
             .handler
-            .load::<Model>(&model.stream())
+            .load_cached::<Model>(&model.stream())
             .await?
             .state
             .exists()
@@ -309,8 +309,8 @@ pub async fn claim(
                 .await
             {
                 Ok(outcome) => {
-                    if let Some(claimed) = claimed(&outcome.events, outcome.position) {
-                        return claimed_answer(&state, claimed).await;
+                    if let Some(claimed) = claimed(&state, &outcome).await? {
+                        return Ok((StatusCode::OK, Json(claimed)).into_response());
                     }
                 }
                 // Someone else got it first (the read model had not seen that yet).
@@ -329,42 +329,41 @@ pub async fn claim(
     }
 }
 
-fn claimed(events: &[commands::Recorded<TaskEvent>], position: Position) -> Option<ClaimedTask> {
-    events.iter().find_map(|r| match &r.event {
+/// The task a claim took, with its model and input from the task's own stream (the read
+/// model may not have the task yet when a claim follows its publication at once).
+async fn claimed(
+    state: &AppState,
+    outcome: &commands::Outcome<TaskEvent>,
+) -> Result<Option<ClaimedTask>, ApiError> {
+    let Some((task_id, attempt, lease_until)) = outcome.events.iter().find_map(|r| match r.event {
         TaskEvent::TaskClaimed {
             task_id,
             attempt,
             lease_until,
             ..
-        } => Some(ClaimedTask {
-            task_id: *task_id,
-            model: String::new(),
-            input: Value::Null,
-            attempt: *attempt,
-            lease_until: *lease_until,
-            position,
-        }),
+        } => Some((task_id, attempt, lease_until)),
         _ => None,
-    })
-}
-
-/// The claimed task with its model and input, from the task's own stream (the read model may
-/// not have the task yet when a claim follows its publication at once).
-async fn claimed_answer(state: &AppState, mut claimed: ClaimedTask) -> Result<Response, ApiError> {
+    }) else {
+        return Ok(None);
+    };
     let envelopes = state
         .handler
         .store()
-        .read_stream(&claimed.task_id.stream(), 1)
+        .read_stream(&task_id.stream(), 1)
         .await?;
     match envelopes.first().map(domain::Event::decode) {
         Some(Ok(domain::Event::Task(TaskEvent::TaskPublished { model, input, .. }))) => {
-            claimed.model = model.as_str().to_owned();
-            claimed.input = input;
-            Ok((StatusCode::OK, Json(claimed)).into_response())
+            Ok(Some(ClaimedTask {
+                task_id,
+                model: model.as_str().to_owned(),
+                input,
+                attempt,
+                lease_until,
+                position: outcome.position,
+            }))
         }
         _ => Err(ApiError::internal(format!(
-            "task {} was claimed but its stream does not start with its publication",
-            claimed.task_id
+            "task {task_id} was claimed but its stream does not start with its publication"
         ))),
     }
 }

@@ -78,13 +78,6 @@ impl Dialect {
         };
         columns.iter().map(each).collect::<Vec<_>>().join(", ")
     }
-
-    fn true_(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "1",
-            Dialect::Postgres => "TRUE",
-        }
-    }
 }
 
 fn json(s: &str) -> Result<Value, ReadModelError> {
@@ -551,11 +544,10 @@ pub(crate) fn claimable_query(d: Dialect, n: usize) -> String {
     };
     d.sql(&format!(
         "SELECT {id} FROM tasks t JOIN models m ON m.name = t.model \
-             WHERE t.status = 'queued' AND m.enabled = {} AND t.model IN ({list}) \
+             WHERE t.status = 'queued' AND m.enabled = TRUE AND t.model IN ({list}) \
              AND (SELECT COUNT(*) FROM tasks r WHERE r.model = t.model AND r.status = 'running') \
                  < m.max_concurrent \
-             ORDER BY t.priority DESC, t.position ASC LIMIT ?",
-        d.true_()
+             ORDER BY t.priority DESC, t.position ASC LIMIT ?"
     ))
 }
 
