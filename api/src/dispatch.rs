@@ -112,10 +112,13 @@ pub fn webhook_body(task: &TaskView) -> Vec<u8> {
 
 /// At most this many deliveries at once.
 const IN_FLIGHT: usize = 16;
+/// The shortest wait between two looks, so due retries are batched a little.
+const MIN_NAP: Duration = Duration::from_millis(20);
 
 /// Delivers the webhooks of finished tasks, retrying with exponential backoff, and records
-/// every attempt on the task's stream.
-pub async fn deliver_webhooks(state: AppState, interval: Duration) {
+/// every attempt on the task's stream. It looks again when the `tasks` model moves (a task
+/// finished, an attempt was recorded) or the next retry is due, and at least every `idle`.
+pub async fn deliver_webhooks(state: AppState, idle: Duration) {
     let config = state.settings.webhooks.clone();
     let policy = WebhookPolicy {
         allow_internal: config.allow_internal,
@@ -124,10 +127,12 @@ pub async fn deliver_webhooks(state: AppState, interval: Duration) {
     // Attempts this process has started per task: a task whose row does not show them yet is
     // not started again.
     let started: Arc<std::sync::Mutex<HashMap<TaskId, u32>>> = Arc::default();
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut nap = Duration::ZERO;
     loop {
-        tick.tick().await;
+        let seen = state.hub.position(&["tasks"]);
+        // Woken early by news; a timeout is just the next look.
+        let _ = state.hub.wait_for(&["tasks"], seen + 1, nap).await;
+        nap = idle;
         let pending = match state.tasks.pending_webhooks(200).await {
             Ok(pending) => pending,
             Err(e) => {
@@ -145,7 +150,12 @@ pub async fn deliver_webhooks(state: AppState, interval: Duration) {
             });
         }
         for task in pending {
-            if due_at(&config, &task).is_none_or(|due| due > now) {
+            let Some(due) = due_at(&config, &task) else {
+                continue;
+            };
+            if due > now {
+                let wait = (due - now).to_std().unwrap_or_default();
+                nap = nap.min(wait.max(MIN_NAP));
                 continue;
             }
             let attempt = task.webhook_attempts + 1;

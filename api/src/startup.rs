@@ -38,8 +38,8 @@ use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
 use crate::state::{AppState, Inner};
 
-/// How often `serve` looks for webhooks to deliver.
-const WEBHOOK_POLL: Duration = Duration::from_millis(250);
+/// The longest `serve` goes without looking for webhooks to deliver when nothing happens.
+const WEBHOOK_IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -263,7 +263,7 @@ impl Application {
         if state.settings.webhooks.deliver {
             tasks.push(tokio::spawn(crate::dispatch::deliver_webhooks(
                 state.clone(),
-                WEBHOOK_POLL,
+                WEBHOOK_IDLE,
             )));
         }
         let pruner = state.clone();
