@@ -8,4 +8,5 @@ pub mod migrations;
 pub mod read_model;
 pub mod search;
 pub mod source;
+pub mod synth;
 pub mod webhook;
