@@ -84,7 +84,7 @@ const ACTIVE_POSTS: usize = 40;
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -93,11 +93,11 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     pub fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
+        self.next_u64() % 100 < p
     }
 
     pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
@@ -263,10 +263,10 @@ impl History {
         let user_id = self.accounts[account].id;
         let token_hash = format!(
             "{:016x}{:016x}{:016x}{:016x}",
-            self.rng.next(),
-            self.rng.next(),
-            self.rng.next(),
-            self.rng.next()
+            self.rng.next_u64(),
+            self.rng.next_u64(),
+            self.rng.next_u64(),
+            self.rng.next_u64()
         );
         let started = SessionEvent::SessionStarted {
             session_id,
@@ -351,7 +351,7 @@ impl History {
         let sentences = 1 + self.rng.below(2);
         let body = self.body(sentences);
         let reply = self.rng.percent(30);
-        let pick = self.rng.next() as usize;
+        let pick = self.rng.next_u64() as usize;
         let thread = &mut self.threads[t];
         let is_host = author == thread.author;
         // The pseudonym rule of the Post aggregate, without its reconfiguration corner cases.
@@ -392,7 +392,7 @@ impl History {
             return;
         };
         let by_admin = self.rng.percent(10);
-        let pick = self.rng.next() as usize;
+        let pick = self.rng.next_u64() as usize;
         let thread = &mut self.threads[t];
         let live: Vec<usize> = (0..thread.comments.len())
             .filter(|&c| !thread.comments[c].2)
@@ -458,7 +458,7 @@ impl History {
                 worker_id,
                 name: "gpu-box-1".to_owned(),
                 models: self.tasks.models.clone(),
-                token_hash: format!("{:016x}{:016x}", self.rng.next(), self.rng.next()),
+                token_hash: format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()),
                 by: admin,
             };
             self.emit(out, worker_id.stream(), registered, admin);
