@@ -4,12 +4,14 @@
 //! binary (`main.rs`) parses the command line and runs it.
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod cursor;
 pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod load;
 pub mod metrics;
 pub mod openapi;
 pub mod projector;

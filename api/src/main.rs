@@ -57,7 +57,7 @@ enum Command {
     /// Rebuilds projections beside the live ones and swaps each atomically when caught up.
     /// Works while `serve` runs on the same data: queries keep answering from the old model.
     Rebuild {
-        /// Projection names (users, feed, comments, search, tasks), or `all`.
+        /// Projection names (users, feed, comments, search, tasks, stats), or `all`.
         #[arg(required = true)]
         projections: Vec<String>,
     },
@@ -74,6 +74,16 @@ enum Command {
     /// Runs tasks of one model: claims them from a server over HTTP, runs a command with the
     /// task input on stdin, and reports its stdout as the result.
     Worker(api::worker::WorkerArgs),
+    /// Fills an empty store with a synthetic forum history (users, posts and comments in
+    /// Chinese and English, pseudonyms, deletions, models and tasks) for benchmarks and demos.
+    Load {
+        /// Events to write.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+    },
+    /// The load tool: drives a server over HTTP and reports throughput and latency percentiles
+    /// beside a baseline measured in the same run (see BENCHMARKS.md).
+    Bench(api::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -184,6 +194,29 @@ async fn main() -> anyhow::Result<()> {
             api::telemetry::init(settings.log_format);
             tracing::info!(model = %args.model, server = %args.server, "worker running");
             api::worker::run(args.clone(), shutdown_signal()).await?;
+        }
+        Command::Load { events } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let bar = indicatif::ProgressBar::new(*events);
+            let loaded = api::load::load(&settings, *events, |n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            println!(
+                "loaded {} events in {:.1} s ({:.0} events/s); the log ends at position {}",
+                loaded.events,
+                loaded.took.as_secs_f64(),
+                loaded.events as f64 / loaded.took.as_secs_f64(),
+                loaded.head
+            );
+        }
+        Command::Bench(args) => {
+            // The baseline server must be served exactly as `serve` is: same runtime, no
+            // logging in the way.
+            let target = api::bench::Target {
+                data: cli.data.clone(),
+                database_url: cli.database_url.clone(),
+            };
+            api::bench::run(args, target).await?;
         }
     }
     Ok(())
