@@ -212,7 +212,7 @@ impl Report {
         }
         for (op, f) in rows {
             out.push_str(&format!(
-                "{:<22} {:>8} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
+                "{:<28} {:>8} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}\n",
                 op, f.count, f.errors, f.per_sec, f.p50_ms, f.p95_ms, f.p99_ms, f.max_ms
             ));
         }

@@ -528,6 +528,10 @@ pub async fn hot_post(
     let mut report = Report::new("hot-post", users.len(), wall, &rec);
     for (wave, took) in &waves {
         report.note(&format!("{wave} wave, s"), took.as_secs_f64());
+        report.note(
+            &format!("{wave} wave, comments/s"),
+            users.len() as f64 / took.as_secs_f64(),
+        );
     }
     report.note(
         "pseudonym rule",

@@ -3,6 +3,7 @@
 mod anonymity;
 mod auth;
 mod bad_input;
+mod bench;
 mod crash_safety;
 mod export;
 mod helpers;
