@@ -179,6 +179,23 @@ async fn a_poison_event_stops_the_projections_not_the_process() {
     app.get_auth(&format!("/me?after={granted}"), &admin.token)
         .await
         .expect(200);
+    // Every projection at the grant first: a projection still behind would read the grant and
+    // the poison in one batch, whose rollback leaves it before the grant.
+    for _ in 0..400 {
+        let all = app
+            .get_auth("/admin/projections", &admin.token)
+            .await
+            .expect(200);
+        let behind = all["projections"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|p| p["position"].as_u64().unwrap_or(0) < granted);
+        if !behind {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 
     // A payload this code cannot decode, as a bad deploy or a hand-edited log could leave.
     let poison = NewEvent {
