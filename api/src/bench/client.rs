@@ -300,8 +300,8 @@ impl Client {
     }
 }
 
-/// Recipient and code of one verification e-mail (lettre's `.eml` files).
-fn parse_mail(text: &str) -> Option<(String, String)> {
+/// Recipient and code of one verification e-mail (lettre's `.eml` files in `<data>/outbox`).
+pub fn parse_mail(text: &str) -> Option<(String, String)> {
     let mut to = None;
     let mut code = None;
     for line in text.lines() {

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Args, Subcommand};
 
+pub use client::parse_mail;
 pub use report::{Compared, Figures, Latencies, Recorder, Report};
 pub use server::serve_baseline;
 

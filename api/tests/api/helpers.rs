@@ -513,21 +513,7 @@ impl TestApp {
 
 /// `(recipient, code)` of a complete verification e-mail.
 fn parse_eml(path: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut to = None;
-    let mut code = None;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("To: ") {
-            to = Some(v.trim().trim_matches(['<', '>']).to_lowercase());
-        }
-        if let Some(v) = line.strip_prefix("Subject: Your treehole code: ") {
-            let v = v.trim();
-            if v.len() == 6 && v.bytes().all(|b| b.is_ascii_digit()) {
-                code = Some(v.to_owned());
-            }
-        }
-    }
-    Some((to?, code?))
+    api::bench::parse_mail(&std::fs::read_to_string(path).ok()?)
 }
 
 /// The `position` a command answered with (what `?after=` waits for).
