@@ -20,7 +20,8 @@
 //! |                     | with its stream's expected version; 500    | and DDL, another file, same   |
 //! |                     | events per `append_many` (`synth::group`)  | PRAGMAs, one transaction/call |
 //! | `append_postgres`   | `PostgresEventStore`, the same two         | raw INSERTs into a table      |
-//! |                     |                                            | `LIKE events INCLUDING ALL`   |
+//! |                     |                                            | `LIKE events INCLUDING ALL`;  |
+//! |                     |                                            | postgres-es `persist`         |
 //! | `read_all_sqlite`,  | the whole log through `read_all`, pages    | one raw `SELECT` of the same  |
 //! | `read_all_postgres` | of 500 (the projection runner's batch)     | rows into the same `Envelope` |
 //! | `projection_apply`  | decode, apply and coalesce, per batch of   | decoding the same envelopes   |
@@ -62,7 +63,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput
 use domain::{Envelope, NewEvent, Position, StreamId};
 use futures::TryStreamExt;
 use infra::synth::{self, History};
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::runtime::Runtime;
@@ -358,7 +359,7 @@ fn json_text(event: &NewEvent) -> (String, String) {
 }
 
 mod append {
-    //! Appends: the stores against raw inserts of the same rows.
+    //! Appends: the stores against raw inserts of the same rows (and postgres-es).
 
     use super::*;
 
@@ -408,6 +409,7 @@ mod append {
 
     const STORE: usize = 0;
     const RAW: usize = 1;
+    const PEER: usize = 2;
 
     /// The SQLite store and, in another file, a plain table of the same DDL.
     struct SqliteAppend {
@@ -641,6 +643,10 @@ mod append {
             let fx = fx();
             b.to_async(runtime).iter_custom(|n| fx.raw_singles(n));
         });
+        group.bench_function(id("single/postgres_es"), |b| {
+            let fx = fx();
+            b.to_async(runtime).iter_custom(|n| fx.peer_singles(n));
+        });
         group.throughput(Throughput::Elements(BATCH as u64));
         group.bench_function(id("batch500/store"), |b| {
             let fx = fx();
@@ -650,6 +656,10 @@ mod append {
             let fx = fx();
             b.to_async(runtime).iter_custom(|n| fx.raw_batches(n));
         });
+        group.bench_function(id("batch500/postgres_es"), |b| {
+            let fx = fx();
+            b.to_async(runtime).iter_custom(|n| fx.peer_batches(n));
+        });
         group.finish();
         if let Some(fx) = fixture.into_inner() {
             runtime
@@ -658,15 +668,32 @@ mod append {
         }
         vec![
             Pair::new(POSTGRES, "single/store", "single/raw", 1),
+            Pair::new(POSTGRES, "single/store", "single/postgres_es", 1),
             Pair::new(POSTGRES, "batch500/store", "batch500/raw", BATCH),
+            Pair::new(POSTGRES, "batch500/store", "batch500/postgres_es", BATCH),
         ]
     }
 
-    /// The PostgreSQL store and a plain table shaped like its log, in one database of the
-    /// bench's own.
+    /// postgres-es's events table, as its `db/init.sql` defines it, under the name given to
+    /// `with_tables` (the store's own table is `events`). Its snapshot table is not needed:
+    /// nothing here persists a snapshot.
+    const PEER_TABLE: &str = "CREATE TABLE cqrs_events (
+        aggregate_type text                         NOT NULL,
+        aggregate_id   text                         NOT NULL,
+        sequence       bigint CHECK (sequence >= 0) NOT NULL,
+        event_type     text                         NOT NULL,
+        event_version  text                         NOT NULL,
+        payload        json                         NOT NULL,
+        metadata       json                         NOT NULL,
+        PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+    )";
+
+    /// The PostgreSQL store, a plain table shaped like its log, and postgres-es, in one
+    /// database of the bench's own.
     struct PostgresAppend {
         store: infra::event_store::PostgresEventStore,
         raw: tokio::sync::Mutex<PgConnection>,
+        peer: postgres_es::PostgresEventRepository,
         script: RefCell<Script>,
         database: ScratchDatabase,
     }
@@ -734,24 +761,85 @@ mod append {
         }
     }
 
+    /// The one aggregate type postgres-es files every event under; its ids are our stream ids.
+    /// postgres-es needs a `cqrs_es::Aggregate` only for its `TYPE`.
+    #[derive(Default, serde::Serialize, serde::Deserialize)]
+    struct TreeholeStream;
+
+    /// An event as cqrs-es types it; never built here, the events are persisted serialised.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct StoredEvent(serde_json::Value);
+
+    impl cqrs_es::DomainEvent for StoredEvent {
+        fn event_type(&self) -> String {
+            "StoredEvent".to_owned()
+        }
+
+        fn event_version(&self) -> String {
+            "1".to_owned()
+        }
+    }
+
+    impl cqrs_es::Aggregate for TreeholeStream {
+        const TYPE: &'static str = "treehole";
+        type Command = ();
+        type Event = StoredEvent;
+        type Error = std::convert::Infallible;
+        type Services = ();
+
+        async fn handle(
+            &mut self,
+            _command: (),
+            _services: &(),
+            _sink: &cqrs_es::event_sink::EventSink<Self>,
+        ) -> Result<(), Self::Error> {
+            Ok(())
+        }
+
+        fn apply(&mut self, _event: StoredEvent) {}
+    }
+
+    /// The same event as postgres-es persists it: stream as aggregate id, version as sequence,
+    /// schema as event version, the same JSON payload and metadata.
+    fn serialized(p: &Planned) -> cqrs_es::persist::SerializedEvent {
+        cqrs_es::persist::SerializedEvent::new(
+            p.stream.to_string(),
+            p.version as usize,
+            <TreeholeStream as cqrs_es::Aggregate>::TYPE.to_owned(),
+            p.event.event_type.clone(),
+            p.event.schema.to_string(),
+            p.event.data.clone(),
+            serde_json::to_value(&p.event.metadata).expect("metadata serialises"),
+        )
+    }
+
     impl PostgresAppend {
         async fn new(server: &str, prefill: usize) -> BenchResult<Self> {
             let database = ScratchDatabase::create(server).await?;
             let store = infra::event_store::PostgresEventStore::connect(&database.url).await?;
-            // Acknowledged means durable for the baseline too, whatever the server's default.
+            // Acknowledged means durable for every contender, whatever the server's default.
             let options =
                 PgConnectOptions::from_str(&database.url)?.options([("synchronous_commit", "on")]);
             let mut raw = options.connect().await?;
             raw.execute("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
                 .await?;
-            let (script, prefill) = Script::new(prefill, 2);
+            raw.execute(PEER_TABLE).await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?;
+            let peer = postgres_es::PostgresEventRepository::new(pool)
+                .with_tables("cqrs_events", "cqrs_snapshots");
+            let (script, prefill) = Script::new(prefill, 3);
             for batch in prefill {
                 store.append_many(batch_append(batch.clone()), None).await?;
                 insert_postgres_batch(&mut raw, &PostgresColumns::of(&batch)).await?;
+                persist(&peer, &batch.iter().map(serialized).collect::<Vec<_>>()).await?;
             }
             Ok(Self {
                 store,
                 raw: tokio::sync::Mutex::new(raw),
+                peer,
                 script: RefCell::new(script),
                 database,
             })
@@ -794,6 +882,31 @@ mod append {
             started.elapsed()
         }
 
+        async fn peer_singles(&self, n: u64) -> Duration {
+            let planned = self.script.borrow_mut().singles(PEER, n as usize);
+            let calls = planned.iter().map(|p| vec![serialized(p)]).collect();
+            self.time_peer(calls).await
+        }
+
+        async fn peer_batches(&self, n: u64) -> Duration {
+            let batches = self.script.borrow_mut().batches(PEER, n as usize);
+            let calls = batches
+                .iter()
+                .map(|b| b.iter().map(serialized).collect())
+                .collect();
+            self.time_peer(calls).await
+        }
+
+        async fn time_peer(&self, calls: Vec<Vec<cqrs_es::persist::SerializedEvent>>) -> Duration {
+            let started = Instant::now();
+            for events in &calls {
+                persist(&self.peer, events)
+                    .await
+                    .expect("postgres-es persists");
+            }
+            started.elapsed()
+        }
+
         /// The store's and the raw table hold the same rows for every event both wrote; each
         /// contender's table holds every event it was given, with no hole in any stream.
         async fn check(self) -> BenchResult<()> {
@@ -812,6 +925,7 @@ mod append {
             for (who, table, stream, version) in [
                 (STORE, "events", "stream", "version"),
                 (RAW, "raw_events", "stream", "version"),
+                (PEER, "cqrs_events", "aggregate_id", "sequence"),
             ] {
                 let (rows, holes): (i64, i64) = sqlx::query_as(&format!(
                     "SELECT (SELECT COUNT(*) FROM {table}), (SELECT COUNT(*) FROM \
@@ -827,6 +941,14 @@ mod append {
             drop(self.database);
             Ok(())
         }
+    }
+
+    async fn persist(
+        peer: &postgres_es::PostgresEventRepository,
+        events: &[cqrs_es::persist::SerializedEvent],
+    ) -> Result<(), cqrs_es::persist::PersistenceError> {
+        use cqrs_es::persist::PersistedEventRepository;
+        peer.persist::<TreeholeStream>(events, None).await
     }
 
     /// One transaction with one INSERT of one row.
