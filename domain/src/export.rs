@@ -25,10 +25,13 @@
 //!   which a dictionary attack would reverse, so their key is hashed again with the export key.
 //! - `PostPublished`, `CommentAdded`: anonymous content gets `anonymous(post, u)` and keeps its
 //!   public pseudonym as `author_name`; named content gets `user(u)` and the keyed hash of the
-//!   username the name is. Titles, bodies, tags and the `is_host` flag are public already.
-//! - `CommentDeleted`, `PostDeleted`: an author's own delete gets `anonymous(post, u)` (the event
-//!   does not say whether the deleted item was anonymous, so the safe form), an admin's
-//!   `user(u)`.
+//!   username the name is. Titles, bodies and tags are public already, and so is `is_host`,
+//!   which marks only the anonymous host's anonymous comments (a named comment marked by a log
+//!   written before that rule loses its mark).
+//! - `CommentDeleted`, `PostDeleted`: an author's own delete gets `deleted(item, u)`, label
+//!   `deleted:<item>:<u>`, an id used once: the event does not say whether the item was
+//!   anonymous, and `by_admin: false` says its author deleted it, so any id shared with other
+//!   activity would tie a named item to anonymous ones. An admin's delete gets `user(u)`.
 //! - `metadata.actor` follows the event's actor field; an actor that is not a UUID (such as
 //!   `operator`) is hashed as a user id would be. Correlation and causation ids (request ids)
 //!   stay.
@@ -90,11 +93,13 @@ impl fmt::Debug for Pseudonymiser {
     }
 }
 
-/// Whose act an event records: a user under their own name, or anonymously under a post.
+/// Whose act an event records: a user under their own name, anonymously under a post, or
+/// deleting their own item (post or comment id).
 #[derive(Debug, Clone, Copy)]
 enum Acting {
     Named,
     Anonymously(PostId),
+    DeletingOwn(Uuid),
 }
 
 impl Pseudonymiser {
@@ -147,7 +152,16 @@ impl Pseudonymiser {
         match acting {
             Acting::Named => self.user(user),
             Acting::Anonymously(post) => self.anonymous(post, user),
+            Acting::DeletingOwn(item) => self.own_deletion(item, user),
         }
+    }
+
+    /// The pseudonymous id of an author deleting their own item: new for every item, so it
+    /// joins nothing. The event does not say whether the item was anonymous, and `by_admin:
+    /// false` already says that its author deleted it; an id shared with the author's other
+    /// activity would therefore tie a named item to anonymous ones.
+    fn own_deletion(&self, item: Uuid, user: &str) -> Uuid {
+        self.uuid(&format!("deleted:{item}:{}", canonical(user)))
     }
 
     fn user_id(&self, acting: Acting, user: UserId) -> UserId {
@@ -342,7 +356,8 @@ impl Pseudonymiser {
                     author_id: self.user_id(acting, author_id),
                     author_name: self.author_name(acting, author_name),
                     anonymous,
-                    is_host,
+                    // Logs written before the host rule was fixed may mark a named comment.
+                    is_host: is_host && anonymous,
                     body,
                     reply_to,
                 };
@@ -354,7 +369,7 @@ impl Pseudonymiser {
                 deleted_by,
                 by_admin,
             } => {
-                let acting = deleting(post_id, by_admin);
+                let acting = deleting(comment_id.as_uuid(), by_admin);
                 let event = PostEvent::CommentDeleted {
                     post_id,
                     comment_id,
@@ -368,7 +383,7 @@ impl Pseudonymiser {
                 deleted_by,
                 by_admin,
             } => {
-                let acting = deleting(post_id, by_admin);
+                let acting = deleting(post_id.as_uuid(), by_admin);
                 let event = PostEvent::PostDeleted {
                     post_id,
                     deleted_by: self.user_id(acting, deleted_by),
@@ -467,7 +482,7 @@ impl Pseudonymiser {
     fn author_name(&self, acting: Acting, name: String) -> String {
         match acting {
             Acting::Named => self.username(&name),
-            Acting::Anonymously(_) => name,
+            Acting::Anonymously(_) | Acting::DeletingOwn(_) => name,
         }
     }
 }
@@ -495,11 +510,11 @@ fn authoring(post: PostId, anonymous: bool) -> Acting {
 }
 
 /// An author deleting their own post or comment may be deleting anonymous content.
-fn deleting(post: PostId, by_admin: bool) -> Acting {
+fn deleting(item: Uuid, by_admin: bool) -> Acting {
     if by_admin {
         Acting::Named
     } else {
-        Acting::Anonymously(post)
+        Acting::DeletingOwn(item)
     }
 }
 
@@ -1131,17 +1146,28 @@ mod tests {
         // An actor that is not a user id is hashed all the same.
         assert_eq!(actor(&out[6]), p.user("operator").to_string());
 
-        // Anonymous: the post, the comment and the author's deletes share one id, which is
-        // neither the named one nor the one under another post.
+        // Anonymous: the post and the comment share one id, which is neither the named one nor
+        // the one under another post.
         for e in [&out[8], &out[9]] {
             assert_eq!(data_id(e, "author_id"), anonymous);
             assert_eq!(actor(e), anonymous.to_string());
             assert_eq!(e.data["author_name"], "洞主");
         }
-        for e in [&out[10], &out[14]] {
-            assert_eq!(data_id(e, "deleted_by"), anonymous);
-            assert_eq!(actor(e), anonymous.to_string());
+        // The author's own deletes get an id each, which joins nothing: `by_admin: false` says
+        // the author deleted the item, so a shared id would tie named and anonymous items.
+        let (comment_deleted, post_deleted) = (
+            data_id(&out[10], "deleted_by"),
+            data_id(&out[14], "deleted_by"),
+        );
+        assert_eq!(actor(&out[10]), comment_deleted.to_string());
+        assert_eq!(actor(&out[14]), post_deleted.to_string());
+        for id in [comment_deleted, post_deleted] {
+            assert!(![anonymous, named].contains(&id));
         }
+        assert_ne!(comment_deleted, post_deleted);
+        // A named comment marked as the host's by an old log loses the mark.
+        assert_eq!(out[12].data["is_host"], false);
+        assert_eq!(out[9].data["is_host"], true);
         assert_ne!(anonymous, named);
         assert_ne!(anonymous, p.anonymous(sample.named_post, &user));
         let json = serde_json::to_string(&out[11..13]).unwrap();

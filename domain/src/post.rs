@@ -61,7 +61,9 @@ pub enum PostEvent {
         /// The pseudonym (or host name) when anonymous, else the username.
         author_name: String,
         anonymous: bool,
-        /// Whether the commenter is the post's author.
+        /// Whether this is the anonymous post's author commenting anonymously (shown as the
+        /// host name). Never set on a named comment or under a named post, where it would tie
+        /// anonymous content to a name (see [`Post::hosts_anonymously`]).
         is_host: bool,
         body: String,
         reply_to: Option<CommentId>,
@@ -124,6 +126,8 @@ struct Comment {
 pub struct Post {
     id: Option<PostId>,
     author_id: Option<UserId>,
+    /// Whether the post itself is anonymous.
+    anonymous: bool,
     deleted: bool,
     comments: HashMap<CommentId, Comment>,
     /// Pseudonyms handed out under this post, by user; never removed.
@@ -141,10 +145,19 @@ impl Post {
         self.pseudonyms.get(&user).map(String::as_str)
     }
 
-    /// Names the anonymous author of a new comment: the host name for the post's author, the
-    /// user's existing pseudonym, or the next unused name of the scheme.
+    /// Whether a comment by `user` is the host's anonymous comment under an anonymous post: the
+    /// only case where saying "this is the post's author" reveals nothing, because both items
+    /// are anonymous under one post. Under a named post the marker would unmask the comment,
+    /// and on a named comment it would unmask the post.
+    fn hosts_anonymously(&self, user: UserId, anonymous_comment: bool) -> bool {
+        anonymous_comment && self.anonymous && Some(user) == self.author_id
+    }
+
+    /// Names the anonymous author of a new comment: the host name for the author of an
+    /// anonymous post, the user's existing pseudonym, or the next unused name of the scheme.
+    /// The author of a named post gets a pseudonym like anyone else.
     fn anonymous_name(&self, user: UserId, scheme: &PseudonymScheme) -> String {
-        if Some(user) == self.author_id {
+        if self.hosts_anonymously(user, true) {
             return scheme.host_name().to_owned();
         }
         if let Some(name) = self.pseudonyms.get(&user) {
@@ -242,7 +255,7 @@ impl Aggregate for Post {
                     author_id: author.user_id,
                     author_name,
                     anonymous: *anonymous,
-                    is_host: Some(author.user_id) == self.author_id,
+                    is_host: self.hosts_anonymously(author.user_id, *anonymous),
                     body: body.as_str().to_owned(),
                     reply_to: *reply_to,
                 }])
@@ -277,10 +290,14 @@ impl Aggregate for Post {
     fn evolve(&mut self, event: &PostEvent) {
         match event {
             PostEvent::PostPublished {
-                post_id, author_id, ..
+                post_id,
+                author_id,
+                anonymous,
+                ..
             } => {
                 self.id = Some(*post_id);
                 self.author_id = Some(*author_id);
+                self.anonymous = *anonymous;
             }
             PostEvent::CommentAdded {
                 comment_id,
@@ -418,6 +435,50 @@ mod tests {
         assert_eq!(g.comment(&actor(2), true), "Alice");
     }
 
+    /// The host marker and name for each of the four combinations of an anonymous or named
+    /// post and an anonymous or named comment by the post's author.
+    #[test]
+    fn only_the_anonymous_host_commenting_anonymously_is_marked_host() {
+        for (post_anonymous, comment_anonymous, name, host) in [
+            (true, true, "洞主", true),
+            (true, false, "user1", false),
+            (false, true, "Alice", false),
+            (false, false, "user1", false),
+        ] {
+            let mut g = given(&[publish(&actor(1), post_anonymous)]);
+            let events = g
+                .when(&PostCommand::AddComment {
+                    comment_id: CommentId::new(Uuid::now_v7()),
+                    author: actor(1),
+                    body: CommentBody::parse("hi").unwrap(),
+                    anonymous: comment_anonymous,
+                    reply_to: None,
+                    at: at(),
+                })
+                .unwrap();
+            let PostEvent::CommentAdded {
+                author_name,
+                is_host,
+                ..
+            } = &events[0]
+            else {
+                panic!("unexpected {events:?}");
+            };
+            let case = (post_anonymous, comment_anonymous);
+            assert_eq!(author_name, name, "{case:?}");
+            assert_eq!(*is_host, host, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn the_author_of_a_named_post_keeps_one_pseudonym_and_nobody_shares_it() {
+        let mut g = given(&[publish(&actor(1), false)]);
+        assert_eq!(g.comment(&actor(2), true), "Alice");
+        assert_eq!(g.comment(&actor(1), true), "Bob");
+        assert_eq!(g.comment(&actor(3), true), "Carol");
+        assert_eq!(g.comment(&actor(1), true), "Bob");
+    }
+
     #[test]
     fn a_pseudonym_survives_deleting_the_comment() {
         let mut g = given(&[publish(&actor(1), false)]);
@@ -547,7 +608,7 @@ mod tests {
                             prop_assert_eq!(name, format!("user{user}"));
                             continue;
                         }
-                        if user == 0 {
+                        if user == 0 && host_anonymous {
                             prop_assert_eq!(&name, "洞主");
                             continue;
                         }

@@ -113,6 +113,7 @@ struct Account {
 struct Thread {
     id: PostId,
     author: usize,
+    anonymous: bool,
     deleted: bool,
     /// Comment id, author (an account index), deleted.
     comments: Vec<(CommentId, usize, bool)>,
@@ -327,6 +328,7 @@ impl History {
         self.threads.push(Thread {
             id: post_id,
             author,
+            anonymous,
             deleted: false,
             comments: Vec::new(),
             pseudonyms: HashMap::new(),
@@ -353,8 +355,9 @@ impl History {
         let reply = self.rng.percent(30);
         let pick = self.rng.next_u64() as usize;
         let thread = &mut self.threads[t];
-        let is_host = author == thread.author;
-        // The pseudonym rule of the Post aggregate, without its reconfiguration corner cases.
+        // The host marker and pseudonym rule of the Post aggregate, without its reconfiguration
+        // corner cases: only the author of an anonymous post commenting anonymously is the host.
+        let is_host = anonymous && thread.anonymous && author == thread.author;
         let author_name = match (anonymous, is_host) {
             (false, _) => self.accounts[author].username.clone(),
             (true, true) => self.scheme.host_name().to_owned(),

@@ -37,7 +37,8 @@ impl Projection for Comments {
                     position: envelope.position,
                     author_name: author_name.clone(),
                     anonymous: *anonymous,
-                    is_host: *is_host,
+                    // Logs written before the host rule was fixed may mark a named comment.
+                    is_host: *is_host && *anonymous,
                     body: body.clone(),
                     reply_to: *reply_to,
                     created_at: envelope.occurred_at,

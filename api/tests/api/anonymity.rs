@@ -1,8 +1,11 @@
 //! The promise of a tree hole (ARCHITECTURE.md §6): no public answer, not even an error,
 //! carries the real author of anonymous content.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
+use crate::export::{Target, envelopes, stdout, succeeded};
 use crate::helpers::{TestApp, TestUser, position, spawn_app, str_field};
 
 /// Everything that identifies `user`, in the forms it could leak in.
@@ -255,4 +258,251 @@ fn assert_nothing_public_names(app: &TestApp, mark: usize, hidden: &[&TestUser])
             }
         }
     }
+}
+
+/// Who wrote an item, and how it shows.
+#[derive(Debug, Clone)]
+struct Item {
+    id: String,
+    post: String,
+    author: &'static str,
+    anonymous: bool,
+}
+
+impl Item {
+    /// Whether the design lets anyone see that `self` and `other` share an author: both named,
+    /// or both anonymous under one post (the shared pseudonym, or the host name).
+    fn may_link(&self, other: &Item) -> bool {
+        self.author == other.author
+            && ((!self.anonymous && !other.anonymous)
+                || (self.anonymous && other.anonymous && self.post == other.post))
+    }
+}
+
+/// Groups items that share any key: what an observer can join.
+fn linked_groups(keys: &HashMap<String, Vec<String>>) -> HashMap<String, usize> {
+    let mut group: HashMap<String, usize> = HashMap::new();
+    let mut by_key: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (item, ks) in keys {
+        for k in ks {
+            by_key.entry(k).or_default().push(item);
+        }
+    }
+    let mut next = 0;
+    for start in keys.keys() {
+        if group.contains_key(start) {
+            continue;
+        }
+        let mut stack = vec![start.as_str()];
+        while let Some(item) = stack.pop() {
+            if group.insert(item.to_owned(), next).is_some() {
+                continue;
+            }
+            for k in &keys[item] {
+                stack.extend(
+                    by_key[k.as_str()]
+                        .iter()
+                        .filter(|i| !group.contains_key(**i)),
+                );
+            }
+        }
+        next += 1;
+    }
+    group
+}
+
+/// The keys an observer can join items by, from what an item shows: a named item its name,
+/// an anonymous one its name under its post, and the host marker ties a comment to its post.
+fn shown_keys(post: &str, author_name: &str, anonymous: bool, host: bool) -> Vec<String> {
+    let mut keys = vec![if anonymous {
+        format!("anonymous:{post}:{author_name}")
+    } else {
+        format!("named:{author_name}")
+    }];
+    if host {
+        keys.push(format!("host:{post}"));
+    }
+    keys
+}
+
+#[track_caller]
+fn assert_links_only_what_the_design_allows(
+    items: &[Item],
+    keys: &HashMap<String, Vec<String>>,
+    surface: &str,
+) {
+    let group = linked_groups(keys);
+    for a in items.iter().filter(|i| keys.contains_key(&i.id)) {
+        for b in items.iter().filter(|i| keys.contains_key(&i.id)) {
+            if a.id == b.id {
+                continue;
+            }
+            let linked = group[&a.id] == group[&b.id];
+            assert!(
+                !linked || a.may_link(b),
+                "{surface} ties {a:?} to {b:?}: {:?} / {:?}",
+                keys[&a.id],
+                keys[&b.id]
+            );
+            // The design's own links show, so this check sees what it judges.
+            assert!(
+                linked || !a.may_link(b),
+                "{surface} does not join {a:?} and {b:?}"
+            );
+        }
+    }
+}
+
+/// Every combination of an anonymous or named post with anonymous or named comments, by the
+/// post's author and by someone else (ISSUE 14 A and 2): the public views and the default
+/// export tie two items to one author only where both are named, or both are anonymous under
+/// one post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_surface_links_items_unless_both_are_named_or_anonymous_under_one_post() {
+    let app = spawn_app().await;
+    let host = app.new_user("host_hannah").await;
+    let guest = app.new_user("guest_gideon").await;
+    let users = [("host", &host), ("guest", &guest)];
+    let mut items: Vec<Item> = Vec::new();
+    let mut last = 0;
+    let mut deleted = Vec::new();
+
+    for post_anonymous in [true, false] {
+        let post = app
+            .create_post(
+                &host.token,
+                &json!({"body": format!("a post, anonymous: {post_anonymous}"), "anonymous": post_anonymous}),
+            )
+            .await
+            .expect(201);
+        let post_id = str_field(&post, "post_id").to_owned();
+        items.push(Item {
+            id: post_id.clone(),
+            post: post_id.clone(),
+            author: "host",
+            anonymous: post_anonymous,
+        });
+        for round in 0..2 {
+            for (author, user) in users {
+                for anonymous in [true, false] {
+                    let added = app
+                        .comment(
+                            &user.token,
+                            &post_id,
+                            &json!({"body": format!("{author} {anonymous} {round}"), "anonymous": anonymous}),
+                        )
+                        .await
+                        .expect(201);
+                    last = last.max(position(&added));
+                    items.push(Item {
+                        id: str_field(&added, "comment_id").to_owned(),
+                        post: post_id.clone(),
+                        author,
+                        anonymous,
+                    });
+                }
+            }
+        }
+        // The host deletes one named and one anonymous comment of their own: the export keeps
+        // the deletes, which must not join them either.
+        for anonymous in [true, false] {
+            let own = items
+                .iter()
+                .rev()
+                .find(|i| {
+                    i.post == post_id
+                        && i.author == "host"
+                        && i.anonymous == anonymous
+                        && i.id != post_id
+                })
+                .expect("an own comment")
+                .id
+                .clone();
+            let gone = app
+                .delete(&format!("/posts/{post_id}/comments/{own}"), &host.token)
+                .await
+                .expect(200);
+            last = last.max(position(&gone));
+            deleted.push(own);
+        }
+    }
+
+    // What anyone can read.
+    let mut public: HashMap<String, Vec<String>> = HashMap::new();
+    for post in items.iter().filter(|i| i.id == i.post) {
+        let view = app
+            .get(&format!("/posts/{}?after={last}", post.id))
+            .await
+            .expect(200);
+        let name = str_field(&view, "author_name");
+        let anonymous = view["anonymous"] == true;
+        if anonymous {
+            assert!(users.iter().all(|(_, u)| u.username != name), "{view}");
+        }
+        public.insert(post.id.clone(), shown_keys(&post.id, name, anonymous, true));
+        for comment in app
+            .all_pages(&format!("/posts/{}/comments", post.id), last)
+            .await
+        {
+            let name = str_field(&comment, "author_name");
+            let anonymous = comment["anonymous"] == true;
+            if anonymous {
+                assert!(users.iter().all(|(_, u)| u.username != name), "{comment}");
+            }
+            public.insert(
+                str_field(&comment, "comment_id").to_owned(),
+                shown_keys(&post.id, name, anonymous, comment["is_host"] == true),
+            );
+        }
+    }
+    assert_eq!(public.len(), items.len() - deleted.len());
+    assert_links_only_what_the_design_allows(&items, &public, "the public API");
+
+    // The analysts' default export: ids, actors and request ids join too, and so does an
+    // author's own delete of an item.
+    let out = Target::of(&app).treehole(&["events", "export"]).await;
+    let mut exported: HashMap<String, Vec<String>> = HashMap::new();
+    for e in envelopes(&stdout(succeeded(&out))) {
+        let data = &e.data;
+        let mut keys: Vec<String> = [
+            Some(format!(
+                "correlation:{}",
+                e.metadata.correlation_id.clone().unwrap_or_default()
+            )),
+            Some(format!(
+                "causation:{}",
+                e.metadata.causation_id.clone().unwrap_or_default()
+            )),
+            e.metadata.actor.clone().map(|a| format!("actor:{a}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let item = match e.event_type.as_str() {
+            "PostPublished" | "CommentAdded" => {
+                let post = data["post_id"].as_str().unwrap_or_default();
+                let host = e.event_type == "PostPublished" || data["is_host"] == true;
+                keys.extend(shown_keys(
+                    post,
+                    data["author_name"].as_str().unwrap_or_default(),
+                    data["anonymous"] == true,
+                    host,
+                ));
+                keys.push(format!("id:{}", data["author_id"]));
+                data.get("comment_id").unwrap_or(&data["post_id"])
+            }
+            "CommentDeleted" | "PostDeleted" if data["by_admin"] == false => {
+                keys.push(format!("id:{}", data["deleted_by"]));
+                data.get("comment_id").unwrap_or(&data["post_id"])
+            }
+            _ => continue,
+        };
+        let item = item.as_str().expect("an id").to_owned();
+        if items.iter().any(|i| i.id == item) {
+            exported.entry(item).or_default().extend(keys);
+        }
+    }
+    assert_eq!(exported.len(), items.len());
+    assert_links_only_what_the_design_allows(&items, &exported, "the analysts' export");
+    app.assert_no_server_errors();
 }

@@ -23,13 +23,13 @@ use serde_json::json;
 use crate::helpers::{TestApp, postgres_backend, spawn_app, str_field};
 
 /// Where a run of the binary points: a data directory, and a database in PostgreSQL mode.
-struct Target {
+pub(crate) struct Target {
     data: PathBuf,
     database_url: Option<String>,
 }
 
 impl Target {
-    fn of(app: &TestApp) -> Self {
+    pub(crate) fn of(app: &TestApp) -> Self {
         Self {
             data: app.data.clone(),
             database_url: app.database_url.clone(),
@@ -45,7 +45,7 @@ impl Target {
     }
 
     /// Runs `treehole <args> --data <data> [--database-url <url>]` to completion.
-    async fn treehole(&self, args: &[&str]) -> Output {
+    pub(crate) async fn treehole(&self, args: &[&str]) -> Output {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_treehole"));
         for (name, _) in std::env::vars() {
             if name.starts_with("TREEHOLE_") {
@@ -88,7 +88,7 @@ impl Target {
     }
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
 }
 
@@ -97,7 +97,7 @@ fn stderr(out: &Output) -> String {
 }
 
 #[track_caller]
-fn succeeded(out: &Output) -> &Output {
+pub(crate) fn succeeded(out: &Output) -> &Output {
     assert!(
         out.status.success(),
         "treehole failed ({}): {}",
@@ -123,7 +123,7 @@ fn refused<'a>(out: &'a Output, why: &str) -> &'a Output {
 }
 
 /// The envelopes of an NDJSON export.
-fn envelopes(ndjson: &str) -> Vec<Envelope> {
+pub(crate) fn envelopes(ndjson: &str) -> Vec<Envelope> {
     ndjson
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is an envelope"))
