@@ -7,7 +7,9 @@
 use domain::reservation::{self, Reservation, ReservationCommand, ReservationError};
 use domain::user::{User, UserCommand, UserEvent};
 use domain::values::{Email, Password, Username, VerificationCode};
-use domain::verification::{Verification, VerificationCommand, VerificationError};
+use domain::verification::{
+    Verification, VerificationCommand, VerificationError, VerificationEvent,
+};
 use domain::{Aggregate, Position, StreamId, UserId};
 use hmac::{Hmac, Mac};
 use rand::Rng;
@@ -125,26 +127,48 @@ async fn register_new(
     ctx: &CommandContext,
 ) -> Result<Registered, RegistrationError> {
     let verification = verification_stream(&request.email);
-    let consume = VerificationCommand::Consume {
-        code_hash: code_hash(secret, &request.email, &request.code),
-        at: ctx.at,
-    };
-    // Check the code before paying for the password hash.
-    let loaded = handler.load::<Verification>(&verification).await?;
-    if let Err(e) = loaded.state.decide(&consume, &()) {
-        return Err(refuse_code(handler, &verification, e, ctx).await);
-    }
+    let code_hash = code_hash(secret, &request.email, &request.code);
+    check_code(handler, &verification, &code_hash, ctx).await?;
     let password_hash = passwords.hash(request.password.expose().to_owned()).await;
     let email_stream = reservation::email_stream(&request.email);
     let username_stream = reservation::username_stream(&request.username);
     let user_id = UserId::new(Uuid::now_v7());
+    let consume = VerificationCommand::Consume {
+        code_hash,
+        at: ctx.at,
+    };
 
     for attempt in 0..handler.retry_policy().max_attempts {
         let code = handler.load::<Verification>(&verification).await?;
-        let consumed = match code.state.decide(&consume, &()) {
-            Ok(events) => events,
-            Err(e) => return Err(refuse_code(handler, &verification, e, ctx).await),
+        let consumed = code
+            .state
+            .decide(&consume, &())
+            .map_err(RegistrationError::Verification)?;
+        let verification_write = StreamWrite {
+            stream: verification.clone(),
+            expected: code.expected(),
+            events: consumed.iter().map(|e| to_new_event(e, ctx)).collect(),
         };
+        if consumed.contains(&VerificationEvent::VerificationFailed) {
+            // A new code was issued since the check: the guess was judged against it, and is
+            // recorded like any wrong guess before it is answered.
+            match handler
+                .store()
+                .append_many(vec![verification_write], None)
+                .await
+            {
+                Ok(_) => {
+                    return Err(RegistrationError::Verification(
+                        VerificationError::WrongCode,
+                    ));
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    handler.retry_policy().backoff(attempt).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let email = handler.load::<Reservation>(&email_stream).await?;
         let reserve = ReservationCommand::Reserve { owner: user_id };
         let email_events = email
@@ -167,11 +191,7 @@ async fn register_new(
             .expect("a new user stream accepts Register");
 
         let writes = vec![
-            StreamWrite {
-                stream: verification.clone(),
-                expected: code.expected(),
-                events: consumed.iter().map(|e| to_new_event(e, ctx)).collect(),
-            },
+            verification_write,
             StreamWrite {
                 stream: email_stream.clone(),
                 expected: email.expected(),
@@ -213,30 +233,41 @@ async fn register_new(
     Err(RegistrationError::Contention)
 }
 
-/// Records a wrong guess (so the five-try limit holds) and turns the refusal into an error.
-async fn refuse_code(
+/// Judges the code before the password hash is paid for. The check runs through the handler
+/// (queued per stream in this process, appended under the expected version), so concurrent
+/// guesses are judged one after another against the recorded failures, and a wrong one is
+/// answered only once its failure is recorded.
+async fn check_code(
     handler: &CommandHandler,
     stream: &StreamId,
-    error: VerificationError,
+    code_hash: &str,
     ctx: &CommandContext,
-) -> RegistrationError {
-    if error == VerificationError::WrongCode {
-        let record = CommandContext {
-            idempotency: None,
-            ..ctx.clone()
-        };
-        let recorded = handler
-            .execute::<Verification>(stream, &VerificationCommand::RecordFailure, &(), &record)
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "could not record a failed verification attempt");
-            return match e {
-                CommandError::Store(s) => RegistrationError::Store(s),
-                _ => RegistrationError::Contention,
-            };
-        }
+) -> Result<(), RegistrationError> {
+    let check = VerificationCommand::Check {
+        code_hash: code_hash.to_owned(),
+        at: ctx.at,
+    };
+    // The registration's idempotency key belongs to the registration's own batch.
+    let judged = CommandContext {
+        idempotency: None,
+        ..ctx.clone()
+    };
+    let outcome = handler
+        .execute::<Verification>(stream, &check, &(), &judged)
+        .await
+        .map_err(|e| match e {
+            CommandError::Rejected(v) => RegistrationError::Verification(v),
+            CommandError::Store(s) => RegistrationError::Store(s),
+            CommandError::Decode(d) => RegistrationError::Load(LoadError::Decode(d)),
+            CommandError::Contention(_) => RegistrationError::Contention,
+        })?;
+    if outcome.events.is_empty() {
+        Ok(())
+    } else {
+        Err(RegistrationError::Verification(
+            VerificationError::WrongCode,
+        ))
     }
-    RegistrationError::Verification(error)
 }
 
 fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, RegistrationError> {

@@ -3,6 +3,14 @@
 //! A code is valid for a fixed time and for at most [`MAX_FAILED_ATTEMPTS`] wrong guesses; a new
 //! code replaces the old one. The code itself is never stored, only a keyed hash the caller
 //! computes, so the log cannot be used to register in someone else's name.
+//!
+//! Every guess is judged by this aggregate and a wrong one is a fact: `decide` answers a wrong
+//! guess with a [`VerificationEvent::VerificationFailed`] event, which the caller appends under
+//! the stream's expected version like any other. Two concurrent guesses therefore cannot both
+//! be judged against the same count of failures: one of the appends conflicts, and its guess
+//! is judged again against the newer state. So at most [`MAX_FAILED_ATTEMPTS`] guesses per
+//! code are ever answered "wrong", however many arrive at once, and none after the code is
+//! used.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,13 +26,18 @@ pub enum VerificationCommand {
         code_hash: String,
         at: DateTime<Utc>,
     },
-    /// Uses the code up. Refused with a typed error if it is wrong, expired or exhausted; the
-    /// caller records a wrong guess with [`VerificationCommand::RecordFailure`].
+    /// Judges a guess without using the code up (to learn whether registering is worth the
+    /// password hash): a wrong guess is recorded, a right one changes nothing.
+    Check {
+        code_hash: String,
+        at: DateTime<Utc>,
+    },
+    /// Uses the code up (appended in one batch with the registration it allows); a wrong guess
+    /// is recorded instead.
     Consume {
         code_hash: String,
         at: DateTime<Utc>,
     },
-    RecordFailure,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +65,8 @@ pub enum VerificationError {
     NoCode,
     #[error("the verification code has expired; request a new one")]
     Expired,
+    /// The answer to a wrong guess once its `VerificationFailed` event is recorded (`decide`
+    /// answers a wrong guess with that event, not with this error).
     #[error("the verification code is wrong")]
     WrongCode,
     #[error("too many wrong codes; request a new one")]
@@ -73,6 +88,31 @@ pub struct Verification {
     current: Option<Code>,
 }
 
+/// A guess that may be judged at all.
+enum Guess {
+    Right,
+    Wrong,
+}
+
+impl Verification {
+    /// Refuses a guess that may not be judged (no code, used, burnt or expired), else says
+    /// whether it is right.
+    fn judge(&self, code_hash: &str, at: DateTime<Utc>) -> Result<Guess, VerificationError> {
+        let code = self.current.as_ref().ok_or(VerificationError::NoCode)?;
+        if code.consumed {
+            Err(VerificationError::AlreadyUsed)
+        } else if code.failures >= MAX_FAILED_ATTEMPTS {
+            Err(VerificationError::TooManyAttempts)
+        } else if at >= code.expires_at {
+            Err(VerificationError::Expired)
+        } else if code.hash != code_hash {
+            Ok(Guess::Wrong)
+        } else {
+            Ok(Guess::Right)
+        }
+    }
+}
+
 impl Aggregate for Verification {
     type Command = VerificationCommand;
     type Event = VerificationEvent;
@@ -91,24 +131,18 @@ impl Aggregate for Verification {
                     expires_at: *at + Duration::seconds(CODE_TTL_SECONDS),
                 }])
             }
-            VerificationCommand::Consume { code_hash, at } => {
-                let code = self.current.as_ref().ok_or(VerificationError::NoCode)?;
-                if code.consumed {
-                    Err(VerificationError::AlreadyUsed)
-                } else if code.failures >= MAX_FAILED_ATTEMPTS {
-                    Err(VerificationError::TooManyAttempts)
-                } else if *at >= code.expires_at {
-                    Err(VerificationError::Expired)
-                } else if code.hash != *code_hash {
-                    Err(VerificationError::WrongCode)
-                } else {
-                    Ok(vec![VerificationEvent::VerificationCodeConsumed])
-                }
+            VerificationCommand::Check { code_hash, at } => {
+                Ok(match self.judge(code_hash, *at)? {
+                    Guess::Right => vec![],
+                    Guess::Wrong => vec![VerificationEvent::VerificationFailed],
+                })
             }
-            VerificationCommand::RecordFailure => match &self.current {
-                Some(_) => Ok(vec![VerificationEvent::VerificationFailed]),
-                None => Err(VerificationError::NoCode),
-            },
+            VerificationCommand::Consume { code_hash, at } => {
+                Ok(match self.judge(code_hash, *at)? {
+                    Guess::Right => vec![VerificationEvent::VerificationCodeConsumed],
+                    Guess::Wrong => vec![VerificationEvent::VerificationFailed],
+                })
+            }
         }
     }
 
@@ -147,12 +181,32 @@ mod tests {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn run(v: &mut Verification, c: VerificationCommand) -> Result<(), VerificationError> {
-        for e in v.decide(&c, &())? {
-            v.evolve(&e);
+    fn run(
+        v: &mut Verification,
+        c: VerificationCommand,
+    ) -> Result<Vec<VerificationEvent>, VerificationError> {
+        let events = v.decide(&c, &())?;
+        for e in &events {
+            v.evolve(e);
         }
-        Ok(())
+        Ok(events)
     }
+
+    fn check(hash: &str, at: i64) -> VerificationCommand {
+        VerificationCommand::Check {
+            code_hash: hash.into(),
+            at: t(at),
+        }
+    }
+
+    fn issue(hash: &str, at: i64) -> VerificationCommand {
+        VerificationCommand::Issue {
+            code_hash: hash.into(),
+            at: t(at),
+        }
+    }
+
+    const FAILED: VerificationEvent = VerificationEvent::VerificationFailed;
 
     fn consume(hash: &str, at: i64) -> VerificationCommand {
         VerificationCommand::Consume {
@@ -165,55 +219,60 @@ mod tests {
     fn a_code_is_good_for_five_minutes_and_once() {
         let mut v = Verification::default();
         assert_eq!(run(&mut v, consume("h", 0)), Err(VerificationError::NoCode));
-        run(
-            &mut v,
-            VerificationCommand::Issue {
-                code_hash: "h".into(),
-                at: t(0),
-            },
-        )
-        .unwrap();
+        assert_eq!(run(&mut v, check("h", 0)), Err(VerificationError::NoCode));
+        run(&mut v, issue("h", 0)).unwrap();
         assert_eq!(
             run(&mut v.clone(), consume("h", 300)),
             Err(VerificationError::Expired)
         );
-        run(&mut v, consume("h", 299)).unwrap();
         assert_eq!(
-            run(&mut v, consume("h", 1)),
-            Err(VerificationError::AlreadyUsed)
+            run(&mut v, check("h", 299)),
+            Ok(vec![]),
+            "a check uses nothing up"
+        );
+        assert_eq!(
+            run(&mut v, consume("h", 299)),
+            Ok(vec![VerificationEvent::VerificationCodeConsumed])
+        );
+        for judge in [check("h", 1), consume("h", 1), check("x", 1)] {
+            assert_eq!(run(&mut v, judge), Err(VerificationError::AlreadyUsed));
+        }
+    }
+
+    #[test]
+    fn every_wrong_guess_is_a_recorded_failure_and_five_burn_the_code() {
+        let mut v = Verification::default();
+        run(&mut v, issue("h", 0)).unwrap();
+        for i in 0..MAX_FAILED_ATTEMPTS {
+            let guess = if i % 2 == 0 {
+                check("x", 1)
+            } else {
+                consume("x", 1)
+            };
+            assert_eq!(run(&mut v, guess), Ok(vec![FAILED]));
+        }
+        for judge in [check("h", 1), consume("h", 1), check("x", 1)] {
+            assert_eq!(run(&mut v, judge), Err(VerificationError::TooManyAttempts));
+        }
+        run(&mut v, issue("h2", 10)).unwrap();
+        assert_eq!(run(&mut v, consume("h", 11)), Ok(vec![FAILED]));
+        assert_eq!(
+            run(&mut v, consume("h2", 11)),
+            Ok(vec![VerificationEvent::VerificationCodeConsumed])
         );
     }
 
     #[test]
-    fn five_wrong_guesses_burn_the_code_until_a_new_one_is_issued() {
+    fn an_expired_code_judges_no_guess() {
         let mut v = Verification::default();
-        run(
-            &mut v,
-            VerificationCommand::Issue {
-                code_hash: "h".into(),
-                at: t(0),
-            },
-        )
-        .unwrap();
-        for _ in 0..MAX_FAILED_ATTEMPTS {
-            assert_eq!(
-                run(&mut v, consume("x", 1)),
-                Err(VerificationError::WrongCode)
-            );
-            run(&mut v, VerificationCommand::RecordFailure).unwrap();
-        }
+        run(&mut v, issue("h", 0)).unwrap();
         assert_eq!(
-            run(&mut v, consume("h", 1)),
-            Err(VerificationError::TooManyAttempts)
+            run(&mut v, check("x", 300)),
+            Err(VerificationError::Expired)
         );
-        run(
-            &mut v,
-            VerificationCommand::Issue {
-                code_hash: "h2".into(),
-                at: t(10),
-            },
-        )
-        .unwrap();
-        run(&mut v, consume("h2", 11)).unwrap();
+        assert_eq!(
+            run(&mut v, consume("x", 301)),
+            Err(VerificationError::Expired)
+        );
     }
 }

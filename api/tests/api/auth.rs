@@ -53,6 +53,65 @@ async fn five_wrong_codes_burn_the_code_until_a_new_one_is_sent() {
     app.assert_no_server_errors();
 }
 
+/// Thirty guesses at once, the right code last, twenty times over: each guess is judged by the
+/// Verification aggregate and a wrong one is recorded under the stream's expected version, so
+/// no more than five are ever judged, and every "wrong" answered is a failure in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_simultaneous_guesses_judge_at_most_five() {
+    let app = spawn_app().await;
+    let store = app.event_store();
+    for round in 0..20 {
+        let email = format!("racer{round}@campus.edu");
+        app.request_code(&email).await.expect(202);
+        let code = app.code_for(&email);
+        let guesses = (0..30).map(|i| {
+            let guess = if i == 29 {
+                code.clone()
+            } else {
+                wrong(&code, i)
+            };
+            let (app, email) = (&app, &email);
+            async move {
+                app.register_with_code(email, &format!("racer{round}"), PASSWORD, &guess)
+                    .await
+            }
+        });
+        let replies = futures::future::join_all(guesses).await;
+        let created = replies.iter().filter(|r| r.status == 201).count();
+        let wrong_answers = replies
+            .iter()
+            .filter(|r| r.status == 400 && r.text.contains("is wrong"))
+            .count();
+        for r in &replies {
+            assert!(
+                r.status == 201 || r.status == 400,
+                "round {round}: {} {}",
+                r.status,
+                r.text
+            );
+        }
+        assert!(created <= 1, "round {round}: {created} accounts");
+        let judged = created + wrong_answers;
+        assert!(
+            (1..=5).contains(&judged),
+            "round {round}: {judged} guesses judged ({created} right, {wrong_answers} wrong)"
+        );
+        let stream = commands::registration::verification_stream(&Email::parse(&email).unwrap());
+        let failures = store
+            .read_stream(&stream, 1)
+            .await
+            .expect("the verification stream")
+            .iter()
+            .filter(|e| e.event_type == "VerificationFailed")
+            .count();
+        assert_eq!(
+            failures, wrong_answers,
+            "round {round}: the log and the answers"
+        );
+    }
+    app.assert_no_server_errors();
+}
+
 /// Five minutes cannot be waited for; instead the code is issued through the product's own
 /// command with a clock six minutes back, as the domain takes time as an argument.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
