@@ -37,6 +37,7 @@ pub struct Settings {
     pub consistency_timeout_ms: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    pub http: HttpTimeouts,
     /// `text` or `json` log lines.
     pub log_format: LogFormat,
     /// Apply pending PostgreSQL migrations when starting (else refuse to start with them
@@ -49,6 +50,40 @@ pub struct Settings {
     pub search: SearchConfig,
     pub tasks: TaskConfig,
     pub webhooks: WebhookConfig,
+}
+
+/// How long a client may take to send a request. Each slow or idle client holds a connection
+/// (a socket and a task), so without these a few thousand of them exhaust the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpTimeouts {
+    /// Time for a request's head (request line and headers), counted from the moment the
+    /// connection starts waiting for it: when it opens, or when the previous answer on it has
+    /// been sent. So it is also how long an idle keep-alive connection stays open. Past it the
+    /// connection is closed without an answer (`TREEHOLE_HTTP_HEADER_TIMEOUT_MS`).
+    pub header_timeout_ms: u64,
+    /// Time for a request's body, counted from the end of its head; a body still arriving then
+    /// is answered 408 and the connection closed (`TREEHOLE_HTTP_BODY_TIMEOUT_MS`).
+    pub body_timeout_ms: u64,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl HttpTimeouts {
+    pub fn header(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.header_timeout_ms)
+    }
+
+    pub fn body(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_timeout_ms)
+    }
 }
 
 /// Task dispatch: attempts, input size and leases.
@@ -210,6 +245,7 @@ impl Default for Settings {
             session_ttl_hours: 24 * 30,
             consistency_timeout_ms: 5_000,
             max_body_bytes: 128 * 1024,
+            http: HttpTimeouts::default(),
             log_format: LogFormat::Text,
             projectors: "all".into(),
             migrate_on_start: true,
@@ -377,6 +413,8 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_SESSION_TTL_HOURS", "session_ttl_hours"),
     ("TREEHOLE_CONSISTENCY_TIMEOUT_MS", "consistency_timeout_ms"),
     ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
+    ("TREEHOLE_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
+    ("TREEHOLE_HTTP_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
     ("TREEHOLE_LOG_FORMAT", "log_format"),
     ("TREEHOLE_PROJECTORS", "projectors"),
     ("TREEHOLE_MIGRATE_ON_START", "migrate_on_start"),
@@ -439,6 +477,11 @@ pub fn load(
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     crate::projector::Selection::parse(&settings.projectors)
         .map_err(|e| ConfigError::Invalid(format!("projectors: {e}")))?;
+    if settings.http.header_timeout_ms == 0 || settings.http.body_timeout_ms == 0 {
+        return Err(ConfigError::Invalid(
+            "http: header_timeout_ms and body_timeout_ms must be at least 1".into(),
+        ));
+    }
     Ok(settings)
 }
 
@@ -566,6 +609,28 @@ mod tests {
                 .settings()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn http_timeouts_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[http]\nheader_timeout_ms = 2500\nbody_timeout_ms = 7000\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &|_| None, &[]).unwrap();
+        assert_eq!(s.http.header(), std::time::Duration::from_millis(2500));
+        assert_eq!(s.http.body(), std::time::Duration::from_millis(7000));
+        let env = |k: &str| (k == "TREEHOLE_HTTP_BODY_TIMEOUT_MS").then(|| "900".to_string());
+        let s = load(Some(&file), &env, &[]).unwrap();
+        assert_eq!(s.http.body_timeout_ms, 900);
+        let s = load(None, &|_| None, &[]).unwrap();
+        assert_eq!(s.http.header_timeout_ms, 10_000);
+        assert_eq!(s.http.body_timeout_ms, 30_000);
+        let env = |k: &str| (k == "TREEHOLE_HTTP_HEADER_TIMEOUT_MS").then(|| "0".to_string());
+        assert!(load(None, &env, &[]).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::Settings;
+use crate::config::{HttpTimeouts, Settings};
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::projector::{Projectors, Selection};
@@ -61,8 +61,6 @@ pub enum StartupError {
     ReadModels(#[from] projections::ReadModelError),
     #[error(transparent)]
     Mail(#[from] commands::MailError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
 }
 
 /// The log and the read models: PostgreSQL when a database URL is configured, else the
@@ -166,6 +164,7 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    timeouts: HttpTimeouts,
     tasks: Vec<JoinHandle<()>>,
     stores: Stores,
 }
@@ -232,6 +231,7 @@ impl Application {
                     source,
                 })?;
         let max_body = settings.max_body_bytes;
+        let timeouts = settings.http.clone();
         let queries: Arc<dyn ForumQueries> = stores.read_models.clone();
         let webhooks = infra::webhook::WebhookPolicy {
             allow_internal: settings.webhooks.allow_internal,
@@ -277,6 +277,7 @@ impl Application {
         Ok(Self {
             listener,
             router: router(state, max_body),
+            timeouts,
             tasks,
             stores,
         })
@@ -299,28 +300,28 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        crate::server::serve(self.listener, self.router, &self.timeouts, shutdown).await;
         for t in &self.tasks {
             t.abort();
         }
         self.stores.read_models.close().await;
-        served.map_err(StartupError::Serve)
+        Ok(())
     }
 }
 
 /// The whole HTTP stack: routes, docs, fallbacks and the middleware every request passes.
 pub fn router(state: AppState, max_body: usize) -> Router {
+    let body_timeout = state.settings.http.body();
     Router::new()
         .nest("/api/v1", routes::api())
         .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .route_layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            body_timeout,
+            crate::server::limit_body_time,
+        ))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {
@@ -332,6 +333,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(crate::request_id::drop_ill_formed))
 }
 
 /// The server's private key: `secret` when configured, else `<data>/secret.key`, created on
