@@ -58,15 +58,15 @@ async fn a_failed_send_records_nothing_and_keeps_the_earlier_code() {
         failed.expect_problem(503),
         "urn:treehole:problem:unavailable"
     );
-    assert!(
-        failed.text.contains("nothing was recorded"),
-        "{}",
-        failed.text
-    );
     assert_eq!(
         app.head().await,
         head,
         "a code nobody received was recorded"
+    );
+    assert!(
+        failed.text.contains("nothing was recorded"),
+        "{}",
+        failed.text
     );
     std::fs::remove_file(&outbox).expect("the file removed");
     std::fs::rename(&aside, &outbox).expect("outbox restored");
