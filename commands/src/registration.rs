@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::event_store::{StoreError, StreamWrite};
 use crate::handler::{CommandContext, CommandError, CommandHandler, LoadError, to_new_event};
+use crate::mail::{MailError, Mailer};
 use crate::password::Passwords;
 
 /// The stream of an e-mail address's verification codes.
@@ -65,7 +66,46 @@ pub struct Registered {
     pub replayed: bool,
 }
 
-/// Issues a new code for `email` and returns it (to be mailed by the caller).
+/// Why [`mail_code`] did not deliver a working code, and what it left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum MailCodeError {
+    /// The mailer refused or failed. Nothing was recorded: an earlier code still stands.
+    #[error(transparent)]
+    NotSent(#[from] MailError),
+    /// The e-mail went out but its code could not be recorded, so that code does not work and
+    /// an earlier code still stands.
+    #[error("the code was mailed but not recorded: {0}")]
+    NotRecorded(CommandError<VerificationError>),
+}
+
+/// Mails a new code to `email`, then records it: `POST /auth/codes`.
+///
+/// Mail first, record second, so that a send that fails leaves nothing in the log: no event for
+/// an e-mail nobody received, and an earlier code that did arrive is not replaced by one that did
+/// not. The other order would need a compensating event and would still invalidate the earlier
+/// code. If recording fails after the send, the mailed code never works (it unlocks nothing) and
+/// the caller says so. The five minutes run from `ctx.at`, the request's time, as before; the
+/// per-IP and per-address rate limits are taken by the caller before this runs, so a failing
+/// send still counts against them.
+#[instrument(skip_all, fields(position))]
+pub async fn mail_code(
+    handler: &CommandHandler,
+    mailer: &dyn Mailer,
+    secret: &[u8],
+    email: &Email,
+    ctx: &CommandContext,
+) -> Result<Position, MailCodeError> {
+    let code = new_code();
+    mailer.send_code(email, &code).await?;
+    let position = record_code(handler, secret, email, &code, ctx)
+        .await
+        .map_err(MailCodeError::NotRecorded)?;
+    tracing::Span::current().record("position", position);
+    Ok(position)
+}
+
+/// Issues a new code for `email` and returns it unsent, for callers that hand the code over by
+/// other means than mail (tests that need a backdated code).
 #[instrument(skip_all)]
 pub async fn issue_code(
     handler: &CommandHandler,
@@ -74,14 +114,26 @@ pub async fn issue_code(
     ctx: &CommandContext,
 ) -> Result<(VerificationCode, Position), CommandError<VerificationError>> {
     let code = new_code();
+    let position = record_code(handler, secret, email, &code, ctx).await?;
+    Ok((code, position))
+}
+
+/// Makes `code` the e-mail's current code, replacing any earlier one.
+async fn record_code(
+    handler: &CommandHandler,
+    secret: &[u8],
+    email: &Email,
+    code: &VerificationCode,
+    ctx: &CommandContext,
+) -> Result<Position, CommandError<VerificationError>> {
     let cmd = VerificationCommand::Issue {
-        code_hash: code_hash(secret, email, &code),
+        code_hash: code_hash(secret, email, code),
         at: ctx.at,
     };
     let outcome = handler
         .execute::<Verification>(&verification_stream(email), &cmd, &(), ctx)
         .await?;
-    Ok((code, outcome.position))
+    Ok(outcome.position)
 }
 
 /// The parsed registration request.

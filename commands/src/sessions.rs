@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, Utc};
 use domain::reservation::{self, Reservation};
 use domain::session::{Session, SessionCommand, SessionError};
 use domain::user::User;
-use domain::values::{Email, Username};
 use domain::{Position, SessionId, UserId};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -105,19 +104,10 @@ pub async fn logout(
     Ok(outcome.position)
 }
 
-/// Resolves an e-mail address or username through its reservation stream to the user.
+/// Resolves an e-mail address or username through its reservation stream to the user. The
+/// login is not parsed: names registered under older, looser rules must still sign in.
 async fn find_user(handler: &CommandHandler, login: &str) -> Result<Option<User>, LoadError> {
-    let stream = if login.contains('@') {
-        match Email::parse(login) {
-            Ok(e) => reservation::email_stream(&e),
-            Err(_) => return Ok(None),
-        }
-    } else {
-        match Username::parse(login) {
-            Ok(u) => reservation::username_stream(&u),
-            Err(_) => return Ok(None),
-        }
-    };
+    let stream = reservation::login_stream(login);
     let Some(owner) = handler.load::<Reservation>(&stream).await?.state.owner else {
         return Ok(None);
     };

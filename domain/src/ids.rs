@@ -19,6 +19,11 @@ macro_rules! entity_id {
             pub const fn as_uuid(&self) -> Uuid {
                 self.0
             }
+            /// Parses an id as users send it, in its one canonical spelling only (see
+            /// [`parse_canonical_uuid`]).
+            pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+                parse_canonical_uuid(raw).map(Self).ok_or(InvalidId)
+            }
             /// The stream that holds this entity's events.
             pub fn stream(&self) -> StreamId {
                 StreamId(format!(concat!($prefix, "-{}"), self.0))
@@ -31,6 +36,21 @@ macro_rules! entity_id {
             }
         }
     };
+}
+
+/// An id that is not a UUID in its canonical spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not an id: expected a lower-case hyphenated UUID such as 0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1f"
+)]
+pub struct InvalidId;
+
+/// A UUID in the one spelling `Display` writes: 36 characters, lower-case hex, hyphenated
+/// 8-4-4-4-12. Upper case, braces, `urn:uuid:` and the unhyphenated form are refused, so one
+/// entity has one URL (and one cache key, one log spelling).
+pub fn parse_canonical_uuid(raw: &str) -> Option<Uuid> {
+    let uuid = Uuid::try_parse(raw).ok()?;
+    (uuid.hyphenated().to_string() == raw).then_some(uuid)
 }
 
 entity_id!(
@@ -136,5 +156,24 @@ mod tests {
         }
         let id = PostId::new(Uuid::nil());
         assert_eq!(id.stream().as_str(), format!("post-{}", Uuid::nil()));
+    }
+
+    #[test]
+    fn ids_have_one_spelling() {
+        let canonical = "0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1f";
+        let id = PostId::parse(canonical).unwrap();
+        assert_eq!(id.to_string(), canonical);
+        for other in [
+            "0190A5E2-7C1D-7B3E-9F10-2A4B6C8D0E1F",
+            "0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1F",
+            "{0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1f}",
+            "urn:uuid:0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1f",
+            "0190a5e27c1d7b3e9f102a4b6c8d0e1f",
+            " 0190a5e2-7c1d-7b3e-9f10-2a4b6c8d0e1f",
+            "",
+            "not-a-uuid",
+        ] {
+            assert_eq!(TaskId::parse(other), Err(InvalidId), "{other:?} accepted");
+        }
     }
 }

@@ -48,7 +48,9 @@ impl ModelName {
 pub struct ModelSpec {
     /// Free-form kind such as `text-to-image`.
     pub kind: String,
-    /// The JSON Schema every task input must satisfy.
+    /// The JSON Schema every task input must satisfy: a JSON object. The edge refuses `true` and
+    /// `false` (valid schemas, but not what the API promises); events recorded before that may
+    /// still hold one, so the field stays a plain [`Value`] and old events decode.
     pub input_schema: Value,
     /// At most this many of its tasks run at once (claims beyond it wait).
     pub max_concurrent: u32,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
-use commands::registration::{self, Registration};
+use commands::registration::{self, MailCodeError, Registration};
 use commands::sessions;
 use domain::values::{Email, InvalidValue, Password, Username, VerificationCode};
 use domain::{Position, UserId};
@@ -52,12 +52,22 @@ pub async fn request_code(
         "code requests for this e-mail",
     )?;
     let ctx = context(None, request_id.as_deref(), None);
-    let (code, position) =
-        registration::issue_code(&state.handler, &state.secret, &email, &ctx).await?;
-    state.mailer.send_code(&email, &code).await.map_err(|e| {
-        tracing::error!(error = %e, "verification mail failed");
-        ApiError::unavailable("the verification e-mail could not be sent; try again")
-    })?;
+    let mailed =
+        registration::mail_code(&state.handler, &*state.mailer, &state.secret, &email, &ctx).await;
+    let position = match mailed {
+        Ok(position) => position,
+        Err(MailCodeError::NotSent(e)) => {
+            tracing::error!(error = %e, "verification mail failed");
+            return Err(ApiError::unavailable(
+                "the verification e-mail could not be sent and nothing was recorded; \
+                 an earlier code still works; try again later",
+            ));
+        }
+        Err(MailCodeError::NotRecorded(e)) => {
+            tracing::error!(error = %e, "a mailed verification code was not recorded");
+            return Err(ApiError::from(e));
+        }
+    };
     let sent = CodeSent {
         sent: true,
         expires_in_seconds: domain::verification::CODE_TTL_SECONDS,

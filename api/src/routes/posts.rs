@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
+use domain::ids::parse_canonical_uuid;
 use domain::post::{Post, PostCommand, PostEvent};
-use domain::values::{CommentBody, PostBody, PostTitle, Tag};
+use domain::values::{CommentBody, InvalidValue, PostBody, PostTitle, Tag};
 use domain::{CommentId, Position, PostId};
 use projections::ports::Page;
 use projections::views::{CommentView, PostView};
@@ -21,8 +22,9 @@ use crate::routes::auth::CommandDone;
 use crate::routes::{consistent, context, page_limit};
 use crate::state::AppState;
 
+/// An id from a path: the canonical spelling only, else no such thing (404, as for any unknown id).
 fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(format!("no such {what}")))
+    parse_canonical_uuid(raw).ok_or_else(|| ApiError::not_found(format!("no such {what}")))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -223,8 +225,9 @@ pub struct NewComment {
     pub body: String,
     /// Comment under this post's pseudonym for you (or as the host, if it is your post).
     pub anonymous: bool,
+    /// The id of a comment under this post, in canonical form (lower-case, hyphenated).
     #[schema(value_type = Option<String>, format = Uuid)]
-    pub reply_to: Option<Uuid>,
+    pub reply_to: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -234,6 +237,16 @@ pub struct CommentCreated {
     /// Your pseudonym under this post, the host name, or your username.
     pub author_name: String,
     pub position: Position,
+}
+
+fn reply_to(raw: Option<&str>) -> Result<Option<CommentId>, InvalidValue> {
+    raw.map(|r| {
+        CommentId::parse(r).map_err(|e| InvalidValue {
+            field: "reply_to",
+            reason: e.to_string(),
+        })
+    })
+    .transpose()
 }
 
 /// Comments on a post. Anonymous commenters keep one pseudonym per post.
@@ -254,7 +267,7 @@ pub async fn add_comment(
         author: auth.actor.clone(),
         body: CommentBody::parse(&body.body)?,
         anonymous: body.anonymous,
-        reply_to: body.reply_to.map(CommentId::new),
+        reply_to: reply_to(body.reply_to.as_deref())?,
         at: Utc::now(),
     };
     let route = format!("POST /posts/{post_id}/comments");

@@ -102,7 +102,9 @@ impl ModelBody {
         if !(1..=10_000).contains(&self.max_concurrent) {
             return Err(invalid("max_concurrent", "must be between 1 and 10000"));
         }
-        if !self.input_schema.is_object() && !self.input_schema.is_boolean() {
+        // `true` and `false` are JSON Schemas too, but the API promises an object: a schema
+        // that describes the input, not one that takes or refuses everything.
+        if !self.input_schema.is_object() {
             return Err(invalid("input_schema", "must be a JSON Schema object"));
         }
         compile(&self.input_schema)
@@ -530,9 +532,7 @@ impl TaskDto {
 }
 
 pub(crate) fn parse_task_id(raw: &str) -> Result<TaskId, ApiError> {
-    Uuid::parse_str(raw)
-        .map(TaskId::new)
-        .map_err(|_| ApiError::not_found("no such task"))
+    TaskId::parse(raw).map_err(|_| ApiError::not_found("no such task"))
 }
 
 /// One of your tasks (admins see every task), with its history and webhook attempts.

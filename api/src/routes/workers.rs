@@ -196,9 +196,7 @@ pub async fn revoke_worker(
     request_id: Option<axum::Extension<RequestId>>,
     Path(id): Path<String>,
 ) -> Result<Json<CommandDone>, ApiError> {
-    let id = Uuid::parse_str(&id)
-        .map(WorkerId::new)
-        .map_err(|_| ApiError::not_found("no such worker"))?;
+    let id = WorkerId::parse(&id).map_err(|_| ApiError::not_found("no such worker"))?;
     let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
     let command = WorkerCommand::Revoke {
         by: auth.actor.clone(),

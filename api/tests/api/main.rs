@@ -8,6 +8,7 @@ mod crash_safety;
 mod export;
 mod helpers;
 mod hot_post;
+mod input_values;
 mod kafka;
 mod metrics;
 mod rebuild;
