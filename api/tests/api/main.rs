@@ -10,6 +10,7 @@ mod helpers;
 mod hot_post;
 mod kafka;
 mod rebuild;
+mod revocation;
 mod search;
 mod stats;
 mod tasks;
