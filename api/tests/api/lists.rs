@@ -1,5 +1,8 @@
-//! Query parameters every list and read shares: one `after` (issue 14, defect 10).
+//! Query parameters every list and read shares: one `after` (issue 14, defect 10) and sealed
+//! list cursors that belong to their list (defect 11).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use crate::helpers::{Reply, TestApp, TestUser, spawn_app, str_field};
@@ -13,6 +16,7 @@ struct World {
     bob: TestUser,
     worker_token: String,
     post_a: String,
+    post_b: String,
     task: String,
     head: u64,
 }
@@ -58,6 +62,7 @@ async fn world() -> World {
     let head = app.head().await;
     World {
         post_a: posts[0].clone(),
+        post_b: posts[1].clone(),
         app,
         admin,
         ann,
@@ -173,5 +178,105 @@ async fn a_repeated_or_conflicting_after_is_refused_by_every_route_that_takes_it
         )
         .await;
     assert_refused(&header_twice, "after");
+    app.assert_no_server_errors();
+}
+
+/// `next_cursor` of the first page of `path` (one item a page).
+async fn first_cursor(app: &TestApp, path: &str, token: Option<&str>, head: u64) -> String {
+    let page = get(
+        app,
+        &with(path, &format!("limit=1&after={head}")),
+        token,
+        None,
+    )
+    .await
+    .expect(200);
+    let cursor = str_field(&page, "next_cursor").to_owned();
+    // The cursor works where it was given.
+    get(
+        app,
+        &with(path, &format!("limit=1&cursor={cursor}")),
+        token,
+        None,
+    )
+    .await
+    .expect(200);
+    cursor
+}
+
+fn truncations(cursor: &str) -> Vec<String> {
+    let cut = |n: usize| cursor[..cursor.len().saturating_sub(n)].to_owned();
+    vec![
+        cut(1),
+        cut(2),
+        cut(4),
+        cursor[..cursor.len() / 2].to_owned(),
+    ]
+}
+
+/// Cursors a client could build from what it sees: the old unsealed forms, and valid cursors
+/// with one character changed.
+fn forgeries(cursor: &str) -> Vec<String> {
+    let mut out: Vec<String> = ["p1:1", "p1:0", "p1:999999"]
+        .iter()
+        .map(|t| URL_SAFE_NO_PAD.encode(t))
+        .collect();
+    for at in [0, cursor.len() / 2, cursor.len() - 1] {
+        let mut bytes = cursor.as_bytes().to_vec();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        out.push(String::from_utf8(bytes).expect("ASCII"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn list_cursors_are_refused_when_truncated_forged_or_used_on_another_list() {
+    let w = world().await;
+    let (app, head) = (&w.app, w.head);
+    let ann = Some(w.ann.token.as_str());
+    let bob = Some(w.bob.token.as_str());
+    let feed = "/posts".to_owned();
+    let comments_a = format!("/posts/{}/comments", w.post_a);
+    let comments_b = format!("/posts/{}/comments", w.post_b);
+    let tasks = "/tasks".to_owned();
+    let search = "/search?q=cat".to_owned();
+    let lists: Vec<(&str, Option<&str>)> = vec![
+        (&feed, None),
+        (&comments_a, None),
+        (&comments_b, None),
+        (&tasks, ann),
+        (&search, None),
+    ];
+    let mut cursors = Vec::new();
+    for (path, token) in &lists {
+        cursors.push(first_cursor(app, path, *token, head).await);
+    }
+
+    let refused = |path: &str, cursor: &str| with(path, &format!("limit=1&cursor={cursor}"));
+    for (i, (path, token)) in lists.iter().enumerate() {
+        let own = &cursors[i];
+        for bad in truncations(own).iter().chain(&forgeries(own)) {
+            assert_refused(&get(app, &refused(path, bad), *token, None).await, "cursor");
+        }
+        // Every other list's cursor, including a comment cursor of another post.
+        for (j, other) in cursors.iter().enumerate() {
+            if i != j {
+                assert_refused(
+                    &get(app, &refused(path, other), *token, None).await,
+                    "cursor",
+                );
+            }
+        }
+    }
+    // A task list cursor is its owner's: another user's task list refuses it.
+    assert_refused(
+        &get(app, &refused(&tasks, &cursors[3]), bob, None).await,
+        "cursor",
+    );
+    // A search cursor belongs to its query.
+    assert_refused(
+        &get(app, &refused("/search?q=number", &cursors[4]), None, None).await,
+        "cursor",
+    );
     app.assert_no_server_errors();
 }
