@@ -321,11 +321,6 @@ pub async fn claim(
     let worker_stream = worker.worker_id.stream();
     loop {
         let seen = state.hub.position(&["tasks"]);
-        // A claim that waits sees a revocation at its next round (the tasks model moves with
-        // it, which wakes the wait), not only when work comes.
-        if !active(&state, worker.worker_id).await? {
-            return Err(revoked());
-        }
         // In order: a worker that loses the race for one moves on to the next.
         for task_id in state.tasks.claimable(&models, CANDIDATES).await? {
             let at = Utc::now();
@@ -363,6 +358,11 @@ pub async fn claim(
         // in any case (a lease may have run out without any event yet).
         let nap = (deadline - now).min(Duration::from_millis(500));
         let _ = state.hub.wait_for(&["tasks"], seen + 1, nap).await;
+        // A waiting claim sees a revocation when it wakes (the tasks model moves with it),
+        // not only when work comes; `WorkerAuth` checked the first round.
+        if !active(&state, worker.worker_id).await? {
+            return Err(revoked());
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -122,6 +122,34 @@ async fn a_revoked_worker_gets_no_task_from_a_waiting_claim_nor_from_claims_righ
     );
     // Every refusal is a problem, never a server error.
     app.assert_no_server_errors();
+}
+
+#[tokio::test]
+async fn a_waiting_claim_wakes_at_the_revocation_and_is_refused_without_waiting_for_work() {
+    let app = Arc::new(spawn_app().await);
+    let admin = admin(&app, "ops_waker").await;
+    register_model(&app, &admin, "sdxl").await;
+    let (worker_id, token) = register_worker(&app, &admin, &["sdxl"]).await;
+    let waiting = {
+        let (app, token) = (app.clone(), token.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let reply = app
+                .post_json("/workers/claim", Some(&token), &json!({"wait_secs": 20}))
+                .await;
+            (reply, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.delete(&format!("/workers/{worker_id}"), &admin.token)
+        .await
+        .expect(200);
+    let (reply, waited) = waiting.await.expect("the waiting claim");
+    reply.expect_problem(401);
+    assert!(
+        waited < Duration::from_secs(5),
+        "the claim waited {waited:?} after the revocation"
+    );
 }
 
 /// The log of record, with a revocation committed at the worst moment: right before the first
