@@ -405,6 +405,10 @@ impl Refusal for TaskError {
                 )
             }
             // The lease ran out and the task went back to the queue (or to another worker).
+            // The answer a revoked token gets at the door, whichever side noticed first.
+            TaskError::WorkerRevoked => {
+                ApiError::unauthorized("the worker token is unknown or revoked")
+            }
             TaskError::NotHolder => {
                 ApiError::new(StatusCode::CONFLICT, "lease-lost", "Lease lost", detail)
             }

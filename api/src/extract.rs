@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::Utc;
 use domain::values::Actor;
 use domain::{Position, SessionId};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -75,36 +74,61 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// The position a query must reflect: `?after=N` or `X-After-Position: N` (§5).
+///
+/// Every route reads it through this one extractor, so every route answers alike: one position,
+/// given once, as the query parameter, the header, or both with the same value. Anything else
+/// (two `after`s, two headers, a header that disagrees with the query, a value that is not a
+/// position) is a 400: a client that sent two positions meant something we cannot guess.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct After(pub Option<Position>);
-
-#[derive(Deserialize)]
-struct AfterParam {
-    after: Option<String>,
-}
 
 impl<S: Send + Sync> FromRequestParts<S> for After {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let from_query = Query::<AfterParam>::try_from_uri(&parts.uri)
-            .ok()
-            .and_then(|q| q.0.after);
-        let from_header = parts
+        let pairs = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|_| ApiError::bad_request("the query string is malformed"))?
+            .0;
+        let from_query = one(
+            pairs
+                .iter()
+                .filter(|(k, _)| k == "after")
+                .map(|(_, v)| v.as_str()),
+            "give one ?after=",
+        )?;
+        let headers: Vec<&str> = parts
             .headers
-            .get("x-after-position")
-            .map(|h| h.to_str().unwrap_or("").to_owned());
-        match from_query.or(from_header) {
-            None => Ok(After(None)),
-            Some(raw) => raw
-                .trim()
-                .parse::<Position>()
-                .map(|p| After(Some(p)))
-                .map_err(|_| {
-                    ApiError::bad_request("after: must be a non-negative integer position")
-                }),
+            .get_all("x-after-position")
+            .iter()
+            .map(|h| h.to_str().unwrap_or(""))
+            .collect();
+        let from_header = one(headers.into_iter(), "send one X-After-Position header")?;
+        match (from_query, from_header) {
+            (Some(q), Some(h)) if q != h => Err(ApiError::bad_request(
+                "after: ?after= and X-After-Position disagree; send one of them",
+            )),
+            (q, h) => Ok(After(q.or(h))),
         }
     }
+}
+
+/// The one position among `values`, if any.
+fn one<'a>(
+    mut values: impl Iterator<Item = &'a str>,
+    once: &str,
+) -> Result<Option<Position>, ApiError> {
+    let Some(raw) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(format!(
+            "after: {once}, not several positions"
+        )));
+    }
+    raw.trim()
+        .parse::<Position>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("after: must be a non-negative integer position"))
 }
 
 /// An optional `Idempotency-Key` header (1 to 200 visible ASCII characters).

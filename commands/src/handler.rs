@@ -215,31 +215,7 @@ impl CommandHandler {
                 Ok(committed) if committed.replayed => {
                     return Ok(self.replay::<A::Event>(&committed).await?);
                 }
-                Ok(committed) => {
-                    let position = committed.last_position();
-                    tracing::Span::current().record("position", position);
-                    let first = &committed.results[0];
-                    let mut next = loaded;
-                    for event in &events {
-                        next.state.evolve(event);
-                    }
-                    next.version = first.last_version;
-                    self.cache.put(stream, next);
-                    let events = events
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, event)| Recorded {
-                            position: first.first_position + i as u64,
-                            version: first.first_version + i as u64,
-                            event,
-                        })
-                        .collect();
-                    return Ok(Outcome {
-                        events,
-                        position,
-                        replayed: false,
-                    });
-                }
+                Ok(committed) => return Ok(self.recorded(stream, loaded, events, &committed)),
                 Err(StoreError::Conflict { .. }) => {
                     tracing::debug!(attempt, "version conflict; retrying");
                     metrics::counter!("treehole_command_conflicts_total").increment(1);
@@ -250,6 +226,110 @@ impl CommandHandler {
         }
         metrics::counter!("treehole_command_contention_total").increment(1);
         Err(CommandError::Contention(stream.clone()))
+    }
+
+    /// Like [`Self::execute`], for a decision that also rests on the state of another stream,
+    /// `guard` (a task claim rests on its worker not being revoked).
+    ///
+    /// The command is built from the guard's current state, and the append carries the guard's
+    /// version as an expectation of a write without events: the guard stream is not written,
+    /// but if anything was appended to it between the read and the append (a revocation), the
+    /// whole append is a version conflict, and the command is built and decided again on the
+    /// new state. So no decision is ever committed on a stale guard, on any backend, without a
+    /// lock across processes; a lagging read model cannot let it through either. The price is
+    /// a retry for the rare command that races a change of its guard.
+    #[instrument(skip_all, fields(stream = %stream, guard = %guard, position))]
+    pub async fn execute_guarded<A: Aggregate, G: Aggregate>(
+        &self,
+        stream: &StreamId,
+        guard: &StreamId,
+        command: impl Fn(&G) -> A::Command,
+        services: &A::Services,
+        ctx: &CommandContext,
+    ) -> Result<Outcome<A::Event>, CommandError<A::Error>> {
+        if let Some(done) = self.replay_if_seen::<A::Event>(ctx).await? {
+            return Ok(done);
+        }
+        let _queue = self.locks.lock(stream).await;
+        for attempt in 0..self.retry.max_attempts {
+            let guarded = self.load_cached::<G>(guard).await?;
+            let loaded = self.load_cached::<A>(stream).await?;
+            let events = loaded
+                .state
+                .decide(&command(&guarded.state), services)
+                .map_err(CommandError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Outcome {
+                    events: vec![],
+                    position: 0,
+                    replayed: false,
+                });
+            }
+            let writes = vec![
+                StreamWrite {
+                    stream: stream.clone(),
+                    expected: loaded.expected(),
+                    events: events.iter().map(|e| to_new_event(e, ctx)).collect(),
+                },
+                StreamWrite {
+                    stream: guard.clone(),
+                    expected: guarded.expected(),
+                    events: vec![],
+                },
+            ];
+            match self
+                .store
+                .append_many(writes, ctx.idempotency.clone())
+                .await
+            {
+                Ok(committed) if committed.replayed => {
+                    return Ok(self.replay::<A::Event>(&committed).await?);
+                }
+                Ok(committed) => return Ok(self.recorded(stream, loaded, events, &committed)),
+                Err(StoreError::Conflict { .. }) => {
+                    tracing::debug!(attempt, "version conflict; retrying");
+                    metrics::counter!("treehole_command_conflicts_total").increment(1);
+                    self.retry.backoff(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        metrics::counter!("treehole_command_contention_total").increment(1);
+        Err(CommandError::Contention(stream.clone()))
+    }
+
+    /// The outcome of a commit whose first write is `events` on `stream`, whose state before
+    /// them was `loaded`; the new state goes into the cache.
+    fn recorded<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        committed: &Committed,
+    ) -> Outcome<A::Event> {
+        let position = committed.last_position();
+        tracing::Span::current().record("position", position);
+        let first = &committed.results[0];
+        let mut next = loaded;
+        for event in &events {
+            next.state.evolve(event);
+        }
+        next.version = first.last_version;
+        self.cache.put(stream, next);
+        let events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Recorded {
+                position: first.first_position + i as u64,
+                version: first.first_version + i as u64,
+                event,
+            })
+            .collect();
+        Outcome {
+            events,
+            position,
+            replayed: false,
+        }
     }
 
     /// Answers a request whose idempotency key was already committed, if it was.

@@ -6,6 +6,11 @@
 //! one task, one appends `TaskClaimed` and the other gets a version conflict, reloads, and is
 //! told the task is no longer claimable. A lease that runs out (the worker died) gives the task
 //! back to the queue until it has used all its attempts.
+//!
+//! A claim also rests on the claiming worker: a revoked worker gets no task. The caller reads
+//! the worker's own stream into a [`Claimant`] and appends the claim with that stream's version
+//! as an expectation (`CommandHandler::execute_guarded`), so a revocation committed between the
+//! read and the append turns the claim into a conflict, decided again as a refusal.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,7 @@ use crate::aggregate::{Aggregate, DomainEvent};
 use crate::ids::{TaskId, UserId, WorkerId};
 use crate::model::ModelName;
 use crate::values::Actor;
+use crate::worker::Worker;
 
 /// Limits the decisions depend on.
 #[derive(Debug, Clone)]
@@ -41,6 +47,25 @@ pub struct ModelRef {
     pub enabled: bool,
 }
 
+/// The worker behind a claim, as its own stream shows it when the claim is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimant {
+    pub id: WorkerId,
+    /// Registered and not revoked.
+    pub active: bool,
+}
+
+impl Claimant {
+    /// Worker `id` as `worker` (the fold of its stream) shows it; a worker that was never
+    /// registered is not active.
+    pub fn of(id: WorkerId, worker: &Worker) -> Self {
+        Self {
+            id,
+            active: worker.id == Some(id) && !worker.revoked,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum TaskCommand {
     /// `input` has been checked against the model's schema by the caller; `webhook_url` has
@@ -54,7 +79,7 @@ pub enum TaskCommand {
         priority: i32,
     },
     Claim {
-        worker: WorkerId,
+        worker: Claimant,
         lease: Duration,
         at: DateTime<Utc>,
     },
@@ -181,6 +206,8 @@ pub enum TaskError {
     BadPriority,
     #[error("the task is not queued")]
     NotClaimable,
+    #[error("the worker is unknown or revoked")]
+    WorkerRevoked,
     #[error("this worker does not hold the task's lease")]
     NotHolder,
     #[error("only its submitter or an admin may cancel a task")]
@@ -319,10 +346,11 @@ impl Aggregate for Task {
         };
         match command {
             TaskCommand::Publish { .. } => Err(TaskError::AlreadyExists),
+            TaskCommand::Claim { worker, .. } if !worker.active => Err(TaskError::WorkerRevoked),
             TaskCommand::Claim { worker, lease, at } => match self.status {
                 TaskStatus::Queued => Ok(vec![TaskEvent::TaskClaimed {
                     task_id,
-                    worker_id: *worker,
+                    worker_id: worker.id,
                     attempt: self.attempts + 1,
                     lease_until: *at + *lease,
                 }]),
@@ -460,6 +488,7 @@ impl Aggregate for Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::WorkerEvent;
     use serde_json::json;
     use uuid::Uuid;
 
@@ -495,10 +524,78 @@ mod tests {
 
     fn claim(w: u128, s: i64) -> TaskCommand {
         TaskCommand::Claim {
-            worker: worker(w),
+            worker: Claimant {
+                id: worker(w),
+                active: true,
+            },
             lease: Duration::seconds(30),
             at: at(s),
         }
+    }
+
+    /// A claim by worker `w` as its stream shows it after `history`.
+    fn claim_by(w: u128, history: &[WorkerEvent], s: i64) -> TaskCommand {
+        let mut state = Worker::default();
+        for e in history {
+            state.evolve(e);
+        }
+        TaskCommand::Claim {
+            worker: Claimant::of(worker(w), &state),
+            lease: Duration::seconds(30),
+            at: at(s),
+        }
+    }
+
+    fn registered(w: u128) -> WorkerEvent {
+        WorkerEvent::WorkerRegistered {
+            worker_id: worker(w),
+            name: "gpu-1".into(),
+            models: vec![ModelName::parse("sdxl").unwrap()],
+            token_hash: "h".into(),
+            by: UserId::new(Uuid::from_u128(7)),
+        }
+    }
+
+    fn revoked(w: u128) -> WorkerEvent {
+        WorkerEvent::WorkerRevoked {
+            worker_id: worker(w),
+            by: UserId::new(Uuid::from_u128(7)),
+        }
+    }
+
+    #[test]
+    fn a_revoked_worker_claims_nothing() {
+        let mut g = given(&[publish(false)]);
+        assert_eq!(
+            g.when(&claim_by(1, &[registered(1), revoked(1)], 0)),
+            Err(TaskError::WorkerRevoked)
+        );
+        assert_eq!(g.0.status, TaskStatus::Queued);
+        assert_eq!(g.0.attempts, 0);
+        // Revoked before the task was even there, or after an attempt of its own: the same.
+        let mut g = given(&[publish(false), claim(1, 0)]);
+        g.when(&TaskCommand::ExpireLease { at: at(30) }).unwrap();
+        assert_eq!(
+            g.when(&claim_by(1, &[registered(1), revoked(1)], 31)),
+            Err(TaskError::WorkerRevoked)
+        );
+        // Another worker's revocation is no concern of this one.
+        let events = g.when(&claim_by(2, &[registered(2)], 32)).unwrap();
+        assert!(matches!(
+            events[0],
+            TaskEvent::TaskClaimed { attempt: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_worker_that_was_never_registered_claims_nothing() {
+        let mut g = given(&[publish(false)]);
+        assert_eq!(g.when(&claim_by(1, &[], 0)), Err(TaskError::WorkerRevoked));
+        // Its id must be the one registered on the stream it was read from.
+        assert_eq!(
+            g.when(&claim_by(1, &[registered(2)], 0)),
+            Err(TaskError::WorkerRevoked)
+        );
     }
 
     /// Given these commands were accepted, the task; `when` decides and applies one more.

@@ -15,7 +15,7 @@ use tower_http::request_id::RequestId;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::cursor;
+use crate::cursor::{Cursors, List};
 use crate::error::{ApiError, Problem};
 use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
 use crate::routes::auth::CommandDone;
@@ -145,16 +145,25 @@ pub struct PostPage {
     pub next_cursor: Option<String>,
 }
 
-pub(crate) fn page(params: &ListParams) -> Result<Page, ApiError> {
+/// The page `params` ask for, their cursor opened as one of `cursors`' list.
+pub(crate) fn page(params: &ListParams, cursors: &Cursors) -> Result<Page, ApiError> {
     Ok(Page {
-        cursor: params.cursor.as_deref().map(cursor::decode).transpose()?,
+        cursor: params
+            .cursor
+            .as_deref()
+            .map(|c| cursors.decode(c))
+            .transpose()?,
         limit: page_limit(params.limit, 100)?,
     })
 }
 
-pub(crate) fn next_cursor(positions: &[Position], limit: usize) -> Option<String> {
+pub(crate) fn next_cursor(
+    positions: &[Position],
+    limit: usize,
+    cursors: &Cursors,
+) -> Option<String> {
     (positions.len() == limit)
-        .then(|| positions.last().map(|p| cursor::encode(*p)))
+        .then(|| positions.last().map(|p| cursors.encode(*p)))
         .flatten()
 }
 
@@ -166,7 +175,8 @@ pub async fn list_posts(
     after: After,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<PostPage>), ApiError> {
-    let page = page(&params)?;
+    let cursors = Cursors::new(&state.secret, List::Feed);
+    let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed"]).await?;
     let views = state.queries.feed(page).await?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
@@ -175,7 +185,7 @@ pub async fn list_posts(
         projection_headers(position),
         Json(PostPage {
             items,
-            next_cursor: next_cursor(&positions, page.limit),
+            next_cursor: next_cursor(&positions, page.limit, &cursors),
         }),
     ))
 }
@@ -338,7 +348,8 @@ pub async fn list_comments(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<CommentPage>), ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
-    let page = page(&params)?;
+    let cursors = Cursors::new(&state.secret, List::Comments(post_id));
+    let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed", "comments"]).await?;
     if state.queries.post(post_id).await?.is_none() {
         return Err(ApiError::not_found("no such post"));
@@ -350,7 +361,7 @@ pub async fn list_comments(
         projection_headers(position),
         Json(CommentPage {
             items,
-            next_cursor: next_cursor(&positions, page.limit),
+            next_cursor: next_cursor(&positions, page.limit, &cursors),
         }),
     ))
 }

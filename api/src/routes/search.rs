@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::cursor;
+use crate::cursor::{Cursors, List};
 use crate::error::{ApiError, Problem};
 use crate::extract::{After, ApiQuery, projection_headers};
 use crate::routes::{consistent, page_limit};
@@ -84,10 +84,11 @@ pub async fn search(
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("tag: {e}")))?;
     let fingerprint = fingerprint(&query, tag.as_deref());
+    let cursors = Cursors::new(&state.secret, List::Search(&fingerprint));
     let after_cursor = params
         .cursor
         .as_deref()
-        .map(|c| cursor::decode_search(c, &fingerprint))
+        .map(|c| cursors.decode_search(c))
         .transpose()?;
     let position = consistent(&state, after, &[projections::search::NAME]).await?;
     let results = state
@@ -109,9 +110,7 @@ pub async fn search(
         Json(SearchPage {
             hits,
             total: results.total,
-            next_cursor: results
-                .next
-                .map(|c| cursor::encode_search(&c, &fingerprint)),
+            next_cursor: results.next.map(|c| cursors.encode_search(&c)),
         }),
     ))
 }
@@ -162,6 +161,12 @@ mod tests {
         };
         let other = fingerprint(&q, Some("sport"));
         assert_ne!(fp, other);
-        assert!(cursor::decode_search(&cursor::encode_search(&c, &fp), &other).is_err());
+        let key = b"a server key";
+        let sealed = Cursors::new(key, List::Search(&fp)).encode_search(&c);
+        assert!(
+            Cursors::new(key, List::Search(&other))
+                .decode_search(&sealed)
+                .is_err()
+        );
     }
 }

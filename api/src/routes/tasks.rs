@@ -19,6 +19,7 @@ use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::cursor::{Cursors, List};
 use crate::error::{ApiError, Problem, Refusal};
 use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
 use crate::routes::auth::CommandDone;
@@ -576,11 +577,12 @@ pub async fn list_tasks(
     auth: Auth,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<(HeaderMap, Json<TaskPage>), ApiError> {
-    let page = page(&params)?;
+    let cursors = Cursors::new(&state.secret, List::Tasks(auth.actor.user_id));
+    let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["tasks"]).await?;
     let views = state.tasks.tasks_of(auth.actor.user_id, page).await?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
-    let next_cursor = next_cursor(&positions, page.limit);
+    let next_cursor = next_cursor(&positions, page.limit, &cursors);
     let items = views.into_iter().map(|v| TaskDto::new(v, None)).collect();
     Ok((
         projection_headers(position),

@@ -1,8 +1,14 @@
 //! Workers: admins register them (a credential for some models, shown once); workers claim
 //! tasks under a lease, extend it, and report a result or a failure.
 //!
-//! Worker tokens are not user sessions: they start with `thw_`, are checked against the
+//! Worker tokens are not user sessions: they start with `thw_`, are looked up in the
 //! `workers` read model, and open only the routes under `/workers/` below.
+//!
+//! Revocation is decided by the write model, not by that read model, which may lag: every
+//! worker request checks the worker's own stream, a waiting claim checks it again each round,
+//! and a claim is appended with the worker stream's version as an expectation
+//! (`CommandHandler::execute_guarded`), so a revocation committed at any moment before the
+//! claim's append makes the claim conflict and be refused by the Task aggregate.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::model::{Model, ModelName};
-use domain::task::{Task, TaskCommand, TaskError, TaskEvent};
+use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent};
 use domain::worker::{Worker, WorkerCommand};
 use domain::{Position, TaskId, WorkerId};
 use projections::tasks::WorkerView;
@@ -35,7 +41,7 @@ use crate::state::AppState;
 /// The prefix that tells a worker token from a user's bearer token.
 pub const TOKEN_PREFIX: &str = "thw_";
 
-/// A registered, unrevoked worker, from `Authorization: Bearer thw_...`.
+/// A registered worker, from `Authorization: Bearer thw_...`, unrevoked as of its own stream.
 #[derive(Debug, Clone)]
 pub struct WorkerAuth(pub WorkerView);
 
@@ -62,9 +68,26 @@ impl FromRequestParts<AppState> for WorkerAuth {
             .worker_by_token(&commands::sessions::token_hash(token))
             .await?
             .filter(|w| !w.revoked)
-            .ok_or_else(|| ApiError::unauthorized("the worker token is unknown or revoked"))?;
+            .ok_or_else(revoked)?;
+        if !active(state, worker.worker_id).await? {
+            return Err(revoked());
+        }
         Ok(Self(worker))
     }
+}
+
+fn revoked() -> ApiError {
+    ApiError::unauthorized("the worker token is unknown or revoked")
+}
+
+/// Whether the worker's own stream shows it registered and unrevoked (the read model may not
+/// have applied a revocation yet).
+async fn active(state: &AppState, worker_id: WorkerId) -> Result<bool, ApiError> {
+    let worker = state
+        .handler
+        .load_cached::<Worker>(&worker_id.stream())
+        .await?;
+    Ok(Claimant::of(worker_id, &worker.state).active)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -254,7 +277,8 @@ fn lease(state: &AppState, secs: Option<u32>) -> Result<chrono::Duration, ApiErr
 
 /// Claims the most urgent queued task of the worker's models, under a lease. Exactly one
 /// worker gets each claim: the Task aggregate takes it on the task's stream version, and a
-/// worker that lost the race moves on to the next candidate. 204 when there is none.
+/// worker that lost the race moves on to the next candidate. 204 when there is none. A
+/// revoked worker gets 401, also when the revocation lands while its claim waits.
 #[utoipa::path(post, path = "/api/v1/workers/claim", tag = "workers", request_body = ClaimRequest,
     security(("worker" = [])),
     responses((status = 200, body = ClaimedTask), (status = 204, description = "no task within wait_secs"),
@@ -292,18 +316,26 @@ pub async fn claim(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
     let ctx = context(None, request_id.as_deref(), None);
     let services = state.settings.tasks.services();
+    let worker_stream = worker.worker_id.stream();
     loop {
         let seen = state.hub.position(&["tasks"]);
         // In order: a worker that loses the race for one moves on to the next.
         for task_id in state.tasks.claimable(&models, CANDIDATES).await? {
-            let command = TaskCommand::Claim {
-                worker: worker.worker_id,
+            let at = Utc::now();
+            let command = |current: &Worker| TaskCommand::Claim {
+                worker: Claimant::of(worker.worker_id, current),
                 lease,
-                at: Utc::now(),
+                at,
             };
             match state
                 .handler
-                .execute::<Task>(&task_id.stream(), &command, &services, &ctx)
+                .execute_guarded::<Task, Worker>(
+                    &task_id.stream(),
+                    &worker_stream,
+                    command,
+                    &services,
+                    &ctx,
+                )
                 .await
             {
                 Ok(outcome) => {
@@ -324,6 +356,11 @@ pub async fn claim(
         // in any case (a lease may have run out without any event yet).
         let nap = (deadline - now).min(Duration::from_millis(500));
         let _ = state.hub.wait_for(&["tasks"], seen + 1, nap).await;
+        // A waiting claim sees a revocation when it wakes (the tasks model moves with it),
+        // not only when work comes; `WorkerAuth` checked the first round.
+        if !active(&state, worker.worker_id).await? {
+            return Err(revoked());
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use commands::{CommandContext, CommandHandler};
 use domain::UserId;
 use domain::ids::{TaskId, WorkerId};
 use domain::model::{Model, ModelCommand, ModelName, ModelSpec};
-use domain::task::{ModelRef, Task, TaskCommand, TaskServices};
+use domain::task::{Claimant, ModelRef, Task, TaskCommand, TaskServices};
 use domain::values::Actor;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -474,7 +474,10 @@ async fn task_days(
                     let lease = Duration::seconds(60);
                     execute(
                         TaskCommand::Claim {
-                            worker,
+                            worker: Claimant {
+                                id: worker,
+                                active: true,
+                            },
                             lease,
                             at: at(ms),
                         },

@@ -18,7 +18,7 @@ use sha2::Sha256;
 use crate::helpers::{TestApp, TestUser, position, spawn_app, spawn_app_with, str_field};
 
 /// A user made admin, once the users model shows it.
-async fn admin(app: &TestApp, name: &str) -> TestUser {
+pub(crate) async fn admin(app: &TestApp, name: &str) -> TestUser {
     let admin = app.new_user(name).await;
     let granted = api::admin::grant(&CommandHandler::new(app.event_store()), &admin.username)
         .await
@@ -44,7 +44,7 @@ fn schema() -> Value {
     })
 }
 
-async fn register_model(app: &TestApp, admin: &TestUser, name: &str) -> Position {
+pub(crate) async fn register_model(app: &TestApp, admin: &TestUser, name: &str) -> Position {
     let body = json!({"name": name, "kind": "text-to-image", "input_schema": schema(), "max_concurrent": 1000});
     position(
         &app.post_json("/models", Some(&admin.token), &body)
@@ -54,7 +54,11 @@ async fn register_model(app: &TestApp, admin: &TestUser, name: &str) -> Position
 }
 
 /// A worker credential for `models`: (worker id, token), usable once the returned position is.
-async fn register_worker(app: &TestApp, admin: &TestUser, models: &[&str]) -> (String, String) {
+pub(crate) async fn register_worker(
+    app: &TestApp,
+    admin: &TestUser,
+    models: &[&str],
+) -> (String, String) {
     let body = json!({"name": "gpu box", "models": models});
     let reply = app
         .post_json("/workers", Some(&admin.token), &body)
@@ -72,7 +76,7 @@ async fn register_worker(app: &TestApp, admin: &TestUser, models: &[&str]) -> (S
     (str_field(&reply, "worker_id").to_owned(), token)
 }
 
-async fn publish(app: &TestApp, user: &TestUser, body: &Value) -> String {
+pub(crate) async fn publish(app: &TestApp, user: &TestUser, body: &Value) -> String {
     let reply = app
         .post_json("/tasks", Some(&user.token), body)
         .await
@@ -82,7 +86,7 @@ async fn publish(app: &TestApp, user: &TestUser, body: &Value) -> String {
 }
 
 /// Every event of the log.
-async fn events(app: &TestApp) -> Vec<Envelope> {
+pub(crate) async fn events(app: &TestApp) -> Vec<Envelope> {
     let store = app.event_store();
     let mut all = Vec::new();
     loop {
