@@ -9,6 +9,7 @@ mod export;
 mod helpers;
 mod hot_post;
 mod kafka;
+mod limits;
 mod rebuild;
 mod search;
 mod stats;
