@@ -209,7 +209,11 @@ fn field_limits(s: &Settings) -> Vec<(&'static str, &'static str, Value)> {
 /// The limits of query and header parameters, wherever an operation takes them.
 fn limit_parameters(path: &str, operation: &mut Value) {
     let max_limit = if path == "/api/v1/search" { 50 } else { 100 };
-    for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+    // `get_mut`, not indexing: indexing would add `parameters: null` where there are none.
+    let parameters = operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut);
+    for parameter in parameters.into_iter().flatten() {
         let limits = match parameter["name"].as_str().unwrap_or_default() {
             "limit" => json!({ "minimum": 1, "maximum": max_limit }),
             "q" => {
@@ -403,6 +407,20 @@ mod tests {
             }
         }
         assert!(errors > 100, "only {errors} error answers");
+    }
+
+    #[test]
+    fn operations_without_parameters_list_none() {
+        let doc = doc();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let parameters = op.get("parameters");
+                assert!(
+                    parameters.is_none_or(Value::is_array),
+                    "{method} {path}: {parameters:?}"
+                );
+            }
+        }
     }
 
     #[test]

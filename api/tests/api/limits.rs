@@ -106,6 +106,10 @@ async fn post_and_comment_limits_are_enforced_at_their_documented_bounds() {
     app.create_post(&ann.token, &post(distinct(tags + 1)))
         .await
         .expect_problem(422);
+    // `maxItems` counts the entries sent, even those that would fold into one.
+    app.create_post(&ann.token, &post(vec!["same".to_owned(); tags + 1]))
+        .await
+        .expect_problem(422);
     app.create_post(&ann.token, &post(vec!["标".repeat(tag_len)]))
         .await
         .expect(201);
@@ -432,11 +436,10 @@ async fn worker_protocol_limits_are_enforced_at_their_documented_bounds() {
         json!({"lease_secs": min}),
         json!({"lease_secs": max, "wait_secs": wait}),
     ] {
-        publish().await;
-        let claimed = app
-            .post_json(&claim_path, Some(&token), &body)
-            .await
-            .expect(200);
+        // After the task's publication, so that the claim sees it.
+        let published = publish().await;
+        let path = format!("/workers/claim?after={}", position(&published));
+        let claimed = app.post_json(&path, Some(&token), &body).await.expect(200);
         held.push(str_field(&claimed, "task_id").to_owned());
     }
     let task = &held[1];
