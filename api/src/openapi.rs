@@ -114,10 +114,7 @@ fn field_limits(s: &Settings) -> Vec<(&'static str, &'static str, Value)> {
     let lease = json!({ "minimum": 1, "maximum": tasks.max_lease_secs,
         "description": format!("The lease in seconds, 1 to {} (default {}).",
             tasks.max_lease_secs, tasks.default_lease_secs) });
-    let model_names = |max: usize| {
-        json!({ "minItems": 1, "maxItems": max,
-            "items": { "type": "string", "pattern": MODEL_NAME, "maxLength": 64 } })
-    };
+    let model_name = json!({ "type": "string", "pattern": MODEL_NAME, "maxLength": 64 });
     vec![
         (
             "CodeRequest",
@@ -192,8 +189,13 @@ fn field_limits(s: &Settings) -> Vec<(&'static str, &'static str, Value)> {
             json!({ "description": format!("Checked against the model's input schema; at most {} bytes as JSON (413 beyond).", tasks.max_input_bytes) }),
         ),
         ("NewWorker", "name", chars(1, 64)),
-        ("NewWorker", "models", model_names(32)),
-        ("ClaimRequest", "models", model_names(32)),
+        (
+            "NewWorker",
+            "models",
+            json!({ "minItems": 1, "maxItems": 32, "items": model_name.clone() }),
+        ),
+        // Any of the worker's own models, repeated or none (then nothing is claimed).
+        ("ClaimRequest", "models", json!({ "items": model_name })),
         ("ClaimRequest", "lease_secs", lease.clone()),
         (
             "ClaimRequest",
