@@ -27,12 +27,11 @@ use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{HttpTimeouts, Settings};
 use crate::error::ApiError;
-use crate::openapi::ApiDoc;
+use crate::openapi;
 use crate::projector::{Projectors, Selection};
 use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
@@ -312,9 +311,11 @@ impl Application {
 /// The whole HTTP stack: routes, docs, fallbacks and the middleware every request passes.
 pub fn router(state: AppState, max_body: usize) -> Router {
     let body_timeout = state.settings.http.body();
+    let docs = SwaggerUi::new("/api/v1/docs")
+        .external_url_unchecked("/api/v1/openapi.json", openapi::document(&state.settings));
     Router::new()
         .nest("/api/v1", routes::api())
-        .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", ApiDoc::openapi()))
+        .merge(docs)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

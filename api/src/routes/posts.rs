@@ -67,7 +67,7 @@ pub async fn create_post(
         author: auth.actor.clone(),
         title,
         body: PostBody::parse(&body.body)?,
-        tags: Tag::parse_list(&body.tags)?,
+        tags: tags(&body.tags)?,
         anonymous: body.anonymous,
         at: Utc::now(),
     };
@@ -95,6 +95,19 @@ pub async fn create_post(
     }
     let status = created_or_replayed(outcome.replayed);
     Ok((status, headers, Json(created)))
+}
+
+/// A post's tags: at most [`Tag::MAX_PER_POST`] entries as sent, as the OpenAPI document says
+/// (`maxItems`), even where some would fold into one.
+fn tags(raw: &[String]) -> Result<Vec<Tag>, ApiError> {
+    if raw.len() > Tag::MAX_PER_POST {
+        return Err(domain::values::InvalidValue {
+            field: "tags",
+            reason: format!("at most {} tags are allowed", Tag::MAX_PER_POST),
+        }
+        .into());
+    }
+    Ok(Tag::parse_list(raw)?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -212,7 +225,7 @@ pub async fn get_post(
 /// Deletes a post (its author or an admin); it and its comments leave every public view.
 #[utoipa::path(delete, path = "/api/v1/posts/{id}", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn delete_post(
     State(state): State<AppState>,
     auth: Auth,
@@ -369,7 +382,7 @@ pub async fn list_comments(
 /// Deletes a comment (its author or an admin). The author keeps their pseudonym under the post.
 #[utoipa::path(delete, path = "/api/v1/posts/{id}/comments/{comment_id}", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid), ("comment_id" = String, Path, format = Uuid)),
-    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = CommandDone), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn delete_comment(
     State(state): State<AppState>,
     auth: Auth,

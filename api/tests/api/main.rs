@@ -10,6 +10,7 @@ mod helpers;
 mod hot_post;
 mod input_values;
 mod kafka;
+mod limits;
 mod lists;
 mod metrics;
 mod rebuild;
