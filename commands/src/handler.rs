@@ -12,6 +12,7 @@ use rand::Rng;
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::batch::{Answer, Batch, Queues};
 use crate::cache::StateCache;
 use crate::event_store::{
     Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite,
@@ -115,7 +116,8 @@ pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     locks: StreamLocks,
     retry: RetryPolicy,
-    cache: StateCache,
+    cache: Arc<StateCache>,
+    queues: Queues,
 }
 
 impl CommandHandler {
@@ -124,7 +126,8 @@ impl CommandHandler {
             store,
             locks: StreamLocks::default(),
             retry: RetryPolicy::default(),
-            cache: StateCache::new(10_000),
+            cache: Arc::new(StateCache::new(10_000)),
+            queues: Queues::default(),
         }
     }
 
@@ -173,9 +176,58 @@ impl CommandHandler {
     }
 
     /// Decides `command` against `stream` and appends the result, retrying on version
-    /// conflicts. Commands for one stream queue inside this process first.
+    /// conflicts. Commands for one stream queue inside this process and are decided and
+    /// appended in batches (see [`crate::batch`]); one with an idempotency key alone.
+    #[instrument(skip_all, fields(stream = %stream))]
+    pub async fn execute<A>(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        services: &A::Services,
+        ctx: &CommandContext,
+    ) -> Answer<A>
+    where
+        A: Aggregate,
+        A::Command: Clone + Send + Sync + 'static,
+        A::Services: Clone + 'static,
+    {
+        if ctx.idempotency.is_some() {
+            return self
+                .execute_alone::<A>(stream, command, services, ctx)
+                .await;
+        }
+        let (ticket, answer) = self.queues.push::<A>(stream, command.clone(), ctx.clone());
+        let turn = self.locks.lock(stream).await;
+        let batch = Batch::<A>::take(
+            &self.queues,
+            stream,
+            services,
+            &self.store,
+            &self.cache,
+            self.retry,
+        );
+        drop(ticket);
+        match batch {
+            Some(batch) => {
+                tokio::spawn(async move {
+                    batch.run().await;
+                    drop(turn);
+                });
+            }
+            // An earlier batch took this command; its answer is on the way.
+            None => drop(turn),
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(CommandError::Store(StoreError::Unavailable(
+                "the command's batch ended without an answer".into(),
+            )))
+        })
+    }
+
+    /// Decides one command with an idempotency key and appends it on its own (the store keeps
+    /// one key per append), under the stream's lock like the batches.
     #[instrument(skip_all, fields(stream = %stream, position))]
-    pub async fn execute<A: Aggregate>(
+    async fn execute_alone<A: Aggregate>(
         &self,
         stream: &StreamId,
         command: &A::Command,

@@ -4,6 +4,7 @@
 //! ([`CommandHandler`]) and holds the use cases that span several streams (registration) or
 //! need secrets the domain must not see (password hashes, tokens, code hashes).
 
+pub mod batch;
 pub mod cache;
 pub mod event_store;
 pub mod handler;

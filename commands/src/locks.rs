@@ -10,25 +10,30 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use domain::StreamId;
-use tokio::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub struct StreamLocks {
-    stripes: Vec<Mutex<()>>,
+    stripes: Vec<Arc<Mutex<()>>>,
 }
 
 impl StreamLocks {
     pub fn new(stripes: usize) -> Self {
         Self {
-            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
+            stripes: (0..stripes.max(1))
+                .map(|_| Arc::new(Mutex::new(())))
+                .collect(),
         }
     }
 
     /// Waits for exclusive use of `stream` within this process (FIFO, as tokio's mutex is fair).
-    pub async fn lock(&self, stream: &StreamId) -> MutexGuard<'_, ()> {
+    /// The guard is owned, so a task of its own (a batch) can hold it.
+    pub async fn lock(&self, stream: &StreamId) -> OwnedMutexGuard<()> {
         let mut h = DefaultHasher::new();
         stream.hash(&mut h);
         let i = (h.finish() % self.stripes.len() as u64) as usize;
-        self.stripes[i].lock().await
+        self.stripes[i].clone().lock_owned().await
     }
 }
 

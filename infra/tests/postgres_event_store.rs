@@ -594,3 +594,30 @@ async fn payloads_are_stored_as_sent_even_with_nul_characters() {
     let read = store.read_stream(&stream("nul"), 1).await.unwrap();
     assert_eq!(read[0].data, sent.data);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command handler's batches, and two processes' handlers on one hot post
+
+mod batches;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_post_commits_in_batches_and_a_refused_command_fails_alone() {
+    let Some(db) = TestDatabase::create_or_skip("a_hot_post_commits_in_batches").await else {
+        return;
+    };
+    let store = Arc::new(db.connect().await);
+    let counted = store.clone();
+    batches::a_hot_post_commits_in_batches_and_a_refused_command_fails_alone(store, move || {
+        counted.stats().requests
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_on_one_hot_post_never_give_two_users_one_name() {
+    let Some(db) = TestDatabase::create_or_skip("two_processes_on_one_hot_post").await else {
+        return;
+    };
+    let (first, second) = (Arc::new(db.connect().await), Arc::new(db.connect().await));
+    batches::stale_handlers_decide_again(first, second).await;
+}

@@ -147,3 +147,23 @@ async fn open_creates_missing_directories() {
     assert_eq!(store.head().await.unwrap(), 0);
     assert!(nested.join(infra::event_store::sqlite::FILE_NAME).exists());
 }
+
+mod batches;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hot_post_commits_in_batches_and_a_refused_command_fails_alone() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.expect("opens"));
+    let counted = store.clone();
+    batches::a_hot_post_commits_in_batches_and_a_refused_command_fails_alone(store, move || {
+        counted.stats().requests
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handlers_with_stale_caches_decide_again() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.expect("opens"));
+    batches::stale_handlers_decide_again(store.clone(), store).await;
+}
