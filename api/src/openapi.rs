@@ -6,7 +6,7 @@
 //!
 //! - every error is `application/problem+json` with the [`Problem`](crate::error::Problem)
 //!   schema, and each operation lists the statuses its extractors can answer (a bearer token:
-//!   401; a JSON body: 400, 413, 415, 422; a path id: 404; query parameters: 400; every
+//!   401; a JSON body: 400, 408, 413, 415, 422; a path id: 404; query parameters: 400; every
 //!   operation that reads the store: 503), beside the statuses its annotation names;
 //! - an operation that takes an `Idempotency-Key` answers a replay with 200 beside the 201;
 //! - the limits the code enforces on request fields and parameters ([`field_limits`],
@@ -25,7 +25,7 @@ use crate::routes::{auth, ops, posts, search, stats, tasks, workers};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "treehole", description = "An event-sourced anonymous campus forum. Every command answers with the `position` of its last event; every query accepts `?after=<position>` to read its own writes and answers with `X-Projection-Position`. Errors are `application/problem+json`. Text fields are trimmed before their length is checked, and may not be blank or contain control characters (line breaks and tabs only in bodies)."),
+    info(title = "treehole", description = "An event-sourced anonymous campus forum. Every command answers with the `position` of its last event; every query accepts `?after=<position>` to read its own writes and answers with `X-Projection-Position`. Errors are `application/problem+json`. A client's `X-Request-Id` is kept only if it is 1 to 64 visible ASCII characters, else one is generated; the answer carries the one used. Text fields are trimmed before their length is checked, and may not be blank or contain control characters (line breaks and tabs only in bodies)."),
     paths(
         auth::request_code, auth::register, auth::login, auth::logout, auth::me,
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
@@ -288,7 +288,7 @@ fn inferred_errors(
     let mut errors = Vec::new();
     let has_body = operation.get("requestBody").is_some();
     if has_body || in_place("query") || in_place("header") {
-        errors.push((400, "malformed JSON; a query parameter or header that is not as documented (`after` past the end of the log included); in the worker protocol, `lease_secs` or `wait_secs` out of range".to_owned()));
+        errors.push((400, "malformed JSON; a query parameter or header that is not as documented (`after` past the end of the log, or given twice, or disagreeing between the query and `X-After-Position`, included; a `cursor` that is not this list's own `next_cursor`); in the worker protocol, `lease_secs` or `wait_secs` out of range".to_owned()));
     }
     if operation["security"]
         .as_array()
@@ -309,6 +309,10 @@ fn inferred_errors(
         errors.push((
             413,
             format!("the body is larger than {} bytes", s.max_body_bytes),
+        ));
+        errors.push((
+            408,
+            "the body did not arrive within the server's body timeout (`http.body_timeout_ms`); the connection is closed".to_owned(),
         ));
         errors.push((
             415,
@@ -355,6 +359,7 @@ fn problem_title(status: &str) -> &'static str {
         "401" => "authentication required",
         "403" => "not allowed for this user (an admin's operation, or someone else's item)",
         "404" => "no such item",
+        "408" => "the request body was too slow",
         "409" => "a conflict with the item's current state",
         "410" => "the post was deleted",
         "413" => "too large",

@@ -263,6 +263,24 @@ impl Client {
         }
     }
 
+    /// The position the read models behind `path` have reached (`X-Projection-Position`),
+    /// asked without waiting.
+    pub async fn projection_position(&self, path: &str) -> Result<u64, BenchError> {
+        let url = format!("{}{path}", self.api);
+        let reply = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| BenchError::Request(format!("{path}: {e}")))?;
+        reply
+            .headers()
+            .get("x-projection-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| BenchError::Request(format!("{path}: no X-Projection-Position")))
+    }
+
     /// The code of the verification e-mail to `email`, from the outbox.
     fn code_for(&self, email: &str) -> Result<String, BenchError> {
         let dir = self.outbox.as_ref().ok_or_else(|| {

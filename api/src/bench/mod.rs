@@ -52,6 +52,12 @@ pub enum Scenario {
         #[command(flatten)]
         common: Common,
     },
+    /// The write path alone: each connection's user comments on a post of its own, named and
+    /// anonymous; reports the in-process projectors' lag at the end.
+    Comments {
+        #[command(flatten)]
+        common: Common,
+    },
     /// N users comment for the first time on one post at once, then again; checks the
     /// pseudonym rule on the result and fails loudly if it is broken.
     HotPost {
@@ -116,6 +122,7 @@ pub async fn run(args: &BenchArgs, target: Target) -> Result<(), BenchError> {
     let (common, report) = match &args.scenario {
         Scenario::BaselineServer { listen } => return serve_baseline(listen).await,
         Scenario::Commands { common } => (common, scenarios::commands(common, &target).await?),
+        Scenario::Comments { common } => (common, scenarios::comments(common, &target).await?),
         Scenario::HotPost { common, users } => {
             (common, scenarios::hot_post(common, &target, *users).await?)
         }

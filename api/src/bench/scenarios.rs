@@ -368,6 +368,93 @@ pub async fn commands(common: &Common, target: &Target) -> Result<Outcome, Bench
     Ok((report, errors))
 }
 
+/// `comments`: the write path alone. One user per connection, each registered and given a post
+/// of its own before the clock starts, comments on that post (60% anonymously) until
+/// `--requests` comments are done: no argon2 and no shared stream in the loop. The in-process
+/// projectors run meanwhile, as in production; the report notes how far behind they were when
+/// the last comment was answered, and how long they took to catch up.
+pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, BenchError> {
+    let (running, _) = Running::open(common, target, 0).await?;
+    let connections = common.connections.max(1);
+    let client = Client::new(&running.url, running.outbox.clone(), connections)?;
+    let (users, _) = register_all(&client, &prefix("com"), connections, connections).await?;
+    let mut setup = Recorder::default();
+    let mut own = Vec::with_capacity(users.len());
+    for user in users {
+        let (post, _) = client
+            .post(&mut setup, "post", &user, "我的帖子。My own post.", false)
+            .await?;
+        own.push((user, post));
+    }
+
+    let tickets = Tickets::new(common.requests);
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for (user, post) in own.clone() {
+        let (client, tickets, last) = (client.clone(), tickets.clone(), last.clone());
+        set.spawn(async move {
+            let mut rec = Recorder::default();
+            let mut errors = Vec::new();
+            while tickets.take().is_some() {
+                let anonymous = rand::thread_rng().gen_range(0..100) < 60;
+                let op = if anonymous {
+                    "comment (anonymous)"
+                } else {
+                    "comment (named)"
+                };
+                match client
+                    .comment(&mut rec, op, &user, &post, COMMENT, anonymous)
+                    .await
+                {
+                    Ok(answer) => match position(&answer) {
+                        Ok(p) => {
+                            last.fetch_max(p, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => keep(&mut errors, e),
+                    },
+                    Err(e) => keep(&mut errors, e),
+                }
+            }
+            (rec, errors)
+        });
+    }
+    let (rec, errors) = join(set).await;
+    let wall = started.elapsed();
+    let last = last.load(std::sync::atomic::Ordering::Relaxed);
+    let behind = client.projection_position("/posts?limit=1").await?;
+    let catching_up = Instant::now();
+    if let Some((_, post)) = own.first() {
+        client
+            .wait_visible(
+                &format!("/posts/{post}/comments?limit=1"),
+                last,
+                Duration::from_secs(600),
+            )
+            .await?;
+    }
+    let caught_up = catching_up.elapsed();
+    let count = rec.all().count();
+    running.close().await;
+    let mut report = Report::new("comments", common.connections, wall, &rec);
+    report.note(
+        "projector lag at the end, events",
+        last.saturating_sub(behind),
+    );
+    report.note(
+        "projectors caught up after the end, s",
+        caught_up.as_secs_f64(),
+    );
+    let base = timed_baseline(
+        common,
+        count.max(1),
+        Some(json!({"body": COMMENT, "anonymous": true})),
+    )
+    .await?;
+    compare(&mut report, "comments", &rec, wall, &base);
+    Ok((report, errors))
+}
+
 /// `hot-post`: `users` users (registered first, not measured) comment anonymously on one post
 /// all at once, then all again. Checks the pseudonym rule on the answers and on the comment
 /// pages: one name per user, kept on the second comment, never shared, and the names handed

@@ -82,6 +82,16 @@ async fn the_commands_and_hot_post_scenarios_run_and_check_the_pseudonym_rule() 
     assert_eq!(comments, 2, "named and anonymous comments: {report}");
     assert_compared(&report, &["commands per s", "commands p99"]);
 
+    let report = bench(&["comments", "--connections", "4", "--requests", "120"]).await;
+    assert_eq!(report["operations"]["all"]["errors"], 0, "{report}");
+    let commented = count(&report, "comment (anonymous)") + count(&report, "comment (named)");
+    assert_eq!(commented, 120, "{report}");
+    assert!(
+        report["notes"]["projector lag at the end, events"].is_u64(),
+        "{report}"
+    );
+    assert_compared(&report, &["comments per s", "comments p99"]);
+
     let report = bench(&["hot-post", "--users", "25", "--connections", "4"]).await;
     assert_eq!(count(&report, "first comment"), 25, "{report}");
     assert_eq!(count(&report, "second comment"), 25, "{report}");
