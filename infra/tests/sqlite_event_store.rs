@@ -1,5 +1,5 @@
 //! The SQLite event store: the whole contract suite, plus what only this backend promises
-//! (group commit, WAL).
+//! (group commit, WAL, the writer's memory of versions).
 
 mod contract;
 
@@ -9,7 +9,7 @@ use chrono::Utc;
 use commands::{EventStore, ExpectedVersion, StoreError};
 use domain::{Metadata, NewEvent, StreamId};
 use infra::event_store::SqliteEventStore;
-use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
+use sqlx::{ConnectOptions, Connection, sqlite::SqliteConnectOptions};
 use tempfile::TempDir;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -166,4 +166,119 @@ async fn handlers_with_stale_caches_decide_again() {
     let dir = TempDir::new().expect("a temporary directory");
     let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.expect("opens"));
     batches::stale_handlers_decide_again(store.clone(), store).await;
+}
+
+/// The writer remembers stream versions, but a refusal made on a remembered version is checked
+/// against the file: here another connection writes behind the store's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_remembered_version_never_refuses_what_the_file_allows() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteEventStore::open_in(dir.path()).await.unwrap();
+    let s = stream("test-behind".into());
+    store
+        .append(&s, ExpectedVersion::NoStream, vec![event()])
+        .await
+        .unwrap();
+    let mut other = SqliteConnectOptions::new()
+        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (event_id, stream, version, type, schema, occurred_at, data, metadata) \
+         VALUES (?, ?, 2, 'Tested', 1, '2026-11-23T10:00:00.000Z', '{}', '{}')",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(s.as_str())
+    .execute(&mut other)
+    .await
+    .unwrap();
+    other.close().await.unwrap();
+
+    // The writer remembers version 1; the file says 2.
+    let committed = store
+        .append(&s, ExpectedVersion::Exact(2), vec![event()])
+        .await
+        .expect("the file's version is the one that counts");
+    assert_eq!(committed.results[0].first_version, 3);
+    match store
+        .append(&s, ExpectedVersion::Exact(1), vec![event()])
+        .await
+    {
+        Err(StoreError::Conflict { actual: 3, .. }) => {}
+        other => panic!("expected a conflict at version 3, got {other:?}"),
+    }
+    let versions: Vec<u64> = store
+        .read_stream(&s, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+}
+
+/// A batch that the plan cannot judge (a retried call whose events are stored) is rolled back
+/// and done again with savepoints; the versions the writer remembers afterwards are the
+/// committed ones, not those of the abandoned plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_redone_with_savepoints_leaves_the_versions_right() {
+    const TASKS: usize = 48;
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.unwrap());
+    let stored = stream("test-stored".into());
+    let original = vec![event()];
+    let first = store
+        .append(&stored, ExpectedVersion::NoStream, original.clone())
+        .await
+        .unwrap();
+
+    for round in 0..3 {
+        let start = Arc::new(Barrier::new(TASKS + 1));
+        let mut set = JoinSet::new();
+        for i in 0..TASKS {
+            let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+            set.spawn(async move {
+                let s = stream(format!("task-{i}"));
+                // Tasks alternate: one appends at the stream's version, the next is refused.
+                let expected = if i % 2 == 0 {
+                    ExpectedVersion::from_version(round)
+                } else {
+                    ExpectedVersion::Exact(round + 7)
+                };
+                start.wait().await;
+                (i, store.append(&s, expected, vec![event()]).await)
+            });
+        }
+        let (store2, start2) = (Arc::clone(&store), Arc::clone(&start));
+        let (stored2, original2) = (stored.clone(), original.clone());
+        let retry = tokio::spawn(async move {
+            start2.wait().await;
+            store2
+                .append(&stored2, ExpectedVersion::Any, original2)
+                .await
+        });
+        for (i, result) in set.join_all().await {
+            match (i % 2, result) {
+                (0, Ok(c)) => assert_eq!(c.results[0].first_version, round + 1),
+                (1, Err(StoreError::Conflict { actual, .. })) => {
+                    assert_eq!(actual, 0, "task {i}")
+                }
+                (_, other) => panic!("round {round}, task {i}: {other:?}"),
+            }
+        }
+        let replayed = retry.await.unwrap().unwrap();
+        assert!(replayed.replayed);
+        assert_eq!(replayed.results, first.results);
+    }
+    for i in 0..TASKS {
+        let s = stream(format!("task-{i}"));
+        let want = if i % 2 == 0 { 3 } else { 0 };
+        assert_eq!(store.read_stream(&s, 1).await.unwrap().len(), want);
+    }
+    let next = store
+        .append(&stored, ExpectedVersion::Exact(1), vec![event()])
+        .await
+        .unwrap();
+    assert_eq!(next.results[0].first_version, 2);
 }

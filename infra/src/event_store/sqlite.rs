@@ -17,6 +17,7 @@
 //!   expectation no longer holds: that is the retry of a lost acknowledgement). If only some
 //!   are stored, or elsewhere, it is [`StoreError::EventIdReused`].
 
+mod plan;
 mod writer;
 
 use std::path::Path;
