@@ -15,10 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use commands::{EventStore, ExpectedVersion, StoreError, StreamWrite, Subscription};
+use commands::{
+    EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite, Subscription,
+};
 use domain::{Envelope, Metadata, NewEvent, Position, StreamId};
 use infra::event_store::PostgresEventStore;
-use infra::event_store::postgres::{LISTENER_APPLICATION_NAME, WRITER_APPLICATION_NAME};
+use infra::event_store::postgres::{
+    LISTENER_APPLICATION_NAME, WRITE_LOCK, WRITER_APPLICATION_NAME,
+};
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::Barrier;
@@ -492,6 +496,128 @@ async fn tailing_readers_see_fifty_thousand_events_from_four_processes_once_in_o
         assert_eq!(ids, appended, "the reader missed events");
         assert!(seen == log, "the reader's log differs from the stored one");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_the_database_refuses_fails_alone_and_its_batch_commits() {
+    const NEIGHBOURS: u64 = 32;
+    let Some(db) = TestDatabase::create_or_skip("a_request_the_database_refuses").await else {
+        return;
+    };
+    let store = Arc::new(db.connect().await);
+    let append = |name: String, key: Option<IdempotencyKey>| {
+        let store = Arc::clone(&store);
+        async move {
+            let writes = vec![write(&stream(&name), ExpectedVersion::NoStream, events(1))];
+            store.append_many(writes, key).await
+        }
+    };
+
+    // First, that the requests sent while the writer waits all go into its next batch.
+    let mut neighbours = one_batch(&db, &store, |queue| {
+        for n in 0..=NEIGHBOURS {
+            queue.spawn(append(format!("control{n}"), None));
+        }
+    })
+    .await;
+    while let Some(answer) = neighbours.join_next().await {
+        answer
+            .unwrap()
+            .expect("a request of the control batch commits");
+    }
+    assert_eq!(store.stats().largest_batch, NEIGHBOURS + 1, "not one batch");
+
+    // Then the same with one of them refused by the database alone: a key too long for its
+    // index.
+    let long_key: String = (0..1000)
+        .map(|_| Uuid::new_v4().simple().to_string())
+        .collect();
+    let key = IdempotencyKey {
+        key: long_key,
+        fingerprint: "fp".into(),
+    };
+    let mut refused = None;
+    let mut neighbours = one_batch(&db, &store, |queue| {
+        for n in 0..NEIGHBOURS {
+            queue.spawn(append(format!("neighbour{n}"), None));
+        }
+        refused = Some(queue.spawn(append("refused".into(), Some(key))).id());
+    })
+    .await;
+    let mut committed = 0;
+    while let Some(answer) = neighbours.join_next_with_id().await {
+        let (id, answer) = answer.unwrap();
+        match answer {
+            Err(StoreError::Backend(_)) if Some(id) == refused => {}
+            Ok(_) if Some(id) != refused => committed += 1,
+            other => panic!("unexpected answer: {other:?}"),
+        }
+    }
+    assert_eq!(committed, NEIGHBOURS);
+    let all = everything(&*store).await;
+    let positions: Vec<Position> = all.iter().map(|e| e.position).collect();
+    // Two plugs, the control batch and the neighbours.
+    let total = 2 + (NEIGHBOURS + 1) + NEIGHBOURS;
+    assert_eq!(positions, (1..=total).collect::<Vec<_>>());
+    assert!(all.iter().all(|e| e.stream != stream("refused")));
+}
+
+type Answers = JoinSet<Result<commands::Committed, StoreError>>;
+
+/// Makes the requests that `send` queues go to the writer in one batch: holds the write lock
+/// while a plug request makes the writer wait for it, and lets go once they are queued.
+async fn one_batch(
+    db: &TestDatabase,
+    store: &Arc<PostgresEventStore>,
+    send: impl FnOnce(&mut Answers),
+) -> Answers {
+    let mut holder = db.admin().await;
+    holder
+        .execute(&*format!("SELECT pg_advisory_lock({WRITE_LOCK})"))
+        .await
+        .unwrap();
+    let plug = {
+        let store = Arc::clone(store);
+        let s = stream(&format!("plug-{}", Uuid::new_v4().simple()));
+        tokio::spawn(async move { store.append(&s, ExpectedVersion::NoStream, events(1)).await })
+    };
+    writer_waits_for_the_lock(db).await;
+    let mut answers = JoinSet::new();
+    send(&mut answers);
+    // Queueing takes no time once the tasks run; give them ample time to.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder
+        .execute(&*format!("SELECT pg_advisory_unlock({WRITE_LOCK})"))
+        .await
+        .unwrap();
+    plug.await.unwrap().expect("the plug commits");
+    answers
+}
+
+/// Waits until the store's writer is blocked on a lock.
+async fn writer_waits_for_the_lock(db: &TestDatabase) {
+    let mut admin = db.admin().await;
+    within(
+        Duration::from_secs(10),
+        "the writer waiting for the lock",
+        async {
+            loop {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = $1 AND wait_event_type = 'Lock'",
+                )
+                .bind(WRITER_APPLICATION_NAME)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

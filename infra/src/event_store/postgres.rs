@@ -84,7 +84,8 @@ pub const READER_APPLICATION_NAME: &str = "treehole-event-reader";
 pub const LISTENER_APPLICATION_NAME: &str = "treehole-event-listener";
 
 /// The advisory lock key that serialises position allocation and commit ("treehole" in ASCII).
-const WRITE_LOCK: i64 = 0x7472_6565_686f_6c65;
+/// Public so that tests can hold it to make the writer wait.
+pub const WRITE_LOCK: i64 = 0x7472_6565_686f_6c65;
 /// How long connecting may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pooled connections for reads.
@@ -378,16 +379,29 @@ async fn recorded_key<'e>(
     let Some((fingerprint, results)) = row else {
         return Ok(None);
     };
-    if fingerprint != key.fingerprint {
-        return Ok(Some(Err(StoreError::IdempotencyKeyReused)));
+    match recorded_answer(key, &fingerprint, &results) {
+        Err(StoreError::Backend(unreadable)) => Err(StoreError::Backend(unreadable)),
+        answer => Ok(Some(answer)),
     }
-    let results = serde_json::from_str(&results).map_err(|e| {
+}
+
+/// What a request with `key` is answered, `key.key` having been recorded with `fingerprint`
+/// and `results` (JSON): the original results, or [`StoreError::IdempotencyKeyReused`].
+fn recorded_answer(
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    results: &str,
+) -> Result<Committed, StoreError> {
+    if fingerprint != key.fingerprint {
+        return Err(StoreError::IdempotencyKeyReused);
+    }
+    let results = serde_json::from_str(results).map_err(|e| {
         StoreError::Backend(format!("stored idempotency results are unreadable: {e}"))
     })?;
-    Ok(Some(Ok(Committed {
+    Ok(Committed {
         results,
         replayed: true,
-    })))
+    })
 }
 
 /// A bound for a read: nothing is stored beyond `i64::MAX` anyway.
