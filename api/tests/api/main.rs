@@ -16,6 +16,7 @@ mod rebuild;
 mod request_id;
 mod revocation;
 mod search;
+mod sessions;
 mod stats;
 mod tasks;
 mod timeouts;
