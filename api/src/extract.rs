@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::Utc;
 use domain::values::Actor;
 use domain::{Position, SessionId};
+use projections::users;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -54,13 +55,14 @@ impl FromRequestParts<AppState> for Auth {
                 ApiError::unauthorized("malformed Authorization header; expected Bearer <token>")
             })?;
         // Sessions live in the `users` read model: honour `?after=` before looking the token
-        // up, or a lagging model (e.g. one being rebuilt) refuses a valid token (§5).
-        crate::routes::consistent(state, after, &["users"]).await?;
+        // up, or a lagging model (e.g. one being rebuilt) refuses a valid token (§5). The cache
+        // answers only for what that model has reached (see `session_cache`).
+        let users_at = crate::routes::consistent(state, after, &[users::NAME]).await?;
+        let token_hash = commands::sessions::token_hash(token);
         let session = state
-            .queries
-            .session(&commands::sessions::token_hash(token))
+            .sessions
+            .session(&*state.queries, &token_hash, users_at, Utc::now())
             .await?
-            .filter(|s| s.expires_at > Utc::now())
             .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or logged out"))?;
         Ok(Auth {
             actor: Actor {

@@ -20,6 +20,7 @@ pub mod rebuild;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod session_cache;
 pub mod startup;
 pub mod state;
 pub mod tail;

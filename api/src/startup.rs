@@ -35,6 +35,7 @@ use crate::openapi;
 use crate::projector::{Projectors, Selection};
 use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
+use crate::session_cache::{self, SessionCache, Watched};
 use crate::state::{AppState, Inner};
 
 /// The longest `serve` goes without looking for webhooks to deliver when nothing happens.
@@ -199,7 +200,11 @@ impl Application {
         let hub = ProjectionHub::new(&all, stores.events.watch());
         let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
         let search = open_search(&settings).await?;
-        let writer = projection_store(stores.read_models.clone(), search.clone());
+        let sessions = Arc::new(SessionCache::new(session_cache::CAPACITY));
+        let writer: Arc<dyn ReadModelStore> = Arc::new(Watched::new(
+            projection_store(stores.read_models.clone(), search.clone()),
+            sessions.clone(),
+        ));
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
         let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
@@ -239,6 +244,7 @@ impl Application {
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
+            sessions,
             stats,
             search,
             tasks: stores.read_models.clone(),

@@ -18,6 +18,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub handler: CommandHandler,
     pub queries: Arc<dyn ForumQueries>,
+    /// Bearer sessions already looked up, kept in step with the users projection.
+    pub sessions: Arc<crate::session_cache::SessionCache>,
     /// The statistics (`GET /stats/...`).
     pub stats: Arc<dyn StatsQueries>,
     /// The search index queries read (`GET /search`).

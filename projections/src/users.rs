@@ -7,11 +7,14 @@ use domain::{Envelope, Event};
 
 use crate::{Change, Projection};
 
+/// The projection's name, which its checkpoint and `?after=` waits use.
+pub const NAME: &str = "users";
+
 pub struct Users;
 
 impl Projection for Users {
     fn name(&self) -> &'static str {
-        "users"
+        NAME
     }
 
     fn version(&self) -> u32 {

@@ -17,6 +17,7 @@ mod rebuild;
 mod request_id;
 mod revocation;
 mod search;
+mod sessions;
 mod stats;
 mod tasks;
 mod timeouts;
