@@ -259,25 +259,14 @@ impl CommandHandler {
                 expected: loaded.expected(),
                 events: events.iter().map(|e| to_new_event(e, ctx)).collect(),
             };
-            match self
-                .store
-                .append_many(vec![write], ctx.idempotency.clone())
-                .await
-            {
-                Ok(committed) if committed.replayed => {
-                    return Ok(self.replay::<A::Event>(&committed).await?);
-                }
-                Ok(committed) => return Ok(self.recorded(stream, loaded, events, &committed)),
-                Err(StoreError::Conflict { .. }) => {
-                    tracing::debug!(attempt, "version conflict; retrying");
-                    metrics::counter!("treehole_command_conflicts_total").increment(1);
-                    self.retry.backoff(attempt).await;
-                }
-                Err(e) => return Err(e.into()),
+            let appended = self
+                .try_append(stream, loaded, events, vec![write], ctx, attempt)
+                .await?;
+            if let Some(outcome) = appended {
+                return Ok(outcome);
             }
         }
-        metrics::counter!("treehole_command_contention_total").increment(1);
-        Err(CommandError::Contention(stream.clone()))
+        Err(self.contention(stream))
     }
 
     /// Like [`Self::execute`], for a decision that also rests on the state of another stream,
@@ -329,25 +318,51 @@ impl CommandHandler {
                     events: vec![],
                 },
             ];
-            match self
-                .store
-                .append_many(writes, ctx.idempotency.clone())
-                .await
-            {
-                Ok(committed) if committed.replayed => {
-                    return Ok(self.replay::<A::Event>(&committed).await?);
-                }
-                Ok(committed) => return Ok(self.recorded(stream, loaded, events, &committed)),
-                Err(StoreError::Conflict { .. }) => {
-                    tracing::debug!(attempt, "version conflict; retrying");
-                    metrics::counter!("treehole_command_conflicts_total").increment(1);
-                    self.retry.backoff(attempt).await;
-                }
-                Err(e) => return Err(e.into()),
+            let appended = self
+                .try_append(stream, loaded, events, writes, ctx, attempt)
+                .await?;
+            if let Some(outcome) = appended {
+                return Ok(outcome);
             }
         }
+        Err(self.contention(stream))
+    }
+
+    /// Appends `writes`, whose first carries `events` on `stream` as decided on `loaded`: the
+    /// command's outcome (a replay's too), or `None` after a version conflict, counted and
+    /// waited out, so that the caller decides again on the newer state.
+    async fn try_append<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        writes: Vec<StreamWrite>,
+        ctx: &CommandContext,
+        attempt: u32,
+    ) -> Result<Option<Outcome<A::Event>>, CommandError<A::Error>> {
+        match self
+            .store
+            .append_many(writes, ctx.idempotency.clone())
+            .await
+        {
+            Ok(committed) if committed.replayed => {
+                Ok(Some(self.replay::<A::Event>(&committed).await?))
+            }
+            Ok(committed) => Ok(Some(self.recorded(stream, loaded, events, &committed))),
+            Err(StoreError::Conflict { .. }) => {
+                tracing::debug!(attempt, "version conflict; retrying");
+                metrics::counter!("treehole_command_conflicts_total").increment(1);
+                self.retry.backoff(attempt).await;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Conflicts persisted through every retry.
+    fn contention<E: std::error::Error + 'static>(&self, stream: &StreamId) -> CommandError<E> {
         metrics::counter!("treehole_command_contention_total").increment(1);
-        Err(CommandError::Contention(stream.clone()))
+        CommandError::Contention(stream.clone())
     }
 
     /// The outcome of a commit whose first write is `events` on `stream`, whose state before
