@@ -180,17 +180,21 @@ where
                 Ok(loaded) => loaded,
                 Err(e) => return self.fail_all(|| e.duplicate().into_command()),
             };
+            let expected = loaded.expected();
+            let version = loaded.version;
             let Decided {
                 state,
                 events,
                 verdicts,
-            } = self.decide(&loaded);
+            } = self.decide(loaded);
             if events.is_empty() {
+                // Nothing changed: the state goes back to the cache as it was.
+                self.cache.put(&self.stream, Loaded { state, version });
                 return self.answer(verdicts, None);
             }
             let write = StreamWrite {
                 stream: self.stream.clone(),
-                expected: loaded.expected(),
+                expected,
                 events,
             };
             match self.store.append_many(vec![write], None).await {
@@ -221,9 +225,11 @@ where
         self.fail_all(|| CommandError::Contention(stream.clone()))
     }
 
-    /// The cached state as it is, or after a conflict the cached state brought up to date.
+    /// The cached state as it is, taken out of the cache (the batch holds the stream, and puts
+    /// back the state it decides); on a miss or after a conflict, the stream read from the
+    /// store (from the cached version on, if anything is cached).
     async fn load(&self, refresh: bool) -> Result<Loaded<A>, LoadError> {
-        match self.cache.get::<A>(&self.stream) {
+        match self.cache.take::<A>(&self.stream) {
             Some(cached) if !refresh => Ok(cached),
             cached => {
                 let mut loaded = cached.unwrap_or(Loaded {
@@ -243,15 +249,14 @@ where
                     loaded.state.evolve(&event);
                     loaded.version = env.version;
                 }
-                self.cache.put(&self.stream, loaded.clone());
                 Ok(loaded)
             }
         }
     }
 
     /// Decides every command in order, each against the state the ones before it left.
-    fn decide(&self, loaded: &Loaded<A>) -> Decided<A> {
-        let mut state = loaded.state.clone();
+    fn decide(&self, loaded: Loaded<A>) -> Decided<A> {
+        let mut state = loaded.state;
         let mut events = Vec::new();
         let mut verdicts = Vec::with_capacity(self.commands.len());
         for queued in &self.commands {

@@ -40,6 +40,23 @@ impl StateCache {
         })
     }
 
+    /// Takes the cached state of `stream` out of the cache, if it is cached as an `A`: the
+    /// caller owns it without a copy and puts back what it decides from it. Meanwhile the
+    /// stream is not cached, so anyone else loads it from the store.
+    pub fn take<A: Aggregate>(&self, stream: &StreamId) -> Option<Loaded<A>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if !entries.peek(stream)?.state.is::<A>() {
+            return None;
+        }
+        let entry = entries.pop(stream)?;
+        let state = entry.state.downcast::<A>().ok()?;
+        let state = Arc::try_unwrap(state).unwrap_or_else(|shared| (*shared).clone());
+        Some(Loaded {
+            state,
+            version: entry.version,
+        })
+    }
+
     /// Remembers `loaded` unless a newer version is already cached.
     pub fn put<A: Aggregate>(&self, stream: &StreamId, loaded: Loaded<A>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -83,6 +100,16 @@ mod tests {
         );
         assert_eq!(cache.get::<User>(&s).map(|l| l.version), Some(3));
         assert!(cache.get::<Reservation>(&s).is_none());
+        assert!(cache.take::<Reservation>(&s).is_none(), "wrong type");
+        assert_eq!(cache.take::<User>(&s).map(|l| l.version), Some(3));
+        assert!(cache.get::<User>(&s).is_none(), "taken out");
+        cache.put(
+            &s,
+            Loaded {
+                state: User::default(),
+                version: 3,
+            },
+        );
         for i in 0..3 {
             let other = StreamId::parse(format!("user-x{i}")).unwrap();
             cache.put(

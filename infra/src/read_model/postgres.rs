@@ -350,6 +350,14 @@ impl ReadModelStore for PostgresReadModels {
         to: Position,
     ) -> Result<(), ReadModelError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        // A read model is derived from the log and its checkpoint moves in the same
+        // transaction, so a batch need not wait for its commit record to be flushed: a crash
+        // of PostgreSQL can lose the last batches, rows and checkpoint together, and the
+        // projector applies them again from the log. The log itself keeps synchronous commits.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         // Moving the checkpoint first takes the write lock on the generation's row at once, so
         // a concurrent projector or promotion waits here rather than deadlocking later.
         let moved = sqlx::query("UPDATE generations SET position = $1 WHERE projection = $2 AND number = $3 AND position = $4 AND state <> 'retired'")
