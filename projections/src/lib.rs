@@ -32,6 +32,13 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> u32;
     /// The changes `event` makes. Pure: the same envelope always yields the same changes.
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change>;
+    /// The least time between the starts of two batches of the live projector. Zero for a
+    /// model whose cost is in its events; longer for one whose cost is per batch (a search
+    /// engine re-indexes each touched document and commits once per batch), so that under load
+    /// it applies fewer, larger batches. Rebuilds are not paced.
+    fn pace(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Every projection of the product, in the order they are started.

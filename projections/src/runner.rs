@@ -17,6 +17,8 @@ const BATCH: usize = 500;
 
 /// How long a caught-up projector waits for a notification before looking at the log anyway.
 const POLL: Duration = Duration::from_secs(1);
+/// The first wait after a failed batch; it doubles with each failure in a row, up to 30 s.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -263,7 +265,7 @@ pub async fn run_from(
     hub: ProjectionHub,
 ) {
     let name = projection.name();
-    let mut retry = Duration::from_millis(100);
+    let mut retry = FIRST_RETRY;
     loop {
         let generation = match attach(&projection, &log, &store, &hub).await {
             Ok(g) => g,
@@ -279,7 +281,16 @@ pub async fn run_from(
             s.generation = generation.number;
             s.position = s.position.max(generation.position);
         });
-        match follow(&*projection, &*source, &*store, &hub, generation).await {
+        match follow(
+            &*projection,
+            &*source,
+            &*store,
+            &hub,
+            generation,
+            &mut retry,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(ProjectionError::Poison { position, reason }) => {
                 return fail(&hub, name, position, &reason);
@@ -383,6 +394,7 @@ async fn follow(
     store: &dyn ReadModelStore,
     hub: &ProjectionHub,
     generation: Generation,
+    retry: &mut Duration,
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     let mut head = source.watch();
@@ -404,8 +416,12 @@ async fn follow(
             continue;
         }
         position = apply_batch(projection, store, generation.number, position, &batch).await?;
+        // A batch went through: the next failure is retried soon again, not after the
+        // longest wait an earlier outage reached.
+        *retry = FIRST_RETRY;
         let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
         let at_head = position >= *head.borrow();
+        let full = batch.len() >= BATCH;
         hub.report(name, |s| {
             s.position = position;
             s.events_per_second = rate;
@@ -414,6 +430,12 @@ async fn follow(
                 s.caught_up_at = Some(Instant::now());
             }
         });
+        // A full batch means the projector is behind: it reads on at once. Otherwise a paced
+        // projection lets events gather until its next batch is due.
+        let pace = projection.pace();
+        if !full && !pace.is_zero() {
+            tokio::time::sleep_until((started + pace).into()).await;
+        }
     }
 }
 

@@ -135,6 +135,27 @@ struct Gen {
     writer: Mutex<Option<IndexWriter>>,
     /// A checkpoint the reader's view is known to include.
     seen: AtomicU64,
+    /// The documents this process last wrote, as of the checkpoint they reflect: a busy post's
+    /// document is then not read back and decoded from the index for every batch. Only used
+    /// while the checkpoint on disk is still that one (no other process wrote since).
+    recent: Mutex<Recent>,
+}
+
+/// Recently written documents (at most [`Recent::CAPACITY`]) as of `position`.
+struct Recent {
+    position: Option<Position>,
+    docs: lru::LruCache<PostId, SearchDocument>,
+}
+
+impl Recent {
+    const CAPACITY: usize = 256;
+
+    fn new() -> Self {
+        Self {
+            position: None,
+            docs: lru::LruCache::new(std::num::NonZeroUsize::new(Self::CAPACITY).expect("> 0")),
+        }
+    }
 }
 
 impl Gen {
@@ -174,11 +195,31 @@ impl Gen {
         Ok(())
     }
 
-    /// The stored documents of `ids` that exist.
-    fn load(&self, ids: &[PostId]) -> Result<HashMap<PostId, SearchDocument>, ReadModelError> {
-        let searcher = self.reader.searcher();
+    /// The stored documents of `ids` that exist, as of checkpoint `at`: from the recently
+    /// written ones when they are as of `at`, else from the index.
+    fn load(
+        &self,
+        ids: &[PostId],
+        at: Position,
+    ) -> Result<HashMap<PostId, SearchDocument>, ReadModelError> {
         let mut found = HashMap::new();
-        for id in ids {
+        let mut missing = Vec::new();
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.position != Some(at) {
+                *recent = Recent::new();
+            }
+            for id in ids {
+                match recent.docs.pop(id) {
+                    Some(doc) => {
+                        found.insert(*id, doc);
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        let searcher = self.reader.searcher();
+        for id in &missing {
             let query = TermQuery::new(self.fields.id_term(*id), IndexRecordOption::Basic);
             let hits = searcher
                 .search(&query, &TopDocs::with_limit(1).order_by_score())
@@ -266,6 +307,7 @@ impl EmbeddedSearch {
             fields,
             writer: Mutex::new(None),
             seen: AtomicU64::new(0),
+            recent: Mutex::new(Recent::new()),
         })
     }
 
@@ -350,7 +392,7 @@ impl EmbeddedSearch {
             });
         }
         let ids: Vec<PostId> = search::touched(changes).into_iter().collect();
-        let outcome = search::apply_changes(g.load(&ids)?, changes)?;
+        let outcome = search::apply_changes(g.load(&ids, checkpoint.position)?, changes)?;
         for (id, doc) in &outcome {
             writer.delete_term(g.fields.id_term(*id));
             if let Some(doc) = doc {
@@ -366,10 +408,23 @@ impl EmbeddedSearch {
                 position: to,
             },
         );
+        let mut recent = g.recent.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = result {
             // A failed commit leaves the writer unusable; the next batch opens a new one.
             *slot = None;
+            *recent = Recent::new();
             return Err(tantivy_error(e));
+        }
+        recent.position = Some(to);
+        for (id, doc) in outcome {
+            match doc {
+                Some(doc) => {
+                    recent.docs.put(id, doc);
+                }
+                None => {
+                    recent.docs.pop(&id);
+                }
+            }
         }
         Ok(())
     }

@@ -73,14 +73,19 @@ pub fn analyze(text: &str) -> Vec<Term> {
 pub fn terms_field<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
     let mut out = String::new();
     for text in texts {
-        for term in analyze(text) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(&term.text);
-        }
+        extend_terms(&mut out, text);
     }
     out
+}
+
+/// Appends the terms of `text` to a terms field, as [`terms_field`] would have.
+pub fn extend_terms(field: &mut String, text: &str) {
+    for term in analyze(text) {
+        if !field.is_empty() {
+            field.push(' ');
+        }
+        field.push_str(&term.text);
+    }
 }
 
 /// Optimal string alignment distance of at most one: one insertion, deletion, substitution or
