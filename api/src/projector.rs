@@ -165,7 +165,8 @@ pub async fn spawn_workers(
     settings: &crate::config::Settings,
 ) -> Result<Vec<JoinHandle<()>>, WorkerError> {
     let all = projections::all();
-    let log: Arc<dyn EventSource> = Arc::new(infra::source::StoreSource(stores.events.clone()));
+    let log: Arc<dyn EventSource> =
+        Arc::new(infra::source::StoreSource::new(stores.events.clone()));
     let search = crate::startup::open_search(settings).await?;
     let store = crate::startup::projection_store(stores.read_models.clone(), search);
     runner::prepare(&all, store.as_ref()).await?;

@@ -43,7 +43,7 @@ pub async fn run(
             })
             .collect::<Result<_, _>>()?
     };
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(stores.events.clone()));
     let search = crate::startup::open_search(settings)
         .await
         .map_err(ProjectionError::from)?;

@@ -198,7 +198,7 @@ impl Application {
 
         let all = projections::all();
         let hub = ProjectionHub::new(&all, stores.events.watch());
-        let source: Arc<dyn EventSource> = Arc::new(StoreSource(stores.events.clone()));
+        let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(stores.events.clone()));
         let search = open_search(&settings).await?;
         let sessions = Arc::new(SessionCache::new(session_cache::CAPACITY));
         let writer: Arc<dyn ReadModelStore> = Arc::new(Watched::new(
@@ -400,6 +400,9 @@ fn redacted(settings: &Settings) -> Settings {
     }
     if s.export_key.is_some() {
         s.export_key = Some("***".into());
+    }
+    if s.search.meili_key.is_some() {
+        s.search.meili_key = Some("***".into());
     }
     if s.database_url.is_some() {
         s.database_url = Some("postgres://*** (redacted)".into());

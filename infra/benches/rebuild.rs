@@ -165,7 +165,7 @@ async fn measure(url: &str, events: u64) -> BenchResult<Report> {
     let log_length = store.head().await?;
 
     let models = Arc::new(PostgresReadModels::connect(url).await?);
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource(store.clone()));
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(store.clone()));
     let mut rebuilt = Vec::new();
     for projection in benched() {
         eprintln!("rebuilding {} ...", projection.name());

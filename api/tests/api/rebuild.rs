@@ -139,7 +139,7 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
     let (live, scratch) = read_models_of(&app, scratch_dir.path()).await;
     let live = with_search(live, &app.data);
     let scratch = with_search(scratch, scratch_dir.path());
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource(app.event_store()));
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(app.event_store()));
     for projection in projections::all() {
         let name = projection.name();
         let built = projections::runner::rebuild(

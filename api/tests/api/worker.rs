@@ -134,7 +134,7 @@ async fn a_worker_killed_mid_stream_resumes_without_losing_or_doubling_events() 
     let scratch_dir = tempfile::tempdir().expect("a temp dir");
     let (live, scratch) = read_models_of(&app, scratch_dir.path()).await;
     let scratch: Arc<dyn ReadModelStore> = scratch;
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource(app.event_store()));
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(app.event_store()));
     for projection in projections::all()
         .into_iter()
         .filter(|p| ["feed", "comments"].contains(&p.name()))
