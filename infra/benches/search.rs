@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p infra --bench search                       # 100 000 documents, 1 000 queries
 //! cargo bench -p infra --bench search -- --docs 20000 --queries 500 --json
+//! MEILI_URL=http://127.0.0.1:7700 MEILI_MASTER_KEY=... cargo bench -p infra --bench search
 //! ```
 //!
 //! 1. Generates `--docs` posts (campus words in Chinese and English, 10 to 40 words each, one
@@ -19,15 +20,19 @@
 //!    the same words through tantivy's `QueryParser` on the baseline index (top 20, count and
 //!    stored documents), and reports p50/p99. The baseline has no typo tolerance (fuzzy
 //!    matching over three fields is most of the difference) and no cursor.
+//! 5. With `MEILI_URL` (and `MEILI_MASTER_KEY`) set, steps 2 and 4 again through the
+//!    Meilisearch adapter, in an index of its own deleted afterwards: a `meilisearch` column
+//!    beside the embedded engine's, on the same corpus in the same run (each batch waits for
+//!    Meilisearch's task, as the projector does).
 
 use std::error::Error;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use domain::{CommentId, PostId};
-use infra::search::Embedded;
+use infra::search::{Embedded, MeiliSearch};
+use projections::Change;
 use projections::search::{Query, SearchIndex, SearchRequest};
-use projections::{Change, ReadModelStore};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::QueryParser;
 use tantivy::schema::{STORED, Schema, TEXT};
@@ -281,17 +286,27 @@ async fn main() -> BenchResult<()> {
 
     // treehole's engine, as the projector feeds it.
     let engine = Embedded::open(&dir.path().join("search"))?;
-    let g = engine.create_generation("search", 1).await?;
-    engine.promote("search", g.number).await?;
-    let started = Instant::now();
-    let mut at = 0;
-    for batch in corpus.changes.chunks(BATCH) {
-        let to = at + batch.len() as u64;
-        engine.apply("search", g.number, batch, at, to).await?;
-        at = to;
-    }
-    let engine_secs = started.elapsed().as_secs_f64();
-    assert_eq!(engine.documents().await?.len(), docs);
+    let (engine_secs, engine_lat, hits) = run_engine(&engine, &corpus, &queries, docs).await?;
+
+    // The same changes and queries through the Meilisearch adapter, when a server is given.
+    let meili = match std::env::var("MEILI_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let key = std::env::var("MEILI_MASTER_KEY")
+                .ok()
+                .filter(|k| !k.is_empty());
+            let uid = format!("treehole_bench_{}", Uuid::new_v4().simple());
+            let meili = MeiliSearch::connect(&url, key.as_deref(), &uid).await?;
+            let run = run_engine(&meili, &corpus, &queries, docs).await;
+            meili.delete_indexes().await?;
+            let (secs, lat, _) = run?;
+            Some([
+                docs as f64 / secs,
+                percentile(&lat, 0.50),
+                percentile(&lat, 0.99),
+            ])
+        }
+        None => None,
+    };
 
     // Raw tantivy on the same texts.
     let mut builder = Schema::builder();
@@ -312,20 +327,6 @@ async fn main() -> BenchResult<()> {
     let base_secs = started.elapsed().as_secs_f64();
     let reader = index.reader()?;
 
-    let mut engine_lat = Vec::with_capacity(queries.len());
-    let mut hits = 0usize;
-    for q in &queries {
-        let request = SearchRequest {
-            query: Query::parse(q)?,
-            tag: None,
-            limit: 20,
-            after: None,
-        };
-        let t = Instant::now();
-        let page = engine.search(&request).await?;
-        engine_lat.push(t.elapsed());
-        hits += usize::from(!page.hits.is_empty());
-    }
     let parser = QueryParser::for_index(&index, vec![text]);
     let searcher = reader.searcher();
     let mut base_lat = Vec::with_capacity(queries.len());
@@ -339,7 +340,6 @@ async fn main() -> BenchResult<()> {
         }
         base_lat.push(t.elapsed());
     }
-    engine_lat.sort();
     base_lat.sort();
 
     let engine_rate = docs as f64 / engine_secs;
@@ -350,25 +350,28 @@ async fn main() -> BenchResult<()> {
             engine_rate,
             base_rate,
             engine_rate / base_rate,
+            meili.map(|m| m[0]),
         ),
         (
             "query p50 ms",
             percentile(&engine_lat, 0.50),
             percentile(&base_lat, 0.50),
             percentile(&base_lat, 0.50) / percentile(&engine_lat, 0.50),
+            meili.map(|m| m[1]),
         ),
         (
             "query p99 ms",
             percentile(&engine_lat, 0.99),
             percentile(&base_lat, 0.99),
             percentile(&base_lat, 0.99) / percentile(&engine_lat, 0.99),
+            meili.map(|m| m[2]),
         ),
     ];
     if json_out {
         let figures: Vec<_> = rows
             .iter()
-            .map(|(name, ours, base, ratio)| {
-                serde_json::json!({"figure": name, "treehole": ours, "raw_tantivy": base, "ratio": ratio})
+            .map(|(name, ours, base, ratio, meili)| {
+                serde_json::json!({"figure": name, "treehole": ours, "raw_tantivy": base, "ratio": ratio, "meilisearch": meili})
             })
             .collect();
         println!(
@@ -382,17 +385,59 @@ async fn main() -> BenchResult<()> {
             queries.len()
         );
         println!(
-            "{:<14} {:>12} {:>12} {:>7}",
-            "figure", "treehole", "raw tantivy", "ratio"
+            "{:<14} {:>12} {:>12} {:>7} {:>12}",
+            "figure", "treehole", "raw tantivy", "ratio", "meilisearch"
         );
-        for (name, ours, base, ratio) in rows {
-            println!("{name:<14} {ours:>12.2} {base:>12.2} {ratio:>7.3}");
+        for (name, ours, base, ratio, meili) in rows {
+            let meili = meili.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}"));
+            println!("{name:<14} {ours:>12.2} {base:>12.2} {ratio:>7.3} {meili:>12}");
         }
         println!(
             "(ratio: treehole / baseline for rates, baseline / treehole for latencies; 1 = as fast)"
         );
+        if meili.is_none() {
+            println!("(meilisearch: skipped, MEILI_URL not set)");
+        }
     }
     Ok(())
+}
+
+/// Feeds the corpus to `engine` in batches of [`BATCH`] changes as the projector does (each
+/// batch applied, with its checkpoint, before the next), then runs every query once: the
+/// indexing time in seconds, the sorted query latencies and how many queries found something.
+async fn run_engine(
+    engine: &dyn SearchIndex,
+    corpus: &Corpus,
+    queries: &[String],
+    docs: usize,
+) -> BenchResult<(f64, Vec<Duration>, usize)> {
+    let g = engine.create_generation("search", 1).await?;
+    engine.promote("search", g.number).await?;
+    let started = Instant::now();
+    let mut at = 0;
+    for batch in corpus.changes.chunks(BATCH) {
+        let to = at + batch.len() as u64;
+        engine.apply("search", g.number, batch, at, to).await?;
+        at = to;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(engine.documents().await?.len(), docs);
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut hits = 0usize;
+    for q in queries {
+        let request = SearchRequest {
+            query: Query::parse(q)?,
+            tag: None,
+            limit: 20,
+            after: None,
+        };
+        let t = Instant::now();
+        let page = engine.search(&request).await?;
+        latencies.push(t.elapsed());
+        hits += usize::from(!page.hits.is_empty());
+    }
+    latencies.sort();
+    Ok((secs, latencies, hits))
 }
 
 fn options() -> BenchResult<(usize, usize, bool)> {

@@ -23,10 +23,17 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The event store answers and no projection has failed.
+/// The event store and the search engine answer, and no projection has failed.
 #[utoipa::path(get, path = "/api/v1/readyz", tag = "ops", responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.handler.store().head().await?;
+    // Reading the live checkpoint is the cheapest request that needs the engine (Meilisearch is
+    // a server of its own that can go away while this process runs).
+    if let Err(e) = state.search.live(projections::search::NAME).await {
+        return Err(ApiError::unavailable(format!(
+            "the search engine is not available: {e}"
+        )));
+    }
     if let Some(failed) = state
         .hub
         .statuses()

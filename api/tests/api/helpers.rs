@@ -195,6 +195,68 @@ pub async fn read_models_of(
     }
 }
 
+/// Says that a test was skipped, where `scripts/test` counts it: straight to stderr, past the
+/// harness's capture (which swallows `eprintln!` of a passing test), so that a test that
+/// returns early is not taken for one that passed.
+pub fn skipped(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("test-skipped: {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The Meilisearch server of `MEILI_URL` (with `MEILI_MASTER_KEY`), as `scripts/test` starts
+/// it; each test makes indexes of its own there and deletes them at its end.
+#[derive(Debug, Clone)]
+pub struct Meili {
+    pub url: String,
+    pub key: Option<String>,
+}
+
+impl Meili {
+    /// The server, or `None` (and the test said skipped) when `MEILI_URL` is not set.
+    pub fn from_env(test: &str) -> Option<Self> {
+        let Some(url) = std::env::var("MEILI_URL").ok().filter(|u| !u.is_empty()) else {
+            skipped(test, "MEILI_URL not set");
+            return None;
+        };
+        let key = std::env::var("MEILI_MASTER_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        Some(Self { url, key })
+    }
+
+    /// A fresh index name, `treehole_<what>_<uuid>` (the prefixes `scripts/test` checks for
+    /// leftovers).
+    pub fn new_index(what: &str) -> String {
+        format!("treehole_{what}_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Search settings that put the application's search on `index` of this server.
+    pub fn settings(&self, index: &str) -> api::config::SearchConfig {
+        api::config::SearchConfig {
+            meili_url: Some(self.url.clone()),
+            meili_key: self.key.clone(),
+            meili_index: index.to_owned(),
+        }
+    }
+
+    /// The engine on `index` (and its `_build` index), as the application opens it.
+    pub async fn engine(&self, index: &str) -> infra::search::MeiliSearch {
+        infra::search::MeiliSearch::connect(&self.url, self.key.as_deref(), index)
+            .await
+            .expect("Meilisearch answers")
+    }
+
+    /// Deletes `index` and its build index.
+    pub async fn delete(&self, index: &str) {
+        self.engine(index)
+            .await
+            .delete_indexes()
+            .await
+            .expect("delete the test's indexes");
+    }
+}
+
 /// The read models of a data directory together with its embedded search index, as the
 /// projections write them: for comparing every projection, search included.
 pub fn with_search(models: Arc<dyn ReadModels>, data: &Path) -> Arc<dyn ReadModelStore> {

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
+use projections::ReadModelStore;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
+    Meili, TestApp, position, postgres_backend, read_models_of, skipped, spawn_app_with, str_field,
 };
 
 const PROJECTIONS: [&str; 4] = ["users", "feed", "comments", "stats"];
@@ -353,6 +354,84 @@ async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
     // The relay's status is visible to operators.
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status.as_u16(), 200, "{}", ready.text);
+}
+
+/// The search projection fed from the topic into Meilisearch (`treehole project --source kafka
+/// --only search` with the `TREEHOLE_MEILI_*` settings) holds the same documents as the
+/// application's store-fed one, in an index beside it on the same server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one() {
+    const TEST: &str = "kafka::a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one";
+    let Some(meili) = Meili::from_env(TEST) else {
+        return;
+    };
+    let Some(brokers) = brokers() else {
+        skipped(TEST, "TREEHOLE_TEST_KAFKA_BROKERS not set");
+        return;
+    };
+    let topic = Topic::new(&brokers, 3);
+    let (app_index, worker_index) = (Meili::new_index("kafka"), Meili::new_index("kafka"));
+    let app = spawn_app_with(|s| {
+        topic.configure(s);
+        s.search = meili.settings(&app_index);
+    })
+    .await;
+    let logs = tempfile::tempdir().expect("a temp dir");
+    let log = logs.path().join("worker.log");
+    let target = WorkerTarget::new().await;
+    let mut args = vec![
+        "project".to_owned(),
+        "--source".into(),
+        "kafka".into(),
+        "--only".into(),
+        "search".into(),
+    ];
+    args.extend(target.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut worker = topic
+        .command(&args, &log)
+        .env("TREEHOLE_MEILI_URL", &meili.url)
+        .env("TREEHOLE_MEILI_KEY", meili.key.clone().unwrap_or_default())
+        .env("TREEHOLE_MEILI_INDEX", &worker_index)
+        .spawn()
+        .expect("treehole starts");
+
+    let head = forum_traffic(&app, "ksearch", 4).await;
+    app.get(&format!("/search?q=post&after={head}"))
+        .await
+        .expect(200);
+    let expected = meili
+        .engine(&app_index)
+        .await
+        .dump("search")
+        .await
+        .expect("the store-fed dump");
+    assert!(!expected.is_empty(), "the store-fed index is empty");
+    let fed = meili.engine(&worker_index).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fed
+        .live("search")
+        .await
+        .ok()
+        .flatten()
+        .is_none_or(|g| g.position < head)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the Kafka-fed search index did not reach position {head}\n{}",
+            log_tail(&log, 150)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        expected,
+        fed.dump("search").await.expect("the Kafka-fed dump"),
+        "the Kafka-fed search index differs from the store-fed one"
+    );
+    worker.kill().await.expect("stop the worker");
+    drop(app);
+    meili.delete(&app_index).await;
+    meili.delete(&worker_index).await;
 }
 
 /// A loopback address nothing listens on.

@@ -17,6 +17,7 @@ mod rebuild;
 mod request_id;
 mod revocation;
 mod search;
+mod search_outage;
 mod sessions;
 mod stats;
 mod tasks;

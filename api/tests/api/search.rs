@@ -11,22 +11,10 @@ use std::time::Duration;
 use commands::CommandHandler;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, position, spawn_app_with, str_field};
+use crate::helpers::{Meili, TestApp, TestUser, position, spawn_app_with, str_field};
 use corpus::{BROAD_EN, BROAD_ZH, EXPECTATIONS, FILTERED_OUT};
 
 const FILLERS: usize = 190;
-
-fn meili_settings() -> api::config::SearchConfig {
-    let mut config = api::config::SearchConfig::default();
-    if let Some(url) = std::env::var("MEILI_URL").ok().filter(|u| !u.is_empty()) {
-        config.meili_url = Some(url);
-        config.meili_key = std::env::var("MEILI_MASTER_KEY").ok();
-        config.meili_index = format!("treehole_http_{}", uuid::Uuid::new_v4().simple());
-    } else {
-        eprintln!("search over HTTP runs on the embedded engine (MEILI_URL not set)");
-    }
-    config
-}
 
 fn encode(q: &str) -> String {
     url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
@@ -108,14 +96,29 @@ async fn check_expectations(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn search_finds_ranks_pages_forgets_and_survives_restarts_and_rebuilds() {
+async fn search_over_http_on_the_embedded_engine() {
+    search_suite(api::config::SearchConfig::default()).await;
+}
+
+/// The same suite on the Meilisearch of `MEILI_URL`, in an index of its own, deleted at the
+/// end; the rebuild fills `<index>_build` and swaps it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn search_over_http_on_meilisearch() {
+    let Some(meili) = Meili::from_env("search::search_over_http_on_meilisearch") else {
+        return;
+    };
+    let index = Meili::new_index("http");
+    search_suite(meili.settings(&index)).await;
+    meili.delete(&index).await;
+}
+
+/// Finds, ranks, pages, forgets deleted posts, and survives a restart and a rebuild.
+async fn search_suite(engine: api::config::SearchConfig) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
-    // On a real Meilisearch when `MEILI_URL` is set, else on the embedded engine.
-    let meili = meili_settings();
     let app = spawn_app_with(|s| {
         s.data = data.clone();
-        s.search = meili.clone();
+        s.search = engine.clone();
     })
     .await;
     let database_url = app.database_url.clone();
@@ -241,7 +244,7 @@ async fn search_finds_ranks_pages_forgets_and_survives_restarts_and_rebuilds() {
     let app = spawn_app_with(|s| {
         s.data = data.clone();
         s.database_url = database_url.clone();
-        s.search = meili.clone();
+        s.search = engine.clone();
     })
     .await;
     let page = search(&app, "自习室", &format!("&after={head}")).await;

@@ -106,6 +106,13 @@ impl MeiliSearch {
         Ok(this)
     }
 
+    /// Deletes this engine's live and build indexes, with every document and checkpoint in
+    /// them: how a test (or an operator retiring a deployment) leaves the server as it found it.
+    pub async fn delete_indexes(&self) -> Result<(), ReadModelError> {
+        self.delete_index(&self.live_uid).await?;
+        self.delete_index(&self.build_uid).await
+    }
+
     fn error(&self, doing: &str, e: MeiliError) -> ReadModelError {
         match e {
             MeiliError::HttpError(_) | MeiliError::Timeout => unavailable(format!(

@@ -109,7 +109,7 @@ impl World {
     }
 
     fn source(&self) -> Arc<dyn EventSource> {
-        Arc::new(StoreSource(self.events.clone()))
+        Arc::new(StoreSource::new(self.events.clone()))
     }
 
     fn key_of(&self, id: PostId) -> String {
