@@ -12,7 +12,7 @@ use projections::{EventSource, ReadModelStore};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestApp, position, read_models_of, spawn_app_with, str_field};
+use crate::helpers::{TestApp, position, read_models_of, spawn_app, spawn_app_with, str_field};
 
 fn start_worker(app: &TestApp, log: &std::path::Path) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_treehole"));
@@ -158,5 +158,41 @@ async fn a_worker_killed_mid_stream_resumes_without_losing_or_doubling_events() 
             a, b,
             "{name}: the worker's model differs from a scratch build"
         );
+    }
+}
+
+/// A projector whose model the latest events do not change (here `tasks`, under posts) does
+/// not write its checkpoint for every batch, but saves it soon after anyway: the checkpoint in
+/// the store, which projectors and observers in other processes read, reaches the head.
+#[tokio::test]
+async fn a_projector_that_events_do_not_change_still_saves_its_checkpoint() {
+    let app = spawn_app().await;
+    let user = app.new_user("quiet").await;
+    let post = app
+        .create_post(
+            &user.token,
+            &json!({"body": "nothing for tasks", "anonymous": false}),
+        )
+        .await
+        .expect(201);
+    let written = position(&post);
+    let scratch_dir = tempfile::tempdir().expect("a temp dir");
+    let (live, _) = read_models_of(&app, scratch_dir.path()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let saved = live
+            .live("tasks")
+            .await
+            .expect("live")
+            .expect("a live tasks generation")
+            .position;
+        if saved >= written {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tasks checkpoint stayed at {saved}, the post is at {written}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
+use projections::stats::StatsChange;
 use projections::views::{CommentView, PostView, SessionView, UserView};
 use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -71,6 +72,137 @@ async fn retire(tx: &mut Tx<'_>, projection: &str, number: i32) -> Result<(), sq
         .bind(number)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// The kinds of change written many rows to one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    InsertComment,
+    CountComment,
+    StatsCount,
+    StatsActive,
+}
+
+impl Run {
+    fn of(change: &Change) -> Option<Run> {
+        match change {
+            Change::InsertComment { .. } => Some(Run::InsertComment),
+            Change::CountComment { .. } => Some(Run::CountComment),
+            Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
+            Change::Stats(StatsChange::Active { .. }) => Some(Run::StatsActive),
+            _ => None,
+        }
+    }
+
+    /// Applies `changes`, all of this kind.
+    async fn apply(self, tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
+        match self {
+            Run::InsertComment => insert_comments(tx, g, changes).await,
+            Run::CountComment => count_comments(tx, g, changes).await,
+            Run::StatsCount => count_stats(tx, g, changes).await,
+            Run::StatsActive => mark_active(tx, g, changes).await,
+        }
+    }
+}
+
+/// Many `CountComment` changes in one `UPDATE ... FROM UNNEST`. Applied one by one in order
+/// when a post appears twice (one joined row per post is all an `UPDATE ... FROM` applies);
+/// `coalesce` leaves one per post in a batch.
+async fn count_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
+    let (mut posts, mut deltas, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
+    for change in changes {
+        if let Change::CountComment {
+            post_id,
+            delta,
+            active_at,
+        } = change
+        {
+            if !seen.insert(*post_id) {
+                for change in changes {
+                    apply_one(tx, g, change).await?;
+                }
+                return Ok(());
+            }
+            posts.push(post_id.as_uuid());
+            deltas.push(*delta);
+            times.push(*active_at);
+        }
+    }
+    sqlx::query(&format!(
+        "UPDATE feed_g{g} AS f SET comment_count = f.comment_count + u.delta, \
+         last_activity_at = COALESCE(u.active_at, f.last_activity_at) \
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS u(post_id, delta, active_at) \
+         WHERE f.post_id = u.post_id"
+    ))
+    .bind(posts)
+    .bind(deltas)
+    .bind(times)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Many statistics counter increments in one `INSERT ... ON CONFLICT DO UPDATE`; applied one
+/// by one if a counter appears twice (`coalesce` merges them per batch).
+async fn count_stats(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
+    let (mut days, mut metrics, mut keys, mut deltas) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
+    for change in changes {
+        if let Change::Stats(StatsChange::Count {
+            day,
+            metric,
+            key,
+            delta,
+        }) = change
+        {
+            if !seen.insert((*day, metric.as_str(), key.as_str())) {
+                for change in changes {
+                    apply_one(tx, g, change).await?;
+                }
+                return Ok(());
+            }
+            days.push(day.to_string());
+            metrics.push(metric.as_str());
+            keys.push(key.as_str());
+            deltas.push(*delta);
+        }
+    }
+    sqlx::query(&format!(
+        "INSERT INTO stats_counters_g{g} (day, metric, key, value) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+         ON CONFLICT (day, metric, key) DO UPDATE \
+         SET value = stats_counters_g{g}.value + excluded.value"
+    ))
+    .bind(days)
+    .bind(metrics)
+    .bind(keys)
+    .bind(deltas)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Many activity marks in one `INSERT ... ON CONFLICT DO NOTHING` (a repeated mark is a no-op
+/// either way).
+async fn mark_active(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
+    let (mut days, mut users) = (Vec::new(), Vec::new());
+    for change in changes {
+        if let Change::Stats(StatsChange::Active { day, user_id }) = change {
+            days.push(day.to_string());
+            users.push(user_id.to_string());
+        }
+    }
+    sqlx::query(&format!(
+        "INSERT INTO stats_active_g{g} (day, user_id) \
+         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
+    ))
+    .bind(days)
+    .bind(users)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -349,13 +481,14 @@ impl ReadModelStore for PostgresReadModels {
         from: Position,
         to: Position,
     ) -> Result<(), ReadModelError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
         // A read model is derived from the log and its checkpoint moves in the same
         // transaction, so a batch need not wait for its commit record to be flushed: a crash
         // of PostgreSQL can lose the last batches, rows and checkpoint together, and the
         // projector applies them again from the log. The log itself keeps synchronous commits.
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
+        // (One round trip: both statements go in one simple query.)
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await
             .map_err(backend)?;
         // Moving the checkpoint first takes the write lock on the generation's row at once, so
@@ -389,24 +522,22 @@ impl ReadModelStore for PostgresReadModels {
                 },
             });
         }
-        // Runs of new comments (most of a busy log) go in as one multi-row insert each.
+        // Runs of one kind of change (new comments, comment counts, statistics counters and
+        // activity marks: most of a busy log) go in as one multi-row statement each, so a
+        // batch costs a few round trips whatever its size.
         let mut rest = changes;
         while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|c| matches!(c, Change::InsertComment { .. }))
-                .count();
-            if run > 1 {
-                insert_comments(&mut tx, generation, &rest[..run])
-                    .await
-                    .map_err(backend)?;
-                rest = &rest[run..];
-            } else {
-                apply_one(&mut tx, generation, first)
-                    .await
-                    .map_err(backend)?;
-                rest = &rest[1..];
+            let kind = Run::of(first);
+            let run = match kind {
+                Some(kind) => rest.iter().take_while(|c| Run::of(c) == Some(kind)).count(),
+                None => 1,
+            };
+            match kind {
+                Some(kind) if run > 1 => kind.apply(&mut tx, generation, &rest[..run]).await,
+                _ => apply_one(&mut tx, generation, first).await,
             }
+            .map_err(backend)?;
+            rest = &rest[run..];
         }
         tx.commit().await.map_err(backend)
     }
