@@ -306,3 +306,40 @@ where
 fn is_transient(message: &str) -> bool {
     message.contains("deadlock detected") || message.contains("could not serialize access")
 }
+
+/// The kinds of change a backend writes many rows of with one statement: most of a busy log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    InsertComment,
+    CountComment,
+    StatsCount,
+    StatsActive,
+}
+
+impl Run {
+    pub(crate) fn of(change: &projections::Change) -> Option<Run> {
+        use projections::Change;
+        use projections::stats::StatsChange;
+        match change {
+            Change::InsertComment { .. } => Some(Run::InsertComment),
+            Change::CountComment { .. } => Some(Run::CountComment),
+            Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
+            Change::Stats(StatsChange::Active { .. }) => Some(Run::StatsActive),
+            _ => None,
+        }
+    }
+
+    /// The first run of `changes`: its kind and length (1 for a change of no kind).
+    pub(crate) fn first(changes: &[projections::Change]) -> (Option<Run>, usize) {
+        match changes.first().and_then(Run::of) {
+            Some(kind) => (
+                Some(kind),
+                changes
+                    .iter()
+                    .take_while(|c| Run::of(c) == Some(kind))
+                    .count(),
+            ),
+            None => (None, changes.len().min(1)),
+        }
+    }
+}

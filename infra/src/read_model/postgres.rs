@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::stats::Stats;
-use super::{TABLES, backend, dump_query, retry_transient, tables_of};
+use super::{Run, TABLES, backend, dump_query, retry_transient, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -75,26 +75,7 @@ async fn retire(tx: &mut Tx<'_>, projection: &str, number: i32) -> Result<(), sq
     Ok(())
 }
 
-/// The kinds of change written many rows to one statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Run {
-    InsertComment,
-    CountComment,
-    StatsCount,
-    StatsActive,
-}
-
 impl Run {
-    fn of(change: &Change) -> Option<Run> {
-        match change {
-            Change::InsertComment { .. } => Some(Run::InsertComment),
-            Change::CountComment { .. } => Some(Run::CountComment),
-            Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
-            Change::Stats(StatsChange::Active { .. }) => Some(Run::StatsActive),
-            _ => None,
-        }
-    }
-
     /// Applies `changes`, all of this kind.
     async fn apply(self, tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
         match self {
@@ -527,11 +508,7 @@ impl ReadModelStore for PostgresReadModels {
         // batch costs a few round trips whatever its size.
         let mut rest = changes;
         while let Some(first) = rest.first() {
-            let kind = Run::of(first);
-            let run = match kind {
-                Some(kind) => rest.iter().take_while(|c| Run::of(c) == Some(kind)).count(),
-                None => 1,
-            };
+            let (kind, run) = Run::first(rest);
             match kind {
                 Some(kind) if run > 1 => kind.apply(&mut tx, generation, &rest[..run]).await,
                 _ => apply_one(&mut tx, generation, first).await,

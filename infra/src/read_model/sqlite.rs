@@ -9,10 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::stats::Stats;
-use super::{TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
+use super::{Run, TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
 use async_trait::async_trait;
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
+use projections::stats::StatsChange;
 use projections::views::{CommentView, PostView, SessionView, UserView};
 use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::sqlite::{
@@ -219,6 +220,111 @@ async fn apply_one(
 
 type Tx<'a> = Transaction<'a, sqlx::Sqlite>;
 
+/// Applies `changes`, all of kind `kind`, with one statement that reads its rows from a JSON
+/// array (`json_each`), in order. A run that names one post or counter twice is applied one
+/// change at a time (one joined row per target is all an `UPDATE ... FROM` or an upsert takes);
+/// `coalesce` leaves one per batch.
+async fn apply_run(
+    tx: &mut Tx<'_>,
+    g: u32,
+    kind: Run,
+    changes: &[Change],
+) -> Result<(), sqlx::Error> {
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut seen = std::collections::HashSet::new();
+    for change in changes {
+        let (row, key) = match change {
+            Change::InsertComment {
+                comment_id,
+                post_id,
+                position,
+                author_name,
+                anonymous,
+                is_host,
+                body,
+                reply_to,
+                created_at,
+            } => (
+                serde_json::json!([
+                    comment_id.to_string(),
+                    post_id.to_string(),
+                    *position as i64,
+                    author_name,
+                    anonymous,
+                    is_host,
+                    body,
+                    reply_to.map(|r| r.to_string()),
+                    ts(created_at)
+                ]),
+                None,
+            ),
+            Change::CountComment {
+                post_id,
+                delta,
+                active_at,
+            } => (
+                serde_json::json!([post_id.to_string(), delta, active_at.as_ref().map(ts)]),
+                Some(post_id.to_string()),
+            ),
+            Change::Stats(StatsChange::Count {
+                day,
+                metric,
+                key,
+                delta,
+            }) => (
+                serde_json::json!([day.to_string(), metric.as_str(), key, delta]),
+                Some(format!("{day} {} {key}", metric.as_str())),
+            ),
+            Change::Stats(StatsChange::Active { day, user_id }) => (
+                serde_json::json!([day.to_string(), user_id.to_string()]),
+                None,
+            ),
+            other => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "not a change of a run: {other:?}"
+                )));
+            }
+        };
+        if let Some(key) = key
+            && !seen.insert(key)
+        {
+            for change in changes {
+                apply_one(tx, g, change).await?;
+            }
+            return Ok(());
+        }
+        rows.push(row);
+    }
+    // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
+    let sql = match kind {
+        Run::InsertComment => format!(
+            "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 \
+             FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+        ),
+        Run::CountComment => format!(
+            "UPDATE feed_g{g} SET comment_count = comment_count + u.delta, \
+             last_activity_at = COALESCE(u.active_at, last_activity_at) \
+             FROM (SELECT value->>0 AS post_id, value->>1 AS delta, value->>2 AS active_at FROM json_each(?)) AS u \
+             WHERE feed_g{g}.post_id = u.post_id"
+        ),
+        Run::StatsCount => format!(
+            "INSERT INTO stats_counters_g{g} (day, metric, key, value) \
+             SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?) WHERE true \
+             ON CONFLICT (day, metric, key) DO UPDATE SET value = stats_counters_g{g}.value + excluded.value"
+        ),
+        Run::StatsActive => format!(
+            "INSERT INTO stats_active_g{g} (day, user_id) \
+             SELECT value->>0, value->>1 FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
+        ),
+    };
+    sqlx::query(&sql)
+        .bind(serde_json::Value::Array(rows).to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 async fn generation_row(
     tx: &mut Tx<'_>,
     projection: &str,
@@ -358,10 +464,18 @@ impl ReadModelStore for SqliteReadModels {
                 },
             });
         }
-        for change in changes {
-            apply_one(&mut tx, generation, change)
-                .await
-                .map_err(backend)?;
+        // Runs of one kind of change (new comments, comment counts, statistics counters and
+        // activity marks) go in as one statement each, their rows as one JSON array: each
+        // statement is a hand-off to the connection's thread.
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let (kind, run) = Run::first(rest);
+            match kind {
+                Some(kind) if run > 1 => apply_run(&mut tx, generation, kind, &rest[..run]).await,
+                _ => apply_one(&mut tx, generation, first).await,
+            }
+            .map_err(backend)?;
+            rest = &rest[run..];
         }
         tx.commit().await.map_err(backend)
     }

@@ -214,6 +214,18 @@ pub async fn comments_page_oldest_first_per_post(store: Store) {
         (post_id(1), true, Some(comment_id(4)))
     );
     assert_eq!(c.author_name, "Name5");
+    // Every column survives a batch of many comments (written as one statement where the
+    // backend can), as it does one at a time.
+    assert_eq!(
+        (c.anonymous, c.body.as_str(), c.created_at, c.position),
+        (true, "comment 5", t(105), 105)
+    );
+    let first = store
+        .comment(comment_id(1))
+        .await
+        .expect("comment")
+        .expect("the comment");
+    assert_eq!((first.is_host, first.reply_to), (false, None));
 }
 
 pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
