@@ -19,9 +19,6 @@ const BATCH: usize = 500;
 const POLL: Duration = Duration::from_secs(1);
 /// The first wait after a failed batch; it doubles with each failure in a row, up to 30 s.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
-/// How long a live projector may leave its checkpoint behind the events it has applied when
-/// they changed nothing in its model (the store's checkpoint is what other processes see).
-const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,49 +205,6 @@ pub enum ProjectionError {
     Store(#[from] ReadModelError),
 }
 
-/// The changes `batch` makes to `projection`, coalesced.
-fn changes_of(
-    projection: &dyn Projection,
-    batch: &[domain::Envelope],
-) -> Result<Vec<crate::Change>, ProjectionError> {
-    let mut changes = Vec::with_capacity(batch.len());
-    for envelope in batch {
-        let event = Event::decode(envelope).map_err(|e| ProjectionError::Poison {
-            position: envelope.position,
-            reason: e.to_string(),
-        })?;
-        changes.extend(projection.apply(envelope, &event));
-    }
-    Ok(crate::change::coalesce(changes))
-}
-
-/// Writes `changes` and moves the checkpoint of `generation` from `from` to `to`, in one
-/// transaction of the store.
-async fn write(
-    projection: &dyn Projection,
-    store: &dyn ReadModelStore,
-    generation: u32,
-    changes: &[crate::Change],
-    from: Position,
-    to: Position,
-    events: usize,
-) -> Result<Position, ProjectionError> {
-    let name = projection.name();
-    let span = info_span!(
-        "projection_batch",
-        projection = name,
-        generation,
-        from,
-        to,
-        events
-    );
-    store
-        .apply(name, generation, changes, from, to)
-        .instrument(span)
-        .await?;
-    Ok(to)
-}
-
 /// Decodes a batch, derives its changes and applies them with the new checkpoint.
 async fn apply_batch(
     projection: &dyn Projection,
@@ -262,17 +216,29 @@ async fn apply_batch(
     let Some(last) = batch.last().map(|e| e.position) else {
         return Err(ReadModelError::Backend("empty batch".into()).into());
     };
-    let changes = changes_of(projection, batch)?;
-    write(
-        projection,
-        store,
+    let mut changes = Vec::with_capacity(batch.len());
+    for envelope in batch {
+        let event = Event::decode(envelope).map_err(|e| ProjectionError::Poison {
+            position: envelope.position,
+            reason: e.to_string(),
+        })?;
+        changes.extend(projection.apply(envelope, &event));
+    }
+    let changes = crate::change::coalesce(changes);
+    let name = projection.name();
+    let span = info_span!(
+        "projection_batch",
+        projection = name,
         generation,
-        &changes,
-        from,
-        last,
-        batch.len(),
-    )
-    .await
+        from = batch[0].position,
+        to = last,
+        events = batch.len()
+    );
+    store
+        .apply(name, generation, &changes, from, last)
+        .instrument(span)
+        .await?;
+    Ok(last)
 }
 
 /// Applies the log to one projection, forever: attach to the live generation (building the
@@ -432,11 +398,7 @@ async fn follow(
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     let mut head = source.watch();
-    // `position` is how far the model is applied; `stored` is the checkpoint in the store. They
-    // differ only while batches that changed nothing wait to move the checkpoint.
     let mut position = generation.position;
-    let mut stored = generation.position;
-    let mut unsaved_since: Option<Instant> = None;
     loop {
         head.borrow_and_update();
         let started = Instant::now();
@@ -447,57 +409,13 @@ async fn follow(
                 s.caught_up_at = Some(Instant::now());
             });
             // Another process may append to the same log without notifying this one, so
-            // look again after a while even without a notification; an unsaved checkpoint
-            // is saved when it is due.
-            let wait = match unsaved_since {
-                Some(since) => (since + CHECKPOINT_DELAY).saturating_duration_since(Instant::now()),
-                None => POLL,
-            };
-            match tokio::time::timeout(wait, head.changed()).await {
-                Ok(Ok(())) => {}
-                closed_or_due => {
-                    if stored < position {
-                        stored = write(
-                            projection,
-                            store,
-                            generation.number,
-                            &[],
-                            stored,
-                            position,
-                            0,
-                        )
-                        .await?;
-                        unsaved_since = None;
-                    }
-                    if let Ok(Err(_)) = closed_or_due {
-                        return Ok(());
-                    }
-                }
+            // look again after a while even without a notification.
+            if let Ok(Err(_)) = tokio::time::timeout(POLL, head.changed()).await {
+                return Ok(());
             }
             continue;
         }
-        let last = batch.last().map_or(position, |e| e.position);
-        let changes = changes_of(projection, &batch)?;
-        let due = unsaved_since.is_some_and(|since| since.elapsed() >= CHECKPOINT_DELAY);
-        if changes.is_empty() && !due {
-            // Nothing to write: the checkpoint alone is not worth a transaction per batch
-            // (most projections ignore most events). It is saved with the next batch that
-            // changes something, or within CHECKPOINT_DELAY.
-            unsaved_since.get_or_insert_with(Instant::now);
-        } else {
-            stored = write(
-                projection,
-                store,
-                generation.number,
-                &changes,
-                stored,
-                last,
-                batch.len(),
-            )
-            .await?;
-            unsaved_since = None;
-        }
-        position = last;
+        position = apply_batch(projection, store, generation.number, position, &batch).await?;
         // A batch went through: the next failure is retried soon again, not after the
         // longest wait an earlier outage reached.
         *retry = FIRST_RETRY;

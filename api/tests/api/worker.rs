@@ -161,9 +161,9 @@ async fn a_worker_killed_mid_stream_resumes_without_losing_or_doubling_events() 
     }
 }
 
-/// A projector whose model the latest events do not change (here `tasks`, under posts) does
-/// not write its checkpoint for every batch, but saves it soon after anyway: the checkpoint in
-/// the store, which projectors and observers in other processes read, reaches the head.
+/// A projector whose model the latest events do not change (here `tasks`, under posts) still
+/// moves its checkpoint in the store, which projectors and observers in other processes read:
+/// it reaches the head.
 #[tokio::test]
 async fn a_projector_that_events_do_not_change_still_saves_its_checkpoint() {
     let app = spawn_app().await;
