@@ -49,6 +49,7 @@ struct Partition {
 struct SourceContext {
     buffer: Arc<Mutex<Buffer>>,
     topic: String,
+    group: String,
 }
 
 impl ClientContext for SourceContext {}
@@ -60,7 +61,7 @@ impl ConsumerContext for SourceContext {
             for elem in list.elements_for_topic(&self.topic) {
                 buffer.partitions.remove(&elem.partition());
             }
-            tracing::info!(topic = %self.topic, partitions = list.count(), "partitions revoked");
+            tracing::info!(topic = %self.topic, group = %self.group, partitions = list.count(), "partitions revoked");
         }
     }
 
@@ -79,6 +80,7 @@ impl ConsumerContext for SourceContext {
             if assigned.len() < buffer.total {
                 tracing::warn!(
                     topic = %self.topic,
+                    group = %self.group,
                     held = assigned.len(),
                     total = buffer.total,
                     "this worker holds only some partitions; a Kafka-fed projection applies \
@@ -86,7 +88,7 @@ impl ConsumerContext for SourceContext {
                      worker per projection; more are standbys only with a one-partition topic)"
                 );
             } else {
-                tracing::info!(topic = %self.topic, partitions = ?assigned, "partitions assigned");
+                tracing::info!(topic = %self.topic, group = %self.group, partitions = ?assigned, "partitions assigned");
             }
         }
     }
@@ -128,6 +130,7 @@ impl KafkaSource {
             .create_with_context(SourceContext {
                 buffer: buffer.clone(),
                 topic: settings.topic.clone(),
+                group: group.clone(),
             })
             .map_err(|e| KafkaError::Config(e.to_string()))?;
         let consumer = Arc::new(consumer);
