@@ -329,17 +329,32 @@ impl Run {
         }
     }
 
-    /// The first run of `changes`: its kind and length (1 for a change of no kind).
+    /// The first run of `changes`: its kind and length (1 for a change of no kind). A run ends
+    /// before a change whose target (a post's count, a counter) it already holds, so that one
+    /// statement never names a target twice (an `UPDATE ... FROM` applies one joined row per
+    /// target, an upsert refuses a second); `coalesce` leaves one per target in a batch anyway.
     pub(crate) fn first(changes: &[projections::Change]) -> (Option<Run>, usize) {
-        match changes.first().and_then(Run::of) {
-            Some(kind) => (
-                Some(kind),
-                changes
-                    .iter()
-                    .take_while(|c| Run::of(c) == Some(kind))
-                    .count(),
-            ),
-            None => (None, changes.len().min(1)),
-        }
+        let Some(kind) = changes.first().and_then(Run::of) else {
+            return (None, changes.len().min(1));
+        };
+        let mut targets = std::collections::HashSet::new();
+        let run = changes
+            .iter()
+            .take_while(|c| Run::of(c) == Some(kind) && target(c).is_none_or(|t| targets.insert(t)))
+            .count();
+        (Some(kind), run)
+    }
+}
+
+/// What a change of a run updates in place, if it updates anything.
+fn target(change: &projections::Change) -> Option<String> {
+    use projections::Change;
+    use projections::stats::StatsChange;
+    match change {
+        Change::CountComment { post_id, .. } => Some(post_id.to_string()),
+        Change::Stats(StatsChange::Count {
+            day, metric, key, ..
+        }) => Some(format!("{day} {} {key}", metric.as_str())),
+        _ => None,
     }
 }

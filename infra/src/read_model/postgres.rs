@@ -87,12 +87,9 @@ impl Run {
     }
 }
 
-/// Many `CountComment` changes in one `UPDATE ... FROM UNNEST`. Applied one by one in order
-/// when a post appears twice (one joined row per post is all an `UPDATE ... FROM` applies);
-/// `coalesce` leaves one per post in a batch.
+/// Many `CountComment` changes, one per post (see `Run::first`), in one `UPDATE ... FROM UNNEST`.
 async fn count_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
     let (mut posts, mut deltas, mut times) = (Vec::new(), Vec::new(), Vec::new());
-    let mut seen = std::collections::HashSet::new();
     for change in changes {
         if let Change::CountComment {
             post_id,
@@ -100,12 +97,6 @@ async fn count_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(
             active_at,
         } = change
         {
-            if !seen.insert(*post_id) {
-                for change in changes {
-                    apply_one(tx, g, change).await?;
-                }
-                return Ok(());
-            }
             posts.push(post_id.as_uuid());
             deltas.push(*delta);
             times.push(*active_at);
@@ -125,12 +116,11 @@ async fn count_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(
     Ok(())
 }
 
-/// Many statistics counter increments in one `INSERT ... ON CONFLICT DO UPDATE`; applied one
-/// by one if a counter appears twice (`coalesce` merges them per batch).
+/// Many statistics counter increments, one per counter (see `Run::first`), in one
+/// `INSERT ... ON CONFLICT DO UPDATE`.
 async fn count_stats(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), sqlx::Error> {
     let (mut days, mut metrics, mut keys, mut deltas) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut seen = std::collections::HashSet::new();
     for change in changes {
         if let Change::Stats(StatsChange::Count {
             day,
@@ -139,12 +129,6 @@ async fn count_stats(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<(), 
             delta,
         }) = change
         {
-            if !seen.insert((*day, metric.as_str(), key.as_str())) {
-                for change in changes {
-                    apply_one(tx, g, change).await?;
-                }
-                return Ok(());
-            }
             days.push(day.to_string());
             metrics.push(metric.as_str());
             keys.push(key.as_str());

@@ -221,9 +221,7 @@ async fn apply_one(
 type Tx<'a> = Transaction<'a, sqlx::Sqlite>;
 
 /// Applies `changes`, all of kind `kind`, with one statement that reads its rows from a JSON
-/// array (`json_each`), in order. A run that names one post or counter twice is applied one
-/// change at a time (one joined row per target is all an `UPDATE ... FROM` or an upsert takes);
-/// `coalesce` leaves one per batch.
+/// array (`json_each`), in order; a run names each post or counter once (see `Run::first`).
 async fn apply_run(
     tx: &mut Tx<'_>,
     g: u32,
@@ -231,9 +229,8 @@ async fn apply_run(
     changes: &[Change],
 ) -> Result<(), sqlx::Error> {
     let mut rows = Vec::with_capacity(changes.len());
-    let mut seen = std::collections::HashSet::new();
     for change in changes {
-        let (row, key) = match change {
+        let row = match change {
             Change::InsertComment {
                 comment_id,
                 post_id,
@@ -244,55 +241,37 @@ async fn apply_run(
                 body,
                 reply_to,
                 created_at,
-            } => (
-                serde_json::json!([
-                    comment_id.to_string(),
-                    post_id.to_string(),
-                    *position as i64,
-                    author_name,
-                    anonymous,
-                    is_host,
-                    body,
-                    reply_to.map(|r| r.to_string()),
-                    ts(created_at)
-                ]),
-                None,
-            ),
+            } => serde_json::json!([
+                comment_id.to_string(),
+                post_id.to_string(),
+                *position as i64,
+                author_name,
+                anonymous,
+                is_host,
+                body,
+                reply_to.map(|r| r.to_string()),
+                ts(created_at)
+            ]),
             Change::CountComment {
                 post_id,
                 delta,
                 active_at,
-            } => (
-                serde_json::json!([post_id.to_string(), delta, active_at.as_ref().map(ts)]),
-                Some(post_id.to_string()),
-            ),
+            } => serde_json::json!([post_id.to_string(), delta, active_at.as_ref().map(ts)]),
             Change::Stats(StatsChange::Count {
                 day,
                 metric,
                 key,
                 delta,
-            }) => (
-                serde_json::json!([day.to_string(), metric.as_str(), key, delta]),
-                Some(format!("{day} {} {key}", metric.as_str())),
-            ),
-            Change::Stats(StatsChange::Active { day, user_id }) => (
-                serde_json::json!([day.to_string(), user_id.to_string()]),
-                None,
-            ),
+            }) => serde_json::json!([day.to_string(), metric.as_str(), key, delta]),
+            Change::Stats(StatsChange::Active { day, user_id }) => {
+                serde_json::json!([day.to_string(), user_id.to_string()])
+            }
             other => {
                 return Err(sqlx::Error::Protocol(format!(
                     "not a change of a run: {other:?}"
                 )));
             }
         };
-        if let Some(key) = key
-            && !seen.insert(key)
-        {
-            for change in changes {
-                apply_one(tx, g, change).await?;
-            }
-            return Ok(());
-        }
         rows.push(row);
     }
     // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
