@@ -134,6 +134,10 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
     app.get(&format!("/posts/{}/comments?after={head}", posts[0]))
         .await
         .expect(200);
+    // The live search projector is paced (a batch at most every 200 ms): wait for it too.
+    app.get(&format!("/search?q=post&after={head}"))
+        .await
+        .expect(200);
 
     let scratch_dir = tempfile::tempdir().expect("a temp dir");
     let (live, scratch) = read_models_of(&app, scratch_dir.path()).await;
