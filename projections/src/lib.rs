@@ -39,6 +39,12 @@ pub trait Projection: Send + Sync + 'static {
     fn pace(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// The most events one batch reads. A paced projection needs room for what arrives
+    /// between two batches, or under load every batch is full, comes at once, and the pace
+    /// never applies.
+    fn batch(&self) -> usize {
+        runner::BATCH
+    }
 }
 
 /// Every projection of the product, in the order they are started.

@@ -13,7 +13,8 @@ use tracing::{Instrument, info_span};
 use crate::{EventSource, Generation, Projection, Promotion, ReadModelError, ReadModelStore};
 
 /// Events handed to one transaction of a projector.
-const BATCH: usize = 500;
+/// The most events a batch reads, unless the projection asks for more ([`Projection::batch`]).
+pub const BATCH: usize = 500;
 
 /// How long a caught-up projector waits for a notification before looking at the log anyway.
 const POLL: Duration = Duration::from_secs(1);
@@ -402,7 +403,7 @@ async fn follow(
     loop {
         head.borrow_and_update();
         let started = Instant::now();
-        let batch = source.read_after(position, BATCH).await?;
+        let batch = source.read_after(position, projection.batch()).await?;
         if batch.is_empty() {
             hub.report(name, |s| {
                 s.state = ProjectionState::Live;
@@ -421,7 +422,7 @@ async fn follow(
         *retry = FIRST_RETRY;
         let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
         let at_head = position >= *head.borrow();
-        let full = batch.len() >= BATCH;
+        let full = batch.len() >= projection.batch();
         hub.report(name, |s| {
             s.position = position;
             s.events_per_second = rate;
@@ -475,7 +476,7 @@ pub async fn rebuild(
         let mut position = 0;
         loop {
             let target = *source.watch().borrow();
-            let batch = source.read_after(position, BATCH).await?;
+            let batch = source.read_after(position, projection.batch()).await?;
             if !batch.is_empty() {
                 position =
                     apply_batch(&*projection, &*store, generation.number, position, &batch).await?;
