@@ -207,6 +207,10 @@ impl Watched {
 
 #[async_trait]
 impl ReadModelStore for Watched {
+    fn pace(&self, projection: &str) -> std::time::Duration {
+        self.inner.pace(projection)
+    }
+
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
         self.inner.live(projection).await
     }

@@ -3,18 +3,24 @@
 //! needs room for what arrives between two of its paced batches, or under load every batch is
 //! full and the pace never applies.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use commands::EventStore;
 use domain::{Envelope, Event, Position};
 use infra::event_store::SqliteEventStore;
 use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
-use infra::synth::History;
+use infra::synth::{History, group};
 use projections::feed::Feed;
-use projections::runner::{BATCH, rebuild};
+use projections::runner::{BATCH, rebuild, run};
 use projections::search::Search;
-use projections::{Change, EventSource, Projection, ReadModelError};
+use projections::{
+    Change, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
+    ReadModelStore,
+};
 use tokio::sync::watch;
 
 /// The real source, with the limit of every read written down.
@@ -98,4 +104,110 @@ fn the_search_projection_asks_for_more_than_the_default_and_no_more_than_the_sha
     assert!(Search.batch() > BATCH);
     assert!(Search.batch() <= StoreSource::TAIL);
     assert_eq!(Feed.batch(), BATCH);
+}
+
+/// The real SQLite read models, with a pace of their own and the batches applied counted.
+struct Paced {
+    inner: SqliteReadModels,
+    pace: Duration,
+    batches: AtomicUsize,
+}
+
+#[async_trait]
+impl ReadModelStore for Paced {
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        self.inner.live(projection).await
+    }
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        self.inner.create_generation(projection, version).await
+    }
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .apply(projection, generation, changes, from, to)
+            .await
+    }
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        self.inner.promote(projection, generation).await
+    }
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        self.inner.dump(projection).await
+    }
+    fn pace(&self, _projection: &str) -> Duration {
+        self.pace
+    }
+}
+
+/// Appends 40 events one at a time, 5 ms apart, to a log followed by a live feed projector
+/// and returns how many batches the projector applied for them and how long the appends took.
+async fn batches_for_a_trickle(pace: Duration) -> (usize, Duration) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the log opens"),
+    );
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
+    let store = Arc::new(Paced {
+        inner: SqliteReadModels::open(&dir.path().join("readmodels.db"))
+            .await
+            .expect("the read models open"),
+        pace,
+        batches: AtomicUsize::new(0),
+    });
+    let projection: Arc<dyn Projection> = Arc::new(Feed);
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projector = tokio::spawn(run(projection, source, store.clone(), hub.clone()));
+    hub.wait_for(&[], 0, Duration::from_secs(10))
+        .await
+        .expect("the projector starts");
+    let before = store.batches.load(Ordering::SeqCst);
+    let mut history = History::new();
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        log.append_many(group(history.take(1)), None)
+            .await
+            .expect("an append");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    let head = log.head().await.expect("the head");
+    hub.wait_for(&[], head, Duration::from_secs(10))
+        .await
+        .expect("the projector catches up");
+    projector.abort();
+    (store.batches.load(Ordering::SeqCst) - before, took)
+}
+
+/// A store's pace gathers what arrives meanwhile into one batch (fewer transactions on a
+/// database server); without one, a projector that keeps up applies each event on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_store_gets_fewer_larger_batches_from_a_live_projector() {
+    let (unpaced, _) = batches_for_a_trickle(Duration::ZERO).await;
+    let (paced, took) = batches_for_a_trickle(Duration::from_millis(100)).await;
+    // At most a batch per 100 ms of appending, plus the first and the last.
+    let most = took.as_millis() as usize / 100 + 2;
+    assert!(
+        paced <= most,
+        "paced: {paced} batches for 40 events appended in {took:?}"
+    );
+    assert!(
+        unpaced > 2 * paced,
+        "unpaced: {unpaced} batches, paced: {paced}"
+    );
 }

@@ -89,6 +89,15 @@ pub trait ReadModelStore: Send + Sync + 'static {
     /// Every row of the live generation's tables as text lines in a stable order, for
     /// comparing a live model with a rebuild.
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError>;
+    /// The least time between the starts of two batches of one live projector into this
+    /// store, beside the projection's own [`crate::Projection::pace`]: zero where a batch
+    /// costs little beyond its changes (SQLite in process); longer where each one costs
+    /// round trips and a commit (a database server), so that under load the projectors write
+    /// fewer, larger transactions. Only a projector that keeps up waits; one behind reads on.
+    fn pace(&self, projection: &str) -> std::time::Duration {
+        let _ = projection;
+        std::time::Duration::ZERO
+    }
 }
 
 /// A page request on a list ordered by position: items strictly beyond `cursor`.

@@ -37,6 +37,10 @@ impl Routed {
 
 #[async_trait]
 impl ReadModelStore for Routed {
+    fn pace(&self, projection: &str) -> std::time::Duration {
+        self.store(projection).pace(projection)
+    }
+
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
         self.store(projection).live(projection).await
     }
