@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commands::EventStore;
-use domain::{Envelope, Position};
-use projections::{EventSource, ReadModelError};
+use domain::Position;
+use projections::{Decoded, EventSource, ReadModelError};
 use tokio::sync::{Mutex, watch};
 
 /// Feeds projectors straight from the log of record.
 ///
 /// The projectors of one process follow the same head, so they ask for the same events one
-/// after another. The newest events read are kept (at most [`StoreSource::TAIL`]): the first
-/// projector to ask reads them from the store, and the others get them from memory instead of
-/// querying and decoding them again. Reads are one at a time, so projectors woken together by
+/// after another. The newest events read are kept (at most [`StoreSource::TAIL`]), decoded:
+/// the first projector to ask reads and decodes them, and the others get the same records
+/// from memory instead of querying, cloning and decoding them again. Reads are one at a time, so projectors woken together by
 /// one append wait for the first one's read rather than all querying the store at once.
 pub struct StoreSource {
     store: Arc<dyn EventStore>,
@@ -26,23 +26,23 @@ pub struct StoreSource {
 struct Tail {
     after: Position,
     head: Position,
-    events: VecDeque<Envelope>,
+    events: VecDeque<Arc<Decoded>>,
 }
 
 impl Tail {
     /// The events after `after`, at most `limit`, if this tail holds `after`'s successors.
-    fn serve(&self, after: Position, limit: usize) -> Option<Vec<Envelope>> {
+    fn serve(&self, after: Position, limit: usize) -> Option<Vec<Arc<Decoded>>> {
         if self.events.is_empty() || after < self.after || after >= self.head {
             return None;
         }
-        let skip = self.events.partition_point(|e| e.position <= after);
+        let skip = self.events.partition_point(|e| e.position() <= after);
         Some(self.events.iter().skip(skip).take(limit).cloned().collect())
     }
 
     /// Takes in what a read of the store after `after` returned: it extends the tail when it
     /// starts where the tail ends, and replaces it when it starts past it. Older reads (a
     /// rebuild from the start of the log) leave it as it is.
-    fn remember(&mut self, after: Position, read: &[Envelope]) {
+    fn remember(&mut self, after: Position, read: &[Arc<Decoded>]) {
         let Some(last) = read.last() else { return };
         if after > self.head || self.events.is_empty() {
             self.events.clear();
@@ -51,10 +51,10 @@ impl Tail {
             return;
         }
         self.events.extend(read.iter().cloned());
-        self.head = last.position;
+        self.head = last.position();
         while self.events.len() > StoreSource::TAIL {
             if let Some(dropped) = self.events.pop_front() {
-                self.after = dropped.position;
+                self.after = dropped.position();
             }
         }
     }
@@ -78,16 +78,19 @@ impl EventSource for StoreSource {
         &self,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<Envelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
         let mut tail = self.tail.lock().await;
         if let Some(events) = tail.serve(after, limit) {
             return Ok(events);
         }
-        let read = self
+        let read: Vec<Arc<Decoded>> = self
             .store
             .read_all(after, limit)
             .await
-            .map_err(|e| ReadModelError::Unavailable(e.to_string()))?;
+            .map_err(|e| ReadModelError::Unavailable(e.to_string()))?
+            .into_iter()
+            .map(Decoded::new)
+            .collect();
         tail.remember(after, &read);
         Ok(read)
     }
@@ -101,10 +104,10 @@ impl EventSource for StoreSource {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use domain::{Metadata, StreamId};
+    use domain::{Envelope, Metadata, StreamId};
 
-    fn event(position: Position) -> Envelope {
-        Envelope {
+    fn event(position: Position) -> Arc<Decoded> {
+        Decoded::new(Envelope {
             position,
             event_id: uuid::Uuid::from_u128(position.into()),
             stream: StreamId::parse("user-1").unwrap(),
@@ -114,15 +117,15 @@ mod tests {
             occurred_at: Utc::now(),
             data: serde_json::json!({}),
             metadata: Metadata::default(),
-        }
+        })
     }
 
-    fn run(from: Position, to: Position) -> Vec<Envelope> {
+    fn run(from: Position, to: Position) -> Vec<Arc<Decoded>> {
         (from..=to).map(event).collect()
     }
 
-    fn positions(events: &[Envelope]) -> Vec<Position> {
-        events.iter().map(|e| e.position).collect()
+    fn positions(events: &[Arc<Decoded>]) -> Vec<Position> {
+        events.iter().map(|e| e.position()).collect()
     }
 
     #[test]

@@ -18,7 +18,7 @@ use projections::feed::Feed;
 use projections::runner::{BATCH, rebuild, run};
 use projections::search::Search;
 use projections::{
-    Change, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
+    Change, Decoded, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
     ReadModelStore,
 };
 use tokio::sync::watch;
@@ -35,7 +35,7 @@ impl EventSource for Recorded {
         &self,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<Envelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
         self.limits.lock().unwrap().push(limit);
         self.inner.read_after(after, limit).await
     }

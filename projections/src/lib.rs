@@ -19,7 +19,9 @@ pub mod users;
 pub mod views;
 
 pub use change::Change;
-pub use ports::{EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
+pub use ports::{
+    Decoded, EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore,
+};
 pub use runner::{ProjectionHub, ProjectionState, ProjectionStatus};
 pub use stats::StatsQueries;
 

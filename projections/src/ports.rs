@@ -1,7 +1,9 @@
 //! The ports projections use: where events come from, where changes go, and how the API reads.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use domain::{CommentId, Envelope, Position, PostId, UserId};
+use domain::{CommentId, Envelope, Event, Position, PostId, UserId};
 use tokio::sync::watch;
 
 use crate::Change;
@@ -48,6 +50,27 @@ pub enum Promotion {
     Behind { live_position: Position },
 }
 
+/// An event read from the log, decoded once and shared (behind an `Arc`) by every projector
+/// that reads it: a source hands the same record to all of them, instead of each cloning the
+/// envelope and decoding its JSON again.
+#[derive(Debug)]
+pub struct Decoded {
+    pub envelope: Envelope,
+    /// The domain event, or why the envelope does not decode (a poison event).
+    pub event: Result<Event, String>,
+}
+
+impl Decoded {
+    pub fn new(envelope: Envelope) -> Arc<Self> {
+        let event = Event::decode(&envelope).map_err(|e| e.to_string());
+        Arc::new(Self { envelope, event })
+    }
+
+    pub fn position(&self) -> Position {
+        self.envelope.position
+    }
+}
+
 /// The log, as projectors read it: in position order, with a head notification.
 #[async_trait]
 pub trait EventSource: Send + Sync + 'static {
@@ -55,7 +78,7 @@ pub trait EventSource: Send + Sync + 'static {
         &self,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<Envelope>, ReadModelError>;
+    ) -> Result<Vec<Arc<Decoded>>, ReadModelError>;
     fn watch(&self) -> watch::Receiver<Position>;
 }
 

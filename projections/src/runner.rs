@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use domain::{Event, Position};
+use domain::Position;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{Instrument, info_span};
 
-use crate::{EventSource, Generation, Projection, Promotion, ReadModelError, ReadModelStore};
+use crate::{
+    Decoded, EventSource, Generation, Projection, Promotion, ReadModelError, ReadModelStore,
+};
 
 /// Events handed to one transaction of a projector.
 /// The most events a batch reads, unless the projection asks for more ([`Projection::batch`]).
@@ -212,18 +214,21 @@ async fn apply_batch(
     store: &dyn ReadModelStore,
     generation: u32,
     from: Position,
-    batch: &[domain::Envelope],
+    batch: &[Arc<Decoded>],
 ) -> Result<Position, ProjectionError> {
-    let Some(last) = batch.last().map(|e| e.position) else {
+    let Some(last) = batch.last().map(|e| e.position()) else {
         return Err(ReadModelError::Backend("empty batch".into()).into());
     };
     let mut changes = Vec::with_capacity(batch.len());
-    for envelope in batch {
-        let event = Event::decode(envelope).map_err(|e| ProjectionError::Poison {
-            position: envelope.position,
-            reason: e.to_string(),
-        })?;
-        changes.extend(projection.apply(envelope, &event));
+    for read in batch {
+        let event = read
+            .event
+            .as_ref()
+            .map_err(|reason| ProjectionError::Poison {
+                position: read.position(),
+                reason: reason.clone(),
+            })?;
+        changes.extend(projection.apply(&read.envelope, event));
     }
     let changes = crate::change::coalesce(changes);
     let name = projection.name();
@@ -231,7 +236,7 @@ async fn apply_batch(
         "projection_batch",
         projection = name,
         generation,
-        from = batch[0].position,
+        from = batch[0].position(),
         to = last,
         events = batch.len()
     );

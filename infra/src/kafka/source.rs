@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::{Envelope, Position};
-use projections::{EventSource, ReadModelError};
+use domain::Position;
+use projections::{Decoded, EventSource, ReadModelError};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -234,7 +234,7 @@ impl EventSource for KafkaSource {
         &self,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<Envelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
         let mut commits = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         let mut out = Vec::new();
@@ -279,7 +279,7 @@ impl EventSource for KafkaSource {
                 match next_in_chain(&b.partitions, &mut cursors, current) {
                     Some(record) => {
                         current = record.envelope.position;
-                        out.push(record.envelope.clone());
+                        out.push(Decoded::new(record.envelope.clone()));
                     }
                     None => break,
                 }
