@@ -99,7 +99,10 @@ impl SqliteEventStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // Statement journals (undo for one statement inside a transaction) in memory, not
+            // in temporary files: under `comments` their spills were 8% of the server's CPU.
+            .pragma("temp_store", "memory");
         let mut conn = options
             .clone()
             .create_if_missing(true)

@@ -56,7 +56,9 @@ impl SqliteReadModels {
             // rows, so NORMAL (no fsync per commit) can lose only whole recent batches.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(false);
+            .foreign_keys(false)
+            // Statement journals in memory, not in temporary files (see the event store).
+            .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
