@@ -346,15 +346,22 @@ impl Run {
     }
 }
 
-/// What a change of a run updates in place, if it updates anything.
-fn target(change: &projections::Change) -> Option<String> {
+/// What a change of a run updates in place: a post's comment count or a statistics counter.
+#[derive(PartialEq, Eq, Hash)]
+enum Target<'a> {
+    Post(domain::PostId),
+    Counter(chrono::NaiveDate, projections::stats::Metric, &'a str),
+}
+
+/// The target a change of a run updates in place, if it updates anything.
+fn target(change: &projections::Change) -> Option<Target<'_>> {
     use projections::Change;
     use projections::stats::StatsChange;
     match change {
-        Change::CountComment { post_id, .. } => Some(post_id.to_string()),
+        Change::CountComment { post_id, .. } => Some(Target::Post(*post_id)),
         Change::Stats(StatsChange::Count {
             day, metric, key, ..
-        }) => Some(format!("{day} {} {key}", metric.as_str())),
+        }) => Some(Target::Counter(*day, *metric, key)),
         _ => None,
     }
 }
