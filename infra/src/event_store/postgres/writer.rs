@@ -59,7 +59,14 @@ const MAX_BATCH: usize = 256;
 /// release the write lock. A `synchronous_commit` of `off` would acknowledge commits before
 /// they are flushed, so it is raised to `on`; stronger settings (waiting for synchronous
 /// standbys) are kept.
+///
+/// `plan_cache_mode = force_custom_plan`: [`READ_STATE`] is point lookups by index, but a
+/// prepared statement's generic plan is made once, on the table as it was then. A store that
+/// started empty kept a sequential scan of `events` planned for a near-empty table, and paid it
+/// in every group commit, under the write lock: 5.7 ms per commit after 20 000 events (76% of
+/// the statement time of a `comments` run). Planning each execution sees the table as it is.
 const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; \
+     SET plan_cache_mode = force_custom_plan; \
      SELECT set_config('synchronous_commit', 'on', false) \
      WHERE current_setting('synchronous_commit') = 'off'";
 
