@@ -1,8 +1,9 @@
 //! The PostgreSQL read-model store through the read-model contract suite.
 //!
 //! Needs `TREEHOLE_TEST_DATABASE_URL` (`scripts/test` starts a throwaway server); each test
-//! gets a database of its own. Without it every test passes without running and says
-//! `skipped: TREEHOLE_TEST_DATABASE_URL not set` on stderr.
+//! gets a database of its own. Without it every test returns at once and says
+//! `test-skipped: NAME: TREEHOLE_TEST_DATABASE_URL not set` on stderr, which `scripts/test`
+//! counts as skipped, not passed.
 
 mod read_model_contract;
 
@@ -13,12 +14,21 @@ use uuid::Uuid;
 
 struct PostgresHarness;
 
+/// Says that the running test did not run, where `scripts/test` counts it (see
+/// `contract::skip`): a `test-skipped:` line, named by the test's thread.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("postgres_read_models");
+    let _ = std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
+}
+
 /// A fresh database on the test server, or `None` (having said so) without a server.
 async fn fresh_database(prefix: &str) -> Option<String> {
     let server = match std::env::var("TREEHOLE_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
-            eprintln!("skipped: TREEHOLE_TEST_DATABASE_URL not set");
+            skipped("TREEHOLE_TEST_DATABASE_URL not set");
             return None;
         }
     };

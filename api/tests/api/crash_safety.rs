@@ -325,7 +325,7 @@ fn copy_log(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_commands_survive_sigkill_and_a_rebuild_matches() {
     if crate::helpers::on_postgres() {
-        eprintln!("skipped: crash safety runs the embedded binary on its SQLite files");
+        crate::helpers::skipped_here("crash safety runs the embedded binary on its SQLite files");
         return;
     }
     let tmp = tempfile::tempdir().expect("a temporary directory");

@@ -197,7 +197,14 @@ pub async fn read_models_of(
 
 /// Says that a test was skipped, where `scripts/test` counts it: straight to stderr, past the
 /// harness's capture (which swallows `eprintln!` of a passing test), so that a test that
-/// returns early is not taken for one that passed.
+/// returns early is not taken for one that passed. The test is named by its thread (libtest
+/// names it so, and a `#[tokio::test]` body runs on it).
+pub fn skipped_here(reason: &str) {
+    let thread = std::thread::current();
+    skipped(thread.name().unwrap_or("api"), reason);
+}
+
+/// [`skipped_here`] with the test's name given.
 pub fn skipped(test: &str, reason: &str) {
     use std::io::Write;
     let line = format!("test-skipped: {test}: {reason}\n");

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    Meili, TestApp, position, postgres_backend, read_models_of, skipped, spawn_app_with, str_field,
+    Meili, TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
 };
 
 const PROJECTIONS: [&str; 4] = ["users", "feed", "comments", "stats"];
@@ -27,7 +27,9 @@ const PROJECTIONS: [&str; 4] = ["users", "feed", "comments", "stats"];
 fn brokers() -> Option<String> {
     let brokers = std::env::var("TREEHOLE_TEST_KAFKA_BROKERS").ok();
     if brokers.is_none() {
-        eprintln!("skipped: TREEHOLE_TEST_KAFKA_BROKERS not set (scripts/test starts a broker)");
+        crate::helpers::skipped_here(
+            "TREEHOLE_TEST_KAFKA_BROKERS not set (scripts/test starts a broker)",
+        );
     }
     brokers
 }
@@ -366,7 +368,6 @@ async fn a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one() {
         return;
     };
     let Some(brokers) = brokers() else {
-        skipped(TEST, "TREEHOLE_TEST_KAFKA_BROKERS not set");
         return;
     };
     let topic = Topic::new(&brokers, 3);
@@ -509,7 +510,9 @@ const STORAGE_STOPPED: &str = "UnableToSend";
 impl DurableBroker {
     async fn start() -> Option<Self> {
         let Ok(bin) = std::env::var("TREEHOLE_TANSU_SQLITE_BIN") else {
-            eprintln!("skipped: TREEHOLE_TANSU_SQLITE_BIN not set (scripts/kafka-tools builds it)");
+            crate::helpers::skipped_here(
+                "TREEHOLE_TANSU_SQLITE_BIN not set (scripts/kafka-tools builds it)",
+            );
             return None;
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -68,7 +68,9 @@ async fn a_logout_on_another_server_is_refused_when_both_servers_project() {
 /// on the same PostgreSQL database, running all of them, authenticates the token.
 async fn logout_elsewhere(here_projects: &str) {
     if !on_postgres() {
-        eprintln!("skipped: two servers on one database need TREEHOLE_TEST_HTTP_BACKEND=postgres");
+        crate::helpers::skipped_here(
+            "two servers on one database need TREEHOLE_TEST_HTTP_BACKEND=postgres",
+        );
         return;
     }
     let here = spawn_app_with(|s| s.projectors = here_projects.into()).await;

@@ -45,10 +45,16 @@ pub trait Harness: Sized {
     }
 }
 
-/// Says that `test` did not run, on stderr itself, past the test harness's output capture.
-pub fn skip(test: &str, why: &str) {
+/// Says that the running test did not run, where `scripts/test` counts it: a `test-skipped:`
+/// line straight to stderr, past the harness's capture (which swallows `eprintln!` of a
+/// passing test), so that a test that returned early is not taken for one that passed. The
+/// test is named by its thread (libtest names it so; `#[tokio::test]` bodies run on it);
+/// `what` says which part of the suite it is.
+pub fn skip(what: &str, why: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped: {why} ({test})");
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or(what);
+    let _ = std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
 }
 
 /// How long any single contract test may take before it counts as hung.
