@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use infra::source::StoreSource;
 use projections::runner::{self, ProjectionError};
 use projections::{EventSource, Projection};
@@ -20,7 +20,7 @@ pub enum RebuildError {
     Projection(#[from] ProjectionError),
 }
 
-/// Rebuilds the named projections (or `all`) one after another.
+/// Rebuilds the named projections (or `all`) together, in one pass over the log.
 pub async fn run(
     stores: &Stores,
     settings: &Settings,
@@ -48,20 +48,25 @@ pub async fn run(
         .await
         .map_err(ProjectionError::from)?;
     let store = crate::startup::projection_store(stores.read_models.clone(), search);
-    for projection in chosen {
-        let name = projection.name();
-        let started = Instant::now();
-        let display = Display::new(name);
-        let generation = runner::rebuild(
-            projection,
-            source.clone(),
-            store.clone(),
-            None,
-            &|pos, target| display.update(pos, target),
-        )
-        .await?;
+    // One pass over the log for all of them: each batch is read once and applied to every
+    // new generation.
+    let started = Instant::now();
+    let bars = MultiProgress::new();
+    let displays: Vec<Display> = chosen
+        .iter()
+        .map(|p| Display::new(p.name(), &bars))
+        .collect();
+    let built = runner::rebuild_together(&chosen, source, store, None, &|name, pos, target| {
+        if let Some(d) = displays.iter().find(|d| d.name == name) {
+            d.update(pos, target);
+        }
+    })
+    .await?;
+    for display in &displays {
         display.finish();
-        let secs = started.elapsed().as_secs_f64();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for (name, generation) in built {
         tracing::info!(
             projection = name,
             generation = generation.number,
@@ -82,7 +87,7 @@ struct Display {
 }
 
 impl Display {
-    fn new(name: &'static str) -> Self {
+    fn new(name: &'static str, bars: &MultiProgress) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(
@@ -92,7 +97,7 @@ impl Display {
             .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(name);
-            bar
+            bars.add(bar)
         });
         Self {
             name,

@@ -15,7 +15,7 @@ use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
 use infra::synth::{History, group};
 use projections::feed::Feed;
-use projections::runner::{BATCH, rebuild, run};
+use projections::runner::{BATCH, REBUILD_BATCH, rebuild, rebuild_together, run};
 use projections::search::Search;
 use projections::{
     Change, Decoded, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
@@ -84,19 +84,95 @@ async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
             .await
             .expect("the read models open"),
     );
-    let built = rebuild(
-        Arc::new(SmallBatches),
+    let projection: Arc<dyn Projection> = Arc::new(SmallBatches);
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projector = tokio::spawn(run(projection, source.clone(), models, hub.clone()));
+    hub.wait_for(&[], 50, Duration::from_secs(10))
+        .await
+        .expect("the projector catches up");
+    projector.abort();
+    let limits = source.limits.lock().unwrap().clone();
+    // Eight reads of seven (the last one gets one event), then the reads at the head.
+    assert!(limits.len() >= 8, "{limits:?}");
+    assert!(limits.iter().all(|&l| l == 7), "{limits:?}");
+}
+
+/// A rebuild reads the whole log, so it reads at least [`REBUILD_BATCH`] events at a time;
+/// projections rebuilt together read each batch once, and end with the same rows as the same
+/// projections rebuilt one after another.
+#[tokio::test]
+async fn projections_rebuilt_together_read_the_log_once_and_match_their_rebuilds_alone() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the log opens"),
+    );
+    History::new()
+        .write(&*log, 3000, 500, |_| {})
+        .await
+        .expect("the history is written");
+    let source = Arc::new(Recorded {
+        inner: StoreSource::new(log),
+        limits: Mutex::new(Vec::new()),
+    });
+    let models = Arc::new(
+        SqliteReadModels::open(&dir.path().join("readmodels.db"))
+            .await
+            .expect("the read models open"),
+    );
+    let chosen: Vec<Arc<dyn Projection>> = projections::all()
+        .into_iter()
+        .filter(|p| ["users", "feed", "comments", "stats"].contains(&p.name()))
+        .collect();
+    let mut alone = Vec::new();
+    for projection in &chosen {
+        rebuild(
+            projection.clone(),
+            source.clone(),
+            models.clone(),
+            None,
+            &|_, _| {},
+        )
+        .await
+        .expect("a rebuild alone");
+        alone.push(models.dump(projection.name()).await.expect("a dump"));
+    }
+    source.limits.lock().unwrap().clear();
+
+    let reported = Mutex::new(Vec::new());
+    let built = rebuild_together(
+        &chosen,
         source.clone(),
-        models,
+        models.clone(),
         None,
-        &|_, _| {},
+        &|name, at, _| reported.lock().unwrap().push((name, at)),
     )
     .await
-    .expect("the rebuild");
-    assert_eq!(built.position, 50);
-    let limits = source.limits.lock().unwrap().clone();
-    // Eight reads of seven (the last one gets one event) and the empty read at the end.
-    assert_eq!(limits, vec![7; 9]);
+    .expect("the rebuild together");
+    assert_eq!(
+        built.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        chosen.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "the generations come back in the order asked"
+    );
+    for ((name, generation), dump) in built.iter().zip(&alone) {
+        assert_eq!(generation.position, 3000, "{name}");
+        assert_eq!(
+            models.live(name).await.unwrap().map(|g| g.number),
+            Some(generation.number),
+            "{name} was promoted"
+        );
+        assert_eq!(&models.dump(name).await.expect("a dump"), dump, "{name}");
+    }
+    // One batch of 3 000 events and the empty read at the head: read once for all four.
+    assert_eq!(
+        *source.limits.lock().unwrap(),
+        vec![REBUILD_BATCH; 2],
+        "the reads of the rebuild together"
+    );
+    let reported = reported.into_inner().unwrap();
+    assert_eq!(reported.len(), chosen.len(), "{reported:?}");
+    assert!(reported.iter().all(|&(_, at)| at == 3000), "{reported:?}");
 }
 
 #[test]

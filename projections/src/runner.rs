@@ -445,6 +445,10 @@ async fn follow(
     }
 }
 
+/// The fewest events a rebuild reads at a time (a projection may ask for more): a rebuild reads
+/// the whole log, and each batch is a transaction per projection with its checkpoint.
+pub const REBUILD_BATCH: usize = 4096;
+
 /// Builds a new generation of `projection` beside the live one from the whole log, then
 /// promotes it in one atomic switch once it is not behind the live one. Queries keep reading
 /// the old generation until that switch and never see a half-built model. `progress` is called
@@ -456,75 +460,167 @@ pub async fn rebuild(
     hub: Option<ProjectionHub>,
     progress: &(dyn Fn(Position, Position) + Send + Sync),
 ) -> Result<Generation, ProjectionError> {
-    let name = projection.name();
-    let generation = store.create_generation(name, projection.version()).await?;
+    let mut built = rebuild_together(&[projection], source, store, hub, &|_, position, target| {
+        progress(position, target)
+    })
+    .await?;
+    built
+        .pop()
+        .map(|(_, generation)| generation)
+        .ok_or_else(|| ReadModelError::Backend("a rebuild built nothing".into()).into())
+}
+
+/// [`rebuild`] for several projections in one pass over the log: each batch is read once (the
+/// next one is read while this one is applied) and applied to every projection's new
+/// generation at once, each in its own transaction. Each is promoted as soon as it has caught
+/// up. `progress` is called after every batch with the projection's name, the position reached
+/// and the log's head. Returns the generations promoted, in the order given; the first error
+/// ends the whole rebuild (the generations not yet promoted stay unpromoted and are replaced by
+/// the next rebuild).
+pub async fn rebuild_together(
+    projections: &[Arc<dyn Projection>],
+    source: Arc<dyn EventSource>,
+    store: Arc<dyn ReadModelStore>,
+    hub: Option<ProjectionHub>,
+    progress: &(dyn Fn(&'static str, Position, Position) + Send + Sync),
+) -> Result<Vec<(&'static str, Generation)>, ProjectionError> {
+    if projections.is_empty() {
+        return Ok(Vec::new());
+    }
     let started_at = Utc::now();
-    tracing::info!(
-        projection = name,
-        generation = generation.number,
-        "rebuild started"
-    );
-    let report = |position: Position, target: Position| {
+    let mut building = Vec::with_capacity(projections.len());
+    for projection in projections {
+        let generation = store
+            .create_generation(projection.name(), projection.version())
+            .await?;
+        tracing::info!(
+            projection = projection.name(),
+            generation = generation.number,
+            "rebuild started"
+        );
+        building.push((projection.clone(), generation));
+    }
+    let report = |name: &'static str, number: u32, position: Position, target: Position| {
         if let Some(hub) = &hub {
             hub.report(name, |s| {
                 s.rebuild = Some(RebuildProgress {
-                    generation: generation.number,
+                    generation: number,
                     position,
                     target,
                     started_at,
                 });
             });
         }
-        progress(position, target);
+        progress(name, position, target);
     };
+    let limit = projections
+        .iter()
+        .map(|p| p.batch())
+        .fold(REBUILD_BATCH, usize::max);
+    let read = |after: Position| {
+        let source = source.clone();
+        tokio::spawn(async move {
+            let target = *source.watch().borrow();
+            source
+                .read_after(after, limit)
+                .await
+                .map(|batch| (target, batch))
+        })
+    };
+    let mut done: Vec<(&'static str, Generation)> = Vec::with_capacity(projections.len());
     let result = async {
         let mut position = 0;
-        loop {
-            let target = *source.watch().borrow();
-            let batch = source.read_after(position, projection.batch()).await?;
-            if !batch.is_empty() {
-                position =
-                    apply_batch(&*projection, &*store, generation.number, position, &batch).await?;
-                report(position, target.max(position));
-                continue;
-            }
-            match store.promote(name, generation.number).await? {
-                Promotion::Done => {
-                    return Ok(Generation {
-                        position,
-                        ..generation
-                    });
+        let mut next = Some(read(position));
+        while let Some(reading) = next.take() {
+            let (target, batch) = reading
+                .await
+                .map_err(|e| ReadModelError::Backend(format!("a read of the log failed: {e}")))??;
+            let Some(last) = batch.last().map(|e| e.position()) else {
+                // At the head: promote each projection that has caught up with its live one.
+                let mut behind = Vec::with_capacity(building.len());
+                for (projection, generation) in building.drain(..) {
+                    match store.promote(projection.name(), generation.number).await? {
+                        Promotion::Done => done.push((
+                            projection.name(),
+                            Generation {
+                                position,
+                                ..generation
+                            },
+                        )),
+                        Promotion::Behind { .. } => behind.push((projection, generation)),
+                    }
                 }
-                // The live projector applied events this read did not see yet: read on.
-                Promotion::Behind { .. } => tokio::time::sleep(Duration::from_millis(10)).await,
+                building = behind;
+                if !building.is_empty() {
+                    // A live projector applied events this read did not see yet: read on.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    next = Some(read(position));
+                }
+                continue;
+            };
+            next = Some(read(last));
+            let applied = futures::future::join_all(
+                building
+                    .iter()
+                    .map(|(p, g)| apply_batch(&**p, &*store, g.number, position, &batch)),
+            )
+            .await;
+            for result in applied {
+                result?;
+            }
+            position = last;
+            for (projection, generation) in &building {
+                report(
+                    projection.name(),
+                    generation.number,
+                    position,
+                    target.max(position),
+                );
             }
         }
+        Ok::<_, ProjectionError>(())
     }
     .await;
     if let Some(hub) = &hub {
-        hub.report(name, |s| {
-            s.rebuild = None;
-            match &result {
-                // Queries read the new generation from now on, even before the live projector
-                // notices (on its next batch) that its generation was replaced.
-                Ok(g) => {
-                    s.generation = g.number;
-                    s.position = s.position.max(g.position);
-                }
-                Err(e) => s.last_error = Some(format!("rebuild failed: {e}")),
+        for (name, generation) in &done {
+            // Queries read the new generation from now on, even before the live projector
+            // notices (on its next batch) that its generation was replaced.
+            hub.report(name, |s| {
+                s.rebuild = None;
+                s.generation = generation.number;
+                s.position = s.position.max(generation.position);
+            });
+        }
+        if let Err(e) = &result {
+            for (projection, _) in &building {
+                hub.report(projection.name(), |s| {
+                    s.rebuild = None;
+                    s.last_error = Some(format!("rebuild failed: {e}"));
+                });
             }
-        });
+        }
     }
-    match &result {
-        Ok(g) => tracing::info!(
+    for (name, generation) in &done {
+        tracing::info!(
             projection = name,
-            generation = g.number,
-            position = g.position,
+            generation = generation.number,
+            position = generation.position,
             "rebuild promoted"
-        ),
-        Err(e) => tracing::error!(projection = name, error = %e, "rebuild failed"),
+        );
     }
-    result
+    match result {
+        Ok(()) => {
+            // In the order given.
+            done.sort_by_key(|(name, _)| projections.iter().position(|p| p.name() == *name));
+            Ok(done)
+        }
+        Err(e) => {
+            for (projection, _) in &building {
+                tracing::error!(projection = projection.name(), error = %e, "rebuild failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 fn fail(hub: &ProjectionHub, name: &str, position: Position, reason: &str) {
