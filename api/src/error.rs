@@ -230,6 +230,10 @@ impl From<ReadModelError> for ApiError {
                 tracing::warn!(error = %m, "read models unavailable");
                 Self::unavailable("the read models are unavailable; try again shortly")
             }
+            ReadModelError::Transient(m) => {
+                tracing::warn!(error = %m, "read models busy");
+                Self::unavailable("the read models are busy; try again shortly")
+            }
             other => Self::internal(other),
         }
     }

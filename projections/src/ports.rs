@@ -15,6 +15,10 @@ pub enum ReadModelError {
     Unavailable(String),
     #[error("read model store failure: {0}")]
     Backend(String),
+    /// The backend gave up on the work for a reason that goes away when it is tried again: a
+    /// deadlock victim or a serialisation failure (SQLSTATE 40P01, 40001).
+    #[error("read model store conflict, worth retrying: {0}")]
+    Transient(String),
     /// The generation written to is no longer the live one (a rebuild replaced it).
     #[error("generation {generation} of projection {projection} has been replaced")]
     Superseded { projection: String, generation: u32 },

@@ -267,8 +267,19 @@ pub(crate) fn backend(e: sqlx::Error) -> ReadModelError {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             ReadModelError::Unavailable(e.to_string())
         }
+        other if is_transient(&other) => ReadModelError::Transient(other.to_string()),
         other => ReadModelError::Backend(other.to_string()),
     }
+}
+
+/// A deadlock victim (`40P01`) or a serialisation failure (`40001`): PostgreSQL's SQLSTATEs
+/// for work that succeeds when tried again.
+fn is_transient(e: &sqlx::Error) -> bool {
+    const DEADLOCK_DETECTED: &str = "40P01";
+    const SERIALIZATION_FAILURE: &str = "40001";
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == DEADLOCK_DETECTED || code == SERIALIZATION_FAILURE)
 }
 
 /// The query listing a table's rows as JSON text in dump order; `object` is the backend's
@@ -294,17 +305,13 @@ where
     let mut tries = 0;
     loop {
         match attempt().await {
-            Err(ReadModelError::Backend(m)) if tries < 5 && is_transient(&m) => {
+            Err(ReadModelError::Transient(_)) if tries < 5 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(5 << tries)).await;
             }
             other => return other,
         }
     }
-}
-
-fn is_transient(message: &str) -> bool {
-    message.contains("deadlock detected") || message.contains("could not serialize access")
 }
 
 /// The kinds of change a backend writes many rows of with one statement: most of a busy log.
@@ -363,5 +370,51 @@ fn target(change: &projections::Change) -> Option<Target<'_>> {
             day, metric, key, ..
         }) => Some(Target::Counter(*day, *metric, key)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error PostgreSQL raises with SQLSTATE `code`, from a real server: the transient
+    /// ones are told by their code, whatever the message says.
+    async fn raised(url: &str, code: &str, message: &str) -> ReadModelError {
+        let pool = sqlx::PgPool::connect(url).await.expect("the test server");
+        let e = sqlx::raw_sql(&format!(
+            "DO $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$"
+        ))
+        .execute(&pool)
+        .await
+        .expect_err("the statement raises");
+        pool.close().await;
+        backend(e)
+    }
+
+    #[tokio::test]
+    async fn deadlocks_and_serialisation_failures_are_transient_by_their_sqlstate() {
+        let Some(url) = std::env::var("TREEHOLE_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(
+                b"test-skipped: read_model::tests::deadlocks_and_serialisation_failures_are_transient_by_their_sqlstate: TREEHOLE_TEST_DATABASE_URL not set\n",
+            );
+            return;
+        };
+        assert!(matches!(
+            raised(&url, "40P01", "a victim").await,
+            ReadModelError::Transient(_)
+        ));
+        assert!(matches!(
+            raised(&url, "40001", "no serial order").await,
+            ReadModelError::Transient(_)
+        ));
+        // The words alone do not make an error transient.
+        assert!(matches!(
+            raised(&url, "P0001", "deadlock detected").await,
+            ReadModelError::Backend(_)
+        ));
     }
 }
