@@ -262,6 +262,32 @@ pub(crate) fn uuid(s: &str) -> Result<Uuid, ReadModelError> {
 }
 
 /// Connection-level failures are `Unavailable` (worth retrying); the rest are `Backend`.
+/// A column of a row, decoded into a typed error instead of a panic: a column missing or of
+/// another type (a schema out of step with the code) fails the query, not the process.
+pub(crate) trait Column {
+    type Database: sqlx::Database;
+
+    fn col<'r, T>(&'r self, name: &str) -> Result<T, ReadModelError>
+    where
+        T: sqlx::Decode<'r, Self::Database> + sqlx::Type<Self::Database>;
+}
+
+impl<R> Column for R
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    type Database = R::Database;
+
+    fn col<'r, T>(&'r self, name: &str) -> Result<T, ReadModelError>
+    where
+        T: sqlx::Decode<'r, Self::Database> + sqlx::Type<Self::Database>,
+    {
+        self.try_get(name)
+            .map_err(|e| ReadModelError::Backend(format!("column {name}: {e}")))
+    }
+}
+
 pub(crate) fn backend(e: sqlx::Error) -> ReadModelError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use super::stats::Stats;
-use super::{Run, TABLES, backend, dump_query, retry_transient, tables_of};
+use super::{Column, Run, TABLES, backend, dump_query, retry_transient, tables_of};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
@@ -19,7 +19,7 @@ use projections::stats::StatsChange;
 use projections::views::{CommentView, PostView, SessionView, UserView};
 use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 pub struct PostgresReadModels {
@@ -537,43 +537,43 @@ const POST_COLUMNS: &str = "post_id, position, author_name, anonymous, title, bo
 const COMMENT_COLUMNS: &str =
     "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at";
 
-fn post_view(row: &PgRow) -> PostView {
-    PostView {
-        post_id: PostId::new(row.get("post_id")),
-        position: row.get::<i64, _>("position") as Position,
-        author_name: row.get("author_name"),
-        anonymous: row.get("anonymous"),
-        title: row.get("title"),
-        body: row.get("body"),
-        tags: row.get("tags"),
-        comment_count: row.get("comment_count"),
-        created_at: row.get("created_at"),
-        last_activity_at: row.get("last_activity_at"),
-    }
+fn post_view(row: &PgRow) -> Result<PostView, ReadModelError> {
+    Ok(PostView {
+        post_id: PostId::new(row.col("post_id")?),
+        position: row.col::<i64>("position")? as Position,
+        author_name: row.col("author_name")?,
+        anonymous: row.col("anonymous")?,
+        title: row.col("title")?,
+        body: row.col("body")?,
+        tags: row.col("tags")?,
+        comment_count: row.col("comment_count")?,
+        created_at: row.col("created_at")?,
+        last_activity_at: row.col("last_activity_at")?,
+    })
 }
 
-fn comment_view(row: &PgRow) -> CommentView {
-    CommentView {
-        comment_id: CommentId::new(row.get("comment_id")),
-        post_id: PostId::new(row.get("post_id")),
-        position: row.get::<i64, _>("position") as Position,
-        author_name: row.get("author_name"),
-        anonymous: row.get("anonymous"),
-        is_host: row.get("is_host"),
-        body: row.get("body"),
-        reply_to: row.get::<Option<Uuid>, _>("reply_to").map(CommentId::new),
-        created_at: row.get("created_at"),
-    }
+fn comment_view(row: &PgRow) -> Result<CommentView, ReadModelError> {
+    Ok(CommentView {
+        comment_id: CommentId::new(row.col("comment_id")?),
+        post_id: PostId::new(row.col("post_id")?),
+        position: row.col::<i64>("position")? as Position,
+        author_name: row.col("author_name")?,
+        anonymous: row.col("anonymous")?,
+        is_host: row.col("is_host")?,
+        body: row.col("body")?,
+        reply_to: row.col::<Option<Uuid>>("reply_to")?.map(CommentId::new),
+        created_at: row.col("created_at")?,
+    })
 }
 
-fn user_view(row: &PgRow) -> UserView {
-    UserView {
-        user_id: UserId::new(row.get("user_id")),
-        username: row.get("username"),
-        email: row.get("email"),
-        is_admin: row.get("is_admin"),
-        registered_at: row.get::<DateTime<Utc>, _>("registered_at"),
-    }
+fn user_view(row: &PgRow) -> Result<UserView, ReadModelError> {
+    Ok(UserView {
+        user_id: UserId::new(row.col("user_id")?),
+        username: row.col("username")?,
+        email: row.col("email")?,
+        is_admin: row.col("is_admin")?,
+        registered_at: row.col::<DateTime<Utc>>("registered_at")?,
+    })
 }
 
 fn limit(page: &Page) -> i64 {
@@ -660,7 +660,7 @@ impl PostgresReadModels {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.iter().map(post_view).collect())
+        rows.iter().map(post_view).collect()
     }
 
     async fn post_once(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
@@ -670,7 +670,7 @@ impl PostgresReadModels {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(row.as_ref().map(post_view))
+        row.as_ref().map(post_view).transpose()
     }
 
     async fn comments_once(
@@ -688,7 +688,7 @@ impl PostgresReadModels {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(rows.iter().map(comment_view).collect())
+        rows.iter().map(comment_view).collect()
     }
 
     async fn comment_once(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
@@ -698,7 +698,7 @@ impl PostgresReadModels {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(row.as_ref().map(comment_view))
+        row.as_ref().map(comment_view).transpose()
     }
 
     async fn user_once(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
@@ -707,7 +707,7 @@ impl PostgresReadModels {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        Ok(row.as_ref().map(user_view))
+        row.as_ref().map(user_view).transpose()
     }
 
     async fn session_once(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
@@ -719,11 +719,14 @@ impl PostgresReadModels {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(row.map(|row| SessionView {
-            session_id: SessionId::new(row.get("session_id")),
-            user: user_view(&row),
-            expires_at: row.get("expires_at"),
-        }))
+        row.map(|row| {
+            Ok(SessionView {
+                session_id: SessionId::new(row.col("session_id")?),
+                user: user_view(&row)?,
+                expires_at: row.col("expires_at")?,
+            })
+        })
+        .transpose()
     }
 }
 

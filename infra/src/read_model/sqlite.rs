@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::stats::Stats;
-use super::{Run, TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
+use super::{Column, Run, TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
 use async_trait::async_trait;
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
@@ -19,7 +19,7 @@ use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, R
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 /// Bookkeeping: every generation of every projection, its state and its checkpoint.
 const SCHEMA: &str = r#"
@@ -538,47 +538,47 @@ const COMMENT_COLUMNS: &str =
     "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at";
 
 fn post_view(row: &SqliteRow) -> Result<PostView, ReadModelError> {
-    let tags: String = row.get("tags");
+    let tags: String = row.col("tags")?;
     Ok(PostView {
-        post_id: PostId::new(uuid(row.get("post_id"))?),
-        position: row.get::<i64, _>("position") as Position,
-        author_name: row.get("author_name"),
-        anonymous: row.get("anonymous"),
-        title: row.get("title"),
-        body: row.get("body"),
+        post_id: PostId::new(uuid(row.col("post_id")?)?),
+        position: row.col::<i64>("position")? as Position,
+        author_name: row.col("author_name")?,
+        anonymous: row.col("anonymous")?,
+        title: row.col("title")?,
+        body: row.col("body")?,
         tags: serde_json::from_str(&tags).map_err(|e| ReadModelError::Backend(e.to_string()))?,
-        comment_count: row.get("comment_count"),
-        created_at: parse_ts(row.get("created_at"))?,
-        last_activity_at: parse_ts(row.get("last_activity_at"))?,
+        comment_count: row.col("comment_count")?,
+        created_at: parse_ts(row.col("created_at")?)?,
+        last_activity_at: parse_ts(row.col("last_activity_at")?)?,
     })
 }
 
 fn comment_view(row: &SqliteRow) -> Result<CommentView, ReadModelError> {
-    let reply_to: Option<String> = row.get("reply_to");
+    let reply_to: Option<String> = row.col("reply_to")?;
     Ok(CommentView {
-        comment_id: CommentId::new(uuid(row.get("comment_id"))?),
-        post_id: PostId::new(uuid(row.get("post_id"))?),
-        position: row.get::<i64, _>("position") as Position,
-        author_name: row.get("author_name"),
-        anonymous: row.get("anonymous"),
-        is_host: row.get("is_host"),
-        body: row.get("body"),
+        comment_id: CommentId::new(uuid(row.col("comment_id")?)?),
+        post_id: PostId::new(uuid(row.col("post_id")?)?),
+        position: row.col::<i64>("position")? as Position,
+        author_name: row.col("author_name")?,
+        anonymous: row.col("anonymous")?,
+        is_host: row.col("is_host")?,
+        body: row.col("body")?,
         reply_to: reply_to
             .as_deref()
             .map(uuid)
             .transpose()?
             .map(CommentId::new),
-        created_at: parse_ts(row.get("created_at"))?,
+        created_at: parse_ts(row.col("created_at")?)?,
     })
 }
 
 fn user_view(row: &SqliteRow) -> Result<UserView, ReadModelError> {
     Ok(UserView {
-        user_id: UserId::new(uuid(row.get("user_id"))?),
-        username: row.get("username"),
-        email: row.get("email"),
-        is_admin: row.get("is_admin"),
-        registered_at: parse_ts(row.get("registered_at"))?,
+        user_id: UserId::new(uuid(row.col("user_id")?)?),
+        username: row.col("username")?,
+        email: row.col("email")?,
+        is_admin: row.col("is_admin")?,
+        registered_at: parse_ts(row.col("registered_at")?)?,
     })
 }
 
@@ -657,9 +657,9 @@ impl ForumQueries for SqliteReadModels {
         .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionView {
-            session_id: SessionId::new(uuid(row.get("session_id"))?),
+            session_id: SessionId::new(uuid(row.col("session_id")?)?),
             user: user_view(&row)?,
-            expires_at: parse_ts(row.get("expires_at"))?,
+            expires_at: parse_ts(row.col("expires_at")?)?,
         }))
     }
 }
