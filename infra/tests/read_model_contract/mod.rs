@@ -8,16 +8,27 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::WorkerId;
 use domain::ids::TaskId;
+use domain::model::{ModelName, ModelSpec};
 use domain::{CommentId, PostId, SessionId, UserId};
+use infra::kafka::RelayCheckpoints;
 use projections::ports::Page;
 use projections::stats::{FinalState, Metric, Percentiles, StatsChange, TaskFigures};
+use projections::tasks::{TaskChange, TaskQueries};
 use projections::{Change, ForumQueries, Promotion, ReadModelError, ReadModelStore, StatsQueries};
+use serde_json::json;
 use uuid::Uuid;
 
-/// Both sides of a read-model backend.
-pub trait ReadModels: ReadModelStore + ForumQueries + StatsQueries {}
-impl<T: ReadModelStore + ForumQueries + StatsQueries> ReadModels for T {}
+/// Both sides of a read-model backend, and the relay's checkpoints it keeps.
+pub trait ReadModels:
+    ReadModelStore + ForumQueries + StatsQueries + TaskQueries + RelayCheckpoints
+{
+}
+impl<T> ReadModels for T where
+    T: ReadModelStore + ForumQueries + StatsQueries + TaskQueries + RelayCheckpoints
+{
+}
 
 pub type Store = Arc<dyn ReadModels>;
 
@@ -45,6 +56,8 @@ macro_rules! read_model_contract {
             stats_without_activity_are_zeros_for_every_day,
             stats_add_up_per_day_and_in_total,
             stats_percentiles_are_nearest_rank_per_day_model_and_in_total,
+            tasks_follow_their_life_from_queue_to_webhook,
+            relay_checkpoints_start_at_zero_and_only_move_forward,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -774,4 +787,257 @@ pub async fn stats_percentiles_are_nearest_rank_per_day_model_and_in_total(store
     // Waits 50, 100..1000 (11): ranks 6 and 11; runs 70, 1000..9000 (10): ranks 5 and 10.
     assert_eq!(all.wait_ms, percentiles(11, 500, 1000));
     assert_eq!(all.run_ms, percentiles(10, 4000, 9000));
+}
+
+fn model_name(name: &str) -> ModelName {
+    ModelName::parse(name).expect("a model name")
+}
+
+fn task_no(n: u128) -> TaskId {
+    TaskId::new(Uuid::from_u128(0x7a00 + n))
+}
+
+fn user_no(n: u128) -> UserId {
+    UserId::new(Uuid::from_u128(0x5500 + n))
+}
+
+fn worker_no(n: u128) -> WorkerId {
+    WorkerId::new(Uuid::from_u128(0x3300 + n))
+}
+
+fn publish(n: u128, position: u64, user: u128, model: &str, priority: i32) -> Change {
+    Change::Tasks(TaskChange::InsertTask {
+        task_id: task_no(n),
+        position,
+        submitter_id: user_no(user),
+        model: model_name(model),
+        input: json!({"prompt": format!("猫 {n}")}),
+        webhook_url: (n == 1).then(|| "https://hooks.example/t1".to_owned()),
+        priority,
+        max_attempts: 3,
+        at: t(position as i64),
+    })
+}
+
+/// Models, workers and tasks through their lives: what the task routes and the dispatch loops
+/// read (`TaskQueries`), the same on every backend.
+pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
+    let spec = |max_concurrent| ModelSpec {
+        kind: "text-to-image".into(),
+        input_schema: json!({"type": "object"}),
+        max_concurrent,
+    };
+    let first = vec![
+        Change::Tasks(TaskChange::InsertModel {
+            name: model_name("paint"),
+            spec: spec(1),
+            enabled: true,
+            at: t(0),
+        }),
+        Change::Tasks(TaskChange::InsertModel {
+            name: model_name("draw"),
+            spec: spec(5),
+            enabled: false,
+            at: t(1),
+        }),
+        Change::Tasks(TaskChange::InsertWorker {
+            worker_id: worker_no(1),
+            name: "gpu-1".into(),
+            models: vec![model_name("paint")],
+            token_hash: "hash-of-token-1".into(),
+            at: t(2),
+        }),
+        publish(1, 10, 1, "paint", 0),
+        publish(2, 11, 1, "paint", 5),
+        publish(3, 12, 2, "draw", 9),
+        Change::Tasks(TaskChange::History {
+            task_id: task_no(1),
+            position: 10,
+            event: "TaskPublished".into(),
+            detail: json!({"model": "paint"}),
+            at: t(10),
+        }),
+    ];
+    let g = live_with(&store, "tasks", &first, 12).await;
+
+    let paint = store
+        .model(&model_name("paint"))
+        .await
+        .unwrap()
+        .expect("paint");
+    assert_eq!((paint.max_concurrent, paint.enabled), (1, true));
+    assert_eq!(paint.kind, "text-to-image");
+    let mut names: Vec<String> = store
+        .models()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name.as_str().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["draw", "paint"]);
+    assert!(store.model(&model_name("sing")).await.unwrap().is_none());
+
+    let worker = store
+        .worker_by_token("hash-of-token-1")
+        .await
+        .unwrap()
+        .expect("the worker");
+    assert_eq!(worker.worker_id, worker_no(1));
+    assert_eq!(worker.models, vec![model_name("paint")]);
+    assert!(!worker.revoked);
+    assert!(store.worker_by_token("other").await.unwrap().is_none());
+    assert_eq!(store.workers().await.unwrap().len(), 1);
+
+    let task = store.task(task_no(1)).await.unwrap().expect("task 1");
+    assert_eq!(task.status, "queued");
+    assert_eq!((task.attempts, task.max_attempts), (0, 3));
+    assert_eq!(task.input, json!({"prompt": "猫 1"}));
+    assert_eq!(task.submitter_id, user_no(1));
+    assert!(
+        task.webhook_state.is_none(),
+        "no webhook owed before the end"
+    );
+    assert!(store.task(task_no(9)).await.unwrap().is_none());
+
+    // A submitter's tasks, newest first, in pages.
+    let ids = |tasks: Vec<projections::tasks::TaskView>| {
+        tasks.into_iter().map(|t| t.task_id).collect::<Vec<_>>()
+    };
+    let all = Page {
+        cursor: None,
+        limit: 10,
+    };
+    assert_eq!(
+        ids(store.tasks_of(user_no(1), all).await.unwrap()),
+        vec![task_no(2), task_no(1)]
+    );
+    let first_page = store
+        .tasks_of(
+            user_no(1),
+            Page {
+                cursor: None,
+                limit: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(first_page), vec![task_no(2)]);
+    let next = Page {
+        cursor: Some(11),
+        limit: 1,
+    };
+    assert_eq!(
+        ids(store.tasks_of(user_no(1), next).await.unwrap()),
+        vec![task_no(1)]
+    );
+    assert_eq!(
+        ids(store.tasks_of(user_no(2), all).await.unwrap()),
+        vec![task_no(3)]
+    );
+
+    // Highest priority first; a disabled model's tasks wait.
+    let both = [model_name("paint"), model_name("draw")];
+    assert_eq!(
+        store.claimable(&both, 10).await.unwrap(),
+        vec![task_no(2), task_no(1)]
+    );
+    assert_eq!(store.claimable(&both, 1).await.unwrap(), vec![task_no(2)]);
+    let history = store.task_history(task_no(1)).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].event, "TaskPublished");
+    assert_eq!(history[0].detail, json!({"model": "paint"}));
+
+    // Task 2 runs: paint is at its one concurrent task, so nothing more is claimable.
+    let running = vec![Change::Tasks(TaskChange::Running {
+        task_id: task_no(2),
+        worker_id: worker_no(1),
+        attempt: 1,
+        lease_until: t(100),
+        at: t(20),
+    })];
+    store.apply("tasks", g, &running, 12, 13).await.unwrap();
+    let task = store.task(task_no(2)).await.unwrap().expect("task 2");
+    assert_eq!(task.status, "running");
+    assert_eq!(task.worker_id, Some(worker_no(1)));
+    assert_eq!(task.attempts, 1);
+    assert_eq!(task.lease_until, Some(t(100)));
+    assert_eq!(task.started_at, Some(t(20)));
+    assert!(store.claimable(&both, 10).await.unwrap().is_empty());
+    assert!(store.expired_leases(t(50), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.expired_leases(t(200), 10).await.unwrap(),
+        vec![task_no(2)]
+    );
+
+    // Task 1 is cancelled (its webhook becomes owed), task 2 succeeds (it has none).
+    let ends = vec![
+        Change::Tasks(TaskChange::Finished {
+            task_id: task_no(1),
+            status: "cancelled",
+            result: None,
+            error: None,
+            at: t(30),
+        }),
+        Change::Tasks(TaskChange::Finished {
+            task_id: task_no(2),
+            status: "succeeded",
+            result: Some(json!({"image": "https://cdn.example/2.png"})),
+            error: None,
+            at: t(40),
+        }),
+        Change::Tasks(TaskChange::RevokeWorker {
+            worker_id: worker_no(1),
+        }),
+    ];
+    store.apply("tasks", g, &ends, 13, 15).await.unwrap();
+    let done = store.task(task_no(2)).await.unwrap().expect("task 2");
+    assert_eq!(done.status, "succeeded");
+    assert_eq!(
+        done.result,
+        Some(json!({"image": "https://cdn.example/2.png"}))
+    );
+    assert_eq!(done.finished_at, Some(t(40)));
+    assert!(done.webhook_state.is_none(), "no URL, no webhook");
+    assert!(store.expired_leases(t(200), 10).await.unwrap().is_empty());
+    let owed = store.pending_webhooks(10).await.unwrap();
+    assert_eq!(ids(owed.clone()), vec![task_no(1)]);
+    assert_eq!(owed[0].webhook_state.as_deref(), Some("pending"));
+    assert!(
+        store
+            .worker_by_token("hash-of-token-1")
+            .await
+            .unwrap()
+            .expect("a revoked worker is still found")
+            .revoked
+    );
+
+    // Delivered: no longer owed.
+    let delivered = vec![Change::Tasks(TaskChange::WebhookAttempted {
+        task_id: task_no(1),
+        attempt: 1,
+        delivered: true,
+        at: t(31),
+    })];
+    store.apply("tasks", g, &delivered, 15, 16).await.unwrap();
+    assert!(store.pending_webhooks(10).await.unwrap().is_empty());
+    let task = store.task(task_no(1)).await.unwrap().expect("task 1");
+    assert_eq!(task.webhook_state.as_deref(), Some("delivered"));
+    assert_eq!(
+        (task.webhook_attempts, task.webhook_last_at),
+        (1, Some(t(31)))
+    );
+}
+
+/// The Kafka relay's checkpoint per relay name: zero before the first save, then the furthest
+/// position saved (an older one never moves it back).
+pub async fn relay_checkpoints_start_at_zero_and_only_move_forward(store: Store) {
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), 0);
+    store.save_relay_checkpoint("events", 10).await.unwrap();
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), 10);
+    store.save_relay_checkpoint("events", 5).await.unwrap();
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), 10);
+    store.save_relay_checkpoint("events", 11).await.unwrap();
+    assert_eq!(store.relay_checkpoint("events").await.unwrap(), 11);
+    assert_eq!(store.relay_checkpoint("other").await.unwrap(), 0);
 }
