@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::StreamId;
@@ -12,9 +13,10 @@ use crate::StreamId;
 /// A global position in the log: strictly increasing in commit order, starting at 1.
 pub type Position = u64;
 
-/// A stored event as readers see it.
+/// A stored event as readers see it. `D` and `M` are the data and the metadata: decoded by
+/// default, or kept as the stored JSON text ([`RawEnvelope`]) by readers that pass them on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Envelope<D = Value, M = Metadata> {
     pub position: Position,
     pub event_id: Uuid,
     pub stream: StreamId,
@@ -24,9 +26,13 @@ pub struct Envelope {
     pub schema: u32,
     #[serde(with = "millis")]
     pub occurred_at: DateTime<Utc>,
-    pub data: Value,
-    pub metadata: Metadata,
+    pub data: D,
+    pub metadata: M,
 }
+
+/// An envelope whose data and metadata are the stored JSON text, unparsed: what the Kafka
+/// relay publishes. Its JSON form is the same as the decoded envelope's.
+pub type RawEnvelope = Envelope<Box<RawValue>, Box<RawValue>>;
 
 impl Envelope {
     /// The JSON fields of the contract, in their documented order.

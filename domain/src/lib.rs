@@ -22,6 +22,6 @@ pub mod verification;
 pub mod worker;
 
 pub use aggregate::{Aggregate, DecodeError, DomainEvent};
-pub use envelope::{Envelope, Metadata, NewEvent, Position};
+pub use envelope::{Envelope, Metadata, NewEvent, Position, RawEnvelope};
 pub use event::Event;
 pub use ids::{CommentId, PostId, SessionId, StreamId, TaskId, UserId, WorkerId};

@@ -64,7 +64,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commands::{Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite};
-use domain::{Envelope, Position, StreamId};
+use domain::{Envelope, Position, RawEnvelope, StreamId};
 use sqlx::PgExecutor;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -235,6 +235,22 @@ impl EventStore for PostgresEventStore {
         rows.into_iter().map(decode).collect()
     }
 
+    /// The same rows as `read_all`, with data and metadata checked as JSON but not parsed into
+    /// values.
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
+            .bind(saturate(after))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| backend("cannot read the log", e))?;
+        rows.into_iter().map(decode).collect()
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         max_position(&self.reads).await
     }
@@ -337,7 +353,13 @@ type EventRow = (
     String,
 );
 
-fn decode(row: EventRow) -> Result<Envelope, StoreError> {
+/// A stored row as an envelope whose data and metadata are read as `D` and `M`: decoded
+/// values, or the stored JSON text ([`RawEnvelope`]).
+fn decode<D, M>(row: EventRow) -> Result<Envelope<D, M>, StoreError>
+where
+    D: serde::de::DeserializeOwned,
+    M: serde::de::DeserializeOwned,
+{
     let (position, event_id, stream, version, event_type, schema, occurred_at, data, metadata) =
         row;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {

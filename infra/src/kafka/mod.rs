@@ -168,8 +168,12 @@ pub const HEADER_TYPE: &str = "type";
 pub const HEADER_POSITION: &str = "position";
 pub const HEADER_PREVIOUS: &str = "previous-position";
 
-/// The value and headers of the record that carries `envelope`.
-pub(crate) fn encode(envelope: &Envelope, previous: Position) -> (Vec<u8>, OwnedHeaders) {
+/// The value and headers of the record that carries `envelope` (decoded, or with its data and
+/// metadata as stored: both serialise alike).
+pub(crate) fn encode<D: serde::Serialize, M: serde::Serialize>(
+    envelope: &Envelope<D, M>,
+    previous: Position,
+) -> (Vec<u8>, OwnedHeaders) {
     let payload = serde_json::to_vec(envelope).expect("an envelope serialises");
     let headers = OwnedHeaders::new_with_capacity(3)
         .insert(Header {

@@ -185,7 +185,8 @@ impl Relay {
     /// Reads the events after `after` and hands them to the producer; `None` when there is
     /// nothing to publish. Nothing is acknowledged yet: see [`Self::settle`].
     async fn send_round(&self, after: Position) -> Result<Option<Round>, KafkaError> {
-        let batch = self.store.read_all(after, BATCH).await.map_err(store)?;
+        // The stored data and metadata go out as they are, unparsed.
+        let batch = self.store.read_all_raw(after, BATCH).await.map_err(store)?;
         let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(None);
         };
