@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commands::EventStore;
-use domain::Position;
+use domain::{Position, RawEnvelope};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -153,23 +153,40 @@ impl Relay {
 
     /// Publishes round after round until a read of the log comes back empty, keeping one
     /// round in flight while the next is read and produced, and moves the checkpoint as each
-    /// round is acknowledged. Returns the checkpoint.
+    /// round is acknowledged. The read of the next round runs while this one is produced and
+    /// the previous one settles. Returns the checkpoint.
     async fn drain(&self, mut checkpoint: Position) -> Result<Position, KafkaError> {
         let mut read_to = checkpoint;
         let mut in_flight: Option<Round> = None;
+        let mut reading = self.read_ahead(read_to);
         loop {
-            let next = self.send_round(read_to).await?;
-            if let Some(r) = &next {
-                read_to = r.last;
-            }
+            let batch = reading
+                .await
+                .map_err(|e| KafkaError::Store(format!("a read of the log failed: {e}")))??;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                if let Some(r) = in_flight.take() {
+                    checkpoint = self.settle(r).await?;
+                }
+                return Ok(checkpoint);
+            };
+            reading = self.read_ahead(last);
+            let round = self.send_round(read_to, &batch).await?;
+            read_to = last;
             if let Some(r) = in_flight.take() {
                 checkpoint = self.settle(r).await?;
             }
-            match next {
-                Some(r) => in_flight = Some(r),
-                None => return Ok(checkpoint),
-            }
+            in_flight = Some(round);
         }
+    }
+
+    /// Starts reading the events after `after` (their data and metadata unparsed: they go out
+    /// as stored).
+    fn read_ahead(
+        &self,
+        after: Position,
+    ) -> tokio::task::JoinHandle<Result<Vec<RawEnvelope>, KafkaError>> {
+        let store = self.store.clone();
+        tokio::spawn(async move { store.read_all_raw(after, BATCH).await.map_err(store_error) })
     }
 
     async fn load_checkpoint(&self) -> Result<Position, KafkaError> {
@@ -182,14 +199,14 @@ impl Relay {
         Ok(checkpoint)
     }
 
-    /// Reads the events after `after` and hands them to the producer; `None` when there is
-    /// nothing to publish. Nothing is acknowledged yet: see [`Self::settle`].
-    async fn send_round(&self, after: Position) -> Result<Option<Round>, KafkaError> {
-        // The stored data and metadata go out as they are, unparsed.
-        let batch = self.store.read_all_raw(after, BATCH).await.map_err(store)?;
-        let Some(last) = batch.last().map(|e| e.position) else {
-            return Ok(None);
-        };
+    /// Hands `batch` (the events after `after`, not empty) to the producer. Nothing is
+    /// acknowledged yet: see [`Self::settle`].
+    async fn send_round(
+        &self,
+        after: Position,
+        batch: &[RawEnvelope],
+    ) -> Result<Round, KafkaError> {
+        let last = batch.last().map_or(after, |e| e.position);
         let producer = self
             .producer
             .lock()
@@ -197,7 +214,7 @@ impl Relay {
             .clone();
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut previous = after;
-        for envelope in &batch {
+        for envelope in batch {
             let (payload, headers) = encode(envelope, previous);
             let mut record = FutureRecord::to(&self.settings.topic)
                 .key(envelope.stream.as_str())
@@ -218,7 +235,7 @@ impl Relay {
             }
             previous = envelope.position;
         }
-        Ok(Some(Round { last, deliveries }))
+        Ok(Round { last, deliveries })
     }
 
     /// Waits until the broker acknowledged every record of `round`, then moves the checkpoint
@@ -284,6 +301,6 @@ fn producer(
         .map_err(|e| KafkaError::Config(e.to_string()))
 }
 
-fn store(e: commands::StoreError) -> KafkaError {
+fn store_error(e: commands::StoreError) -> KafkaError {
     KafkaError::Store(e.to_string())
 }
