@@ -63,8 +63,12 @@ impl Projection for SmallBatches {
     }
 }
 
-#[tokio::test]
-async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
+/// A SQLite log holding `events` synthetic events (appended `batch` at a time), read through a
+/// recording source, and empty SQLite read models beside it; the directory goes with the guard.
+async fn recorded_history(
+    events: u64,
+    batch: usize,
+) -> (tempfile::TempDir, Arc<Recorded>, Arc<SqliteReadModels>) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let log = Arc::new(
         SqliteEventStore::open_in(dir.path())
@@ -72,7 +76,7 @@ async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
             .expect("the log opens"),
     );
     History::new()
-        .write(&*log, 50, 50, |_| {})
+        .write(&*log, events, batch, |_| {})
         .await
         .expect("the history is written");
     let source = Arc::new(Recorded {
@@ -84,6 +88,12 @@ async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
             .await
             .expect("the read models open"),
     );
+    (dir, source, models)
+}
+
+#[tokio::test]
+async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
+    let (_dir, source, models) = recorded_history(50, 50).await;
     let projection: Arc<dyn Projection> = Arc::new(SmallBatches);
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
     let projector = tokio::spawn(run(projection, source.clone(), models, hub.clone()));
@@ -102,25 +112,7 @@ async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
 /// projections rebuilt one after another.
 #[tokio::test]
 async fn projections_rebuilt_together_read_the_log_once_and_match_their_rebuilds_alone() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let log = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the log opens"),
-    );
-    History::new()
-        .write(&*log, 3000, 500, |_| {})
-        .await
-        .expect("the history is written");
-    let source = Arc::new(Recorded {
-        inner: StoreSource::new(log),
-        limits: Mutex::new(Vec::new()),
-    });
-    let models = Arc::new(
-        SqliteReadModels::open(&dir.path().join("readmodels.db"))
-            .await
-            .expect("the read models open"),
-    );
+    let (_dir, source, models) = recorded_history(3000, 500).await;
     let chosen: Vec<Arc<dyn Projection>> = projections::all()
         .into_iter()
         .filter(|p| ["users", "feed", "comments", "stats"].contains(&p.name()))

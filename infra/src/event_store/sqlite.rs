@@ -152,6 +152,27 @@ impl SqliteEventStore {
     }
 }
 
+impl SqliteEventStore {
+    /// The events after `after`, at most `limit`, with data and metadata read as `D` and `M`.
+    async fn read_after<D, M>(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Envelope<D, M>>, StoreError>
+    where
+        D: serde::de::DeserializeOwned,
+        M: serde::de::DeserializeOwned,
+    {
+        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
+            .bind(saturate(after))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reads)
+            .await
+            .map_err(|e| backend("cannot read the log", e))?;
+        rows.into_iter().map(decode).collect()
+    }
+}
+
 #[async_trait]
 impl EventStore for SqliteEventStore {
     #[instrument(level = "debug", skip_all, fields(writes = writes.len()))]
@@ -195,13 +216,7 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
-        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
-            .bind(saturate(after))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.reads)
-            .await
-            .map_err(|e| backend("cannot read the log", e))?;
-        rows.into_iter().map(decode).collect()
+        self.read_after(after, limit).await
     }
 
     /// The same rows as `read_all`, with data and metadata checked as JSON but not parsed into
@@ -211,13 +226,7 @@ impl EventStore for SqliteEventStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RawEnvelope>, StoreError> {
-        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
-            .bind(saturate(after))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.reads)
-            .await
-            .map_err(|e| backend("cannot read the log", e))?;
-        rows.into_iter().map(decode).collect()
+        self.read_after(after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
