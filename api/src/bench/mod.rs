@@ -74,6 +74,10 @@ pub enum Scenario {
         /// Synthetic events loaded before the server starts (only when the tool starts it).
         #[arg(long, default_value_t = 100_000)]
         preload_events: u64,
+        /// What is read: `full` (feed 40%, post 25%, comments 25%, search 10%) or `pages`
+        /// (the same pages without the searches).
+        #[arg(long, value_enum, default_value_t = scenarios::ReadMix::Full)]
+        mix: scenarios::ReadMix,
     },
     /// A comment, then the query that waits for it with `?after=`: the time until visible.
     ReadYourWrites {
@@ -129,9 +133,10 @@ pub async fn run(args: &BenchArgs, target: Target) -> Result<(), BenchError> {
         Scenario::Reads {
             common,
             preload_events,
+            mix,
         } => (
             common,
-            scenarios::reads(common, &target, *preload_events).await?,
+            scenarios::reads(common, &target, *preload_events, *mix).await?,
         ),
         Scenario::ReadYourWrites { common } => {
             (common, scenarios::read_your_writes(common, &target).await?)

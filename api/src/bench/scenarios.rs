@@ -687,7 +687,21 @@ pub async fn hot_post(
 /// `reads`: on a data set the tool loads first (`--preload-events`, when it starts the server)
 /// or the one the server has: 40% feed pages (first and later), 25% post pages, 25% comment
 /// pages and 10% searches.
-pub async fn reads(common: &Common, target: &Target, preload: u64) -> Result<Outcome, BenchError> {
+/// What the `reads` scenario reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadMix {
+    /// Feed pages 40%, post pages 25%, comment pages 25%, searches 10%.
+    Full,
+    /// The same pages without the searches (feed 44%, post 28%, comments 28%).
+    Pages,
+}
+
+pub async fn reads(
+    common: &Common,
+    target: &Target,
+    preload: u64,
+    mix: ReadMix,
+) -> Result<Outcome, BenchError> {
     let (running, caught_up) = Running::open(common, target, preload).await?;
     let client = Client::new(&running.url, None, common.connections)?;
     // The pages to read: a few feed pages' cursors and their posts.
@@ -735,7 +749,10 @@ pub async fn reads(common: &Common, target: &Target, preload: u64) -> Result<Out
                 let (roll, post, cursor, term) = {
                     let mut rng = rand::thread_rng();
                     (
-                        rng.gen_range(0..100),
+                        match mix {
+                            ReadMix::Full => rng.gen_range(0..100),
+                            ReadMix::Pages => rng.gen_range(0..90),
+                        },
                         posts.choose(&mut rng).cloned().unwrap_or_default(),
                         cursors.choose(&mut rng).cloned().flatten(),
                         *SEARCH_TERMS.choose(&mut rng).unwrap_or(&"the"),
@@ -762,6 +779,13 @@ pub async fn reads(common: &Common, target: &Target, preload: u64) -> Result<Out
     running.close().await;
     let mut report = Report::new("reads", common.connections, wall, &rec);
     report.note("posts read from", posts.len());
+    report.note(
+        "mix",
+        match mix {
+            ReadMix::Full => "full",
+            ReadMix::Pages => "pages",
+        },
+    );
     if let Some((head, took)) = caught_up {
         report.note("preloaded events", head);
         report.note("projections caught up after start, s", took.as_secs_f64());

@@ -168,6 +168,27 @@ async fn the_reads_and_read_your_writes_scenarios_run_on_loaded_and_fresh_data()
         assert!(count(&report, op) > 0, "no {op}: {report}");
     }
     assert_compared(&report, &["reads per s", "reads p99"]);
+    assert_eq!(report["notes"]["mix"], "full", "{report}");
+
+    // The pages alone: no search among them.
+    let report = bench(&[
+        "reads",
+        "--preload-events",
+        "3000",
+        "--connections",
+        "4",
+        "--requests",
+        "200",
+        "--mix",
+        "pages",
+    ])
+    .await;
+    assert_eq!(count(&report, "all"), 200, "{report}");
+    assert_eq!(report["notes"]["mix"], "pages", "{report}");
+    assert!(report["operations"]["search"].is_null(), "{report}");
+    for op in ["feed page", "post page", "comments page"] {
+        assert!(count(&report, op) > 0, "no {op}: {report}");
+    }
 
     let report = bench(&["read-your-writes", "--connections", "4", "--requests", "80"]).await;
     assert_eq!(report["operations"]["all"]["errors"], 0, "{report}");
