@@ -117,8 +117,10 @@ impl SqliteEventStore {
             .await
             .map_err(|e| backend("cannot create the event tables", e))?;
         let head = max_position(&mut conn).await?;
+        // No ping before each use: see the read models' pools.
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| unavailable("cannot open the read connections", e))?;

@@ -59,8 +59,12 @@ impl SqliteReadModels {
             .foreign_keys(false)
             // Statement journals in memory, not in temporary files (see the event store).
             .pragma("temp_store", "memory");
+        // No ping before each use (sqlx's default): a connection to a local file does not go
+        // stale, and the ping was one more hand-off to the connection's worker thread per
+        // query (7.7% of the server's samples under `reads`).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
@@ -70,6 +74,7 @@ impl SqliteReadModels {
             .map_err(backend)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
