@@ -279,3 +279,63 @@ async fn a_paced_store_gets_fewer_larger_batches_from_a_live_projector() {
         "unpaced: {unpaced} batches, paced: {paced}"
     );
 }
+
+/// The real SQLite read models, except that every promotion fails.
+struct NoPromotion(SqliteReadModels);
+
+#[async_trait]
+impl ReadModelStore for NoPromotion {
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        self.0.live(projection).await
+    }
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        self.0.create_generation(projection, version).await
+    }
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        self.0
+            .apply(projection, generation, changes, from, to)
+            .await
+    }
+    async fn promote(&self, _: &str, _: u32) -> Result<Promotion, ReadModelError> {
+        Err(ReadModelError::Backend("the promotion broke".into()))
+    }
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        self.0.dump(projection).await
+    }
+}
+
+/// A rebuild whose promotion fails says so in the projection's status, and no longer shows a
+/// rebuild under way.
+#[tokio::test]
+async fn a_failed_promotion_is_reported_in_the_status() {
+    let (dir, source, _) = recorded_history(40, 40).await;
+    let store = Arc::new(NoPromotion(
+        SqliteReadModels::open(&dir.path().join("other.db"))
+            .await
+            .expect("the read models open"),
+    ));
+    let projection: Arc<dyn Projection> = Arc::new(Feed);
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let failed = rebuild(projection, source, store, Some(hub.clone()), &|_, _| {}).await;
+    assert!(failed.is_err());
+    let status = hub.statuses().remove(0);
+    assert!(status.rebuild.is_none(), "{status:?}");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("the promotion broke")),
+        "{status:?}"
+    );
+}

@@ -537,20 +537,33 @@ pub async fn rebuild_together(
                 .map_err(|e| ReadModelError::Backend(format!("a read of the log failed: {e}")))??;
             let Some(last) = batch.last().map(|e| e.position()) else {
                 // At the head: promote each projection that has caught up with its live one.
+                // One that fails stays in `building`, so that its status reports the failure.
                 let mut behind = Vec::with_capacity(building.len());
-                for (projection, generation) in building.drain(..) {
-                    match store.promote(projection.name(), generation.number).await? {
-                        Promotion::Done => done.push((
+                let mut failed = None;
+                for (projection, generation) in std::mem::take(&mut building) {
+                    if failed.is_some() {
+                        behind.push((projection, generation));
+                        continue;
+                    }
+                    match store.promote(projection.name(), generation.number).await {
+                        Ok(Promotion::Done) => done.push((
                             projection.name(),
                             Generation {
                                 position,
                                 ..generation
                             },
                         )),
-                        Promotion::Behind { .. } => behind.push((projection, generation)),
+                        Ok(Promotion::Behind { .. }) => behind.push((projection, generation)),
+                        Err(e) => {
+                            failed = Some(e);
+                            behind.push((projection, generation));
+                        }
                     }
                 }
                 building = behind;
+                if let Some(e) = failed {
+                    return Err(e.into());
+                }
                 if !building.is_empty() {
                     // A live projector applied events this read did not see yet: read on.
                     tokio::time::sleep(Duration::from_millis(10)).await;
