@@ -148,34 +148,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` events with `position > after`, in position order, none skipped.
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError>;
 
-    /// [`Self::read_all`] with each event's data and metadata left as stored JSON text, for
-    /// readers that pass them on unparsed (the Kafka relay). Stores that keep JSON text
-    /// override it to skip the parse; this default serialises what `read_all` decoded.
+    /// [`Self::read_all`] with each event's data and metadata left as the stored JSON text,
+    /// unparsed, for readers that pass them on (the Kafka relay). Serialises as `read_all`'s
+    /// envelopes do.
     async fn read_all_raw(
         &self,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<RawEnvelope>, StoreError> {
-        let unparsed =
-            |e: serde_json::Error| StoreError::Backend(format!("cannot serialise an event: {e}"));
-        self.read_all(after, limit)
-            .await?
-            .into_iter()
-            .map(|e| {
-                Ok(RawEnvelope {
-                    data: serde_json::value::to_raw_value(&e.data).map_err(unparsed)?,
-                    metadata: serde_json::value::to_raw_value(&e.metadata).map_err(unparsed)?,
-                    position: e.position,
-                    event_id: e.event_id,
-                    stream: e.stream,
-                    version: e.version,
-                    event_type: e.event_type,
-                    schema: e.schema,
-                    occurred_at: e.occurred_at,
-                })
-            })
-            .collect()
-    }
+    ) -> Result<Vec<RawEnvelope>, StoreError>;
 
     /// The position up to which `read_all` is complete; changes are announced on [`Self::watch`].
     async fn head(&self) -> Result<Position, StoreError>;

@@ -174,15 +174,28 @@ fn the_search_projection_asks_for_more_than_the_default_and_no_more_than_the_sha
     assert_eq!(Feed.batch(), BATCH);
 }
 
-/// The real SQLite read models, with a pace of their own and the batches applied counted.
-struct Paced {
+/// The real SQLite read models, with a pace of their own, the batches applied counted, and
+/// (with `promotion_fails`) every promotion failing.
+struct Instrumented {
     inner: SqliteReadModels,
     pace: Duration,
     batches: AtomicUsize,
+    promotion_fails: bool,
+}
+
+impl Instrumented {
+    fn new(inner: SqliteReadModels) -> Self {
+        Self {
+            inner,
+            pace: Duration::ZERO,
+            batches: AtomicUsize::new(0),
+            promotion_fails: false,
+        }
+    }
 }
 
 #[async_trait]
-impl ReadModelStore for Paced {
+impl ReadModelStore for Instrumented {
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
         self.inner.live(projection).await
     }
@@ -211,6 +224,9 @@ impl ReadModelStore for Paced {
         projection: &str,
         generation: u32,
     ) -> Result<Promotion, ReadModelError> {
+        if self.promotion_fails {
+            return Err(ReadModelError::Backend("the promotion broke".into()));
+        }
         self.inner.promote(projection, generation).await
     }
     async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
@@ -231,12 +247,13 @@ async fn batches_for_a_trickle(pace: Duration) -> (usize, Duration) {
             .expect("the log opens"),
     );
     let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
-    let store = Arc::new(Paced {
-        inner: SqliteReadModels::open(&dir.path().join("readmodels.db"))
-            .await
-            .expect("the read models open"),
+    let store = Arc::new(Instrumented {
         pace,
-        batches: AtomicUsize::new(0),
+        ..Instrumented::new(
+            SqliteReadModels::open(&dir.path().join("readmodels.db"))
+                .await
+                .expect("the read models open"),
+        )
     });
     let projection: Arc<dyn Projection> = Arc::new(Feed);
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
@@ -280,51 +297,19 @@ async fn a_paced_store_gets_fewer_larger_batches_from_a_live_projector() {
     );
 }
 
-/// The real SQLite read models, except that every promotion fails.
-struct NoPromotion(SqliteReadModels);
-
-#[async_trait]
-impl ReadModelStore for NoPromotion {
-    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
-        self.0.live(projection).await
-    }
-    async fn create_generation(
-        &self,
-        projection: &str,
-        version: u32,
-    ) -> Result<Generation, ReadModelError> {
-        self.0.create_generation(projection, version).await
-    }
-    async fn apply(
-        &self,
-        projection: &str,
-        generation: u32,
-        changes: &[Change],
-        from: Position,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        self.0
-            .apply(projection, generation, changes, from, to)
-            .await
-    }
-    async fn promote(&self, _: &str, _: u32) -> Result<Promotion, ReadModelError> {
-        Err(ReadModelError::Backend("the promotion broke".into()))
-    }
-    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
-        self.0.dump(projection).await
-    }
-}
-
 /// A rebuild whose promotion fails says so in the projection's status, and no longer shows a
 /// rebuild under way.
 #[tokio::test]
 async fn a_failed_promotion_is_reported_in_the_status() {
     let (dir, source, _) = recorded_history(40, 40).await;
-    let store = Arc::new(NoPromotion(
-        SqliteReadModels::open(&dir.path().join("other.db"))
-            .await
-            .expect("the read models open"),
-    ));
+    let store = Arc::new(Instrumented {
+        promotion_fails: true,
+        ..Instrumented::new(
+            SqliteReadModels::open(&dir.path().join("other.db"))
+                .await
+                .expect("the read models open"),
+        )
+    });
     let projection: Arc<dyn Projection> = Arc::new(Feed);
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
     let failed = rebuild(projection, source, store, Some(hub.clone()), &|_, _| {}).await;

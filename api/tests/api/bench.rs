@@ -149,9 +149,9 @@ fn assert_hot_post_kept_the_rule(report: &Value, users: u64) {
     );
 }
 
-#[tokio::test]
-async fn the_reads_and_read_your_writes_scenarios_run_on_loaded_and_fresh_data() {
-    let report = bench(&[
+/// A small `reads` run with the given mix, on 3 000 preloaded events.
+async fn reads(mix: &str) -> Value {
+    bench(&[
         "reads",
         "--preload-events",
         "3000",
@@ -159,8 +159,15 @@ async fn the_reads_and_read_your_writes_scenarios_run_on_loaded_and_fresh_data()
         "4",
         "--requests",
         "200",
+        "--mix",
+        mix,
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn the_reads_and_read_your_writes_scenarios_run_on_loaded_and_fresh_data() {
+    let report = reads("full").await;
     assert_eq!(count(&report, "all"), 200, "{report}");
     assert_eq!(report["operations"]["all"]["errors"], 0, "{report}");
     assert_eq!(report["notes"]["preloaded events"], 3000, "{report}");
@@ -171,18 +178,7 @@ async fn the_reads_and_read_your_writes_scenarios_run_on_loaded_and_fresh_data()
     assert_eq!(report["notes"]["mix"], "full", "{report}");
 
     // The pages alone: no search among them.
-    let report = bench(&[
-        "reads",
-        "--preload-events",
-        "3000",
-        "--connections",
-        "4",
-        "--requests",
-        "200",
-        "--mix",
-        "pages",
-    ])
-    .await;
+    let report = reads("pages").await;
     assert_eq!(count(&report, "all"), 200, "{report}");
     assert_eq!(report["notes"]["mix"], "pages", "{report}");
     assert!(report["operations"]["search"].is_null(), "{report}");

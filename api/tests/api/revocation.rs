@@ -15,7 +15,7 @@ use commands::{
 };
 use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent, TaskServices};
 use domain::worker::{Worker, WorkerEvent};
-use domain::{Envelope, Event, Position, StreamId, TaskId, UserId, WorkerId};
+use domain::{Envelope, Event, Position, RawEnvelope, StreamId, TaskId, UserId, WorkerId};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -193,6 +193,14 @@ impl EventStore for RevokedInBetween {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
         self.inner.read_all(after, limit).await
+    }
+
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        self.inner.read_all_raw(after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
