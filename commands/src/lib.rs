@@ -8,12 +8,15 @@ pub mod batch;
 pub mod cache;
 pub mod event_store;
 pub mod handler;
+pub mod keys;
 pub mod locks;
 pub mod mail;
 pub mod password;
 pub mod registration;
+pub mod sealed;
 pub mod sessions;
 pub mod subscription;
+pub mod unregister;
 
 pub use event_store::{
     AppendResult, Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite,
@@ -21,6 +24,8 @@ pub use event_store::{
 pub use handler::{
     CommandContext, CommandError, CommandHandler, LoadError, Outcome, Recorded, RetryPolicy,
 };
+pub use keys::{KeyError, KeyStore, Keys};
 pub use mail::{MailError, Mailer};
+pub use sealed::SealedStore;
 pub use password::{PasswordPolicy, Passwords};
 pub use subscription::Subscription;

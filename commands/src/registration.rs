@@ -10,7 +10,7 @@ use domain::values::{Email, Password, Username, VerificationCode};
 use domain::verification::{
     Verification, VerificationCommand, VerificationError, VerificationEvent,
 };
-use domain::{Aggregate, Position, StreamId, UserId};
+use domain::{Aggregate, Personal, Position, StreamId, UserId};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
@@ -19,12 +19,13 @@ use uuid::Uuid;
 
 use crate::event_store::{StoreError, StreamWrite};
 use crate::handler::{CommandContext, CommandError, CommandHandler, LoadError, to_new_event};
+use crate::keys::{KeyError, Keys};
 use crate::mail::{MailError, Mailer};
 use crate::password::Passwords;
 
 /// The stream of an e-mail address's verification codes.
-pub fn verification_stream(email: &Email) -> StreamId {
-    let s = reservation::email_stream(email);
+pub fn verification_stream(secret: &[u8], email: &Email) -> StreamId {
+    let s = reservation::email_stream(secret, email);
     StreamId::parse(format!("verification-{}", &s.as_str()["email-".len()..])).expect("valid")
 }
 
@@ -57,6 +58,8 @@ pub enum RegistrationError {
     Load(#[from] LoadError),
     #[error("too much contention; try again")]
     Contention,
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
 pub struct Registered {
@@ -131,7 +134,7 @@ async fn record_code(
         at: ctx.at,
     };
     let outcome = handler
-        .execute::<Verification>(&verification_stream(email), &cmd, &(), ctx)
+        .execute::<Verification>(&verification_stream(secret, email), &cmd, &(), ctx)
         .await?;
     Ok(outcome.position)
 }
@@ -150,13 +153,14 @@ pub async fn register(
     handler: &CommandHandler,
     passwords: &Passwords,
     secret: &[u8],
+    keys: &Keys,
     request: Registration,
     ctx: &CommandContext,
 ) -> Result<Registered, RegistrationError> {
     if let Some(done) = handler.replay_if_seen::<UserEvent>(ctx).await? {
         return registered_from(done);
     }
-    match register_new(handler, passwords, secret, request, ctx).await {
+    match register_new(handler, passwords, secret, keys, request, ctx).await {
         // A concurrent copy of this request (same idempotency key) may have won: it used the
         // code and took the names, and its answer, not that refusal, is this request's answer.
         Err(
@@ -175,16 +179,30 @@ async fn register_new(
     handler: &CommandHandler,
     passwords: &Passwords,
     secret: &[u8],
+    keys: &Keys,
     request: Registration,
     ctx: &CommandContext,
 ) -> Result<Registered, RegistrationError> {
-    let verification = verification_stream(&request.email);
+    let verification = verification_stream(secret, &request.email);
     let code_hash = code_hash(secret, &request.email, &request.code);
     check_code(handler, &verification, &code_hash, ctx).await?;
     let password_hash = passwords.hash(request.password.expose().to_owned()).await;
-    let email_stream = reservation::email_stream(&request.email);
-    let username_stream = reservation::username_stream(&request.username);
+    let email_stream = reservation::email_stream(secret, &request.email);
+    let username_stream = reservation::username_stream(secret, &request.username);
+    // Names a store reserved before reservation streams were keyed stay taken.
+    let legacy_email = reservation::legacy_stream(request.email.as_str());
+    let legacy_name = reservation::legacy_stream(&request.username.normalized());
     let user_id = UserId::new(Uuid::now_v7());
+    keys.create(user_id).await?;
+    let reserve_email = ReservationCommand::Reserve {
+        owner: Personal::new(keys.reservation_handle(user_id, &email_stream).await?, user_id),
+    };
+    let reserve_name = ReservationCommand::Reserve {
+        owner: Personal::new(
+            keys.reservation_handle(user_id, &username_stream).await?,
+            user_id,
+        ),
+    };
     let consume = VerificationCommand::Consume {
         code_hash,
         at: ctx.at,
@@ -221,17 +239,24 @@ async fn register_new(
                 Err(e) => return Err(e.into()),
             }
         }
+        let old_email = handler.load::<Reservation>(&legacy_email).await?;
+        if old_email.state.taken {
+            return Err(RegistrationError::EmailTaken);
+        }
+        let old_name = handler.load::<Reservation>(&legacy_name).await?;
+        if old_name.state.taken {
+            return Err(RegistrationError::UsernameTaken);
+        }
         let email = handler.load::<Reservation>(&email_stream).await?;
-        let reserve = ReservationCommand::Reserve { owner: user_id };
         let email_events = email
             .state
-            .decide(&reserve, &())
-            .map_err(|ReservationError::Taken| RegistrationError::EmailTaken)?;
+            .decide(&reserve_email, &())
+            .map_err(|_: ReservationError| RegistrationError::EmailTaken)?;
         let name = handler.load::<Reservation>(&username_stream).await?;
         let name_events = name
             .state
-            .decide(&reserve, &())
-            .map_err(|ReservationError::Taken| RegistrationError::UsernameTaken)?;
+            .decide(&reserve_name, &())
+            .map_err(|_: ReservationError| RegistrationError::UsernameTaken)?;
         let register = UserCommand::Register {
             user_id,
             email: request.email.clone(),
@@ -258,6 +283,18 @@ async fn register_new(
                 stream: user_id.stream(),
                 expected: crate::ExpectedVersion::NoStream,
                 events: user_events.iter().map(|e| to_new_event(e, ctx)).collect(),
+            },
+            // Guards: an unkeyed reservation of either name, made meanwhile by an older
+            // process, is a conflict.
+            StreamWrite {
+                stream: legacy_email.clone(),
+                expected: old_email.expected(),
+                events: vec![],
+            },
+            StreamWrite {
+                stream: legacy_name.clone(),
+                expected: old_name.expected(),
+                events: vec![],
             },
         ];
         match handler
@@ -289,7 +326,7 @@ async fn register_new(
 /// (queued per stream in this process, appended under the expected version), so concurrent
 /// guesses are judged one after another against the recorded failures, and a wrong one is
 /// answered only once its failure is recorded.
-async fn check_code(
+pub(crate) async fn check_code(
     handler: &CommandHandler,
     stream: &StreamId,
     code_hash: &str,
@@ -331,11 +368,11 @@ fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, Reg
                 user_id, username, ..
             } => Some(Registered {
                 user_id: *user_id,
-                username: username.clone(),
+                username: username.get().cloned().unwrap_or_default(),
                 position: outcome.position,
                 replayed: true,
             }),
-            UserEvent::AdminGranted { .. } => None,
+            UserEvent::AdminGranted { .. } | UserEvent::UserUnregistered { .. } => None,
         })
         .ok_or_else(|| {
             RegistrationError::Store(StoreError::Backend(

@@ -44,12 +44,13 @@ pub struct LoggedIn {
 pub async fn login(
     handler: &CommandHandler,
     passwords: &Passwords,
+    secret: &[u8],
     login: &str,
     password: &str,
     ttl: Duration,
     ctx: &CommandContext,
 ) -> Result<LoggedIn, LoginError> {
-    let user = find_user(handler, login).await?;
+    let user = find_user(handler, secret, login).await?;
     let known_hash = user.as_ref().map(|u| u.password_hash.clone());
     if !passwords.verify(password.to_owned(), known_hash).await {
         return Err(LoginError::InvalidCredentials);
@@ -105,12 +106,28 @@ pub async fn logout(
 }
 
 /// Resolves an e-mail address or username through its reservation stream to the user. The
-/// login is not parsed: names registered under older, looser rules must still sign in.
-async fn find_user(handler: &CommandHandler, login: &str) -> Result<Option<User>, LoadError> {
-    let stream = reservation::login_stream(login);
-    let Some(owner) = handler.load::<Reservation>(&stream).await?.state.owner else {
+/// login is not parsed: names registered under older, looser rules must still sign in, and so
+/// must users of a store written before reservation streams were keyed (the unkeyed stream is
+/// asked when the keyed one was never written).
+async fn find_user(
+    handler: &CommandHandler,
+    secret: &[u8],
+    login: &str,
+) -> Result<Option<User>, LoadError> {
+    let keyed = handler
+        .load::<Reservation>(&reservation::login_stream(secret, login))
+        .await?;
+    let reservation = if keyed.version == 0 {
+        handler
+            .load::<Reservation>(&reservation::legacy_stream(login))
+            .await?
+            .state
+    } else {
+        keyed.state
+    };
+    let Some(owner) = reservation.owner.filter(|_| reservation.taken) else {
         return Ok(None);
     };
     let user = handler.load::<User>(&owner.stream()).await?.state;
-    Ok(user.id.is_some().then_some(user))
+    Ok((user.id.is_some() && !user.unregistered).then_some(user))
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 ///     .decide(&PostCommand::Publish {
 ///         post_id: PostId::new(uuid::Uuid::now_v7()),
 ///         author,
+///         token: domain::AuthorToken::new("t"),
 ///         title: None,
 ///         body: PostBody::parse("hello").unwrap(),
 ///         tags: vec![],

@@ -48,7 +48,8 @@ use crate::envelope::{Envelope, Metadata};
 use crate::event::Event;
 use crate::ids::{PostId, StreamId, UserId};
 use crate::model::ModelEvent;
-use crate::post::PostEvent;
+use crate::personal::{AuthorToken, KeyRef, Personal};
+use crate::post::{Author, PostEvent};
 use crate::reservation::ReservationEvent;
 use crate::session::SessionEvent;
 use crate::task::TaskEvent;
@@ -271,15 +272,53 @@ impl Pseudonymiser {
                 user_id,
                 email,
                 username,
-                password_hash: _,
+                password_hash,
             } => UserEvent::UserRegistered {
                 user_id: self.user_id(Acting::Named, user_id),
-                email: self.email(&email),
-                username: self.username(&username),
-                password_hash: String::new(),
+                email: self.personal(&email, |e| self.email(e)),
+                username: self.personal(&username, |u| self.username(u)),
+                password_hash: Personal::shredded(self.key_ref(password_hash.key())),
             },
             UserEvent::AdminGranted { user_id } => UserEvent::AdminGranted {
                 user_id: self.user_id(Acting::Named, user_id),
+            },
+            UserEvent::UserUnregistered { user_id } => UserEvent::UserUnregistered {
+                user_id: self.user_id(Acting::Named, user_id),
+            },
+        }
+    }
+
+    /// A personal value's key reference: a user id becomes `user(u)`, a handle its keyed hash.
+    fn key_ref(&self, key: &KeyRef) -> KeyRef {
+        match key.as_user() {
+            Some(u) => KeyRef::user(self.user_id(Acting::Named, u)),
+            None => KeyRef::handle(self.hex(&format!("handle:{key}"))),
+        }
+    }
+
+    /// A personal value with its stand-in, if the value is known.
+    fn personal<T, U>(&self, value: &Personal<T>, stand_in: impl FnOnce(&T) -> U) -> Personal<U> {
+        let key = self.key_ref(value.key());
+        match value.get() {
+            Some(v) => Personal::new(key, stand_in(v)),
+            None => Personal::shredded(key),
+        }
+    }
+
+    fn author(&self, author: Author, acting: Acting) -> Author {
+        match author {
+            Author::Named { user_id, username } => Author::Named {
+                user_id: self.user_id(acting, user_id),
+                username: self.personal(&username, |u| self.username(u)),
+            },
+            Author::Anonymous {
+                token,
+                pseudonym,
+                user_id,
+            } => Author::Anonymous {
+                token: AuthorToken::new(self.hex(&format!("token:{}", token.as_str()))),
+                pseudonym,
+                user_id: self.personal(&user_id, |u| self.user_id(acting, *u)),
             },
         }
     }
@@ -310,8 +349,9 @@ impl Pseudonymiser {
     fn reservation_event(&self, event: ReservationEvent) -> ReservationEvent {
         match event {
             ReservationEvent::IdentityReserved { owner } => ReservationEvent::IdentityReserved {
-                owner: self.user_id(Acting::Named, owner),
+                owner: self.personal(&owner, |u| self.user_id(Acting::Named, *u)),
             },
+            ReservationEvent::IdentityReleased {} => ReservationEvent::IdentityReleased {},
         }
     }
 
@@ -320,18 +360,16 @@ impl Pseudonymiser {
         match event {
             PostEvent::PostPublished {
                 post_id,
-                author_id,
-                author_name,
+                author,
                 anonymous,
                 title,
                 body,
                 tags,
             } => {
-                let acting = authoring(post_id, anonymous);
+                let acting = authoring(post_id, author.is_anonymous());
                 let event = PostEvent::PostPublished {
                     post_id,
-                    author_id: self.user_id(acting, author_id),
-                    author_name: self.author_name(acting, author_name),
+                    author: self.author(author, acting),
                     anonymous,
                     title,
                     body,
@@ -342,19 +380,17 @@ impl Pseudonymiser {
             PostEvent::CommentAdded {
                 post_id,
                 comment_id,
-                author_id,
-                author_name,
+                author,
                 anonymous,
                 is_host,
                 body,
                 reply_to,
             } => {
-                let acting = authoring(post_id, anonymous);
+                let acting = authoring(post_id, author.is_anonymous());
                 let event = PostEvent::CommentAdded {
                     post_id,
                     comment_id,
-                    author_id: self.user_id(acting, author_id),
-                    author_name: self.author_name(acting, author_name),
+                    author: self.author(author, acting),
                     anonymous,
                     // Logs written before the host rule was fixed may mark a named comment.
                     is_host: is_host && anonymous,
@@ -373,7 +409,7 @@ impl Pseudonymiser {
                 let event = PostEvent::CommentDeleted {
                     post_id,
                     comment_id,
-                    deleted_by: self.user_id(acting, deleted_by),
+                    deleted_by: deleted_by.map(|u| self.user_id(acting, u)),
                     by_admin,
                 };
                 (event, acting)
@@ -386,7 +422,7 @@ impl Pseudonymiser {
                 let acting = deleting(post_id.as_uuid(), by_admin);
                 let event = PostEvent::PostDeleted {
                     post_id,
-                    deleted_by: self.user_id(acting, deleted_by),
+                    deleted_by: deleted_by.map(|u| self.user_id(acting, u)),
                     by_admin,
                 };
                 (event, acting)
@@ -479,12 +515,6 @@ impl Pseudonymiser {
         }
     }
 
-    fn author_name(&self, acting: Acting, name: String) -> String {
-        match acting {
-            Acting::Named => self.username(&name),
-            Acting::Anonymously(_) | Acting::DeletingOwn(_) => name,
-        }
-    }
 }
 
 fn verification_event(event: VerificationEvent) -> VerificationEvent {

@@ -1,21 +1,30 @@
 //! The Post aggregate: a post and its comments, and the pseudonym rule under it.
+//!
+//! The aggregate never learns who wrote anonymous content. Each command carries the acting
+//! user's [`AuthorToken`] for this post (a keyed hash of the post and the user under the user's
+//! own data key, computed by the write side); anonymous items record only that token in clear,
+//! with the author's id sealed beside it. Equal tokens under one post are one author, which is
+//! all the pseudonym rule and the deletion rights need.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::aggregate::{Aggregate, DomainEvent};
+use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{CommentId, PostId, UserId};
+use crate::personal::{AuthorToken, KeyRef, OPEN, Personal};
 use crate::pseudonym::PseudonymScheme;
 use crate::values::{Actor, CommentBody, PostBody, PostTitle, Tag};
 
-/// What can be asked of a post.
+/// What can be asked of a post. `token` is the acting user's author token for this post.
 #[derive(Debug, Clone)]
 pub enum PostCommand {
     Publish {
         post_id: PostId,
         author: Actor,
+        token: AuthorToken,
         title: Option<PostTitle>,
         body: PostBody,
         tags: Vec<Tag>,
@@ -25,6 +34,7 @@ pub enum PostCommand {
     AddComment {
         comment_id: CommentId,
         author: Actor,
+        token: AuthorToken,
         body: CommentBody,
         anonymous: bool,
         reply_to: Option<CommentId>,
@@ -33,22 +43,72 @@ pub enum PostCommand {
     DeleteComment {
         comment_id: CommentId,
         actor: Actor,
+        token: AuthorToken,
     },
     Delete {
         actor: Actor,
+        token: AuthorToken,
     },
 }
 
-/// What happened to a post. `author_id` is private to the write model: projections must not
-/// copy it anywhere public when `anonymous` is set (ARCHITECTURE.md §6).
+/// Who wrote a post or comment, as the log records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Author {
+    /// Named content: the author's id in clear (the content shows their name anyway), the
+    /// username sealed with their key, so that it is gone when they leave.
+    Named {
+        user_id: UserId,
+        username: Personal<String>,
+    },
+    /// Anonymous content: the pseudonym and the author token in clear, the author's id sealed
+    /// under the token, so that nobody without the key store can tell who wrote it or link two
+    /// anonymous items across posts.
+    Anonymous {
+        token: AuthorToken,
+        pseudonym: String,
+        user_id: Personal<UserId>,
+    },
+}
+
+impl Author {
+    /// The name the content shows: the pseudonym, the username, or `None` if the named author's
+    /// key was destroyed (a deleted user).
+    pub fn display_name(&self) -> Option<&str> {
+        match self {
+            Author::Named { username, .. } => username.get().map(String::as_str),
+            Author::Anonymous { pseudonym, .. } => Some(pseudonym),
+        }
+    }
+
+    /// The author's id, if it can be read.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self {
+            Author::Named { user_id, .. } => Some(*user_id),
+            Author::Anonymous { user_id, .. } => user_id.get().copied(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Author::Anonymous { .. })
+    }
+
+    fn owner(&self) -> Owner {
+        match self {
+            Author::Named { user_id, .. } => Owner::User(*user_id),
+            Author::Anonymous { token, .. } => Owner::Token(token.clone()),
+        }
+    }
+}
+
+/// What happened to a post. Schema 2: authors as [`Author`]; deletions name the deleting user
+/// only when an admin deleted (an author deleting their own anonymous comment is not unmasked).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum PostEvent {
     PostPublished {
         post_id: PostId,
-        author_id: UserId,
-        /// The host name when anonymous, else the author's username.
-        author_name: String,
+        author: Author,
         anonymous: bool,
         title: Option<String>,
         body: String,
@@ -57,9 +117,7 @@ pub enum PostEvent {
     CommentAdded {
         post_id: PostId,
         comment_id: CommentId,
-        author_id: UserId,
-        /// The pseudonym (or host name) when anonymous, else the username.
-        author_name: String,
+        author: Author,
         anonymous: bool,
         /// Whether this is the anonymous post's author commenting anonymously (shown as the
         /// host name). Never set on a named comment or under a named post, where it would tie
@@ -71,12 +129,14 @@ pub enum PostEvent {
     CommentDeleted {
         post_id: PostId,
         comment_id: CommentId,
-        deleted_by: UserId,
+        /// The admin who deleted it; `None` when its author did.
+        deleted_by: Option<UserId>,
         by_admin: bool,
     },
     PostDeleted {
         post_id: PostId,
-        deleted_by: UserId,
+        /// The admin who deleted it; `None` when its author did.
+        deleted_by: Option<UserId>,
         by_admin: bool,
     },
 }
@@ -88,6 +148,51 @@ impl DomainEvent for PostEvent {
         "CommentDeleted",
         "PostDeleted",
     ];
+
+    fn schema(&self) -> u32 {
+        2
+    }
+
+    /// Schema 1 carried `author_id` and `author_name` in clear, and `deleted_by` always.
+    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+        match schema {
+            2 => Ok(data),
+            1 => Ok(upcast_v1(event_type, data)),
+            _ => Err(DecodeError {
+                event_type: event_type.to_owned(),
+                schema,
+                reason: "unknown schema".into(),
+            }),
+        }
+    }
+}
+
+fn upcast_v1(event_type: &str, mut data: Value) -> Value {
+    let Value::Object(map) = &mut data else {
+        return data;
+    };
+    match event_type {
+        "PostPublished" | "CommentAdded" => {
+            let id = map.remove("author_id").unwrap_or(Value::Null);
+            let name = map.remove("author_name").unwrap_or(Value::Null);
+            let author = if map.get("anonymous") == Some(&Value::Bool(true)) {
+                let token = id.as_str().map(|u| format!("legacy-{u}"));
+                serde_json::json!({"anonymous": {"token": token, "pseudonym": name,
+                    "user_id": { OPEN: { "key": id, "value": id } }}})
+            } else {
+                serde_json::json!({"named": {"user_id": id,
+                    "username": { OPEN: { "key": id, "value": name } }}})
+            };
+            map.insert("author".into(), author);
+        }
+        "CommentDeleted" | "PostDeleted" => {
+            if map.get("by_admin") != Some(&Value::Bool(true)) {
+                map.insert("deleted_by".into(), Value::Null);
+            }
+        }
+        _ => {}
+    }
+    data
 }
 
 /// Why a post command was refused.
@@ -115,9 +220,27 @@ pub struct PostServices {
     pub pseudonyms: PseudonymScheme,
 }
 
+/// Who owns an item, as far as the write model knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    User(UserId),
+    Token(AuthorToken),
+}
+
+impl Owner {
+    /// Whether the acting user (with their token for this post) owns the item. An anonymous
+    /// item of schema 1 has a legacy token made from its author's id.
+    fn is(&self, user: UserId, token: &AuthorToken) -> bool {
+        match self {
+            Owner::User(u) => *u == user,
+            Owner::Token(t) => t == token || *t == AuthorToken::legacy(user),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Comment {
-    author_id: UserId,
+    owner: Owner,
     deleted: bool,
 }
 
@@ -125,13 +248,13 @@ struct Comment {
 #[derive(Debug, Clone, Default)]
 pub struct Post {
     id: Option<PostId>,
-    author_id: Option<UserId>,
+    owner: Option<Owner>,
     /// Whether the post itself is anonymous.
     anonymous: bool,
     deleted: bool,
     comments: HashMap<CommentId, Comment>,
-    /// Pseudonyms handed out under this post, by user; never removed.
-    pseudonyms: HashMap<UserId, String>,
+    /// Pseudonyms handed out under this post, by author token; never removed.
+    pseudonyms: HashMap<AuthorToken, String>,
     used_names: HashSet<String>,
 }
 
@@ -140,28 +263,31 @@ impl Post {
         self.id.is_some()
     }
 
-    /// The pseudonym a user holds under this post, if they have commented anonymously.
-    pub fn pseudonym_of(&self, user: UserId) -> Option<&str> {
-        self.pseudonyms.get(&user).map(String::as_str)
+    /// The pseudonym the holder of `token` (user `user`) has under this post, if any.
+    pub fn pseudonym_of(&self, user: UserId, token: &AuthorToken) -> Option<&str> {
+        self.pseudonyms
+            .get(token)
+            .or_else(|| self.pseudonyms.get(&AuthorToken::legacy(user)))
+            .map(String::as_str)
     }
 
-    /// Whether a comment by `user` is the host's anonymous comment under an anonymous post: the
-    /// only case where saying "this is the post's author" reveals nothing, because both items
-    /// are anonymous under one post. Under a named post the marker would unmask the comment,
-    /// and on a named comment it would unmask the post.
-    fn hosts_anonymously(&self, user: UserId, anonymous_comment: bool) -> bool {
-        anonymous_comment && self.anonymous && Some(user) == self.author_id
+    /// Whether a comment by the holder of `token` is the host's anonymous comment under an
+    /// anonymous post: the only case where saying "this is the post's author" reveals nothing,
+    /// because both items are anonymous under one post. Under a named post the marker would
+    /// unmask the comment, and on a named comment it would unmask the post.
+    fn hosts_anonymously(&self, user: UserId, token: &AuthorToken, anonymous: bool) -> bool {
+        anonymous && self.anonymous && self.owner.as_ref().is_some_and(|o| o.is(user, token))
     }
 
     /// Names the anonymous author of a new comment: the host name for the author of an
     /// anonymous post, the user's existing pseudonym, or the next unused name of the scheme.
     /// The author of a named post gets a pseudonym like anyone else.
-    fn anonymous_name(&self, user: UserId, scheme: &PseudonymScheme) -> String {
-        if self.hosts_anonymously(user, true) {
+    fn anonymous_name(&self, user: UserId, token: &AuthorToken, scheme: &PseudonymScheme) -> String {
+        if self.hosts_anonymously(user, token, true) {
             return scheme.host_name().to_owned();
         }
-        if let Some(name) = self.pseudonyms.get(&user) {
-            return name.clone();
+        if let Some(name) = self.pseudonym_of(user, token) {
+            return name.to_owned();
         }
         // Skipping used names keeps names unique even if the scheme was reconfigured.
         (self.pseudonyms.len()..)
@@ -178,11 +304,34 @@ impl Post {
         }
     }
 
-    fn may_moderate(&self, actor: &Actor, owner: UserId) -> Result<(), PostError> {
-        if actor.is_admin || actor.user_id == owner {
-            Ok(())
+    /// Whether the actor may delete an item of `owner`; `Ok(true)` when as an admin only.
+    fn may_moderate(
+        &self,
+        actor: &Actor,
+        token: &AuthorToken,
+        owner: &Owner,
+    ) -> Result<bool, PostError> {
+        if owner.is(actor.user_id, token) {
+            Ok(false)
+        } else if actor.is_admin {
+            Ok(true)
         } else {
             Err(PostError::NotAllowed)
+        }
+    }
+}
+
+fn author_of(actor: &Actor, token: &AuthorToken, anonymous: bool, name: String) -> Author {
+    if anonymous {
+        Author::Anonymous {
+            token: token.clone(),
+            pseudonym: name,
+            user_id: Personal::new(token.key_ref(), actor.user_id),
+        }
+    } else {
+        Author::Named {
+            user_id: actor.user_id,
+            username: Personal::new(KeyRef::user(actor.user_id), name),
         }
     }
 }
@@ -202,6 +351,7 @@ impl Aggregate for Post {
             PostCommand::Publish {
                 post_id,
                 author,
+                token,
                 title,
                 body,
                 tags,
@@ -211,15 +361,14 @@ impl Aggregate for Post {
                 if self.exists() {
                     return Err(PostError::AlreadyExists);
                 }
-                let author_name = if *anonymous {
+                let name = if *anonymous {
                     services.pseudonyms.host_name().to_owned()
                 } else {
                     author.username.clone()
                 };
                 Ok(vec![PostEvent::PostPublished {
                     post_id: *post_id,
-                    author_id: author.user_id,
-                    author_name,
+                    author: author_of(author, token, *anonymous, name),
                     anonymous: *anonymous,
                     title: title.as_ref().map(|t| t.as_str().to_owned()),
                     body: body.as_str().to_owned(),
@@ -229,6 +378,7 @@ impl Aggregate for Post {
             PostCommand::AddComment {
                 comment_id,
                 author,
+                token,
                 body,
                 anonymous,
                 reply_to,
@@ -244,44 +394,47 @@ impl Aggregate for Post {
                         _ => return Err(PostError::ReplyTargetNotFound),
                     }
                 }
-                let author_name = if *anonymous {
-                    self.anonymous_name(author.user_id, &services.pseudonyms)
+                let name = if *anonymous {
+                    self.anonymous_name(author.user_id, token, &services.pseudonyms)
                 } else {
                     author.username.clone()
                 };
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,
                     comment_id: *comment_id,
-                    author_id: author.user_id,
-                    author_name,
+                    author: author_of(author, token, *anonymous, name),
                     anonymous: *anonymous,
-                    is_host: self.hosts_anonymously(author.user_id, *anonymous),
+                    is_host: self.hosts_anonymously(author.user_id, token, *anonymous),
                     body: body.as_str().to_owned(),
                     reply_to: *reply_to,
                 }])
             }
-            PostCommand::DeleteComment { comment_id, actor } => {
+            PostCommand::DeleteComment {
+                comment_id,
+                actor,
+                token,
+            } => {
                 let post_id = self.live()?;
                 let comment = match self.comments.get(comment_id) {
                     Some(c) if !c.deleted => c,
                     _ => return Err(PostError::CommentNotFound),
                 };
-                self.may_moderate(actor, comment.author_id)?;
+                let by_admin = self.may_moderate(actor, token, &comment.owner)?;
                 Ok(vec![PostEvent::CommentDeleted {
                     post_id,
                     comment_id: *comment_id,
-                    deleted_by: actor.user_id,
-                    by_admin: actor.user_id != comment.author_id,
+                    deleted_by: by_admin.then_some(actor.user_id),
+                    by_admin,
                 }])
             }
-            PostCommand::Delete { actor } => {
+            PostCommand::Delete { actor, token } => {
                 let post_id = self.live()?;
-                let owner = self.author_id.ok_or(PostError::NotFound)?;
-                self.may_moderate(actor, owner)?;
+                let owner = self.owner.as_ref().ok_or(PostError::NotFound)?;
+                let by_admin = self.may_moderate(actor, token, owner)?;
                 Ok(vec![PostEvent::PostDeleted {
                     post_id,
-                    deleted_by: actor.user_id,
-                    by_admin: actor.user_id != owner,
+                    deleted_by: by_admin.then_some(actor.user_id),
+                    by_admin,
                 }])
             }
         }
@@ -291,32 +444,35 @@ impl Aggregate for Post {
         match event {
             PostEvent::PostPublished {
                 post_id,
-                author_id,
+                author,
                 anonymous,
                 ..
             } => {
                 self.id = Some(*post_id);
-                self.author_id = Some(*author_id);
+                self.owner = Some(author.owner());
                 self.anonymous = *anonymous;
             }
             PostEvent::CommentAdded {
                 comment_id,
-                author_id,
-                author_name,
-                anonymous,
+                author,
                 is_host,
                 ..
             } => {
                 self.comments.insert(
                     *comment_id,
                     Comment {
-                        author_id: *author_id,
+                        owner: author.owner(),
                         deleted: false,
                     },
                 );
-                if *anonymous && !*is_host && !self.pseudonyms.contains_key(author_id) {
-                    self.pseudonyms.insert(*author_id, author_name.clone());
-                    self.used_names.insert(author_name.clone());
+                if let Author::Anonymous {
+                    token, pseudonym, ..
+                } = author
+                    && !*is_host
+                    && !self.pseudonyms.contains_key(token)
+                {
+                    self.pseudonyms.insert(token.clone(), pseudonym.clone());
+                    self.used_names.insert(pseudonym.clone());
                 }
             }
             PostEvent::CommentDeleted { comment_id, .. } => {
@@ -347,6 +503,19 @@ mod tests {
         Actor {
             is_admin: true,
             ..actor(999_999)
+        }
+    }
+
+    fn tok(a: &Actor) -> AuthorToken {
+        AuthorToken::new(format!("t{}", a.user_id))
+    }
+
+    fn name_of(e: &PostEvent) -> &str {
+        match e {
+            PostEvent::PostPublished { author, .. } | PostEvent::CommentAdded { author, .. } => {
+                author.display_name().unwrap()
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -389,13 +558,14 @@ mod tests {
             let cmd = PostCommand::AddComment {
                 comment_id,
                 author: by.clone(),
+                token: tok(by),
                 body: CommentBody::parse("hi").unwrap(),
                 anonymous,
                 reply_to: None,
                 at: at(),
             };
             match self.when(&cmd).unwrap().as_slice() {
-                [PostEvent::CommentAdded { author_name, .. }] => author_name.clone(),
+                [e @ PostEvent::CommentAdded { .. }] => name_of(e).to_owned(),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -405,6 +575,7 @@ mod tests {
         PostCommand::Publish {
             post_id: PostId::new(Uuid::from_u128(42)),
             author: by.clone(),
+            token: tok(by),
             title: None,
             body: PostBody::parse("body").unwrap(),
             tags: vec![],
@@ -416,13 +587,9 @@ mod tests {
     #[test]
     fn anonymous_post_shows_the_host_name_and_named_post_the_username() {
         let events = given(&[]).when(&publish(&actor(1), true)).unwrap();
-        assert!(
-            matches!(&events[0], PostEvent::PostPublished { author_name, .. } if author_name == "洞主")
-        );
+        assert_eq!(name_of(&events[0]), "洞主");
         let events = given(&[]).when(&publish(&actor(1), false)).unwrap();
-        assert!(
-            matches!(&events[0], PostEvent::PostPublished { author_name, .. } if author_name == "user1")
-        );
+        assert_eq!(name_of(&events[0]), "user1");
     }
 
     #[test]
@@ -450,22 +617,18 @@ mod tests {
                 .when(&PostCommand::AddComment {
                     comment_id: CommentId::new(Uuid::now_v7()),
                     author: actor(1),
+                    token: tok(&actor(1)),
                     body: CommentBody::parse("hi").unwrap(),
                     anonymous: comment_anonymous,
                     reply_to: None,
                     at: at(),
                 })
                 .unwrap();
-            let PostEvent::CommentAdded {
-                author_name,
-                is_host,
-                ..
-            } = &events[0]
-            else {
+            let PostEvent::CommentAdded { is_host, .. } = &events[0] else {
                 panic!("unexpected {events:?}");
             };
             let case = (post_anonymous, comment_anonymous);
-            assert_eq!(author_name, name, "{case:?}");
+            assert_eq!(name_of(&events[0]), name, "{case:?}");
             assert_eq!(*is_host, host, "{case:?}");
         }
     }
@@ -487,6 +650,7 @@ mod tests {
         g.when(&PostCommand::DeleteComment {
             comment_id,
             actor: actor(2),
+            token: tok(&actor(2)),
         })
         .unwrap();
         assert_eq!(g.comment(&actor(3), true), "Bob");
@@ -501,29 +665,34 @@ mod tests {
         let by_other = PostCommand::DeleteComment {
             comment_id,
             actor: actor(3),
+            token: tok(&actor(3)),
         };
         assert_eq!(g.when(&by_other), Err(PostError::NotAllowed));
-        assert_eq!(
-            g.when(&PostCommand::Delete { actor: actor(2) }),
-            Err(PostError::NotAllowed)
-        );
+        let delete = |a: Actor| PostCommand::Delete {
+            token: tok(&a),
+            actor: a,
+        };
+        assert_eq!(g.when(&delete(actor(2))), Err(PostError::NotAllowed));
         let by_admin = PostCommand::DeleteComment {
             comment_id,
             actor: admin(),
+            token: tok(&admin()),
         };
         assert!(matches!(
             g.when(&by_admin).unwrap()[0],
-            PostEvent::CommentDeleted { by_admin: true, .. }
+            PostEvent::CommentDeleted { by_admin: true, deleted_by: Some(_), .. }
         ));
         assert_eq!(g.when(&by_admin), Err(PostError::CommentNotFound));
-        g.when(&PostCommand::Delete { actor: actor(1) }).unwrap();
-        assert_eq!(
-            g.when(&PostCommand::Delete { actor: actor(1) }),
-            Err(PostError::Deleted)
-        );
+        // The author deleting their own anonymous post is not named in the event.
+        assert!(matches!(
+            g.when(&delete(actor(1))).unwrap()[0],
+            PostEvent::PostDeleted { by_admin: false, deleted_by: None, .. }
+        ));
+        assert_eq!(g.when(&delete(actor(1))), Err(PostError::Deleted));
         let late = PostCommand::AddComment {
             comment_id: CommentId::new(Uuid::now_v7()),
             author: actor(4),
+            token: tok(&actor(4)),
             body: CommentBody::parse("late").unwrap(),
             anonymous: true,
             reply_to: None,
@@ -542,13 +711,17 @@ mod tests {
         let reply = PostCommand::AddComment {
             comment_id: CommentId::new(Uuid::now_v7()),
             author: actor(2),
+            token: tok(&actor(2)),
             body: CommentBody::parse("re").unwrap(),
             anonymous: false,
             reply_to: Some(CommentId::new(Uuid::from_u128(7))),
             at: at(),
         };
         assert_eq!(g.when(&reply), Err(PostError::ReplyTargetNotFound));
-        let missing = PostCommand::Delete { actor: actor(1) };
+        let missing = PostCommand::Delete {
+            actor: actor(1),
+            token: tok(&actor(1)),
+        };
         assert_eq!(given(&[]).when(&missing), Err(PostError::NotFound));
     }
 
@@ -558,11 +731,16 @@ mod tests {
         g.comment(&actor(2), true);
         let event = g.post.decide(&publish(&actor(1), true), &g.services);
         assert!(event.is_err());
+        let user = UserId::new(Uuid::from_u128(3));
+        let token = AuthorToken::new("abc");
         let e = PostEvent::CommentAdded {
             post_id: PostId::new(Uuid::from_u128(1)),
             comment_id: CommentId::new(Uuid::from_u128(2)),
-            author_id: UserId::new(Uuid::from_u128(3)),
-            author_name: "Alice".into(),
+            author: Author::Anonymous {
+                token: token.clone(),
+                pseudonym: "Alice".into(),
+                user_id: Personal::new(token.key_ref(), user),
+            },
             anonymous: true,
             is_host: false,
             body: "b".into(),
@@ -570,8 +748,33 @@ mod tests {
         };
         let (name, data) = e.encode();
         assert_eq!(name, "CommentAdded");
-        assert_eq!(PostEvent::decode(name, 1, &data).unwrap(), e);
+        assert_eq!(PostEvent::decode(name, 2, &data).unwrap(), e);
         assert!(PostEvent::decode(name, 9, &data).is_err());
+    }
+
+    /// Schema 1 events (author id in clear) still load, and their anonymous authors keep their
+    /// pseudonym and their rights through the legacy token.
+    #[test]
+    fn schema_1_events_upcast_and_keep_pseudonyms_and_rights() {
+        let a = actor(2);
+        let post = serde_json::json!({"post_id": Uuid::from_u128(42), "author_id": actor(1).user_id,
+            "author_name": "洞主", "anonymous": true, "title": null, "body": "b", "tags": []});
+        let comment = serde_json::json!({"post_id": Uuid::from_u128(42),
+            "comment_id": Uuid::from_u128(5), "author_id": a.user_id, "author_name": "Alice",
+            "anonymous": true, "is_host": false, "body": "c", "reply_to": null});
+        let mut g = given(&[]);
+        for (t, d) in [("PostPublished", post), ("CommentAdded", comment)] {
+            let e = PostEvent::decode(t, 1, &d).unwrap();
+            g.post.evolve(&e);
+        }
+        assert_eq!(g.comment(&a, true), "Alice");
+        assert_eq!(g.comment(&actor(1), true), "洞主");
+        g.when(&PostCommand::DeleteComment {
+            comment_id: CommentId::new(Uuid::from_u128(5)),
+            actor: a.clone(),
+            token: tok(&a),
+        })
+        .unwrap();
     }
 
     #[derive(Debug, Clone)]
@@ -625,7 +828,8 @@ mod tests {
                     }
                     Step::DeleteOwnComment { user } => {
                         if let Some(id) = own_comments.get_mut(&user).and_then(|v| v.pop()) {
-                            g.when(&PostCommand::DeleteComment { comment_id: id, actor: actor(user as u128) }).unwrap();
+                            let a = actor(user as u128);
+                            g.when(&PostCommand::DeleteComment { comment_id: id, token: tok(&a), actor: a }).unwrap();
                         }
                     }
                 }

@@ -6,7 +6,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
+use serde_json::Value;
+
+use crate::aggregate::DecodeError;
 use crate::ids::UserId;
+use crate::personal::{KeyRef, OPEN, Personal};
 use crate::values::{Email, Username};
 
 #[derive(Debug, Clone)]
@@ -19,24 +23,60 @@ pub enum UserCommand {
         password_hash: String,
     },
     GrantAdmin,
+    /// The user leaves: their data key is destroyed with this event (by the caller).
+    Unregister,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum UserEvent {
+    /// Schema 2: the personal fields are sealed with the user's data key in the log.
     UserRegistered {
         user_id: UserId,
-        email: String,
-        username: String,
-        password_hash: String,
+        email: Personal<String>,
+        username: Personal<String>,
+        password_hash: Personal<String>,
     },
     AdminGranted {
+        user_id: UserId,
+    },
+    /// The user left; their data key is destroyed, so their sealed values cannot be read again.
+    UserUnregistered {
         user_id: UserId,
     },
 }
 
 impl DomainEvent for UserEvent {
-    const TYPES: &'static [&'static str] = &["UserRegistered", "AdminGranted"];
+    const TYPES: &'static [&'static str] = &["UserRegistered", "AdminGranted", "UserUnregistered"];
+
+    fn schema(&self) -> u32 {
+        match self {
+            UserEvent::UserRegistered { .. } => 2,
+            _ => 1,
+        }
+    }
+
+    /// Schema 1 of `UserRegistered` carried the personal fields in clear; they become open
+    /// personal values under the user's key.
+    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+        match (event_type, schema) {
+            ("UserRegistered", 1) => {
+                let mut data = data;
+                let key = data["user_id"].clone();
+                for field in ["email", "username", "password_hash"] {
+                    let value = data[field].take();
+                    data[field] = serde_json::json!({ OPEN: { "key": key, "value": value } });
+                }
+                Ok(data)
+            }
+            ("UserRegistered", 2) | (_, 1) => Ok(data),
+            _ => Err(DecodeError {
+                event_type: event_type.to_owned(),
+                schema,
+                reason: "unknown schema".into(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,15 +87,19 @@ pub enum UserError {
     NotFound,
     #[error("the user is already an admin")]
     AlreadyAdmin,
+    #[error("the user has unregistered")]
+    Unregistered,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct User {
     pub id: Option<UserId>,
+    /// Empty when unknown (the key was destroyed).
     pub username: String,
     pub email: String,
     pub password_hash: String,
     pub is_admin: bool,
+    pub unregistered: bool,
 }
 
 impl Aggregate for User {
@@ -75,15 +119,26 @@ impl Aggregate for User {
                 if self.id.is_some() {
                     return Err(UserError::AlreadyRegistered);
                 }
+                let key = KeyRef::user(*user_id);
                 Ok(vec![UserEvent::UserRegistered {
                     user_id: *user_id,
-                    email: email.as_str().to_owned(),
-                    username: username.as_str().to_owned(),
-                    password_hash: password_hash.clone(),
+                    email: Personal::new(key.clone(), email.as_str().to_owned()),
+                    username: Personal::new(key.clone(), username.as_str().to_owned()),
+                    password_hash: Personal::new(key, password_hash.clone()),
                 }])
+            }
+            UserCommand::Unregister => {
+                let user_id = self.id.ok_or(UserError::NotFound)?;
+                if self.unregistered {
+                    return Err(UserError::Unregistered);
+                }
+                Ok(vec![UserEvent::UserUnregistered { user_id }])
             }
             UserCommand::GrantAdmin => {
                 let user_id = self.id.ok_or(UserError::NotFound)?;
+                if self.unregistered {
+                    return Err(UserError::Unregistered);
+                }
                 if self.is_admin {
                     return Err(UserError::AlreadyAdmin);
                 }
@@ -100,12 +155,19 @@ impl Aggregate for User {
                 username,
                 password_hash,
             } => {
+                let known = |p: &Personal<String>| p.get().cloned().unwrap_or_default();
                 self.id = Some(*user_id);
-                self.email.clone_from(email);
-                self.username.clone_from(username);
-                self.password_hash.clone_from(password_hash);
+                self.email = known(email);
+                self.username = known(username);
+                self.password_hash = known(password_hash);
             }
             UserEvent::AdminGranted { .. } => self.is_admin = true,
+            UserEvent::UserUnregistered { .. } => {
+                self.unregistered = true;
+                self.email.clear();
+                self.username.clear();
+                self.password_hash.clear();
+            }
         }
     }
 }
@@ -143,5 +205,27 @@ mod tests {
             user.decide(&UserCommand::GrantAdmin, &()),
             Err(UserError::AlreadyAdmin)
         );
+        for e in user.decide(&UserCommand::Unregister, &()).unwrap() {
+            user.evolve(&e);
+        }
+        assert!(user.unregistered && user.password_hash.is_empty());
+        assert_eq!(
+            user.decide(&UserCommand::Unregister, &()),
+            Err(UserError::Unregistered)
+        );
+    }
+
+    #[test]
+    fn schema_1_registrations_upcast_to_open_personal_values() {
+        let id = Uuid::from_u128(9);
+        let old = serde_json::json!({"user_id": id, "email": "a@b.org", "username": "ann",
+            "password_hash": "$argon2id$x"});
+        let event = UserEvent::decode("UserRegistered", 1, &old).unwrap();
+        let UserEvent::UserRegistered { email, username, .. } = &event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(email.get().map(String::as_str), Some("a@b.org"));
+        assert_eq!(username.key().as_user(), Some(UserId::new(id)));
+        assert_eq!(event.schema(), 2);
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod event_store;
 pub mod kafka;
+pub mod keys;
 pub mod mail;
 pub mod migrations;
 pub mod read_model;

@@ -28,6 +28,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "relay checkpoints",
         include_str!("../migrations/postgres/0003_relay_checkpoints.sql"),
     ),
+    (
+        4,
+        "data keys",
+        include_str!("../migrations/postgres/0004_data_keys.sql"),
+    ),
 ];
 
 /// Migrations compiled into the binary.

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use commands::{EventStore, ExpectedVersion, StoreError, StreamWrite};
 use domain::model::{ModelEvent, ModelName, ModelSpec};
-use domain::post::PostEvent;
+use domain::post::{Author, PostEvent};
 use domain::pseudonym::PseudonymScheme;
 use domain::reservation::{ReservationEvent, email_stream, username_stream};
 use domain::session::SessionEvent;
@@ -24,9 +24,10 @@ use domain::user::UserEvent;
 use domain::values::{Email, Username};
 use domain::worker::WorkerEvent;
 use domain::{
-    CommentId, DomainEvent, Metadata, NewEvent, PostId, SessionId, StreamId, TaskId, UserId,
-    WorkerId,
+    AuthorToken, CommentId, DomainEvent, KeyRef, Metadata, NewEvent, Personal, PostId, SessionId,
+    StreamId, TaskId, UserId, WorkerId,
 };
+use sha2::{Digest, Sha256};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -129,6 +130,7 @@ pub struct History {
     sessions: Vec<(SessionId, usize)>,
     threads: Vec<Thread>,
     tasks: TaskLife,
+    keys: KeyPlan,
 }
 
 impl Default for History {
@@ -149,6 +151,23 @@ struct TaskLife {
 /// Events in the order they happened, each with its stream.
 pub type Pending = Vec<(StreamId, NewEvent)>;
 
+/// The server secret synthetic reservation streams are keyed with.
+pub const SECRET: &[u8] = b"treehole synthetic history";
+
+/// A stand-in for a key handle the write side would make with the user's data key: synthetic
+/// people have no secrets, so an unkeyed hash will do (a real store never holds one).
+fn handle(prefix: &str, label: &str) -> String {
+    format!("{prefix}{}", &hex::encode(Sha256::digest(label.as_bytes()))[..32])
+}
+
+/// The users to give data keys and the key handles to record before a synthetic batch is
+/// appended through a sealing store.
+#[derive(Debug, Default)]
+pub struct KeyPlan {
+    pub users: Vec<UserId>,
+    pub handles: Vec<(String, UserId)>,
+}
+
 impl History {
     pub fn new() -> Self {
         Self::default()
@@ -163,6 +182,35 @@ impl History {
             sessions: Vec::new(),
             threads: Vec::new(),
             tasks: TaskLife::default(),
+            keys: KeyPlan::default(),
+        }
+    }
+
+    /// The keys and handles the events taken since the last call need (see [`KeyPlan`]).
+    pub fn take_keys(&mut self) -> KeyPlan {
+        std::mem::take(&mut self.keys)
+    }
+
+    fn token(&mut self, post: PostId, user: UserId) -> AuthorToken {
+        let t = handle("t", &format!("author:{post}:{user}"));
+        self.keys.handles.push((t.clone(), user));
+        AuthorToken::new(t)
+    }
+
+    fn author(&mut self, post: PostId, account: usize, anonymous: bool, name: String) -> Author {
+        let user = self.accounts[account].id;
+        if anonymous {
+            let token = self.token(post, user);
+            Author::Anonymous {
+                user_id: Personal::new(token.key_ref(), user),
+                token,
+                pseudonym: name,
+            }
+        } else {
+            Author::Named {
+                user_id: user,
+                username: Personal::new(KeyRef::user(user), name),
+            }
         }
     }
 
@@ -178,9 +226,14 @@ impl History {
 
     /// Appends exactly `events` events, `batch` per `append_many` call; `progress` hears the
     /// count written so far after each call.
+    ///
+    /// `keys` gets each new user's data key and each key handle before the events that need
+    /// them are appended; pass the keys of the sealing store `store` is (`None` for a store
+    /// that seals nothing, where personal values stay in their open form).
     pub async fn write(
         &mut self,
         store: &dyn EventStore,
+        keys: Option<&commands::Keys>,
         events: u64,
         batch: usize,
         mut progress: impl FnMut(u64),
@@ -188,7 +241,12 @@ impl History {
         let mut written = 0u64;
         while written < events {
             let n = (batch as u64).min(events - written) as usize;
-            store.append_many(group(self.take(n)), None).await?;
+            let pending = self.take(n);
+            let plan = self.take_keys();
+            if let Some(keys) = keys {
+                prepare(keys, &plan).await?;
+            }
+            store.append_many(group(pending), None).await?;
             written += n as u64;
             progress(written);
         }
@@ -217,8 +275,19 @@ impl History {
     }
 
     fn emit<E: DomainEvent>(&self, out: &mut Pending, stream: StreamId, event: E, actor: UserId) {
+        self.emit_as(out, stream, event, Some(actor));
+    }
+
+    /// Emits with `actor` in the metadata; `None` for anonymous acts, as the API records them.
+    fn emit_as<E: DomainEvent>(
+        &self,
+        out: &mut Pending,
+        stream: StreamId,
+        event: E,
+        actor: Option<UserId>,
+    ) {
         let metadata = Metadata {
-            actor: Some(actor.to_string()),
+            actor: actor.map(|a| a.to_string()),
             ..Metadata::default()
         };
         out.push((
@@ -234,16 +303,23 @@ impl History {
             .expect("generated usernames are valid");
         let email =
             Email::parse(&format!("user{n}@example.edu.cn")).expect("generated e-mails are valid");
+        let key = KeyRef::user(id);
         let registered = UserEvent::UserRegistered {
             user_id: id,
-            email: email.as_str().to_owned(),
-            username: username.as_str().to_owned(),
-            password_hash: PASSWORD_HASH.to_owned(),
+            email: Personal::new(key.clone(), email.as_str().to_owned()),
+            username: Personal::new(key.clone(), username.as_str().to_owned()),
+            password_hash: Personal::new(key, PASSWORD_HASH.to_owned()),
         };
+        self.keys.users.push(id);
         self.emit(out, id.stream(), registered, id);
-        let reserved = ReservationEvent::IdentityReserved { owner: id };
-        self.emit(out, email_stream(&email), reserved.clone(), id);
-        self.emit(out, username_stream(&username), reserved, id);
+        for stream in [email_stream(SECRET, &email), username_stream(SECRET, &username)] {
+            let h = handle("r", &format!("reservation:{stream}:{id}"));
+            self.keys.handles.push((h.clone(), id));
+            let reserved = ReservationEvent::IdentityReserved {
+                owner: Personal::new(KeyRef::handle(h), id),
+            };
+            self.emit(out, stream, reserved, id);
+        }
         if n == 0 {
             self.emit(
                 out,
@@ -306,14 +382,14 @@ impl History {
         let anonymous = self.rng.percent(60);
         let post_id = PostId::new(Uuid::now_v7());
         let sentences = 1 + self.rng.below(5);
+        let name = if anonymous {
+            self.scheme.host_name().to_owned()
+        } else {
+            self.accounts[author].username.clone()
+        };
         let published = PostEvent::PostPublished {
             post_id,
-            author_id: self.accounts[author].id,
-            author_name: if anonymous {
-                self.scheme.host_name().to_owned()
-            } else {
-                self.accounts[author].username.clone()
-            },
+            author: self.author(post_id, author, anonymous, name),
             anonymous,
             title: self
                 .rng
@@ -324,7 +400,8 @@ impl History {
                 .map(|_| self.rng.pick(TAGS).to_owned())
                 .collect(),
         };
-        self.emit(out, post_id.stream(), published, self.accounts[author].id);
+        let actor = (!anonymous).then_some(self.accounts[author].id);
+        self.emit_as(out, post_id.stream(), published, actor);
         self.threads.push(Thread {
             id: post_id,
             author,
@@ -375,18 +452,18 @@ impl History {
             .then(|| thread.comments[pick % thread.comments.len()].0);
         let comment_id = CommentId::new(Uuid::now_v7());
         thread.comments.push((comment_id, author, false));
+        let post_id = thread.id;
         let added = PostEvent::CommentAdded {
-            post_id: thread.id,
+            post_id,
             comment_id,
-            author_id: self.accounts[author].id,
-            author_name,
+            author: self.author(post_id, author, anonymous, author_name),
             anonymous,
             is_host,
             body,
             reply_to,
         };
-        let stream = thread.id.stream();
-        self.emit(out, stream, added, self.accounts[author].id);
+        let actor = (!anonymous).then_some(self.accounts[author].id);
+        self.emit_as(out, post_id.stream(), added, actor);
     }
 
     /// Its author, or now and then an admin, deletes a comment of an active post.
@@ -405,7 +482,7 @@ impl History {
         }
         let comment = &mut thread.comments[live[pick % live.len()]];
         comment.2 = true;
-        let deleted_by = self.accounts[if by_admin { 0 } else { comment.1 }].id;
+        let deleted_by = by_admin.then_some(self.accounts[0].id);
         let deleted = PostEvent::CommentDeleted {
             post_id: thread.id,
             comment_id: comment.0,
@@ -413,7 +490,7 @@ impl History {
             by_admin,
         };
         let stream = thread.id.stream();
-        self.emit(out, stream, deleted, deleted_by);
+        self.emit_as(out, stream, deleted, deleted_by);
     }
 
     fn delete_post(&mut self, out: &mut Pending) {
@@ -422,14 +499,13 @@ impl History {
         };
         let thread = &mut self.threads[t];
         thread.deleted = true;
-        let deleted_by = self.accounts[thread.author].id;
         let deleted = PostEvent::PostDeleted {
             post_id: thread.id,
-            deleted_by,
+            deleted_by: None,
             by_admin: false,
         };
         let stream = thread.id.stream();
-        self.emit(out, stream, deleted, deleted_by);
+        self.emit_as(out, stream, deleted, None);
     }
 
     /// The next step of the task side: set up models and the worker, publish, claim, finish.
@@ -650,4 +726,16 @@ mod tests {
             assert_eq!(got, expected);
         }
     }
+}
+
+/// Gives the planned users their data keys and records the planned handles.
+pub async fn prepare(keys: &commands::Keys, plan: &KeyPlan) -> Result<(), StoreError> {
+    let failed = |e: commands::KeyError| StoreError::Unavailable(e.to_string());
+    for user in &plan.users {
+        keys.create(*user).await.map_err(failed)?;
+    }
+    for (h, user) in &plan.handles {
+        keys.store().put_handle(h, *user).await.map_err(failed)?;
+    }
+    Ok(())
 }

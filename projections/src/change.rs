@@ -31,10 +31,17 @@ pub enum Change {
     EndSession {
         session_id: SessionId,
     },
+    /// The user unregistered: their account row and every session go.
+    DeleteUser {
+        user_id: UserId,
+    },
     // feed
     InsertPost {
         post_id: PostId,
         position: Position,
+        /// The author of a *named* post (private column, for [`Change::ForgetPostAuthor`]);
+        /// always `None` for anonymous posts.
+        author_id: Option<UserId>,
         author_name: String,
         anonymous: bool,
         title: Option<String>,
@@ -44,6 +51,10 @@ pub enum Change {
     },
     DeletePost {
         post_id: PostId,
+    },
+    /// The named posts of a user who unregistered show [`crate::DELETED_USER`].
+    ForgetPostAuthor {
+        user_id: UserId,
     },
     /// Adds `delta` to a post's comment count; `active_at`, if given, becomes its last activity.
     CountComment {
@@ -56,6 +67,8 @@ pub enum Change {
         comment_id: CommentId,
         post_id: PostId,
         position: Position,
+        /// The author of a *named* comment (private column); always `None` when anonymous.
+        author_id: Option<UserId>,
         author_name: String,
         anonymous: bool,
         is_host: bool,
@@ -69,6 +82,10 @@ pub enum Change {
     },
     DeleteCommentsOf {
         post_id: PostId,
+    },
+    /// The named comments of a user who unregistered show [`crate::DELETED_USER`].
+    ForgetCommentAuthor {
+        user_id: UserId,
     },
     /// The `tasks` projection's writes (models, workers, tasks).
     Tasks(crate::tasks::TaskChange),

@@ -1,8 +1,10 @@
 //! The `comments` projection: public comment rows per post, oldest first.
 
 use domain::post::PostEvent;
+use domain::user::UserEvent;
 use domain::{Envelope, Event};
 
+use crate::feed::{named_author, shown_name};
 use crate::{Change, Projection};
 
 pub struct Comments;
@@ -13,10 +15,13 @@ impl Projection for Comments {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        if let Event::User(UserEvent::UserUnregistered { user_id }) = event {
+            return vec![Change::ForgetCommentAuthor { user_id: *user_id }];
+        }
         let Event::Post(event) = event else {
             return vec![];
         };
@@ -24,7 +29,7 @@ impl Projection for Comments {
             PostEvent::CommentAdded {
                 post_id,
                 comment_id,
-                author_name,
+                author,
                 anonymous,
                 is_host,
                 body,
@@ -35,7 +40,8 @@ impl Projection for Comments {
                     comment_id: *comment_id,
                     post_id: *post_id,
                     position: envelope.position,
-                    author_name: author_name.clone(),
+                    author_id: named_author(author),
+                    author_name: shown_name(author),
                     anonymous: *anonymous,
                     // Logs written before the host rule was fixed may mark a named comment.
                     is_host: *is_host && *anonymous,

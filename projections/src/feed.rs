@@ -1,9 +1,24 @@
 //! The `feed` projection: one public row per live post, newest first, with its comment count.
 
-use domain::post::PostEvent;
-use domain::{Envelope, Event};
+use domain::post::{Author, PostEvent};
+use domain::user::UserEvent;
+use domain::{Envelope, Event, UserId};
 
-use crate::{Change, Projection};
+use crate::{Change, DELETED_USER, Projection};
+
+/// The id of a named author (public anyway); `None` for anonymous content.
+pub(crate) fn named_author(author: &Author) -> Option<UserId> {
+    match author {
+        Author::Named { user_id, .. } => Some(*user_id),
+        Author::Anonymous { .. } => None,
+    }
+}
+
+/// The name content shows: the pseudonym, the username, or [`DELETED_USER`] when the named
+/// author's key is gone.
+pub(crate) fn shown_name(author: &Author) -> String {
+    author.display_name().unwrap_or(DELETED_USER).to_owned()
+}
 
 pub struct Feed;
 
@@ -13,17 +28,20 @@ impl Projection for Feed {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        if let Event::User(UserEvent::UserUnregistered { user_id }) = event {
+            return vec![Change::ForgetPostAuthor { user_id: *user_id }];
+        }
         let Event::Post(event) = event else {
             return vec![];
         };
         match event {
             PostEvent::PostPublished {
                 post_id,
-                author_name,
+                author,
                 anonymous,
                 title,
                 body,
@@ -33,7 +51,8 @@ impl Projection for Feed {
                 vec![Change::InsertPost {
                     post_id: *post_id,
                     position: envelope.position,
-                    author_name: author_name.clone(),
+                    author_id: named_author(author),
+                    author_name: shown_name(author),
                     anonymous: *anonymous,
                     title: title.clone(),
                     body: body.clone(),

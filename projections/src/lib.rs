@@ -27,6 +27,9 @@ pub use stats::StatsQueries;
 
 use domain::{Envelope, Event};
 
+/// The name content by a user who unregistered shows (their username is gone with their key).
+pub const DELETED_USER: &str = "已注销用户";
+
 /// One projection: a name, a version (bumped when its output changes, which forces a rebuild),
 /// and what each event changes in its read model.
 pub trait Projection: Send + Sync + 'static {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::ids::TaskId;
-use domain::post::PostEvent;
+use domain::post::{Author, PostEvent};
 use domain::session::SessionEvent;
 use domain::task::TaskEvent;
 use domain::user::UserEvent;
@@ -33,7 +33,7 @@ impl Projection for Stats {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -59,25 +59,24 @@ impl Projection for Stats {
                 vec![count(Metric::Registrations, ""), active(user_id)]
             }
             Event::Session(SessionEvent::SessionStarted { user_id, .. }) => vec![active(user_id)],
-            Event::Post(PostEvent::PostPublished {
-                author_id,
-                anonymous,
-                ..
-            }) => {
-                let mut changes = vec![count(Metric::Posts, ""), active(author_id)];
-                if *anonymous {
-                    changes.push(count(Metric::AnonymousPosts, ""));
+            // Anonymous content marks nobody active: the statistics would otherwise hold the
+            // link between anonymous content and its author, which unregistering must erase and
+            // a rebuild could not restore.
+            Event::Post(PostEvent::PostPublished { author, .. }) => {
+                let mut changes = vec![count(Metric::Posts, "")];
+                match author {
+                    Author::Named { user_id, .. } => changes.push(active(user_id)),
+                    Author::Anonymous { .. } => changes.push(count(Metric::AnonymousPosts, "")),
                 }
                 changes
             }
-            Event::Post(PostEvent::CommentAdded {
-                author_id,
-                anonymous,
-                ..
-            }) => {
-                let mut changes = vec![count(Metric::Comments, ""), active(author_id)];
-                if *anonymous {
-                    changes.push(count(Metric::AnonymousComments, ""));
+            Event::Post(PostEvent::CommentAdded { author, .. }) => {
+                let mut changes = vec![count(Metric::Comments, "")];
+                match author {
+                    Author::Named { user_id, .. } => changes.push(active(user_id)),
+                    Author::Anonymous { .. } => {
+                        changes.push(count(Metric::AnonymousComments, ""));
+                    }
                 }
                 changes
             }
@@ -128,6 +127,7 @@ impl Projection for Stats {
                 | TaskEvent::TaskRequeued { .. },
             )
             | Event::User(UserEvent::AdminGranted { .. })
+            | Event::User(UserEvent::UserUnregistered { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
             | Event::Post(PostEvent::CommentDeleted { .. } | PostEvent::PostDeleted { .. })
             | Event::Reservation(_)

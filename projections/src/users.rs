@@ -18,7 +18,7 @@ impl Projection for Users {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -30,12 +30,17 @@ impl Projection for Users {
                 ..
             }) => vec![Change::InsertUser {
                 user_id: *user_id,
-                username: username.clone(),
-                email: email.clone(),
+                // Empty when the key is gone: the user unregistered, and that event (later in
+                // the log) deletes the row.
+                username: username.get().cloned().unwrap_or_default(),
+                email: email.get().cloned().unwrap_or_default(),
                 registered_at: envelope.occurred_at,
             }],
             Event::User(UserEvent::AdminGranted { user_id }) => {
                 vec![Change::SetAdmin { user_id: *user_id }]
+            }
+            Event::User(UserEvent::UserUnregistered { user_id }) => {
+                vec![Change::DeleteUser { user_id: *user_id }]
             }
             Event::Session(SessionEvent::SessionStarted {
                 session_id,

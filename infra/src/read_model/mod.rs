@@ -109,15 +109,15 @@ pub(crate) const TABLES: &[Table] = &[
                      author_name TEXT NOT NULL, anonymous INTEGER NOT NULL, title TEXT, \
                      body TEXT NOT NULL, tags TEXT NOT NULL, \
                      comment_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
-                     last_activity_at TEXT NOT NULL",
+                     last_activity_at TEXT NOT NULL, author_id TEXT",
         postgres: "post_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
                      author_name TEXT NOT NULL, anonymous BOOLEAN NOT NULL, title TEXT, \
                      body TEXT NOT NULL, tags TEXT[] NOT NULL, \
                      comment_count BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL, \
-                     last_activity_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
+                     last_activity_at TIMESTAMPTZ NOT NULL, author_id UUID",
+        indexes: &["CREATE INDEX {t}_author ON {t} (author_id) WHERE author_id IS NOT NULL"],
         columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                  created_at, last_activity_at",
+                  created_at, last_activity_at, author_id",
         order: "position",
     },
     Table {
@@ -126,14 +126,17 @@ pub(crate) const TABLES: &[Table] = &[
         sqlite: "comment_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, \
                      position INTEGER NOT NULL UNIQUE, author_name TEXT NOT NULL, \
                      anonymous INTEGER NOT NULL, is_host INTEGER NOT NULL, body TEXT NOT NULL, \
-                     reply_to TEXT, created_at TEXT NOT NULL",
+                     reply_to TEXT, created_at TEXT NOT NULL, author_id TEXT",
         postgres: "comment_id UUID PRIMARY KEY, post_id UUID NOT NULL, \
                      position BIGINT NOT NULL UNIQUE, author_name TEXT NOT NULL, \
                      anonymous BOOLEAN NOT NULL, is_host BOOLEAN NOT NULL, body TEXT NOT NULL, \
-                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL",
-        indexes: &["CREATE INDEX {t}_post ON {t} (post_id, position)"],
+                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL, author_id UUID",
+        indexes: &[
+            "CREATE INDEX {t}_post ON {t} (post_id, position)",
+            "CREATE INDEX {t}_author ON {t} (author_id) WHERE author_id IS NOT NULL",
+        ],
         columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                  reply_to, created_at",
+                  reply_to, created_at, author_id",
         order: "position",
     },
     Table {

@@ -180,6 +180,7 @@ async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    let mut authors = Vec::with_capacity(n);
     let (mut anonymous, mut hosts, mut bodies, mut replies, mut times) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -192,6 +193,7 @@ async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<
             comment_id,
             post_id,
             position,
+            author_id,
             author_name,
             anonymous: a,
             is_host,
@@ -200,6 +202,7 @@ async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<
             created_at,
         } = change
         {
+            authors.push(author_id.map(|u| u.as_uuid()));
             ids.push(comment_id.as_uuid());
             posts.push(post_id.as_uuid());
             positions.push(*position as i64);
@@ -212,8 +215,8 @@ async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<
         }
     }
     sqlx::query(&format!(
-        "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::uuid[], $9::timestamptz[]) \
+        "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at, author_id) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bool[], $6::bool[], $7::text[], $8::uuid[], $9::timestamptz[], $10::uuid[]) \
          ON CONFLICT DO NOTHING"
     ))
     .bind(ids)
@@ -225,6 +228,7 @@ async fn insert_comments(tx: &mut Tx<'_>, g: u32, changes: &[Change]) -> Result<
     .bind(bodies)
     .bind(replies)
     .bind(times)
+    .bind(authors)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -279,9 +283,33 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
                 .execute(e)
                 .await?;
         }
+        Change::DeleteUser { user_id } => {
+            sqlx::query(&format!(
+                "WITH s AS (DELETE FROM sessions_g{g} WHERE user_id = $1) \
+                 DELETE FROM users_g{g} WHERE user_id = $1"
+            ))
+            .bind(user_id.as_uuid())
+            .execute(e)
+            .await?;
+        }
+        Change::ForgetPostAuthor { user_id } | Change::ForgetCommentAuthor { user_id } => {
+            let table = if matches!(change, Change::ForgetPostAuthor { .. }) {
+                "feed"
+            } else {
+                "comments"
+            };
+            sqlx::query(&format!(
+                "UPDATE {table}_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"
+            ))
+            .bind(projections::DELETED_USER)
+            .bind(user_id.as_uuid())
+            .execute(e)
+            .await?;
+        }
         Change::InsertPost {
             post_id,
             position,
+            author_id,
             author_name,
             anonymous,
             title,
@@ -290,8 +318,8 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             created_at,
         } => {
             sqlx::query(&format!(
-                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING"
+                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at, author_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) ON CONFLICT DO NOTHING"
             ))
             .bind(post_id.as_uuid())
             .bind(*position as i64)
@@ -301,6 +329,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             .bind(body)
             .bind(tags)
             .bind(created_at)
+            .bind(author_id.map(|u| u.as_uuid()))
             .execute(e)
             .await?;
         }
@@ -329,6 +358,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             comment_id,
             post_id,
             position,
+            author_id,
             author_name,
             anonymous,
             is_host,
@@ -337,8 +367,8 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             created_at,
         } => {
             sqlx::query(&format!(
-                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
+                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at, author_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING"
             ))
             .bind(comment_id.as_uuid())
             .bind(post_id.as_uuid())
@@ -349,6 +379,7 @@ async fn apply_one(tx: &mut Tx<'_>, g: u32, change: &Change) -> Result<(), sqlx:
             .bind(body)
             .bind(reply_to.map(|r| r.as_uuid()))
             .bind(created_at)
+            .bind(author_id.map(|u| u.as_uuid()))
             .execute(e)
             .await?;
         }

@@ -135,9 +135,32 @@ async fn apply_one(
                 .execute(&mut **tx)
                 .await?;
         }
+        Change::DeleteUser { user_id } => {
+            for table in ["sessions", "users"] {
+                sqlx::query(&format!("DELETE FROM {table}_g{g} WHERE user_id = ?"))
+                    .bind(user_id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Change::ForgetPostAuthor { user_id } | Change::ForgetCommentAuthor { user_id } => {
+            let table = if matches!(change, Change::ForgetPostAuthor { .. }) {
+                "feed"
+            } else {
+                "comments"
+            };
+            sqlx::query(&format!(
+                "UPDATE {table}_g{g} SET author_name = ?, author_id = NULL WHERE author_id = ?"
+            ))
+            .bind(projections::DELETED_USER)
+            .bind(user_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
         Change::InsertPost {
             post_id,
             position,
+            author_id,
             author_name,
             anonymous,
             title,
@@ -146,8 +169,8 @@ async fn apply_one(
             created_at,
         } => {
             sqlx::query(&format!(
-                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
+                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, tags, created_at, last_activity_at, author_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
             .bind(post_id.to_string())
             .bind(*position as i64)
             .bind(author_name)
@@ -157,6 +180,7 @@ async fn apply_one(
             .bind(serde_json::to_string(tags).unwrap_or_else(|_| "[]".into()))
             .bind(ts(created_at))
             .bind(ts(created_at))
+            .bind(author_id.map(|u| u.to_string()))
             .execute(&mut **tx)
             .await?;
         }
@@ -185,6 +209,7 @@ async fn apply_one(
             comment_id,
             post_id,
             position,
+            author_id,
             author_name,
             anonymous,
             is_host,
@@ -193,8 +218,8 @@ async fn apply_one(
             created_at,
         } => {
             sqlx::query(&format!(
-                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
+                "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at, author_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",))
             .bind(comment_id.to_string())
             .bind(post_id.to_string())
             .bind(*position as i64)
@@ -204,6 +229,7 @@ async fn apply_one(
             .bind(body)
             .bind(reply_to.map(|r| r.to_string()))
             .bind(ts(created_at))
+            .bind(author_id.map(|u| u.to_string()))
             .execute(&mut **tx)
             .await?;
         }
@@ -242,6 +268,7 @@ async fn apply_run(
                 comment_id,
                 post_id,
                 position,
+                author_id,
                 author_name,
                 anonymous,
                 is_host,
@@ -257,7 +284,8 @@ async fn apply_run(
                 is_host,
                 body,
                 reply_to.map(|r| r.to_string()),
-                ts(created_at)
+                ts(created_at),
+                author_id.map(|u| u.to_string())
             ]),
             Change::CountComment {
                 post_id,
@@ -284,8 +312,8 @@ async fn apply_run(
     // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
     let sql = match kind {
         Run::InsertComment => format!(
-            "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at) \
-             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 \
+            "INSERT INTO comments_g{g} (comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at, author_id) \
+             SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9 \
              FROM json_each(?) WHERE true ON CONFLICT DO NOTHING"
         ),
         Run::CountComment => format!(

@@ -58,7 +58,10 @@ impl Projection for Search {
             .filter(|c| {
                 !matches!(
                     c,
-                    Change::CountComment { .. } | Change::DeleteCommentsOf { .. }
+                    Change::CountComment { .. }
+                        | Change::DeleteCommentsOf { .. }
+                        | Change::ForgetPostAuthor { .. }
+                        | Change::ForgetCommentAuthor { .. }
                 )
             })
             .collect()
@@ -164,6 +167,7 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
             body,
             tags,
             created_at,
+            ..
         } if doc.is_none() => {
             *doc = Some(SearchDocument {
                 id: *post_id,

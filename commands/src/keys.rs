@@ -1,0 +1,525 @@
+//! Crypto-shredding: per-user data keys, sealed personal values, author tokens.
+//!
+//! Every user has a random 256-bit data key. It is stored only in the [`KeyStore`] (a table
+//! beside the log), wrapped with XChaCha20-Poly1305 under a key-encryption key derived from the
+//! server secret, and never in an event. Personal values in events ([`domain::Personal`]) are
+//! sealed with their owner's data key, with the event id and the key reference bound as
+//! associated data, so a ciphertext cannot be moved to another event. Destroying the data key
+//! (unregistering) makes every value sealed with it unreadable for good, for everyone: readers of
+//! the topic, of exports, and an operator holding the database and the secret.
+//!
+//! A value names its key by a [`KeyRef`]: the user id where the user is public anyway, or an
+//! opaque handle (an author token, a reservation handle) that only the key store resolves to a
+//! user, and only until that user's key is destroyed.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use domain::personal::{OPEN, SEALED, visit_mut};
+use domain::{AuthorToken, Envelope, KeyRef, NewEvent, PostId, StreamId, UserId};
+use hmac::{Hmac, Mac};
+use lru::LruCache;
+use rand::RngCore;
+use serde_json::Value;
+use sha2::Sha256;
+use uuid::Uuid;
+
+/// What the key-encryption key is derived under from the server secret.
+const KEK_LABEL: &[u8] = b"treehole data keys v1";
+const NONCE_LEN: usize = 24;
+
+/// Where wrapped data keys and key handles live: beside the log, never in it. Implemented in
+/// `infra` (a table in the SQLite file, or in the PostgreSQL database).
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Stores `wrapped` as the user's key unless they have one; returns the stored key.
+    async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError>;
+    /// The user's wrapped key, if it exists (not destroyed, not never made).
+    async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError>;
+    /// Records that `handle` names `user`'s key (idempotent).
+    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError>;
+    /// The user a handle names, while their key exists.
+    async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError>;
+    /// Destroys the user's key and handles, as far as the backend can erase bytes (see the
+    /// implementations).
+    async fn shred(&self, user: UserId) -> Result<(), KeyError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key store failure: {0}")]
+    Backend(String),
+    /// A ciphertext whose key exists failed to authenticate: it was altered or moved.
+    #[error("a sealed value in event {event_id} does not authenticate (altered or moved)")]
+    Tampered { event_id: Uuid },
+    #[error("a sealed value in event {event_id} is malformed: {reason}")]
+    Malformed { event_id: Uuid, reason: String },
+    /// A value was to be sealed with a key that does not exist.
+    #[error("no data key for {0}")]
+    NoKey(String),
+}
+
+/// One user's data key, unwrapped, in memory only.
+struct DataKey {
+    cipher: XChaCha20Poly1305,
+    mac_key: [u8; 32],
+}
+
+/// Seals and opens personal values, and makes author tokens, with keys from a [`KeyStore`].
+pub struct Keys {
+    store: Arc<dyn KeyStore>,
+    kek: XChaCha20Poly1305,
+    keys: Mutex<LruCache<UserId, Arc<DataKey>>>,
+    handles: Mutex<LruCache<String, UserId>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys { .. }")
+    }
+}
+
+impl Keys {
+    pub fn new(store: Arc<dyn KeyStore>, server_secret: &[u8]) -> Self {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(server_secret).expect("HMAC takes any key length");
+        mac.update(KEK_LABEL);
+        let kek = XChaCha20Poly1305::new_from_slice(&mac.finalize().into_bytes())
+            .expect("a 32-byte key");
+        let capacity = NonZeroUsize::new(100_000).expect("non-zero");
+        Self {
+            store,
+            kek,
+            keys: Mutex::new(LruCache::new(capacity)),
+            handles: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    /// Makes the user's data key if they have none (registration; users registered before
+    /// keys existed get one on first need).
+    pub async fn create(&self, user: UserId) -> Result<(), KeyError> {
+        self.key_or_create(user).await.map(|_| ())
+    }
+
+    async fn key_or_create(&self, user: UserId) -> Result<Arc<DataKey>, KeyError> {
+        if let Some(k) = self.key(user).await? {
+            return Ok(k);
+        }
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let wrapped = self.wrap(user, &raw);
+        let stored = self.store.put_key(user, wrapped).await?;
+        let key = Arc::new(self.unwrap(user, &stored)?);
+        self.keys.lock().expect("lock").put(user, key.clone());
+        Ok(key)
+    }
+
+    async fn key(&self, user: UserId) -> Result<Option<Arc<DataKey>>, KeyError> {
+        if let Some(k) = self.keys.lock().expect("lock").get(&user) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(wrapped) = self.store.get_key(user).await? else {
+            return Ok(None);
+        };
+        let key = Arc::new(self.unwrap(user, &wrapped)?);
+        self.keys.lock().expect("lock").put(user, key.clone());
+        Ok(Some(key))
+    }
+
+    fn wrap(&self, user: UserId, raw: &[u8; 32]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = user.to_string();
+        let ct = self
+            .kek
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: raw,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .expect("encryption of 32 bytes cannot fail");
+        [nonce.as_slice(), &ct].concat()
+    }
+
+    fn unwrap(&self, user: UserId, wrapped: &[u8]) -> Result<DataKey, KeyError> {
+        let aad = user.to_string();
+        let bad = || KeyError::Backend(format!("the data key of {user} does not unwrap"));
+        if wrapped.len() <= NONCE_LEN {
+            return Err(bad());
+        }
+        let (nonce, ct) = wrapped.split_at(NONCE_LEN);
+        let raw = self
+            .kek
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| bad())?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| bad())?;
+        // A separate key for tokens, so that no MAC output is ever related to the cipher key.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&raw).expect("HMAC takes any key length");
+        mac.update(b"treehole author tokens v1");
+        Ok(DataKey {
+            cipher,
+            mac_key: mac.finalize().into_bytes().into(),
+        })
+    }
+
+    fn mac(key: &DataKey, label: &str) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.mac_key).expect("any key length");
+        mac.update(label.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// The user's author token for a post, recorded as a handle of their key. The user's key
+    /// is made if they have none (users registered before keys existed).
+    pub async fn author_token(&self, user: UserId, post: PostId) -> Result<AuthorToken, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let token = format!("t{}", Self::mac(&key, &format!("author:{post}:{user}")));
+        self.remember(&token, user).await?;
+        Ok(AuthorToken::new(token))
+    }
+
+    /// The handle a reservation stream's owner is sealed under.
+    pub async fn reservation_handle(
+        &self,
+        user: UserId,
+        stream: &StreamId,
+    ) -> Result<KeyRef, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let handle = format!("r{}", Self::mac(&key, &format!("reservation:{stream}")));
+        self.remember(&handle, user).await?;
+        Ok(KeyRef::handle(handle))
+    }
+
+    async fn remember(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+        if self.handles.lock().expect("lock").get(handle) == Some(&user) {
+            return Ok(());
+        }
+        self.store.put_handle(handle, user).await?;
+        self.handles.lock().expect("lock").put(handle.to_owned(), user);
+        Ok(())
+    }
+
+    /// The user a key reference names, if their key still exists.
+    async fn owner(&self, key: &KeyRef) -> Result<Option<UserId>, KeyError> {
+        if let Some(user) = key.as_user() {
+            return Ok(Some(user));
+        }
+        if let Some(u) = self.handles.lock().expect("lock").get(key.as_str()) {
+            return Ok(Some(*u));
+        }
+        let user = self.store.resolve(key.as_str()).await?;
+        if let Some(u) = user {
+            self.handles.lock().expect("lock").put(key.as_str().to_owned(), u);
+        }
+        Ok(user)
+    }
+
+    async fn key_of(&self, key: &KeyRef) -> Result<Option<Arc<DataKey>>, KeyError> {
+        match self.owner(key).await? {
+            Some(user) => self.key(user).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys the user's key (and forgets it here).
+    pub async fn shred(&self, user: UserId) -> Result<(), KeyError> {
+        self.forget(user);
+        self.store.shred(user).await?;
+        self.forget(user);
+        Ok(())
+    }
+
+    /// Drops the user's key and handles from this process's memory.
+    pub fn forget(&self, user: UserId) {
+        self.keys.lock().expect("lock").pop(&user);
+        let mut handles = self.handles.lock().expect("lock");
+        let theirs: Vec<String> = handles
+            .iter()
+            .filter(|(_, u)| **u == user)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in theirs {
+            handles.pop(&h);
+        }
+    }
+
+    fn aad(event_id: Uuid, key: &KeyRef) -> Vec<u8> {
+        [event_id.as_bytes().as_slice(), key.as_str().as_bytes()].concat()
+    }
+
+    /// Replaces every open personal value in the event's data by its sealed form.
+    pub async fn seal(&self, event: &mut NewEvent) -> Result<(), KeyError> {
+        let mut wanted = Vec::new();
+        let _ = visit_mut::<()>(&mut event.data, &mut |tag, v| {
+            if tag == OPEN {
+                wanted.push(key_ref(&v[OPEN]));
+            }
+            Ok(())
+        });
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(wanted.len());
+        for k in wanted {
+            let k = k.ok_or_else(|| KeyError::NoKey("a value without a key".into()))?;
+            let key = self
+                .key_of(&k)
+                .await?
+                .ok_or_else(|| KeyError::NoKey(k.to_string()))?;
+            keys.push((k, key));
+        }
+        let event_id = event.event_id;
+        let mut keys = keys.into_iter();
+        visit_mut(&mut event.data, &mut |tag, v| {
+            if tag != OPEN {
+                return Ok(());
+            }
+            let (k, key) = keys.next().expect("one key per open value");
+            let plain = serde_json::to_vec(&v[OPEN].get("value").cloned().unwrap_or(Value::Null))
+                .expect("JSON serialises");
+            let mut nonce = [0u8; NONCE_LEN];
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            let ct = key
+                .cipher
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &plain,
+                        aad: &Self::aad(event_id, &k),
+                    },
+                )
+                .map_err(|_| KeyError::Backend("encryption failed".into()))?;
+            let ct = URL_SAFE_NO_PAD.encode([nonce.as_slice(), &ct].concat());
+            *v = serde_json::json!({ SEALED: { "key": k, "ct": ct } });
+            Ok(())
+        })
+    }
+
+    /// Replaces every sealed value in the envelope's data by its open form where its key
+    /// exists; a value whose key is gone stays sealed (it decodes as unknown). A value whose
+    /// key exists but which does not authenticate is an error.
+    pub async fn open(&self, envelope: &mut Envelope) -> Result<(), KeyError> {
+        if envelope.event_type == "UserUnregistered"
+            && let Some(user) = envelope.data["user_id"]
+                .as_str()
+                .and_then(|u| Uuid::parse_str(u).ok())
+        {
+            // The first reader past an unregistration makes sure its key is gone (the command
+            // destroys it after its commit; this covers a crash in between).
+            let user = UserId::new(user);
+            self.forget(user);
+            if self.store.get_key(user).await?.is_some() {
+                self.shred(user).await?;
+            }
+        }
+        let mut wanted = Vec::new();
+        let _ = visit_mut::<()>(&mut envelope.data, &mut |tag, v| {
+            if tag == SEALED {
+                wanted.push(key_ref(&v[SEALED]));
+            }
+            Ok(())
+        });
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let event_id = envelope.event_id;
+        let mut keys = Vec::with_capacity(wanted.len());
+        for k in wanted {
+            let key = match &k {
+                Some(k) => self.key_of(k).await?,
+                None => None,
+            };
+            keys.push(key);
+        }
+        let mut keys = keys.into_iter();
+        visit_mut(&mut envelope.data, &mut |tag, v| {
+            if tag != SEALED {
+                return Ok(());
+            }
+            let Some(key) = keys.next().expect("one entry per sealed value") else {
+                return Ok(());
+            };
+            let malformed = |reason: &str| KeyError::Malformed {
+                event_id,
+                reason: reason.to_owned(),
+            };
+            let k = key_ref(&v[SEALED]).ok_or_else(|| malformed("no key"))?;
+            let ct = v[SEALED]["ct"]
+                .as_str()
+                .ok_or_else(|| malformed("no ciphertext"))?;
+            let bytes = URL_SAFE_NO_PAD
+                .decode(ct)
+                .map_err(|_| malformed("the ciphertext is not base64url"))?;
+            if bytes.len() <= NONCE_LEN {
+                return Err(malformed("the ciphertext is too short"));
+            }
+            let (nonce, ct) = bytes.split_at(NONCE_LEN);
+            let plain = key
+                .cipher
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ct,
+                        aad: &Self::aad(event_id, &k),
+                    },
+                )
+                .map_err(|_| KeyError::Tampered { event_id })?;
+            let value: Value = serde_json::from_slice(&plain)
+                .map_err(|_| malformed("the plaintext is not JSON"))?;
+            *v = serde_json::json!({ OPEN: { "key": k, "value": value } });
+            Ok(())
+        })
+    }
+}
+
+fn key_ref(inner: &Value) -> Option<KeyRef> {
+    inner["key"].as_str().map(KeyRef::handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::Utc;
+    use domain::user::UserEvent;
+    use domain::{DomainEvent, Metadata, Personal};
+
+    use super::*;
+
+    /// The key store as a map: the real ones are tested in `infra`.
+    #[derive(Default)]
+    struct MapStore {
+        keys: Mutex<HashMap<UserId, Vec<u8>>>,
+        handles: Mutex<HashMap<String, UserId>>,
+    }
+
+    #[async_trait]
+    impl KeyStore for MapStore {
+        async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+            Ok(self
+                .keys
+                .lock()
+                .unwrap()
+                .entry(user)
+                .or_insert(wrapped)
+                .clone())
+        }
+        async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
+            Ok(self.keys.lock().unwrap().get(&user).cloned())
+        }
+        async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+            self.handles.lock().unwrap().insert(handle.into(), user);
+            Ok(())
+        }
+        async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
+            Ok(self.handles.lock().unwrap().get(handle).copied())
+        }
+        async fn shred(&self, user: UserId) -> Result<(), KeyError> {
+            self.keys.lock().unwrap().remove(&user);
+            self.handles.lock().unwrap().retain(|_, u| *u != user);
+            Ok(())
+        }
+    }
+
+    fn registered(user: UserId) -> NewEvent {
+        let k = KeyRef::user(user);
+        let e = UserEvent::UserRegistered {
+            user_id: user,
+            email: Personal::new(k.clone(), "ann@campus.edu".into()),
+            username: Personal::new(k.clone(), "ann".into()),
+            password_hash: Personal::new(k, "$argon2id$secret".into()),
+        };
+        NewEvent::from_domain(&e, Uuid::now_v7(), Utc::now(), Metadata::default())
+    }
+
+    fn stored(e: &NewEvent) -> Envelope {
+        Envelope {
+            position: 1,
+            event_id: e.event_id,
+            stream: StreamId::parse("user-x").unwrap(),
+            version: 1,
+            event_type: e.event_type.clone(),
+            schema: e.schema,
+            occurred_at: e.occurred_at,
+            data: e.data.clone(),
+            metadata: Metadata::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sealed_values_open_with_their_key_only_and_not_after_shredding() {
+        let keys = Keys::new(Arc::new(MapStore::default()), b"secret");
+        let user = UserId::new(Uuid::now_v7());
+        keys.create(user).await.unwrap();
+        let mut event = registered(user);
+        keys.seal(&mut event).await.unwrap();
+        let text = event.data.to_string();
+        assert!(!text.contains("ann") && !text.contains("argon2"), "{text}");
+
+        let mut env = stored(&event);
+        keys.open(&mut env).await.unwrap();
+        let decoded = UserEvent::decode(&env.event_type, env.schema, &env.data).unwrap();
+        let UserEvent::UserRegistered { email, .. } = decoded else {
+            panic!()
+        };
+        assert_eq!(email.get().map(String::as_str), Some("ann@campus.edu"));
+
+        // Moved to another event: refused.
+        let mut moved = stored(&event);
+        moved.event_id = Uuid::now_v7();
+        assert!(matches!(
+            keys.open(&mut moved).await,
+            Err(KeyError::Tampered { .. })
+        ));
+        // Altered: refused.
+        let mut altered = stored(&event);
+        let ct = altered.data["email"][SEALED]["ct"].as_str().unwrap().to_owned();
+        let flipped = if ct.ends_with('A') { "B" } else { "A" };
+        altered.data["email"][SEALED]["ct"] = format!("{}{flipped}", &ct[..ct.len() - 1]).into();
+        assert!(keys.open(&mut altered).await.is_err());
+
+        // Another server secret cannot unwrap the stored key.
+        let other = Keys::new(keys.store().clone(), b"another secret");
+        assert!(other.open(&mut stored(&event)).await.is_err());
+
+        keys.shred(user).await.unwrap();
+        let mut env = stored(&event);
+        keys.open(&mut env).await.unwrap();
+        let decoded = UserEvent::decode(&env.event_type, env.schema, &env.data).unwrap();
+        let UserEvent::UserRegistered { email, .. } = decoded else {
+            panic!()
+        };
+        assert_eq!(email.get(), None);
+    }
+
+    #[tokio::test]
+    async fn author_tokens_are_stable_per_post_and_differ_across_posts_and_users() {
+        let keys = Keys::new(Arc::new(MapStore::default()), b"secret");
+        let (a, b) = (UserId::new(Uuid::now_v7()), UserId::new(Uuid::now_v7()));
+        let (p, q) = (PostId::new(Uuid::now_v7()), PostId::new(Uuid::now_v7()));
+        let t = keys.author_token(a, p).await.unwrap();
+        assert_eq!(t, keys.author_token(a, p).await.unwrap());
+        assert_ne!(t, keys.author_token(a, q).await.unwrap());
+        assert_ne!(t, keys.author_token(b, p).await.unwrap());
+        assert!(!t.as_str().contains(&a.to_string()));
+        assert_eq!(keys.owner(&t.key_ref()).await.unwrap(), Some(a));
+        keys.shred(a).await.unwrap();
+        assert_eq!(keys.owner(&t.key_ref()).await.unwrap(), None);
+    }
+}

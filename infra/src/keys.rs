@@ -1,0 +1,262 @@
+//! Key stores (the `commands::KeyStore` port): wrapped data keys and key handles, in a table
+//! beside the log: in the SQLite file of the embedded event store, or in the PostgreSQL
+//! database.
+//!
+//! Destroying a key must destroy its bytes, not only hide the row:
+//! - SQLite: the connections run with `secure_delete` (freed cells are overwritten with zeros),
+//!   and a shred ends with a `TRUNCATE` checkpoint, so the write-ahead log keeps no frame with the
+//!   key either.
+//! - PostgreSQL: the rows are deleted and both tables rewritten (`VACUUM FULL`), so the table
+//!   files keep no dead copy. The server's write-ahead log keeps the key until its segments are
+//!   recycled, and backups keep what they copied: see README ("What a reader can learn").
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commands::{KeyError, KeyStore};
+use domain::UserId;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqliteSynchronous;
+use uuid::Uuid;
+
+fn backend(what: &str, e: sqlx::Error) -> KeyError {
+    KeyError::Backend(format!("{what}: {e}"))
+}
+
+const SQLITE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS data_keys (
+    user_id    TEXT NOT NULL PRIMARY KEY,
+    wrapped    BLOB NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+CREATE TABLE IF NOT EXISTS key_handles (
+    handle  TEXT NOT NULL PRIMARY KEY,
+    user_id TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS key_handles_user ON key_handles (user_id);
+";
+
+/// The key store in a SQLite file (the embedded event store's `events.db`).
+pub struct SqliteKeyStore {
+    pool: SqlitePool,
+}
+
+impl SqliteKeyStore {
+    /// Opens the key tables in the SQLite file at `path`, creating them if missing.
+    pub async fn open(path: &Path) -> Result<Self, KeyError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("secure_delete", "on");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(|e| backend(&format!("cannot open {}", path.display()), e))?;
+        sqlx::raw_sql(SQLITE_SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|e| backend("cannot create the key tables", e))?;
+        Ok(Self { pool })
+    }
+
+    /// Opens the key store in `dir/events.db`, beside the embedded log.
+    pub async fn open_in(dir: &Path) -> Result<Self, KeyError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| KeyError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open(&dir.join(crate::event_store::sqlite::FILE_NAME)).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteKeyStore {
+    async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        sqlx::query("INSERT INTO data_keys (user_id, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(user.to_string())
+            .bind(&wrapped)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("cannot store a data key", e))?;
+        self.get_key(user)
+            .await?
+            .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))
+    }
+
+    async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
+        sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE user_id = ?")
+            .bind(user.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("cannot read a data key", e))
+    }
+
+    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+        sqlx::query("INSERT INTO key_handles (handle, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(handle)
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("cannot store a key handle", e))?;
+        Ok(())
+    }
+
+    async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
+        let user: Option<String> = sqlx::query_scalar(
+            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+             WHERE h.handle = ?",
+        )
+        .bind(handle)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot resolve a key handle", e))?;
+        Ok(user
+            .and_then(|u| Uuid::parse_str(&u).ok())
+            .map(UserId::new))
+    }
+
+    async fn shred(&self, user: UserId) -> Result<(), KeyError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| backend("cannot destroy a data key", e))?;
+        for sql in [
+            "DELETE FROM data_keys WHERE user_id = ?",
+            "DELETE FROM key_handles WHERE user_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend("cannot destroy a data key", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("cannot destroy a data key", e))?;
+        // Copy the zeroed pages into the file and empty the write-ahead log, which still holds
+        // frames with the key. Readers can hold the checkpoint back; try for a while.
+        for _ in 0..50 {
+            let (busy, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| backend("cannot checkpoint after destroying a key", e))?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!("the write-ahead log could not be truncated after destroying a data key");
+        Ok(())
+    }
+}
+
+/// The key store in the PostgreSQL database of the event store.
+pub struct PostgresKeyStore {
+    pool: PgPool,
+}
+
+impl PostgresKeyStore {
+    /// Connects to the database at `url`; the tables come with the migrations (0004).
+    pub async fn connect(url: &str) -> Result<Self, KeyError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| KeyError::Backend(format!("the PostgreSQL URL is malformed: {e}")))?
+            .application_name("treehole-keys");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| backend("cannot connect the key store", e))?;
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| backend("cannot connect the key store", e))?;
+        crate::migrations::migrate_postgres(&mut conn)
+            .await
+            .map_err(|e| KeyError::Backend(e.to_string()))?;
+        drop(conn);
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl KeyStore for PostgresKeyStore {
+    async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        sqlx::query("INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(user.as_uuid())
+            .bind(&wrapped)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("cannot store a data key", e))?;
+        self.get_key(user)
+            .await?
+            .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))
+    }
+
+    async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
+        sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("cannot read a data key", e))
+    }
+
+    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+        sqlx::query(
+            "INSERT INTO key_handles (handle, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(handle)
+        .bind(user.as_uuid())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store a key handle", e))?;
+        Ok(())
+    }
+
+    async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
+        let user: Option<Uuid> = sqlx::query_scalar(
+            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+             WHERE h.handle = $1",
+        )
+        .bind(handle)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot resolve a key handle", e))?;
+        Ok(user.map(UserId::new))
+    }
+
+    async fn shred(&self, user: UserId) -> Result<(), KeyError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| backend("cannot destroy a data key", e))?;
+        for sql in [
+            "DELETE FROM data_keys WHERE user_id = $1",
+            "DELETE FROM key_handles WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend("cannot destroy a data key", e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("cannot destroy a data key", e))?;
+        // Rewrite the tables so that no dead tuple keeps the wrapped key in their files.
+        sqlx::raw_sql("VACUUM FULL data_keys, key_handles")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("cannot rewrite the key tables", e))?;
+        Ok(())
+    }
+}
