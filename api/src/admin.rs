@@ -20,13 +20,25 @@ pub enum AdminError {
 }
 
 /// Grants admin rights to a user by username.
-pub async fn grant(handler: &CommandHandler, username: &str) -> Result<Position, AdminError> {
+pub async fn grant(
+    handler: &CommandHandler,
+    secret: &[u8],
+    username: &str,
+) -> Result<Position, AdminError> {
     let name = Username::parse(username).map_err(|e| AdminError::Invalid(e.to_string()))?;
-    let owner = handler
-        .load::<Reservation>(&reservation::username_stream(&name))
-        .await?
+    let mut held = handler
+        .load::<Reservation>(&reservation::username_stream(secret, &name))
+        .await?;
+    if held.version == 0 {
+        // A store written before reservation streams were keyed.
+        held = handler
+            .load::<Reservation>(&reservation::legacy_stream(&name.normalized()))
+            .await?;
+    }
+    let owner = held
         .state
         .owner
+        .filter(|_| held.state.taken)
         .ok_or_else(|| AdminError::NoSuchUser(username.to_owned()))?;
     let ctx = CommandContext {
         at: Utc::now(),

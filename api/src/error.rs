@@ -323,6 +323,54 @@ impl From<RegistrationError> for ApiError {
             RegistrationError::Contention => {
                 ApiError::unavailable("too many concurrent registrations; try again")
             }
+            RegistrationError::Keys(k) => k.into(),
+        }
+    }
+}
+
+impl From<commands::KeyError> for ApiError {
+    fn from(e: commands::KeyError) -> Self {
+        match e {
+            commands::KeyError::Backend(_) => {
+                tracing::error!(error = %e, "key store");
+                ApiError::unavailable("the key store is unavailable; try again")
+            }
+            other => {
+                tracing::error!(error = %other, "sealed data");
+                ApiError::internal("sealed data could not be read")
+            }
+        }
+    }
+}
+
+impl From<domain::DecodeError> for ApiError {
+    fn from(e: domain::DecodeError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<commands::unregister::UnregisterError> for ApiError {
+    fn from(e: commands::unregister::UnregisterError) -> Self {
+        use commands::unregister::UnregisterError as U;
+        match e {
+            U::WrongPassword => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "wrong-password",
+                "Wrong password",
+                "the password is wrong; nothing was changed",
+            ),
+            U::Verification(v) => v.to_api(),
+            U::AlreadyUnregistered => ApiError::new(
+                StatusCode::CONFLICT,
+                "already-unregistered",
+                "Already unregistered",
+                e.to_string(),
+            ),
+            U::NotFound => ApiError::not_found("no such account"),
+            U::Store(s) => s.into(),
+            U::Load(l) => l.into(),
+            U::Keys(k) => k.into(),
+            U::Contention => ApiError::unavailable("too much contention; try again"),
         }
     }
 }

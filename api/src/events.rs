@@ -5,6 +5,13 @@
 //! operators: it appends a raw export to an empty store and keeps every event's id, stream,
 //! version and position, so projections built on the copy reproduce the original read models
 //! (which store positions).
+//!
+//! Personal values are sealed in the log (`commands::keys`). A raw export carries them as
+//! stored, as ciphertext. Import checks every sealed value whose key is in the target's key
+//! store and refuses the whole input if one does not authenticate (altered, or moved to another
+//! event). An export of a store written before sealing (schema 1 personal fields in clear) is
+//! transformed on import: each user gets a data key, personal fields are sealed, anonymous
+//! authors get author tokens, and reservation and verification streams get their keyed names.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -13,12 +20,15 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use commands::{EventStore, ExpectedVersion, StoreError, StreamWrite};
+use commands::{EventStore, ExpectedVersion, Keys, StoreError, StreamWrite};
 use domain::export::Pseudonymiser;
+use domain::personal::OPEN;
+use domain::post::{Author, PostEvent};
+use domain::reservation::{self, ReservationEvent};
 use domain::session::SessionEvent;
 use domain::user::UserEvent;
 use domain::verification::VerificationEvent;
-use domain::{Envelope, Event, NewEvent, Position, StreamId};
+use domain::{Envelope, Event, NewEvent, Personal, Position, PostId, StreamId};
 use serde_json::Value;
 
 use crate::config::Settings;
@@ -108,6 +118,8 @@ pub enum EventsError {
     NotEmpty(Position),
     #[error("import failed after position {after}: {reason}")]
     Diverged { after: Position, reason: String },
+    #[error(transparent)]
+    Keys(#[from] commands::KeyError),
 }
 
 fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> EventsError {
@@ -142,7 +154,8 @@ pub async fn run(settings: &Settings, command: &EventsCommand) -> Result<(), Eve
         EventsCommand::Import { input } => {
             let source = Source::open(input)?;
             let stores = Stores::open(settings).await?;
-            let result = import(stores.events.as_ref(), &source).await;
+            let secret = server_secret(settings)?;
+            let result = import(stores.events.as_ref(), &stores.keys, &secret, &source).await;
             stores.read_models.close().await;
             let imported = result?;
             println!(
@@ -174,8 +187,15 @@ async fn export_to(
         None => (Box::new(io::stdout().lock()), "standard output".into()),
     };
     let mut sink = Sink::new(args.format, BufWriter::new(out)).map_err(io_error(&destination))?;
+    // Raw: the log as stored, ciphertext and all. Pseudonymised: opened, then every personal
+    // value replaced by its stand-in.
+    let store = if args.raw {
+        &stores.raw_events
+    } else {
+        &stores.events
+    };
     let summary = export(
-        stores.events.as_ref(),
+        store.as_ref(),
         selection,
         pseudonymiser.as_ref(),
         &mut sink,
@@ -399,23 +419,33 @@ pub struct ImportSummary {
 
 /// Appends a complete raw export to an empty store. The whole input is checked before the
 /// first append (it must be the log from position 1 on, without holes, each event decodable,
-/// and not pseudonymised), so a refused input leaves the store empty. Every batch is checked
-/// to have landed at the exported positions.
-pub async fn import(store: &dyn EventStore, source: &Source) -> Result<ImportSummary, EventsError> {
+/// not pseudonymised, and each sealed value whose key `keys` holds authentic), so a refused
+/// input leaves the store empty. Every batch is checked to have landed at the exported
+/// positions. `store` must be the sealing store over the target log (see the module docs for
+/// the transformation of unsealed exports).
+pub async fn import(
+    store: &dyn EventStore,
+    keys: &Keys,
+    secret: &[u8],
+    source: &Source,
+) -> Result<ImportSummary, EventsError> {
     let head = store.head().await?;
     if head != 0 {
         return Err(EventsError::NotEmpty(head));
     }
     let mut check = RawExport::default();
     for (i, line) in source.lines()?.enumerate() {
-        check.next(i + 1, &line.map_err(io_error("reading the export"))?)?;
+        if let Some(envelope) = check.next(i + 1, &line.map_err(io_error("reading the export"))?)? {
+            check.verify(i + 1, &envelope, keys, secret).await?;
+        }
     }
+    let renames = std::mem::take(&mut check.renames);
     let mut check = RawExport::default();
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
     for (i, line) in source.lines()?.enumerate() {
         let line = line.map_err(io_error("reading the export"))?;
         if let Some(envelope) = check.next(i + 1, &line)? {
-            batch.push(envelope);
+            batch.push(transform(envelope, &renames, keys).await?);
         }
         if batch.len() == IMPORT_BATCH {
             append_batch(store, &batch).await?;
@@ -437,14 +467,176 @@ pub async fn import(store: &dyn EventStore, source: &Source) -> Result<ImportSum
     Ok(ImportSummary { events: head })
 }
 
+/// An exported event as the current schema stores it. Events of the current schema pass as
+/// they are (sealed values stay sealed: their ciphertext is bound to the event id, which import
+/// keeps). An event of an unsealed schema is decoded (upcast), given what sealing needs, and
+/// encoded again with open personal values, which the sealing store seals on append.
+async fn transform(
+    mut envelope: Envelope,
+    renames: &HashMap<StreamId, StreamId>,
+    keys: &Keys,
+) -> Result<Envelope, EventsError> {
+    if let Some(name) = renames.get(&envelope.stream) {
+        envelope.stream = name.clone();
+    }
+    let event = Event::decode(&envelope).map_err(|e| EventsError::Diverged {
+        after: envelope.position - 1,
+        reason: e.to_string(),
+    })?;
+    let (_, schema, _) = event.encode();
+    if schema == envelope.schema {
+        return Ok(envelope);
+    }
+    let mut anonymous_act = false;
+    let event = match event {
+        Event::User(e @ UserEvent::UserRegistered { user_id, .. }) => {
+            keys.create(user_id).await?;
+            Event::User(e)
+        }
+        Event::Reservation(ReservationEvent::IdentityReserved { owner }) => match owner.get() {
+            Some(user) => {
+                let handle = keys.reservation_handle(*user, &envelope.stream).await?;
+                Event::Reservation(ReservationEvent::IdentityReserved {
+                    owner: Personal::new(handle, *user),
+                })
+            }
+            None => Event::Reservation(ReservationEvent::IdentityReserved { owner }),
+        },
+        Event::Post(e) => {
+            let (e, anonymous) = tokenised(e, keys).await?;
+            anonymous_act = anonymous;
+            Event::Post(e)
+        }
+        other => other,
+    };
+    let (event_type, schema, data) = event.encode();
+    envelope.event_type = event_type.to_owned();
+    envelope.schema = schema;
+    envelope.data = data;
+    if anonymous_act {
+        // Schema 1 named the actor of anonymous content and of an author's own deletion.
+        envelope.metadata.actor = None;
+    }
+    Ok(envelope)
+}
+
+/// A post event of an unsealed schema with real author tokens instead of the legacy ones, and
+/// whether the event is an act that must not name its actor.
+async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), EventsError> {
+    let author = |post: PostId, author: Author| async move {
+        match author {
+            Author::Anonymous {
+                pseudonym, user_id, ..
+            } if user_id.get().is_some() => {
+                let user = *user_id.get().expect("checked");
+                let token = keys.author_token(user, post).await?;
+                Ok::<_, EventsError>(Author::Anonymous {
+                    user_id: Personal::new(token.key_ref(), user),
+                    token,
+                    pseudonym,
+                })
+            }
+            other => Ok(other),
+        }
+    };
+    Ok(match event {
+        PostEvent::PostPublished {
+            post_id,
+            author: a,
+            anonymous,
+            title,
+            body,
+            tags,
+        } => {
+            let hidden = a.is_anonymous();
+            let e = PostEvent::PostPublished {
+                post_id,
+                author: author(post_id, a).await?,
+                anonymous,
+                title,
+                body,
+                tags,
+            };
+            (e, hidden)
+        }
+        PostEvent::CommentAdded {
+            post_id,
+            comment_id,
+            author: a,
+            anonymous,
+            is_host,
+            body,
+            reply_to,
+        } => {
+            let hidden = a.is_anonymous();
+            let e = PostEvent::CommentAdded {
+                post_id,
+                comment_id,
+                author: author(post_id, a).await?,
+                anonymous,
+                is_host,
+                body,
+                reply_to,
+            };
+            (e, hidden)
+        }
+        e @ (PostEvent::CommentDeleted { by_admin, .. } | PostEvent::PostDeleted { by_admin, .. }) => {
+            (e, !by_admin)
+        }
+    })
+}
+
 /// Checks, line by line, that the input is a complete raw export.
 #[derive(Debug, Default)]
 struct RawExport {
     last_position: Position,
     versions: HashMap<StreamId, u64>,
+    /// Unkeyed reservation and verification stream names of an unsealed export, and their
+    /// keyed names.
+    renames: HashMap<StreamId, StreamId>,
 }
 
 impl RawExport {
+    /// Checks what needs the keys: every sealed value whose key is here must authenticate. And
+    /// learns the keyed stream names of the addresses and usernames an unsealed export registers.
+    async fn verify(
+        &mut self,
+        line: usize,
+        envelope: &Envelope,
+        keys: &Keys,
+        secret: &[u8],
+    ) -> Result<(), EventsError> {
+        if domain::personal::has_sealed(&envelope.data) {
+            let mut opened = envelope.clone();
+            keys.open(&mut opened).await.map_err(|e| match e {
+                e @ (commands::KeyError::Tampered { .. } | commands::KeyError::Malformed { .. }) => {
+                    EventsError::NotRawExport {
+                        line,
+                        reason: e.to_string(),
+                    }
+                }
+                other => EventsError::Keys(other),
+            })?;
+        }
+        if envelope.event_type == "UserRegistered" && envelope.schema == 1 {
+            let text = |f: &str| envelope.data[f].as_str().unwrap_or_default().to_owned();
+            let (email, username) = (text("email"), text("username"));
+            let keyed_email = reservation::login_stream(secret, &email);
+            let legacy_email = reservation::legacy_stream(&email);
+            let verification = |s: &StreamId| {
+                StreamId::parse(format!("verification-{}", s.key())).expect("a hex key is valid")
+            };
+            self.renames
+                .insert(verification(&legacy_email), verification(&keyed_email));
+            self.renames.insert(legacy_email, keyed_email);
+            self.renames.insert(
+                reservation::legacy_stream(&username),
+                reservation::login_stream(secret, &username),
+            );
+        }
+        Ok(())
+    }
+
     /// The envelope of one line (`None` for a blank line), or why it cannot be imported.
     fn next(&mut self, line: usize, text: &str) -> Result<Option<Envelope>, EventsError> {
         if text.trim().is_empty() {
@@ -454,7 +646,7 @@ impl RawExport {
         let envelope: Envelope = serde_json::from_str(text)
             .map_err(|e| refuse(format!("not an event envelope: {e}")))?;
         let event = Event::decode(&envelope).map_err(|e| refuse(e.to_string()))?;
-        if redacted(&event) {
+        if redacted(&envelope, &event) {
             return Err(refuse(format!(
                 "its {} has its secrets emptied, so this is a pseudonymised export; import needs `treehole events export --raw`",
                 envelope.event_type
@@ -480,9 +672,13 @@ impl RawExport {
 }
 
 /// Whether an event has the emptied secrets of the pseudonymised export.
-fn redacted(event: &Event) -> bool {
+fn redacted(envelope: &Envelope, event: &Event) -> bool {
     match event {
-        Event::User(UserEvent::UserRegistered { password_hash, .. }) => password_hash.is_empty(),
+        Event::User(UserEvent::UserRegistered { .. }) => {
+            // Emptied (schema 1), or a personal value without its value or ciphertext.
+            let hash = &envelope.data["password_hash"];
+            hash == "" || hash.get(OPEN).is_some_and(|v| v.get("value").is_none())
+        }
         Event::Session(SessionEvent::SessionStarted { token_hash, .. }) => token_hash.is_empty(),
         Event::Verification(VerificationEvent::VerificationCodeIssued { code_hash, .. }) => {
             code_hash.is_empty()

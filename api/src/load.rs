@@ -57,7 +57,13 @@ pub async fn load(
     }
     let started = Instant::now();
     let written = History::new()
-        .write(&*stores.events, events, BATCH, progress)
+        .write(
+            &*stores.events,
+            Some(stores.keys.as_ref()),
+            events,
+            BATCH,
+            progress,
+        )
         .await;
     let head = stores.events.head().await;
     stores.read_models.close().await;

@@ -181,7 +181,8 @@ async fn main() -> anyhow::Result<()> {
             api::telemetry::init(settings.log_format);
             let stores = Stores::open(&settings).await?;
             let handler = commands::CommandHandler::new(stores.events.clone());
-            let position = api::admin::grant(&handler, username).await?;
+            let secret = api::startup::server_secret(&settings)?;
+            let position = api::admin::grant(&handler, &secret, username).await?;
             println!("{username} is now an admin (position {position})");
         }
         Command::Events { command } => {

@@ -21,13 +21,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Settings;
-use crate::routes::{auth, ops, posts, search, stats, tasks, workers};
+use crate::routes::{auth, me, ops, posts, search, stats, tasks, workers};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "treehole", description = "An event-sourced anonymous campus forum. Every command answers with the `position` of its last event; every query accepts `?after=<position>` to read its own writes and answers with `X-Projection-Position`. Errors are `application/problem+json`. A client's `X-Request-Id` is kept only if it is 1 to 64 visible ASCII characters, else one is generated; the answer carries the one used. Text fields are trimmed before their length is checked, and may not be blank or contain control characters (line breaks and tabs only in bodies)."),
     paths(
         auth::request_code, auth::register, auth::login, auth::logout, auth::me,
+        me::unregister, me::export,
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
         search::search,

@@ -150,7 +150,7 @@ impl SessionCache {
         for change in changes {
             match change {
                 Change::EndSession { session_id } => ended.push(*session_id),
-                Change::SetAdmin { .. } => account_changed = true,
+                Change::SetAdmin { .. } | Change::DeleteUser { .. } => account_changed = true,
                 // New rows: no cached session can be one of them.
                 Change::InsertUser { .. } | Change::InsertSession { .. } => {}
                 Change::InsertPost { .. }
@@ -159,6 +159,8 @@ impl SessionCache {
                 | Change::InsertComment { .. }
                 | Change::DeleteComment { .. }
                 | Change::DeleteCommentsOf { .. }
+                | Change::ForgetPostAuthor { .. }
+                | Change::ForgetCommentAuthor { .. }
                 | Change::Tasks(_)
                 | Change::Stats(_) => {}
             }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use commands::{CommandHandler, EventStore, Mailer, Passwords};
+use commands::{CommandHandler, EventStore, KeyStore, Keys, Mailer, Passwords, SealedStore};
 use domain::post::PostServices;
 use infra::event_store::{PostgresEventStore, SqliteEventStore};
+use infra::keys::{PostgresKeyStore, SqliteKeyStore};
 use infra::mail::{LettreMailer, SmtpSettings};
 use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
 use infra::search::{Embedded, MeiliSearch};
@@ -66,7 +67,13 @@ pub enum StartupError {
 /// The log and the read models: PostgreSQL when a database URL is configured, else the
 /// embedded SQLite files of the data directory.
 pub struct Stores {
+    /// The log, sealing personal values on append and opening them on read (see
+    /// `commands::sealed`): what every reader and writer of the application uses.
     pub events: Arc<dyn EventStore>,
+    /// The log as stored, ciphertext and all (imports of sealed exports).
+    pub raw_events: Arc<dyn EventStore>,
+    /// The users' data keys, beside the log.
+    pub keys: Arc<Keys>,
     pub read_models: Arc<dyn ReadModels>,
 }
 
@@ -77,24 +84,38 @@ impl Stores {
             path: data.display().to_string(),
             source,
         })?;
-        let (events, read_models): (Arc<dyn EventStore>, Arc<dyn ReadModels>) =
-            match &settings.database_url {
-                Some(url) => {
-                    if !settings.migrate_on_start {
-                        refuse_pending_migrations(url).await?;
-                    }
-                    (
-                        Arc::new(PostgresEventStore::connect(url).await?),
-                        Arc::new(PostgresReadModels::connect(url).await?),
-                    )
+        let secret = server_secret(settings)?;
+        let keys_failed = |e: commands::KeyError| commands::StoreError::Unavailable(e.to_string());
+        let (raw_events, key_store, read_models): (
+            Arc<dyn EventStore>,
+            Arc<dyn KeyStore>,
+            Arc<dyn ReadModels>,
+        ) = match &settings.database_url {
+            Some(url) => {
+                if !settings.migrate_on_start {
+                    refuse_pending_migrations(url).await?;
                 }
-                None => (
-                    Arc::new(SqliteEventStore::open(&data.join("events.db")).await?),
-                    Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
+                (
+                    Arc::new(PostgresEventStore::connect(url).await?),
+                    Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?),
+                    Arc::new(PostgresReadModels::connect(url).await?),
+                )
+            }
+            None => (
+                Arc::new(SqliteEventStore::open(&data.join("events.db")).await?),
+                Arc::new(
+                    SqliteKeyStore::open(&data.join("events.db"))
+                        .await
+                        .map_err(keys_failed)?,
                 ),
-            };
+                Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
+            ),
+        };
+        let keys = Arc::new(Keys::new(key_store, &secret));
         Ok(Self {
-            events,
+            events: Arc::new(SealedStore::new(raw_events.clone(), keys.clone())),
+            raw_events,
+            keys,
             read_models,
         })
     }
@@ -255,6 +276,7 @@ impl Application {
             mailer,
             passwords,
             secret,
+            keys: stores.keys.clone(),
             post_services: PostServices { pseudonyms: scheme },
             limits,
             settings,

@@ -36,6 +36,8 @@ pub struct Inner {
     pub passwords: Passwords,
     /// Key for verification-code hashes; from `<data>/secret.key`.
     pub secret: Vec<u8>,
+    /// The users' data keys: author tokens, unregistering.
+    pub keys: Arc<commands::Keys>,
     pub post_services: PostServices,
     pub limits: RateLimiters,
     pub settings: Settings,

@@ -41,8 +41,13 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError>;
     /// The user's wrapped key, if it exists (not destroyed, not never made).
     async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError>;
-    /// Records that `handle` names `user`'s key (idempotent).
-    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError>;
+    /// Records that `handle` names `user`'s key (idempotent); `subject` is what the handle is
+    /// about (the post of an author token, the stream of a reservation handle).
+    async fn put_handle(&self, handle: &str, user: UserId, subject: &str)
+    -> Result<(), KeyError>;
+    /// The subjects of the user's handles whose names start with `prefix` (`t`: the posts the
+    /// user has an author token for), while their key exists.
+    async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError>;
     /// The user a handle names, while their key exists.
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError>;
     /// Destroys the user's key and handles, as far as the backend can erase bytes (see the
@@ -190,7 +195,7 @@ impl Keys {
     pub async fn author_token(&self, user: UserId, post: PostId) -> Result<AuthorToken, KeyError> {
         let key = self.key_or_create(user).await?;
         let token = format!("t{}", Self::mac(&key, &format!("author:{post}:{user}")));
-        self.remember(&token, user).await?;
+        self.remember(&token, user, &post.to_string()).await?;
         Ok(AuthorToken::new(token))
     }
 
@@ -202,15 +207,15 @@ impl Keys {
     ) -> Result<KeyRef, KeyError> {
         let key = self.key_or_create(user).await?;
         let handle = format!("r{}", Self::mac(&key, &format!("reservation:{stream}")));
-        self.remember(&handle, user).await?;
+        self.remember(&handle, user, stream.as_str()).await?;
         Ok(KeyRef::handle(handle))
     }
 
-    async fn remember(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+    async fn remember(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
         if self.handles.lock().expect("lock").get(handle) == Some(&user) {
             return Ok(());
         }
-        self.store.put_handle(handle, user).await?;
+        self.store.put_handle(handle, user, subject).await?;
         self.handles.lock().expect("lock").put(handle.to_owned(), user);
         Ok(())
     }
@@ -235,6 +240,18 @@ impl Keys {
             Some(user) => self.key(user).await,
             None => Ok(None),
         }
+    }
+
+    /// The posts the user has an author token for (every post they published, commented on or
+    /// deleted from since tokens exist), while their key exists.
+    pub async fn posts_of(&self, user: UserId) -> Result<Vec<PostId>, KeyError> {
+        Ok(self
+            .store
+            .subjects(user, "t")
+            .await?
+            .iter()
+            .filter_map(|s| Uuid::parse_str(s).ok().map(PostId::new))
+            .collect())
     }
 
     /// Destroys the user's key (and forgets it here).
@@ -406,7 +423,7 @@ mod tests {
     #[derive(Default)]
     struct MapStore {
         keys: Mutex<HashMap<UserId, Vec<u8>>>,
-        handles: Mutex<HashMap<String, UserId>>,
+        handles: Mutex<HashMap<String, (UserId, String)>>,
     }
 
     #[async_trait]
@@ -423,16 +440,34 @@ mod tests {
         async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
             Ok(self.keys.lock().unwrap().get(&user).cloned())
         }
-        async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
-            self.handles.lock().unwrap().insert(handle.into(), user);
+        async fn put_handle(
+            &self,
+            handle: &str,
+            user: UserId,
+            subject: &str,
+        ) -> Result<(), KeyError> {
+            self.handles
+                .lock()
+                .unwrap()
+                .insert(handle.into(), (user, subject.into()));
             Ok(())
         }
+        async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
+            Ok(self
+                .handles
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(h, (u, _))| *u == user && h.starts_with(prefix))
+                .map(|(_, (_, s))| s.clone())
+                .collect())
+        }
         async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
-            Ok(self.handles.lock().unwrap().get(handle).copied())
+            Ok(self.handles.lock().unwrap().get(handle).map(|(u, _)| *u))
         }
         async fn shred(&self, user: UserId) -> Result<(), KeyError> {
             self.keys.lock().unwrap().remove(&user);
-            self.handles.lock().unwrap().retain(|_, u| *u != user);
+            self.handles.lock().unwrap().retain(|_, (u, _)| *u != user);
             Ok(())
         }
     }
@@ -519,7 +554,13 @@ mod tests {
         assert_ne!(t, keys.author_token(b, p).await.unwrap());
         assert!(!t.as_str().contains(&a.to_string()));
         assert_eq!(keys.owner(&t.key_ref()).await.unwrap(), Some(a));
+        let mut posts = keys.posts_of(a).await.unwrap();
+        posts.sort();
+        let mut both = vec![p, q];
+        both.sort();
+        assert_eq!(posts, both);
         keys.shred(a).await.unwrap();
+        assert!(keys.posts_of(a).await.unwrap().is_empty());
         assert_eq!(keys.owner(&t.key_ref()).await.unwrap(), None);
     }
 }

@@ -204,6 +204,17 @@ pub fn visit_mut<E>(
     }
 }
 
+/// Whether `data` holds a sealed value anywhere.
+pub fn has_sealed(data: &Value) -> bool {
+    match data {
+        Value::Object(map) => {
+            (map.len() == 1 && map.contains_key(SEALED)) || map.values().any(has_sealed)
+        }
+        Value::Array(items) => items.iter().any(has_sealed),
+        _ => false,
+    }
+}
+
 /// Replaces every personal value in `data`, open or sealed, by `{"$sealed": {"key": "..."}}`
 /// without its ciphertext or value: what readers without the key store may see (the
 /// pseudonymised export).

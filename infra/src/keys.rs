@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS data_keys (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS key_handles (
     handle  TEXT NOT NULL PRIMARY KEY,
-    user_id TEXT NOT NULL
+    user_id TEXT NOT NULL,
+    subject TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS key_handles_user ON key_handles (user_id);
 ";
@@ -97,14 +98,30 @@ impl KeyStore for SqliteKeyStore {
             .map_err(|e| backend("cannot read a data key", e))
     }
 
-    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
-        sqlx::query("INSERT INTO key_handles (handle, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(handle)
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend("cannot store a key handle", e))?;
+    async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
+        sqlx::query(
+            "INSERT INTO key_handles (handle, user_id, subject) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(handle)
+        .bind(user.to_string())
+        .bind(subject)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store a key handle", e))?;
         Ok(())
+    }
+
+    async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
+        sqlx::query_scalar(
+            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+             WHERE h.user_id = ? AND substr(h.handle, 1, length(?)) = ? ORDER BY h.subject",
+        )
+        .bind(user.to_string())
+        .bind(prefix)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot list key handles", e))
     }
 
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
@@ -209,16 +226,30 @@ impl KeyStore for PostgresKeyStore {
             .map_err(|e| backend("cannot read a data key", e))
     }
 
-    async fn put_handle(&self, handle: &str, user: UserId) -> Result<(), KeyError> {
+    async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
         sqlx::query(
-            "INSERT INTO key_handles (handle, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO key_handles (handle, user_id, subject) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(handle)
         .bind(user.as_uuid())
+        .bind(subject)
         .execute(&self.pool)
         .await
         .map_err(|e| backend("cannot store a key handle", e))?;
         Ok(())
+    }
+
+    async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
+        sqlx::query_scalar(
+            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+             WHERE h.user_id = $1 AND starts_with(h.handle, $2) ORDER BY h.subject",
+        )
+        .bind(user.as_uuid())
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot list key handles", e))
     }
 
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {

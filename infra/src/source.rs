@@ -100,6 +100,51 @@ impl EventSource for StoreSource {
     }
 }
 
+/// A source whose envelopes may carry sealed personal values (the Kafka topic carries the
+/// log's stored text): opens them through the key store before the projections see them, so
+/// that a projector fed by the topic writes what one fed by the store writes.
+pub struct OpeningSource {
+    inner: Arc<dyn EventSource>,
+    keys: Arc<commands::Keys>,
+}
+
+impl OpeningSource {
+    pub fn new(inner: Arc<dyn EventSource>, keys: Arc<commands::Keys>) -> Self {
+        Self { inner, keys }
+    }
+}
+
+#[async_trait]
+impl EventSource for OpeningSource {
+    async fn read_after(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
+        let read = self.inner.read_after(after, limit).await?;
+        let mut out = Vec::with_capacity(read.len());
+        for d in read {
+            let sealed = d.envelope.event_type == "UserUnregistered"
+                || domain::personal::has_sealed(&d.envelope.data);
+            if sealed {
+                let mut envelope = d.envelope.clone();
+                self.keys.open(&mut envelope).await.map_err(|e| match e {
+                    commands::KeyError::Backend(m) => ReadModelError::Unavailable(m),
+                    other => ReadModelError::Backend(other.to_string()),
+                })?;
+                out.push(Decoded::new(envelope));
+            } else {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    fn watch(&self) -> watch::Receiver<Position> {
+        self.inner.watch()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

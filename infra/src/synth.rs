@@ -735,7 +735,10 @@ pub async fn prepare(keys: &commands::Keys, plan: &KeyPlan) -> Result<(), StoreE
         keys.create(*user).await.map_err(failed)?;
     }
     for (h, user) in &plan.handles {
-        keys.store().put_handle(h, *user).await.map_err(failed)?;
+        keys.store()
+            .put_handle(h, *user, "synthetic")
+            .await
+            .map_err(failed)?;
     }
     Ok(())
 }

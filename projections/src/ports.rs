@@ -7,7 +7,7 @@ use domain::{CommentId, Envelope, Event, Position, PostId, UserId};
 use tokio::sync::watch;
 
 use crate::Change;
-use crate::views::{CommentView, PostView, SessionView, UserView};
+use crate::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
@@ -146,4 +146,6 @@ pub trait ForumQueries: Send + Sync + 'static {
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError>;
     /// A session by token hash, if it exists and has not ended (expiry is the caller's check).
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError>;
+    /// A user's live sessions (ids and expiry only), newest first.
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError>;
 }

@@ -41,6 +41,13 @@ pub struct UserView {
     pub registered_at: DateTime<Utc>,
 }
 
+/// One of a user's live sessions, as "my data" lists them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub session_id: SessionId,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A live session found by its token hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {

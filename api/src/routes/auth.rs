@@ -135,6 +135,7 @@ pub async fn register(
         &state.handler,
         &state.passwords,
         &state.secret,
+        &state.keys,
         request,
         &ctx,
     )
@@ -197,6 +198,7 @@ pub async fn login(
     let done = sessions::login(
         &state.handler,
         &state.passwords,
+        &state.secret,
         body.login.trim(),
         &body.password,
         ttl,

@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1` (ARCHITECTURE.md §7).
 
 pub mod auth;
+pub mod me;
 pub mod ops;
 pub mod posts;
 pub mod search;
@@ -27,7 +28,8 @@ pub fn api() -> Router<AppState> {
         .route("/users", post(auth::register))
         .route("/sessions", post(auth::login))
         .route("/sessions/current", delete(auth::logout))
-        .route("/me", get(auth::me))
+        .route("/me", get(auth::me).delete(me::unregister))
+        .route("/me/export", get(me::export))
         .route("/posts", post(posts::create_post).get(posts::list_posts))
         .route(
             "/posts/{id}",

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::ids::parse_canonical_uuid;
 use domain::post::{Post, PostCommand, PostEvent};
 use domain::values::{CommentBody, InvalidValue, PostBody, PostTitle, Tag};
-use domain::{CommentId, Position, PostId};
+use domain::{AuthorToken, CommentId, Position, PostId};
 use projections::ports::Page;
 use projections::views::{CommentView, PostView};
 use serde::{Deserialize, Serialize};
@@ -62,28 +62,39 @@ pub async fn create_post(
         Some(t) => Some(PostTitle::parse(t)?),
     };
     let post_id = PostId::new(Uuid::now_v7());
+    let token = author_token(&state, &auth, post_id).await?;
     let command = PostCommand::Publish {
         post_id,
         author: auth.actor.clone(),
+        token: token.clone(),
         title,
         body: PostBody::parse(&body.body)?,
         tags: tags(&body.tags)?,
         anonymous: body.anonymous,
         at: Utc::now(),
     };
+    // The post id is new on every request: the key is scoped by the user, hashed.
     let key = idempotency.scoped(&auth.actor.user_id.to_string(), "POST /posts", &body);
-    let outcome = run_on_post(&state, &auth, request_id.as_deref(), post_id, &command, key).await?;
+    let named = !body.anonymous;
+    let outcome = run_on_post(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        post_id,
+        &command,
+        key,
+        named,
+    )
+    .await?;
     let created = outcome
         .events
         .iter()
         .find_map(|r| match &r.event {
             PostEvent::PostPublished {
-                post_id,
-                author_name,
-                ..
+                post_id, author, ..
             } => Some(PostCreated {
                 post_id: *post_id,
-                author_name: author_name.clone(),
+                author_name: author.display_name().unwrap_or_default().to_owned(),
                 position: outcome.position,
             }),
             _ => None,
@@ -235,8 +246,18 @@ pub async fn delete_post(
     let id = PostId::new(parse_id(&id, "post")?);
     let command = PostCommand::Delete {
         actor: auth.actor.clone(),
+        token: author_token(&state, &auth, id).await?,
     };
-    let outcome = run_on_post(&state, &auth, request_id.as_deref(), id, &command, None).await?;
+    let outcome = run_on_post(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        id,
+        &command,
+        None,
+        false,
+    )
+    .await?;
     Ok(Json(CommandDone {
         position: outcome.position,
     }))
@@ -285,28 +306,40 @@ pub async fn add_comment(
     ApiJson(body): ApiJson<NewComment>,
 ) -> Result<(StatusCode, Json<CommentCreated>), ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
+    let token = author_token(&state, &auth, post_id).await?;
     let command = PostCommand::AddComment {
         comment_id: CommentId::new(Uuid::now_v7()),
         author: auth.actor.clone(),
+        token: token.clone(),
         body: CommentBody::parse(&body.body)?,
         anonymous: body.anonymous,
         reply_to: reply_to(body.reply_to.as_deref())?,
         at: Utc::now(),
     };
     let route = format!("POST /posts/{post_id}/comments");
-    let key = idempotency.scoped(&auth.actor.user_id.to_string(), &route, &body);
-    let outcome = run_on_post(&state, &auth, request_id.as_deref(), post_id, &command, key).await?;
+    // Scoped by the author token, not the user id: the stored key must not tie the user to
+    // an anonymous comment.
+    let key = idempotency.scoped(token.as_str(), &route, &body);
+    let named = !body.anonymous;
+    let outcome = run_on_post(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        post_id,
+        &command,
+        key,
+        named,
+    )
+    .await?;
     let created = outcome
         .events
         .iter()
         .find_map(|r| match &r.event {
             PostEvent::CommentAdded {
-                comment_id,
-                author_name,
-                ..
+                comment_id, author, ..
             } => Some(CommentCreated {
                 comment_id: *comment_id,
-                author_name: author_name.clone(),
+                author_name: author.display_name().unwrap_or_default().to_owned(),
                 position: outcome.position,
             }),
             _ => None,
@@ -394,6 +427,7 @@ pub async fn delete_comment(
     let command = PostCommand::DeleteComment {
         comment_id,
         actor: auth.actor.clone(),
+        token: author_token(&state, &auth, post_id).await?,
     };
     let outcome = run_on_post(
         &state,
@@ -402,6 +436,7 @@ pub async fn delete_comment(
         post_id,
         &command,
         None,
+        false,
     )
     .await?;
     Ok(Json(CommandDone {
@@ -409,7 +444,22 @@ pub async fn delete_comment(
     }))
 }
 
-/// Runs a command on one post as the caller (idempotently when the client sent a key).
+/// The caller's author token for a post: what the Post aggregate knows them by.
+async fn author_token(
+    state: &AppState,
+    auth: &Auth,
+    post_id: PostId,
+) -> Result<AuthorToken, ApiError> {
+    state
+        .keys
+        .author_token(auth.actor.user_id, post_id)
+        .await
+        .map_err(ApiError::from)
+}
+
+/// Runs a command on one post as the caller (idempotently when the client sent a key). The
+/// caller is named in the event's metadata only for a `named` act: an anonymous post or
+/// comment, and a deletion (which may be of anonymous content), record no actor.
 async fn run_on_post(
     state: &AppState,
     auth: &Auth,
@@ -417,8 +467,9 @@ async fn run_on_post(
     post_id: PostId,
     command: &PostCommand,
     key: Option<commands::IdempotencyKey>,
+    named: bool,
 ) -> Result<commands::Outcome<PostEvent>, ApiError> {
-    let ctx = context(Some(&auth.actor), request_id, key);
+    let ctx = context(named.then_some(&auth.actor), request_id, key);
     Ok(state
         .handler
         .execute::<Post>(&post_id.stream(), command, &state.post_services, &ctx)

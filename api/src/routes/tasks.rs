@@ -484,7 +484,7 @@ pub struct TaskDto {
 }
 
 impl TaskDto {
-    fn new(v: TaskView, history: Option<Vec<HistoryLine>>) -> Self {
+    pub(crate) fn new(v: TaskView, history: Option<Vec<HistoryLine>>) -> Self {
         let attempts = history
             .iter()
             .flatten()

@@ -9,7 +9,9 @@ CREATE TABLE IF NOT EXISTS data_keys (
 
 CREATE TABLE IF NOT EXISTS key_handles (
     handle  TEXT PRIMARY KEY,
-    user_id UUID NOT NULL
+    user_id UUID NOT NULL,
+    -- What the handle is about: the post of an author token, the stream of a reservation.
+    subject TEXT NOT NULL
 );
 
 CREATE INDEX IF NOT EXISTS key_handles_user ON key_handles (user_id);

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
 use projections::stats::StatsChange;
-use projections::views::{CommentView, PostView, SessionView, UserView};
+use projections::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
 use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Transaction};
@@ -785,6 +785,24 @@ impl ForumQueries for PostgresReadModels {
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
         retry_transient(|| self.session_once(token_hash)).await
+    }
+
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError> {
+        let rows = sqlx::query(
+            "SELECT session_id, expires_at FROM sessions WHERE user_id = $1 ORDER BY session_id DESC",
+        )
+        .bind(user.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSummary {
+                    session_id: SessionId::new(row.col("session_id")?),
+                    expires_at: row.col("expires_at")?,
+                })
+            })
+            .collect()
     }
 }
 

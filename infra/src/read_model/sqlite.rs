@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
 use projections::stats::StatsChange;
-use projections::views::{CommentView, PostView, SessionView, UserView};
+use projections::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
 use projections::{Change, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -694,6 +694,24 @@ impl ForumQueries for SqliteReadModels {
             user: user_view(&row)?,
             expires_at: parse_ts(row.col("expires_at")?)?,
         }))
+    }
+
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError> {
+        let rows = sqlx::query(
+            "SELECT session_id, expires_at FROM sessions WHERE user_id = ? ORDER BY session_id DESC",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSummary {
+                    session_id: SessionId::new(uuid(row.col("session_id")?)?),
+                    expires_at: parse_ts(row.col("expires_at")?)?,
+                })
+            })
+            .collect()
     }
 }
 
