@@ -194,13 +194,7 @@ async fn export_to(
     } else {
         &stores.events
     };
-    let summary = export(
-        store.as_ref(),
-        selection,
-        pseudonymiser.as_ref(),
-        &mut sink,
-    )
-    .await?;
+    let summary = export(store.as_ref(), selection, pseudonymiser.as_ref(), &mut sink).await?;
     sink.finish().map_err(io_error(&destination))?;
     Ok((summary, destination))
 }
@@ -580,9 +574,8 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
             };
             (e, hidden)
         }
-        e @ (PostEvent::CommentDeleted { by_admin, .. } | PostEvent::PostDeleted { by_admin, .. }) => {
-            (e, !by_admin)
-        }
+        e @ (PostEvent::CommentDeleted { by_admin, .. }
+        | PostEvent::PostDeleted { by_admin, .. }) => (e, !by_admin),
     })
 }
 
@@ -609,7 +602,8 @@ impl RawExport {
         if domain::personal::has_sealed(&envelope.data) {
             let mut opened = envelope.clone();
             keys.open(&mut opened).await.map_err(|e| match e {
-                e @ (commands::KeyError::Tampered { .. } | commands::KeyError::Malformed { .. }) => {
+                e
+                @ (commands::KeyError::Tampered { .. } | commands::KeyError::Malformed { .. }) => {
                     EventsError::NotRawExport {
                         line,
                         reason: e.to_string(),

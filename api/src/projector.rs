@@ -184,7 +184,10 @@ pub async fn spawn_workers(
                 let topic: Arc<dyn EventSource> =
                     Arc::new(infra::kafka::KafkaSource::connect(&kafka, p.name()).await?);
                 // The topic carries sealed values: open them as the store does.
-                Arc::new(infra::source::OpeningSource::new(topic, stores.keys.clone()))
+                Arc::new(infra::source::OpeningSource::new(
+                    topic,
+                    stores.keys.clone(),
+                ))
             }
         };
         tasks.push(tokio::spawn(runner::run_from(

@@ -43,8 +43,7 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError>;
     /// Records that `handle` names `user`'s key (idempotent); `subject` is what the handle is
     /// about (the post of an author token, the stream of a reservation handle).
-    async fn put_handle(&self, handle: &str, user: UserId, subject: &str)
-    -> Result<(), KeyError>;
+    async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError>;
     /// The subjects of the user's handles whose names start with `prefix` (`t`: the posts the
     /// user has an author token for), while their key exists.
     async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError>;
@@ -91,11 +90,11 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     pub fn new(store: Arc<dyn KeyStore>, server_secret: &[u8]) -> Self {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(server_secret).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
+            .expect("HMAC takes any key length");
         mac.update(KEK_LABEL);
-        let kek = XChaCha20Poly1305::new_from_slice(&mac.finalize().into_bytes())
-            .expect("a 32-byte key");
+        let kek =
+            XChaCha20Poly1305::new_from_slice(&mac.finalize().into_bytes()).expect("a 32-byte key");
         let capacity = NonZeroUsize::new(100_000).expect("non-zero");
         Self {
             store,
@@ -176,7 +175,8 @@ impl Keys {
             .map_err(|_| bad())?;
         let cipher = XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| bad())?;
         // A separate key for tokens, so that no MAC output is ever related to the cipher key.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&raw).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&raw).expect("HMAC takes any key length");
         mac.update(b"treehole author tokens v1");
         Ok(DataKey {
             cipher,
@@ -216,7 +216,10 @@ impl Keys {
             return Ok(());
         }
         self.store.put_handle(handle, user, subject).await?;
-        self.handles.lock().expect("lock").put(handle.to_owned(), user);
+        self.handles
+            .lock()
+            .expect("lock")
+            .put(handle.to_owned(), user);
         Ok(())
     }
 
@@ -230,7 +233,10 @@ impl Keys {
         }
         let user = self.store.resolve(key.as_str()).await?;
         if let Some(u) = user {
-            self.handles.lock().expect("lock").put(key.as_str().to_owned(), u);
+            self.handles
+                .lock()
+                .expect("lock")
+                .put(key.as_str().to_owned(), u);
         }
         Ok(user)
     }
@@ -524,7 +530,10 @@ mod tests {
         ));
         // Altered: refused.
         let mut altered = stored(&event);
-        let ct = altered.data["email"][SEALED]["ct"].as_str().unwrap().to_owned();
+        let ct = altered.data["email"][SEALED]["ct"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let flipped = if ct.ends_with('A') { "B" } else { "A" };
         altered.data["email"][SEALED]["ct"] = format!("{}{flipped}", &ct[..ct.len() - 1]).into();
         assert!(keys.open(&mut altered).await.is_err());

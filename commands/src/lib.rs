@@ -26,6 +26,6 @@ pub use handler::{
 };
 pub use keys::{KeyError, KeyStore, Keys};
 pub use mail::{MailError, Mailer};
-pub use sealed::SealedStore;
 pub use password::{PasswordPolicy, Passwords};
+pub use sealed::SealedStore;
 pub use subscription::Subscription;

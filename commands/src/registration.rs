@@ -195,7 +195,10 @@ async fn register_new(
     let user_id = UserId::new(Uuid::now_v7());
     keys.create(user_id).await?;
     let reserve_email = ReservationCommand::Reserve {
-        owner: Personal::new(keys.reservation_handle(user_id, &email_stream).await?, user_id),
+        owner: Personal::new(
+            keys.reservation_handle(user_id, &email_stream).await?,
+            user_id,
+        ),
     };
     let reserve_name = ReservationCommand::Reserve {
         owner: Personal::new(

@@ -14,24 +14,44 @@
 //!   `p`. Like the public pseudonyms, it is stable within one post and different across posts and
 //!   from `user(u)`, so anonymous content never becomes linkable to its author's named activity.
 //!
+//! Personal values ([`Personal`]) stay personal values, exported as open markers
+//! (`{"$personal": {"key": ..., "value": ...}}`) that the export never seals. Their key
+//! reference is pseudonymised like an id: a user id becomes the id of the act it appears in
+//! (`user(u)`, or `anonymous(p, u)` in an anonymous item), a handle (an author token, a
+//! reservation handle) its keyed hash, label `handle:<handle>`. A known value is replaced by its
+//! stand-in; a value that cannot be read (its key was destroyed, or the log was read without the
+//! key store and holds it sealed) exports shredded, the key without a value.
+//!
 //! The decisions, event by event:
 //! - `UserRegistered`: `user_id` is `user(u)`; `email` becomes `<hex>@pseudonymised.invalid`
-//!   and `username` a keyed hash (a username is public, so it would link the pseudonym to a
-//!   person); `password_hash` is emptied. `AdminGranted`: `user(u)`.
+//!   and `username` a keyed hash `u_<hex>` (a username is public, so it would link the pseudonym
+//!   to a person), both under the key `user(u)`; `password_hash` is always shredded, known or
+//!   not. `AdminGranted`, `UserUnregistered`: `user(u)`.
 //! - `SessionStarted`: `user(u)`, `token_hash` emptied; session ids stay (they are random and
 //!   useless without the token's secret half). `SessionEnded`: `user(u)`.
-//! - `IdentityReserved`: `owner` is `user(u)`. `VerificationCodeIssued`: `code_hash` emptied.
-//!   The streams of both are named by an unkeyed SHA-256 of the e-mail address or username,
-//!   which a dictionary attack would reverse, so their key is hashed again with the export key.
-//! - `PostPublished`, `CommentAdded`: anonymous content gets `anonymous(post, u)` and keeps its
-//!   public pseudonym as `author_name`; named content gets `user(u)` and the keyed hash of the
-//!   username the name is. Titles, bodies and tags are public already, and so is `is_host`,
+//! - `IdentityReserved`: `owner` is a personal value under a reservation handle (in an old log,
+//!   under the owner's id); its stand-in is `user(u)`. `IdentityReleased` carries nothing.
+//!   `VerificationCodeIssued`: `code_hash` emptied. The streams of all three are named by a
+//!   digest of the e-mail address or username: an HMAC under the server secret
+//!   ([`crate::reservation::email_stream`] and the like), or, in stores written before keyed
+//!   names, an unkeyed SHA-256 ([`crate::reservation::legacy_stream`]) that a dictionary attack
+//!   would reverse. Either way the key is hashed again with the export key, label
+//!   `digest:<key>` without the kind, so an address's reservation and verification streams
+//!   still share their key.
+//! - `PostPublished`, `CommentAdded`: a `named` author's `user_id` is `user(u)` and their
+//!   `username` the keyed hash of the username (the same as in `UserRegistered`). An
+//!   `anonymous` author keeps the public `pseudonym`; the `token` is replaced by its keyed hash,
+//!   label `token:<token>`, which is still one per author and post (a legacy token, made from the
+//!   author's id, is hashed alike); the `user_id` sealed beside it gets the stand-in
+//!   `anonymous(post, u)`. Titles, bodies and tags are public already, and so is `is_host`,
 //!   which marks only the anonymous host's anonymous comments (a named comment marked by a log
 //!   written before that rule loses its mark).
-//! - `CommentDeleted`, `PostDeleted`: an author's own delete gets `deleted(item, u)`, label
-//!   `deleted:<item>:<u>`, an id used once: the event does not say whether the item was
-//!   anonymous, and `by_admin: false` says its author deleted it, so any id shared with other
-//!   activity would tie a named item to anonymous ones. An admin's delete gets `user(u)`.
+//! - `CommentDeleted`, `PostDeleted`: `deleted_by` is set only when an admin deleted
+//!   (`by_admin: true`) and becomes `user(admin)`; an author's own delete names nobody (an old
+//!   log's `deleted_by` is dropped when the event is upcast). Its `metadata.actor` gets
+//!   `deleted(item, u)`, label `deleted:<item>:<u>`, an id used once: the event does not say
+//!   whether the item was anonymous, and `by_admin: false` says its author deleted it, so any id
+//!   shared with other activity would tie a named item to anonymous ones.
 //! - `metadata.actor` follows the event's actor field; an actor that is not a UUID (such as
 //!   `operator`) is hashed as a user id would be. Correlation and causation ids (request ids)
 //!   stay.
@@ -290,15 +310,32 @@ impl Pseudonymiser {
 
     /// A personal value's key reference: a user id becomes `user(u)`, a handle its keyed hash.
     fn key_ref(&self, key: &KeyRef) -> KeyRef {
+        self.key_ref_as(Acting::Named, key)
+    }
+
+    /// A key reference in an act: a user id becomes the actor's id (so the key of an anonymous
+    /// item written before author tokens, which is its author's id, becomes `anonymous(p, u)`
+    /// and not `user(u)`), a handle its keyed hash.
+    fn key_ref_as(&self, acting: Acting, key: &KeyRef) -> KeyRef {
         match key.as_user() {
-            Some(u) => KeyRef::user(self.user_id(Acting::Named, u)),
+            Some(u) => KeyRef::user(self.user_id(acting, u)),
             None => KeyRef::handle(self.hex(&format!("handle:{key}"))),
         }
     }
 
     /// A personal value with its stand-in, if the value is known.
     fn personal<T, U>(&self, value: &Personal<T>, stand_in: impl FnOnce(&T) -> U) -> Personal<U> {
-        let key = self.key_ref(value.key());
+        self.personal_as(Acting::Named, value, stand_in)
+    }
+
+    /// A personal value in an act, with its stand-in if the value is known.
+    fn personal_as<T, U>(
+        &self,
+        acting: Acting,
+        value: &Personal<T>,
+        stand_in: impl FnOnce(&T) -> U,
+    ) -> Personal<U> {
+        let key = self.key_ref_as(acting, value.key());
         match value.get() {
             Some(v) => Personal::new(key, stand_in(v)),
             None => Personal::shredded(key),
@@ -318,7 +355,7 @@ impl Pseudonymiser {
             } => Author::Anonymous {
                 token: AuthorToken::new(self.hex(&format!("token:{}", token.as_str()))),
                 pseudonym,
-                user_id: self.personal(&user_id, |u| self.user_id(acting, *u)),
+                user_id: self.personal_as(acting, &user_id, |u| self.user_id(acting, *u)),
             },
         }
     }
@@ -430,7 +467,7 @@ impl Pseudonymiser {
         }
     }
 
-    /// An anonymous author's name is the public pseudonym; a named author's is the username.
+    /// A user acting under their own name (an admin, a submitter): `user(u)`.
     fn named(&self, user: UserId) -> UserId {
         self.user_id(Acting::Named, user)
     }
@@ -514,7 +551,6 @@ impl Pseudonymiser {
             },
         }
     }
-
 }
 
 fn verification_event(event: VerificationEvent) -> VerificationEvent {
@@ -570,14 +606,19 @@ mod tests {
 
     use chrono::{DateTime, Utc};
     use proptest::prelude::*;
+    use serde_json::Value;
 
     use super::*;
     use crate::ids::{CommentId, SessionId, TaskId, WorkerId};
     use crate::model::{ModelName, ModelSpec};
-    use crate::reservation::{email_stream, username_stream};
+    use crate::personal::{OPEN, SEALED, visit_mut};
+    use crate::reservation::{email_stream, legacy_stream, username_stream};
     use crate::values::{Email, Username};
 
     const KEY: &[u8] = b"test export key, 32 bytes long!!";
+    const OTHER_KEY: &[u8] = b"another key, also 32 bytes long!";
+    /// The server secret the sample's reservation streams are keyed with.
+    const SECRET_BYTES: &[u8] = b"test server secret, never exported";
 
     fn at() -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000, 0).unwrap()
@@ -591,6 +632,19 @@ mod tests {
         actor: Option<String>,
     ) -> Envelope {
         let (event_type, schema, data) = event.encode();
+        raw_envelope(position, stream, version, event_type, schema, data, actor)
+    }
+
+    /// An envelope as a store holds it, of any schema.
+    fn raw_envelope(
+        position: u64,
+        stream: &StreamId,
+        version: u64,
+        event_type: &str,
+        schema: u32,
+        data: Value,
+        actor: Option<String>,
+    ) -> Envelope {
         Envelope {
             position,
             event_id: Uuid::from_u128(u128::from(position)),
@@ -619,17 +673,24 @@ mod tests {
         code_hash: String,
         email_digest: String,
         username_digest: String,
+        /// The anonymous author's token under the anonymous post.
+        author_token: String,
+        /// The handles the reservations' owners are sealed under.
+        handles: [String; 2],
     }
 
     struct Sample {
         private: Private,
         anonymous_post: PostId,
         named_post: PostId,
+        /// The anonymous comment its author deletes.
+        comment: CommentId,
         log: Vec<Envelope>,
     }
 
     /// A log with every event type: Zhang San registers, logs in and out, posts anonymously and
-    /// under his name, comments both ways, deletes his comment; an admin deletes a post.
+    /// under his name, comments both ways, deletes his comment; an admin deletes a post; at the
+    /// end Zhang San unregisters and his names are released.
     fn sample() -> Sample {
         let user = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0001));
         let admin = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0002));
@@ -638,13 +699,31 @@ mod tests {
         let password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".to_owned();
         let token_hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let code_hash = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+        let token =
+            AuthorToken::new("t80b3ad2d438bfafa1ea690c5a59f54548dcc76ad6a839c6704ac1d9d565d9c80");
+        let handles = [
+            "r33112ee14ee469c3eb52fe90322ec81dd404a0093d565a6d71ce77cbc8124e3b".to_owned(),
+            "rf998fe06afa0cfbe73e0449dc2b1698309e1b5714960f027b2858312b152c275".to_owned(),
+        ];
+        let mine = KeyRef::user(user);
         let session = SessionId::new(Uuid::from_u128(7));
         let anonymous_post = PostId::new(Uuid::from_u128(100));
         let named_post = PostId::new(Uuid::from_u128(200));
         let comment = CommentId::new(Uuid::from_u128(300));
+        let email_reservation = email_stream(SECRET_BYTES, &email);
+        let username_reservation = username_stream(SECRET_BYTES, &username);
         let verification =
-            StreamId::parse(format!("verification-{}", email_stream(&email).key())).unwrap();
+            StreamId::parse(format!("verification-{}", email_reservation.key())).unwrap();
         let me = Some(user.to_string());
+        let anonymously = || Author::Anonymous {
+            token: token.clone(),
+            pseudonym: "洞主".into(),
+            user_id: Personal::new(token.key_ref(), user),
+        };
+        let named = || Author::Named {
+            user_id: user,
+            username: Personal::new(mine.clone(), username.as_str().to_owned()),
+        };
         let model = ModelName::parse("sdxl").unwrap();
         let spec = ModelSpec {
             kind: "text-to-image".into(),
@@ -678,15 +757,19 @@ mod tests {
                 None,
             ),
             (
-                email_stream(&email),
+                email_reservation.clone(),
                 1,
-                Event::Reservation(ReservationEvent::IdentityReserved { owner: user }),
+                Event::Reservation(ReservationEvent::IdentityReserved {
+                    owner: Personal::new(KeyRef::handle(handles[0].clone()), user),
+                }),
                 None,
             ),
             (
-                username_stream(&username),
+                username_reservation.clone(),
                 1,
-                Event::Reservation(ReservationEvent::IdentityReserved { owner: user }),
+                Event::Reservation(ReservationEvent::IdentityReserved {
+                    owner: Personal::new(KeyRef::handle(handles[1].clone()), user),
+                }),
                 None,
             ),
             (
@@ -694,9 +777,9 @@ mod tests {
                 1,
                 Event::User(UserEvent::UserRegistered {
                     user_id: user,
-                    email: email.as_str().into(),
-                    username: username.as_str().into(),
-                    password_hash: password_hash.clone(),
+                    email: Personal::new(mine.clone(), email.as_str().into()),
+                    username: Personal::new(mine.clone(), username.as_str().into()),
+                    password_hash: Personal::new(mine.clone(), password_hash.clone()),
                 }),
                 None,
             ),
@@ -722,8 +805,7 @@ mod tests {
                 1,
                 Event::Post(PostEvent::PostPublished {
                     post_id: anonymous_post,
-                    author_id: user,
-                    author_name: "洞主".into(),
+                    author: anonymously(),
                     anonymous: true,
                     title: None,
                     body: "secret thoughts".into(),
@@ -737,8 +819,7 @@ mod tests {
                 Event::Post(PostEvent::CommentAdded {
                     post_id: anonymous_post,
                     comment_id: comment,
-                    author_id: user,
-                    author_name: "洞主".into(),
+                    author: anonymously(),
                     anonymous: true,
                     is_host: true,
                     body: "bump".into(),
@@ -752,7 +833,7 @@ mod tests {
                 Event::Post(PostEvent::CommentDeleted {
                     post_id: anonymous_post,
                     comment_id: comment,
-                    deleted_by: user,
+                    deleted_by: None,
                     by_admin: false,
                 }),
                 me.clone(),
@@ -762,8 +843,7 @@ mod tests {
                 1,
                 Event::Post(PostEvent::PostPublished {
                     post_id: named_post,
-                    author_id: user,
-                    author_name: username.as_str().into(),
+                    author: named(),
                     anonymous: false,
                     title: Some("hello".into()),
                     body: "named thoughts".into(),
@@ -777,8 +857,7 @@ mod tests {
                 Event::Post(PostEvent::CommentAdded {
                     post_id: named_post,
                     comment_id: CommentId::new(Uuid::from_u128(301)),
-                    author_id: user,
-                    author_name: username.as_str().into(),
+                    author: named(),
                     anonymous: false,
                     is_host: true,
                     body: "named comment".into(),
@@ -791,7 +870,7 @@ mod tests {
                 3,
                 Event::Post(PostEvent::PostDeleted {
                     post_id: named_post,
-                    deleted_by: admin,
+                    deleted_by: Some(admin),
                     by_admin: true,
                 }),
                 Some(admin.to_string()),
@@ -801,7 +880,7 @@ mod tests {
                 4,
                 Event::Post(PostEvent::PostDeleted {
                     post_id: anonymous_post,
-                    deleted_by: user,
+                    deleted_by: None,
                     by_admin: false,
                 }),
                 me.clone(),
@@ -997,6 +1076,24 @@ mod tests {
                 }),
                 Some(admin.to_string()),
             ),
+            (
+                user.stream(),
+                3,
+                Event::User(UserEvent::UserUnregistered { user_id: user }),
+                me.clone(),
+            ),
+            (
+                email_reservation.clone(),
+                2,
+                Event::Reservation(ReservationEvent::IdentityReleased {}),
+                None,
+            ),
+            (
+                username_reservation.clone(),
+                2,
+                Event::Reservation(ReservationEvent::IdentityReleased {}),
+                None,
+            ),
         ];
         let log = events
             .into_iter()
@@ -1014,11 +1111,14 @@ mod tests {
                 password_hash,
                 token_hash: token_hash.into(),
                 code_hash: code_hash.into(),
-                email_digest: email_stream(&email).key().into(),
-                username_digest: username_stream(&username).key().into(),
+                email_digest: email_reservation.key().into(),
+                username_digest: username_reservation.key().into(),
+                author_token: token.as_str().into(),
+                handles,
             },
             anonymous_post,
             named_post,
+            comment,
             log,
         }
     }
@@ -1049,7 +1149,10 @@ mod tests {
             private.code_hash.clone(),
             private.email_digest.clone(),
             private.username_digest.clone(),
+            private.author_token.clone(),
+            String::from_utf8_lossy(SECRET_BYTES).to_lowercase(),
         ]);
+        forbidden.extend(private.handles.iter().cloned());
         for f in forbidden {
             assert!(!json.contains(&f), "{f} leaked into {json}");
         }
@@ -1060,8 +1163,37 @@ mod tests {
         log.iter().map(|e| p.envelope(e).unwrap()).collect()
     }
 
-    fn data_id(e: &Envelope, field: &str) -> Uuid {
-        e.data[field].as_str().unwrap().parse().unwrap()
+    /// The value at a JSON pointer into an event's data (`/author/named/user_id`), which must be
+    /// there.
+    fn data_at<'a>(e: &'a Envelope, pointer: &str) -> &'a Value {
+        e.data
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("no {pointer} in {}", e.data))
+    }
+
+    fn data_id(e: &Envelope, pointer: &str) -> Uuid {
+        data_at(e, pointer)
+            .as_str()
+            .unwrap_or_else(|| panic!("{pointer} is not a string in {}", e.data))
+            .parse()
+            .unwrap()
+    }
+
+    fn of_type<'a>(log: &'a [Envelope], event_type: &str) -> &'a Envelope {
+        log.iter()
+            .find(|e| e.event_type == event_type)
+            .unwrap_or_else(|| panic!("no {event_type}"))
+    }
+
+    /// Every personal value in `data` (open or sealed): its tag and its inner object.
+    fn personal_values(data: &Value) -> Vec<(String, Value)> {
+        let mut found = Vec::new();
+        visit_mut::<()>(&mut data.clone(), &mut |tag, v| {
+            found.push((tag.to_owned(), v[tag].clone()));
+            Ok(())
+        })
+        .unwrap();
+        found
     }
 
     #[test]
@@ -1069,6 +1201,7 @@ mod tests {
         let covered: BTreeSet<String> = sample().log.into_iter().map(|e| e.event_type).collect();
         let all: BTreeSet<String> = Event::types().map(str::to_owned).collect();
         assert_eq!(covered, all, "add the new event type to the sample");
+        assert!(covered.contains("UserUnregistered") && covered.contains("IdentityReleased"));
     }
 
     #[test]
@@ -1111,22 +1244,235 @@ mod tests {
             assert_eq!(out.metadata.correlation_id, raw.metadata.correlation_id);
             let decoded = Event::decode(&out).expect("the export decodes");
             assert_eq!(decoded.encode().1, out.schema);
+            // Personal values stay open markers, which the export never seals.
+            assert_eq!(
+                personal_values(&out.data).len(),
+                personal_values(&raw.data).len()
+            );
+            assert!(!crate::personal::has_sealed(&out.data));
         }
     }
 
     #[test]
-    fn secrets_are_emptied_and_stand_ins_are_valid_values() {
+    fn secrets_are_shredded_or_emptied_and_stand_ins_are_valid_values() {
         let sample = sample();
         let out = exported(KEY, &sample.log);
-        let of_type = |t: &str| out.iter().find(|e| e.event_type == t).unwrap();
-        let registered = of_type("UserRegistered");
-        assert_eq!(registered.data["password_hash"], "");
-        let email = registered.data["email"].as_str().unwrap();
+        let registered = of_type(&out, "UserRegistered");
+        assert_eq!(
+            data_at(registered, "/password_hash/$personal").get("value"),
+            None
+        );
+        let email = data_at(registered, "/email/$personal/value")
+            .as_str()
+            .unwrap();
         assert!(email.ends_with("@pseudonymised.invalid"), "{email}");
         assert!(Email::parse(email).is_ok());
-        assert!(Username::parse(registered.data["username"].as_str().unwrap()).is_ok());
-        assert_eq!(of_type("SessionStarted").data["token_hash"], "");
-        assert_eq!(of_type("VerificationCodeIssued").data["code_hash"], "");
+        let username = data_at(registered, "/username/$personal/value");
+        assert!(Username::parse(username.as_str().unwrap()).is_ok());
+        assert_eq!(of_type(&out, "SessionStarted").data["token_hash"], "");
+        assert_eq!(
+            of_type(&out, "VerificationCodeIssued").data["code_hash"],
+            ""
+        );
+    }
+
+    #[test]
+    fn the_password_hash_never_exports_a_value() {
+        let sample = sample();
+        let p = Pseudonymiser::new(KEY);
+        let raw = of_type(&sample.log, "UserRegistered");
+        // The log has it, open (as the sealing store hands it to a reader with the key store).
+        assert_eq!(
+            data_at(raw, "/password_hash/$personal/value"),
+            sample.private.password_hash.as_str()
+        );
+        let out = p.envelope(raw).unwrap();
+        let hash = data_at(&out, "/password_hash/$personal");
+        assert_eq!(hash.get("value"), None, "{hash}");
+        // Still a personal value, under the user's pseudonymous key, as the other fields are.
+        let named = p.user(&sample.private.user.to_string());
+        assert_eq!(data_id(&out, "/password_hash/$personal/key"), named);
+        assert!(data_at(&out, "/email/$personal/value").is_string());
+        let Ok(Event::User(UserEvent::UserRegistered {
+            password_hash,
+            email,
+            ..
+        })) = Event::decode(&out)
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(password_hash.get(), None);
+        assert_eq!(password_hash.key().as_user(), Some(UserId::new(named)));
+        assert!(email.get().is_some());
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("argon2"), "{json}");
+    }
+
+    #[test]
+    fn shredded_personal_values_export_shredded() {
+        let user = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0003));
+        let post = PostId::new(Uuid::from_u128(600));
+        let token =
+            AuthorToken::new("t8690c3af015e6294ff67fcfd334f181a4704b579e9b2bce79ec9716ac62da2d6");
+        let handle =
+            KeyRef::handle("r97fb5f8538b89f6c1accfd19836b65a73b61fbc2e0cbf84bb858a0fffa3f1592");
+        let mine = KeyRef::user(user);
+        let email = Email::parse("li.si@campus.edu").unwrap();
+        let events = [
+            (
+                user.stream(),
+                Event::User(UserEvent::UserRegistered {
+                    user_id: user,
+                    email: Personal::shredded(mine.clone()),
+                    username: Personal::shredded(mine.clone()),
+                    password_hash: Personal::shredded(mine.clone()),
+                }),
+            ),
+            (
+                post.stream(),
+                Event::Post(PostEvent::PostPublished {
+                    post_id: post,
+                    author: Author::Anonymous {
+                        token: token.clone(),
+                        pseudonym: "洞主".into(),
+                        user_id: Personal::shredded(token.key_ref()),
+                    },
+                    anonymous: true,
+                    title: None,
+                    body: "b".into(),
+                    tags: vec![],
+                }),
+            ),
+            (
+                post.stream(),
+                Event::Post(PostEvent::CommentAdded {
+                    post_id: post,
+                    comment_id: CommentId::new(Uuid::from_u128(601)),
+                    author: Author::Named {
+                        user_id: user,
+                        username: Personal::shredded(mine.clone()),
+                    },
+                    anonymous: false,
+                    is_host: false,
+                    body: "b".into(),
+                    reply_to: None,
+                }),
+            ),
+            (
+                email_stream(SECRET_BYTES, &email),
+                Event::Reservation(ReservationEvent::IdentityReserved {
+                    owner: Personal::shredded(handle.clone()),
+                }),
+            ),
+        ];
+        let p = Pseudonymiser::new(KEY);
+        let raw_keys = [mine.as_str(), token.as_str(), handle.as_str()];
+        let mut raw_log: Vec<Envelope> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (stream, event))| envelope(i as u64 + 1, &stream, 1, event, None))
+            .collect();
+        // A log read without the key store: every value sealed, none known.
+        let mut sealed = envelope(
+            5,
+            &user.stream(),
+            1,
+            Event::User(UserEvent::UserRegistered {
+                user_id: user,
+                email: Personal::new(mine.clone(), email.as_str().into()),
+                username: Personal::new(mine.clone(), "LiSi".into()),
+                password_hash: Personal::new(mine.clone(), "$argon2id$v=19$lisi".into()),
+            }),
+            None,
+        );
+        visit_mut::<()>(&mut sealed.data, &mut |tag, v| {
+            let key = v[tag]["key"].clone();
+            *v = serde_json::json!({ SEALED: { "key": key, "ct": "q2lwaGVydGV4dA" } });
+            Ok(())
+        })
+        .unwrap();
+        raw_log.push(sealed);
+        for raw in &raw_log {
+            let out = p.envelope(raw).unwrap();
+            let values = personal_values(&out.data);
+            assert!(!values.is_empty(), "{}", out.data);
+            assert_eq!(values.len(), personal_values(&raw.data).len());
+            for (tag, inner) in values {
+                assert_eq!(tag, OPEN);
+                assert_eq!(inner.get("value"), None, "{inner}");
+                let key = inner["key"].as_str().unwrap();
+                assert!(!key.is_empty());
+                assert!(!raw_keys.contains(&key), "{key} exported as is");
+            }
+            let json = serde_json::to_string(&out).unwrap().to_lowercase();
+            for private in [
+                user.to_string(),
+                "li.si".into(),
+                "lisi".into(),
+                "q2lwaGVydGV4dA".to_lowercase(),
+            ] {
+                assert!(!json.contains(&private), "{private} leaked into {json}");
+            }
+            assert!(Event::decode(&out).is_ok());
+        }
+        // A user's key keeps the user's pseudonymous id, so that it joins their other values.
+        let out = p.envelope(&raw_log[0]).unwrap();
+        assert_eq!(
+            data_id(&out, "/email/$personal/key"),
+            p.user(&user.to_string())
+        );
+        // Values sealed in the log (read without the key store) export as the shredded ones.
+        assert_eq!(out.data, p.envelope(&raw_log[4]).unwrap().data);
+    }
+
+    #[test]
+    fn anonymous_author_tokens_are_not_exported_as_is() {
+        let sample = sample();
+        let raw_token = sample.private.author_token.as_str();
+        let a = exported(KEY, &sample.log);
+        let b = exported(OTHER_KEY, &sample.log);
+        let (post, comment) = (&a[8], &a[9]);
+        let token = data_at(post, "/author/anonymous/token").as_str().unwrap();
+        // The log has the token, and the export replaces it with a keyed hash.
+        assert_eq!(
+            data_at(&sample.log[8], "/author/anonymous/token"),
+            raw_token
+        );
+        assert_ne!(token, raw_token);
+        assert!(!token.contains(raw_token.trim_start_matches('t')));
+        for e in &a {
+            let json = serde_json::to_string(e).unwrap();
+            assert!(!json.contains(raw_token), "{json}");
+        }
+        // One author under one post keeps one token, but not across export keys.
+        assert_eq!(data_at(comment, "/author/anonymous/token"), token);
+        assert_ne!(data_at(&b[8], "/author/anonymous/token"), token);
+        // Another author under the same post keeps another token.
+        let other =
+            AuthorToken::new("t0de90da5aa026ef0c704b7a7c6eed5981af4f7c5c95539afc605a621f39e1c13");
+        let reply = envelope(
+            99,
+            &sample.anonymous_post.stream(),
+            5,
+            Event::Post(PostEvent::CommentAdded {
+                post_id: sample.anonymous_post,
+                comment_id: CommentId::new(Uuid::from_u128(302)),
+                author: Author::Anonymous {
+                    token: other.clone(),
+                    pseudonym: "Alice".into(),
+                    user_id: Personal::new(other.key_ref(), sample.private.admin),
+                },
+                anonymous: true,
+                is_host: false,
+                body: "reply".into(),
+                reply_to: None,
+            }),
+            None,
+        );
+        let reply = Pseudonymiser::new(KEY).envelope(&reply).unwrap();
+        let other_token = data_at(&reply, "/author/anonymous/token").as_str().unwrap();
+        assert_ne!(other_token, token);
+        assert_ne!(other_token, other.as_str());
     }
 
     #[test]
@@ -1134,14 +1480,17 @@ mod tests {
         let sample = sample();
         let a = exported(KEY, &sample.log);
         assert_eq!(a, exported(KEY, &sample.log));
-        let b = exported(b"another key, also 32 bytes long!", &sample.log);
+        let b = exported(OTHER_KEY, &sample.log);
         let p = Pseudonymiser::new(KEY);
         let user = sample.private.user.to_string();
-        assert_eq!(data_id(&a[5], "user_id"), p.user(&user));
+        assert_eq!(data_id(&a[5], "/user_id"), p.user(&user));
         assert_eq!(p.user(&user).get_version_num(), 8);
-        assert_ne!(data_id(&a[5], "user_id"), data_id(&b[5], "user_id"));
+        assert_ne!(data_id(&a[5], "/user_id"), data_id(&b[5], "/user_id"));
         assert_ne!(a[5].stream, b[5].stream);
-        assert_ne!(a[5].data["email"], b[5].data["email"]);
+        let email = "/email/$personal/value";
+        assert_ne!(data_at(&a[5], email), data_at(&b[5], email));
+        let owner = "/owner/$personal/key";
+        assert_ne!(data_at(&a[3], owner), data_at(&b[3], owner));
         // Any spelling of a UUID is the same user.
         let simple = sample.private.user.as_uuid().simple().to_string();
         assert_eq!(p.user(&simple), p.user(&user));
@@ -1157,42 +1506,68 @@ mod tests {
         let out = exported(KEY, &sample.log);
         let actor = |e: &Envelope| e.metadata.actor.clone().unwrap();
 
-        // Named: the user stream, reservations, sessions, the named post and comment.
+        // Named: the user stream and the keys of its personal values, reservations, sessions,
+        // the named post and comment, the unregistration.
         assert_eq!(out[5].stream.as_str(), format!("user-{named}"));
-        for e in [&out[3], &out[4]] {
-            assert_eq!(data_id(e, "owner"), named);
+        for field in ["email", "username", "password_hash"] {
+            assert_eq!(data_id(&out[5], &format!("/{field}/$personal/key")), named);
         }
-        assert_eq!(data_id(&out[7], "user_id"), named);
-        assert_eq!(data_id(&out[15], "user_id"), named);
+        for e in [&out[3], &out[4]] {
+            assert_eq!(data_id(e, "/owner/$personal/value"), named);
+        }
+        assert_eq!(data_id(&out[7], "/user_id"), named);
+        assert_eq!(data_id(&out[15], "/user_id"), named);
         assert_eq!(actor(&out[15]), named.to_string());
-        assert_eq!(data_id(&out[11], "author_id"), named);
-        assert_eq!(data_id(&out[12], "author_id"), named);
+        for e in [&out[11], &out[12]] {
+            assert_eq!(data_id(e, "/author/named/user_id"), named);
+            assert_eq!(data_id(e, "/author/named/username/$personal/key"), named);
+            assert_eq!(
+                data_at(e, "/author/named/username/$personal/value"),
+                data_at(&out[5], "/username/$personal/value")
+            );
+        }
         assert_eq!(actor(&out[11]), named.to_string());
-        assert_eq!(out[11].data["author_name"], out[5].data["username"]);
+        let unregistered = of_type(&out, "UserUnregistered");
+        assert_eq!(data_id(unregistered, "/user_id"), named);
+        assert_eq!(unregistered.stream, out[5].stream);
+        assert_eq!(actor(unregistered), named.to_string());
         // An admin's delete names the admin.
         let admin = p.user(&sample.private.admin.to_string());
-        assert_eq!(data_id(&out[13], "deleted_by"), admin);
+        assert_eq!(data_id(&out[13], "/deleted_by"), admin);
         assert_eq!(actor(&out[13]), admin.to_string());
         // An actor that is not a user id is hashed all the same.
         assert_eq!(actor(&out[6]), p.user("operator").to_string());
 
-        // Anonymous: the post and the comment share one id, which is neither the named one nor
-        // the one under another post.
+        // Anonymous: the post and the comment share one id, one token and one key, which are
+        // neither the named id nor the ones under another post.
         for e in [&out[8], &out[9]] {
-            assert_eq!(data_id(e, "author_id"), anonymous);
+            assert_eq!(
+                data_id(e, "/author/anonymous/user_id/$personal/value"),
+                anonymous
+            );
             assert_eq!(actor(e), anonymous.to_string());
-            assert_eq!(e.data["author_name"], "洞主");
+            assert_eq!(data_at(e, "/author/anonymous/pseudonym"), "洞主");
+            assert_eq!(e.data["author"].as_object().unwrap().len(), 1);
         }
-        // The author's own deletes get an id each, which joins nothing: `by_admin: false` says
-        // the author deleted the item, so a shared id would tie named and anonymous items.
-        let (comment_deleted, post_deleted) = (
-            data_id(&out[10], "deleted_by"),
-            data_id(&out[14], "deleted_by"),
-        );
-        assert_eq!(actor(&out[10]), comment_deleted.to_string());
-        assert_eq!(actor(&out[14]), post_deleted.to_string());
-        for id in [comment_deleted, post_deleted] {
-            assert!(![anonymous, named].contains(&id));
+        for pointer in [
+            "/author/anonymous/token",
+            "/author/anonymous/user_id/$personal/key",
+        ] {
+            assert_eq!(data_at(&out[8], pointer), data_at(&out[9], pointer));
+        }
+        // The author's own deletes name nobody, and their actors get an id each, which joins
+        // nothing: `by_admin: false` says the author deleted the item, so a shared id would tie
+        // named and anonymous items.
+        for (e, item) in [
+            (&out[10], sample.comment.as_uuid()),
+            (&out[14], sample.anonymous_post.as_uuid()),
+        ] {
+            assert!(data_at(e, "/deleted_by").is_null(), "{}", e.data);
+            assert_eq!(actor(e), p.own_deletion(item, &user).to_string());
+        }
+        let (comment_deleted, post_deleted) = (actor(&out[10]), actor(&out[14]));
+        for id in [&comment_deleted, &post_deleted] {
+            assert!(![anonymous.to_string(), named.to_string()].contains(id));
         }
         assert_ne!(comment_deleted, post_deleted);
         // A named comment marked as the host's by an old log loses the mark.
@@ -1202,6 +1577,10 @@ mod tests {
         assert_ne!(anonymous, p.anonymous(sample.named_post, &user));
         let json = serde_json::to_string(&out[11..13]).unwrap();
         assert!(!json.contains(&anonymous.to_string()));
+        for e in [&out[8], &out[9], &out[10], &out[14]] {
+            let json = serde_json::to_string(e).unwrap();
+            assert!(!json.contains(&named.to_string()), "{json}");
+        }
     }
 
     #[test]
@@ -1212,13 +1591,117 @@ mod tests {
         assert_eq!(verification.kind(), "verification");
         assert_eq!(email.kind(), "email");
         assert_eq!(username.kind(), "username");
+        // The log's streams are the keyed ones the write side uses.
+        let address = Email::parse(&sample.private.email).unwrap();
+        assert_eq!(sample.log[3].stream, email_stream(SECRET_BYTES, &address));
+        assert_eq!(sample.log[0].stream.key(), sample.private.email_digest);
         assert_eq!(verification.key(), email.key(), "one address, one key");
         assert_ne!(email.key(), sample.private.email_digest);
+        assert_ne!(username.key(), sample.private.username_digest);
         assert_ne!(email.key(), username.key());
         assert_eq!(out[0].stream, out[2].stream);
+        // A released name is the same stream as its reservation.
+        let released: Vec<&Envelope> = out
+            .iter()
+            .filter(|e| e.event_type == "IdentityReleased")
+            .collect();
+        assert_eq!(released.len(), 2);
+        assert_eq!(released[0].stream, *email);
+        assert_eq!(released[1].stream, *username);
         for i in [7, 8, 11, 15] {
             assert_eq!(out[i].stream, sample.log[i].stream);
         }
+    }
+
+    /// A log written before crypto-shredding (schema 1: names in clear, unkeyed reservation
+    /// streams) exports like a new one.
+    #[test]
+    fn schema_1_events_export_like_current_ones() {
+        let user = UserId::new(Uuid::from_u128(0x0190_a6d1_0000_7000_8000_0000_0000_0004));
+        let post = PostId::new(Uuid::from_u128(700));
+        let comment = Uuid::from_u128(701);
+        let reservation = legacy_stream("wang.wu@campus.edu");
+        let me = Some(user.to_string());
+        let old = [
+            (
+                user.stream(),
+                "UserRegistered",
+                serde_json::json!({"user_id": user, "email": "wang.wu@campus.edu",
+                    "username": "WangWu", "password_hash": "$argon2id$v=19$old"}),
+            ),
+            (
+                reservation.clone(),
+                "IdentityReserved",
+                serde_json::json!({"owner": user}),
+            ),
+            (
+                post.stream(),
+                "PostPublished",
+                serde_json::json!({"post_id": post, "author_id": user, "author_name": "洞主",
+                    "anonymous": true, "title": null, "body": "b", "tags": []}),
+            ),
+            (
+                post.stream(),
+                "CommentAdded",
+                serde_json::json!({"post_id": post, "comment_id": comment, "author_id": user,
+                    "author_name": "洞主", "anonymous": true, "is_host": true, "body": "c",
+                    "reply_to": null}),
+            ),
+            (
+                post.stream(),
+                "CommentDeleted",
+                serde_json::json!({"post_id": post, "comment_id": comment, "deleted_by": user,
+                    "by_admin": false}),
+            ),
+        ];
+        let p = Pseudonymiser::new(KEY);
+        let named = p.user(&user.to_string()).to_string();
+        let anonymous = p.anonymous(post, &user.to_string());
+        let out: Vec<Envelope> = old
+            .into_iter()
+            .enumerate()
+            .map(|(i, (stream, event_type, data))| {
+                let raw = raw_envelope(i as u64 + 1, &stream, 1, event_type, 1, data, me.clone());
+                p.envelope(&raw).unwrap()
+            })
+            .collect();
+        for e in &out {
+            let json = serde_json::to_string(e).unwrap().to_lowercase();
+            for private in [
+                user.to_string(),
+                user.as_uuid().simple().to_string(),
+                "wang.wu".into(),
+                "wangwu".into(),
+                "argon2".into(),
+                reservation.key().into(),
+            ] {
+                assert!(!json.contains(&private), "{private} leaked into {json}");
+            }
+            assert_eq!(e.schema, Event::decode(e).unwrap().encode().1);
+        }
+        assert_eq!(
+            data_at(&out[0], "/password_hash/$personal").get("value"),
+            None
+        );
+        assert_eq!(out[1].stream.kind(), "email");
+        assert_eq!(data_at(&out[1], "/owner/$personal/value"), &named);
+        // The anonymous author, whose id the old log had in clear, gets the post's anonymous id,
+        // a hashed token and nothing that joins their named activity.
+        for e in &out[2..] {
+            let json = serde_json::to_string(e).unwrap();
+            assert!(!json.contains(&named), "{json}");
+        }
+        for e in &out[2..4] {
+            assert_eq!(
+                data_id(e, "/author/anonymous/user_id/$personal/value"),
+                anonymous
+            );
+        }
+        assert_eq!(
+            data_at(&out[2], "/author/anonymous/token"),
+            data_at(&out[3], "/author/anonymous/token")
+        );
+        assert!(data_at(&out[4], "/deleted_by").is_null());
     }
 
     #[test]
@@ -1242,8 +1725,11 @@ mod tests {
         fn authors_never_leak(
             user in any::<u128>(),
             post in any::<u128>(),
+            token in any::<u128>(),
             anonymous in any::<bool>(),
+            legacy in any::<bool>(),
             by_admin in any::<bool>(),
+            password_hash in "\\$argon2id\\$[A-Za-z0-9+/]{16,43}",
             key in proptest::collection::vec(any::<u8>(), 16..64),
         ) {
             // Ids that the sample's fixed comment and event ids would contain.
@@ -1251,11 +1737,32 @@ mod tests {
             let user = UserId::new(Uuid::from_u128(user));
             let post = PostId::new(Uuid::from_u128(post));
             let actor = Some(user.to_string());
+            // A schema 1 item upcasts to a legacy token, which carries the author's id, and to
+            // a value under the author's own key.
+            let (token, key_ref) = if legacy {
+                (AuthorToken::legacy(user), KeyRef::user(user))
+            } else {
+                let token = AuthorToken::new(format!("t{token:032x}"));
+                let key_ref = token.key_ref();
+                (token, key_ref)
+            };
+            let author = || if anonymous {
+                Author::Anonymous {
+                    token: token.clone(),
+                    pseudonym: "someone".into(),
+                    user_id: Personal::new(key_ref.clone(), user),
+                }
+            } else {
+                Author::Named {
+                    user_id: user,
+                    username: Personal::new(KeyRef::user(user), "someone".into()),
+                }
+            };
+            let mine = KeyRef::user(user);
             let events = [
                 Event::Post(PostEvent::PostPublished {
                     post_id: post,
-                    author_id: user,
-                    author_name: "someone".into(),
+                    author: author(),
                     anonymous,
                     title: None,
                     body: "b".into(),
@@ -1264,8 +1771,7 @@ mod tests {
                 Event::Post(PostEvent::CommentAdded {
                     post_id: post,
                     comment_id: CommentId::new(Uuid::from_u128(1)),
-                    author_id: user,
-                    author_name: "someone".into(),
+                    author: author(),
                     anonymous,
                     is_host: false,
                     body: "b".into(),
@@ -1274,22 +1780,40 @@ mod tests {
                 Event::Post(PostEvent::CommentDeleted {
                     post_id: post,
                     comment_id: CommentId::new(Uuid::from_u128(1)),
-                    deleted_by: user,
+                    deleted_by: by_admin.then_some(user),
                     by_admin,
                 }),
                 Event::User(UserEvent::AdminGranted { user_id: user }),
+                Event::User(UserEvent::UserRegistered {
+                    user_id: user,
+                    email: Personal::new(mine.clone(), "someone@campus.edu".into()),
+                    username: Personal::new(mine.clone(), "someone".into()),
+                    password_hash: Personal::new(mine, password_hash.clone()),
+                }),
             ];
             let p = Pseudonymiser::new(&key);
+            let named = p.user(&user.to_string()).to_string();
             for (i, event) in events.into_iter().enumerate() {
                 let stream = match &event {
                     Event::User(_) => user.stream(),
                     _ => post.stream(),
+                };
+                // Anonymous items and own deletes must not join the author's named activity.
+                let apart = match &event {
+                    Event::Post(PostEvent::CommentDeleted { .. }) => !by_admin,
+                    Event::Post(_) => anonymous,
+                    _ => false,
                 };
                 let raw = envelope(i as u64 + 1, &stream, 1, event, actor.clone());
                 let out = p.envelope(&raw).unwrap();
                 let json = serde_json::to_string(&out).unwrap();
                 prop_assert!(!json.contains(&user.to_string()), "{}", json);
                 prop_assert!(!json.contains(&user.as_uuid().simple().to_string()), "{}", json);
+                prop_assert!(!json.contains(token.as_str()), "{}", json);
+                prop_assert!(!json.contains(&password_hash), "{}", json);
+                if apart {
+                    prop_assert!(!json.contains(&named), "{}", json);
+                }
                 prop_assert!(Event::decode(&out).is_ok());
             }
         }

@@ -25,5 +25,5 @@ pub mod worker;
 pub use aggregate::{Aggregate, DecodeError, DomainEvent};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, RawEnvelope};
 pub use event::Event;
-pub use personal::{AuthorToken, KeyRef, Personal};
 pub use ids::{CommentId, PostId, SessionId, StreamId, TaskId, UserId, WorkerId};
+pub use personal::{AuthorToken, KeyRef, Personal};

@@ -254,7 +254,10 @@ mod tests {
         });
         strip(&mut data);
         let text = data.to_string();
-        assert!(!text.contains("secret") && !text.contains("\"ct\""), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("\"ct\""),
+            "{text}"
+        );
         assert_eq!(data["c"], 1);
     }
 }

@@ -72,6 +72,23 @@ pub enum Author {
 }
 
 impl Author {
+    /// A named author, the username sealed under their own key.
+    pub fn named(user_id: UserId, username: impl Into<String>) -> Self {
+        Author::Named {
+            user_id,
+            username: Personal::new(KeyRef::user(user_id), username.into()),
+        }
+    }
+
+    /// An anonymous author known by `token` under one post, shown as `pseudonym`.
+    pub fn anonymous(token: AuthorToken, pseudonym: impl Into<String>, user_id: UserId) -> Self {
+        Author::Anonymous {
+            user_id: Personal::new(token.key_ref(), user_id),
+            token,
+            pseudonym: pseudonym.into(),
+        }
+    }
+
     /// The name the content shows: the pseudonym, the username, or `None` if the named author's
     /// key was destroyed (a deleted user).
     pub fn display_name(&self) -> Option<&str> {
@@ -121,7 +138,7 @@ pub enum PostEvent {
         anonymous: bool,
         /// Whether this is the anonymous post's author commenting anonymously (shown as the
         /// host name). Never set on a named comment or under a named post, where it would tie
-        /// anonymous content to a name (see [`Post::hosts_anonymously`]).
+        /// anonymous content to a name (see `Post::hosts_anonymously`).
         is_host: bool,
         body: String,
         reply_to: Option<CommentId>,
@@ -177,18 +194,18 @@ fn upcast_v1(event_type: &str, mut data: Value) -> Value {
             let name = map.remove("author_name").unwrap_or(Value::Null);
             let author = if map.get("anonymous") == Some(&Value::Bool(true)) {
                 let token = id.as_str().map(|u| format!("legacy-{u}"));
+                // Keyed by the legacy token, not by the user id: a key reference in clear
+                // must not name the author of anonymous content.
                 serde_json::json!({"anonymous": {"token": token, "pseudonym": name,
-                    "user_id": { OPEN: { "key": id, "value": id } }}})
+                    "user_id": { OPEN: { "key": token, "value": id } }}})
             } else {
                 serde_json::json!({"named": {"user_id": id,
                     "username": { OPEN: { "key": id, "value": name } }}})
             };
             map.insert("author".into(), author);
         }
-        "CommentDeleted" | "PostDeleted" => {
-            if map.get("by_admin") != Some(&Value::Bool(true)) {
-                map.insert("deleted_by".into(), Value::Null);
-            }
+        "CommentDeleted" | "PostDeleted" if map.get("by_admin") != Some(&Value::Bool(true)) => {
+            map.insert("deleted_by".into(), Value::Null);
         }
         _ => {}
     }
@@ -282,7 +299,12 @@ impl Post {
     /// Names the anonymous author of a new comment: the host name for the author of an
     /// anonymous post, the user's existing pseudonym, or the next unused name of the scheme.
     /// The author of a named post gets a pseudonym like anyone else.
-    fn anonymous_name(&self, user: UserId, token: &AuthorToken, scheme: &PseudonymScheme) -> String {
+    fn anonymous_name(
+        &self,
+        user: UserId,
+        token: &AuthorToken,
+        scheme: &PseudonymScheme,
+    ) -> String {
         if self.hosts_anonymously(user, token, true) {
             return scheme.host_name().to_owned();
         }
@@ -680,13 +702,21 @@ mod tests {
         };
         assert!(matches!(
             g.when(&by_admin).unwrap()[0],
-            PostEvent::CommentDeleted { by_admin: true, deleted_by: Some(_), .. }
+            PostEvent::CommentDeleted {
+                by_admin: true,
+                deleted_by: Some(_),
+                ..
+            }
         ));
         assert_eq!(g.when(&by_admin), Err(PostError::CommentNotFound));
         // The author deleting their own anonymous post is not named in the event.
         assert!(matches!(
             g.when(&delete(actor(1))).unwrap()[0],
-            PostEvent::PostDeleted { by_admin: false, deleted_by: None, .. }
+            PostEvent::PostDeleted {
+                by_admin: false,
+                deleted_by: None,
+                ..
+            }
         ));
         assert_eq!(g.when(&delete(actor(1))), Err(PostError::Deleted));
         let late = PostCommand::AddComment {

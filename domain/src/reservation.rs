@@ -75,7 +75,9 @@ pub fn login_stream(secret: &[u8], login: &str) -> StreamId {
 
 #[derive(Debug, Clone)]
 pub enum ReservationCommand {
-    Reserve { owner: Personal<UserId> },
+    Reserve {
+        owner: Personal<UserId>,
+    },
     /// The owner unregistered; the name is free again.
     Release,
 }
@@ -84,7 +86,9 @@ pub enum ReservationCommand {
 #[serde(tag = "type", content = "data")]
 pub enum ReservationEvent {
     /// Schema 2: the owner is sealed (schema 1 had it in clear).
-    IdentityReserved { owner: Personal<UserId> },
+    IdentityReserved {
+        owner: Personal<UserId>,
+    },
     IdentityReleased {},
 }
 
@@ -182,7 +186,10 @@ mod tests {
         let b = email_stream(SECRET, &Email::parse("ann@x.org").unwrap());
         assert_eq!(a, b);
         assert!(!a.as_str().contains("ann"));
-        assert_ne!(a, email_stream(b"another", &Email::parse("ann@x.org").unwrap()));
+        assert_ne!(
+            a,
+            email_stream(b"another", &Email::parse("ann@x.org").unwrap())
+        );
         assert_ne!(a, legacy_stream("ann@x.org"));
         assert_eq!(legacy_stream(" Ann@X.org"), hashed("email", "ann@x.org"));
         assert_eq!(
@@ -194,7 +201,10 @@ mod tests {
     #[test]
     fn login_streams_are_the_reserved_streams() {
         let email = Email::parse(" Ann@X.org").unwrap();
-        assert_eq!(login_stream(SECRET, " Ann@X.org "), email_stream(SECRET, &email));
+        assert_eq!(
+            login_stream(SECRET, " Ann@X.org "),
+            email_stream(SECRET, &email)
+        );
         let name = Username::parse("\u{5C0F}\u{660E}_Ming").unwrap();
         assert_eq!(
             login_stream(SECRET, "\u{5C0F}\u{660E}_ming"),
@@ -224,12 +234,9 @@ mod tests {
             r.evolve(&e);
         }
         assert!(r.decide(&reserve, &()).is_ok());
-        let old = ReservationEvent::decode(
-            "IdentityReserved",
-            1,
-            &serde_json::json!({"owner": owner}),
-        )
-        .unwrap();
+        let old =
+            ReservationEvent::decode("IdentityReserved", 1, &serde_json::json!({"owner": owner}))
+                .unwrap();
         let mut r = Reservation::default();
         r.evolve(&old);
         assert_eq!(r.owner, Some(owner));

@@ -221,7 +221,10 @@ mod tests {
         let old = serde_json::json!({"user_id": id, "email": "a@b.org", "username": "ann",
             "password_hash": "$argon2id$x"});
         let event = UserEvent::decode("UserRegistered", 1, &old).unwrap();
-        let UserEvent::UserRegistered { email, username, .. } = &event else {
+        let UserEvent::UserRegistered {
+            email, username, ..
+        } = &event
+        else {
             panic!("{event:?}")
         };
         assert_eq!(email.get().map(String::as_str), Some("a@b.org"));

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use commands::{KeyError, KeyStore};
 use domain::UserId;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::sqlite::SqliteSynchronous;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
 
 fn backend(what: &str, e: sqlx::Error) -> KeyError {
@@ -79,12 +79,14 @@ impl SqliteKeyStore {
 #[async_trait]
 impl KeyStore for SqliteKeyStore {
     async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-        sqlx::query("INSERT INTO data_keys (user_id, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(user.to_string())
-            .bind(&wrapped)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend("cannot store a data key", e))?;
+        sqlx::query(
+            "INSERT INTO data_keys (user_id, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(&wrapped)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store a data key", e))?;
         self.get_key(user)
             .await?
             .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))
@@ -133,9 +135,7 @@ impl KeyStore for SqliteKeyStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| backend("cannot resolve a key handle", e))?;
-        Ok(user
-            .and_then(|u| Uuid::parse_str(&u).ok())
-            .map(UserId::new))
+        Ok(user.and_then(|u| Uuid::parse_str(&u).ok()).map(UserId::new))
     }
 
     async fn shred(&self, user: UserId) -> Result<(), KeyError> {
@@ -160,11 +160,10 @@ impl KeyStore for SqliteKeyStore {
         // Copy the zeroed pages into the file and empty the write-ahead log, which still holds
         // frames with the key. Readers can hold the checkpoint back; try for a while.
         for _ in 0..50 {
-            let (busy, _, _): (i64, i64, i64) =
-                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(|e| backend("cannot checkpoint after destroying a key", e))?;
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| backend("cannot checkpoint after destroying a key", e))?;
             if busy == 0 {
                 return Ok(());
             }
@@ -207,12 +206,14 @@ impl PostgresKeyStore {
 #[async_trait]
 impl KeyStore for PostgresKeyStore {
     async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-        sqlx::query("INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(user.as_uuid())
-            .bind(&wrapped)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend("cannot store a data key", e))?;
+        sqlx::query(
+            "INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(user.as_uuid())
+        .bind(&wrapped)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store a data key", e))?;
         self.get_key(user)
             .await?
             .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))

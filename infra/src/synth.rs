@@ -27,8 +27,8 @@ use domain::{
     AuthorToken, CommentId, DomainEvent, KeyRef, Metadata, NewEvent, Personal, PostId, SessionId,
     StreamId, TaskId, UserId, WorkerId,
 };
-use sha2::{Digest, Sha256};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub const SENTENCES: &[&str] = &[
@@ -157,7 +157,10 @@ pub const SECRET: &[u8] = b"treehole synthetic history";
 /// A stand-in for a key handle the write side would make with the user's data key: synthetic
 /// people have no secrets, so an unkeyed hash will do (a real store never holds one).
 fn handle(prefix: &str, label: &str) -> String {
-    format!("{prefix}{}", &hex::encode(Sha256::digest(label.as_bytes()))[..32])
+    format!(
+        "{prefix}{}",
+        &hex::encode(Sha256::digest(label.as_bytes()))[..32]
+    )
 }
 
 /// The users to give data keys and the key handles to record before a synthetic batch is
@@ -312,7 +315,10 @@ impl History {
         };
         self.keys.users.push(id);
         self.emit(out, id.stream(), registered, id);
-        for stream in [email_stream(SECRET, &email), username_stream(SECRET, &username)] {
+        for stream in [
+            email_stream(SECRET, &email),
+            username_stream(SECRET, &username),
+        ] {
             let h = handle("r", &format!("reservation:{stream}:{id}"));
             self.keys.handles.push((h.clone(), id));
             let reserved = ReservationEvent::IdentityReserved {

@@ -76,7 +76,7 @@ async fn recorded_history(
             .expect("the log opens"),
     );
     History::new()
-        .write(&*log, events, batch, |_| {})
+        .write(&*log, None, events, batch, |_| {})
         .await
         .expect("the history is written");
     let source = Arc::new(Recorded {

@@ -202,6 +202,7 @@ mod tests {
             (post.clone(), at.clone()).prop_map(|(post_id, created_at)| Change::InsertPost {
                 post_id,
                 position: 1,
+                author_id: None,
                 author_name: "a".into(),
                 anonymous: true,
                 title: None,

@@ -70,10 +70,23 @@ impl Projection for Comments {
 mod tests {
     use super::*;
     use crate::feed::Feed;
-    use domain::{CommentId, DomainEvent, Metadata, PostId, StreamId, UserId};
+    use domain::post::Author;
+    use domain::{
+        AuthorToken, CommentId, DomainEvent, Metadata, Personal, PostId, StreamId, UserId,
+    };
     use uuid::Uuid;
 
+    fn anonymous(user: UserId, pseudonym: &str) -> Author {
+        let token = AuthorToken::new("t1");
+        Author::Anonymous {
+            user_id: Personal::new(token.key_ref(), user),
+            token,
+            pseudonym: pseudonym.into(),
+        }
+    }
+
     fn envelope(position: u64, event: &PostEvent) -> (Envelope, Event) {
+        let schema = event.schema();
         let (t, data) = event.encode();
         let env = Envelope {
             position,
@@ -81,7 +94,7 @@ mod tests {
             stream: StreamId::parse("post-1").unwrap(),
             version: position,
             event_type: t.into(),
-            schema: 1,
+            schema,
             occurred_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             data,
             metadata: Metadata::default(),
@@ -97,8 +110,7 @@ mod tests {
         let events = [
             PostEvent::PostPublished {
                 post_id,
-                author_id: author,
-                author_name: "洞主".into(),
+                author: anonymous(author, "洞主"),
                 anonymous: true,
                 title: None,
                 body: "b".into(),
@@ -107,8 +119,7 @@ mod tests {
             PostEvent::CommentAdded {
                 post_id,
                 comment_id: CommentId::new(Uuid::from_u128(2)),
-                author_id: author,
-                author_name: "洞主".into(),
+                author: anonymous(author, "洞主"),
                 anonymous: true,
                 is_host: true,
                 body: "c".into(),
@@ -133,12 +144,11 @@ mod tests {
     #[test]
     fn deleting_a_post_removes_its_comments() {
         let post_id = PostId::new(Uuid::from_u128(1));
-        let by = UserId::new(Uuid::from_u128(3));
         let (env, ev) = envelope(
             9,
             &PostEvent::PostDeleted {
                 post_id,
-                deleted_by: by,
+                deleted_by: None,
                 by_admin: false,
             },
         );

@@ -411,7 +411,7 @@ pub trait StatsQueries: Send + Sync + 'static {
 mod tests {
     use super::*;
     use domain::model::ModelName;
-    use domain::{DomainEvent, Metadata, PostId, StreamId};
+    use domain::{AuthorToken, DomainEvent, KeyRef, Metadata, Personal, PostId, StreamId};
     use uuid::Uuid;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -459,12 +459,16 @@ mod tests {
     const TASK: TaskId = TaskId::new(Uuid::from_u128(9));
 
     #[test]
-    fn an_anonymous_comment_counts_on_its_utc_day_with_its_author_active() {
+    fn an_anonymous_comment_counts_on_its_utc_day_and_marks_nobody_active() {
+        let token = AuthorToken::new("t1");
         let event = PostEvent::CommentAdded {
             post_id: PostId::new(Uuid::from_u128(1)),
             comment_id: domain::CommentId::new(Uuid::from_u128(2)),
-            author_id: USER,
-            author_name: "Alice".into(),
+            author: Author::Anonymous {
+                user_id: Personal::new(token.key_ref(), USER),
+                token,
+                pseudonym: "Alice".into(),
+            },
             anonymous: true,
             is_host: false,
             body: "b".into(),
@@ -475,10 +479,6 @@ mod tests {
             changes("2026-03-01T23:30:00-05:00", &event),
             vec![
                 count("2026-03-02", Metric::Comments, ""),
-                StatsChange::Active {
-                    day: day("2026-03-02"),
-                    user_id: USER
-                },
                 count("2026-03-02", Metric::AnonymousComments, ""),
             ]
         );
@@ -488,8 +488,10 @@ mod tests {
     fn named_posts_registrations_and_logins() {
         let post = PostEvent::PostPublished {
             post_id: PostId::new(Uuid::from_u128(1)),
-            author_id: USER,
-            author_name: "ann".into(),
+            author: Author::Named {
+                user_id: USER,
+                username: Personal::new(KeyRef::user(USER), "ann".into()),
+            },
             anonymous: false,
             title: None,
             body: "b".into(),
@@ -505,9 +507,9 @@ mod tests {
         );
         let registered = UserEvent::UserRegistered {
             user_id: USER,
-            email: "ann@campus.edu".into(),
-            username: "ann".into(),
-            password_hash: "h".into(),
+            email: Personal::new(KeyRef::user(USER), "ann@campus.edu".into()),
+            username: Personal::new(KeyRef::user(USER), "ann".into()),
+            password_hash: Personal::new(KeyRef::user(USER), "h".into()),
         };
         assert_eq!(
             changes("2026-03-01T10:00:00Z", &registered),
@@ -525,7 +527,7 @@ mod tests {
         assert_eq!(changes("2026-03-01T10:00:00Z", &login), vec![active]);
         let deleted = PostEvent::PostDeleted {
             post_id: PostId::new(Uuid::from_u128(1)),
-            deleted_by: USER,
+            deleted_by: None,
             by_admin: false,
         };
         assert_eq!(changes("2026-03-02T10:00:00Z", &deleted), vec![]);

@@ -96,7 +96,10 @@ async fn thirty_simultaneous_guesses_judge_at_most_five() {
             (1..=5).contains(&judged),
             "round {round}: {judged} guesses judged ({created} right, {wrong_answers} wrong)"
         );
-        let stream = commands::registration::verification_stream(&Email::parse(&email).unwrap());
+        let stream = commands::registration::verification_stream(
+            &app.secret(),
+            &Email::parse(&email).unwrap(),
+        );
         let failures = store
             .read_stream(&stream, 1)
             .await

@@ -341,6 +341,12 @@ impl TestApp {
         format!("{}/api/v1{path}", self.address)
     }
 
+    /// The server secret (`<data>/secret.key`): what keys reservation streams and codes.
+    pub fn secret(&self) -> Vec<u8> {
+        let text = std::fs::read_to_string(self.data.join("secret.key")).expect("the secret key");
+        hex::decode(text.trim()).expect("a hex key")
+    }
+
     pub fn event_store(&self) -> Arc<dyn EventStore> {
         self.store.clone().expect("an in-process application")
     }

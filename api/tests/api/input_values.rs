@@ -175,9 +175,13 @@ async fn ids_have_one_spelling() {
         .await
         .expect(201);
     let comment_id = str_field(&comment, "comment_id").to_owned();
-    let granted = api::admin::grant(&CommandHandler::new(app.event_store()), &ann.username)
-        .await
-        .expect("grant");
+    let granted = api::admin::grant(
+        &CommandHandler::new(app.event_store()),
+        &app.secret(),
+        &ann.username,
+    )
+    .await
+    .expect("grant");
     app.get_auth(&format!("/me?after={granted}"), &ann.token)
         .await
         .expect(200);
@@ -250,9 +254,13 @@ async fn ids_have_one_spelling() {
 async fn a_model_input_schema_must_be_an_object() {
     let app = spawn_app().await;
     let admin = app.new_user("schema_admin").await;
-    let granted = api::admin::grant(&CommandHandler::new(app.event_store()), &admin.username)
-        .await
-        .expect("grant");
+    let granted = api::admin::grant(
+        &CommandHandler::new(app.event_store()),
+        &app.secret(),
+        &admin.username,
+    )
+    .await
+    .expect("grant");
     app.get_auth(&format!("/me?after={granted}"), &admin.token)
         .await
         .expect(200);

@@ -57,9 +57,13 @@ fn n(limit: i64) -> usize {
 /// A user made admin, once the users model shows it.
 async fn admin(app: &TestApp, name: &str) -> TestUser {
     let admin = app.new_user(name).await;
-    let granted = api::admin::grant(&CommandHandler::new(app.event_store()), &admin.username)
-        .await
-        .expect("grant");
+    let granted = api::admin::grant(
+        &CommandHandler::new(app.event_store()),
+        &app.secret(),
+        &admin.username,
+    )
+    .await
+    .expect("grant");
     let me = app
         .get_auth(&format!("/me?after={granted}"), &admin.token)
         .await

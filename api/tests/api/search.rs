@@ -259,7 +259,7 @@ async fn search_suite(engine: api::config::SearchConfig) {
 
     // A rebuild reproduces it.
     let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &admin_name)
+    let granted = api::admin::grant(&handler, &app.secret(), &admin_name)
         .await
         .expect("grant");
     let token = app.login(&admin_name, crate::helpers::PASSWORD).await;

@@ -29,6 +29,7 @@ async fn a_cached_session_is_refused_once_it_expires() {
     let session = sessions::login(
         &handler,
         &passwords,
+        &app.secret(),
         "brief_visit",
         PASSWORD,
         ttl,

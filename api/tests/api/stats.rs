@@ -591,9 +591,13 @@ async fn statistics_of_a_scripted_day_equal_the_scripts_own_figures_and_survive_
         .and_time(NaiveTime::from_hms_opt(23, 59, 58).expect("a time"))
         .and_utc();
     let task_days = task_days(&app, &users, anchor).await;
-    let granted = api::admin::grant(&CommandHandler::new(app.event_store()), "root")
-        .await
-        .expect("grant");
+    let granted = api::admin::grant(
+        &CommandHandler::new(app.event_store()),
+        &app.secret(),
+        "root",
+    )
+    .await
+    .expect("grant");
     let admin = &users[ROOT].token;
     app.get_auth(&format!("/me?after={granted}"), admin)
         .await

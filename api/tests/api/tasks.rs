@@ -20,9 +20,13 @@ use crate::helpers::{TestApp, TestUser, position, spawn_app, spawn_app_with, str
 /// A user made admin, once the users model shows it.
 pub(crate) async fn admin(app: &TestApp, name: &str) -> TestUser {
     let admin = app.new_user(name).await;
-    let granted = api::admin::grant(&CommandHandler::new(app.event_store()), &admin.username)
-        .await
-        .expect("grant");
+    let granted = api::admin::grant(
+        &CommandHandler::new(app.event_store()),
+        &app.secret(),
+        &admin.username,
+    )
+    .await
+    .expect("grant");
     let me = app
         .get_auth(&format!("/me?after={granted}"), &admin.token)
         .await

@@ -11,10 +11,15 @@ use commands::{CommandContext, CommandError, CommandHandler, EventStore};
 use domain::post::{Post, PostCommand, PostError, PostEvent, PostServices};
 use domain::pseudonym::PseudonymScheme;
 use domain::values::{Actor, CommentBody, PostBody};
-use domain::{CommentId, PostId, StreamId, UserId};
+use domain::{AuthorToken, CommentId, PostId, StreamId, UserId};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use uuid::Uuid;
+
+/// User `n`'s author token (any post: these tests use one post at a time).
+pub fn token(n: u128) -> AuthorToken {
+    AuthorToken::new(format!("t{n}"))
+}
 
 pub fn actor(n: u128) -> Actor {
     Actor {
@@ -30,6 +35,7 @@ pub async fn publish(handler: &CommandHandler) -> (PostId, StreamId) {
     let publish = PostCommand::Publish {
         post_id,
         author: actor(0),
+        token: token(0),
         title: None,
         body: PostBody::parse("hot").expect("a body"),
         tags: vec![],
@@ -49,6 +55,7 @@ pub fn comment(user: u128, refused: bool) -> PostCommand {
     PostCommand::AddComment {
         comment_id: CommentId::new(Uuid::now_v7()),
         author: actor(user),
+        token: token(user),
         body: CommentBody::parse("me too").expect("a body"),
         anonymous: true,
         reply_to: refused.then(|| CommentId::new(Uuid::now_v7())),
@@ -68,7 +75,9 @@ pub async fn name_of(
         .await?;
     match outcome.events.as_slice() {
         [r] => match &r.event {
-            PostEvent::CommentAdded { author_name, .. } => Ok(author_name.clone()),
+            PostEvent::CommentAdded { author, .. } => {
+                Ok(author.display_name().unwrap_or_default().to_owned())
+            }
             other => panic!("unexpected {other:?}"),
         },
         other => panic!("unexpected {other:?}"),

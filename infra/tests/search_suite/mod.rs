@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use commands::{EventStore, ExpectedVersion};
-use domain::post::PostEvent;
-use domain::{CommentId, Metadata, NewEvent, PostId, UserId};
+use domain::post::{Author, PostEvent};
+use domain::{AuthorToken, CommentId, Metadata, NewEvent, PostId, UserId};
 use infra::event_store::SqliteEventStore;
 use infra::source::StoreSource;
 use projections::search::{Query, Search, SearchDocument, SearchIndex, SearchRequest};
@@ -60,11 +60,10 @@ impl World {
             let post_id = PostId::new(Uuid::now_v7());
             let mut events = vec![PostEvent::PostPublished {
                 post_id,
-                author_id: author,
-                author_name: if post.anonymous {
-                    "洞主".into()
+                author: if post.anonymous {
+                    Author::anonymous(AuthorToken::new(format!("t{n}")), "洞主", author)
                 } else {
-                    username
+                    Author::named(author, username)
                 },
                 anonymous: post.anonymous,
                 title: post.title,
@@ -83,8 +82,11 @@ impl World {
                 events.push(PostEvent::CommentAdded {
                     post_id,
                     comment_id,
-                    author_id: commenter,
-                    author_name: ["Alice", "Bob", "Carol"][i % 3].into(),
+                    author: Author::anonymous(
+                        AuthorToken::new(format!("t{n}-{i}")),
+                        ["Alice", "Bob", "Carol"][i % 3],
+                        commenter,
+                    ),
                     anonymous: true,
                     is_host: false,
                     body,
@@ -274,7 +276,7 @@ pub async fn run(open: Open) {
             bike,
             vec![PostEvent::PostDeleted {
                 post_id: bike,
-                deleted_by: UserId::new(Uuid::now_v7()),
+                deleted_by: None,
                 by_admin: false,
             }],
         )
@@ -285,7 +287,7 @@ pub async fn run(open: Open) {
             vec![PostEvent::CommentDeleted {
                 post_id: kayak,
                 comment_id: world.comments["kayak"][0],
-                deleted_by: UserId::new(Uuid::now_v7()),
+                deleted_by: None,
                 by_admin: false,
             }],
         )

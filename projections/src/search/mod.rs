@@ -329,6 +329,7 @@ mod tests {
         Change::InsertPost {
             post_id: PostId::new(Uuid::from_u128(id)),
             position,
+            author_id: None,
             author_name: "洞主".into(),
             anonymous: true,
             title: Some("Morning run".into()),
@@ -343,6 +344,7 @@ mod tests {
             comment_id: CommentId::new(Uuid::from_u128(id)),
             post_id: PostId::new(Uuid::from_u128(post)),
             position,
+            author_id: None,
             author_name: "Alice".into(),
             anonymous: true,
             is_host: false,
