@@ -221,6 +221,7 @@ fn corpus(docs: usize) -> Corpus {
         changes.push(Change::InsertPost {
             post_id,
             position: changes.len() as u64 + 1,
+            author_id: None,
             author_name: "洞主".into(),
             anonymous: n % 3 == 0,
             title: Some(title),
@@ -238,6 +239,7 @@ fn corpus(docs: usize) -> Corpus {
                     comment_id: CommentId::new(Uuid::now_v7()),
                     post_id,
                     position: changes.len() as u64 + 1,
+                    author_id: None,
                     author_name: "Alice".into(),
                     anonymous: true,
                     is_host: false,
