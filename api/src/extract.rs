@@ -10,6 +10,7 @@ use chrono::Utc;
 use domain::values::Actor;
 use domain::{Position, SessionId};
 use projections::users;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -156,9 +157,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
 
 impl IdempotencyHeader {
     /// The store-level key, scoped to the caller and fingerprinted with the request, so the
-    /// same key sent with a different body is refused.
+    /// same key sent with a different body is refused. Stored as a keyed hash (HMAC under the
+    /// server secret): a scope in clear (a user id) beside the results of an anonymous post's
+    /// commit would tie the two together in the database.
     pub fn scoped(
         &self,
+        secret: &[u8],
         scope: &str,
         route: &str,
         body: &impl serde::Serialize,
@@ -169,14 +173,13 @@ impl IdempotencyHeader {
         h.update(route.as_bytes());
         h.update([0]);
         h.update(&body);
-        // Stored hashed: a scope in clear (a user id) beside the results of an anonymous
-        // post's commit would tie the two together in the database.
-        let mut k = Sha256::new();
+        let mut k = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
+        k.update(b"idempotency:");
         k.update(scope.as_bytes());
-        k.update([0]);
+        k.update(&[0]);
         k.update(key.as_bytes());
         Some(commands::IdempotencyKey {
-            key: hex::encode(k.finalize()),
+            key: hex::encode(k.finalize().into_bytes()),
             fingerprint: hex::encode(h.finalize()),
         })
     }

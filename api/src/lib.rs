@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod keys;
 pub mod load;
 pub mod metrics;
 pub mod openapi;

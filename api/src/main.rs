@@ -66,6 +66,12 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The key store as a file (wrapped data keys and key handles), to move a deployment along
+    /// with `events export --raw`; useless without the same server secret.
+    Keys {
+        #[command(subcommand)]
+        command: api::keys::KeysCommand,
+    },
     /// The event log as a file: export it for analysts, import a raw export into an empty store.
     Events {
         #[command(subcommand)]
@@ -184,6 +190,11 @@ async fn main() -> anyhow::Result<()> {
             let secret = api::startup::server_secret(&settings)?;
             let position = api::admin::grant(&handler, &secret, username).await?;
             println!("{username} is now an admin (position {position})");
+        }
+        Command::Keys { command } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            api::keys::run(&settings, command).await?;
         }
         Command::Events { command } => {
             let settings = settings(&cli, None)?;

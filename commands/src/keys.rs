@@ -52,6 +52,16 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Destroys the user's key and handles, as far as the backend can erase bytes (see the
     /// implementations).
     async fn shred(&self, user: UserId) -> Result<(), KeyError>;
+    /// Every key (still wrapped) and every handle: what `treehole keys export` copies.
+    async fn all(&self) -> Result<KeyDump, KeyError>;
+}
+
+/// The whole content of a key store; keys stay wrapped under the key-encryption key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyDump {
+    pub keys: Vec<(UserId, Vec<u8>)>,
+    /// Handle, user, subject.
+    pub handles: Vec<(String, UserId, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -475,6 +485,24 @@ mod tests {
             self.keys.lock().unwrap().remove(&user);
             self.handles.lock().unwrap().retain(|_, (u, _)| *u != user);
             Ok(())
+        }
+        async fn all(&self) -> Result<KeyDump, KeyError> {
+            Ok(KeyDump {
+                keys: self
+                    .keys
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(u, k)| (*u, k.clone()))
+                    .collect(),
+                handles: self
+                    .handles
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(h, (u, s))| (h.clone(), *u, s.clone()))
+                    .collect(),
+            })
         }
     }
 

@@ -24,7 +24,7 @@ pub use event_store::{
 pub use handler::{
     CommandContext, CommandError, CommandHandler, LoadError, Outcome, Recorded, RetryPolicy,
 };
-pub use keys::{KeyError, KeyStore, Keys};
+pub use keys::{KeyDump, KeyError, KeyStore, Keys};
 pub use mail::{MailError, Mailer};
 pub use password::{PasswordPolicy, Passwords};
 pub use sealed::SealedStore;

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use commands::{KeyError, KeyStore};
+use commands::{KeyDump, KeyError, KeyStore};
 use domain::UserId;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::SqliteSynchronous;
@@ -172,6 +172,35 @@ impl KeyStore for SqliteKeyStore {
         tracing::warn!("the write-ahead log could not be truncated after destroying a data key");
         Ok(())
     }
+
+    async fn all(&self) -> Result<KeyDump, KeyError> {
+        let keys: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT user_id, wrapped FROM data_keys ORDER BY user_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("cannot list the data keys", e))?;
+        let handles: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT handle, user_id, subject FROM key_handles ORDER BY handle",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot list the key handles", e))?;
+        let user = |u: &str| {
+            Uuid::parse_str(u)
+                .map(UserId::new)
+                .map_err(|e| KeyError::Backend(format!("a key store row names no user: {e}")))
+        };
+        Ok(KeyDump {
+            keys: keys
+                .iter()
+                .map(|(u, k)| Ok((user(u)?, k.clone())))
+                .collect::<Result<_, KeyError>>()?,
+            handles: handles
+                .iter()
+                .map(|(h, u, s)| Ok((h.clone(), user(u)?, s.clone())))
+                .collect::<Result<_, KeyError>>()?,
+        })
+    }
 }
 
 /// The key store in the PostgreSQL database of the event store.
@@ -290,5 +319,26 @@ impl KeyStore for PostgresKeyStore {
             .await
             .map_err(|e| backend("cannot rewrite the key tables", e))?;
         Ok(())
+    }
+
+    async fn all(&self) -> Result<KeyDump, KeyError> {
+        let keys: Vec<(Uuid, Vec<u8>)> =
+            sqlx::query_as("SELECT user_id, wrapped FROM data_keys ORDER BY user_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("cannot list the data keys", e))?;
+        let handles: Vec<(String, Uuid, String)> = sqlx::query_as(
+            "SELECT handle, user_id, subject FROM key_handles ORDER BY handle",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot list the key handles", e))?;
+        Ok(KeyDump {
+            keys: keys.into_iter().map(|(u, k)| (UserId::new(u), k)).collect(),
+            handles: handles
+                .into_iter()
+                .map(|(h, u, s)| (h, UserId::new(u), s))
+                .collect(),
+        })
     }
 }

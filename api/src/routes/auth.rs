@@ -129,7 +129,7 @@ pub async fn register(
     )?;
     // Keys of anonymous callers are scoped by the e-mail they register, not shared by everyone.
     let scope = format!("register:{}", request.email.as_str());
-    let key = idempotency.scoped(&scope, "POST /users", &body);
+    let key = idempotency.scoped(&state.secret, &scope, "POST /users", &body);
     let ctx = context(None, request_id.as_deref(), key);
     let done = registration::register(
         &state.handler,

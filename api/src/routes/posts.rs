@@ -73,8 +73,12 @@ pub async fn create_post(
         anonymous: body.anonymous,
         at: Utc::now(),
     };
-    // The post id is new on every request: the key is scoped by the user, hashed.
-    let key = idempotency.scoped(&auth.actor.user_id.to_string(), "POST /posts", &body);
+    let key = idempotency.scoped(
+        &state.secret,
+        &auth.actor.user_id.to_string(),
+        "POST /posts",
+        &body,
+    );
     let named = !body.anonymous;
     let outcome = run_on_post(
         &state,
@@ -317,9 +321,12 @@ pub async fn add_comment(
         at: Utc::now(),
     };
     let route = format!("POST /posts/{post_id}/comments");
-    // Scoped by the author token, not the user id: the stored key must not tie the user to
-    // an anonymous comment.
-    let key = idempotency.scoped(token.as_str(), &route, &body);
+    let key = idempotency.scoped(
+        &state.secret,
+        &auth.actor.user_id.to_string(),
+        &route,
+        &body,
+    );
     let named = !body.anonymous;
     let outcome = run_on_post(
         &state,

@@ -390,7 +390,12 @@ pub async fn publish_task(
         webhook_url,
         priority: body.priority.unwrap_or(0),
     };
-    let key = idempotency.scoped(&auth.actor.user_id.to_string(), "POST /tasks", &body);
+    let key = idempotency.scoped(
+        &state.secret,
+        &auth.actor.user_id.to_string(),
+        "POST /tasks",
+        &body,
+    );
     let ctx = context(Some(&auth.actor), request_id.as_deref(), key);
     let outcome = state
         .handler

@@ -482,17 +482,33 @@ async fn no_surface_links_items_unless_both_are_named_or_anonymous_under_one_pos
             "PostPublished" | "CommentAdded" => {
                 let post = data["post_id"].as_str().unwrap_or_default();
                 let host = e.event_type == "PostPublished" || data["is_host"] == true;
+                let author = &data["author"];
+                let (name, id) = if let Some(named) = author.get("named") {
+                    (
+                        &named["username"]["$personal"]["value"],
+                        named["user_id"].clone(),
+                    )
+                } else {
+                    let anonymous = &author["anonymous"];
+                    keys.push(format!("token:{}", anonymous["token"]));
+                    (
+                        &anonymous["pseudonym"],
+                        anonymous["user_id"]["$personal"]["value"].clone(),
+                    )
+                };
                 keys.extend(shown_keys(
                     post,
-                    data["author_name"].as_str().unwrap_or_default(),
+                    name.as_str().unwrap_or_default(),
                     data["anonymous"] == true,
                     host,
                 ));
-                keys.push(format!("id:{}", data["author_id"]));
+                assert!(!id.is_null(), "the export stands in an author id: {e:?}");
+                keys.push(format!("id:{id}"));
                 data.get("comment_id").unwrap_or(&data["post_id"])
             }
             "CommentDeleted" | "PostDeleted" if data["by_admin"] == false => {
-                keys.push(format!("id:{}", data["deleted_by"]));
+                // An author's own delete names nobody.
+                assert!(data["deleted_by"].is_null(), "{e:?}");
                 data.get("comment_id").unwrap_or(&data["post_id"])
             }
             _ => continue,

@@ -277,7 +277,45 @@ async fn a_raw_export_imported_into_an_empty_store_rebuilds_the_same_read_models
         (1..=head).collect::<Vec<_>>()
     );
 
+    // The personal values are sealed: the copy needs the same server secret and the keys.
     let copy = Target::empty(&files.path().join("copy")).await;
+    let keys = files.path().join("keys.ndjson");
+    let keys_arg = keys.to_str().expect("a UTF-8 path");
+    succeeded(
+        &original
+            .treehole(&["keys", "export", "--output", keys_arg])
+            .await,
+    );
+    std::fs::create_dir_all(&copy.data).expect("the copy's data directory");
+    std::fs::copy(original.data.join("secret.key"), copy.data.join("secret.key"))
+        .expect("the secret copied");
+    let out = copy.treehole(&["keys", "import", keys_arg]).await;
+    assert!(stdout(succeeded(&out)).contains("imported"), "{}", stdout(&out));
+
+    // A ciphertext altered in transit is refused, and nothing is imported.
+    let tampered = files.path().join("tampered.ndjson");
+    let mut lines: Vec<String> = exported.lines().map(str::to_owned).collect();
+    let victim = lines
+        .iter()
+        .position(|l| l.contains("\"$sealed\"") && l.contains("UserRegistered"))
+        .expect("a sealed registration");
+    let ct_at = lines[victim].find("\"ct\":\"").expect("a ciphertext") + 6;
+    let mut bytes = lines[victim].clone().into_bytes();
+    bytes[ct_at + 10] = if bytes[ct_at + 10] == b'A' { b'B' } else { b'A' };
+    lines[victim] = String::from_utf8(bytes).expect("still UTF-8");
+    std::fs::write(&tampered, lines.join("\n") + "\n").expect("the tampered export");
+    let out = copy
+        .treehole(&["events", "import", tampered.to_str().expect("UTF-8")])
+        .await;
+    assert!(!out.status.success(), "a tampered export was imported");
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("line {}", victim + 1)) && said.contains("does not authenticate"),
+        "{said}"
+    );
+    let empty = copy.treehole(&["events", "export", "--raw"]).await;
+    assert_eq!(stdout(succeeded(&empty)), "", "a refused import wrote events");
+
     let out = copy.treehole(&["events", "import", raw_arg]).await;
     assert!(
         stdout(succeeded(&out)).contains(&format!("imported {head} events")),
