@@ -312,9 +312,10 @@ async fn dump(dir: &Path) -> BTreeMap<&'static str, Vec<String>> {
     out
 }
 
+/// The log (with its key tables, in the same file) and the server secret that unwraps the keys.
 fn copy_log(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("a directory");
-    for file in ["events.db", "events.db-wal"] {
+    for file in ["events.db", "events.db-wal", "secret.key"] {
         let source = from.join(file);
         if source.exists() {
             std::fs::copy(&source, to.join(file)).expect("a copy");

@@ -24,8 +24,37 @@ use crate::helpers::{TestApp, postgres_backend, spawn_app, str_field};
 
 /// Where a run of the binary points: a data directory, and a database in PostgreSQL mode.
 pub(crate) struct Target {
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     database_url: Option<String>,
+}
+
+/// A copy of `original`'s deployment in `dir`: its raw log, its keys and its server secret,
+/// imported into an empty store, and every read model rebuilt from that log.
+pub(crate) async fn copy_of(original: &Target, dir: &Path) -> Target {
+    let raw = dir.join("raw.ndjson");
+    let keys = dir.join("keys.ndjson");
+    let (raw_arg, keys_arg) = (
+        raw.to_str().expect("a UTF-8 path"),
+        keys.to_str().expect("a UTF-8 path"),
+    );
+    succeeded(
+        &original
+            .treehole(&["events", "export", "--raw", "--output", raw_arg])
+            .await,
+    );
+    succeeded(
+        &original
+            .treehole(&["keys", "export", "--output", keys_arg])
+            .await,
+    );
+    let copy = Target::empty(&dir.join("copy")).await;
+    std::fs::create_dir_all(&copy.data).expect("the copy's data directory");
+    std::fs::copy(original.data.join("secret.key"), copy.data.join("secret.key"))
+        .expect("the secret copied");
+    succeeded(&copy.treehole(&["keys", "import", keys_arg]).await);
+    succeeded(&copy.treehole(&["events", "import", raw_arg]).await);
+    succeeded(&copy.treehole(&["rebuild", "all"]).await);
+    copy
 }
 
 impl Target {
@@ -76,7 +105,7 @@ impl Target {
         }
     }
 
-    async fn read_models(&self) -> Arc<dyn ReadModels> {
+    pub(crate) async fn read_models(&self) -> Arc<dyn ReadModels> {
         match &self.database_url {
             Some(url) => Arc::new(PostgresReadModels::connect(url).await.expect("models")),
             None => Arc::new(
