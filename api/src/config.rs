@@ -27,6 +27,11 @@ pub struct Settings {
     /// default: derived from the server key, so one deployment's exports join.
     #[serde(skip_serializing)]
     pub export_key: Option<String>,
+    /// Where the users' data keys are (crypto-shredding), when not beside this process's log:
+    /// a `postgres://` URL, or the path of the embedded `events.db`. For workers that project
+    /// from the Kafka topic into read models of their own; they need the `secret` too.
+    #[serde(skip_serializing)]
+    pub key_store: Option<String>,
     pub rate_limits: RateLimits,
     pub mail: MailSettings,
     pub pseudonyms: PseudonymSettings,
@@ -238,6 +243,7 @@ impl Default for Settings {
             database_url: None,
             secret: None,
             export_key: None,
+            key_store: None,
             rate_limits: RateLimits::default(),
             mail: MailSettings::default(),
             pseudonyms: PseudonymSettings::default(),
@@ -386,6 +392,7 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_DATABASE_URL", "database_url"),
     ("TREEHOLE_SECRET", "secret"),
     ("TREEHOLE_EXPORT_KEY", "export_key"),
+    ("TREEHOLE_KEY_STORE", "key_store"),
     ("TREEHOLE_RATE_LIMITS", "rate_limits.enabled"),
     (
         "TREEHOLE_RATE_LIMIT_CODES_PER_EMAIL_PER_HOUR",

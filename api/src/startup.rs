@@ -111,6 +111,17 @@ impl Stores {
                 Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
             ),
         };
+        let key_store: Arc<dyn KeyStore> = match settings.key_store.as_deref() {
+            None => key_store,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?)
+            }
+            Some(path) => Arc::new(
+                SqliteKeyStore::open(Path::new(path))
+                    .await
+                    .map_err(keys_failed)?,
+            ),
+        };
         let keys = Arc::new(Keys::new(key_store, &secret));
         Ok(Self {
             events: Arc::new(SealedStore::new(raw_events.clone(), keys.clone())),
@@ -428,6 +439,9 @@ fn redacted(settings: &Settings) -> Settings {
     }
     if s.database_url.is_some() {
         s.database_url = Some("postgres://*** (redacted)".into());
+    }
+    if s.key_store.as_deref().is_some_and(|k| k.contains("://")) {
+        s.key_store = Some("postgres://*** (redacted)".into());
     }
     s
 }

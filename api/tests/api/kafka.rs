@@ -116,16 +116,25 @@ impl Topic {
 
 /// Where a Kafka-fed worker keeps its own read models: a data directory of its own, or a
 /// database of its own when the suite runs on PostgreSQL.
+/// It opens the topic's sealed values through the application's key store, with its secret.
 struct WorkerTarget {
     dir: tempfile::TempDir,
     database_url: Option<String>,
+    /// `TREEHOLE_KEY_STORE` and `TREEHOLE_SECRET` of the application whose topic it reads.
+    keys: Option<(String, String)>,
 }
 
 impl WorkerTarget {
-    async fn new() -> Self {
+    async fn new(app: Option<&TestApp>) -> Self {
         Self {
             dir: tempfile::tempdir().expect("a temp dir"),
             database_url: postgres_backend().await,
+            keys: app.map(|app| {
+                let store = app.database_url.clone().unwrap_or_else(|| {
+                    app.data.join("events.db").display().to_string()
+                });
+                (store, hex::encode(app.secret()))
+            }),
         }
     }
 
@@ -135,6 +144,15 @@ impl WorkerTarget {
             args.extend(["--database-url".to_owned(), url.clone()]);
         }
         args
+    }
+
+    /// Points a worker at the application's key store and secret.
+    fn key_env(&self, command: &mut Command) {
+        if let Some((store, secret)) = &self.keys {
+            command
+                .env("TREEHOLE_KEY_STORE", store)
+                .env("TREEHOLE_SECRET", secret);
+        }
     }
 
     async fn read_models(&self) -> Arc<dyn ReadModels> {
@@ -157,7 +175,10 @@ fn start(topic: &Topic, args: &[String], log: &Path) -> Child {
 fn start_kafka_worker(topic: &Topic, target: &WorkerTarget, log: &Path) -> Child {
     let mut args = vec!["project".to_owned(), "--source".into(), "kafka".into()];
     args.extend(target.args());
-    start(topic, &args, log)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = topic.command(&args, log);
+    target.key_env(&mut command);
+    command.spawn().expect("treehole starts")
 }
 
 fn start_relay(topic: &Topic, app: &TestApp, log: &Path) -> Child {
@@ -292,7 +313,7 @@ async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
     let app = spawn_app_with(|s| topic.configure(s)).await;
     let logs = tempfile::tempdir().expect("a temp dir");
     let log = logs.path().join("worker.log");
-    let target = WorkerTarget::new().await;
+    let target = WorkerTarget::new(Some(&app)).await;
     let mut worker = start_kafka_worker(&topic, &target, &log);
 
     let head = forum_traffic(&app, "kafka", 6).await;
@@ -346,8 +367,11 @@ async fn a_kafka_fed_read_model_equals_the_store_fed_one() {
             let id = envelope.stream.as_str().trim_start_matches("user-");
             assert!(!text.contains(id), "raw user id {id} in the tail");
         }
-        for secret in ["email", "password_hash", "token_hash"] {
-            if let Some(v) = envelope.data[secret].as_str().filter(|v| !v.is_empty()) {
+        for secret in ["email", "username", "password_hash", "token_hash"] {
+            // Personal values as the store opens them, other secrets as stored.
+            let value = &envelope.data[secret];
+            let value = value["$personal"].get("value").unwrap_or(value);
+            if let Some(v) = value.as_str().filter(|v| !v.is_empty()) {
                 assert!(!text.contains(v), "{secret} {v} in the tail");
             }
         }
@@ -381,7 +405,7 @@ async fn a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one() {
     .await;
     let logs = tempfile::tempdir().expect("a temp dir");
     let log = logs.path().join("worker.log");
-    let target = WorkerTarget::new().await;
+    let target = WorkerTarget::new(Some(&app)).await;
     let mut args = vec![
         "project".to_owned(),
         "--source".into(),
@@ -391,8 +415,9 @@ async fn a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one() {
     ];
     args.extend(target.args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut worker = topic
-        .command(&args, &log)
+    let mut command = topic.command(&args, &log);
+    target.key_env(&mut command);
+    let mut worker = command
         .env("TREEHOLE_MEILI_URL", &meili.url)
         .env("TREEHOLE_MEILI_KEY", meili.key.clone().unwrap_or_default())
         .env("TREEHOLE_MEILI_INDEX", &worker_index)
@@ -478,7 +503,7 @@ async fn a_kafka_worker_without_a_broker_fails_with_a_clear_error() {
     let topic = Topic::new(&closed_port(), 1);
     let logs = tempfile::tempdir().expect("a temp dir");
     let log = logs.path().join("worker.log");
-    let target = WorkerTarget::new().await;
+    let target = WorkerTarget::new(None).await;
     let worker = start_kafka_worker(&topic, &target, &log);
     let out = tokio::time::timeout(Duration::from_secs(60), worker.wait_with_output())
         .await
@@ -709,7 +734,7 @@ async fn a_killed_relay_and_a_restarted_broker_lose_nothing() {
         logs.path().join("worker.log"),
     );
     let mut relay = start_relay(&topic, &app, &relay_log);
-    let target = WorkerTarget::new().await;
+    let target = WorkerTarget::new(Some(&app)).await;
     let mut worker = start_kafka_worker(&topic, &target, &worker_log);
 
     let user = app.new_user("steady").await;
@@ -813,5 +838,75 @@ async fn a_killed_relay_and_a_restarted_broker_lose_nothing() {
         positions.len(),
         positions.len() as u64 - head
     );
+    app.assert_no_server_errors();
+}
+
+/// What a reader of the topic learns: no e-mail address, username or password hash in any
+/// record, no author id next to anonymous content, and nothing that links two anonymous
+/// comments of one user under two posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_topic_keeps_personal_data_and_authorship_secret() {
+    let Some(brokers) = brokers() else { return };
+    let topic = Topic::new(&brokers, 1);
+    let app = spawn_app_with(|s| topic.configure(s)).await;
+    let (a, b, last) = crate::privacy::two_writers(&app, "topic").await;
+    let logs = tempfile::tempdir().expect("a temp dir");
+    let log = logs.path().join("tail.log");
+    let mut records: Vec<Value> = Vec::new();
+    for _ in 0..30 {
+        let out = topic
+            .command(
+                &[
+                    "events",
+                    "tail",
+                    "--source",
+                    "kafka",
+                    "--raw",
+                    "--from-beginning",
+                    "--idle-timeout",
+                    "3",
+                ],
+                &log,
+            )
+            .output()
+            .await
+            .expect("events tail runs");
+        assert!(out.status.success(), "{}", log_tail(&log, 20));
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        for w in [&a, &b] {
+            crate::privacy::assert_no_personal_data(&text, w, "the topic");
+        }
+        records = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an envelope per line"))
+            .collect();
+        if records.iter().any(|r| r["position"].as_u64() == Some(last)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        records.iter().any(|r| r["position"].as_u64() == Some(last)),
+        "the relay did not publish up to {last}"
+    );
+    assert!(records.iter().any(|r| r.to_string().contains("$sealed")));
+    for w in [&a, &b] {
+        assert_eq!(
+            crate::privacy::assert_anonymous_records_name_nobody(&records, w, "the topic"),
+            w.anonymous.len()
+        );
+    }
+    let comments: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "CommentAdded"
+                && a.anonymous
+                    .iter()
+                    .any(|id| r["data"]["comment_id"] == id.as_str())
+        })
+        .collect();
+    assert!(comments.len() >= 2);
+    assert_ne!(comments[0]["stream"], comments[1]["stream"]);
+    crate::privacy::assert_unlinkable(comments[0], comments[1], "the topic");
     app.assert_no_server_errors();
 }
