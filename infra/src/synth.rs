@@ -689,11 +689,14 @@ mod tests {
             if event.event_type != "CommentAdded" || event.data["anonymous"] != true {
                 continue;
             }
-            let author = event.data["author_id"]
+            // Open personal values (this history is not sealed): the token is the author.
+            let anonymous = &event.data["author"]["anonymous"];
+            let author = anonymous["user_id"]["$personal"]["value"]
                 .as_str()
                 .expect("an author")
                 .to_owned();
-            let name = event.data["author_name"]
+            assert!(anonymous["token"].as_str().is_some_and(|t| !t.contains(&author)));
+            let name = anonymous["pseudonym"]
                 .as_str()
                 .expect("a name")
                 .to_owned();
