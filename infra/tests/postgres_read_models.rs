@@ -67,7 +67,7 @@ async fn migrations_report_what_is_pending_and_apply_once() {
     let all = infra::migrations::pending(url).await.expect("pending");
     assert_eq!(
         all.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
-        vec![1, 2, 3]
+        vec![1, 2, 3, 4]
     );
     assert_eq!(infra::migrations::migrate(url).await.expect("migrate"), all);
     assert!(

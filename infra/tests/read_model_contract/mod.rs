@@ -58,6 +58,10 @@ macro_rules! read_model_contract {
             stats_percentiles_are_nearest_rank_per_day_model_and_in_total,
             tasks_follow_their_life_from_queue_to_webhook,
             relay_checkpoints_start_at_zero_and_only_move_forward,
+            forgetting_a_post_author_renames_exactly_their_named_posts,
+            forgetting_a_comment_author_renames_exactly_their_named_comments,
+            deleting_a_user_removes_them_and_their_sessions_only,
+            sessions_of_lists_live_sessions_newest_first,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -90,6 +94,7 @@ fn post(n: u128, position: u64) -> Change {
     Change::InsertPost {
         post_id: post_id(n),
         position,
+        author_id: (!n.is_multiple_of(2)).then(|| UserId::new(Uuid::from_u128(0xa000 + n))),
         author_name: if n.is_multiple_of(2) {
             "洞主".into()
         } else {
@@ -108,6 +113,7 @@ fn comment(n: u128, on: u128, position: u64) -> Vec<Change> {
         comment_id: comment_id(n),
         post_id: post_id(on),
         position,
+        author_id: None,
         author_name: format!("Name{n}"),
         anonymous: true,
         is_host: n.is_multiple_of(5),
@@ -1040,4 +1046,591 @@ pub async fn relay_checkpoints_start_at_zero_and_only_move_forward(store: Store)
     store.save_relay_checkpoint("events", 11).await.unwrap();
     assert_eq!(store.relay_checkpoint("events").await.unwrap(), 11);
     assert_eq!(store.relay_checkpoint("other").await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unregistering: forgetting authors, deleting users (crypto-shredding)
+
+fn ann() -> UserId {
+    UserId::new(Uuid::from_u128(0xa11))
+}
+
+fn bob() -> UserId {
+    UserId::new(Uuid::from_u128(0xb0b))
+}
+
+/// Someone with no rows at all.
+fn nobody() -> UserId {
+    UserId::new(Uuid::from_u128(0xdead))
+}
+
+/// A post by `author` (the private column of a named post; `None` for anonymous ones).
+fn authored_post(n: u128, position: u64, author: Option<UserId>, name: &str) -> Change {
+    Change::InsertPost {
+        post_id: post_id(n),
+        position,
+        author_id: author,
+        author_name: name.into(),
+        anonymous: author.is_none(),
+        title: Some(format!("title {n}")),
+        body: format!("body {n}"),
+        tags: vec![format!("t{n}")],
+        created_at: t(position as i64),
+    }
+}
+
+fn authored_comment(
+    n: u128,
+    on: u128,
+    position: u64,
+    author: Option<UserId>,
+    name: &str,
+) -> Change {
+    Change::InsertComment {
+        comment_id: comment_id(n),
+        post_id: post_id(on),
+        position,
+        author_id: author,
+        author_name: name.into(),
+        anonymous: author.is_none(),
+        is_host: false,
+        body: format!("comment {n}"),
+        reply_to: (n > 1).then(|| comment_id(n - 1)),
+        created_at: t(position as i64),
+    }
+}
+
+/// The live rows of a projection as `dump` gives them: (table, row as JSON), private columns
+/// included.
+async fn dumped(store: &Store, projection: &str) -> Vec<(String, serde_json::Value)> {
+    store
+        .dump(projection)
+        .await
+        .expect("dump")
+        .into_iter()
+        .map(|line| {
+            let (table, row) = line.split_once(' ').expect("`table row`");
+            (
+                table.to_owned(),
+                serde_json::from_str(row).expect("a dumped row is JSON"),
+            )
+        })
+        .collect()
+}
+
+/// `rows` as they must be once `user` is forgotten: their named rows show the deleted-user
+/// name and keep no author id; every other column and row as it was.
+fn forgotten(
+    rows: &[(String, serde_json::Value)],
+    user: UserId,
+) -> Vec<(String, serde_json::Value)> {
+    rows.iter()
+        .map(|(table, row)| {
+            let mut row = row.clone();
+            if row["author_id"] == json!(user.to_string()) {
+                row["author_name"] = json!(projections::DELETED_USER);
+                row["author_id"] = serde_json::Value::Null;
+            }
+            (table.clone(), row)
+        })
+        .collect()
+}
+
+/// Named and anonymous posts and comments of ann and bob, in both projections. Comments come
+/// both as a run in one batch (one multi-row statement where the backend has it) and one by
+/// one, so both ways of writing the private column are covered.
+async fn authored_fixture(store: &Store) -> (u32, u32) {
+    let feed = live_with(
+        store,
+        "feed",
+        &[
+            authored_post(1, 1, Some(ann()), "ann"),
+            // Anonymous posts never carry their author, even when the pseudonym reads "ann".
+            authored_post(2, 2, None, "洞主"),
+            authored_post(3, 3, Some(bob()), "bob"),
+            authored_post(4, 4, Some(ann()), "ann"),
+            authored_post(5, 5, None, "ann"),
+            Change::CountComment {
+                post_id: post_id(4),
+                delta: 3,
+                active_at: Some(t(40)),
+            },
+        ],
+        5,
+    )
+    .await;
+    let comments = live_with(
+        store,
+        "comments",
+        &[
+            authored_comment(1, 3, 11, Some(ann()), "ann"),
+            authored_comment(2, 3, 12, None, "Alice"),
+            authored_comment(3, 3, 13, Some(bob()), "bob"),
+            authored_comment(4, 1, 14, Some(ann()), "ann"),
+        ],
+        14,
+    )
+    .await;
+    store
+        .apply(
+            "comments",
+            comments,
+            &[authored_comment(5, 1, 15, None, "ann")],
+            14,
+            15,
+        )
+        .await
+        .expect("apply");
+    store
+        .apply(
+            "comments",
+            comments,
+            &[authored_comment(6, 3, 16, Some(ann()), "ann")],
+            15,
+            16,
+        )
+        .await
+        .expect("apply");
+    (feed, comments)
+}
+
+/// Whether a user's id shows anywhere in what the queries return.
+fn exposes(view: &impl std::fmt::Debug, user: UserId) -> bool {
+    format!("{view:?}").contains(&user.to_string())
+}
+
+pub async fn forgetting_a_post_author_renames_exactly_their_named_posts(store: Store) {
+    let (feed, _) = authored_fixture(&store).await;
+    let rows = dumped(&store, "feed").await;
+    let comments = dumped(&store, "comments").await;
+    // The private column holds the named authors, and only theirs.
+    let authors: Vec<_> = rows.iter().map(|(_, r)| r["author_id"].clone()).collect();
+    assert_eq!(
+        authors,
+        vec![
+            json!(ann().to_string()),
+            serde_json::Value::Null,
+            json!(bob().to_string()),
+            json!(ann().to_string()),
+            serde_json::Value::Null,
+        ]
+    );
+    let before = store.feed(page(None, 10)).await.expect("feed");
+    assert_eq!(before.len(), 5);
+    assert!(
+        !before
+            .iter()
+            .any(|p| exposes(p, ann()) || exposes(p, bob()))
+    );
+
+    store
+        .apply(
+            "feed",
+            feed,
+            &[Change::ForgetPostAuthor { user_id: ann() }],
+            5,
+            6,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(dumped(&store, "feed").await, forgotten(&rows, ann()));
+    assert_eq!(
+        dumped(&store, "comments").await,
+        comments,
+        "forgetting a post author leaves comments alone"
+    );
+    let after = store.feed(page(None, 10)).await.expect("feed");
+    let renamed: Vec<PostId> = [1, 4].map(post_id).to_vec();
+    assert_eq!(after.len(), before.len());
+    for (was, now) in before.iter().zip(&after) {
+        let mut expected = was.clone();
+        if renamed.contains(&was.post_id) {
+            expected.author_name = projections::DELETED_USER.into();
+        }
+        assert_eq!(now, &expected);
+        assert_eq!(
+            store.post(was.post_id).await.expect("post").as_ref(),
+            Some(&expected)
+        );
+        assert!(!exposes(now, ann()) && !exposes(now, bob()));
+    }
+    // The anonymous post that reads "ann" is not hers as far as the store knows: untouched.
+    assert_eq!(
+        store
+            .post(post_id(5))
+            .await
+            .expect("post")
+            .expect("the post")
+            .author_name,
+        "ann"
+    );
+
+    // Again, or for someone with no posts: nothing changes. Then bob, and only bob's.
+    let once = dumped(&store, "feed").await;
+    for (i, user_id) in [ann(), nobody()].into_iter().enumerate() {
+        let from = 6 + i as u64;
+        store
+            .apply(
+                "feed",
+                feed,
+                &[Change::ForgetPostAuthor { user_id }],
+                from,
+                from + 1,
+            )
+            .await
+            .expect("apply");
+        assert_eq!(dumped(&store, "feed").await, once);
+    }
+    store
+        .apply(
+            "feed",
+            feed,
+            &[Change::ForgetPostAuthor { user_id: bob() }],
+            8,
+            9,
+        )
+        .await
+        .expect("apply");
+    let twice = forgotten(&forgotten(&rows, ann()), bob());
+    assert_eq!(dumped(&store, "feed").await, twice);
+    assert!(twice.iter().all(|(_, r)| r["author_id"].is_null()));
+
+    // A post and its author's unregistration in one batch: the post is forgotten too.
+    let (carol, dave) = (
+        UserId::new(Uuid::from_u128(0xca401)),
+        UserId::new(Uuid::from_u128(0xda7e)),
+    );
+    store
+        .apply(
+            "feed",
+            feed,
+            &[
+                authored_post(6, 20, Some(carol), "carol"),
+                authored_post(7, 21, Some(dave), "dave"),
+                Change::ForgetPostAuthor { user_id: carol },
+            ],
+            9,
+            10,
+        )
+        .await
+        .expect("apply");
+    let shown = |n| {
+        let store = store.clone();
+        async move {
+            store
+                .post(post_id(n))
+                .await
+                .expect("post")
+                .expect("the post")
+                .author_name
+        }
+    };
+    assert_eq!(shown(6).await, projections::DELETED_USER);
+    assert_eq!(
+        shown(7).await,
+        "dave",
+        "other authors in the batch keep their names"
+    );
+}
+pub async fn forgetting_a_comment_author_renames_exactly_their_named_comments(store: Store) {
+    let (_, comments) = authored_fixture(&store).await;
+    let rows = dumped(&store, "comments").await;
+    let feed = dumped(&store, "feed").await;
+    // The private column holds the named authors, whichever way the rows were written.
+    let authors: Vec<_> = rows.iter().map(|(_, r)| r["author_id"].clone()).collect();
+    let (a, b, none) = (
+        json!(ann().to_string()),
+        json!(bob().to_string()),
+        serde_json::Value::Null,
+    );
+    assert_eq!(
+        authors,
+        vec![a.clone(), none.clone(), b, a.clone(), none, a]
+    );
+    let mut before = store
+        .comments(post_id(3), page(None, 10))
+        .await
+        .expect("comments");
+    before.extend(
+        store
+            .comments(post_id(1), page(None, 10))
+            .await
+            .expect("comments"),
+    );
+    assert_eq!(before.len(), 6);
+    assert!(
+        !before
+            .iter()
+            .any(|c| exposes(c, ann()) || exposes(c, bob()))
+    );
+
+    store
+        .apply(
+            "comments",
+            comments,
+            &[Change::ForgetCommentAuthor { user_id: ann() }],
+            16,
+            17,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(dumped(&store, "comments").await, forgotten(&rows, ann()));
+    assert_eq!(
+        dumped(&store, "feed").await,
+        feed,
+        "forgetting a comment author leaves posts alone"
+    );
+    let renamed: Vec<CommentId> = [1, 4, 6].map(comment_id).to_vec();
+    for was in &before {
+        let mut expected = was.clone();
+        if renamed.contains(&was.comment_id) {
+            expected.author_name = projections::DELETED_USER.into();
+        }
+        let now = store
+            .comment(was.comment_id)
+            .await
+            .expect("comment")
+            .expect("the comment");
+        assert_eq!(now, expected);
+        assert!(!exposes(&now, ann()) && !exposes(&now, bob()));
+    }
+    let listed = store
+        .comments(post_id(3), page(None, 10))
+        .await
+        .expect("comments");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| c.author_name.as_str())
+            .collect::<Vec<_>>(),
+        vec![
+            projections::DELETED_USER,
+            "Alice",
+            "bob",
+            projections::DELETED_USER
+        ]
+    );
+
+    // Again, or for someone with no comments: nothing changes. Then bob, and only bob's.
+    let once = dumped(&store, "comments").await;
+    for (i, user_id) in [ann(), nobody()].into_iter().enumerate() {
+        let from = 17 + i as u64;
+        store
+            .apply(
+                "comments",
+                comments,
+                &[Change::ForgetCommentAuthor { user_id }],
+                from,
+                from + 1,
+            )
+            .await
+            .expect("apply");
+        assert_eq!(dumped(&store, "comments").await, once);
+    }
+    store
+        .apply(
+            "comments",
+            comments,
+            &[Change::ForgetCommentAuthor { user_id: bob() }],
+            19,
+            20,
+        )
+        .await
+        .expect("apply");
+    let twice = forgotten(&forgotten(&rows, ann()), bob());
+    assert_eq!(dumped(&store, "comments").await, twice);
+    assert!(twice.iter().all(|(_, r)| r["author_id"].is_null()));
+}
+
+fn user_row(user_id: UserId, name: &str) -> Change {
+    Change::InsertUser {
+        user_id,
+        username: name.into(),
+        email: format!("{name}@campus.edu"),
+        registered_at: t(1),
+    }
+}
+
+/// A time some decades ahead: sessions that have not expired (whether a store lists expired
+/// ones is not what these tests are about).
+fn future(s: i64) -> DateTime<Utc> {
+    t(1_000_000_000 + s)
+}
+
+fn session_row(n: u128, user_id: UserId, expires: i64) -> Change {
+    Change::InsertSession {
+        session_id: SessionId::new(Uuid::from_u128(0x5e55_0000 + n)),
+        user_id,
+        token_hash: format!("hash{n}"),
+        expires_at: future(expires),
+    }
+}
+
+pub async fn deleting_a_user_removes_them_and_their_sessions_only(store: Store) {
+    let users = live_with(
+        &store,
+        "users",
+        &[
+            user_row(ann(), "ann"),
+            user_row(bob(), "bob"),
+            Change::SetAdmin { user_id: bob() },
+            session_row(1, ann(), 50),
+            session_row(2, bob(), 60),
+            session_row(3, ann(), 70),
+        ],
+        6,
+    )
+    .await;
+    let bob_before = store.user(bob()).await.expect("user").expect("bob");
+    let bob_session = store.session("hash2").await.expect("session");
+    assert!(bob_session.is_some());
+    assert!(store.session("hash1").await.expect("session").is_some());
+    assert_eq!(
+        store.sessions_of(ann()).await.expect("sessions_of").len(),
+        2
+    );
+
+    store
+        .apply(
+            "users",
+            users,
+            &[Change::DeleteUser { user_id: ann() }],
+            6,
+            7,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(store.user(ann()).await.expect("user"), None);
+    for hash in ["hash1", "hash3"] {
+        assert!(
+            store.session(hash).await.expect("session").is_none(),
+            "{hash}"
+        );
+    }
+    assert!(
+        store
+            .sessions_of(ann())
+            .await
+            .expect("sessions_of")
+            .is_empty()
+    );
+    assert_eq!(
+        store.user(bob()).await.expect("user"),
+        Some(bob_before),
+        "another user stays as they were"
+    );
+    assert_eq!(store.session("hash2").await.expect("session"), bob_session);
+    assert_eq!(
+        store
+            .sessions_of(bob())
+            .await
+            .expect("sessions_of")
+            .iter()
+            .map(|s| (s.session_id, s.expires_at))
+            .collect::<Vec<_>>(),
+        vec![(SessionId::new(Uuid::from_u128(0x5e55_0002)), future(60))]
+    );
+    // Nothing of ann's is left in the projection's tables, private columns included.
+    let rows = store.dump("users").await.expect("dump");
+    assert!(!rows.is_empty());
+    assert!(
+        !rows.iter().any(|r| r.contains(&ann().to_string())),
+        "{rows:?}"
+    );
+    // Deleting again, or someone unknown, changes nothing.
+    for (i, user_id) in [ann(), nobody()].into_iter().enumerate() {
+        let from = 7 + i as u64;
+        store
+            .apply(
+                "users",
+                users,
+                &[Change::DeleteUser { user_id }],
+                from,
+                from + 1,
+            )
+            .await
+            .expect("apply");
+        assert_eq!(store.dump("users").await.expect("dump"), rows);
+    }
+}
+
+/// A session id as the write side makes them: UUIDv7, so later sessions sort after earlier ones.
+fn session_at(unix_seconds: u64) -> SessionId {
+    SessionId::new(Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        unix_seconds,
+        0,
+    )))
+}
+
+pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
+    let (first, second, third, bobs) = (
+        session_at(1_700_000_001),
+        session_at(1_700_000_002),
+        session_at(1_700_000_003),
+        session_at(1_700_000_004),
+    );
+    let session = |session_id, user_id, n: u32, expires| Change::InsertSession {
+        session_id,
+        user_id,
+        token_hash: format!("h{n}"),
+        expires_at: future(expires),
+    };
+    // Written neither in id order nor in expiry order.
+    let users = live_with(
+        &store,
+        "users",
+        &[
+            user_row(ann(), "ann"),
+            user_row(bob(), "bob"),
+            user_row(nobody(), "nobody"),
+            session(second, ann(), 2, 100),
+            session(bobs, bob(), 4, 400),
+            session(third, ann(), 3, 200),
+            session(first, ann(), 1, 300),
+        ],
+        7,
+    )
+    .await;
+    let listed = |user| {
+        let store = store.clone();
+        async move {
+            store
+                .sessions_of(user)
+                .await
+                .expect("sessions_of")
+                .into_iter()
+                .map(|s| (s.session_id, s.expires_at))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(ann()).await,
+        vec![
+            (third, future(200)),
+            (second, future(100)),
+            (first, future(300))
+        ]
+    );
+    assert_eq!(listed(bob()).await, vec![(bobs, future(400))]);
+    assert!(listed(nobody()).await.is_empty(), "a user without sessions");
+    assert!(
+        listed(UserId::new(Uuid::from_u128(0x404))).await.is_empty(),
+        "an unknown user"
+    );
+    // An ended session is not live any more.
+    store
+        .apply(
+            "users",
+            users,
+            &[Change::EndSession { session_id: second }],
+            7,
+            8,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        listed(ann()).await,
+        vec![(third, future(200)), (first, future(300))]
+    );
 }
