@@ -331,6 +331,9 @@ impl From<RegistrationError> for ApiError {
 impl From<commands::KeyError> for ApiError {
     fn from(e: commands::KeyError) -> Self {
         match e {
+            commands::KeyError::Destroyed(_) => {
+                ApiError::unauthorized("the account no longer exists")
+            }
             commands::KeyError::Backend(_) => {
                 tracing::error!(error = %e, "key store");
                 ApiError::unavailable("the key store is unavailable; try again")

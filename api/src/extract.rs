@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::Utc;
 use domain::values::Actor;
 use domain::{Position, SessionId};
-use projections::users;
 use hmac::{Hmac, Mac};
+use projections::users;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;

@@ -49,6 +49,8 @@ enum Line {
         user_id: UserId,
         subject: String,
     },
+    /// A user whose key was destroyed: the target keeps a tombstone too.
+    Destroyed { user_id: UserId, destroyed: bool },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,14 @@ async fn export(stores: &Stores, output: Option<&PathBuf>) -> Result<(), KeysErr
         text.push_str(&serde_json::to_string(&line).expect("a line serialises"));
         text.push('\n');
     }
+    for user_id in &dump.destroyed {
+        let line = Line::Destroyed {
+            user_id: *user_id,
+            destroyed: true,
+        };
+        text.push_str(&serde_json::to_string(&line).expect("a line serialises"));
+        text.push('\n');
+    }
     for (handle, user_id, subject) in &dump.handles {
         let line = Line::Handle {
             handle: handle.clone(),
@@ -94,23 +104,25 @@ async fn export(stores: &Stores, output: Option<&PathBuf>) -> Result<(), KeysErr
         text.push('\n');
     }
     match output {
-        Some(path) => std::fs::write(path, text)
-            .map_err(|e| KeysError::Io(path.display().to_string(), e))?,
+        Some(path) => {
+            std::fs::write(path, text).map_err(|e| KeysError::Io(path.display().to_string(), e))?
+        }
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .map_err(|e| KeysError::Io("standard output".into(), e))?,
     }
     eprintln!(
-        "exported {} keys and {} key handles",
+        "exported {} keys, {} key handles and {} destroyed keys",
         dump.keys.len(),
-        dump.handles.len()
+        dump.handles.len(),
+        dump.destroyed.len()
     );
     Ok(())
 }
 
 async fn import(stores: &Stores, input: &PathBuf) -> Result<(), KeysError> {
-    let file = std::fs::File::open(input)
-        .map_err(|e| KeysError::Io(input.display().to_string(), e))?;
+    let file =
+        std::fs::File::open(input).map_err(|e| KeysError::Io(input.display().to_string(), e))?;
     // Read and check all of it before writing anything.
     let mut lines = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -127,7 +139,7 @@ async fn import(stores: &Stores, input: &PathBuf) -> Result<(), KeysError> {
         }
         lines.push(parsed);
     }
-    let (mut keys, mut handles) = (0, 0);
+    let (mut keys, mut handles, mut destroyed) = (0, 0, 0);
     let store = stores.keys.store();
     for line in lines {
         match line {
@@ -144,8 +156,12 @@ async fn import(stores: &Stores, input: &PathBuf) -> Result<(), KeysError> {
                 store.put_handle(&handle, user_id, &subject).await?;
                 handles += 1;
             }
+            Line::Destroyed { user_id, .. } => {
+                store.shred(user_id).await?;
+                destroyed += 1;
+            }
         }
     }
-    println!("imported {keys} keys and {handles} key handles");
+    println!("imported {keys} keys, {handles} key handles and {destroyed} destroyed keys");
     Ok(())
 }

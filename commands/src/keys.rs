@@ -38,6 +38,7 @@ const NONCE_LEN: usize = 24;
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores `wrapped` as the user's key unless they have one; returns the stored key.
+    /// [`KeyError::Destroyed`] if their key was destroyed: a tombstone stays in its place.
     async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError>;
     /// The user's wrapped key, if it exists (not destroyed, not never made).
     async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError>;
@@ -50,7 +51,7 @@ pub trait KeyStore: Send + Sync + 'static {
     /// The user a handle names, while their key exists.
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError>;
     /// Destroys the user's key and handles, as far as the backend can erase bytes (see the
-    /// implementations).
+    /// implementations), and leaves a tombstone, so that no key is made for them again.
     async fn shred(&self, user: UserId) -> Result<(), KeyError>;
     /// Every key (still wrapped) and every handle: what `treehole keys export` copies.
     async fn all(&self) -> Result<KeyDump, KeyError>;
@@ -62,6 +63,8 @@ pub struct KeyDump {
     pub keys: Vec<(UserId, Vec<u8>)>,
     /// Handle, user, subject.
     pub handles: Vec<(String, UserId, String)>,
+    /// Users whose key was destroyed (tombstones).
+    pub destroyed: Vec<UserId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,9 @@ pub enum KeyError {
     /// A value was to be sealed with a key that does not exist.
     #[error("no data key for {0}")]
     NoKey(String),
+    /// The user's key was destroyed (they unregistered): none is ever made again.
+    #[error("the data key of {0} was destroyed")]
+    Destroyed(UserId),
 }
 
 /// One user's data key, unwrapped, in memory only.
@@ -445,16 +451,26 @@ mod tests {
     #[async_trait]
     impl KeyStore for MapStore {
         async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-            Ok(self
+            let stored = self
                 .keys
                 .lock()
                 .unwrap()
                 .entry(user)
                 .or_insert(wrapped)
-                .clone())
+                .clone();
+            if stored.is_empty() {
+                return Err(KeyError::Destroyed(user));
+            }
+            Ok(stored)
         }
         async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
-            Ok(self.keys.lock().unwrap().get(&user).cloned())
+            Ok(self
+                .keys
+                .lock()
+                .unwrap()
+                .get(&user)
+                .filter(|k| !k.is_empty())
+                .cloned())
         }
         async fn put_handle(
             &self,
@@ -482,17 +498,21 @@ mod tests {
             Ok(self.handles.lock().unwrap().get(handle).map(|(u, _)| *u))
         }
         async fn shred(&self, user: UserId) -> Result<(), KeyError> {
-            self.keys.lock().unwrap().remove(&user);
+            self.keys.lock().unwrap().insert(user, Vec::new());
             self.handles.lock().unwrap().retain(|_, (u, _)| *u != user);
             Ok(())
         }
         async fn all(&self) -> Result<KeyDump, KeyError> {
+            let keys = self.keys.lock().unwrap().clone();
             Ok(KeyDump {
-                keys: self
-                    .keys
-                    .lock()
-                    .unwrap()
+                destroyed: keys
                     .iter()
+                    .filter(|(_, k)| k.is_empty())
+                    .map(|(u, _)| *u)
+                    .collect(),
+                keys: keys
+                    .iter()
+                    .filter(|(_, k)| !k.is_empty())
                     .map(|(u, k)| (*u, k.clone()))
                     .collect(),
                 handles: self
@@ -598,6 +618,11 @@ mod tests {
         assert_eq!(posts, both);
         keys.shred(a).await.unwrap();
         assert!(keys.posts_of(a).await.unwrap().is_empty());
+        // No key is ever made again for a user who left.
+        assert!(matches!(
+            keys.author_token(a, p).await,
+            Err(KeyError::Destroyed(u)) if u == a
+        ));
         assert_eq!(keys.owner(&t.key_ref()).await.unwrap(), None);
     }
 }

@@ -87,17 +87,17 @@ impl KeyStore for SqliteKeyStore {
         .execute(&self.pool)
         .await
         .map_err(|e| backend("cannot store a data key", e))?;
-        self.get_key(user)
-            .await?
-            .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))
+        self.get_key(user).await?.ok_or(KeyError::Destroyed(user))
     }
 
     async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
-        sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE user_id = ?")
-            .bind(user.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| backend("cannot read a data key", e))
+        sqlx::query_scalar(
+            "SELECT wrapped FROM data_keys WHERE user_id = ? AND length(wrapped) > 0",
+        )
+        .bind(user.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read a data key", e))
     }
 
     async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
@@ -115,7 +115,7 @@ impl KeyStore for SqliteKeyStore {
 
     async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
         sqlx::query_scalar(
-            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
              WHERE h.user_id = ? AND substr(h.handle, 1, length(?)) = ? ORDER BY h.subject",
         )
         .bind(user.to_string())
@@ -128,7 +128,7 @@ impl KeyStore for SqliteKeyStore {
 
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
         let user: Option<String> = sqlx::query_scalar(
-            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
              WHERE h.handle = ?",
         )
         .bind(handle)
@@ -144,9 +144,12 @@ impl KeyStore for SqliteKeyStore {
             .begin()
             .await
             .map_err(|e| backend("cannot destroy a data key", e))?;
+        // The row goes (its cell is zeroed by `secure_delete`) and a tombstone, a row without
+        // a key, takes its place, so that no key is ever made again for a user who left.
         for sql in [
             "DELETE FROM data_keys WHERE user_id = ?",
             "DELETE FROM key_handles WHERE user_id = ?",
+            "INSERT INTO data_keys (user_id, wrapped) VALUES (?, x'')",
         ] {
             sqlx::query(sql)
                 .bind(user.to_string())
@@ -158,8 +161,10 @@ impl KeyStore for SqliteKeyStore {
             .await
             .map_err(|e| backend("cannot destroy a data key", e))?;
         // Copy the zeroed pages into the file and empty the write-ahead log, which still holds
-        // frames with the key. Readers can hold the checkpoint back; try for a while.
-        for _ in 0..50 {
+        // frames with the key. A reader can hold the checkpoint back (each try waits up to the
+        // busy timeout); after three tries the key's frames stay in the log until the next
+        // checkpoint overwrites them, which is said in the warning.
+        for _ in 0..3 {
             let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
                 .fetch_one(&self.pool)
                 .await
@@ -169,7 +174,10 @@ impl KeyStore for SqliteKeyStore {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tracing::warn!("the write-ahead log could not be truncated after destroying a data key");
+        tracing::warn!(
+            "the write-ahead log could not be truncated after destroying a data key: it keeps \
+             the key's old frames until a later checkpoint"
+        );
         Ok(())
     }
 
@@ -179,20 +187,25 @@ impl KeyStore for SqliteKeyStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| backend("cannot list the data keys", e))?;
-        let handles: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT handle, user_id, subject FROM key_handles ORDER BY handle",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| backend("cannot list the key handles", e))?;
+        let handles: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT handle, user_id, subject FROM key_handles ORDER BY handle")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("cannot list the key handles", e))?;
         let user = |u: &str| {
             Uuid::parse_str(u)
                 .map(UserId::new)
                 .map_err(|e| KeyError::Backend(format!("a key store row names no user: {e}")))
         };
         Ok(KeyDump {
+            destroyed: keys
+                .iter()
+                .filter(|(_, k)| k.is_empty())
+                .map(|(u, _)| user(u))
+                .collect::<Result<_, KeyError>>()?,
             keys: keys
                 .iter()
+                .filter(|(_, k)| !k.is_empty())
                 .map(|(u, k)| Ok((user(u)?, k.clone())))
                 .collect::<Result<_, KeyError>>()?,
             handles: handles
@@ -213,7 +226,9 @@ impl PostgresKeyStore {
     pub async fn connect(url: &str) -> Result<Self, KeyError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| KeyError::Backend(format!("the PostgreSQL URL is malformed: {e}")))?
-            .application_name("treehole-keys");
+            .application_name("treehole-keys")
+            // The rewrite after a shred gives up rather than wait without end for a lock.
+            .options([("lock_timeout", "10s")]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -243,17 +258,17 @@ impl KeyStore for PostgresKeyStore {
         .execute(&self.pool)
         .await
         .map_err(|e| backend("cannot store a data key", e))?;
-        self.get_key(user)
-            .await?
-            .ok_or_else(|| KeyError::Backend("a stored data key vanished".into()))
+        self.get_key(user).await?.ok_or(KeyError::Destroyed(user))
     }
 
     async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
-        sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE user_id = $1")
-            .bind(user.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| backend("cannot read a data key", e))
+        sqlx::query_scalar(
+            "SELECT wrapped FROM data_keys WHERE user_id = $1 AND length(wrapped) > 0",
+        )
+        .bind(user.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read a data key", e))
     }
 
     async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
@@ -272,7 +287,7 @@ impl KeyStore for PostgresKeyStore {
 
     async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
         sqlx::query_scalar(
-            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+            "SELECT h.subject FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
              WHERE h.user_id = $1 AND starts_with(h.handle, $2) ORDER BY h.subject",
         )
         .bind(user.as_uuid())
@@ -284,7 +299,7 @@ impl KeyStore for PostgresKeyStore {
 
     async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
         let user: Option<Uuid> = sqlx::query_scalar(
-            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id \
+            "SELECT h.user_id FROM key_handles h JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
              WHERE h.handle = $1",
         )
         .bind(handle)
@@ -300,9 +315,17 @@ impl KeyStore for PostgresKeyStore {
             .begin()
             .await
             .map_err(|e| backend("cannot destroy a data key", e))?;
+        // This transaction's id: a snapshot at least as old may still see the deleted row.
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend("cannot destroy a data key", e))?;
+        // A tombstone (a row without a key) takes the key's place, so that no key is ever made
+        // again for a user who left.
         for sql in [
             "DELETE FROM data_keys WHERE user_id = $1",
             "DELETE FROM key_handles WHERE user_id = $1",
+            "INSERT INTO data_keys (user_id, wrapped) VALUES ($1, '\\x')",
         ] {
             sqlx::query(sql)
                 .bind(user.as_uuid())
@@ -313,11 +336,33 @@ impl KeyStore for PostgresKeyStore {
         tx.commit()
             .await
             .map_err(|e| backend("cannot destroy a data key", e))?;
-        // Rewrite the tables so that no dead tuple keeps the wrapped key in their files.
-        sqlx::raw_sql("VACUUM FULL data_keys, key_handles")
-            .execute(&self.pool)
+        // Rewrite the tables so that no dead tuple keeps the wrapped key in their files. A
+        // transaction open at this moment with an older snapshot keeps the dead row alive
+        // through the rewrite (its bytes then stay in free space until overwritten), so the
+        // rewrite waits, bounded, until no such snapshot is left; and it gives up rather than
+        // wait without end for a lock.
+        for _ in 0..50 {
+            let older: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND backend_xmin IS NOT NULL \
+                 AND age(backend_xmin) >= age(($1 % 4294967296)::text::xid)",
+            )
+            .bind(xid)
+            .fetch_one(&self.pool)
             .await
-            .map_err(|e| backend("cannot rewrite the key tables", e))?;
+            .unwrap_or(0);
+            if older == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The key store's sessions run with a lock timeout (see `connect`).
+        let rewrite = sqlx::raw_sql("VACUUM FULL data_keys, key_handles")
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = rewrite {
+            tracing::warn!(error = %e, "the key tables could not be rewritten after destroying a data key: the old row stays in their free space until overwritten");
+        }
         Ok(())
     }
 
@@ -327,14 +372,22 @@ impl KeyStore for PostgresKeyStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| backend("cannot list the data keys", e))?;
-        let handles: Vec<(String, Uuid, String)> = sqlx::query_as(
-            "SELECT handle, user_id, subject FROM key_handles ORDER BY handle",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| backend("cannot list the key handles", e))?;
+        let handles: Vec<(String, Uuid, String)> =
+            sqlx::query_as("SELECT handle, user_id, subject FROM key_handles ORDER BY handle")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| backend("cannot list the key handles", e))?;
         Ok(KeyDump {
-            keys: keys.into_iter().map(|(u, k)| (UserId::new(u), k)).collect(),
+            destroyed: keys
+                .iter()
+                .filter(|(_, k)| k.is_empty())
+                .map(|(u, _)| UserId::new(*u))
+                .collect(),
+            keys: keys
+                .into_iter()
+                .filter(|(_, k)| !k.is_empty())
+                .map(|(u, k)| (UserId::new(u), k))
+                .collect(),
             handles: handles
                 .into_iter()
                 .map(|(h, u, s)| (h, UserId::new(u), s))

@@ -653,6 +653,21 @@ pub fn group(batch: Pending) -> Vec<StreamWrite> {
     writes
 }
 
+/// Gives the planned users their data keys and records the planned handles.
+pub async fn prepare(keys: &commands::Keys, plan: &KeyPlan) -> Result<(), StoreError> {
+    let failed = |e: commands::KeyError| StoreError::Unavailable(e.to_string());
+    for user in &plan.users {
+        keys.create(*user).await.map_err(failed)?;
+    }
+    for (h, user) in &plan.handles {
+        keys.store()
+            .put_handle(h, *user, "synthetic")
+            .await
+            .map_err(failed)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -695,11 +710,12 @@ mod tests {
                 .as_str()
                 .expect("an author")
                 .to_owned();
-            assert!(anonymous["token"].as_str().is_some_and(|t| !t.contains(&author)));
-            let name = anonymous["pseudonym"]
-                .as_str()
-                .expect("a name")
-                .to_owned();
+            assert!(
+                anonymous["token"]
+                    .as_str()
+                    .is_some_and(|t| !t.contains(&author))
+            );
+            let name = anonymous["pseudonym"].as_str().expect("a name").to_owned();
             let post = stream.to_string();
             let kept = names
                 .entry((post.clone(), author.clone()))
@@ -735,19 +751,4 @@ mod tests {
             assert_eq!(got, expected);
         }
     }
-}
-
-/// Gives the planned users their data keys and records the planned handles.
-pub async fn prepare(keys: &commands::Keys, plan: &KeyPlan) -> Result<(), StoreError> {
-    let failed = |e: commands::KeyError| StoreError::Unavailable(e.to_string());
-    for user in &plan.users {
-        keys.create(*user).await.map_err(failed)?;
-    }
-    for (h, user) in &plan.handles {
-        keys.store()
-            .put_handle(h, *user, "synthetic")
-            .await
-            .map_err(failed)?;
-    }
-    Ok(())
 }

@@ -49,8 +49,11 @@ pub(crate) async fn copy_of(original: &Target, dir: &Path) -> Target {
     );
     let copy = Target::empty(&dir.join("copy")).await;
     std::fs::create_dir_all(&copy.data).expect("the copy's data directory");
-    std::fs::copy(original.data.join("secret.key"), copy.data.join("secret.key"))
-        .expect("the secret copied");
+    std::fs::copy(
+        original.data.join("secret.key"),
+        copy.data.join("secret.key"),
+    )
+    .expect("the secret copied");
     succeeded(&copy.treehole(&["keys", "import", keys_arg]).await);
     succeeded(&copy.treehole(&["events", "import", raw_arg]).await);
     succeeded(&copy.treehole(&["rebuild", "all"]).await);
@@ -316,10 +319,17 @@ async fn a_raw_export_imported_into_an_empty_store_rebuilds_the_same_read_models
             .await,
     );
     std::fs::create_dir_all(&copy.data).expect("the copy's data directory");
-    std::fs::copy(original.data.join("secret.key"), copy.data.join("secret.key"))
-        .expect("the secret copied");
+    std::fs::copy(
+        original.data.join("secret.key"),
+        copy.data.join("secret.key"),
+    )
+    .expect("the secret copied");
     let out = copy.treehole(&["keys", "import", keys_arg]).await;
-    assert!(stdout(succeeded(&out)).contains("imported"), "{}", stdout(&out));
+    assert!(
+        stdout(succeeded(&out)).contains("imported"),
+        "{}",
+        stdout(&out)
+    );
 
     // A ciphertext altered in transit is refused, and nothing is imported.
     let tampered = files.path().join("tampered.ndjson");
@@ -330,7 +340,11 @@ async fn a_raw_export_imported_into_an_empty_store_rebuilds_the_same_read_models
         .expect("a sealed registration");
     let ct_at = lines[victim].find("\"ct\":\"").expect("a ciphertext") + 6;
     let mut bytes = lines[victim].clone().into_bytes();
-    bytes[ct_at + 10] = if bytes[ct_at + 10] == b'A' { b'B' } else { b'A' };
+    bytes[ct_at + 10] = if bytes[ct_at + 10] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
     lines[victim] = String::from_utf8(bytes).expect("still UTF-8");
     std::fs::write(&tampered, lines.join("\n") + "\n").expect("the tampered export");
     let out = copy
@@ -343,7 +357,11 @@ async fn a_raw_export_imported_into_an_empty_store_rebuilds_the_same_read_models
         "{said}"
     );
     let empty = copy.treehole(&["events", "export", "--raw"]).await;
-    assert_eq!(stdout(succeeded(&empty)), "", "a refused import wrote events");
+    assert_eq!(
+        stdout(succeeded(&empty)),
+        "",
+        "a refused import wrote events"
+    );
 
     let out = copy.treehole(&["events", "import", raw_arg]).await;
     assert!(

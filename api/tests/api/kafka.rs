@@ -130,9 +130,10 @@ impl WorkerTarget {
             dir: tempfile::tempdir().expect("a temp dir"),
             database_url: postgres_backend().await,
             keys: app.map(|app| {
-                let store = app.database_url.clone().unwrap_or_else(|| {
-                    app.data.join("events.db").display().to_string()
-                });
+                let store = app
+                    .database_url
+                    .clone()
+                    .unwrap_or_else(|| app.data.join("events.db").display().to_string());
                 (store, hex::encode(app.secret()))
             }),
         }

@@ -219,7 +219,10 @@ async fn the_stored_log_and_a_raw_export_keep_personal_data_and_authorship_secre
             .treehole(&["events", "export", "--raw"])
             .await,
     ));
-    assert!(raw.contains("\"$sealed\""), "the raw export carries ciphertext");
+    assert!(
+        raw.contains("\"$sealed\""),
+        "the raw export carries ciphertext"
+    );
     let exported: Vec<Value> = raw
         .lines()
         .map(|l| serde_json::from_str(l).expect("an envelope"))
@@ -245,7 +248,12 @@ async fn the_stored_log_and_a_raw_export_keep_personal_data_and_authorship_secre
     app.assert_no_server_errors();
 }
 
-async fn unregister(app: &TestApp, token: &str, password: &str, code: &str) -> crate::helpers::Reply {
+async fn unregister(
+    app: &TestApp,
+    token: &str,
+    password: &str,
+    code: &str,
+) -> crate::helpers::Reply {
     let request = app
         .client
         .delete(app.url("/me"))
@@ -354,7 +362,9 @@ async fn unregistering_forgets_the_user_for_good_and_a_rebuild_agrees() {
     let at = position(&done);
 
     // Every session ends at once, the login is gone, a second try is a clear 4xx.
-    app.get_auth("/me", &leaver.user.token).await.expect_problem(401);
+    app.get_auth("/me", &leaver.user.token)
+        .await
+        .expect_problem(401);
     app.login_reply(&leaver.user.username, PASSWORD)
         .await
         .expect_problem(401);

@@ -5,6 +5,11 @@
 //! A generation's checkpoint travels in the payload of its tantivy commit, so documents and
 //! checkpoint become durable together. One process at a time writes a generation (tantivy's
 //! writer lock); others get a transient error and retry.
+//!
+//! The id of a named post's author is indexed (the stored document already holds it) so that
+//! the documents of a user who unregisters are found by one term query. Generations made before
+//! that field existed still open and answer queries, but cannot forget an author: the search
+//! projection's version changed with the field, so such a generation is rebuilt and replaced.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use domain::{Position, PostId};
+use domain::{Position, PostId, UserId};
 use projections::search::{
     self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
 };
@@ -20,7 +25,7 @@ use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore}
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -40,6 +45,8 @@ struct Fields {
     title_terms: Field,
     body_terms: Field,
     comment_terms: Field,
+    /// The named author's id; `None` in a generation older than the field.
+    author_id: Option<Field>,
     doc: Field,
 }
 
@@ -59,6 +66,7 @@ impl Fields {
         b.add_text_field("title_terms", terms.clone());
         b.add_text_field("body_terms", terms.clone());
         b.add_text_field("comment_terms", terms);
+        b.add_text_field("author_id", STRING);
         b.add_text_field("doc", STORED);
         b.build()
     }
@@ -76,6 +84,7 @@ impl Fields {
             title_terms: f("title_terms")?,
             body_terms: f("body_terms")?,
             comment_terms: f("comment_terms")?,
+            author_id: schema.get_field("author_id").ok(),
             doc: f("doc")?,
         })
     }
@@ -93,6 +102,14 @@ impl Fields {
         Term::from_field_text(self.id, &id.to_string())
     }
 
+    /// The term of `author`'s documents; an error in a generation older than the field.
+    fn author_term(&self, author: UserId) -> Result<Term, ReadModelError> {
+        let field = self.author_id.ok_or_else(|| {
+            backend("this search index predates author ids and must be rebuilt".into())
+        })?;
+        Ok(Term::from_field_text(field, &author.to_string()))
+    }
+
     fn document(&self, doc: &SearchDocument) -> Result<TantivyDocument, ReadModelError> {
         let mut d = TantivyDocument::default();
         d.add_text(self.id, doc.id.to_string());
@@ -103,6 +120,9 @@ impl Fields {
         d.add_text(self.title_terms, &doc.title_terms);
         d.add_text(self.body_terms, &doc.body_terms);
         d.add_text(self.comment_terms, &doc.comment_terms);
+        if let (Some(field), Some(author)) = (self.author_id, doc.author_id) {
+            d.add_text(field, author.to_string());
+        }
         d.add_text(
             self.doc,
             serde_json::to_string(doc).map_err(|e| backend(e.to_string()))?,
@@ -227,6 +247,29 @@ impl Gen {
             if let Some((_, addr)) = hits.first() {
                 let d: TantivyDocument = searcher.doc(*addr).map_err(tantivy_error)?;
                 found.insert(*id, self.fields.read(&d)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored documents of `authors`, each author's found by its term. The index holds
+    /// the same documents as [`Recent`] (both are as of the last commit), so reading it is
+    /// enough.
+    fn load_authored(
+        &self,
+        authors: impl IntoIterator<Item = UserId>,
+    ) -> Result<HashMap<PostId, SearchDocument>, ReadModelError> {
+        let searcher = self.reader.searcher();
+        let mut found = HashMap::new();
+        for author in authors {
+            let query = TermQuery::new(self.fields.author_term(author)?, IndexRecordOption::Basic);
+            for addr in searcher
+                .search(&query, &DocSetCollector)
+                .map_err(tantivy_error)?
+            {
+                let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+                let doc = self.fields.read(&d)?;
+                found.insert(doc.id, doc);
             }
         }
         Ok(found)
@@ -392,7 +435,10 @@ impl EmbeddedSearch {
             });
         }
         let ids: Vec<PostId> = search::touched(changes).into_iter().collect();
-        let outcome = search::apply_changes(g.load(&ids, checkpoint.position)?, changes)?;
+        let mut stored = g.load_authored(search::forgotten(changes))?;
+        // A document both touched and authored by a forgotten author is the same either way.
+        stored.extend(g.load(&ids, checkpoint.position)?);
+        let outcome = search::apply_changes(stored, changes)?;
         for (id, doc) in &outcome {
             writer.delete_term(g.fields.id_term(*id));
             if let Some(doc) = doc {

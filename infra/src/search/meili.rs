@@ -7,13 +7,16 @@
 //! visible together, and it moves with its documents when the indexes are swapped.
 //! Documents are the analysed ones of `projections::search`, and the index settings make
 //! Meilisearch match them as the embedded engine does: every word must match, one typo from
-//! five characters on, no prefix matching, ties broken by the newest post.
+//! five characters on, no prefix matching, ties broken by the newest post. A named post's
+//! `author_id` is filterable (never searchable), so that the documents of a user who
+//! unregisters are found by a filter; documents are always replaced whole, so one that forgot
+//! its author loses the field.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{Position, PostId};
+use domain::{Position, PostId, UserId};
 use meilisearch_sdk::client::{Client, SwapIndexes};
 use meilisearch_sdk::documents::DocumentsQuery;
 use meilisearch_sdk::errors::{Error as MeiliError, ErrorCode, MeilisearchError};
@@ -182,7 +185,7 @@ impl MeiliSearch {
         let index = self.client.index(uid);
         let settings = Settings::new()
             .with_searchable_attributes(["title_terms", "body_terms", "comment_terms"])
-            .with_filterable_attributes(["id", "kind", "tags"])
+            .with_filterable_attributes(["id", "kind", "tags", "author_id"])
             .with_sortable_attributes(["post_position"])
             .with_ranking_rules([
                 "words",
@@ -269,6 +272,37 @@ impl MeiliSearch {
         }
         Ok(found)
     }
+
+    /// The stored documents of `authors`, page by page (nothing writes the index meanwhile:
+    /// the batch's own upload comes after).
+    async fn load_authored(
+        &self,
+        index: &Index,
+        authors: impl IntoIterator<Item = UserId>,
+    ) -> Result<HashMap<PostId, SearchDocument>, ReadModelError> {
+        let mut found = HashMap::new();
+        for author in authors {
+            // A UserId is a UUID: nothing in it needs escaping.
+            let filter = format!("kind = \"post\" AND author_id = \"{author}\"");
+            let mut offset = 0;
+            loop {
+                let page = DocumentsQuery::new(index)
+                    .with_filter(&filter)
+                    .with_offset(offset)
+                    .with_limit(PAGE)
+                    .execute::<SearchDocument>()
+                    .await
+                    .map_err(|e| self.error("loading an author's documents", e))?;
+                let n = page.results.len();
+                offset += n;
+                found.extend(page.results.into_iter().map(|d| (d.id, d)));
+                if n < PAGE {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -325,7 +359,12 @@ impl ReadModelStore for MeiliSearch {
         }
         let index = self.client.index(&uid);
         let ids: Vec<PostId> = search::touched(changes).into_iter().collect();
-        let outcome = search::apply_changes(self.load(&index, &ids).await?, changes)?;
+        let mut stored = self
+            .load_authored(&index, search::forgotten(changes))
+            .await?;
+        // A document both touched and authored by a forgotten author is the same either way.
+        stored.extend(self.load(&index, &ids).await?);
+        let outcome = search::apply_changes(stored, changes)?;
         let gone: Vec<String> = outcome
             .iter()
             .filter(|(_, d)| d.is_none())

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use commands::{KeyDump, KeyStore, Keys};
+use commands::{KeyDump, KeyError, KeyStore, Keys};
 use domain::post::{Author, PostEvent};
 use domain::user::UserEvent;
 use domain::{
@@ -412,12 +412,19 @@ pub async fn shredded_handles_stay_dead_under_a_new_key<H: Harness>(_h: &H, stor
         .await
         .expect("put_handle");
     store.shred(a).await.expect("shred");
-    assert_eq!(
-        store.put_key(a, wrapped(3)).await.expect("put_key"),
-        wrapped(3),
-        "the destroyed key is not the stored one any more"
-    );
+    // A tombstone keeps its place: no key is ever made again for a user who left.
+    assert!(matches!(
+        store.put_key(a, wrapped(3)).await,
+        Err(KeyError::Destroyed(u)) if u == a
+    ));
+    assert_eq!(store.get_key(a).await.expect("get_key"), None);
+    store
+        .put_handle("tnew", a, "post-new")
+        .await
+        .expect("put_handle");
+    assert_eq!(store.resolve("tnew").await.expect("resolve"), None);
     assert_eq!(store.resolve("told").await.expect("resolve"), None);
+    assert_eq!(store.all().await.expect("all").destroyed, vec![a]);
     assert!(sorted_subjects(&store, a, "").await.is_empty());
 }
 
