@@ -1,8 +1,9 @@
 //! One suite for every search engine: the corpus through the real SQLite log and the search
 //! projection into the engine, then queries, paging, deletions, a restart, a rebuild and the
-//! anonymity promise.
+//! anonymity promise; and ([`forget`]) the forgetting of a user who unregisters.
 
 pub mod corpus;
+pub mod forget;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use commands::{EventStore, ExpectedVersion};
 use domain::post::{Author, PostEvent};
-use domain::{AuthorToken, CommentId, Metadata, NewEvent, PostId, UserId};
+use domain::{AuthorToken, CommentId, DomainEvent, Metadata, NewEvent, PostId, StreamId, UserId};
 use infra::event_store::SqliteEventStore;
 use infra::source::StoreSource;
 use projections::search::{Query, Search, SearchDocument, SearchIndex, SearchRequest};
@@ -36,20 +37,26 @@ struct World {
 }
 
 impl World {
-    async fn new() -> Self {
+    /// A log with nothing in it.
+    async fn empty() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let events = Arc::new(
             SqliteEventStore::open(&dir.path().join("events.db"))
                 .await
                 .expect("event store"),
         );
-        let mut world = Self {
+        Self {
             events,
             posts: HashMap::new(),
             comments: HashMap::new(),
             secrets: Vec::new(),
             _dir: dir,
-        };
+        }
+    }
+
+    /// A log holding the corpus.
+    async fn new() -> Self {
+        let mut world = Self::empty().await;
         for (n, post) in corpus::posts(FILLERS).into_iter().enumerate() {
             let author = UserId::new(Uuid::now_v7());
             let username = format!("student{n:04}");
@@ -100,12 +107,16 @@ impl World {
     }
 
     async fn append(&self, post_id: PostId, events: Vec<PostEvent>) {
+        self.append_to(&post_id.stream(), &events).await;
+    }
+
+    async fn append_to<E: DomainEvent>(&self, stream: &StreamId, events: &[E]) {
         let events = events
             .iter()
             .map(|e| NewEvent::from_domain(e, Uuid::now_v7(), Utc::now(), Metadata::default()))
             .collect();
         self.events
-            .append(&post_id.stream(), ExpectedVersion::Any, events)
+            .append(stream, ExpectedVersion::Any, events)
             .await
             .expect("append");
     }

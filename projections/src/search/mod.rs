@@ -2,10 +2,13 @@
 //! and the text of its live comments, and the port the search engines implement.
 //!
 //! Documents carry the author only as the public read model shows it (`洞主` or a pseudonym
-//! for anonymous posts) and comments carry no author at all (ARCHITECTURE.md §6). A search
-//! engine cannot share a transaction with anything else, so applying a batch is idempotent:
-//! documents are upserted by post id, and a comment at or below a document's position is
-//! already in it.
+//! for anonymous posts) and comments carry no author at all (ARCHITECTURE.md §6). The id of a
+//! *named* author is kept, privately, so that when that user unregisters their documents show
+//! [`DELETED_USER`] as the feed does ([`Change::ForgetPostAuthor`]) and keep neither their
+//! name nor their id: a rebuild, which can no longer read the name, gives the same documents.
+//! A search engine cannot share a transaction with anything else, so applying a batch is
+//! idempotent: documents are upserted by post id, a comment at or below a document's position
+//! is already in it, and forgetting an author twice forgets nothing more.
 
 pub mod text;
 
@@ -13,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{CommentId, Envelope, Event, Position, PostId};
+use domain::{CommentId, Envelope, Event, Position, PostId, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::comments::Comments;
 use crate::feed::Feed;
-use crate::{Change, Projection, ReadModelError, ReadModelStore};
+use crate::{Change, DELETED_USER, Projection, ReadModelError, ReadModelStore};
 
 pub use text::Term;
 
@@ -32,8 +35,9 @@ impl Projection for Search {
         NAME
     }
 
+    /// 2: documents keep the id of a named author, and forget it with the author's name.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     /// Every batch re-indexes each post it touches with all its comments and commits the
@@ -50,7 +54,9 @@ impl Projection for Search {
     }
 
     /// The public rows of the `feed` and `comments` projections (so a document shows exactly
-    /// what the public post and comments show), without their counters.
+    /// what the public post and comments show), without their counters, and the feed's
+    /// forgetting of named authors. Comments in documents carry no author, so the comments'
+    /// forgetting has nothing to change.
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
         Feed.apply(envelope, event)
             .into_iter()
@@ -60,7 +66,6 @@ impl Projection for Search {
                     c,
                     Change::CountComment { .. }
                         | Change::DeleteCommentsOf { .. }
-                        | Change::ForgetPostAuthor { .. }
                         | Change::ForgetCommentAuthor { .. }
                 )
             })
@@ -85,6 +90,11 @@ pub struct SearchDocument {
     /// The last event applied to this document.
     pub position: Position,
     pub author_name: String,
+    /// The author of a *named* post, until they unregister; always `None` for an anonymous
+    /// post (and then absent from the stored document). Internal: engines index it to find a
+    /// leaving author's documents, and no answer of the API shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
     pub anonymous: bool,
     pub title: Option<String>,
     pub body: String,
@@ -118,14 +128,27 @@ fn post_of(change: &Change) -> Option<PostId> {
     }
 }
 
-/// The posts a batch of changes touches: what an engine loads before [`apply_changes`].
+/// The posts a batch of changes touches: what an engine loads before [`apply_changes`],
+/// beside the documents of the [`forgotten`] authors.
 pub fn touched(changes: &[Change]) -> BTreeSet<PostId> {
     changes.iter().filter_map(post_of).collect()
 }
 
-/// Applies a batch of changes to the stored documents of the posts it touches and returns the
-/// outcome for each: `Some` to upsert, `None` to delete. Applying a batch twice gives the same
-/// documents as applying it once.
+/// The named authors a batch forgets: an engine also loads, before [`apply_changes`], every
+/// stored document whose `author_id` is one of them.
+pub fn forgotten(changes: &[Change]) -> BTreeSet<UserId> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::ForgetPostAuthor { user_id } => Some(*user_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies a batch of changes to the stored documents of the posts it touches and of the
+/// authors it forgets, and returns the outcome for each: `Some` to upsert, `None` to delete.
+/// Applying a batch twice gives the same documents as applying it once.
 pub fn apply_changes(
     mut stored: HashMap<PostId, SearchDocument>,
     changes: &[Change],
@@ -135,6 +158,10 @@ pub fn apply_changes(
     // so a post with a thousand comments is not cut into words again on each new one.
     let mut out: BTreeMap<PostId, (Option<SearchDocument>, bool)> = BTreeMap::new();
     for change in changes {
+        if let Change::ForgetPostAuthor { user_id } = change {
+            forget_author(&mut stored, &mut out, *user_id);
+            continue;
+        }
         let post_id = post_of(change).ok_or_else(|| {
             ReadModelError::Backend(format!("the search index cannot apply {change:?}"))
         })?;
@@ -154,6 +181,34 @@ pub fn apply_changes(
         .collect())
 }
 
+/// Makes every document of `author`, stored or already changed by the batch, show
+/// [`DELETED_USER`] and forget the author's id. The name is not among the analysed terms, so
+/// the terms stay as they are.
+fn forget_author(
+    stored: &mut HashMap<PostId, SearchDocument>,
+    out: &mut BTreeMap<PostId, (Option<SearchDocument>, bool)>,
+    author: UserId,
+) {
+    let theirs: Vec<PostId> = stored
+        .iter()
+        .filter(|(_, d)| d.author_id == Some(author))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in theirs {
+        if let Some(doc) = stored.remove(&id) {
+            out.entry(id).or_insert((Some(doc), false));
+        }
+    }
+    for (doc, _) in out.values_mut() {
+        if let Some(d) = doc
+            && d.author_id == Some(author)
+        {
+            d.author_name = DELETED_USER.to_owned();
+            d.author_id = None;
+        }
+    }
+}
+
 /// Applies one change; sets `stale` when the document's terms must be analysed again in full,
 /// and otherwise keeps them up to date itself.
 fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change) {
@@ -161,6 +216,7 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
         Change::InsertPost {
             post_id,
             position,
+            author_id,
             author_name,
             anonymous,
             title,
@@ -174,6 +230,8 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
                 post_position: *position,
                 position: *position,
                 author_name: author_name.clone(),
+                // The change has no id for anonymous posts already; a document makes sure.
+                author_id: author_id.filter(|_| !*anonymous),
                 anonymous: *anonymous,
                 title: title.clone(),
                 body: body.clone(),
@@ -429,6 +487,118 @@ mod tests {
         )
         .unwrap();
         assert!(fields.get("author_id").is_none());
+    }
+
+    fn named(id: u128, position: Position, author: UserId) -> Change {
+        Change::InsertPost {
+            post_id: PostId::new(Uuid::from_u128(id)),
+            position,
+            author_id: Some(author),
+            author_name: format!("user{id}"),
+            anonymous: false,
+            title: Some("Signed".into()),
+            body: "署名的帖子".into(),
+            tags: vec![],
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    fn stored(out: &BTreeMap<PostId, Option<SearchDocument>>) -> HashMap<PostId, SearchDocument> {
+        out.iter()
+            .filter_map(|(k, v)| v.clone().map(|d| (*k, d)))
+            .collect()
+    }
+
+    #[test]
+    fn the_search_projection_passes_on_forgetting_post_authors_only() {
+        let user_id = UserId::new(Uuid::from_u128(7));
+        let envelope = Envelope {
+            position: 5,
+            event_id: Uuid::from_u128(5),
+            stream: user_id.stream(),
+            version: 2,
+            event_type: "UserUnregistered".into(),
+            schema: 1,
+            occurred_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            data: serde_json::json!({ "user_id": user_id }),
+            metadata: domain::Metadata::default(),
+        };
+        let event = Event::User(domain::user::UserEvent::UserUnregistered { user_id });
+        assert_eq!(
+            Search.apply(&envelope, &event),
+            vec![Change::ForgetPostAuthor { user_id }]
+        );
+        assert_eq!(
+            forgotten(&Search.apply(&envelope, &event)),
+            [user_id].into()
+        );
+    }
+
+    /// The named posts of a leaving author show the deleted user and keep no id; their
+    /// anonymous posts and other authors' posts do not change; twice is once.
+    #[test]
+    fn forgetting_an_author_forgets_their_named_posts_only() {
+        let (leaver, stayer) = (
+            UserId::new(Uuid::from_u128(7)),
+            UserId::new(Uuid::from_u128(8)),
+        );
+        let mut anonymous = post(2, 2);
+        if let Change::InsertPost { author_id, .. } = &mut anonymous {
+            // Even a change that wrongly names the author of an anonymous post.
+            *author_id = Some(leaver);
+        }
+        let before = stored(
+            &apply_changes(
+                HashMap::new(),
+                &[named(1, 1, leaver), anonymous, named(3, 3, stayer)],
+            )
+            .unwrap(),
+        );
+        let [signed, hidden, other] = [1, 2, 3].map(|n| PostId::new(Uuid::from_u128(n)));
+        assert_eq!(before[&signed].author_id, Some(leaver));
+        assert_eq!(before[&hidden].author_id, None);
+        assert_eq!(before[&other].author_id, Some(stayer));
+
+        let forget = [Change::ForgetPostAuthor { user_id: leaver }];
+        let once = apply_changes(before.clone(), &forget).unwrap();
+        assert_eq!(once.keys().collect::<Vec<_>>(), vec![&signed]);
+        let after = once[&signed].clone().unwrap();
+        assert_eq!(after.author_name, DELETED_USER);
+        assert_eq!(after.author_id, None);
+        assert_eq!(
+            SearchDocument {
+                author_name: "user1".into(),
+                author_id: Some(leaver),
+                ..after.clone()
+            },
+            before[&signed]
+        );
+        let mut now = before.clone();
+        now.extend(stored(&once));
+        let twice = apply_changes(now.clone(), &forget).unwrap();
+        assert!(twice.is_empty(), "{twice:?}");
+        let json = serde_json::to_string(&now.values().collect::<Vec<_>>()).unwrap();
+        assert!(!json.contains(&leaver.to_string()) && !json.contains("user1"));
+    }
+
+    /// A post and its author's leaving in one batch, applied once or twice, give what the
+    /// batches apart give: the live index and a rebuild agree however the log is cut.
+    #[test]
+    fn forgetting_in_the_batch_of_the_post_equals_forgetting_later() {
+        let leaver = UserId::new(Uuid::from_u128(7));
+        let id = PostId::new(Uuid::from_u128(1));
+        let batch = [
+            named(1, 1, leaver),
+            comment(1, 10, 2, "hello"),
+            Change::ForgetPostAuthor { user_id: leaver },
+        ];
+        let together = apply_changes(HashMap::new(), &batch).unwrap();
+        let again = apply_changes(stored(&together), &batch).unwrap();
+        assert_eq!(together, again);
+        let first = apply_changes(HashMap::new(), &batch[..2]).unwrap();
+        let apart = apply_changes(stored(&first), &batch[2..]).unwrap();
+        assert_eq!(together[&id], apart[&id]);
+        assert_eq!(together[&id].as_ref().unwrap().author_name, DELETED_USER);
     }
 
     #[test]
