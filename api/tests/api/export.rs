@@ -69,7 +69,7 @@ impl Target {
     }
 
     /// An empty store of the suite's backend.
-    async fn empty(data: &Path) -> Self {
+    pub(crate) async fn empty(data: &Path) -> Self {
         Self {
             data: data.to_path_buf(),
             database_url: postgres_backend().await,
@@ -106,6 +106,10 @@ impl Target {
                     .expect("the log"),
             ),
         }
+    }
+
+    pub(crate) fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     pub(crate) async fn read_models(&self) -> Arc<dyn ReadModels> {

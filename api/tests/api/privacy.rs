@@ -453,3 +453,186 @@ async fn unregistering_forgets_the_user_for_good_and_a_rebuild_agrees() {
     live.close().await;
     app.assert_no_server_errors();
 }
+
+/// One envelope of a log written before sealing (schema 1), as its raw export holds it.
+fn legacy(
+    position: u64,
+    stream: &str,
+    version: u64,
+    kind: &str,
+    data: Value,
+    actor: Option<&str>,
+) -> String {
+    let mut metadata = json!({});
+    if let Some(a) = actor {
+        metadata["actor"] = json!(a);
+    }
+    json!({"position": position, "event_id": Uuid::now_v7(), "stream": stream,
+        "version": version, "type": kind, "schema": 1,
+        "occurred_at": "2026-11-20T10:00:00.000Z", "data": data, "metadata": metadata})
+    .to_string()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The documented migration of a store written before sealing: its raw export, imported into a
+/// new store, comes out sealed (no address, name, hash or anonymous author id in clear; the
+/// reservations under their keyed names), and the old account still signs in and keeps its
+/// pseudonym under the old post.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
+    let passwords = commands::Passwords::new(api::config::Settings::default().password.policy())
+        .expect("a policy");
+    let hash = passwords.hash(PASSWORD.to_owned()).await;
+    let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let (post, comment) = (Uuid::now_v7(), Uuid::now_v7());
+    let (ann_s, bob_s) = (ann.to_string(), bob.to_string());
+    let mut lines = Vec::new();
+    let mut p = 0;
+    let mut next = || {
+        p += 1;
+        p
+    };
+    for (id, name) in [(&ann_s, "legacy_ann"), (&bob_s, "legacy_bob")] {
+        let email = format!("{name}@old.campus.edu");
+        let owner = json!({ "owner": id });
+        lines.push(legacy(
+            next(),
+            &format!("email-{}", sha256_hex(&email)),
+            1,
+            "IdentityReserved",
+            owner.clone(),
+            Some(id),
+        ));
+        lines.push(legacy(
+            next(),
+            &format!("username-{}", sha256_hex(name)),
+            1,
+            "IdentityReserved",
+            owner,
+            Some(id),
+        ));
+        lines.push(legacy(
+            next(),
+            &format!("user-{id}"),
+            1,
+            "UserRegistered",
+            json!({"user_id": id, "email": email, "username": name, "password_hash": hash}),
+            Some(id),
+        ));
+    }
+    lines.push(legacy(
+        next(),
+        &format!("post-{post}"),
+        1,
+        "PostPublished",
+        json!({"post_id": post, "author_id": bob_s, "author_name": "洞主", "anonymous": true,
+            "title": null, "body": "an old anonymous post", "tags": []}),
+        Some(&bob_s),
+    ));
+    lines.push(legacy(
+        next(),
+        &format!("post-{post}"),
+        2,
+        "CommentAdded",
+        json!({"post_id": post, "comment_id": comment, "author_id": ann_s, "author_name": "Alice",
+            "anonymous": true, "is_host": false, "body": "an old anonymous comment",
+            "reply_to": null}),
+        Some(&ann_s),
+    ));
+    let files = tempfile::tempdir().expect("a temp dir");
+    let input = files.path().join("legacy.ndjson");
+    std::fs::write(&input, lines.join("\n") + "\n").expect("the legacy export");
+
+    let target = Target::empty(&files.path().join("new")).await;
+    let out = target
+        .treehole(&["events", "import", input.to_str().expect("UTF-8")])
+        .await;
+    assert!(stdout(succeeded(&out)).contains("imported 8 events"));
+    let raw = stdout(succeeded(
+        &target.treehole(&["events", "export", "--raw"]).await,
+    ));
+    for secret in [
+        "legacy_ann@old.campus.edu",
+        "legacy_bob@old.campus.edu",
+        "legacy_ann",
+        "legacy_bob",
+        hash.as_str(),
+        "legacy-",
+    ] {
+        assert!(
+            !raw.contains(secret),
+            "the imported log carries {secret:?}:\n{raw}"
+        );
+    }
+    let records: Vec<Value> = raw
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an envelope"))
+        .collect();
+    for r in &records {
+        if matches!(r["type"].as_str(), Some("PostPublished" | "CommentAdded")) {
+            let text = r.to_string();
+            assert!(!text.contains(&ann_s) && !text.contains(&bob_s), "{text}");
+            assert_eq!(r["schema"], 2, "{text}");
+        }
+        if r["type"] == "IdentityReserved" {
+            assert!(
+                !r["stream"]
+                    .as_str()
+                    .expect("a stream")
+                    .contains(&sha256_hex("legacy_ann"))
+            );
+        }
+    }
+
+    // The old account signs in through its keyed reservation, and keeps its pseudonym.
+    let settings = api::config::Settings {
+        data: target.data.clone(),
+        database_url: target.database_url().map(str::to_owned),
+        ..api::config::Settings::default()
+    };
+    let stores = api::startup::Stores::open(&settings)
+        .await
+        .expect("the stores");
+    let handler = CommandHandler::new(stores.events.clone());
+    let secret = api::startup::server_secret(&settings).expect("the secret");
+    let ctx = commands::CommandContext::new(chrono::Utc::now());
+    let ttl = chrono::Duration::minutes(5);
+    commands::sessions::login(
+        &handler,
+        &passwords,
+        &secret,
+        "legacy_ann",
+        PASSWORD,
+        ttl,
+        &ctx,
+    )
+    .await
+    .expect("the old account signs in");
+    commands::sessions::login(
+        &handler,
+        &passwords,
+        &secret,
+        "legacy_bob@old.campus.edu",
+        PASSWORD,
+        ttl,
+        &ctx,
+    )
+    .await
+    .expect("by e-mail too");
+    let token = stores
+        .keys
+        .author_token(UserId::new(ann), domain::PostId::new(post))
+        .await
+        .expect("a token");
+    let state = handler
+        .load::<domain::post::Post>(&domain::PostId::new(post).stream())
+        .await
+        .expect("the post")
+        .state;
+    assert_eq!(state.pseudonym_of(UserId::new(ann), &token), Some("Alice"));
+    stores.read_models.close().await;
+}
