@@ -897,17 +897,6 @@ async fn the_topic_keeps_personal_data_and_authorship_secret() {
             w.anonymous.len()
         );
     }
-    let comments: Vec<&Value> = records
-        .iter()
-        .filter(|r| {
-            r["type"] == "CommentAdded"
-                && a.anonymous
-                    .iter()
-                    .any(|id| r["data"]["comment_id"] == id.as_str())
-        })
-        .collect();
-    assert!(comments.len() >= 2);
-    assert_ne!(comments[0]["stream"], comments[1]["stream"]);
-    crate::privacy::assert_unlinkable(comments[0], comments[1], "the topic");
+    crate::privacy::assert_comments_unlinkable(&records, &a, "the topic");
     app.assert_no_server_errors();
 }

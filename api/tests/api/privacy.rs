@@ -155,7 +155,7 @@ fn strings(v: &Value, out: &mut BTreeSet<String>) {
 /// any two comments may share (type names, a pseudonym that is the same for every first
 /// commenter, the `$personal` machinery).
 #[track_caller]
-pub(crate) fn assert_unlinkable(a: &Value, b: &Value, what: &str) {
+fn assert_unlinkable(a: &Value, b: &Value, what: &str) {
     let (mut sa, mut sb) = (BTreeSet::new(), BTreeSet::new());
     for field in ["data", "metadata"] {
         strings(&a[field], &mut sa);
@@ -169,6 +169,23 @@ pub(crate) fn assert_unlinkable(a: &Value, b: &Value, what: &str) {
         shared.is_empty(),
         "{what}: two anonymous comments of one user share {shared:?}:\n{a}\n{b}"
     );
+}
+
+/// Two anonymous comments of `w` under two different posts, among `records`, are unlinkable.
+#[track_caller]
+pub(crate) fn assert_comments_unlinkable(records: &[Value], w: &Writer, what: &str) {
+    let comments: Vec<&Value> = records
+        .iter()
+        .filter(|r| {
+            r["type"] == "CommentAdded"
+                && w.anonymous
+                    .iter()
+                    .any(|id| r["data"]["comment_id"] == id.as_str())
+        })
+        .collect();
+    assert!(comments.len() >= 2, "{what}: {} comments", comments.len());
+    assert_ne!(comments[0]["stream"], comments[1]["stream"]);
+    assert_unlinkable(comments[0], comments[1], what);
 }
 
 /// The stored log's bytes where a reader of the database finds them: the SQLite file and its
@@ -233,18 +250,7 @@ async fn the_stored_log_and_a_raw_export_keep_personal_data_and_authorship_secre
     }
 
     // Two anonymous comments of `a` under two different posts share nothing.
-    let comments: Vec<&Value> = records
-        .iter()
-        .filter(|r| {
-            r["type"] == "CommentAdded"
-                && a.anonymous
-                    .iter()
-                    .any(|id| r["data"]["comment_id"] == id.as_str())
-        })
-        .collect();
-    assert!(comments.len() >= 2);
-    assert_ne!(comments[0]["stream"], comments[1]["stream"]);
-    assert_unlinkable(comments[0], comments[1], "the stored log");
+    assert_comments_unlinkable(&records, &a, "the stored log");
     app.assert_no_server_errors();
 }
 
