@@ -1,6 +1,7 @@
 //! Engine micro-benchmarks (criterion): the event stores' appends and scans, the projections'
-//! apply rate and the Post aggregate's pseudonym decision, each beside a baseline that criterion
-//! measures in the same run, as a sibling function of the same group.
+//! apply rate, the sealing of personal values and the Post aggregate's pseudonym decision, each
+//! beside a baseline that criterion measures in the same run, as a sibling function of the same
+//! group.
 //!
 //! ```text
 //! cargo bench -p infra --bench engine                      # every group, real sizes
@@ -26,6 +27,9 @@
 //! | `read_all_postgres` | of 500 (the projection runner's batch)     | rows into the same `Envelope` |
 //! | `projection_apply`  | decode, apply and coalesce, per batch of   | decoding the same envelopes   |
 //! |                     | 500, for each projection with SQL tables   | only (the floor)              |
+//! | `seal`              | `encode_and_seal`: 500 events of a grown   | `encode_only`: the same       |
+//! |                     | forum encoded into `NewEvent`s, then       | events encoded into           |
+//! |                     | `Keys::seal`ed, every key already cached   | `NewEvent`s, nothing sealed   |
 //! | `pseudonym`         | `Post::decide` of an anonymous comment     | the bare lookup of the rule   |
 //! |                     | under N commenters, new and returning      | on the same data (a HashMap)  |
 //!
@@ -36,6 +40,13 @@
 //! encoded before the clock starts and number versions in memory, so the store's encoding,
 //! validation and version check count as its overhead. At the end of an append group the bench
 //! checks that the rows both wrote are identical and that no stream has a hole in its versions.
+//!
+//! The seal group's keys are in a `SqliteKeyStore` on a temporary file, made (with the key
+//! handles) before anything is timed, and every key and handle the batch needs is in the
+//! `Keys`' memory before the clock starts: the timed work is CPU only (serde, the key lookups
+//! in memory, random nonces, XChaCha20-Poly1305, base64). It checks (outside the timing) that
+//! encoding reproduces the history's events, that sealing leaves no personal value open, and
+//! that opening the sealed events gives the originals back.
 //!
 //! The pseudonym group asserts (outside the timing) that a new commenter gets the next unused
 //! name and a returning one keeps theirs.
@@ -96,6 +107,7 @@ fn main() -> BenchResult<()> {
         None => println!("skipped: read_all_postgres: {NO_SERVER}"),
     }
     pairs.extend(apply::rates(&mut c, &sizes));
+    pairs.extend(seal::rates(&mut c, &runtime));
     pairs.extend(pseudonym::decisions(&mut c, &sizes));
     c.final_summary();
     if measuring {
@@ -1156,7 +1168,7 @@ mod scan {
             let file = dir.path().join("events.db");
             let store = infra::event_store::SqliteEventStore::open(&file).await?;
             History::new()
-                .write(&store, events as u64, BATCH, |_| {})
+                .write(&store, None, events as u64, BATCH, |_| {})
                 .await?;
             let raw = SqliteConnectOptions::new()
                 .filename(&file)
@@ -1182,7 +1194,7 @@ mod scan {
             let database = ScratchDatabase::create(server).await?;
             let store = infra::event_store::PostgresEventStore::connect(&database.url).await?;
             History::new()
-                .write(&store, events as u64, BATCH, |_| {})
+                .write(&store, None, events as u64, BATCH, |_| {})
                 .await?;
             let raw = PgConnection::connect(&database.url).await?;
             Ok(Self {
@@ -1356,14 +1368,194 @@ mod apply {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sealing
+
+mod seal {
+    //! Encoding events and sealing their personal values, against encoding them only.
+
+    use commands::Keys;
+    use domain::personal::{OPEN, has_sealed, visit_mut};
+    use domain::{Event, Metadata};
+    use infra::keys::SqliteKeyStore;
+    use serde_json::Value;
+
+    use super::*;
+
+    const GROUP: &str = "seal";
+    /// Events of the history before the timed batch: the batch is a grown forum's (mostly
+    /// comments and posts, a few registrations), not its first registrations.
+    const GROWN: usize = 5_000;
+    /// The server secret the bench's data keys are wrapped under.
+    const SECRET: &[u8] = b"treehole engine bench";
+
+    pub fn rates(c: &mut Criterion, runtime: &Runtime) -> Vec<Pair> {
+        let fixture = OnceCell::new();
+        let fx =
+            || fixture.get_or_init(|| runtime.block_on(Batch::new()).expect("setting up seal"));
+        let mut group = c.benchmark_group(GROUP);
+        group
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5))
+            .sampling_mode(SamplingMode::Flat)
+            .throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(id("encode_only"), |b| {
+            let fx = fx();
+            b.iter(|| fx.encode());
+        });
+        group.bench_function(id("encode_and_seal"), |b| {
+            let fx = fx();
+            b.to_async(runtime).iter(|| fx.encode_and_seal());
+        });
+        group.finish();
+        vec![Pair::new(GROUP, "encode_and_seal", "encode_only", BATCH)]
+    }
+
+    /// An event of the batch as a command handler holds it before the append: decoded, with
+    /// the id, time and metadata its `NewEvent` gets.
+    struct Decided {
+        stream: StreamId,
+        event_id: Uuid,
+        occurred_at: DateTime<Utc>,
+        metadata: Metadata,
+        event: Event,
+    }
+
+    impl Decided {
+        fn encode(&self) -> NewEvent {
+            let (event_type, schema, data) = self.event.encode();
+            NewEvent {
+                event_id: self.event_id,
+                event_type: event_type.to_owned(),
+                schema,
+                occurred_at: self.occurred_at,
+                data,
+                metadata: self.metadata.clone(),
+            }
+        }
+    }
+
+    /// `BATCH` events of a synthetic history and the keys to seal them with.
+    struct Batch {
+        events: Vec<Decided>,
+        keys: Keys,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Batch {
+        /// Takes the batch, makes its users' keys and its key handles in the key store, and
+        /// seals it once untimed: that checks it and leaves every key and handle it needs in
+        /// the `Keys`' memory.
+        async fn new() -> BenchResult<Self> {
+            let dir = tempfile::tempdir()?;
+            let store = SqliteKeyStore::open(&dir.path().join("keys.db")).await?;
+            let keys = Keys::new(Arc::new(store), SECRET);
+            let mut history = History::new();
+            history.take(GROWN);
+            let pending = history.take(BATCH);
+            synth::prepare(&keys, &history.take_keys()).await?;
+            let mut events = Vec::with_capacity(pending.len());
+            let mut originals = Vec::with_capacity(pending.len());
+            for (stream, e) in pending {
+                let envelope = envelope(&stream, &e);
+                events.push(Decided {
+                    event: Event::decode(&envelope)?,
+                    stream,
+                    event_id: e.event_id,
+                    occurred_at: e.occurred_at,
+                    metadata: e.metadata.clone(),
+                });
+                originals.push(e);
+            }
+            let batch = Self {
+                events,
+                keys,
+                _dir: dir,
+            };
+            batch.check(&originals).await?;
+            Ok(batch)
+        }
+
+        fn encode(&self) -> Vec<NewEvent> {
+            self.events.iter().map(Decided::encode).collect()
+        }
+
+        async fn encode_and_seal(&self) -> Vec<NewEvent> {
+            let mut events = self.encode();
+            for event in &mut events {
+                self.keys.seal(event).await.expect("every key is there");
+            }
+            events
+        }
+
+        /// Encoding gives the history's own events back; sealing leaves no open value; opening
+        /// the sealed events restores them.
+        async fn check(&self, originals: &[NewEvent]) -> BenchResult<()> {
+            let encoded = self.encode();
+            let sealed = self.encode_and_seal().await;
+            let (mut personal, mut values) = (0, 0);
+            for (((decided, original), encoded), sealed) in
+                self.events.iter().zip(originals).zip(&encoded).zip(&sealed)
+            {
+                if encoded.data != original.data {
+                    return Err(format!("{} encodes differently", original.event_type).into());
+                }
+                let open = count_open(&encoded.data);
+                if count_open(&sealed.data) != 0 || (open > 0) != has_sealed(&sealed.data) {
+                    return Err(format!("{} is not sealed", original.event_type).into());
+                }
+                let mut opened = envelope(&decided.stream, sealed);
+                self.keys.open(&mut opened).await?;
+                if opened.data != original.data {
+                    return Err(format!("{} does not open to itself", original.event_type).into());
+                }
+                personal += usize::from(open > 0);
+                values += open;
+            }
+            println!(
+                "{GROUP}: of the {} events of the batch, {personal} carry {values} personal values; \
+                 sealed, none is left open, and opened they equal the originals",
+                self.events.len()
+            );
+            Ok(())
+        }
+    }
+
+    /// The open personal values in an event's data.
+    fn count_open(data: &Value) -> usize {
+        let mut data = data.clone();
+        let mut n = 0;
+        let _ = visit_mut::<()>(&mut data, &mut |tag, _| {
+            n += usize::from(tag == OPEN);
+            Ok(())
+        });
+        n
+    }
+
+    /// The event as a store hands it back (position and version do not matter here).
+    fn envelope(stream: &StreamId, e: &NewEvent) -> Envelope {
+        Envelope {
+            position: 1,
+            event_id: e.event_id,
+            stream: stream.clone(),
+            version: 1,
+            event_type: e.event_type.clone(),
+            schema: e.schema,
+            occurred_at: e.occurred_at,
+            data: e.data.clone(),
+            metadata: e.metadata.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The pseudonym rule
 
 mod pseudonym {
     //! The Post aggregate naming an anonymous commenter, against the bare lookup of the rule.
 
-    use domain::post::{Post, PostCommand, PostEvent, PostServices};
+    use domain::post::{Author, Post, PostCommand, PostEvent, PostServices};
     use domain::values::{Actor, CommentBody};
-    use domain::{Aggregate, CommentId, PostId, UserId};
+    use domain::{Aggregate, AuthorToken, CommentId, PostId, UserId};
 
     use super::*;
 
@@ -1378,15 +1570,15 @@ mod pseudonym {
         for &n in sizes.commenters {
             let thread = Thread::with_commenters(n);
             thread.check_the_rule();
-            for (who, actor) in [("new", &thread.newcomer), ("returning", &thread.returning)] {
-                let command = thread.comment_by(actor);
+            for (who, commenter) in [("new", &thread.newcomer), ("returning", &thread.returning)] {
+                let command = thread.comment_by(commenter);
                 let (figure, baseline) =
                     (format!("aggregate_{who}/{n}"), format!("lookup_{who}/{n}"));
                 group.bench_function(id(&figure), |b| {
                     b.iter(|| thread.post.decide(black_box(&command), &thread.services))
                 });
                 group.bench_function(id(&baseline), |b| {
-                    b.iter(|| thread.lookup(black_box(actor.user_id)))
+                    b.iter(|| thread.lookup(black_box(&commenter.token)))
                 });
                 pairs.push(Pair::new(GROUP, &figure, &baseline, 1));
             }
@@ -1395,23 +1587,33 @@ mod pseudonym {
         pairs
     }
 
+    /// A user and their author token under the bench's post.
+    struct Commenter {
+        actor: Actor,
+        token: AuthorToken,
+    }
+
+    /// User `n`, with a token shaped like the write side's (`t` and 32 hex digits).
+    fn user(n: u128) -> Commenter {
+        Commenter {
+            actor: Actor {
+                user_id: UserId::new(Uuid::from_u128(n)),
+                username: format!("user{n}"),
+                is_admin: false,
+            },
+            token: AuthorToken::new(format!("t{n:032x}")),
+        }
+    }
+
     /// A post with `n` distinct anonymous commenters, built by applying their events; the
     /// same names in a plain map; someone about to comment for the first time, and one of
     /// the `n` about to comment again.
     struct Thread {
         post: Post,
         services: PostServices,
-        names: HashMap<UserId, String>,
-        newcomer: Actor,
-        returning: Actor,
-    }
-
-    fn user(n: u128) -> Actor {
-        Actor {
-            user_id: UserId::new(Uuid::from_u128(n)),
-            username: format!("user{n}"),
-            is_admin: false,
-        }
+        names: HashMap<AuthorToken, String>,
+        newcomer: Commenter,
+        returning: Commenter,
     }
 
     impl Thread {
@@ -1419,11 +1621,11 @@ mod pseudonym {
             let services = PostServices::default();
             let scheme = &services.pseudonyms;
             let post_id = PostId::new(Uuid::from_u128(u128::MAX));
+            let host = user(0);
             let mut post = Post::default();
             post.evolve(&PostEvent::PostPublished {
                 post_id,
-                author_id: user(0).user_id,
-                author_name: scheme.host_name().to_owned(),
+                author: Author::anonymous(host.token, scheme.host_name(), host.actor.user_id),
                 anonymous: true,
                 title: None,
                 body: "树洞说一句".to_owned(),
@@ -1431,19 +1633,22 @@ mod pseudonym {
             });
             let mut names = HashMap::with_capacity(n);
             for i in 0..n {
-                let author_id = user(i as u128 + 1).user_id;
+                let commenter = user(i as u128 + 1);
                 let author_name = scheme.name_at(i);
                 post.evolve(&PostEvent::CommentAdded {
                     post_id,
                     comment_id: CommentId::new(Uuid::from_u128((1 << 64) + i as u128)),
-                    author_id,
-                    author_name: author_name.clone(),
+                    author: Author::anonymous(
+                        commenter.token.clone(),
+                        author_name.clone(),
+                        commenter.actor.user_id,
+                    ),
                     anonymous: true,
                     is_host: false,
                     body: "me too".to_owned(),
                     reply_to: None,
                 });
-                names.insert(author_id, author_name);
+                names.insert(commenter.token, author_name);
             }
             Self {
                 post,
@@ -1454,10 +1659,11 @@ mod pseudonym {
             }
         }
 
-        fn comment_by(&self, author: &Actor) -> PostCommand {
+        fn comment_by(&self, commenter: &Commenter) -> PostCommand {
             PostCommand::AddComment {
                 comment_id: CommentId::new(Uuid::from_u128(1 << 100)),
-                author: author.clone(),
+                author: commenter.actor.clone(),
+                token: commenter.token.clone(),
                 body: CommentBody::parse("同意楼上").expect("a valid body"),
                 anonymous: true,
                 reply_to: None,
@@ -1466,20 +1672,23 @@ mod pseudonym {
         }
 
         /// The rule's own data work: the commenter's name if they have one, else the next.
-        fn lookup(&self, user: UserId) -> String {
+        fn lookup(&self, token: &AuthorToken) -> String {
             self.names
-                .get(&user)
+                .get(token)
                 .cloned()
                 .unwrap_or_else(|| self.services.pseudonyms.name_at(self.names.len()))
         }
 
-        fn decided_name(&self, author: &Actor) -> String {
+        fn decided_name(&self, commenter: &Commenter) -> String {
             let events = self
                 .post
-                .decide(&self.comment_by(author), &self.services)
+                .decide(&self.comment_by(commenter), &self.services)
                 .expect("the comment is accepted");
             match events.as_slice() {
-                [PostEvent::CommentAdded { author_name, .. }] => author_name.clone(),
+                [PostEvent::CommentAdded { author, .. }] => author
+                    .display_name()
+                    .expect("an anonymous author has a pseudonym")
+                    .to_owned(),
                 other => panic!("expected one CommentAdded, got {other:?}"),
             }
         }
@@ -1496,9 +1705,9 @@ mod pseudonym {
             );
             assert_ne!(fresh, self.services.pseudonyms.host_name());
             let kept = self.decided_name(&self.returning);
-            assert_eq!(Some(&kept), self.names.get(&self.returning.user_id));
-            assert_eq!(self.lookup(self.newcomer.user_id), fresh);
-            assert_eq!(self.lookup(self.returning.user_id), kept);
+            assert_eq!(Some(&kept), self.names.get(&self.returning.token));
+            assert_eq!(self.lookup(&self.newcomer.token), fresh);
+            assert_eq!(self.lookup(&self.returning.token), kept);
         }
     }
 }

@@ -1,39 +1,69 @@
-//! How fast projections rebuild on PostgreSQL, against the raw `COPY` rate of the same rows.
+//! How fast projections rebuild on PostgreSQL, against the raw `COPY` rate of the same rows, from
+//! a log sealed as production stores it and from a plain one: what sealing costs a rebuild.
 //!
 //! ```text
 //! pg_env="$(scripts/pg-start /tmp/benchpg)" && eval "$pg_env"
 //! cargo bench -p infra --bench rebuild                      # TREEHOLE_BENCH_EVENTS=100000
 //! cargo bench -p infra --bench rebuild -- --events 20000 --json
+//! cargo bench -p infra --bench rebuild -- --sealed          # one log only (or --plain)
 //! scripts/pg-stop /tmp/benchpg
 //! ```
 //!
 //! The server is `TREEHOLE_BENCH_DATABASE_URL`, else `TREEHOLE_TEST_DATABASE_URL`; without
-//! either the bench says so and succeeds. It runs in a database of its own, dropped at the end:
+//! either the bench says so and succeeds. It measures two logs of the same history, the sealed
+//! one first, each in a database of its own, dropped at its end (`--sealed`, `--plain`, or
+//! `TREEHOLE_BENCH_LOG=sealed|plain`, measures one of them only):
+//!
+//! - **sealed**: the log as a running treehole stores it. The history goes through
+//!   `commands::SealedStore` over `PostgresEventStore`, with `Keys` over `PostgresKeyStore`:
+//!   every personal value (e-mails, usernames, password hashes, reservation owners, the
+//!   authors of anonymous content) is sealed with its owner's data key on append, and opened
+//!   on every read while the key exists: key lookups and XChaCha20-Poly1305 are in the
+//!   measured path.
+//! - **plain**: the same history straight into `PostgresEventStore`, personal values in their
+//!   open form, nothing to open on read: the same work without sealing.
+//!
+//! For each log the bench
 //!
 //! 1. writes a synthetic forum history (registrations with their reservations and sessions,
-//!    posts in Chinese and English, many pseudonymous comments, a few deletions) through
-//!    `PostgresEventStore::append_many`, from the real event enums;
+//!    posts in Chinese and English, many pseudonymous comments, a few deletions, tasks)
+//!    through `append_many`, from the real event enums; for the sealed log each new user's
+//!    data key and each key handle is made before the batch that needs it
+//!    (`History::write` with the sealing store's `Keys`), as registering and publishing do;
 //! 2. rebuilds every projection of `projections::all()` that has read-model tables (the search
 //!    index has a bench of its own, `benches/search.rs`) from that log into
-//!    `PostgresReadModels`, one after the other, each reading the whole log;
+//!    `PostgresReadModels`, one after the other, each reading the whole log, then all of them
+//!    together in one pass over the log;
 //! 3. derives the rows those read models end with by folding the same projections' changes
 //!    in memory, and loads them with `COPY ... FROM STDIN` into plain tables made `LIKE` the
-//!    rebuilt ones (same columns, constraints and indexes): the baseline, what writing the
-//!    result costs with no log to read and no per-event statement;
-//! 4. checks that the baseline tables and the rebuilt ones hold exactly the same rows.
+//!    rebuilt ones (same columns, constraints and indexes, the private `author_id` columns
+//!    included): the baseline, what writing the result costs with no log to read and no
+//!    per-event statement;
+//! 4. checks that the baseline tables and the rebuilt ones hold exactly the same rows, and that
+//!    the stored log holds no open personal value (sealed) or no sealed one (plain).
+//!
+//! Every read (each rebuild, the derivation) gets a sealing store with a `Keys` of its own,
+//! its cache empty, as a `treehole rebuild` process starts: the first sight of a user's key or
+//! of a key handle costs a query of the key store, every later one is a lookup in memory. The
+//! key store counts its calls and the time they take, so each step of the sealed run says how
+//! much of it was key-store round trips (`keys s`, `key calls`) rather than sealing proper.
 //!
 //! Both rates are given in events of the log per second, so the ratio says what share of the
-//! bulk-load speed a rebuild reaches.
+//! bulk-load speed a rebuild reaches. With both logs, a last section sets the sealed run beside
+//! the plain one: how many times as long each step took, and how many times as large the log is.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use commands::EventStore;
-use domain::{Event, Position};
+use commands::{EventStore, KeyDump, KeyError, KeyStore, Keys, SealedStore};
+use domain::{Event, Position, UserId};
 use infra::event_store::PostgresEventStore;
+use infra::keys::PostgresKeyStore;
 use infra::read_model::PostgresReadModels;
 use infra::source::StoreSource;
 use infra::synth::History;
@@ -52,6 +82,8 @@ const APPEND_BATCH: usize = 500;
 const READ_PAGE: usize = 5_000;
 /// Bytes per `CopyData` message.
 const COPY_CHUNK: usize = 1 << 20;
+/// The server secret the sealed log's data keys are wrapped under.
+const SERVER_SECRET: &[u8] = b"treehole rebuild bench";
 
 /// The read-model tables each projection owns, as `PostgresReadModels` names them.
 const OWNED_TABLES: &[(&str, &[&str])] = &[
@@ -79,10 +111,21 @@ async fn main() -> BenchResult<()> {
         println!("skipped: TREEHOLE_BENCH_DATABASE_URL not set");
         return Ok(());
     };
-    let scratch = ScratchDatabase::create(&server).await?;
-    let outcome = measure(&scratch.url, options.events).await;
-    scratch.drop_database().await?;
-    let report = outcome?;
+    let mut runs = Vec::new();
+    let mut server_version = String::new();
+    for &log in &options.logs {
+        let mut scratch = ScratchDatabase::create(&server).await?;
+        server_version = scratch.server_version().await?;
+        let outcome = measure(&scratch.url, options.events, log).await;
+        scratch.drop_database().await?;
+        runs.push(outcome?);
+    }
+    check_same_row_counts(&runs)?;
+    let report = Report {
+        runs,
+        server_version,
+        machine: Machine::here(),
+    };
     if options.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -91,24 +134,59 @@ async fn main() -> BenchResult<()> {
     Ok(())
 }
 
+/// How the log of a run is stored and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Log {
+    /// Through `commands::SealedStore`: personal values sealed on append, opened on read.
+    Sealed,
+    /// Straight into the event store: personal values in their open form.
+    Plain,
+}
+
+impl Log {
+    fn name(self) -> &'static str {
+        match self {
+            Log::Sealed => "sealed",
+            Log::Plain => "plain",
+        }
+    }
+
+    fn parse(name: &str) -> BenchResult<Vec<Self>> {
+        match name {
+            "sealed" => Ok(vec![Log::Sealed]),
+            "plain" => Ok(vec![Log::Plain]),
+            "both" | "" => Ok(vec![Log::Sealed, Log::Plain]),
+            other => {
+                Err(format!("TREEHOLE_BENCH_LOG is sealed, plain or both, not {other}").into())
+            }
+        }
+    }
+}
+
 struct Options {
     events: u64,
     json: bool,
+    /// The logs to measure, in this order.
+    logs: Vec<Log>,
 }
 
 impl Options {
-    /// `--events N` (else `TREEHOLE_BENCH_EVENTS`, else 100000) and `--json`. Anything else is
-    /// ignored: `cargo bench` passes `--bench` of its own.
+    /// `--events N` (else `TREEHOLE_BENCH_EVENTS`, else 100000), `--json`, and `--sealed` or
+    /// `--plain` (else `TREEHOLE_BENCH_LOG`, else both). Anything else is ignored:
+    /// `cargo bench` passes `--bench` of its own.
     fn from_args() -> BenchResult<Self> {
         let mut events = match std::env::var("TREEHOLE_BENCH_EVENTS") {
             Ok(n) if !n.is_empty() => n.parse()?,
             _ => DEFAULT_EVENTS,
         };
+        let mut logs = Log::parse(&std::env::var("TREEHOLE_BENCH_LOG").unwrap_or_default())?;
         let mut json = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--json" => json = true,
+                "--sealed" => logs = vec![Log::Sealed],
+                "--plain" => logs = vec![Log::Plain],
                 "--events" => events = args.next().ok_or("--events needs a number")?.parse()?,
                 other => {
                     if let Some(n) = other.strip_prefix("--events=") {
@@ -120,7 +198,7 @@ impl Options {
         if events == 0 {
             return Err("the history needs at least one event".into());
         }
-        Ok(Self { events, json })
+        Ok(Self { events, json, logs })
     }
 }
 
@@ -145,6 +223,13 @@ impl ScratchDatabase {
         })
     }
 
+    async fn server_version(&mut self) -> BenchResult<String> {
+        let (version,): (String,) = sqlx::query_as("SHOW server_version")
+            .fetch_one(&mut self.admin)
+            .await?;
+        Ok(version)
+    }
+
     /// Drops the database, ending the connections the stores may still hold.
     async fn drop_database(mut self) -> BenchResult<()> {
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
@@ -153,56 +238,180 @@ impl ScratchDatabase {
     }
 }
 
+/// The log of one run: the PostgreSQL event store and, for a sealed log, its key store.
+struct LogStore {
+    events: Arc<PostgresEventStore>,
+    keys: Option<Arc<CountingKeyStore>>,
+}
+
+impl LogStore {
+    async fn connect(url: &str, log: Log) -> BenchResult<Self> {
+        let events = Arc::new(PostgresEventStore::connect(url).await?);
+        let keys = match log {
+            Log::Sealed => Some(Arc::new(CountingKeyStore::new(
+                PostgresKeyStore::connect(url).await?,
+            ))),
+            Log::Plain => None,
+        };
+        Ok(Self { events, keys })
+    }
+
+    /// The store as a fresh process sees the log: for a sealed log, a sealing store whose
+    /// `Keys` has nothing cached yet, and those `Keys`.
+    fn open(&self) -> (Arc<dyn EventStore>, Option<Arc<Keys>>) {
+        match &self.keys {
+            Some(store) => {
+                let keys = Arc::new(Keys::new(store.clone(), SERVER_SECRET));
+                let sealed = SealedStore::new(self.events.clone(), keys.clone());
+                (Arc::new(sealed), Some(keys))
+            }
+            None => (self.events.clone(), None),
+        }
+    }
+
+    /// The key-store calls made so far (none for a plain log).
+    fn key_use(&self) -> KeyUse {
+        self.keys
+            .as_ref()
+            .map_or_else(KeyUse::default, |k| k.used())
+    }
+}
+
+/// Calls to the key store and the seconds spent waiting on them.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeyUse {
+    calls: u64,
+    seconds: f64,
+}
+
+impl KeyUse {
+    fn since(self, before: KeyUse) -> KeyUse {
+        KeyUse {
+            calls: self.calls - before.calls,
+            seconds: self.seconds - before.seconds,
+        }
+    }
+
+    fn plus(self, other: KeyUse) -> KeyUse {
+        KeyUse {
+            calls: self.calls + other.calls,
+            seconds: self.seconds + other.seconds,
+        }
+    }
+}
+
+/// The PostgreSQL key store, counting its calls and the time they take, so that each step can
+/// tell how much of it was the key store's round trips (making keys and handles on write,
+/// resolving handles and fetching keys into an empty cache on read) rather than sealing itself.
+struct CountingKeyStore {
+    inner: PostgresKeyStore,
+    calls: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl CountingKeyStore {
+    fn new(inner: PostgresKeyStore) -> Self {
+        Self {
+            inner,
+            calls: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    async fn count<T>(&self, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = call.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    fn used(&self) -> KeyUse {
+        KeyUse {
+            calls: self.calls.load(Ordering::Relaxed),
+            seconds: self.nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for CountingKeyStore {
+    async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
+        self.count(self.inner.put_key(user, wrapped)).await
+    }
+
+    async fn get_key(&self, user: UserId) -> Result<Option<Vec<u8>>, KeyError> {
+        self.count(self.inner.get_key(user)).await
+    }
+
+    async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
+        self.count(self.inner.put_handle(handle, user, subject))
+            .await
+    }
+
+    async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
+        self.count(self.inner.subjects(user, prefix)).await
+    }
+
+    async fn resolve(&self, handle: &str) -> Result<Option<UserId>, KeyError> {
+        self.count(self.inner.resolve(handle)).await
+    }
+
+    async fn shred(&self, user: UserId) -> Result<(), KeyError> {
+        self.count(self.inner.shred(user)).await
+    }
+
+    async fn all(&self) -> Result<KeyDump, KeyError> {
+        self.count(self.inner.all()).await
+    }
+}
+
 /// Writes the history, rebuilds every projection and loads the baseline, timing each.
-async fn measure(url: &str, events: u64) -> BenchResult<Report> {
-    let store = Arc::new(PostgresEventStore::connect(url).await?);
-    eprintln!("writing {events} events ...");
-    let started = Instant::now();
+async fn measure(url: &str, events: u64, log: Log) -> BenchResult<Run> {
+    let stores = LogStore::connect(url, log).await?;
+    eprintln!("{} log: writing {events} events ...", log.name());
+    let (writer, keys) = stores.open();
+    let (started, before) = (Instant::now(), stores.key_use());
     History::new()
-        .write(&*store, events, APPEND_BATCH, |_| {})
+        .write(&*writer, keys.as_deref(), events, APPEND_BATCH, |_| {})
         .await?;
     let write_seconds = started.elapsed().as_secs_f64();
-    let log_length = store.head().await?;
+    let write_keys = stores.key_use().since(before);
+    drop((writer, keys));
+    let log_length = stores.events.head().await?;
 
     let models = Arc::new(PostgresReadModels::connect(url).await?);
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(store.clone()));
     let mut rebuilt = Vec::new();
     for projection in benched() {
-        eprintln!("rebuilding {} ...", projection.name());
-        let started = Instant::now();
-        let generation = rebuild(
-            projection.clone(),
-            source.clone(),
-            models.clone(),
-            None,
-            &|_, _| {},
-        )
-        .await?;
-        rebuilt.push((projection, generation.number, started.elapsed()));
+        eprintln!("{} log: rebuilding {} ...", log.name(), projection.name());
+        let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(stores.open().0));
+        let (started, before) = (Instant::now(), stores.key_use());
+        rebuild(projection.clone(), source, models.clone(), None, &|_, _| {}).await?;
+        let took = started.elapsed();
+        rebuilt.push((projection, took, stores.key_use().since(before)));
     }
     // The same projections again, together: one pass over the log for all of them (what
     // `treehole rebuild all` does). These generations are the ones checked against the baseline.
-    eprintln!("rebuilding them all together ...");
-    let started = Instant::now();
-    let together = rebuild_together(
-        &benched(),
-        source.clone(),
-        models.clone(),
-        None,
-        &|_, _, _| {},
-    )
-    .await?;
+    eprintln!("{} log: rebuilding them all together ...", log.name());
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(stores.open().0));
+    let (started, before) = (Instant::now(), stores.key_use());
+    let together =
+        rebuild_together(&benched(), source, models.clone(), None, &|_, _, _| {}).await?;
     let together_seconds = started.elapsed().as_secs_f64();
+    let together_keys = stores.key_use().since(before);
 
-    eprintln!("deriving the rows in memory ...");
-    let started = Instant::now();
-    let model = derive_rows(&*store).await?;
+    eprintln!("{} log: deriving the rows in memory ...", log.name());
+    let reader = stores.open().0;
+    let (started, before) = (Instant::now(), stores.key_use());
+    let model = derive_rows(&*reader).await?;
     let derive_seconds = started.elapsed().as_secs_f64();
+    let derive_keys = stores.key_use().since(before);
 
-    eprintln!("loading the baseline with COPY ...");
+    eprintln!("{} log: loading the baseline with COPY ...", log.name());
     let mut conn = PgConnection::connect(url).await?;
     let mut lines = Vec::new();
-    for (projection, _, took) in rebuilt {
+    for (projection, took, keys) in rebuilt {
         let name = projection.name();
         let generation = together
             .iter()
@@ -219,22 +428,27 @@ async fn measure(url: &str, events: u64) -> BenchResult<Report> {
             projection: name,
             rows,
             rebuild_seconds: took.as_secs_f64(),
+            keys,
             copy_seconds,
         });
     }
-    let server_version: (String,) = sqlx::query_as("SHOW server_version")
+    check_stored_form(&mut conn, log).await?;
+    let (log_bytes,): (i64,) = sqlx::query_as("SELECT pg_total_relation_size('events')")
         .fetch_one(&mut conn)
         .await?;
     conn.close().await?;
     models.close().await;
-    Ok(Report {
+    Ok(Run {
+        log,
         log_length,
+        log_bytes: log_bytes as u64,
         write_seconds,
+        write_keys,
         derive_seconds,
+        derive_keys,
         lines,
         together_seconds,
-        server_version: server_version.0,
-        machine: Machine::here(),
+        together_keys,
     })
 }
 
@@ -258,6 +472,52 @@ async fn derive_rows(store: &dyn EventStore) -> BenchResult<Model> {
             }
         }
     }
+}
+
+/// The stored text of a sealed log holds sealed personal values and no open one; a plain log
+/// holds open ones only. Otherwise the run did not measure what it says.
+async fn check_stored_form(conn: &mut PgConnection, log: Log) -> BenchResult<()> {
+    let (sealed, open): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*) FILTER (WHERE data::text LIKE '%\"{}\"%'), \
+                count(*) FILTER (WHERE data::text LIKE '%\"{}\"%') FROM events",
+        domain::personal::SEALED,
+        domain::personal::OPEN
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
+    let as_expected = match log {
+        Log::Sealed => sealed > 0 && open == 0,
+        Log::Plain => sealed == 0 && open > 0,
+    };
+    if !as_expected {
+        return Err(format!(
+            "the {} log holds {sealed} events with sealed values and {open} with open ones",
+            log.name()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Both logs hold the same history (the same seed, fresh ids), so their read models must hold
+/// as many rows, table for table.
+fn check_same_row_counts(runs: &[Run]) -> BenchResult<()> {
+    let [a, b] = runs else { return Ok(()) };
+    for (x, y) in a.lines.iter().zip(&b.lines) {
+        if x.projection != y.projection || x.rows != y.rows {
+            return Err(format!(
+                "{} of the {} log has {} rows, {} of the {} log {}",
+                x.projection,
+                a.log.name(),
+                x.rows,
+                y.projection,
+                b.log.name(),
+                y.rows
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Copies `tables` of the model into fresh tables shaped like generation `generation` of the
@@ -355,8 +615,24 @@ impl<R> Rows<R> {
         }
     }
 
+    /// Removes every row `remove` says so of, as a `DELETE ... WHERE` would.
+    fn remove_where(&mut self, remove: impl Fn(&R) -> bool) {
+        let slots = &mut self.slots;
+        self.index.retain(|_, slot| {
+            let gone = slots[*slot].as_ref().is_some_and(&remove);
+            if gone {
+                slots[*slot] = None;
+            }
+            !gone
+        });
+    }
+
     fn iter(&self) -> impl Iterator<Item = &R> {
         self.slots.iter().flatten()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut R> {
+        self.slots.iter_mut().flatten()
     }
 }
 
@@ -386,6 +662,8 @@ struct PostRow {
     comment_count: i64,
     created_at: DateTime<Utc>,
     last_activity_at: DateTime<Utc>,
+    /// The author of a named post (a private column); `None` when anonymous or forgotten.
+    author_id: Option<Uuid>,
 }
 
 struct CommentRow {
@@ -398,6 +676,8 @@ struct CommentRow {
     body: String,
     reply_to: Option<Uuid>,
     created_at: DateTime<Utc>,
+    /// The author of a named comment (a private column); `None` when anonymous or forgotten.
+    author_id: Option<Uuid>,
 }
 
 struct TaskRow {
@@ -471,9 +751,15 @@ impl Model {
                 },
             ),
             Change::EndSession { session_id } => self.sessions.remove(session_id.as_uuid()),
+            Change::DeleteUser { user_id } => {
+                let user_id = user_id.as_uuid();
+                self.sessions.remove_where(|s| s.user_id == user_id);
+                self.users.remove(user_id);
+            }
             Change::InsertPost {
                 post_id,
                 position,
+                author_id,
                 author_name,
                 anonymous,
                 title,
@@ -493,9 +779,17 @@ impl Model {
                     comment_count: 0,
                     created_at,
                     last_activity_at: created_at,
+                    author_id: author_id.map(|a| a.as_uuid()),
                 },
             ),
             Change::DeletePost { post_id } => self.feed.remove(post_id.as_uuid()),
+            Change::ForgetPostAuthor { user_id } => {
+                let author = Some(user_id.as_uuid());
+                for post in self.feed.iter_mut().filter(|p| p.author_id == author) {
+                    post.author_name = projections::DELETED_USER.to_owned();
+                    post.author_id = None;
+                }
+            }
             Change::CountComment {
                 post_id,
                 delta,
@@ -512,6 +806,7 @@ impl Model {
                 comment_id,
                 post_id,
                 position,
+                author_id,
                 author_name,
                 anonymous,
                 is_host,
@@ -535,10 +830,18 @@ impl Model {
                         body,
                         reply_to: reply_to.map(|r| r.as_uuid()),
                         created_at,
+                        author_id: author_id.map(|a| a.as_uuid()),
                     },
                 );
             }
             Change::DeleteComment { comment_id, .. } => self.comments.remove(comment_id.as_uuid()),
+            Change::ForgetCommentAuthor { user_id } => {
+                let author = Some(user_id.as_uuid());
+                for comment in self.comments.iter_mut().filter(|c| c.author_id == author) {
+                    comment.author_name = projections::DELETED_USER.to_owned();
+                    comment.author_id = None;
+                }
+            }
             Change::DeleteCommentsOf { post_id } => {
                 for comment in self
                     .comments_of
@@ -548,8 +851,8 @@ impl Model {
                     self.comments.remove(comment);
                 }
             }
-            // The benchmark's history is a forum's: no models, workers or tasks.
-            Change::Tasks(_) => unreachable!("the benchmark writes no task events"),
+            // Only the tasks projection writes these, and the bench does not rebuild it.
+            Change::Tasks(_) => unreachable!("the bench rebuilds no tasks projection"),
             Change::Stats(change) => self.apply_stats(change),
         }
     }
@@ -638,10 +941,11 @@ impl Model {
                         .int(r.comment_count)
                         .time(r.created_at)
                         .time(r.last_activity_at)
+                        .optional_uuid(r.author_id)
                         .end();
                 }
                 "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                 created_at, last_activity_at"
+                 created_at, last_activity_at, author_id"
             }
             "comments" => {
                 for r in self.comments.iter() {
@@ -654,10 +958,11 @@ impl Model {
                         .text(&r.body)
                         .optional_uuid(r.reply_to)
                         .time(r.created_at)
+                        .optional_uuid(r.author_id)
                         .end();
                 }
                 "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                 reply_to, created_at"
+                 reply_to, created_at, author_id"
             }
             "stats_counters" => {
                 for ((day, metric, key), value) in &self.stats_counters {
@@ -774,10 +1079,13 @@ impl CsvWriter {
 // ---------------------------------------------------------------------------------------------
 // The report
 
+#[derive(Clone)]
 struct Line {
     projection: &'static str,
     rows: u64,
     rebuild_seconds: f64,
+    /// What the rebuild asked of the key store (sealed log only).
+    keys: KeyUse,
     copy_seconds: f64,
 }
 
@@ -810,18 +1118,23 @@ impl Machine {
     }
 }
 
-struct Report {
+/// What one log's run measured.
+struct Run {
+    log: Log,
     log_length: Position,
+    /// The events table with its indexes and TOAST, as PostgreSQL stores it.
+    log_bytes: u64,
     write_seconds: f64,
+    write_keys: KeyUse,
     derive_seconds: f64,
+    derive_keys: KeyUse,
     lines: Vec<Line>,
     /// All the projections rebuilt in one pass over the log.
     together_seconds: f64,
-    server_version: String,
-    machine: Machine,
+    together_keys: KeyUse,
 }
 
-impl Report {
+impl Run {
     fn rate(&self, seconds: f64) -> f64 {
         self.log_length as f64 / seconds.max(1e-9)
     }
@@ -831,6 +1144,10 @@ impl Report {
             projection: "total",
             rows: self.lines.iter().map(|l| l.rows).sum(),
             rebuild_seconds: self.lines.iter().map(|l| l.rebuild_seconds).sum(),
+            keys: self
+                .lines
+                .iter()
+                .fold(KeyUse::default(), |sum, l| sum.plus(l.keys)),
             copy_seconds: self.lines.iter().map(|l| l.copy_seconds).sum(),
         }
     }
@@ -840,51 +1157,81 @@ impl Report {
         Line {
             projection: "together",
             rebuild_seconds: self.together_seconds,
+            keys: self.together_keys,
             ..self.total()
         }
     }
 
+    /// The projections, the total and the rebuild together.
+    fn all_lines(&self) -> Vec<Line> {
+        let mut lines = self.lines.clone();
+        lines.extend([self.total(), self.together()]);
+        lines
+    }
+
+    /// The timed steps: (name, seconds, key-store use).
+    fn steps(&self) -> Vec<(String, f64, KeyUse)> {
+        let mut steps = vec![
+            ("write".to_owned(), self.write_seconds, self.write_keys),
+            ("derive".to_owned(), self.derive_seconds, self.derive_keys),
+        ];
+        for line in self.all_lines() {
+            steps.push((
+                format!("rebuild {}", line.projection),
+                line.rebuild_seconds,
+                line.keys,
+            ));
+        }
+        steps
+    }
+
     fn print(&self) {
-        let m = &self.machine;
+        let what = match self.log {
+            Log::Sealed => "personal values sealed on append, opened on every read",
+            Log::Plain => "personal values in their open form, nothing sealed",
+        };
         println!(
-            "projection rebuild on PostgreSQL {}: {} events in the log",
-            self.server_version, self.log_length
+            "{} log ({what}): {} events, {:.1} MiB",
+            self.log.name(),
+            self.log_length,
+            self.log_bytes as f64 / (1024.0 * 1024.0)
         );
+        let in_key_store = |k: KeyUse| match self.log {
+            Log::Sealed => format!(", {:.2} s of it in {} key-store calls", k.seconds, k.calls),
+            Log::Plain => String::new(),
+        };
         println!(
-            "machine: {} CPUs ({}), {:.1} GiB RAM, {}; {}",
-            m.cpus,
-            m.cpu_model,
-            m.memory_gib,
-            m.os,
-            Utc::now().format("%Y-%m-%d %H:%M UTC")
-        );
-        println!(
-            "log written in {:.1} s ({:.0} events/s); read + decoded + applied in memory, all \
-             projections at once, in {:.1} s ({:.0} events/s)",
+            "log written in {:.1} s ({:.0} events/s{}); read + decoded + applied in memory, all \
+             projections at once, in {:.1} s ({:.0} events/s{})",
             self.write_seconds,
             self.rate(self.write_seconds),
+            in_key_store(self.write_keys),
             self.derive_seconds,
-            self.rate(self.derive_seconds)
+            self.rate(self.derive_seconds),
+            in_key_store(self.derive_keys)
         );
-        println!();
         println!(
-            "{:<10} {:>8} {:>10} {:>12} {:>8} {:>11} {:>12} {:>7}",
+            "{:<10} {:>8} {:>10} {:>12} {:>7} {:>9} {:>8} {:>11} {:>12} {:>7}",
             "projection",
             "rows",
             "rebuild s",
             "rebuild ev/s",
+            "keys s",
+            "key calls",
             "COPY s",
             "COPY rows/s",
             "COPY ev/s",
             "ratio"
         );
-        for line in self.lines.iter().chain([&self.total(), &self.together()]) {
+        for line in self.all_lines() {
             println!(
-                "{:<10} {:>8} {:>10.2} {:>12.0} {:>8.3} {:>11.0} {:>12.0} {:>7.4}",
+                "{:<10} {:>8} {:>10.2} {:>12.0} {:>7.2} {:>9} {:>8.3} {:>11.0} {:>12.0} {:>7.4}",
                 line.projection,
                 line.rows,
                 line.rebuild_seconds,
                 self.rate(line.rebuild_seconds),
+                line.keys.seconds,
+                line.keys.calls,
                 line.copy_seconds,
                 line.rows as f64 / line.copy_seconds.max(1e-9),
                 self.rate(line.copy_seconds),
@@ -892,7 +1239,6 @@ impl Report {
             );
         }
         let (total, together) = (self.total(), self.together());
-        println!();
         println!(
             "total: one after another, a rebuild runs at {:.1}% of the COPY rate of its rows \
              ({:.0}x as long); together, in one pass over the log, at {:.1}% ({:.1}x as long)",
@@ -901,28 +1247,178 @@ impl Report {
             100.0 * together.copy_seconds / together.rebuild_seconds.max(1e-9),
             together.rebuild_seconds / together.copy_seconds.max(1e-9)
         );
-        println!(
-            "ev/s: events of the log per second (every projection reads the whole log); \
-             ratio: rebuild ev/s / COPY ev/s"
-        );
     }
 
     fn to_json(&self) -> serde_json::Value {
+        let keys = |k: KeyUse| serde_json::json!({ "calls": k.calls, "seconds": k.seconds });
         let line = |l: &Line| {
             serde_json::json!({
                 "projection": l.projection,
                 "rows": l.rows,
                 "rebuild_seconds": l.rebuild_seconds,
                 "rebuild_events_per_second": self.rate(l.rebuild_seconds),
+                "rebuild_key_store": keys(l.keys),
                 "copy_seconds": l.copy_seconds,
                 "copy_rows_per_second": l.rows as f64 / l.copy_seconds.max(1e-9),
                 "copy_events_per_second": self.rate(l.copy_seconds),
                 "ratio": l.copy_seconds / l.rebuild_seconds.max(1e-9),
             })
         };
+        serde_json::json!({
+            "log": self.log.name(),
+            "events": self.log_length,
+            "log_bytes": self.log_bytes,
+            "write_seconds": self.write_seconds,
+            "write_events_per_second": self.rate(self.write_seconds),
+            "write_key_store": keys(self.write_keys),
+            "derive_seconds": self.derive_seconds,
+            "derive_events_per_second": self.rate(self.derive_seconds),
+            "derive_key_store": keys(self.derive_keys),
+            "projections": self.lines.iter().map(line).collect::<Vec<_>>(),
+            "total": line(&self.total()),
+            "together": line(&self.together()),
+        })
+    }
+}
+
+/// The sealed run beside the plain one: each step's time sealed / plain, with and without the
+/// time the sealed run spent waiting on the key store.
+struct Price<'a> {
+    sealed: &'a Run,
+    plain: &'a Run,
+}
+
+/// One step of both runs.
+struct Step {
+    name: String,
+    sealed: f64,
+    keys: KeyUse,
+    plain: f64,
+}
+
+impl Step {
+    fn times(&self) -> f64 {
+        self.sealed / self.plain.max(1e-9)
+    }
+
+    /// Sealed without its key-store round trips, against plain: sealing and opening proper
+    /// (serde, the cipher, larger rows).
+    fn times_without_key_store(&self) -> f64 {
+        (self.sealed - self.keys.seconds) / self.plain.max(1e-9)
+    }
+}
+
+impl<'a> Price<'a> {
+    fn of(runs: &'a [Run]) -> Option<Self> {
+        let find = |log| runs.iter().find(|r| r.log == log);
+        Some(Self {
+            sealed: find(Log::Sealed)?,
+            plain: find(Log::Plain)?,
+        })
+    }
+
+    fn steps(&self) -> Vec<Step> {
+        self.sealed
+            .steps()
+            .into_iter()
+            .zip(self.plain.steps())
+            .map(|((name, sealed, keys), (_, plain, _))| Step {
+                name,
+                sealed,
+                keys,
+                plain,
+            })
+            .collect()
+    }
+
+    fn size(&self) -> f64 {
+        self.sealed.log_bytes as f64 / (self.plain.log_bytes as f64).max(1.0)
+    }
+
+    fn print(&self) {
+        println!(
+            "price of sealing: each step of the sealed run beside the plain one (x: times as \
+             long; x w/o keys: without the sealed run's waits on the key store)"
+        );
+        println!(
+            "{:<18} {:>10} {:>8} {:>10} {:>8} {:>12}",
+            "step", "sealed s", "keys s", "plain s", "x", "x w/o keys"
+        );
+        for step in self.steps() {
+            println!(
+                "{:<18} {:>10.2} {:>8.2} {:>10.2} {:>8.2} {:>12.2}",
+                step.name,
+                step.sealed,
+                step.keys.seconds,
+                step.plain,
+                step.times(),
+                step.times_without_key_store()
+            );
+        }
+        println!(
+            "log size: {:.1} MiB sealed, {:.1} MiB plain ({:.2}x)",
+            self.sealed.log_bytes as f64 / (1024.0 * 1024.0),
+            self.plain.log_bytes as f64 / (1024.0 * 1024.0),
+            self.size()
+        );
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let steps: Vec<_> = self
+            .steps()
+            .iter()
+            .map(|step| {
+                serde_json::json!({
+                    "step": step.name,
+                    "sealed_seconds": step.sealed,
+                    "sealed_key_store_seconds": step.keys.seconds,
+                    "plain_seconds": step.plain,
+                    "times_as_long": step.times(),
+                    "times_as_long_without_key_store": step.times_without_key_store(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "steps": steps, "log_bytes_times": self.size() })
+    }
+}
+
+struct Report {
+    runs: Vec<Run>,
+    server_version: String,
+    machine: Machine,
+}
+
+impl Report {
+    fn print(&self) {
+        let m = &self.machine;
+        println!("projection rebuild on PostgreSQL {}", self.server_version);
+        println!(
+            "machine: {} CPUs ({}), {:.1} GiB RAM, {}; {}",
+            m.cpus,
+            m.cpu_model,
+            m.memory_gib,
+            m.os,
+            Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        for run in &self.runs {
+            println!();
+            run.print();
+        }
+        println!();
+        println!(
+            "ev/s: events of the log per second (every projection reads the whole log); \
+             ratio: rebuild ev/s / COPY ev/s; keys s, key calls: the rebuild's waits on the key \
+             store (a sealed log's reader starts with an empty key cache)"
+        );
+        if let Some(price) = Price::of(&self.runs) {
+            println!();
+            price.print();
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
         let m = &self.machine;
         serde_json::json!({
-            "events": self.log_length,
             "postgresql": self.server_version,
             "date": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
             "machine": {
@@ -931,11 +1427,8 @@ impl Report {
                 "memory_gib": m.memory_gib,
                 "os": m.os,
             },
-            "write_seconds": self.write_seconds,
-            "derive_seconds": self.derive_seconds,
-            "projections": self.lines.iter().map(line).collect::<Vec<_>>(),
-            "total": line(&self.total()),
-            "together": line(&self.together()),
+            "runs": self.runs.iter().map(Run::to_json).collect::<Vec<_>>(),
+            "price_of_sealing": Price::of(&self.runs).map(|p| p.to_json()),
         })
     }
 }
