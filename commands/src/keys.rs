@@ -55,6 +55,28 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn shred(&self, user: UserId) -> Result<(), KeyError>;
     /// Every key (still wrapped) and every handle: what `treehole keys export` copies.
     async fn all(&self) -> Result<KeyDump, KeyError>;
+
+    /// The users of those `handles` whose key exists: one round trip for a batch of events.
+    async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
+        let mut out = Vec::new();
+        for h in handles {
+            if let Some(u) = self.resolve(h).await? {
+                out.push((h.clone(), u));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The wrapped keys of those `users` that have one.
+    async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
+        let mut out = Vec::new();
+        for u in users {
+            if let Some(k) = self.get_key(*u).await? {
+                out.push((*u, k));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The whole content of a key store; keys stay wrapped under the key-encryption key.
@@ -96,6 +118,10 @@ pub struct Keys {
     kek: XChaCha20Poly1305,
     keys: Mutex<LruCache<UserId, Arc<DataKey>>>,
     handles: Mutex<LruCache<String, UserId>>,
+    /// Key references (user ids and handles) found without a key while reading events. A value
+    /// is sealed only with a key that exists, and a handle is stored before the event that uses
+    /// it, so a reference an event names and the store cannot resolve was destroyed, for good.
+    dead: Mutex<LruCache<String, ()>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -117,6 +143,7 @@ impl Keys {
             kek,
             keys: Mutex::new(LruCache::new(capacity)),
             handles: Mutex::new(LruCache::new(capacity)),
+            dead: Mutex::new(LruCache::new(capacity)),
         }
     }
 
@@ -139,6 +166,7 @@ impl Keys {
         let wrapped = self.wrap(user, &raw);
         let stored = self.store.put_key(user, wrapped).await?;
         let key = Arc::new(self.unwrap(user, &stored)?);
+        self.dead.lock().expect("lock").pop(&user.to_string());
         self.keys.lock().expect("lock").put(user, key.clone());
         Ok(key)
     }
@@ -247,21 +275,120 @@ impl Keys {
         if let Some(u) = self.handles.lock().expect("lock").get(key.as_str()) {
             return Ok(Some(*u));
         }
+        if self.dead.lock().expect("lock").contains(key.as_str()) {
+            return Ok(None);
+        }
         let user = self.store.resolve(key.as_str()).await?;
-        if let Some(u) = user {
-            self.handles
-                .lock()
-                .expect("lock")
-                .put(key.as_str().to_owned(), u);
+        match user {
+            Some(u) => {
+                self.handles
+                    .lock()
+                    .expect("lock")
+                    .put(key.as_str().to_owned(), u);
+            }
+            None => {
+                self.dead
+                    .lock()
+                    .expect("lock")
+                    .put(key.as_str().to_owned(), ());
+            }
         }
         Ok(user)
     }
 
+    /// The key of a value read from the log (see `dead`).
     async fn key_of(&self, key: &KeyRef) -> Result<Option<Arc<DataKey>>, KeyError> {
-        match self.owner(key).await? {
-            Some(user) => self.key(user).await,
-            None => Ok(None),
+        let Some(user) = self.owner(key).await? else {
+            return Ok(None);
+        };
+        if self.dead.lock().expect("lock").contains(&user.to_string()) {
+            return Ok(None);
         }
+        let found = self.key(user).await?;
+        if found.is_none() {
+            self.dead.lock().expect("lock").put(user.to_string(), ());
+        }
+        Ok(found)
+    }
+
+    /// Looks up, in two round trips at most, every key the sealed values of `envelopes` need
+    /// that this process does not hold yet: a batch of a rebuild costs two queries, not one
+    /// per anonymous item.
+    pub async fn prefetch(&self, envelopes: &[Envelope]) -> Result<(), KeyError> {
+        let mut refs = std::collections::BTreeSet::new();
+        for e in envelopes {
+            collect_sealed(&e.data, &mut refs);
+        }
+        if refs.is_empty() {
+            return Ok(());
+        }
+        let mut handles = Vec::new();
+        let mut users = std::collections::BTreeSet::new();
+        {
+            let mut known = self.handles.lock().expect("lock");
+            let dead = self.dead.lock().expect("lock");
+            for r in refs {
+                if dead.contains(&r) {
+                    continue;
+                }
+                match KeyRef::handle(r.clone()).as_user() {
+                    Some(u) => {
+                        users.insert(u);
+                    }
+                    None => match known.get(&r) {
+                        Some(u) => {
+                            users.insert(*u);
+                        }
+                        None => handles.push(r),
+                    },
+                }
+            }
+        }
+        if !handles.is_empty() {
+            let found = self.store.resolve_many(&handles).await?;
+            let mut known = self.handles.lock().expect("lock");
+            let mut dead = self.dead.lock().expect("lock");
+            let resolved: std::collections::HashMap<&str, UserId> =
+                found.iter().map(|(h, u)| (h.as_str(), *u)).collect();
+            for h in &handles {
+                match resolved.get(h.as_str()) {
+                    Some(u) => {
+                        known.put(h.clone(), *u);
+                        users.insert(*u);
+                    }
+                    None => {
+                        dead.put(h.clone(), ());
+                    }
+                }
+            }
+        }
+        let wanted: Vec<UserId> = {
+            let keys = self.keys.lock().expect("lock");
+            let dead = self.dead.lock().expect("lock");
+            users
+                .into_iter()
+                .filter(|u| !keys.contains(u) && !dead.contains(&u.to_string()))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = self.store.get_keys(&wanted).await?;
+        let mut unwrapped = Vec::with_capacity(found.len());
+        for (u, wrapped) in &found {
+            unwrapped.push((*u, Arc::new(self.unwrap(*u, wrapped)?)));
+        }
+        let mut keys = self.keys.lock().expect("lock");
+        let mut dead = self.dead.lock().expect("lock");
+        for u in &wanted {
+            if !found.iter().any(|(f, _)| f == u) {
+                dead.put(u.to_string(), ());
+            }
+        }
+        for (u, k) in unwrapped {
+            keys.put(u, k);
+        }
+        Ok(())
     }
 
     /// The posts the user has an author token for (every post they published, commented on or
@@ -281,6 +408,7 @@ impl Keys {
         self.forget(user);
         self.store.shred(user).await?;
         self.forget(user);
+        self.dead.lock().expect("lock").put(user.to_string(), ());
         Ok(())
     }
 
@@ -332,8 +460,10 @@ impl Keys {
             let (k, key) = keys.next().expect("one key per open value");
             let plain = serde_json::to_vec(&v[OPEN].get("value").cloned().unwrap_or(Value::Null))
                 .expect("JSON serialises");
+            // A CSPRNG in user space (ChaCha, reseeded from the OS): 192-bit random nonces
+            // without a system call per value.
             let mut nonce = [0u8; NONCE_LEN];
-            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            rand::thread_rng().fill_bytes(&mut nonce);
             let ct = key
                 .cipher
                 .encrypt(
@@ -424,6 +554,25 @@ impl Keys {
             *v = serde_json::json!({ OPEN: { "key": k, "value": value } });
             Ok(())
         })
+    }
+}
+
+/// The key references of every sealed value in `data`.
+fn collect_sealed(data: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match data {
+        Value::Object(map) => {
+            if map.len() == 1
+                && let Some(k) = map.get(SEALED).and_then(|s| s["key"].as_str())
+            {
+                out.insert(k.to_owned());
+                return;
+            }
+            for v in map.values() {
+                collect_sealed(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_sealed(v, out)),
+        _ => {}
     }
 }
 

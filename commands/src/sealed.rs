@@ -31,6 +31,7 @@ impl SealedStore {
     }
 
     async fn open_all(&self, mut envelopes: Vec<Envelope>) -> Result<Vec<Envelope>, StoreError> {
+        self.keys.prefetch(&envelopes).await.map_err(key_error)?;
         for e in &mut envelopes {
             self.keys.open(e).await.map_err(key_error)?;
         }

@@ -358,6 +358,14 @@ impl KeyStore for CountingKeyStore {
         self.count(self.inner.resolve(handle)).await
     }
 
+    async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
+        self.count(self.inner.resolve_many(handles)).await
+    }
+
+    async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
+        self.count(self.inner.get_keys(users)).await
+    }
+
     async fn shred(&self, user: UserId) -> Result<(), KeyError> {
         self.count(self.inner.shred(user)).await
     }

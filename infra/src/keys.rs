@@ -181,6 +181,40 @@ impl KeyStore for SqliteKeyStore {
         Ok(())
     }
 
+    async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
+        let list = serde_json::to_string(handles).expect("strings serialise");
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT h.handle, h.user_id FROM key_handles h \
+             JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
+             WHERE h.handle IN (SELECT value FROM json_each(?))",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot resolve key handles", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(h, u)| Uuid::parse_str(&u).ok().map(|u| (h, UserId::new(u))))
+            .collect())
+    }
+
+    async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
+        let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
+        let list = serde_json::to_string(&ids).expect("strings serialise");
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT user_id, wrapped FROM data_keys \
+             WHERE user_id IN (SELECT value FROM json_each(?)) AND length(wrapped) > 0",
+        )
+        .bind(list)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read data keys", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(u, k)| Uuid::parse_str(&u).ok().map(|u| (UserId::new(u), k)))
+            .collect())
+    }
+
     async fn all(&self) -> Result<KeyDump, KeyError> {
         let keys: Vec<(String, Vec<u8>)> =
             sqlx::query_as("SELECT user_id, wrapped FROM data_keys ORDER BY user_id")
@@ -364,6 +398,32 @@ impl KeyStore for PostgresKeyStore {
             tracing::warn!(error = %e, "the key tables could not be rewritten after destroying a data key: the old row stays in their free space until overwritten");
         }
         Ok(())
+    }
+
+    async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
+        let rows: Vec<(String, Uuid)> = sqlx::query_as(
+            "SELECT h.handle, h.user_id FROM key_handles h \
+             JOIN data_keys k ON k.user_id = h.user_id AND length(k.wrapped) > 0 \
+             WHERE h.handle = ANY($1)",
+        )
+        .bind(handles)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot resolve key handles", e))?;
+        Ok(rows.into_iter().map(|(h, u)| (h, UserId::new(u))).collect())
+    }
+
+    async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
+        let ids: Vec<Uuid> = users.iter().map(|u| u.as_uuid()).collect();
+        let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT user_id, wrapped FROM data_keys \
+             WHERE user_id = ANY($1) AND length(wrapped) > 0",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read data keys", e))?;
+        Ok(rows.into_iter().map(|(u, k)| (UserId::new(u), k)).collect())
     }
 
     async fn all(&self) -> Result<KeyDump, KeyError> {

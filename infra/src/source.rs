@@ -122,16 +122,23 @@ impl EventSource for OpeningSource {
         limit: usize,
     ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
         let read = self.inner.read_after(after, limit).await?;
+        let sealed: Vec<domain::Envelope> = read
+            .iter()
+            .filter(|d| domain::personal::has_sealed(&d.envelope.data))
+            .map(|d| d.envelope.clone())
+            .collect();
+        let failed = |e: commands::KeyError| match e {
+            commands::KeyError::Backend(m) => ReadModelError::Unavailable(m),
+            other => ReadModelError::Backend(other.to_string()),
+        };
+        self.keys.prefetch(&sealed).await.map_err(failed)?;
         let mut out = Vec::with_capacity(read.len());
         for d in read {
             let sealed = d.envelope.event_type == "UserUnregistered"
                 || domain::personal::has_sealed(&d.envelope.data);
             if sealed {
                 let mut envelope = d.envelope.clone();
-                self.keys.open(&mut envelope).await.map_err(|e| match e {
-                    commands::KeyError::Backend(m) => ReadModelError::Unavailable(m),
-                    other => ReadModelError::Backend(other.to_string()),
-                })?;
+                self.keys.open(&mut envelope).await.map_err(failed)?;
                 out.push(Decoded::new(envelope));
             } else {
                 out.push(d);

@@ -50,6 +50,7 @@ macro_rules! key_store_contract {
             subjects_are_listed_by_literal_prefix_while_the_key_exists,
             shred_destroys_that_users_key_and_handles_only,
             shredded_handles_stay_dead_under_a_new_key,
+            batches_resolve_and_read_only_live_keys,
             all_lists_every_key_and_handle_until_shredded,
             sealed_values_open_in_a_fresh_process_until_the_key_is_shredded,
         );
@@ -584,4 +585,30 @@ pub async fn sealed_values_open_in_a_fresh_process_until_the_key_is_shredded<H: 
         fresh.seal(&mut late).await.is_err(),
         "sealing without a key"
     );
+}
+
+/// `resolve_many` and `get_keys` (one round trip for a batch of events): the live ones only.
+pub async fn batches_resolve_and_read_only_live_keys<H: Harness>(_h: &H, store: Store) {
+    let (a, b, c) = (user(1), user(2), user(3));
+    store.put_key(a, wrapped(1)).await.expect("put_key");
+    store.put_key(b, wrapped(2)).await.expect("put_key");
+    for (h, u) in [("ta", a), ("tb", b), ("ta2", a)] {
+        store.put_handle(h, u, "post-1").await.expect("put_handle");
+    }
+    store.shred(b).await.expect("shred");
+    let asked: Vec<String> = ["ta", "tb", "ta2", "nobody"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut resolved = store.resolve_many(&asked).await.expect("resolve_many");
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        vec![("ta".to_string(), a), ("ta2".to_string(), a)]
+    );
+    assert_eq!(
+        store.get_keys(&[a, b, c]).await.expect("get_keys"),
+        vec![(a, wrapped(1))]
+    );
+    assert!(store.resolve_many(&[]).await.expect("empty").is_empty());
 }
