@@ -67,6 +67,23 @@ pub trait KeyStore: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// Stores many keys at once (each as [`Self::put_key`] would, without its answer): bulk
+    /// loads.
+    async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {
+        for (u, k) in keys {
+            self.put_key(*u, k.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records many handles at once (handle, user, subject): bulk loads.
+    async fn put_handles(&self, handles: &[(String, UserId, String)]) -> Result<(), KeyError> {
+        for (h, u, s) in handles {
+            self.put_handle(h, *u, s).await?;
+        }
+        Ok(())
+    }
+
     /// The wrapped keys of those `users` that have one.
     async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
         let mut out = Vec::new();
@@ -149,6 +166,20 @@ impl Keys {
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
+    }
+
+    /// Makes fresh keys for many new users in one write (bulk loads; users that have a key
+    /// keep it).
+    pub async fn create_many(&self, users: &[UserId]) -> Result<(), KeyError> {
+        let wrapped: Vec<(UserId, Vec<u8>)> = users
+            .iter()
+            .map(|u| {
+                let mut raw = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut raw);
+                (*u, self.wrap(*u, &raw))
+            })
+            .collect();
+        self.store.put_keys(&wrapped).await
     }
 
     /// Makes the user's data key if they have none (registration; users registered before

@@ -362,6 +362,14 @@ impl KeyStore for CountingKeyStore {
         self.count(self.inner.resolve_many(handles)).await
     }
 
+    async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {
+        self.count(self.inner.put_keys(keys)).await
+    }
+
+    async fn put_handles(&self, handles: &[(String, UserId, String)]) -> Result<(), KeyError> {
+        self.count(self.inner.put_handles(handles)).await
+    }
+
     async fn get_keys(&self, users: &[UserId]) -> Result<Vec<(UserId, Vec<u8>)>, KeyError> {
         self.count(self.inner.get_keys(users)).await
     }

@@ -181,6 +181,39 @@ impl KeyStore for SqliteKeyStore {
         Ok(())
     }
 
+    async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {
+        let rows: Vec<(String, String)> = keys
+            .iter()
+            .map(|(u, k)| (u.to_string(), hex::encode(k)))
+            .collect();
+        sqlx::query(
+            "INSERT INTO data_keys (user_id, wrapped) \
+             SELECT value->>0, unhex(value->>1) FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+        )
+        .bind(serde_json::to_string(&rows).expect("strings serialise"))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store data keys", e))?;
+        Ok(())
+    }
+
+    async fn put_handles(&self, handles: &[(String, UserId, String)]) -> Result<(), KeyError> {
+        let rows: Vec<(&str, String, &str)> = handles
+            .iter()
+            .map(|(h, u, s)| (h.as_str(), u.to_string(), s.as_str()))
+            .collect();
+        sqlx::query(
+            "INSERT INTO key_handles (handle, user_id, subject) \
+             SELECT value->>0, value->>1, value->>2 FROM json_each(?) WHERE true \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(serde_json::to_string(&rows).expect("strings serialise"))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store key handles", e))?;
+        Ok(())
+    }
+
     async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
         let list = serde_json::to_string(handles).expect("strings serialise");
         let rows: Vec<(String, String)> = sqlx::query_as(
@@ -397,6 +430,38 @@ impl KeyStore for PostgresKeyStore {
         if let Err(e) = rewrite {
             tracing::warn!(error = %e, "the key tables could not be rewritten after destroying a data key: the old row stays in their free space until overwritten");
         }
+        Ok(())
+    }
+
+    async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {
+        let users: Vec<Uuid> = keys.iter().map(|(u, _)| u.as_uuid()).collect();
+        let wrapped: Vec<Vec<u8>> = keys.iter().map(|(_, k)| k.clone()).collect();
+        sqlx::query(
+            "INSERT INTO data_keys (user_id, wrapped) \
+             SELECT * FROM UNNEST($1::uuid[], $2::bytea[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(users)
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store data keys", e))?;
+        Ok(())
+    }
+
+    async fn put_handles(&self, handles: &[(String, UserId, String)]) -> Result<(), KeyError> {
+        let names: Vec<&str> = handles.iter().map(|(h, _, _)| h.as_str()).collect();
+        let users: Vec<Uuid> = handles.iter().map(|(_, u, _)| u.as_uuid()).collect();
+        let subjects: Vec<&str> = handles.iter().map(|(_, _, s)| s.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO key_handles (handle, user_id, subject) \
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(names)
+        .bind(users)
+        .bind(subjects)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| backend("cannot store key handles", e))?;
         Ok(())
     }
 

@@ -656,15 +656,13 @@ pub fn group(batch: Pending) -> Vec<StreamWrite> {
 /// Gives the planned users their data keys and records the planned handles.
 pub async fn prepare(keys: &commands::Keys, plan: &KeyPlan) -> Result<(), StoreError> {
     let failed = |e: commands::KeyError| StoreError::Unavailable(e.to_string());
-    for user in &plan.users {
-        keys.create(*user).await.map_err(failed)?;
-    }
-    for (h, user) in &plan.handles {
-        keys.store()
-            .put_handle(h, *user, "synthetic")
-            .await
-            .map_err(failed)?;
-    }
+    keys.create_many(&plan.users).await.map_err(failed)?;
+    let handles: Vec<(String, UserId, String)> = plan
+        .handles
+        .iter()
+        .map(|(h, u)| (h.clone(), *u, "synthetic".to_owned()))
+        .collect();
+    keys.store().put_handles(&handles).await.map_err(failed)?;
     Ok(())
 }
 

@@ -51,6 +51,7 @@ macro_rules! key_store_contract {
             shred_destroys_that_users_key_and_handles_only,
             shredded_handles_stay_dead_under_a_new_key,
             batches_resolve_and_read_only_live_keys,
+            bulk_puts_keep_what_exists,
             all_lists_every_key_and_handle_until_shredded,
             sealed_values_open_in_a_fresh_process_until_the_key_is_shredded,
         );
@@ -611,4 +612,36 @@ pub async fn batches_resolve_and_read_only_live_keys<H: Harness>(_h: &H, store: 
         vec![(a, wrapped(1))]
     );
     assert!(store.resolve_many(&[]).await.expect("empty").is_empty());
+}
+
+/// `put_keys` and `put_handles` (bulk loads) store as the single puts do, keeping what exists
+/// and repeats within one call, and never bring back a destroyed key.
+pub async fn bulk_puts_keep_what_exists<H: Harness>(_h: &H, store: Store) {
+    let (a, b, c) = (user(1), user(2), user(3));
+    store.put_key(a, wrapped(1)).await.expect("put_key");
+    store.put_key(c, wrapped(3)).await.expect("put_key");
+    store.shred(c).await.expect("shred");
+    store
+        .put_keys(&[(a, wrapped(9)), (b, wrapped(2)), (c, wrapped(8))])
+        .await
+        .expect("put_keys");
+    assert_eq!(store.get_key(a).await.expect("a"), Some(wrapped(1)));
+    assert_eq!(store.get_key(b).await.expect("b"), Some(wrapped(2)));
+    assert_eq!(store.get_key(c).await.expect("c"), None);
+    let h = |n: &str, u, s: &str| (n.to_string(), u, s.to_string());
+    store
+        .put_handles(&[
+            h("t1", a, "p1"),
+            h("t1", b, "p9"),
+            h("t2", b, "p2"),
+            h("t2", b, "p2"),
+        ])
+        .await
+        .expect("put_handles");
+    assert_eq!(store.resolve("t1").await.expect("t1"), Some(a));
+    assert_eq!(store.resolve("t2").await.expect("t2"), Some(b));
+    assert_eq!(
+        sorted_subjects(&store, b, "t").await,
+        vec!["p2".to_string()]
+    );
 }
