@@ -346,9 +346,17 @@ impl Keys {
     /// that this process does not hold yet: a batch of a rebuild costs two queries, not one
     /// per anonymous item.
     pub async fn prefetch(&self, envelopes: &[Envelope]) -> Result<(), KeyError> {
+        self.prefetch_data(envelopes.iter().map(|e| &e.data)).await
+    }
+
+    /// [`Self::prefetch`] for the payloads of events about to be sealed or just read.
+    pub async fn prefetch_data<'a>(
+        &self,
+        data: impl Iterator<Item = &'a Value>,
+    ) -> Result<(), KeyError> {
         let mut refs = std::collections::BTreeSet::new();
-        for e in envelopes {
-            collect_sealed(&e.data, &mut refs);
+        for d in data {
+            collect_refs(d, &mut refs);
         }
         if refs.is_empty() {
             return Ok(());
@@ -588,21 +596,24 @@ impl Keys {
     }
 }
 
-/// The key references of every sealed value in `data`.
-fn collect_sealed(data: &Value, out: &mut std::collections::BTreeSet<String>) {
+/// The key references of every personal value, open or sealed, in `data`.
+fn collect_refs(data: &Value, out: &mut std::collections::BTreeSet<String>) {
     match data {
         Value::Object(map) => {
             if map.len() == 1
-                && let Some(k) = map.get(SEALED).and_then(|s| s["key"].as_str())
+                && let Some(k) = map
+                    .get(SEALED)
+                    .or_else(|| map.get(OPEN))
+                    .and_then(|s| s["key"].as_str())
             {
                 out.insert(k.to_owned());
                 return;
             }
             for v in map.values() {
-                collect_sealed(v, out);
+                collect_refs(v, out);
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| collect_sealed(v, out)),
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
 }

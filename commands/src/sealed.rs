@@ -61,6 +61,15 @@ impl EventStore for SealedStore {
         mut writes: Vec<StreamWrite>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Committed, StoreError> {
+        let data: Vec<&serde_json::Value> = writes
+            .iter()
+            .flat_map(|w| w.events.iter())
+            .map(|e| &e.data)
+            .collect();
+        self.keys
+            .prefetch_data(data.into_iter())
+            .await
+            .map_err(key_error)?;
         for w in &mut writes {
             seal_all(&self.keys, &mut w.events).await?;
         }
