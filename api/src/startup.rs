@@ -123,6 +123,9 @@ impl Stores {
             ),
         };
         let keys = Arc::new(Keys::new(key_store, &secret));
+        keys.check_secret()
+            .await
+            .map_err(|e| StartupError::Config(e.to_string()))?;
         Ok(Self {
             events: Arc::new(SealedStore::new(raw_events.clone(), keys.clone())),
             raw_events,

@@ -56,6 +56,11 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Every key (still wrapped) and every handle: what `treehole keys export` copies.
     async fn all(&self) -> Result<KeyDump, KeyError>;
 
+    /// Any one live key, to check at start-up that the server secret unwraps this store's keys.
+    async fn sample(&self) -> Result<Option<(UserId, Vec<u8>)>, KeyError> {
+        Ok(self.all().await?.keys.into_iter().next())
+    }
+
     /// The users of those `handles` whose key exists: one round trip for a batch of events.
     async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {
         let mut out = Vec::new();
@@ -118,6 +123,11 @@ pub enum KeyError {
     /// A value was to be sealed with a key that does not exist.
     #[error("no data key for {0}")]
     NoKey(String),
+    /// The server secret does not unwrap the key store's keys.
+    #[error(
+        "the server secret does not unwrap the stored data keys: every process of one deployment needs the same secret (TREEHOLE_SECRET or data/secret.key)"
+    )]
+    WrongSecret,
     /// The user's key was destroyed (they unregistered): none is ever made again.
     #[error("the data key of {0} was destroyed")]
     Destroyed(UserId),
@@ -166,6 +176,18 @@ impl Keys {
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
+    }
+
+    /// Fails unless this process's server secret unwraps the store's keys (one is tried): a
+    /// replica started with another secret would read every sealed value as unknown.
+    pub async fn check_secret(&self) -> Result<(), KeyError> {
+        match self.store.sample().await? {
+            Some((user, wrapped)) => self
+                .unwrap(user, &wrapped)
+                .map(|_| ())
+                .map_err(|_| KeyError::WrongSecret),
+            None => Ok(()),
+        }
     }
 
     /// Makes fresh keys for many new users in one write (bulk loads; users that have a key

@@ -181,6 +181,16 @@ impl KeyStore for SqliteKeyStore {
         Ok(())
     }
 
+    async fn sample(&self) -> Result<Option<(UserId, Vec<u8>)>, KeyError> {
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT user_id, wrapped FROM data_keys WHERE length(wrapped) > 0 LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read a data key", e))?;
+        Ok(row.and_then(|(u, k)| Uuid::parse_str(&u).ok().map(|u| (UserId::new(u), k))))
+    }
+
     async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {
         let rows: Vec<(String, String)> = keys
             .iter()
@@ -431,6 +441,16 @@ impl KeyStore for PostgresKeyStore {
             tracing::warn!(error = %e, "the key tables could not be rewritten after destroying a data key: the old row stays in their free space until overwritten");
         }
         Ok(())
+    }
+
+    async fn sample(&self) -> Result<Option<(UserId, Vec<u8>)>, KeyError> {
+        let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT user_id, wrapped FROM data_keys WHERE length(wrapped) > 0 LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| backend("cannot read a data key", e))?;
+        Ok(row.map(|(u, k)| (UserId::new(u), k)))
     }
 
     async fn put_keys(&self, keys: &[(UserId, Vec<u8>)]) -> Result<(), KeyError> {

@@ -76,7 +76,13 @@ async fn logout_elsewhere(here_projects: &str) {
     }
     let here = spawn_app_with(|s| s.projectors = here_projects.into()).await;
     let database_url = here.database_url.clone();
-    let there = spawn_app_with(|s| s.database_url = database_url.clone()).await;
+    // Replicas of one database share the server secret: it unwraps the users' data keys.
+    let secret = hex::encode(here.secret());
+    let there = spawn_app_with(|s| {
+        s.database_url = database_url.clone();
+        s.secret = Some(secret.clone());
+    })
+    .await;
     let user = here.new_user("two_homes").await;
     for _ in 0..3 {
         let login = here.login_reply("two_homes", PASSWORD).await.expect(201);

@@ -52,6 +52,7 @@ macro_rules! key_store_contract {
             shredded_handles_stay_dead_under_a_new_key,
             batches_resolve_and_read_only_live_keys,
             bulk_puts_keep_what_exists,
+            only_the_deployments_secret_passes_the_start_up_check,
             all_lists_every_key_and_handle_until_shredded,
             sealed_values_open_in_a_fresh_process_until_the_key_is_shredded,
         );
@@ -644,4 +645,23 @@ pub async fn bulk_puts_keep_what_exists<H: Harness>(_h: &H, store: Store) {
         sorted_subjects(&store, b, "t").await,
         vec!["p2".to_string()]
     );
+}
+
+/// The start-up check: an empty store passes any secret; once a key is stored, only the secret
+/// that wrapped it passes (a replica with another secret would read every value as unknown).
+pub async fn only_the_deployments_secret_passes_the_start_up_check<H: Harness>(
+    _h: &H,
+    store: Store,
+) {
+    Keys::new(store.clone(), b"another secret")
+        .check_secret()
+        .await
+        .expect("an empty store passes");
+    let keys = Keys::new(store.clone(), SECRET);
+    keys.create(user(1)).await.expect("a key");
+    keys.check_secret().await.expect("the same secret passes");
+    assert!(matches!(
+        Keys::new(store, b"another secret").check_secret().await,
+        Err(KeyError::WrongSecret)
+    ));
 }
