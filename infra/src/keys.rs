@@ -149,7 +149,8 @@ impl KeyStore for SqliteKeyStore {
         for sql in [
             "DELETE FROM data_keys WHERE user_id = ?",
             "DELETE FROM key_handles WHERE user_id = ?",
-            "INSERT INTO data_keys (user_id, wrapped) VALUES (?, x'')",
+            "INSERT INTO data_keys (user_id, wrapped) VALUES (?, x'') \
+             ON CONFLICT (user_id) DO UPDATE SET wrapped = x''",
         ] {
             sqlx::query(sql)
                 .bind(user.to_string())
@@ -402,7 +403,9 @@ impl KeyStore for PostgresKeyStore {
         for sql in [
             "DELETE FROM data_keys WHERE user_id = $1",
             "DELETE FROM key_handles WHERE user_id = $1",
-            "INSERT INTO data_keys (user_id, wrapped) VALUES ($1, '\\x')",
+            // Two shreds at once (the command and a reader past the event) both end here.
+            "INSERT INTO data_keys (user_id, wrapped) VALUES ($1, '\\x') \
+             ON CONFLICT (user_id) DO UPDATE SET wrapped = '\\x'",
         ] {
             sqlx::query(sql)
                 .bind(user.as_uuid())

@@ -53,6 +53,7 @@ macro_rules! key_store_contract {
             batches_resolve_and_read_only_live_keys,
             bulk_puts_keep_what_exists,
             only_the_deployments_secret_passes_the_start_up_check,
+            two_shreds_at_once_both_succeed,
             all_lists_every_key_and_handle_until_shredded,
             sealed_values_open_in_a_fresh_process_until_the_key_is_shredded,
         );
@@ -664,4 +665,20 @@ pub async fn only_the_deployments_secret_passes_the_start_up_check<H: Harness>(
         Keys::new(store, b"another secret").check_secret().await,
         Err(KeyError::WrongSecret)
     ));
+}
+
+/// The unregister command and a projector reading past its event may destroy one key at once.
+pub async fn two_shreds_at_once_both_succeed<H: Harness>(_h: &H, store: Store) {
+    for n in 1..=5 {
+        let u = user(n);
+        store.put_key(u, wrapped(n as u8)).await.expect("put_key");
+        let (a, b) = tokio::join!(store.shred(u), store.shred(u));
+        a.expect("the first shred");
+        b.expect("the second shred");
+        assert_eq!(store.get_key(u).await.expect("get_key"), None);
+        assert!(matches!(
+            store.put_key(u, wrapped(9)).await,
+            Err(KeyError::Destroyed(_))
+        ));
+    }
 }
