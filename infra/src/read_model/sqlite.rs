@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::readers::{QueryError, Readers};
 use super::stats::Stats;
-use super::{Column, Run, TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
+use super::{Run, TABLES, backend, dump_query, parse_ts, tables_of, ts, uuid};
 use async_trait::async_trait;
 use domain::{CommentId, Position, PostId, SessionId, UserId};
 use projections::ports::Page;
@@ -40,9 +41,16 @@ CREATE TABLE IF NOT EXISTS relay_checkpoints (
 );
 "#;
 
+/// Reader threads for the forum's pages: a few more than the cores, since a read may wait on
+/// the disk; each holds a connection and its prepared statements.
+const READER_THREADS: usize = 4;
+
 pub struct SqliteReadModels {
     writer: SqlitePool,
+    /// sqlx readers: dumps, tasks and stats queries.
     pub(super) reader: SqlitePool,
+    /// The forum's pages and sessions, on threads of their own (see [`Readers`]).
+    readers: Readers,
 }
 
 impl SqliteReadModels {
@@ -78,10 +86,16 @@ impl SqliteReadModels {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(Self { writer, reader })
+        let readers = Readers::open(path, READER_THREADS)?;
+        Ok(Self {
+            writer,
+            reader,
+            readers,
+        })
     }
 
     pub async fn close(&self) {
+        self.readers.close();
         self.writer.close().await;
         self.reader.close().await;
     }
@@ -566,152 +580,169 @@ impl ReadModelStore for SqliteReadModels {
     }
 }
 
-const POST_COLUMNS: &str = "post_id, position, author_name, anonymous, title, body, tags, comment_count, created_at, last_activity_at";
-const COMMENT_COLUMNS: &str =
-    "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at";
-
-fn post_view(row: &SqliteRow) -> Result<PostView, ReadModelError> {
-    let tags: String = row.col("tags")?;
+fn post_view(row: &rusqlite::Row<'_>) -> Result<PostView, QueryError> {
+    let tags: String = row.get(6)?;
     Ok(PostView {
-        post_id: PostId::new(uuid(row.col("post_id")?)?),
-        position: row.col::<i64>("position")? as Position,
-        author_name: row.col("author_name")?,
-        anonymous: row.col("anonymous")?,
-        title: row.col("title")?,
-        body: row.col("body")?,
+        post_id: PostId::new(uuid(&row.get::<_, String>(0)?)?),
+        position: row.get::<_, i64>(1)? as Position,
+        author_name: row.get(2)?,
+        anonymous: row.get(3)?,
+        title: row.get(4)?,
+        body: row.get(5)?,
         tags: serde_json::from_str(&tags).map_err(|e| ReadModelError::Backend(e.to_string()))?,
-        comment_count: row.col("comment_count")?,
-        created_at: parse_ts(row.col("created_at")?)?,
-        last_activity_at: parse_ts(row.col("last_activity_at")?)?,
+        comment_count: row.get(7)?,
+        created_at: parse_ts(&row.get::<_, String>(8)?)?,
+        last_activity_at: parse_ts(&row.get::<_, String>(9)?)?,
     })
 }
 
-fn comment_view(row: &SqliteRow) -> Result<CommentView, ReadModelError> {
-    let reply_to: Option<String> = row.col("reply_to")?;
+fn comment_view(row: &rusqlite::Row<'_>) -> Result<CommentView, QueryError> {
+    let reply_to: Option<String> = row.get(7)?;
     Ok(CommentView {
-        comment_id: CommentId::new(uuid(row.col("comment_id")?)?),
-        post_id: PostId::new(uuid(row.col("post_id")?)?),
-        position: row.col::<i64>("position")? as Position,
-        author_name: row.col("author_name")?,
-        anonymous: row.col("anonymous")?,
-        is_host: row.col("is_host")?,
-        body: row.col("body")?,
+        comment_id: CommentId::new(uuid(&row.get::<_, String>(0)?)?),
+        post_id: PostId::new(uuid(&row.get::<_, String>(1)?)?),
+        position: row.get::<_, i64>(2)? as Position,
+        author_name: row.get(3)?,
+        anonymous: row.get(4)?,
+        is_host: row.get(5)?,
+        body: row.get(6)?,
         reply_to: reply_to
             .as_deref()
             .map(uuid)
             .transpose()?
             .map(CommentId::new),
-        created_at: parse_ts(row.col("created_at")?)?,
+        created_at: parse_ts(&row.get::<_, String>(8)?)?,
     })
 }
 
-fn user_view(row: &SqliteRow) -> Result<UserView, ReadModelError> {
+/// A user from the row's columns `first..first + 5` (user_id, username, email, is_admin,
+/// registered_at).
+fn user_view(row: &rusqlite::Row<'_>, first: usize) -> Result<UserView, QueryError> {
     Ok(UserView {
-        user_id: UserId::new(uuid(row.col("user_id")?)?),
-        username: row.col("username")?,
-        email: row.col("email")?,
-        is_admin: row.col("is_admin")?,
-        registered_at: parse_ts(row.col("registered_at")?)?,
+        user_id: UserId::new(uuid(&row.get::<_, String>(first)?)?),
+        username: row.get(first + 1)?,
+        email: row.get(first + 2)?,
+        is_admin: row.get(first + 3)?,
+        registered_at: parse_ts(&row.get::<_, String>(first + 4)?)?,
     })
+}
+
+/// Every row of a prepared query, each mapped by `view`.
+fn all<T>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    view: impl Fn(&rusqlite::Row<'_>) -> Result<T, QueryError>,
+) -> Result<Vec<T>, QueryError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(view(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a prepared query, if any, mapped by `view`.
+fn first<T>(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    view: impl Fn(&rusqlite::Row<'_>) -> Result<T, QueryError>,
+) -> Result<Option<T>, QueryError> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    rows.next()?.map(view).transpose()
 }
 
 fn limit(page: &Page) -> i64 {
     page.limit.clamp(1, 1000) as i64
 }
 
+const FEED_PAGE: &str = "SELECT post_id, position, author_name, anonymous, title, body, tags, comment_count, created_at, last_activity_at \
+     FROM feed WHERE position < ?1 ORDER BY position DESC LIMIT ?2";
+const POST: &str = "SELECT post_id, position, author_name, anonymous, title, body, tags, comment_count, created_at, last_activity_at \
+     FROM feed WHERE post_id = ?1";
+const COMMENT_PAGE: &str = "SELECT comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at \
+     FROM comments WHERE post_id = ?1 AND position > ?2 ORDER BY position ASC LIMIT ?3";
+const COMMENT: &str = "SELECT comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at \
+     FROM comments WHERE comment_id = ?1";
+const USER: &str =
+    "SELECT user_id, username, email, is_admin, registered_at FROM users WHERE user_id = ?1";
+const SESSION: &str = "SELECT s.session_id, s.expires_at, u.user_id, u.username, u.email, u.is_admin, u.registered_at \
+     FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = ?1";
+const SESSIONS_OF: &str =
+    "SELECT session_id, expires_at FROM sessions WHERE user_id = ?1 ORDER BY session_id DESC";
+
 #[async_trait]
 impl ForumQueries for SqliteReadModels {
     async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError> {
-        let sql = format!(
-            "SELECT {POST_COLUMNS} FROM feed WHERE position < ? ORDER BY position DESC LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(page.cursor.map_or(i64::MAX, |c| c as i64))
-            .bind(limit(&page))
-            .fetch_all(&self.reader)
+        let before = page.cursor.map_or(i64::MAX, |c| c as i64);
+        let limit = limit(&page);
+        self.readers
+            .run(move |c| all(c, FEED_PAGE, (before, limit), post_view))
             .await
-            .map_err(backend)?;
-        rows.iter().map(post_view).collect()
     }
 
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
-        let sql = format!("SELECT {POST_COLUMNS} FROM feed WHERE post_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
+        self.readers
+            .run(move |c| first(c, POST, [id.to_string()], post_view))
             .await
-            .map_err(backend)?;
-        row.as_ref().map(post_view).transpose()
     }
 
     async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError> {
-        let sql = format!(
-            "SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ? AND position > ? ORDER BY position ASC LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(post.to_string())
-            .bind(page.cursor.map_or(0, |c| c as i64))
-            .bind(limit(&page))
-            .fetch_all(&self.reader)
+        let after = page.cursor.map_or(0, |c| c as i64);
+        let limit = limit(&page);
+        self.readers
+            .run(move |c| {
+                all(
+                    c,
+                    COMMENT_PAGE,
+                    rusqlite::params![post.to_string(), after, limit],
+                    comment_view,
+                )
+            })
             .await
-            .map_err(backend)?;
-        rows.iter().map(comment_view).collect()
     }
 
     async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
-        let sql = format!("SELECT {COMMENT_COLUMNS} FROM comments WHERE comment_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
+        self.readers
+            .run(move |c| first(c, COMMENT, [id.to_string()], comment_view))
             .await
-            .map_err(backend)?;
-        row.as_ref().map(comment_view).transpose()
     }
 
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
-        let row = sqlx::query(
-            "SELECT user_id, username, email, is_admin, registered_at FROM users WHERE user_id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(user_view).transpose()
+        self.readers
+            .run(move |c| first(c, USER, [id.to_string()], |row| user_view(row, 0)))
+            .await
     }
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
-        let row = sqlx::query(
-            "SELECT s.session_id, s.expires_at, u.user_id, u.username, u.email, u.is_admin, u.registered_at \
-             FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = ?",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionView {
-            session_id: SessionId::new(uuid(row.col("session_id")?)?),
-            user: user_view(&row)?,
-            expires_at: parse_ts(row.col("expires_at")?)?,
-        }))
+        let token_hash = token_hash.to_owned();
+        self.readers
+            .run(move |c| {
+                first(c, SESSION, [token_hash], |row| {
+                    Ok(SessionView {
+                        session_id: SessionId::new(uuid(&row.get::<_, String>(0)?)?),
+                        expires_at: parse_ts(&row.get::<_, String>(1)?)?,
+                        user: user_view(row, 2)?,
+                    })
+                })
+            })
+            .await
     }
 
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError> {
-        let rows = sqlx::query(
-            "SELECT session_id, expires_at FROM sessions WHERE user_id = ? ORDER BY session_id DESC",
-        )
-        .bind(user.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(SessionSummary {
-                    session_id: SessionId::new(uuid(row.col("session_id")?)?),
-                    expires_at: parse_ts(row.col("expires_at")?)?,
+        self.readers
+            .run(move |c| {
+                all(c, SESSIONS_OF, [user.to_string()], |row| {
+                    Ok(SessionSummary {
+                        session_id: SessionId::new(uuid(&row.get::<_, String>(0)?)?),
+                        expires_at: parse_ts(&row.get::<_, String>(1)?)?,
+                    })
                 })
             })
-            .collect()
+            .await
     }
 }
 

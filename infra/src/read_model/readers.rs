@@ -1,0 +1,153 @@
+//! Reader threads for the SQLite read models: each owns one rusqlite connection and runs a
+//! whole query there (prepare from its cache, bind, step, map the rows to views), so a page
+//! costs one hand-off to the thread and one back.
+//!
+//! Why not sqlx here: sqlx's SQLite driver runs each connection on a worker thread of its own
+//! and sends every statement, and every row, across a channel to it, copying each value. Under
+//! `treehole bench reads --mix pages` those hand-offs (futex) and copies were a third of the
+//! server's samples (BENCHMARKS.md). The writer keeps sqlx: it runs a few statements per
+//! projector batch, not per request.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use projections::ReadModelError;
+use rusqlite::{Connection, OpenFlags};
+
+/// What a query on a reader thread fails with: SQLite's error, or a row that does not map to
+/// its view (a bad uuid or timestamp); `?` converts both.
+pub(crate) enum QueryError {
+    Sqlite(rusqlite::Error),
+    Model(ReadModelError),
+}
+
+impl From<rusqlite::Error> for QueryError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+impl From<ReadModelError> for QueryError {
+    fn from(e: ReadModelError) -> Self {
+        Self::Model(e)
+    }
+}
+
+type Job = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Message {
+    Run(Job),
+    Stop,
+}
+
+/// A fixed set of threads, each with a read-only connection, fed from one queue.
+pub(crate) struct Readers {
+    queue: crossbeam_channel::Sender<Message>,
+    threads: usize,
+    closed: AtomicBool,
+}
+
+impl Readers {
+    /// Opens `threads` read-only connections to the database at `path` (which must exist, in
+    /// WAL mode) and starts a thread for each.
+    pub(crate) fn open(path: &Path, threads: usize) -> Result<Self, ReadModelError> {
+        let (queue, jobs) = crossbeam_channel::unbounded::<Message>();
+        for n in 0..threads {
+            let connection = connect(path)?;
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{n}"))
+                .spawn(move || {
+                    while let Ok(Message::Run(job)) = jobs.recv() {
+                        job(&connection);
+                    }
+                })
+                .map_err(|e| ReadModelError::Unavailable(format!("reader thread: {e}")))?;
+        }
+        Ok(Self {
+            queue,
+            threads,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `query` on one of the reader threads and returns its answer.
+    pub(crate) async fn run<T, F>(&self, query: F) -> Result<T, ReadModelError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, QueryError> + Send + 'static,
+    {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = answer.send(query(connection));
+        });
+        self.queue.send(Message::Run(job)).map_err(|_| closed())?;
+        // A dropped sender means the thread is gone (closed, or the job panicked).
+        match answered.await.map_err(|_| closed())? {
+            Ok(value) => Ok(value),
+            Err(QueryError::Sqlite(e)) => Err(error(e)),
+            Err(QueryError::Model(e)) => Err(e),
+        }
+    }
+
+    /// Stops the threads once the queries already queued have run.
+    pub(crate) fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            for _ in 0..self.threads {
+                let _ = self.queue.send(Message::Stop);
+            }
+        }
+    }
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, ReadModelError> {
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(error)?;
+    connection
+        .busy_timeout(Duration::from_secs(10))
+        .map_err(error)?;
+    connection
+        .execute_batch("PRAGMA temp_store = memory;")
+        .map_err(error)?;
+    // Every page a reader needs is prepared once per connection and kept (the statements are
+    // few and fixed); views redefined by a promotion are re-prepared by SQLite itself.
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+fn closed() -> ReadModelError {
+    ReadModelError::Unavailable("the read-model readers are closed".to_owned())
+}
+
+/// Busy and locked are worth retrying; a missing file or a closed database is unavailable;
+/// the rest (a schema out of step with the code, a bad value) is a backend failure.
+pub(crate) fn error(e: rusqlite::Error) -> ReadModelError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                ReadModelError::Transient(e.to_string())
+            }
+            ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::SystemIoFailure => {
+                ReadModelError::Unavailable(e.to_string())
+            }
+            _ => ReadModelError::Backend(e.to_string()),
+        },
+        _ => ReadModelError::Backend(e.to_string()),
+    }
+}
