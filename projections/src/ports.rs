@@ -142,6 +142,18 @@ pub trait ForumQueries: Send + Sync + 'static {
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError>;
     /// A post's live comments, oldest first.
     async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError>;
+    /// A live post's comments page, or `None` when the post is not live: what a comment page
+    /// answers. A store may read both in one trip (the SQLite readers do).
+    async fn comments_of_live_post(
+        &self,
+        post: PostId,
+        page: Page,
+    ) -> Result<Option<Vec<CommentView>>, ReadModelError> {
+        if self.post(post).await?.is_none() {
+            return Ok(None);
+        }
+        self.comments(post, page).await.map(Some)
+    }
     async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError>;
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError>;
     /// A session by token hash, if it exists and has not ended (expiry is the caller's check).

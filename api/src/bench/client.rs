@@ -109,6 +109,34 @@ impl Client {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A GET whose answer is checked for its status and read whole, but not parsed: the
+    /// measured loops of the read scenarios, where parsing each page into a JSON value was the
+    /// tool's work, on the cores the server is measured on (the baseline's answers are tiny).
+    pub async fn read(&self, rec: &mut Recorder, op: &str, path: &str) -> Result<(), BenchError> {
+        let started = Instant::now();
+        let outcome = match self.http.get(format!("{}{path}", self.api)).send().await {
+            Ok(response) => {
+                let status = response.status();
+                (status, response.bytes().await)
+            }
+            Err(e) => {
+                rec.record(op, started.elapsed(), false);
+                return Err(BenchError::Request(format!("{op}: {e}")));
+            }
+        };
+        let took = started.elapsed();
+        let ok = outcome.0 == StatusCode::OK && outcome.1.is_ok();
+        rec.record(op, took, ok);
+        match outcome {
+            (StatusCode::OK, Ok(_)) => Ok(()),
+            (status, body) => Err(BenchError::Request(format!(
+                "{op} {path}: {status} (wanted 200): {}",
+                body.map(|b| String::from_utf8_lossy(&b).chars().take(300).collect::<String>())
+                    .unwrap_or_else(|e| e.to_string())
+            ))),
+        }
+    }
+
     pub async fn get(&self, rec: &mut Recorder, op: &str, path: &str) -> Result<Value, BenchError> {
         self.call(
             rec,

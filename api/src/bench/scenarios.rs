@@ -208,8 +208,9 @@ async fn baseline(
                                 StatusCode::OK,
                             )
                             .await
+                            .map(drop)
                     }
-                    None => client.get(&mut rec, "baseline", "/baseline").await,
+                    None => client.read(&mut rec, "baseline", "/baseline").await,
                 };
                 if let Err(e) = r {
                     keep(&mut errors, e);
@@ -767,7 +768,7 @@ pub async fn reads(
                     65..90 => ("comments page", format!("/posts/{post}/comments?limit=20")),
                     _ => ("search", format!("/search?q={term}&limit=10")),
                 };
-                if let Err(e) = client.get(&mut rec, op, &path).await {
+                if let Err(e) = client.read(&mut rec, op, &path).await {
                     keep(&mut errors, e);
                 }
             }

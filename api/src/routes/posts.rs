@@ -404,10 +404,11 @@ pub async fn list_comments(
     let cursors = Cursors::new(&state.secret, List::Comments(post_id));
     let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed", "comments"]).await?;
-    if state.queries.post(post_id).await?.is_none() {
-        return Err(ApiError::not_found("no such post"));
-    }
-    let views = state.queries.comments(post_id, page).await?;
+    let views = state
+        .queries
+        .comments_of_live_post(post_id, page)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such post"))?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
     let items = views.into_iter().map(CommentDto::from).collect();
     Ok((

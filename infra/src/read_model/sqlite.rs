@@ -665,6 +665,7 @@ const POST: &str = "SELECT post_id, position, author_name, anonymous, title, bod
      FROM feed WHERE post_id = ?1";
 const COMMENT_PAGE: &str = "SELECT comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at \
      FROM comments WHERE post_id = ?1 AND position > ?2 ORDER BY position ASC LIMIT ?3";
+const LIVE_POST: &str = "SELECT 1 FROM feed WHERE post_id = ?1";
 const COMMENT: &str = "SELECT comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at \
      FROM comments WHERE comment_id = ?1";
 const USER: &str =
@@ -701,6 +702,25 @@ impl ForumQueries for SqliteReadModels {
                     rusqlite::params![post.to_string(), after, limit],
                     comment_view,
                 )
+            })
+            .await
+    }
+
+    async fn comments_of_live_post(
+        &self,
+        post: PostId,
+        page: Page,
+    ) -> Result<Option<Vec<CommentView>>, ReadModelError> {
+        let after = page.cursor.map_or(0, |c| c as i64);
+        let limit = limit(&page);
+        self.readers
+            .run(move |c| {
+                let id = post.to_string();
+                let mut live = c.prepare_cached(LIVE_POST)?;
+                if !live.exists([&id])? {
+                    return Ok(None);
+                }
+                all(c, COMMENT_PAGE, rusqlite::params![id, after, limit], comment_view).map(Some)
             })
             .await
     }
