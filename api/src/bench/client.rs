@@ -131,7 +131,10 @@ impl Client {
             (StatusCode::OK, Ok(_)) => Ok(()),
             (status, body) => Err(BenchError::Request(format!(
                 "{op} {path}: {status} (wanted 200): {}",
-                body.map(|b| String::from_utf8_lossy(&b).chars().take(300).collect::<String>())
+                body.map(|b| String::from_utf8_lossy(&b)
+                    .chars()
+                    .take(300)
+                    .collect::<String>())
                     .unwrap_or_else(|e| e.to_string())
             ))),
         }

@@ -194,22 +194,20 @@ async fn baseline(
             let mut errors = Vec::new();
             while tickets.take().is_some() {
                 let r = match &post {
-                    Some(body) => {
-                        client
-                            .call(
-                                &mut rec,
-                                "baseline",
-                                Req {
-                                    method: Method::POST,
-                                    path: "/baseline",
-                                    token: None,
-                                    body: Some(body),
-                                },
-                                StatusCode::OK,
-                            )
-                            .await
-                            .map(drop)
-                    }
+                    Some(body) => client
+                        .call(
+                            &mut rec,
+                            "baseline",
+                            Req {
+                                method: Method::POST,
+                                path: "/baseline",
+                                token: None,
+                                body: Some(body),
+                            },
+                            StatusCode::OK,
+                        )
+                        .await
+                        .map(drop),
                     None => client.read(&mut rec, "baseline", "/baseline").await,
                 };
                 if let Err(e) = r {

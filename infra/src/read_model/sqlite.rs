@@ -720,7 +720,13 @@ impl ForumQueries for SqliteReadModels {
                 if !live.exists([&id])? {
                     return Ok(None);
                 }
-                all(c, COMMENT_PAGE, rusqlite::params![id, after, limit], comment_view).map(Some)
+                all(
+                    c,
+                    COMMENT_PAGE,
+                    rusqlite::params![id, after, limit],
+                    comment_view,
+                )
+                .map(Some)
             })
             .await
     }

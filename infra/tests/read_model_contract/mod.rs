@@ -62,6 +62,7 @@ macro_rules! read_model_contract {
             forgetting_a_comment_author_renames_exactly_their_named_comments,
             deleting_a_user_removes_them_and_their_sessions_only,
             sessions_of_lists_live_sessions_newest_first,
+            a_comment_page_answers_only_for_a_live_post,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -1633,4 +1634,83 @@ pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
         listed(ann()).await,
         vec![(third, future(200)), (first, future(300))]
     );
+}
+
+/// `comments_of_live_post`: the page for a live post (empty when it has no comments), `None`
+/// for a post that is unknown or deleted, even when comment rows remain; and after a rebuild's
+/// promotion every reader sees the new generation (readers that prepared their statements
+/// against the old one included: each query runs many times, on every reader).
+pub async fn a_comment_page_answers_only_for_a_live_post(store: Store) {
+    let feed = live_with(&store, "feed", &[post(1, 1), post(2, 2)], 2).await;
+    let mut changes = comment(1, 1, 3);
+    changes.extend(comment(2, 1, 4));
+    changes.extend(comment(3, 3, 5));
+    live_with(&store, "comments", &changes, 5).await;
+    for _ in 0..16 {
+        let on_1 = store
+            .comments_of_live_post(post_id(1), page(None, 10))
+            .await
+            .expect("page")
+            .expect("post 1 is live");
+        assert_eq!(on_1.iter().map(|c| c.position).collect::<Vec<_>>(), [3, 4]);
+        let after = store
+            .comments_of_live_post(post_id(1), page(Some(3), 10))
+            .await
+            .expect("page");
+        assert_eq!(after.map(|p| p.len()), Some(1));
+        assert_eq!(
+            store
+                .comments_of_live_post(post_id(2), page(None, 10))
+                .await
+                .expect("page"),
+            Some(Vec::new())
+        );
+        assert_eq!(
+            store
+                .comments_of_live_post(post_id(3), page(None, 10))
+                .await
+                .expect("page"),
+            None,
+            "post 3 was never in the feed"
+        );
+    }
+    store
+        .apply(
+            "feed",
+            feed,
+            &[Change::DeletePost {
+                post_id: post_id(1),
+            }],
+            2,
+            6,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        store
+            .comments_of_live_post(post_id(1), page(None, 10))
+            .await
+            .expect("page"),
+        None
+    );
+    // A rebuild of the feed with post 3 in it: once promoted, every reader answers for it.
+    let new = store.create_generation("feed", 1).await.expect("create");
+    store
+        .apply("feed", new.number, &[post(2, 2), post(3, 3)], 0, 6)
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.promote("feed", new.number).await.expect("promote"),
+        Promotion::Done
+    );
+    for _ in 0..16 {
+        let on_3 = store
+            .comments_of_live_post(post_id(3), page(None, 10))
+            .await
+            .expect("page")
+            .expect("post 3 is live in the new generation");
+        assert_eq!(on_3.iter().map(|c| c.position).collect::<Vec<_>>(), [5]);
+        assert!(store.post(post_id(3)).await.expect("post").is_some());
+        assert_eq!(store.feed(page(None, 10)).await.expect("feed").len(), 2);
+    }
 }
