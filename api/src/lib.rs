@@ -15,6 +15,7 @@ pub mod keys;
 pub mod load;
 pub mod metrics;
 pub mod openapi;
+pub mod page_cache;
 pub mod projector;
 pub mod rate_limit;
 pub mod rebuild;

@@ -244,6 +244,13 @@ impl Application {
         let projectors = Projectors::new(all, source, writer, hub.clone());
         let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
         let mut tasks = projectors.spawn(&selection);
+        let pages = crate::page_cache::PageCache::new(
+            hub.names()
+                .into_iter()
+                .filter(|n| selection.includes(n))
+                .collect(),
+            crate::page_cache::CAPACITY,
+        );
         let relay = match settings.kafka.settings() {
             Some(kafka) if settings.kafka.relay => {
                 let relay = Arc::new(
@@ -286,6 +293,7 @@ impl Application {
             schemas: Default::default(),
             webhooks,
             hub,
+            pages,
             projectors,
             mailer,
             passwords,

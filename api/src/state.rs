@@ -31,6 +31,8 @@ pub struct Inner {
     /// The SSRF guard of webhook URLs.
     pub webhooks: infra::webhook::WebhookPolicy,
     pub hub: ProjectionHub,
+    /// Public pages kept while their read models stand still.
+    pub pages: crate::page_cache::PageCache,
     pub projectors: Projectors,
     pub mailer: Arc<dyn Mailer>,
     pub passwords: Passwords,

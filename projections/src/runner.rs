@@ -152,6 +152,21 @@ impl ProjectionHub {
             .unwrap_or(0)
     }
 
+    /// Position and live generation of each named projection, in the order named: what a read
+    /// of their rows depends on (a projector reports after each commit, a promotion changes
+    /// the generation). A name with no status counts as position 0, generation 0.
+    pub fn stamp(&self, names: &[&str]) -> Vec<(Position, u32)> {
+        names
+            .iter()
+            .map(|n| {
+                self.statuses.get(n).map_or((0, 0), |s| {
+                    let s = s.borrow();
+                    (s.position, s.generation)
+                })
+            })
+            .collect()
+    }
+
     /// Waits until every named projection has applied `position`, at most `timeout`.
     pub async fn wait_for(
         &self,

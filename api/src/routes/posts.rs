@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::parse_canonical_uuid;
 use domain::post::{Post, PostCommand, PostEvent};
@@ -17,7 +18,8 @@ use uuid::Uuid;
 
 use crate::cursor::{Cursors, List};
 use crate::error::{ApiError, Problem};
-use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
+use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader};
+use crate::page_cache;
 use crate::routes::auth::CommandDone;
 use crate::routes::{consistent, context, page_limit};
 use crate::state::AppState;
@@ -202,20 +204,23 @@ pub async fn list_posts(
     State(state): State<AppState>,
     after: After,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<(HeaderMap, Json<PostPage>), ApiError> {
+) -> Result<Response, ApiError> {
     let cursors = Cursors::new(&state.secret, List::Feed);
     let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed"]).await?;
+    let key = format!("feed {:?} {}", page.cursor, page.limit);
+    let stamp = state.pages.stamp(&state.hub, &["feed"]);
+    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
+        return Ok(page_cache::json(position, body));
+    }
     let views = state.queries.feed(page).await?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
     let items = views.into_iter().map(PostDto::from).collect();
-    Ok((
-        projection_headers(position),
-        Json(PostPage {
-            items,
-            next_cursor: next_cursor(&positions, page.limit, &cursors),
-        }),
-    ))
+    let answer = PostPage {
+        items,
+        next_cursor: next_cursor(&positions, page.limit, &cursors),
+    };
+    state.pages.answer(key, stamp, position, &answer)
 }
 
 /// One live post.
@@ -226,15 +231,22 @@ pub async fn get_post(
     State(state): State<AppState>,
     after: After,
     Path(id): Path<String>,
-) -> Result<(HeaderMap, Json<PostDto>), ApiError> {
+) -> Result<Response, ApiError> {
     let id = PostId::new(parse_id(&id, "post")?);
     let position = consistent(&state, after, &["feed"]).await?;
+    let key = format!("post {id}");
+    let stamp = state.pages.stamp(&state.hub, &["feed"]);
+    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
+        return Ok(page_cache::json(position, body));
+    }
     let post = state
         .queries
         .post(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such post"))?;
-    Ok((projection_headers(position), Json(post.into())))
+    state
+        .pages
+        .answer(key, stamp, position, &PostDto::from(post))
 }
 
 /// Deletes a post (its author or an admin); it and its comments leave every public view.
@@ -399,11 +411,16 @@ pub async fn list_comments(
     after: After,
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<(HeaderMap, Json<CommentPage>), ApiError> {
+) -> Result<Response, ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
     let cursors = Cursors::new(&state.secret, List::Comments(post_id));
     let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed", "comments"]).await?;
+    let key = format!("comments {post_id} {:?} {}", page.cursor, page.limit);
+    let stamp = state.pages.stamp(&state.hub, &["feed", "comments"]);
+    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
+        return Ok(page_cache::json(position, body));
+    }
     let views = state
         .queries
         .comments_of_live_post(post_id, page)
@@ -411,13 +428,11 @@ pub async fn list_comments(
         .ok_or_else(|| ApiError::not_found("no such post"))?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
     let items = views.into_iter().map(CommentDto::from).collect();
-    Ok((
-        projection_headers(position),
-        Json(CommentPage {
-            items,
-            next_cursor: next_cursor(&positions, page.limit, &cursors),
-        }),
-    ))
+    let answer = CommentPage {
+        items,
+        next_cursor: next_cursor(&positions, page.limit, &cursors),
+    };
+    state.pages.answer(key, stamp, position, &answer)
 }
 
 /// Deletes a comment (its author or an admin). The author keeps their pseudonym under the post.

@@ -13,6 +13,7 @@ mod kafka;
 mod limits;
 mod lists;
 mod metrics;
+mod page_cache;
 mod privacy;
 mod rebuild;
 mod request_id;
