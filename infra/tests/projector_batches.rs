@@ -177,19 +177,22 @@ fn the_search_projection_asks_for_more_than_the_default_and_no_more_than_the_sha
 /// The real SQLite read models, with a pace of their own, the batches applied counted, and
 /// (with `promotion_fails`) every promotion failing.
 struct Instrumented {
-    inner: SqliteReadModels,
+    inner: Arc<SqliteReadModels>,
     pace: Duration,
     batches: AtomicUsize,
     promotion_fails: bool,
+    /// How long each batch waits before it is applied (to lose a race on purpose).
+    late: Duration,
 }
 
 impl Instrumented {
-    fn new(inner: SqliteReadModels) -> Self {
+    fn new(inner: impl Into<Arc<SqliteReadModels>>) -> Self {
         Self {
-            inner,
+            inner: inner.into(),
             pace: Duration::ZERO,
             batches: AtomicUsize::new(0),
             promotion_fails: false,
+            late: Duration::ZERO,
         }
     }
 }
@@ -215,6 +218,7 @@ impl ReadModelStore for Instrumented {
         to: Position,
     ) -> Result<(), ReadModelError> {
         self.batches.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.late).await;
         self.inner
             .apply(projection, generation, changes, from, to)
             .await
@@ -323,4 +327,77 @@ async fn a_failed_promotion_is_reported_in_the_status() {
             .is_some_and(|e| e.contains("the promotion broke")),
         "{status:?}"
     );
+}
+
+/// Two projectors of one model on one database (two `serve` processes): the one that always
+/// comes second finds every batch applied already (`Moved`). That is no failure: it re-attaches
+/// from the other's checkpoint at once, keeps no error, and is at the head as soon as the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_that_loses_every_race_keeps_up_without_an_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the log opens"),
+    );
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
+    let models = Arc::new(
+        SqliteReadModels::open(&dir.path().join("readmodels.db"))
+            .await
+            .expect("the read models open"),
+    );
+    let projection: Arc<dyn Projection> = Arc::new(Feed);
+    // As `serve` does before it starts its projectors (two starting on an empty store would
+    // each build a first generation, and one would replace the other's).
+    projections::runner::prepare(std::slice::from_ref(&projection), models.as_ref())
+        .await
+        .expect("a first generation");
+    let first = Arc::new(Instrumented::new(models.clone()));
+    let second = Arc::new(Instrumented {
+        late: Duration::from_millis(30),
+        ..Instrumented::new(models)
+    });
+    let first_hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let second_hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projectors = [
+        tokio::spawn(run(
+            projection.clone(),
+            source.clone(),
+            first,
+            first_hub.clone(),
+        )),
+        tokio::spawn(run(projection, source, second.clone(), second_hub.clone())),
+    ];
+    for hub in [&first_hub, &second_hub] {
+        hub.wait_for(&[], 0, Duration::from_secs(10))
+            .await
+            .expect("the projector starts");
+    }
+    let mut history = History::new();
+    // Two seconds of appends, 60 ms apart: the second projector loses each one (30 ms late).
+    for _ in 0..34 {
+        log.append_many(group(history.take(1)), None)
+            .await
+            .expect("an append");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let head = log.head().await.expect("the head");
+    first_hub
+        .wait_for(&[], head, Duration::from_secs(10))
+        .await
+        .expect("the first projector catches up");
+    // Retried with backoff (100 ms doubling), the loser would sleep 1.6 s and more by now.
+    second_hub
+        .wait_for(&[], head, Duration::from_secs(1))
+        .await
+        .expect("the second projector is at the head soon after the first");
+    let status = &second_hub.statuses()[0];
+    assert_eq!(status.last_error, None, "{status:?}");
+    assert!(
+        second.batches.load(Ordering::SeqCst) > 1,
+        "the second projector tried batches of its own"
+    );
+    for p in projectors {
+        p.abort();
+    }
 }

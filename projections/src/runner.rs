@@ -322,6 +322,17 @@ pub async fn run_from(
                     "generation replaced by a rebuild; re-attaching"
                 );
             }
+            // Another projector of the same model (a second process on one database) applied
+            // these events first: not a failure, and nothing to wait for. Re-attach at once
+            // from the checkpoint it left. (Retried with backoff like a failure, a projector
+            // that kept losing the race fell seconds behind, and `?after=` waits timed out.)
+            Err(ProjectionError::Store(ReadModelError::Moved { position, .. })) => {
+                tracing::debug!(
+                    projection = name,
+                    position,
+                    "another projector applied these events first; re-attaching"
+                );
+            }
             Err(ProjectionError::Store(e)) => transient(&hub, name, &e, &mut retry).await,
         }
     }
