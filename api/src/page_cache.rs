@@ -28,6 +28,8 @@ use crate::error::ApiError;
 
 /// Pages kept at most; the least recently used go first.
 pub const CAPACITY: usize = 1024;
+/// Bytes kept at most, all pages together (the least recently used go first).
+const BUDGET: usize = 32 * 1024 * 1024;
 /// A larger answer is not kept (a page of 100 long posts).
 const LARGEST: usize = 256 * 1024;
 
@@ -38,7 +40,13 @@ pub struct Stamp(Vec<(Position, u32)>);
 pub struct PageCache {
     /// The projections this process runs (only their pages are kept).
     runs: Vec<&'static str>,
-    pages: Mutex<LruCache<String, (Stamp, Bytes)>>,
+    pages: Mutex<Pages>,
+}
+
+/// The kept pages and the bytes they hold.
+struct Pages {
+    lru: LruCache<String, (Stamp, Bytes)>,
+    bytes: usize,
 }
 
 impl PageCache {
@@ -46,9 +54,10 @@ impl PageCache {
     pub fn new(runs: Vec<&'static str>, capacity: usize) -> Self {
         Self {
             runs,
-            pages: Mutex::new(LruCache::new(
-                NonZeroUsize::new(capacity.max(1)).expect("at least one"),
-            )),
+            pages: Mutex::new(Pages {
+                lru: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("at least one")),
+                bytes: 0,
+            }),
         }
     }
 
@@ -63,7 +72,7 @@ impl PageCache {
     /// The page kept under `key`, if it was read at `stamp`.
     pub fn get(&self, key: &str, stamp: &Stamp) -> Option<Bytes> {
         let mut pages = self.pages.lock().expect("page cache");
-        match pages.get(key) {
+        match pages.lru.get(key) {
             Some((kept, body)) if kept == stamp => Some(body.clone()),
             _ => None,
         }
@@ -83,10 +92,18 @@ impl PageCache {
         if let Some(stamp) = stamp
             && body.len() <= LARGEST
         {
-            self.pages
-                .lock()
-                .expect("page cache")
-                .put(key, (stamp, body.clone()));
+            let mut pages = self.pages.lock().expect("page cache");
+            pages.bytes += body.len();
+            let Pages { lru, bytes } = &mut *pages;
+            if let Some((_, (_, old))) = lru.push(key, (stamp, body.clone())) {
+                *bytes -= old.len();
+            }
+            while *bytes > BUDGET {
+                match lru.pop_lru() {
+                    Some((_, (_, old))) => *bytes -= old.len(),
+                    None => break,
+                }
+            }
         }
         Ok(json(position, body))
     }
@@ -147,7 +164,29 @@ mod tests {
         other
             .answer("feed".into(), None, 7, &json_value())
             .expect("answer");
-        assert_eq!(other.pages.lock().expect("lock").len(), 0);
+        assert_eq!(other.pages.lock().expect("lock").lru.len(), 0);
+    }
+
+    #[test]
+    fn kept_bytes_stay_within_the_budget_and_are_counted_exactly() {
+        let cache = PageCache::new(vec!["feed"], CAPACITY);
+        let page = "x".repeat(200 * 1024);
+        let stamp = Stamp(vec![(1, 1)]);
+        for n in 0..400 {
+            cache
+                .answer(format!("page {n}"), Some(stamp.clone()), 1, &page)
+                .expect("answer");
+        }
+        // The same key again replaces its page, and counts once.
+        cache
+            .answer("page 399".into(), Some(stamp.clone()), 1, &page)
+            .expect("answer");
+        let pages = cache.pages.lock().expect("lock");
+        let held: usize = pages.lru.iter().map(|(_, (_, b))| b.len()).sum();
+        assert_eq!(pages.bytes, held);
+        assert!(held <= BUDGET, "{held}");
+        assert!(pages.lru.len() > 100, "{}", pages.lru.len());
+        assert!(pages.lru.contains("page 399") && !pages.lru.contains("page 0"));
     }
 
     fn json_value() -> serde_json::Value {
