@@ -69,6 +69,22 @@ impl PageCache {
             .then(|| Stamp(hub.stamp(names)))
     }
 
+    /// What a page handler does first: the page kept under `key` if the projections in
+    /// `names` have not moved since it was read (`Err`, the body to answer with), else the
+    /// stamp to keep the fresh read under (`Ok`, `None` when these projections are not run here).
+    pub fn lookup(
+        &self,
+        hub: &ProjectionHub,
+        names: &[&str],
+        key: &str,
+    ) -> Result<Option<Stamp>, Bytes> {
+        let stamp = self.stamp(hub, names);
+        match stamp.as_ref().and_then(|s| self.get(key, s)) {
+            Some(body) => Err(body),
+            None => Ok(stamp),
+        }
+    }
+
     /// The page kept under `key`, if it was read at `stamp`.
     pub fn get(&self, key: &str, stamp: &Stamp) -> Option<Bytes> {
         let mut pages = self.pages.lock().expect("page cache");

@@ -209,10 +209,10 @@ pub async fn list_posts(
     let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed"]).await?;
     let key = format!("feed {:?} {}", page.cursor, page.limit);
-    let stamp = state.pages.stamp(&state.hub, &["feed"]);
-    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
-        return Ok(page_cache::json(position, body));
-    }
+    let stamp = match state.pages.lookup(&state.hub, &["feed"], &key) {
+        Ok(stamp) => stamp,
+        Err(kept) => return Ok(page_cache::json(position, kept)),
+    };
     let views = state.queries.feed(page).await?;
     let positions: Vec<Position> = views.iter().map(|v| v.position).collect();
     let items = views.into_iter().map(PostDto::from).collect();
@@ -235,10 +235,10 @@ pub async fn get_post(
     let id = PostId::new(parse_id(&id, "post")?);
     let position = consistent(&state, after, &["feed"]).await?;
     let key = format!("post {id}");
-    let stamp = state.pages.stamp(&state.hub, &["feed"]);
-    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
-        return Ok(page_cache::json(position, body));
-    }
+    let stamp = match state.pages.lookup(&state.hub, &["feed"], &key) {
+        Ok(stamp) => stamp,
+        Err(kept) => return Ok(page_cache::json(position, kept)),
+    };
     let post = state
         .queries
         .post(id)
@@ -417,10 +417,10 @@ pub async fn list_comments(
     let page = page(&params, &cursors)?;
     let position = consistent(&state, after, &["feed", "comments"]).await?;
     let key = format!("comments {post_id} {:?} {}", page.cursor, page.limit);
-    let stamp = state.pages.stamp(&state.hub, &["feed", "comments"]);
-    if let Some(body) = stamp.as_ref().and_then(|s| state.pages.get(&key, s)) {
-        return Ok(page_cache::json(position, body));
-    }
+    let stamp = match state.pages.lookup(&state.hub, &["feed", "comments"], &key) {
+        Ok(stamp) => stamp,
+        Err(kept) => return Ok(page_cache::json(position, kept)),
+    };
     let views = state
         .queries
         .comments_of_live_post(post_id, page)

@@ -655,6 +655,21 @@ fn first<T>(
     rows.next()?.map(view).transpose()
 }
 
+/// A post's comments page, on a reader's connection.
+fn comment_page(
+    connection: &rusqlite::Connection,
+    post: PostId,
+    page: &Page,
+) -> Result<Vec<CommentView>, QueryError> {
+    let after = page.cursor.map_or(0, |c| c as i64);
+    all(
+        connection,
+        COMMENT_PAGE,
+        rusqlite::params![post.to_string(), after, limit(page)],
+        comment_view,
+    )
+}
+
 fn limit(page: &Page) -> i64 {
     page.limit.clamp(1, 1000) as i64
 }
@@ -692,17 +707,8 @@ impl ForumQueries for SqliteReadModels {
     }
 
     async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError> {
-        let after = page.cursor.map_or(0, |c| c as i64);
-        let limit = limit(&page);
         self.readers
-            .run(move |c| {
-                all(
-                    c,
-                    COMMENT_PAGE,
-                    rusqlite::params![post.to_string(), after, limit],
-                    comment_view,
-                )
-            })
+            .run(move |c| comment_page(c, post, &page))
             .await
     }
 
@@ -711,22 +717,13 @@ impl ForumQueries for SqliteReadModels {
         post: PostId,
         page: Page,
     ) -> Result<Option<Vec<CommentView>>, ReadModelError> {
-        let after = page.cursor.map_or(0, |c| c as i64);
-        let limit = limit(&page);
         self.readers
             .run(move |c| {
-                let id = post.to_string();
                 let mut live = c.prepare_cached(LIVE_POST)?;
-                if !live.exists([&id])? {
+                if !live.exists([post.to_string()])? {
                     return Ok(None);
                 }
-                all(
-                    c,
-                    COMMENT_PAGE,
-                    rusqlite::params![id, after, limit],
-                    comment_view,
-                )
-                .map(Some)
+                comment_page(c, post, &page).map(Some)
             })
             .await
     }
