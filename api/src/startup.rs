@@ -209,7 +209,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         crate::metrics::handle();
         tracing::debug!(settings = ?redacted(&settings), "configuration");
-        let stores = Stores::open(&settings).await?;
+        let mut stores = Stores::open(&settings).await?;
         let secret = server_secret(&settings)?;
         let scheme = settings
             .pseudonyms
@@ -232,8 +232,17 @@ impl Application {
         };
 
         let all = projections::all();
+        let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
+        // The projectors of this process take the events of its appends as they commit,
+        // instead of reading them back from the log.
+        let source: Arc<dyn EventSource> = if all.iter().any(|p| selection.includes(p.name())) {
+            let (source, through) = StoreSource::write_through(stores.events.clone());
+            stores.events = through;
+            source
+        } else {
+            Arc::new(StoreSource::new(stores.events.clone()))
+        };
         let hub = ProjectionHub::new(&all, stores.events.watch());
-        let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(stores.events.clone()));
         let search = open_search(&settings).await?;
         let sessions = Arc::new(SessionCache::new(session_cache::CAPACITY));
         let writer: Arc<dyn ReadModelStore> = Arc::new(Watched::new(
@@ -242,7 +251,6 @@ impl Application {
         ));
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
-        let selection = Selection::parse(&settings.projectors).map_err(StartupError::Config)?;
         let mut tasks = projectors.spawn(&selection);
         let pages = crate::page_cache::PageCache::new(
             hub.names()

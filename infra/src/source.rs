@@ -1,35 +1,62 @@
 //! The event store seen as a projection source.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use commands::EventStore;
-use domain::Position;
+use chrono::DateTime;
+use commands::{Committed, EventStore, IdempotencyKey, StoreError, StreamWrite};
+use domain::{Envelope, NewEvent, Position, RawEnvelope, StreamId};
 use projections::{Decoded, EventSource, ReadModelError};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Notify, watch};
 
 /// Feeds projectors straight from the log of record.
 ///
 /// The projectors of one process follow the same head, so they ask for the same events one
 /// after another. The newest events read are kept (at most [`StoreSource::TAIL`]), decoded:
 /// the first projector to ask reads and decodes them, and the others get the same records
-/// from memory instead of querying, cloning and decoding them again. Reads are one at a time, so projectors woken together by
-/// one append wait for the first one's read rather than all querying the store at once.
+/// from memory instead of querying, cloning and decoding them again. Reads are one at a time,
+/// so projectors woken together by one append wait for the first one's read rather than all
+/// querying the store at once.
+///
+/// Written through ([`StoreSource::write_through`]), the appends of this process hand their
+/// events to the tail as they commit, so projectors that keep up never read the log at all:
+/// no query, no opening of sealed values, no JSON parse. The projectors' head notification
+/// then waits (at most [`StoreSource::GRACE`]) for the appends that moved the head to hand
+/// their events over. Only a run of positions that follows the tail's head is taken in;
+/// anything else (another process's appends, an appender gone before it handed over) leaves
+/// a gap that the next read of the store fills, so the tail never serves a run with a hole.
 pub struct StoreSource {
     store: Arc<dyn EventStore>,
     tail: Mutex<Tail>,
+    /// One read of the store at a time.
+    reading: tokio::sync::Mutex<()>,
+    head: watch::Receiver<Position>,
+    /// Signalled whenever appends hand events over.
+    offered: Notify,
 }
 
-/// Every event with a position in `(after, head]`, in order.
+/// Every event with a position in `(after, head]`, in order, and events handed over that do
+/// not follow `head` yet.
 #[derive(Default)]
 struct Tail {
     after: Position,
     head: Position,
     events: VecDeque<Arc<Decoded>>,
+    pending: BTreeMap<Position, Arc<Decoded>>,
 }
 
 impl Tail {
+    /// A tail that knows every event up to `head` is in the store (none of them held).
+    fn at(head: Position) -> Self {
+        Self {
+            after: head,
+            head,
+            ..Self::default()
+        }
+    }
+
     /// The events after `after`, at most `limit`, if this tail holds `after`'s successors.
     fn serve(&self, after: Position, limit: usize) -> Option<Vec<Arc<Decoded>>> {
         if self.events.is_empty() || after < self.after || after >= self.head {
@@ -52,6 +79,40 @@ impl Tail {
         }
         self.events.extend(read.iter().cloned());
         self.head = last.position();
+        self.take_pending();
+    }
+
+    /// Takes in events an append handed over; they join the tail once their predecessors
+    /// have.
+    fn offer(&mut self, events: Vec<Arc<Decoded>>) {
+        for e in events {
+            if e.position() > self.head {
+                self.pending.insert(e.position(), e);
+            }
+        }
+        self.take_pending();
+        if self.pending.len() > StoreSource::TAIL {
+            // A gap nobody fills: the store will be read past it.
+            self.pending.clear();
+        }
+    }
+
+    fn take_pending(&mut self) {
+        while let Some(entry) = self.pending.first_entry() {
+            let position = *entry.key();
+            if position <= self.head {
+                entry.remove();
+                continue;
+            }
+            if position != self.head + 1 {
+                break;
+            }
+            if self.events.is_empty() {
+                self.after = self.head;
+            }
+            self.events.push_back(entry.remove());
+            self.head = position;
+        }
         while self.events.len() > StoreSource::TAIL {
             if let Some(dropped) = self.events.pop_front() {
                 self.after = dropped.position();
@@ -63,12 +124,114 @@ impl Tail {
 impl StoreSource {
     /// Events kept in memory for the other projectors.
     pub const TAIL: usize = 4096;
+    /// How long the head notification waits for appends to hand over their events before
+    /// projectors are woken to read the store instead.
+    pub const GRACE: Duration = Duration::from_millis(10);
 
+    /// A source that reads the store; its head notification is the store's.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
+        let head = store.watch();
         Self {
+            tail: Mutex::new(Tail::default()),
             store,
-            tail: Mutex::default(),
+            reading: tokio::sync::Mutex::new(()),
+            head,
+            offered: Notify::new(),
         }
+    }
+
+    /// A source fed by the appends of this process, and the store to append through. Must be
+    /// called within a Tokio runtime (it starts the task that forwards head notifications).
+    pub fn write_through(store: Arc<dyn EventStore>) -> (Arc<Self>, Arc<dyn EventStore>) {
+        let upstream = store.watch();
+        let base = *upstream.borrow();
+        let (head, watching) = watch::channel(base);
+        let source = Arc::new(Self {
+            store: store.clone(),
+            tail: Mutex::new(Tail::at(base)),
+            reading: tokio::sync::Mutex::new(()),
+            head: watching,
+            offered: Notify::new(),
+        });
+        tokio::spawn(forward(Arc::downgrade(&source), upstream, head));
+        let through = Arc::new(WriteThrough {
+            inner: store,
+            source: source.clone(),
+        });
+        (source, through)
+    }
+
+    fn tail(&self) -> MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands over the events of a committed append.
+    fn offer(&self, written: Vec<(StreamId, Vec<NewEvent>)>, committed: &Committed) {
+        let mut events = Vec::new();
+        for ((stream, new), result) in written.into_iter().zip(&committed.results) {
+            let n = new.len() as u64;
+            // Only a write whose events sit at consecutive positions can be told apart;
+            // anything else is left for the store to tell.
+            if result.stream != stream
+                || result.last_position + 1 != result.first_position + n
+                || result.last_version + 1 != result.first_version + n
+            {
+                continue;
+            }
+            for (i, e) in new.into_iter().enumerate() {
+                let i = i as u64;
+                events.push(Decoded::new(Envelope {
+                    position: result.first_position + i,
+                    event_id: e.event_id,
+                    stream: stream.clone(),
+                    version: result.first_version + i,
+                    event_type: e.event_type,
+                    schema: e.schema,
+                    // The stores keep milliseconds.
+                    occurred_at: DateTime::from_timestamp_millis(e.occurred_at.timestamp_millis())
+                        .unwrap_or(e.occurred_at),
+                    data: e.data,
+                    metadata: e.metadata,
+                }));
+            }
+        }
+        if !events.is_empty() {
+            self.tail().offer(events);
+            self.offered.notify_waiters();
+        }
+    }
+}
+
+/// Moves the projectors' head to the store's once the appends that moved it handed their
+/// events over, or [`StoreSource::GRACE`] passed.
+async fn forward(
+    source: Weak<StoreSource>,
+    mut upstream: watch::Receiver<Position>,
+    head: watch::Sender<Position>,
+) {
+    while upstream.changed().await.is_ok() {
+        let to = *upstream.borrow_and_update();
+        let Some(source) = source.upgrade() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + StoreSource::GRACE;
+        loop {
+            let offered = source.offered.notified();
+            tokio::pin!(offered);
+            offered.as_mut().enable();
+            if source.tail().head >= to {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, offered).await.is_err() {
+                break;
+            }
+        }
+        drop(source);
+        head.send_if_modified(|h| {
+            let moved = to > *h;
+            *h = (*h).max(to);
+            moved
+        });
     }
 }
 
@@ -79,8 +242,11 @@ impl EventSource for StoreSource {
         after: Position,
         limit: usize,
     ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
-        let mut tail = self.tail.lock().await;
-        if let Some(events) = tail.serve(after, limit) {
+        if let Some(events) = self.tail().serve(after, limit) {
+            return Ok(events);
+        }
+        let _one = self.reading.lock().await;
+        if let Some(events) = self.tail().serve(after, limit) {
             return Ok(events);
         }
         let read: Vec<Arc<Decoded>> = self
@@ -91,12 +257,71 @@ impl EventSource for StoreSource {
             .into_iter()
             .map(Decoded::new)
             .collect();
-        tail.remember(after, &read);
+        self.tail().remember(after, &read);
         Ok(read)
     }
 
     fn watch(&self) -> watch::Receiver<Position> {
-        self.store.watch()
+        self.head.clone()
+    }
+}
+
+/// The store as the appends of a process use it when its projectors are fed through
+/// [`StoreSource::write_through`]: every committed append hands its events to the source.
+pub struct WriteThrough {
+    inner: Arc<dyn EventStore>,
+    source: Arc<StoreSource>,
+}
+
+#[async_trait]
+impl EventStore for WriteThrough {
+    async fn append_many(
+        &self,
+        writes: Vec<StreamWrite>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Committed, StoreError> {
+        let written: Vec<(StreamId, Vec<NewEvent>)> = writes
+            .iter()
+            .filter(|w| !w.events.is_empty())
+            .map(|w| (w.stream.clone(), w.events.clone()))
+            .collect();
+        let committed = self.inner.append_many(writes, idempotency).await?;
+        if !committed.replayed {
+            self.source.offer(written, &committed);
+        }
+        Ok(committed)
+    }
+
+    async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
+        self.inner.find_idempotent(key).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.inner.read_stream(stream, from_version).await
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        self.inner.read_all(after, limit).await
+    }
+
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        self.inner.read_all_raw(after, limit).await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+
+    fn watch(&self) -> watch::Receiver<Position> {
+        self.inner.watch()
     }
 }
 
@@ -206,6 +431,38 @@ mod tests {
         // An empty read changes nothing.
         tail.remember(31, &[]);
         assert_eq!(positions(&tail.serve(30, 10).unwrap()), vec![31]);
+    }
+
+    #[test]
+    fn handed_over_events_join_only_after_their_predecessors() {
+        let mut tail = Tail::at(10);
+        // Appenders answered out of order: 12 and 13 wait for 11.
+        tail.offer(run(12, 13));
+        assert!(tail.serve(10, 10).is_none(), "11 is missing");
+        tail.offer(run(11, 11));
+        assert_eq!(positions(&tail.serve(10, 10).unwrap()), vec![11, 12, 13]);
+
+        // 14 never comes (its appender went away): 15 waits until a read of the store
+        // fills the gap, and is then taken from memory.
+        tail.offer(run(15, 15));
+        assert!(tail.serve(13, 10).is_none());
+        tail.remember(13, &run(14, 14));
+        assert_eq!(positions(&tail.serve(13, 10).unwrap()), vec![14, 15]);
+        // Events handed over again, or already read, are not doubled.
+        tail.offer(run(14, 16));
+        assert_eq!(
+            positions(&tail.serve(10, 10).unwrap()),
+            (11..=16).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_gap_nobody_fills_does_not_grow_without_bound() {
+        let mut tail = Tail::at(0);
+        let n = StoreSource::TAIL as Position;
+        tail.offer(run(2, n + 2));
+        assert!(tail.pending.is_empty(), "dropped once over the bound");
+        assert!(tail.serve(0, 1).is_none());
     }
 
     #[test]
