@@ -31,10 +31,33 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
     TextOptions, Value,
 };
-use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term,
+};
 
 /// Memory the writer may buffer before it flushes a segment (split over its threads).
 const WRITER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// The size of the stored documents' compressed blocks (tantivy's default is 16 KiB). A hit
+/// decompresses its whole block, so a small block makes a page of hits cheaper to read.
+const DOCSTORE_BLOCK: usize = 4096;
+/// Decompressed blocks each segment's reader keeps (tantivy's default is 100): 1 MiB.
+const DOCSTORE_CACHE_BLOCKS: usize = 256;
+
+/// Where the words of a document are searched.
+#[derive(Clone, Copy)]
+enum Searched {
+    /// One field: the title's words three times, the body's twice, the comments' once, so a
+    /// query word is one posting list (generations made since 2026-12-05).
+    One(Field),
+    /// A field per part, weighted at query time: a query word is the union of three posting
+    /// lists (older generations; a rebuild moves them to `One`).
+    PerPart {
+        title: Field,
+        body: Field,
+        comments: Field,
+    },
+}
 
 /// The schema's fields.
 #[derive(Clone, Copy)]
@@ -42,9 +65,7 @@ struct Fields {
     id: Field,
     post_position: Field,
     tags: Field,
-    title_terms: Field,
-    body_terms: Field,
-    comment_terms: Field,
+    searched: Searched,
     /// The named author's id; `None` in a generation older than the field.
     author_id: Option<Field>,
     doc: Field,
@@ -63,9 +84,7 @@ impl Fields {
         b.add_text_field("id", STRING);
         b.add_u64_field("post_position", FAST | INDEXED);
         b.add_text_field("tags", STRING);
-        b.add_text_field("title_terms", terms.clone());
-        b.add_text_field("body_terms", terms.clone());
-        b.add_text_field("comment_terms", terms);
+        b.add_text_field("terms", terms);
         b.add_text_field("author_id", STRING);
         b.add_text_field("doc", STORED);
         b.build()
@@ -81,21 +100,29 @@ impl Fields {
             id: f("id")?,
             post_position: f("post_position")?,
             tags: f("tags")?,
-            title_terms: f("title_terms")?,
-            body_terms: f("body_terms")?,
-            comment_terms: f("comment_terms")?,
+            searched: match schema.get_field("terms") {
+                Ok(all) => Searched::One(all),
+                Err(_) => Searched::PerPart {
+                    title: f("title_terms")?,
+                    body: f("body_terms")?,
+                    comments: f("comment_terms")?,
+                },
+            },
             author_id: schema.get_field("author_id").ok(),
             doc: f("doc")?,
         })
     }
 
-    /// The searched fields with their weights: a word in a title counts most.
-    fn weighted(&self) -> [(Field, f32); 3] {
-        [
-            (self.title_terms, 3.0),
-            (self.body_terms, 2.0),
-            (self.comment_terms, 1.0),
-        ]
+    /// The searched fields with their weights.
+    fn weighted(&self) -> Vec<(Field, f32)> {
+        match self.searched {
+            Searched::One(all) => vec![(all, 1.0)],
+            Searched::PerPart {
+                title,
+                body,
+                comments,
+            } => vec![(title, 3.0), (body, 2.0), (comments, 1.0)],
+        }
     }
 
     fn id_term(&self, id: PostId) -> Term {
@@ -117,9 +144,23 @@ impl Fields {
         for tag in &doc.tags {
             d.add_text(self.tags, tag);
         }
-        d.add_text(self.title_terms, &doc.title_terms);
-        d.add_text(self.body_terms, &doc.body_terms);
-        d.add_text(self.comment_terms, &doc.comment_terms);
+        match self.searched {
+            Searched::One(all) => {
+                // A word counts three times in a title, twice in the body, once in a comment.
+                let t = &doc.title_terms;
+                let b = &doc.body_terms;
+                d.add_text(all, format!("{t} {t} {t} {b} {b} {}", doc.comment_terms));
+            }
+            Searched::PerPart {
+                title,
+                body,
+                comments,
+            } => {
+                d.add_text(title, &doc.title_terms);
+                d.add_text(body, &doc.body_terms);
+                d.add_text(comments, &doc.comment_terms);
+            }
+        }
         if let (Some(field), Some(author)) = (self.author_id, doc.author_id) {
             d.add_text(field, author.to_string());
         }
@@ -341,6 +382,7 @@ impl EmbeddedSearch {
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(DOCSTORE_CACHE_BLOCKS)
             .try_into()
             .map_err(tantivy_error)?;
         Ok(Gen {
@@ -380,7 +422,14 @@ impl EmbeddedSearch {
         let number = live.unwrap_or(0) + 1;
         let dir = self.dir(number);
         std::fs::create_dir_all(&dir).map_err(|e| unavailable(e.to_string()))?;
-        let index = Index::create_in_dir(&dir, Fields::schema()).map_err(tantivy_error)?;
+        let index = Index::builder()
+            .schema(Fields::schema())
+            .settings(IndexSettings {
+                docstore_blocksize: DOCSTORE_BLOCK,
+                ..IndexSettings::default()
+            })
+            .create_in_dir(&dir)
+            .map_err(tantivy_error)?;
         let g = Self::handle(number, index)?;
         let mut writer = g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?;
         g.commit(
@@ -509,11 +558,65 @@ impl EmbeddedSearch {
     fn search_blocking(&self, request: &SearchRequest) -> Result<SearchResults, ReadModelError> {
         let g = self.live_gen()?;
         let f = g.fields;
+        let searcher = g.reader.searcher();
+        // Exact first: a word the index knows is taken as meant, and only the others are
+        // looked up with one typo (fuzzy queries cost most of a query's time). If that finds
+        // nothing (the known word is only in removed documents), every word is tried again
+        // with a typo.
+        let terms = request.query.terms();
+        let known: Vec<bool> = terms
+            .iter()
+            .map(|term| {
+                term.typo_tolerant()
+                    && f.weighted().into_iter().any(|(field, _)| {
+                        searcher
+                            .doc_freq(&Term::from_field_text(field, &term.text))
+                            .map_or(true, |n| n > 0)
+                    })
+            })
+            .collect();
+        let (total, ranked) = Self::run_query(f, &searcher, request, &|i| !known[i])?;
+        let (total, ranked) = if total == 0 && known.contains(&true) {
+            Self::run_query(f, &searcher, request, &|_| true)?
+        } else {
+            (total, ranked)
+        };
+        let more = ranked.len() > request.limit;
+        let skipped = request.after.map_or(0, |c| c.offset);
+        let mut hits = Vec::with_capacity(request.limit);
+        for ((score, _), addr) in ranked.into_iter().take(request.limit) {
+            let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+            hits.push(SearchHit {
+                document: f.read(&d)?,
+                score,
+            });
+        }
+        let next = match hits.last() {
+            Some(last) if more => Some(SearchCursor {
+                offset: skipped + hits.len(),
+                score: last.score,
+                post_position: last.document.post_position,
+            }),
+            _ => None,
+        };
+        Ok(SearchResults { hits, next, total })
+    }
+
+    /// The hit count and the ranked hits (one more than the page) of the request's words, the
+    /// `i`-th looked up with one typo too when `fuzzy(i)` says so (and the word allows it).
+    #[allow(clippy::type_complexity)]
+    fn run_query(
+        f: Fields,
+        searcher: &tantivy::Searcher,
+        request: &SearchRequest,
+        fuzzy: &dyn Fn(usize) -> bool,
+    ) -> Result<(usize, Vec<((f32, u64), DocAddress)>), ReadModelError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = request
             .query
             .terms()
             .iter()
-            .map(|term| {
+            .enumerate()
+            .map(|(i, term)| {
                 let mut any: Vec<(Occur, Box<dyn Query>)> = Vec::new();
                 for (field, weight) in f.weighted() {
                     let t = Term::from_field_text(field, &term.text);
@@ -524,7 +627,7 @@ impl EmbeddedSearch {
                             weight,
                         )),
                     ));
-                    if term.typo_tolerant() {
+                    if term.typo_tolerant() && fuzzy(i) {
                         // Fuzzy matches score a constant, below exact ones.
                         any.push((
                             Occur::Should,
@@ -552,10 +655,65 @@ impl EmbeddedSearch {
         }
         let query = BooleanQuery::new(clauses);
         let after = request.after.map(|c| (c.score, c.post_position));
+        let limit = request.limit;
+        // Ranked by score alone first: a hit's post position (the tie-breaker, read from a
+        // fast field) is looked up only where its score equals the cursor's.
+        let by_score =
+            TopDocs::with_limit(limit + 1).tweak_score(move |segment: &tantivy::SegmentReader| {
+                let positions = after.and_then(|_| segment.fast_fields().u64("post_position").ok());
+                move |doc: tantivy::DocId, score: tantivy::Score| match after {
+                    Some((s, _)) if score > s => None,
+                    Some(cursor) if score == cursor.0 => {
+                        let position = positions.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
+                        ((score, position) < cursor).then_some(score)
+                    }
+                    _ => Some(score),
+                }
+            });
+        let (total, ranked) = searcher
+            .search(&query, &(Count, by_score))
+            .map_err(tantivy_error)?;
+        let ranked: Vec<(f32, DocAddress)> = ranked
+            .into_iter()
+            .filter_map(|(score, addr)| score.map(|s| (s, addr)))
+            .collect();
+        // Unless the page ends inside a run of equal scores, the page holds the right hits;
+        // they are put in (score, post position) order here. Otherwise the whole ranking is
+        // done again with the tie-breaker.
+        let tie_at_the_end =
+            ranked.len() > limit && limit > 0 && ranked[limit - 1].0 == ranked[limit].0;
+        if !tie_at_the_end {
+            let mut keyed = Vec::with_capacity(ranked.len());
+            let mut columns = HashMap::new();
+            for (i, (score, addr)) in ranked.into_iter().enumerate() {
+                // The hit past the page only says that there are more.
+                let position = if i < limit {
+                    columns
+                        .entry(addr.segment_ord)
+                        .or_insert_with(|| {
+                            searcher
+                                .segment_reader(addr.segment_ord)
+                                .fast_fields()
+                                .u64("post_position")
+                                .ok()
+                        })
+                        .as_ref()
+                        .and_then(|c| c.first(addr.doc_id))
+                        .unwrap_or(0)
+                } else {
+                    0
+                };
+                keyed.push(((score, position), addr));
+            }
+            let page = keyed.len().min(limit);
+            keyed[..page]
+                .sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+            return Ok((total, keyed));
+        }
         // Rank by (score, post position), both descending; hits at or before the cursor rank
         // below every other hit and are dropped.
-        let top = TopDocs::with_limit(request.limit + 1).tweak_score(
-            move |segment: &tantivy::SegmentReader| {
+        let top =
+            TopDocs::with_limit(limit + 1).tweak_score(move |segment: &tantivy::SegmentReader| {
                 let positions = segment.fast_fields().u64("post_position").ok();
                 move |doc: tantivy::DocId, score: tantivy::Score| {
                     let position = positions.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
@@ -565,35 +723,15 @@ impl EmbeddedSearch {
                         _ => Some(key),
                     }
                 }
-            },
-        );
-        let searcher = g.reader.searcher();
-        let (total, ranked) = searcher
-            .search(&query, &(Count, top))
-            .map_err(tantivy_error)?;
-        let ranked: Vec<((f32, u64), DocAddress)> = ranked
-            .into_iter()
-            .filter_map(|(key, addr)| key.map(|k| (k, addr)))
-            .collect();
-        let more = ranked.len() > request.limit;
-        let skipped = request.after.map_or(0, |c| c.offset);
-        let mut hits = Vec::with_capacity(request.limit);
-        for ((score, _), addr) in ranked.into_iter().take(request.limit) {
-            let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
-            hits.push(SearchHit {
-                document: f.read(&d)?,
-                score,
             });
-        }
-        let next = match hits.last() {
-            Some(last) if more => Some(SearchCursor {
-                offset: skipped + hits.len(),
-                score: last.score,
-                post_position: last.document.post_position,
-            }),
-            _ => None,
-        };
-        Ok(SearchResults { hits, next, total })
+        let ranked = searcher.search(&query, &top).map_err(tantivy_error)?;
+        Ok((
+            total,
+            ranked
+                .into_iter()
+                .filter_map(|(key, addr)| key.map(|k| (k, addr)))
+                .collect(),
+        ))
     }
 
     fn documents_blocking(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
