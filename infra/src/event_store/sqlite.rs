@@ -36,6 +36,7 @@ use sqlx::{ConnectOptions, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 
+use crate::read_model::readers::Readers;
 pub use writer::WriteStats;
 use writer::{EncodedEvent, EncodedWrite, Request, Writer};
 
@@ -44,8 +45,11 @@ pub const FILE_NAME: &str = "events.db";
 
 /// How long a connection waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read-only connections; WAL lets them all read while the writer commits.
-const READ_CONNECTIONS: u32 = 4;
+/// Reader threads for events, each with a read-only connection; WAL lets them all read while
+/// the writer commits.
+const READ_THREADS: usize = 4;
+/// Read-only sqlx connections for the head and idempotency keys.
+const READ_CONNECTIONS: u32 = 2;
 /// Appends queued for the writer before `append_many` callers wait for room.
 const QUEUE_CAPACITY: usize = 1024;
 
@@ -87,6 +91,10 @@ const READ_ALL: &str = "SELECT position, event_id, stream, version, type, schema
 /// ```
 pub struct SqliteEventStore {
     requests: mpsc::Sender<Request>,
+    /// The reads of events (`read_all`, `read_all_raw`, `read_stream`), a whole query per
+    /// hand-off to a thread with its own rusqlite connection.
+    readers: Readers,
+    /// The rare reads (the head, a recorded idempotency key), through sqlx.
     reads: SqlitePool,
     head: watch::Receiver<Position>,
     stats: Arc<writer::Counters>,
@@ -117,6 +125,8 @@ impl SqliteEventStore {
             .await
             .map_err(|e| backend("cannot create the event tables", e))?;
         let head = max_position(&mut conn).await?;
+        let readers = Readers::open(path, READ_THREADS)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open the readers: {e}")))?;
         // No ping before each use: see the read models' pools.
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
@@ -124,7 +134,7 @@ impl SqliteEventStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|e| unavailable("cannot open the read connections", e))?;
-        Ok(Self::start(conn, reads, head))
+        Ok(Self::start(conn, readers, reads, head))
     }
 
     /// Opens the store in `dir/events.db`, creating the directory if needed.
@@ -135,13 +145,14 @@ impl SqliteEventStore {
         Self::open(&dir.join(FILE_NAME)).await
     }
 
-    fn start(conn: SqliteConnection, reads: SqlitePool, head: Position) -> Self {
+    fn start(conn: SqliteConnection, readers: Readers, reads: SqlitePool, head: Position) -> Self {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let (head_tx, head_rx) = watch::channel(head);
         let stats = Arc::new(writer::Counters::default());
         tokio::spawn(Writer::new(conn, head_tx, Arc::clone(&stats)).run(queue));
         Self {
             requests,
+            readers,
             reads,
             head: head_rx,
             stats,
@@ -162,17 +173,64 @@ impl SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<Envelope<D, M>>, StoreError>
     where
-        D: serde::de::DeserializeOwned,
-        M: serde::de::DeserializeOwned,
+        D: serde::de::DeserializeOwned + Send + 'static,
+        M: serde::de::DeserializeOwned + Send + 'static,
     {
-        let rows = sqlx::query_as::<_, EventRow>(READ_ALL)
-            .bind(saturate(after))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.reads)
-            .await
-            .map_err(|e| backend("cannot read the log", e))?;
-        rows.into_iter().map(decode).collect()
+        let after = saturate(after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read_rows("cannot read the log", move |c| {
+            let mut statement = c.prepare_cached(READ_ALL)?;
+            collect(statement.query(rusqlite::params![after, limit])?)
+        })
+        .await
     }
+
+    /// Runs `read` on a reader thread.
+    async fn read_rows<T, F>(&self, context: &'static str, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> Result<T, ReadFailure> + Send + 'static,
+    {
+        match self.readers.call(read).await {
+            None => Err(StoreError::Unavailable(
+                "the event store's readers have stopped".into(),
+            )),
+            Some(Ok(value)) => Ok(value),
+            Some(Err(ReadFailure::Sqlite(e))) => Err(sqlite_error(context, e)),
+            Some(Err(ReadFailure::Store(e))) => Err(e),
+        }
+    }
+}
+
+/// Why a read on a reader thread failed: SQLite, or a stored row that does not decode.
+enum ReadFailure {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for ReadFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for ReadFailure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Every row of `rows` as an envelope.
+fn collect<D, M>(mut rows: rusqlite::Rows<'_>) -> Result<Vec<Envelope<D, M>>, ReadFailure>
+where
+    D: serde::de::DeserializeOwned,
+    M: serde::de::DeserializeOwned,
+{
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -208,13 +266,13 @@ impl EventStore for SqliteEventStore {
         stream: &StreamId,
         from_version: u64,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let rows = sqlx::query_as::<_, EventRow>(READ_STREAM)
-            .bind(stream.as_str())
-            .bind(saturate(from_version))
-            .fetch_all(&self.reads)
-            .await
-            .map_err(|e| backend("cannot read the stream", e))?;
-        rows.into_iter().map(decode).collect()
+        let stream = stream.as_str().to_owned();
+        let from = saturate(from_version);
+        self.read_rows("cannot read the stream", move |c| {
+            let mut statement = c.prepare_cached(READ_STREAM)?;
+            collect(statement.query(rusqlite::params![stream, from])?)
+        })
+        .await
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
@@ -289,43 +347,37 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Invalid(format!("cannot serialise an event: {e}")))
 }
 
-/// position, event_id, stream, version, type, schema, occurred_at, data, metadata.
-type EventRow = (
-    i64,
-    String,
-    String,
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    String,
-);
-
-/// A stored row as an envelope whose data and metadata are read as `D` and `M`: decoded
-/// values, or the stored JSON text ([`RawEnvelope`]).
-fn decode<D, M>(row: EventRow) -> Result<Envelope<D, M>, StoreError>
+/// A stored row (position, event_id, stream, version, type, schema, occurred_at, data,
+/// metadata) as an envelope whose data and metadata are read as `D` and `M`: decoded values,
+/// or the stored JSON text ([`RawEnvelope`]).
+fn decode<D, M>(row: &rusqlite::Row<'_>) -> Result<Envelope<D, M>, ReadFailure>
 where
     D: serde::de::DeserializeOwned,
     M: serde::de::DeserializeOwned,
 {
-    let (position, event_id, stream, version, event_type, schema, occurred_at, data, metadata) =
-        row;
+    let position: i64 = row.get(0)?;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::Backend(format!("stored event {position} has a bad {what}: {e}"))
     };
+    let text = |i: usize, what: &str| -> Result<&str, ReadFailure> {
+        Ok(row.get_ref(i)?.as_str().map_err(|e| corrupt(what, &e))?)
+    };
     Ok(Envelope {
         position: to_u64(position)?,
-        event_id: event_id.parse().map_err(|e| corrupt("event_id", &e))?,
-        stream: StreamId::parse(stream).map_err(|e| corrupt("stream", &e))?,
-        version: to_u64(version)?,
-        event_type,
-        schema: u32::try_from(schema).map_err(|e| corrupt("schema", &e))?,
-        occurred_at: DateTime::parse_from_rfc3339(&occurred_at)
+        event_id: text(1, "event_id")?
+            .parse()
+            .map_err(|e| corrupt("event_id", &e))?,
+        stream: StreamId::parse(text(2, "stream")?.to_owned())
+            .map_err(|e| corrupt("stream", &e))?,
+        version: to_u64(row.get(3)?)?,
+        event_type: text(4, "type")?.to_owned(),
+        schema: u32::try_from(row.get::<_, i64>(5)?).map_err(|e| corrupt("schema", &e))?,
+        occurred_at: DateTime::parse_from_rfc3339(text(6, "occurred_at")?)
             .map_err(|e| corrupt("occurred_at", &e))?
             .with_timezone(&Utc),
-        data: serde_json::from_str(&data).map_err(|e| corrupt("data", &e))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", &e))?,
+        data: serde_json::from_str(text(7, "data")?).map_err(|e| corrupt("data", &e))?,
+        metadata: serde_json::from_str(text(8, "metadata")?)
+            .map_err(|e| corrupt("metadata", &e))?,
     })
 }
 
@@ -393,6 +445,20 @@ fn backend(context: &str, e: sqlx::Error) -> StoreError {
         _ => false,
     };
     if transient {
+        StoreError::Unavailable(format!("{context}: {e}"))
+    } else {
+        StoreError::Backend(format!("{context}: {e}"))
+    }
+}
+
+/// A reader thread's SQLite error: busy and locked (another connection holds the file) are
+/// worth retrying later, the rest is a backend failure.
+fn sqlite_error(context: &str, e: rusqlite::Error) -> StoreError {
+    let busy = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    if busy {
         StoreError::Unavailable(format!("{context}: {e}"))
     } else {
         StoreError::Backend(format!("{context}: {e}"))

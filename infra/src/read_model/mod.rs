@@ -1,7 +1,7 @@
 //! Read-model stores: where projections write and queries read.
 
 pub mod postgres;
-mod readers;
+pub(crate) mod readers;
 pub mod sqlite;
 mod stats;
 pub(crate) mod tasks;

@@ -1,5 +1,5 @@
-//! Reader threads for the SQLite read models: each owns one rusqlite connection and runs a
-//! whole query there (prepare from its cache, bind, step, map the rows to views), so a page
+//! Reader threads for the SQLite read models and the SQLite log's reads: each owns one
+//! rusqlite connection and runs a whole query there (prepare from its cache, bind, step, map the rows to views), so a page
 //! costs one hand-off to the thread and one back.
 //!
 //! Why not sqlx here: sqlx's SQLite driver runs each connection on a worker thread of its own
@@ -78,20 +78,30 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, QueryError> + Send + 'static,
     {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |connection| {
-            let _ = answer.send(query(connection));
-        });
-        self.queue.send(Message::Run(job)).map_err(|_| closed())?;
-        // A dropped sender means the thread is gone (closed, or the job panicked).
-        match answered.await.map_err(|_| closed())? {
+        match self.call(query).await.ok_or_else(closed)? {
             Ok(value) => Ok(value),
             Err(QueryError::Sqlite(e)) => Err(error(e)),
             Err(QueryError::Model(e)) => Err(e),
         }
+    }
+
+    /// Runs `job` on one of the reader threads and returns what it returned; `None` when the
+    /// readers are closed (or the job panicked).
+    pub(crate) async fn call<T, F>(&self, job: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> T + Send + 'static,
+    {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = answer.send(job(connection));
+        });
+        self.queue.send(Message::Run(job)).ok()?;
+        // A dropped sender means the thread is gone (closed, or the job panicked).
+        answered.await.ok()
     }
 
     /// Stops the threads once the queries already queued have run.
