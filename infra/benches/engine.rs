@@ -25,6 +25,8 @@
 //! |                     |                                            | postgres-es `persist`         |
 //! | `read_all_sqlite`,  | the whole log through `read_all`, pages    | one raw `SELECT` of the same  |
 //! | `read_all_postgres` | of 500 (the projection runner's batch)     | rows into the same `Envelope` |
+//! |                     |                                            | (rusqlite on the bench's own  |
+//! |                     |                                            | thread; sqlx on PostgreSQL)   |
 //! | `projection_apply`  | decode, apply and coalesce, per batch of   | decoding the same envelopes   |
 //! |                     | 500, for each projection with SQL tables   | only (the floor)              |
 //! | `seal`              | `encode_and_seal`: 500 events of a grown   | `encode_only`: the same       |
@@ -1084,15 +1086,11 @@ mod scan {
         });
         group.bench_function(id("raw_select"), |b| {
             let fx = fx();
-            b.to_async(runtime).iter_custom(|n| async move {
-                let mut raw = fx.raw.lock().await;
+            b.iter_custom(|n| {
+                let raw = fx.raw.lock().expect("the raw connection");
                 let started = Instant::now();
                 for _ in 0..n {
-                    assert_eq!(
-                        scan_raw_sqlite(&mut raw).await,
-                        log,
-                        "the scan missed events"
-                    );
+                    assert_eq!(scan_raw_sqlite(&raw), log, "the scan missed events");
                 }
                 started.elapsed()
             });
@@ -1158,7 +1156,7 @@ mod scan {
 
     struct SqliteLog {
         store: infra::event_store::SqliteEventStore,
-        raw: tokio::sync::Mutex<SqliteConnection>,
+        raw: std::sync::Mutex<rusqlite::Connection>,
         _dir: tempfile::TempDir,
     }
 
@@ -1170,14 +1168,14 @@ mod scan {
             History::new()
                 .write(&store, None, events as u64, BATCH, |_| {})
                 .await?;
-            let raw = SqliteConnectOptions::new()
-                .filename(&file)
-                .read_only(true)
-                .connect()
-                .await?;
+            let raw = rusqlite::Connection::open_with_flags(
+                &file,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
             Ok(Self {
                 store,
-                raw: tokio::sync::Mutex::new(raw),
+                raw: std::sync::Mutex::new(raw),
                 _dir: dir,
             })
         }
@@ -1218,11 +1216,25 @@ mod scan {
         }
     }
 
-    async fn scan_raw_sqlite(conn: &mut SqliteConnection) -> usize {
-        let mut rows = sqlx::query_as::<_, SqliteEvent>(SELECT_ALL).fetch(conn);
+    /// One SELECT of the whole log with rusqlite on the calling thread, each row into an
+    /// envelope: no hand-off to another thread at all.
+    fn scan_raw_sqlite(conn: &rusqlite::Connection) -> usize {
+        let mut statement = conn.prepare_cached(SELECT_ALL).expect("raw SELECT");
+        let mut rows = statement.query([]).expect("raw SELECT");
         let mut seen = 0;
-        while let Some(row) = rows.try_next().await.expect("raw SELECT") {
-            black_box(from_sqlite(row));
+        while let Some(row) = rows.next().expect("raw SELECT") {
+            let event: SqliteEvent = (
+                row.get(0).expect("position"),
+                row.get(1).expect("event_id"),
+                row.get(2).expect("stream"),
+                row.get(3).expect("version"),
+                row.get(4).expect("type"),
+                row.get(5).expect("schema"),
+                row.get(6).expect("occurred_at"),
+                row.get(7).expect("data"),
+                row.get(8).expect("metadata"),
+            );
+            black_box(from_sqlite(event));
             seen += 1;
         }
         seen
