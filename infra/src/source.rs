@@ -11,6 +11,8 @@ use domain::{Envelope, NewEvent, Position, RawEnvelope, StreamId};
 use projections::{Decoded, EventSource, ReadModelError};
 use tokio::sync::{Notify, watch};
 
+use crate::event_store::advance;
+
 /// Feeds projectors straight from the log of record.
 ///
 /// The projectors of one process follow the same head, so they ask for the same events one
@@ -131,9 +133,13 @@ impl StoreSource {
     /// A source that reads the store; its head notification is the store's.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         let head = store.watch();
+        Self::with(store, Tail::default(), head)
+    }
+
+    fn with(store: Arc<dyn EventStore>, tail: Tail, head: watch::Receiver<Position>) -> Self {
         Self {
-            tail: Mutex::new(Tail::default()),
             store,
+            tail: Mutex::new(tail),
             reading: tokio::sync::Mutex::new(()),
             head,
             offered: Notify::new(),
@@ -146,13 +152,7 @@ impl StoreSource {
         let upstream = store.watch();
         let base = *upstream.borrow();
         let (head, watching) = watch::channel(base);
-        let source = Arc::new(Self {
-            store: store.clone(),
-            tail: Mutex::new(Tail::at(base)),
-            reading: tokio::sync::Mutex::new(()),
-            head: watching,
-            offered: Notify::new(),
-        });
+        let source = Arc::new(Self::with(store.clone(), Tail::at(base), watching));
         tokio::spawn(forward(Arc::downgrade(&source), upstream, head));
         let through = Arc::new(WriteThrough {
             inner: store,
@@ -227,11 +227,7 @@ async fn forward(
             }
         }
         drop(source);
-        head.send_if_modified(|h| {
-            let moved = to > *h;
-            *h = (*h).max(to);
-            moved
-        });
+        advance(&head, to);
     }
 }
 

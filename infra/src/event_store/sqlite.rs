@@ -36,7 +36,7 @@ use sqlx::{ConnectOptions, SqliteExecutor};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 
-use crate::read_model::readers::Readers;
+use crate::read_model::readers::{QueryError, Readers};
 pub use writer::WriteStats;
 use writer::{EncodedEvent, EncodedWrite, Request, Writer};
 
@@ -197,28 +197,13 @@ impl SqliteEventStore {
             )),
             Some(Ok(value)) => Ok(value),
             Some(Err(ReadFailure::Sqlite(e))) => Err(sqlite_error(context, e)),
-            Some(Err(ReadFailure::Store(e))) => Err(e),
+            Some(Err(ReadFailure::Model(e))) => Err(e),
         }
     }
 }
 
 /// Why a read on a reader thread failed: SQLite, or a stored row that does not decode.
-enum ReadFailure {
-    Sqlite(rusqlite::Error),
-    Store(StoreError),
-}
-
-impl From<rusqlite::Error> for ReadFailure {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e)
-    }
-}
-
-impl From<StoreError> for ReadFailure {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
+type ReadFailure = QueryError<StoreError>;
 
 /// Every row of `rows` as an envelope.
 fn collect<D, M>(mut rows: rusqlite::Rows<'_>) -> Result<Vec<Envelope<D, M>>, ReadFailure>

@@ -1,6 +1,6 @@
 //! Reader threads for the SQLite read models and the SQLite log's reads: each owns one
-//! rusqlite connection and runs a whole query there (prepare from its cache, bind, step, map the rows to views), so a page
-//! costs one hand-off to the thread and one back.
+//! rusqlite connection and runs a whole query there (prepare from its cache, bind, step, map
+//! the rows to views or envelopes), so a page costs one hand-off to the thread and one back.
 //!
 //! Why not sqlx here: sqlx's SQLite driver runs each connection on a worker thread of its own
 //! and sends every statement, and every row, across a channel to it, copying each value. Under
@@ -16,13 +16,14 @@ use projections::ReadModelError;
 use rusqlite::{Connection, OpenFlags};
 
 /// What a query on a reader thread fails with: SQLite's error, or a row that does not map to
-/// its view (a bad uuid or timestamp); `?` converts both.
-pub(crate) enum QueryError {
+/// what it is read into (a bad uuid or timestamp), as the caller's error `E` (the read
+/// models' by default, the log's for the event store); `?` converts both.
+pub(crate) enum QueryError<E = ReadModelError> {
     Sqlite(rusqlite::Error),
-    Model(ReadModelError),
+    Model(E),
 }
 
-impl From<rusqlite::Error> for QueryError {
+impl<E> From<rusqlite::Error> for QueryError<E> {
     fn from(e: rusqlite::Error) -> Self {
         Self::Sqlite(e)
     }
@@ -30,6 +31,12 @@ impl From<rusqlite::Error> for QueryError {
 
 impl From<ReadModelError> for QueryError {
     fn from(e: ReadModelError) -> Self {
+        Self::Model(e)
+    }
+}
+
+impl From<commands::StoreError> for QueryError<commands::StoreError> {
+    fn from(e: commands::StoreError) -> Self {
         Self::Model(e)
     }
 }

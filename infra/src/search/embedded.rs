@@ -584,13 +584,19 @@ impl EmbeddedSearch {
         let more = ranked.len() > request.limit;
         let skipped = request.after.map_or(0, |c| c.offset);
         let mut hits = Vec::with_capacity(request.limit);
-        for ((score, _), addr) in ranked.into_iter().take(request.limit) {
+        for (score, addr) in ranked.into_iter().take(request.limit) {
             let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
             hits.push(SearchHit {
                 document: f.read(&d)?,
                 score,
             });
         }
+        // Best first, ties to the newest post (the page holds the right hits; see `run_query`).
+        hits.sort_by(|a, b| {
+            (b.score, b.document.post_position)
+                .partial_cmp(&(a.score, a.document.post_position))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         let next = match hits.last() {
             Some(last) if more => Some(SearchCursor {
                 offset: skipped + hits.len(),
@@ -602,15 +608,16 @@ impl EmbeddedSearch {
         Ok(SearchResults { hits, next, total })
     }
 
-    /// The hit count and the ranked hits (one more than the page) of the request's words, the
-    /// `i`-th looked up with one typo too when `fuzzy(i)` says so (and the word allows it).
-    #[allow(clippy::type_complexity)]
+    /// The hit count and the hits of the page (and one more, if there are more) of the
+    /// request's words, the `i`-th looked up with one typo too when `fuzzy(i)` says so (and the
+    /// word allows it). The page's hits are the right ones; their order within the page is
+    /// the caller's to put right (by score, then post position).
     fn run_query(
         f: Fields,
         searcher: &tantivy::Searcher,
         request: &SearchRequest,
         fuzzy: &dyn Fn(usize) -> bool,
-    ) -> Result<(usize, Vec<((f32, u64), DocAddress)>), ReadModelError> {
+    ) -> Result<(usize, Vec<(f32, DocAddress)>), ReadModelError> {
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = request
             .query
             .terms()
@@ -677,38 +684,12 @@ impl EmbeddedSearch {
             .into_iter()
             .filter_map(|(score, addr)| score.map(|s| (s, addr)))
             .collect();
-        // Unless the page ends inside a run of equal scores, the page holds the right hits;
-        // they are put in (score, post position) order here. Otherwise the whole ranking is
-        // done again with the tie-breaker.
+        // Unless the page ends inside a run of equal scores, the page holds the right hits.
+        // Otherwise the whole ranking is done again with the tie-breaker.
         let tie_at_the_end =
             ranked.len() > limit && limit > 0 && ranked[limit - 1].0 == ranked[limit].0;
         if !tie_at_the_end {
-            let mut keyed = Vec::with_capacity(ranked.len());
-            let mut columns = HashMap::new();
-            for (i, (score, addr)) in ranked.into_iter().enumerate() {
-                // The hit past the page only says that there are more.
-                let position = if i < limit {
-                    columns
-                        .entry(addr.segment_ord)
-                        .or_insert_with(|| {
-                            searcher
-                                .segment_reader(addr.segment_ord)
-                                .fast_fields()
-                                .u64("post_position")
-                                .ok()
-                        })
-                        .as_ref()
-                        .and_then(|c| c.first(addr.doc_id))
-                        .unwrap_or(0)
-                } else {
-                    0
-                };
-                keyed.push(((score, position), addr));
-            }
-            let page = keyed.len().min(limit);
-            keyed[..page]
-                .sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-            return Ok((total, keyed));
+            return Ok((total, ranked));
         }
         // Rank by (score, post position), both descending; hits at or before the cursor rank
         // below every other hit and are dropped.
@@ -729,7 +710,7 @@ impl EmbeddedSearch {
             total,
             ranked
                 .into_iter()
-                .filter_map(|(key, addr)| key.map(|k| (k, addr)))
+                .filter_map(|(key, addr)| key.map(|(score, _)| (score, addr)))
                 .collect(),
         ))
     }
