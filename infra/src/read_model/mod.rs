@@ -1,20 +1,31 @@
 //! Read-model stores: where projections write and queries read.
+//!
+//! Every read model is written once: each table in its own file under [`tables`] (schema,
+//! the statements each change makes, its batch statements, its queries and its row
+//! mappings), the generations, views and promotion once here, the query ports once in
+//! [`queries`]. What differs between SQLite and PostgreSQL is the small seam of [`sql`]
+//! (types, batches, locks) and the two [`sql::Db`] backends that run the SQL:
+//! [`sqlite`] on a writer thread and reader threads of its own (rusqlite), [`postgres`] on a
+//! sqlx pool.
 
 pub mod postgres;
+mod queries;
 pub(crate) mod readers;
+pub(crate) mod sql;
 pub mod sqlite;
-mod stats;
-pub(crate) mod tasks;
+mod tables;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use domain::Position;
 pub use postgres::PostgresReadModels;
 use projections::tasks::TaskQueries;
-use projections::{ForumQueries, ReadModelError, ReadModelStore, StatsQueries};
+use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
+use projections::{ForumQueries, StatsQueries};
+use sql::{Db, Stmt, Tx, Value};
 pub use sqlite::SqliteReadModels;
-use uuid::Uuid;
+use tables::{Table, tables_of};
 
 /// Both sides of a read-model backend, as the composition root holds it.
 #[async_trait]
@@ -25,308 +36,401 @@ pub trait ReadModels:
     async fn close(&self);
 }
 
-#[async_trait]
-impl ReadModels for SqliteReadModels {
-    async fn close(&self) {
-        SqliteReadModels::close(self).await;
+/// The read models on the database `D` (SQLite or PostgreSQL, see [`SqliteReadModels`] and
+/// [`PostgresReadModels`]). The backend trait is the crate's own: the bounds below name it.
+pub struct Store<D> {
+    db: D,
+}
+
+#[allow(private_bounds)]
+impl<D: Db> Store<D> {
+    pub(crate) fn on(db: D) -> Self {
+        Self { db }
+    }
+
+    pub async fn close(&self) {
+        self.db.close().await;
     }
 }
 
 #[async_trait]
-impl ReadModels for PostgresReadModels {
+impl<D: Db> ReadModels for Store<D> {
     async fn close(&self) {
-        PostgresReadModels::close(self).await;
+        self.db.close().await;
     }
-}
-
-/// One table of a projection, with its definition for each backend. Generation `g` lives in
-/// `<name>_g<g>`; queries read the view `<name>`, which points at the live generation.
-pub(crate) struct Table {
-    pub projection: &'static str,
-    pub name: &'static str,
-    /// Column definitions and constraints, per backend.
-    pub sqlite: &'static str,
-    pub postgres: &'static str,
-    /// Extra statements run after creating the table; `{t}` is the table's name.
-    pub indexes: &'static [&'static str],
-    /// Columns and order of a dump.
-    pub columns: &'static str,
-    pub order: &'static str,
 }
 
 impl Table {
-    /// The statements that create generation `number` of this table afresh from its
-    /// `definition` (the backend's columns): drop leftovers, create, index.
-    pub(crate) fn create_statements(&self, number: u32, definition: &str) -> Vec<String> {
+    /// The statements that create generation `number` of this table afresh: drop leftovers,
+    /// create, index.
+    fn create(&self, d: sql::Dialect, number: u32) -> Vec<Stmt> {
         let name = format!("{}_g{number}", self.name);
         let mut statements = vec![
             format!("DROP TABLE IF EXISTS {name}"),
-            format!("CREATE TABLE {name} ({definition})"),
+            format!(
+                "CREATE TABLE {name} ({})",
+                d.columns(self.columns, self.constraints)
+            ),
         ];
         statements.extend(self.indexes.iter().map(|i| i.replace("{t}", &name)));
         statements
+            .into_iter()
+            .map(|s| Stmt::new(s, vec![]))
+            .collect()
     }
 
     /// The statements that point this table's view at generation `number`.
-    pub(crate) fn view_statements(&self, number: u32) -> [String; 2] {
+    fn show(&self, number: u32) -> [Stmt; 2] {
         [
-            format!("DROP VIEW IF EXISTS {}", self.name),
-            format!("CREATE VIEW {0} AS SELECT * FROM {0}_g{number}", self.name),
+            Stmt::new(format!("DROP VIEW IF EXISTS {}", self.name), vec![]),
+            Stmt::new(
+                format!("CREATE VIEW {0} AS SELECT * FROM {0}_g{number}", self.name),
+                vec![],
+            ),
         ]
     }
 
-    pub(crate) fn drop_statement(&self, number: u32) -> String {
-        format!("DROP TABLE IF EXISTS {}_g{number}", self.name)
+    fn drop(&self, number: u32) -> Stmt {
+        Stmt::new(
+            format!("DROP TABLE IF EXISTS {}_g{number}", self.name),
+            vec![],
+        )
     }
 }
 
-pub(crate) const TABLES: &[Table] = &[
-    Table {
-        projection: "users",
-        name: "users",
-        sqlite: "user_id TEXT PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
-                     is_admin INTEGER NOT NULL DEFAULT 0, registered_at TEXT NOT NULL",
-        postgres: "user_id UUID PRIMARY KEY, username TEXT NOT NULL, email TEXT NOT NULL, \
-                     is_admin BOOLEAN NOT NULL DEFAULT FALSE, registered_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "user_id, username, email, is_admin, registered_at",
-        order: "user_id",
-    },
-    Table {
-        projection: "users",
-        name: "sessions",
-        sqlite: "session_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
-                     user_id TEXT NOT NULL, expires_at TEXT NOT NULL",
-        postgres: "session_id UUID PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, \
-                     user_id UUID NOT NULL, expires_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "session_id, token_hash, user_id, expires_at",
-        order: "session_id",
-    },
-    Table {
-        projection: "feed",
-        name: "feed",
-        sqlite: "post_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
-                     author_name TEXT NOT NULL, anonymous INTEGER NOT NULL, title TEXT, \
-                     body TEXT NOT NULL, tags TEXT NOT NULL, \
-                     comment_count INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
-                     last_activity_at TEXT NOT NULL, author_id TEXT",
-        postgres: "post_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
-                     author_name TEXT NOT NULL, anonymous BOOLEAN NOT NULL, title TEXT, \
-                     body TEXT NOT NULL, tags TEXT[] NOT NULL, \
-                     comment_count BIGINT NOT NULL DEFAULT 0, created_at TIMESTAMPTZ NOT NULL, \
-                     last_activity_at TIMESTAMPTZ NOT NULL, author_id UUID",
-        indexes: &["CREATE INDEX {t}_author ON {t} (author_id) WHERE author_id IS NOT NULL"],
-        columns: "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                  created_at, last_activity_at, author_id",
-        order: "position",
-    },
-    Table {
-        projection: "comments",
-        name: "comments",
-        sqlite: "comment_id TEXT PRIMARY KEY, post_id TEXT NOT NULL, \
-                     position INTEGER NOT NULL UNIQUE, author_name TEXT NOT NULL, \
-                     anonymous INTEGER NOT NULL, is_host INTEGER NOT NULL, body TEXT NOT NULL, \
-                     reply_to TEXT, created_at TEXT NOT NULL, author_id TEXT",
-        postgres: "comment_id UUID PRIMARY KEY, post_id UUID NOT NULL, \
-                     position BIGINT NOT NULL UNIQUE, author_name TEXT NOT NULL, \
-                     anonymous BOOLEAN NOT NULL, is_host BOOLEAN NOT NULL, body TEXT NOT NULL, \
-                     reply_to UUID, created_at TIMESTAMPTZ NOT NULL, author_id UUID",
-        indexes: &[
-            "CREATE INDEX {t}_post ON {t} (post_id, position)",
-            "CREATE INDEX {t}_author ON {t} (author_id) WHERE author_id IS NOT NULL",
-        ],
-        columns: "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                  reply_to, created_at, author_id",
-        order: "position",
-    },
-    Table {
-        projection: "tasks",
-        name: "models",
-        sqlite: "name TEXT PRIMARY KEY, kind TEXT NOT NULL, input_schema TEXT NOT NULL, \
-                     max_concurrent INTEGER NOT NULL, enabled INTEGER NOT NULL, \
-                     registered_at TEXT NOT NULL, updated_at TEXT NOT NULL",
-        postgres: "name TEXT PRIMARY KEY, kind TEXT NOT NULL, input_schema JSONB NOT NULL, \
-                     max_concurrent BIGINT NOT NULL, enabled BOOLEAN NOT NULL, \
-                     registered_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "name, kind, input_schema, max_concurrent, enabled, registered_at, updated_at",
-        order: "name",
-    },
-    Table {
-        projection: "tasks",
-        name: "workers",
-        sqlite: "worker_id TEXT PRIMARY KEY, name TEXT NOT NULL, models TEXT NOT NULL, \
-                     token_hash TEXT NOT NULL UNIQUE, revoked INTEGER NOT NULL DEFAULT 0, \
-                     registered_at TEXT NOT NULL",
-        postgres: "worker_id UUID PRIMARY KEY, name TEXT NOT NULL, models JSONB NOT NULL, \
-                     token_hash TEXT NOT NULL UNIQUE, revoked BOOLEAN NOT NULL DEFAULT FALSE, \
-                     registered_at TIMESTAMPTZ NOT NULL",
-        indexes: &[],
-        columns: "worker_id, name, models, token_hash, revoked, registered_at",
-        order: "worker_id",
-    },
-    Table {
-        projection: "tasks",
-        name: "tasks",
-        sqlite: "task_id TEXT PRIMARY KEY, position INTEGER NOT NULL UNIQUE, \
-                     submitter_id TEXT NOT NULL, model TEXT NOT NULL, input TEXT NOT NULL, \
-                     webhook_url TEXT, priority INTEGER NOT NULL, status TEXT NOT NULL, \
-                     worker_id TEXT, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, \
-                     lease_until TEXT, result TEXT, error TEXT, created_at TEXT NOT NULL, \
-                     started_at TEXT, finished_at TEXT, webhook_state TEXT, \
-                     webhook_attempts INTEGER NOT NULL, webhook_last_at TEXT",
-        postgres: "task_id UUID PRIMARY KEY, position BIGINT NOT NULL UNIQUE, \
-                     submitter_id UUID NOT NULL, model TEXT NOT NULL, input JSONB NOT NULL, \
-                     webhook_url TEXT, priority BIGINT NOT NULL, status TEXT NOT NULL, \
-                     worker_id UUID, attempts BIGINT NOT NULL, max_attempts BIGINT NOT NULL, \
-                     lease_until TIMESTAMPTZ, result JSONB, error TEXT, \
-                     created_at TIMESTAMPTZ NOT NULL, started_at TIMESTAMPTZ, \
-                     finished_at TIMESTAMPTZ, webhook_state TEXT, \
-                     webhook_attempts BIGINT NOT NULL, webhook_last_at TIMESTAMPTZ",
-        indexes: &[
-            "CREATE INDEX {t}_queue ON {t} (status, model, priority DESC, position)",
-            "CREATE INDEX {t}_submitter ON {t} (submitter_id, position)",
-            "CREATE INDEX {t}_lease ON {t} (status, lease_until)",
-            "CREATE INDEX {t}_webhook ON {t} (webhook_state, finished_at)",
-        ],
-        columns: "task_id, position, submitter_id, model, input, webhook_url, priority, status, \
-                  worker_id, attempts, max_attempts, lease_until, result, error, created_at, \
-                  started_at, finished_at, webhook_state, webhook_attempts, webhook_last_at",
-        order: "position",
-    },
-    Table {
-        projection: "tasks",
-        name: "task_history",
-        sqlite: "position INTEGER PRIMARY KEY, task_id TEXT NOT NULL, event TEXT NOT NULL, \
-                     detail TEXT NOT NULL, at TEXT NOT NULL",
-        postgres: "position BIGINT PRIMARY KEY, task_id UUID NOT NULL, event TEXT NOT NULL, \
-                     detail JSONB NOT NULL, at TIMESTAMPTZ NOT NULL",
-        indexes: &["CREATE INDEX {t}_task ON {t} (task_id, position)"],
-        columns: "position, task_id, event, detail, at",
-        order: "position",
-    },
-    Table {
-        projection: "stats",
-        name: "stats_counters",
-        sqlite: stats::COUNTERS,
-        postgres: stats::COUNTERS,
-        indexes: &[],
-        columns: "day, metric, key, value",
-        order: "day, metric, key",
-    },
-    Table {
-        projection: "stats",
-        name: "stats_active",
-        sqlite: stats::ACTIVE,
-        postgres: stats::ACTIVE,
-        indexes: &[],
-        columns: "day, user_id",
-        order: "day, user_id",
-    },
-    Table {
-        projection: "stats",
-        name: "stats_tasks",
-        sqlite: stats::TASKS,
-        postgres: stats::TASKS,
-        indexes: &["CREATE INDEX {t}_finished ON {t} (finished_day)"],
-        columns: "task_id, model, published_ms, first_claimed_ms, claimed_ms, finished_ms, \
-                  finished_day, state",
-        order: "task_id",
-    },
-];
-
-/// The tables of a projection, or [`ReadModelError::UnknownProjection`].
-pub(crate) fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
-    let tables: Vec<_> = TABLES
-        .iter()
-        .filter(|t| t.projection == projection)
-        .collect();
-    if tables.is_empty() {
-        Err(ReadModelError::UnknownProjection(projection.to_owned()))
-    } else {
-        Ok(tables)
-    }
+/// A generation's row: its number, checkpoint and state.
+struct GenerationRow {
+    number: u32,
+    position: Position,
+    state: String,
 }
 
-/// A timestamp as the SQLite tables and the shared task statements store it: RFC 3339, UTC,
-/// milliseconds (so text order is time order).
-pub(crate) fn ts(t: &DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+fn generation_row(row: &dyn sql::Row) -> Result<GenerationRow, ReadModelError> {
+    Ok(GenerationRow {
+        number: number(row.int(0)?)?,
+        position: row.int(1)? as Position,
+        state: row.text(2)?,
+    })
 }
 
-pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, ReadModelError> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ReadModelError::Backend(format!("bad timestamp {s:?}: {e}")))
+fn number(n: i64) -> Result<u32, ReadModelError> {
+    u32::try_from(n).map_err(|e| ReadModelError::Backend(format!("generation number {n}: {e}")))
 }
 
-pub(crate) fn uuid(s: &str) -> Result<Uuid, ReadModelError> {
-    Uuid::parse_str(s).map_err(|e| ReadModelError::Backend(format!("bad uuid {s:?}: {e}")))
+fn projection_arg(projection: &str) -> Value {
+    Value::text(projection)
 }
 
-/// Connection-level failures are `Unavailable` (worth retrying); the rest are `Backend`.
-/// A column of a row, decoded into a typed error instead of a panic: a column missing or of
-/// another type (a schema out of step with the code) fails the query, not the process.
-pub(crate) trait Column {
-    type Database: sqlx::Database;
-
-    fn col<'r, T>(&'r self, name: &str) -> Result<T, ReadModelError>
-    where
-        T: sqlx::Decode<'r, Self::Database> + sqlx::Type<Self::Database>;
+/// Drops a generation's tables and marks it retired (its row stays, so numbers are never
+/// reused and a stale writer of an abandoned build can never write into a newer one).
+async fn retire<T: Tx>(
+    tx: &mut T,
+    tables: &[&Table],
+    projection: &str,
+    number: u32,
+) -> Result<(), ReadModelError> {
+    let mut statements: Vec<Stmt> = tables.iter().map(|t| t.drop(number)).collect();
+    statements.push(Stmt::new(
+        "UPDATE generations SET state = 'retired' WHERE projection = $1 AND number = $2",
+        vec![projection_arg(projection), Value::int(number)],
+    ));
+    tx.execute_all(statements).await
 }
 
-impl<R> Column for R
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    type Database = R::Database;
-
-    fn col<'r, T>(&'r self, name: &str) -> Result<T, ReadModelError>
-    where
-        T: sqlx::Decode<'r, Self::Database> + sqlx::Type<Self::Database>,
-    {
-        self.try_get(name)
-            .map_err(|e| ReadModelError::Backend(format!("column {name}: {e}")))
-    }
-}
-
-pub(crate) fn backend(e: sqlx::Error) -> ReadModelError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ReadModelError::Unavailable(e.to_string())
+#[allow(private_bounds)]
+impl<D: Db> Store<D> {
+    async fn promote_once(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let superseded = || ReadModelError::Superseded {
+            projection: projection.to_owned(),
+            generation,
+        };
+        let mut tx = self.db.begin(false).await?;
+        if let Some(lock) = D::DIALECT.lock_projection(projection) {
+            tx.execute(lock).await?;
         }
-        other if is_transient(&other) => ReadModelError::Transient(other.to_string()),
-        other => ReadModelError::Backend(other.to_string()),
+        let rows = tx
+            .rows(
+                Stmt::new(
+                    format!(
+                        "SELECT number, position, state FROM generations \
+                         WHERE projection = $1 AND (number = $2 OR state = 'live') \
+                         ORDER BY number{}",
+                        D::DIALECT.for_update()
+                    ),
+                    vec![projection_arg(projection), Value::int(generation)],
+                ),
+                generation_row,
+            )
+            .await?;
+        let this = rows
+            .iter()
+            .find(|r| r.number == generation)
+            .ok_or_else(superseded)?;
+        match this.state.as_str() {
+            "live" => return Ok(Promotion::Done),
+            "retired" => return Err(superseded()),
+            _ => {}
+        }
+        let live = rows.iter().find(|r| r.state == "live");
+        if let Some(live) = live
+            && live.position > this.position
+        {
+            return Ok(Promotion::Behind {
+                live_position: live.position,
+            });
+        }
+        // Views first, then the old tables: all in this transaction, so readers see either
+        // the old generation or the new one, never a mix or nothing.
+        tx.execute_all(tables.iter().flat_map(|t| t.show(generation)).collect())
+            .await?;
+        if let Some(live) = live {
+            retire(&mut tx, &tables, projection, live.number).await?;
+        }
+        tx.execute_all(vec![Stmt::new(
+            "UPDATE generations SET state = 'live' WHERE projection = $1 AND number = $2",
+            vec![projection_arg(projection), Value::int(generation)],
+        )])
+        .await?;
+        tx.commit().await?;
+        Ok(Promotion::Done)
     }
 }
 
-/// A deadlock victim (`40P01`) or a serialisation failure (`40001`): PostgreSQL's SQLSTATEs
-/// for work that succeeds when tried again.
-fn is_transient(e: &sqlx::Error) -> bool {
-    const DEADLOCK_DETECTED: &str = "40P01";
-    const SERIALIZATION_FAILURE: &str = "40001";
-    e.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == DEADLOCK_DETECTED || code == SERIALIZATION_FAILURE)
+#[async_trait]
+impl<D: Db> ReadModelStore for Store<D> {
+    fn pace(&self, _projection: &str) -> Duration {
+        D::PACE
+    }
+
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        let rows = self
+            .db
+            .rows(
+                Stmt::new(
+                    "SELECT number, version, position FROM generations \
+                     WHERE projection = $1 AND state = 'live'",
+                    vec![projection_arg(projection)],
+                ),
+                |row| {
+                    Ok(Generation {
+                        number: number(row.int(0)?)?,
+                        version: number(row.int(1)?)?,
+                        position: row.int(2)? as Position,
+                    })
+                },
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        let tables = tables_of(projection)?;
+        let mut tx = self.db.begin(false).await?;
+        if let Some(lock) = D::DIALECT.lock_projection(projection) {
+            tx.execute(lock).await?;
+        }
+        let unfinished = tx
+            .rows(
+                Stmt::new(
+                    "SELECT number FROM generations WHERE projection = $1 AND state = 'building'",
+                    vec![projection_arg(projection)],
+                ),
+                |row| number(row.int(0)?),
+            )
+            .await?;
+        for n in unfinished {
+            retire(&mut tx, &tables, projection, n).await?;
+        }
+        let last = tx
+            .rows(
+                Stmt::new(
+                    "SELECT COALESCE(MAX(number), 0) FROM generations WHERE projection = $1",
+                    vec![projection_arg(projection)],
+                ),
+                |row| number(row.int(0)?),
+            )
+            .await?;
+        let number = last.first().copied().unwrap_or(0) + 1;
+        let mut statements: Vec<Stmt> = tables
+            .iter()
+            .flat_map(|t| t.create(D::DIALECT, number))
+            .collect();
+        statements.push(Stmt::new(
+            "INSERT INTO generations (projection, number, version, position, state) \
+             VALUES ($1, $2, $3, 0, 'building')",
+            vec![
+                projection_arg(projection),
+                Value::int(number),
+                Value::int(version),
+            ],
+        ));
+        tx.execute_all(statements).await?;
+        tx.commit().await?;
+        Ok(Generation {
+            number,
+            version,
+            position: 0,
+        })
+    }
+
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        let tables = tables_of(projection)?;
+        let position = |p: Position| {
+            i64::try_from(p).map_err(|e| ReadModelError::Backend(format!("position {p}: {e}")))
+        };
+        // A read model is derived from the log and its checkpoint moves in the same
+        // transaction, so its commit need not wait for the disk: a crash can lose the last
+        // batches, rows and checkpoint together, and the projector applies them again.
+        let mut tx = self.db.begin(true).await?;
+        // Moving the checkpoint first takes the write lock on the generation's row at once, so
+        // a concurrent projector or promotion waits here rather than deadlocking later.
+        let moved = tx
+            .execute(Stmt::new(
+                "UPDATE generations SET position = $1 WHERE projection = $2 AND number = $3 \
+                 AND position = $4 AND state <> 'retired'",
+                vec![
+                    Value::int(position(to)?),
+                    projection_arg(projection),
+                    Value::int(generation),
+                    Value::int(position(from)?),
+                ],
+            ))
+            .await?;
+        if moved != 1 {
+            let row = tx
+                .rows(
+                    Stmt::new(
+                        "SELECT number, position, state FROM generations \
+                         WHERE projection = $1 AND number = $2",
+                        vec![projection_arg(projection), Value::int(generation)],
+                    ),
+                    generation_row,
+                )
+                .await?;
+            return Err(match row.into_iter().next() {
+                Some(row) if row.state != "retired" => ReadModelError::Moved {
+                    projection: projection.to_owned(),
+                    generation,
+                    position: row.position,
+                },
+                _ => ReadModelError::Superseded {
+                    projection: projection.to_owned(),
+                    generation,
+                },
+            });
+        }
+        tx.execute_all(statements(D::DIALECT, &tables, generation, changes))
+            .await?;
+        tx.commit().await
+    }
+
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        retry_transient(|| self.promote_once(projection, generation)).await
+    }
+
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        let mut lines = Vec::new();
+        for table in tables_of(projection)? {
+            let query = D::DIALECT.dump(table.name, table.columns, table.order);
+            let rows = self
+                .db
+                .rows(Stmt::new(query, vec![]), |row| row.text(0))
+                .await?;
+            lines.extend(rows.into_iter().map(|r| format!("{} {r}", table.name)));
+        }
+        Ok(lines)
+    }
 }
 
-/// The query listing a table's rows as JSON text in dump order; `object` is the backend's
-/// JSON-object function and `as_text` what turns its result into text.
-pub(crate) fn dump_query(table: &Table, object: &str, as_text: &str) -> String {
-    let pairs: Vec<String> = table
-        .columns
-        .split(',')
-        .map(|c| format!("'{0}', {0}", c.trim()))
-        .collect();
-    let (pairs, name, order) = (pairs.join(", "), table.name, table.order);
-    format!("SELECT {object}({pairs}){as_text} FROM {name} ORDER BY {order}")
+/// The statements that apply `changes` to generation `g` of `tables`. Runs of one kind of
+/// change (new comments, comment counts, statistics counters and activity marks: most of a
+/// busy log) go in as one batch statement each, so a batch costs a few statements whatever
+/// its size.
+fn statements(d: sql::Dialect, tables: &[&Table], g: u32, changes: &[Change]) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    let mut rest = changes;
+    while !rest.is_empty() {
+        let (kind, run) = Run::first(rest);
+        let batched = match kind {
+            Some(kind) if run > 1 => tables
+                .iter()
+                .find_map(|t| (t.run)(d, g, kind, &rest[..run])),
+            _ => None,
+        };
+        match batched {
+            Some(statement) => out.push(statement),
+            None => {
+                for change in &rest[..run] {
+                    for table in tables {
+                        (table.write)(g, change, &mut out);
+                    }
+                }
+            }
+        }
+        rest = &rest[run..];
+    }
+    out
+}
+
+#[async_trait]
+impl<D: Db> crate::kafka::RelayCheckpoints for Store<D> {
+    async fn relay_checkpoint(&self, name: &str) -> Result<Position, ReadModelError> {
+        let rows = self
+            .db
+            .rows(
+                Stmt::new(
+                    "SELECT position FROM relay_checkpoints WHERE name = $1",
+                    vec![Value::text(name)],
+                ),
+                |row| row.int(0),
+            )
+            .await?;
+        Ok(rows.first().copied().unwrap_or(0).max(0) as Position)
+    }
+
+    async fn save_relay_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> Result<(), ReadModelError> {
+        let position =
+            i64::try_from(position).map_err(|e| ReadModelError::Backend(e.to_string()))?;
+        let mut tx = self.db.begin(false).await?;
+        tx.execute(Stmt::new(
+            "INSERT INTO relay_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+             WHERE excluded.position > relay_checkpoints.position",
+            vec![Value::text(name), Value::int(position)],
+        ))
+        .await?;
+        tx.commit().await
+    }
 }
 
 /// Runs `attempt` again when PostgreSQL aborted it as a deadlock victim or a serialisation
-/// failure: a promotion swaps views under an exclusive lock, and a query joining two views
-/// can take their locks in the other order. Both are transient by definition.
+/// failure (or SQLite found its database busy): a promotion swaps views under an exclusive
+/// lock, and a query joining two views can take their locks in the other order. Both are
+/// transient by definition.
 pub(crate) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, ReadModelError>
 where
     F: FnMut() -> Fut,
@@ -354,8 +458,7 @@ pub(crate) enum Run {
 }
 
 impl Run {
-    pub(crate) fn of(change: &projections::Change) -> Option<Run> {
-        use projections::Change;
+    pub(crate) fn of(change: &Change) -> Option<Run> {
         use projections::stats::StatsChange;
         match change {
             Change::InsertComment { .. } => Some(Run::InsertComment),
@@ -370,7 +473,7 @@ impl Run {
     /// before a change whose target (a post's count, a counter) it already holds, so that one
     /// statement never names a target twice (an `UPDATE ... FROM` applies one joined row per
     /// target, an upsert refuses a second); `coalesce` leaves one per target in a batch anyway.
-    pub(crate) fn first(changes: &[projections::Change]) -> (Option<Run>, usize) {
+    pub(crate) fn first(changes: &[Change]) -> (Option<Run>, usize) {
         let Some(kind) = changes.first().and_then(Run::of) else {
             return (None, changes.len().min(1));
         };
@@ -391,8 +494,7 @@ enum Target<'a> {
 }
 
 /// The target a change of a run updates in place, if it updates anything.
-fn target(change: &projections::Change) -> Option<Target<'_>> {
-    use projections::Change;
+fn target(change: &Change) -> Option<Target<'_>> {
     use projections::stats::StatsChange;
     match change {
         Change::CountComment { post_id, .. } => Some(Target::Post(*post_id)),
@@ -401,6 +503,28 @@ fn target(change: &projections::Change) -> Option<Target<'_>> {
         }) => Some(Target::Counter(*day, *metric, key)),
         _ => None,
     }
+}
+
+/// Connection-level failures are `Unavailable` (worth retrying later); deadlocks and
+/// serialisation failures `Transient` (by their SQLSTATE); the rest are `Backend`.
+pub(crate) fn backend(e: sqlx::Error) -> ReadModelError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            ReadModelError::Unavailable(e.to_string())
+        }
+        other if is_transient(&other) => ReadModelError::Transient(other.to_string()),
+        other => ReadModelError::Backend(other.to_string()),
+    }
+}
+
+/// A deadlock victim (`40P01`) or a serialisation failure (`40001`): PostgreSQL's SQLSTATEs
+/// for work that succeeds when tried again.
+fn is_transient(e: &sqlx::Error) -> bool {
+    const DEADLOCK_DETECTED: &str = "40P01";
+    const SERIALIZATION_FAILURE: &str = "40001";
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == DEADLOCK_DETECTED || code == SERIALIZATION_FAILURE)
 }
 
 #[cfg(test)]

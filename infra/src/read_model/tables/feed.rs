@@ -1,0 +1,183 @@
+//! `feed`: the live posts, newest first, with their comment counts.
+
+use domain::{Position, PostId};
+use projections::views::PostView;
+use projections::{Change, ReadModelError};
+
+use super::{Table, limit};
+use crate::read_model::Run;
+use crate::read_model::sql::{Batch, Col, Dialect, Row, Stmt, Ty, Value, col};
+
+const COLUMNS: &[Col] = &[
+    col("post_id", Ty::Uuid, "PRIMARY KEY"),
+    col("position", Ty::Int, "NOT NULL UNIQUE"),
+    col("author_name", Ty::Text, "NOT NULL"),
+    col("anonymous", Ty::Bool, "NOT NULL"),
+    col("title", Ty::Text, ""),
+    col("body", Ty::Text, "NOT NULL"),
+    col("tags", Ty::Tags, "NOT NULL"),
+    col("comment_count", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("created_at", Ty::Time, "NOT NULL"),
+    col("last_activity_at", Ty::Time, "NOT NULL"),
+    // The author of a named post, for forgetting it when they unregister; never read by a
+    // query, NULL for anonymous posts.
+    col("author_id", Ty::Uuid, ""),
+];
+
+pub(crate) const TABLE: Table = Table {
+    projection: "feed",
+    name: "feed",
+    columns: COLUMNS,
+    constraints: "",
+    indexes: &["CREATE INDEX {t}_author ON {t} (author_id) WHERE author_id IS NOT NULL"],
+    order: "position",
+    write,
+    run,
+};
+
+fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+    match change {
+        Change::InsertPost {
+            post_id,
+            position,
+            author_id,
+            author_name,
+            anonymous,
+            title,
+            body,
+            tags,
+            created_at,
+        } => out.push(Stmt::new(
+            format!(
+                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, \
+                 tags, created_at, last_activity_at, author_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) ON CONFLICT DO NOTHING"
+            ),
+            vec![
+                Value::uuid(*post_id),
+                Value::int(*position as i64),
+                Value::text(author_name),
+                Value::Bool(*anonymous),
+                Value::Text(title.clone()),
+                Value::text(body),
+                Value::Tags(tags.clone()),
+                Value::time(created_at),
+                Value::Uuid(author_id.map(Into::into)),
+            ],
+        )),
+        Change::DeletePost { post_id } => out.push(Stmt::new(
+            format!("DELETE FROM feed_g{g} WHERE post_id = $1"),
+            vec![Value::uuid(*post_id)],
+        )),
+        Change::ForgetPostAuthor { user_id } => out.push(Stmt::new(
+            format!("UPDATE feed_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"),
+            vec![
+                Value::text(projections::DELETED_USER),
+                Value::uuid(*user_id),
+            ],
+        )),
+        Change::CountComment {
+            post_id,
+            delta,
+            active_at,
+        } => out.push(Stmt::new(
+            format!(
+                "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
+                 last_activity_at = COALESCE($2, last_activity_at) WHERE post_id = $3"
+            ),
+            vec![
+                Value::int(*delta),
+                Value::Time(*active_at),
+                Value::uuid(*post_id),
+            ],
+        )),
+        _ => {}
+    }
+}
+
+const COUNTS: &[(&str, Ty)] = &[
+    ("post_id", Ty::Uuid),
+    ("delta", Ty::Int),
+    ("active_at", Ty::Time),
+];
+
+/// Many comment counts, one per post (see `Run::first`), in one `UPDATE ... FROM`.
+fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
+    if kind != Run::CountComment {
+        return None;
+    }
+    let rows = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CountComment {
+                post_id,
+                delta,
+                active_at,
+            } => Some(vec![
+                Value::uuid(*post_id),
+                Value::int(*delta),
+                Value::Time(*active_at),
+            ]),
+            _ => None,
+        })
+        .collect();
+    let (source, args) = d.rows(
+        Batch {
+            columns: COUNTS,
+            rows,
+        },
+        1,
+    );
+    Some(Stmt::new(
+        format!(
+            "UPDATE feed_g{g} SET comment_count = comment_count + u.delta, \
+             last_activity_at = COALESCE(u.active_at, last_activity_at) \
+             FROM {source} WHERE feed_g{g}.post_id = u.post_id"
+        ),
+        args,
+    ))
+}
+
+const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
+     comment_count, created_at, last_activity_at";
+
+/// A page of the feed: posts before `before`, newest first.
+pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
+    Stmt::new(
+        format!("SELECT {SELECT} FROM feed WHERE position < $1 ORDER BY position DESC LIMIT $2"),
+        vec![
+            Value::int(before.map_or(i64::MAX, |c| c as i64)),
+            limit(size),
+        ],
+    )
+}
+
+pub(crate) fn by_id(id: PostId) -> Stmt {
+    Stmt::new(
+        format!("SELECT {SELECT} FROM feed WHERE post_id = $1"),
+        vec![Value::uuid(id)],
+    )
+}
+
+/// A row if the post is live.
+pub(crate) fn exists(id: PostId) -> Stmt {
+    Stmt::new(
+        "SELECT 1 FROM feed WHERE post_id = $1",
+        vec![Value::uuid(id)],
+    )
+}
+
+pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
+    Ok(PostView {
+        post_id: PostId::new(row.uuid(0)?),
+        position: row.int(1)? as Position,
+        author_name: row.text(2)?,
+        anonymous: row.flag(3)?,
+        title: row.opt_text(4)?,
+        body: row.text(5)?,
+        tags: row.tags(6)?,
+        comment_count: row.int(7)?,
+        created_at: row.time(8)?,
+        last_activity_at: row.time(9)?,
+    })
+}

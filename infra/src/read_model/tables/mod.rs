@@ -1,0 +1,77 @@
+//! The read models' tables, one file each: its columns, the statements each change makes on
+//! it, its batch statements, its queries and the mapping of its rows to views. Adding a column
+//! to a view touches the table's file and the projection, nothing else.
+
+pub(super) mod comments;
+pub(super) mod feed;
+pub(super) mod models;
+pub(super) mod sessions;
+pub(super) mod stats_active;
+pub(super) mod stats_counters;
+pub(super) mod stats_tasks;
+pub(super) mod task_history;
+pub(super) mod tasks;
+pub(super) mod users;
+pub(super) mod workers;
+
+use projections::{Change, ReadModelError};
+
+use super::Run;
+use super::sql::{Col, Dialect, Stmt};
+
+/// One table of a projection. Generation `g` lives in `<name>_g<g>`; queries read the view
+/// `<name>`, which points at the live generation.
+pub(crate) struct Table {
+    pub projection: &'static str,
+    pub name: &'static str,
+    pub columns: &'static [Col],
+    /// Table constraints after the columns (may be empty).
+    pub constraints: &'static str,
+    /// Statements run after creating the table; `{t}` is the table's name.
+    pub indexes: &'static [&'static str],
+    /// The order of a dump.
+    pub order: &'static str,
+    /// Adds the statements `change` makes on generation `g` of this table (none if it does
+    /// not concern it).
+    pub write: fn(g: u32, change: &Change, out: &mut Vec<Stmt>),
+    /// One statement for a run of changes of one kind, if this table takes that kind.
+    pub run: fn(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt>,
+}
+
+/// For tables that take no runs.
+pub(crate) fn no_run(_: Dialect, _: u32, _: Run, _: &[Change]) -> Option<Stmt> {
+    None
+}
+
+pub(crate) const TABLES: &[&Table] = &[
+    &users::TABLE,
+    &sessions::TABLE,
+    &feed::TABLE,
+    &comments::TABLE,
+    &models::TABLE,
+    &workers::TABLE,
+    &tasks::TABLE,
+    &task_history::TABLE,
+    &stats_counters::TABLE,
+    &stats_active::TABLE,
+    &stats_tasks::TABLE,
+];
+
+/// The tables of a projection, or [`ReadModelError::UnknownProjection`].
+pub(crate) fn tables_of(projection: &str) -> Result<Vec<&'static Table>, ReadModelError> {
+    let tables: Vec<_> = TABLES
+        .iter()
+        .copied()
+        .filter(|t| t.projection == projection)
+        .collect();
+    if tables.is_empty() {
+        Err(ReadModelError::UnknownProjection(projection.to_owned()))
+    } else {
+        Ok(tables)
+    }
+}
+
+/// The bound of a page request: at least one row, at most a thousand.
+pub(crate) fn limit(limit: usize) -> super::sql::Value {
+    super::sql::Value::int(limit.clamp(1, 1000) as i64)
+}

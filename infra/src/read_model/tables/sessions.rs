@@ -1,0 +1,92 @@
+//! `sessions`: who is logged in (by the hash of their token, never the token).
+
+use domain::{SessionId, UserId};
+use projections::views::{SessionSummary, SessionView};
+use projections::{Change, ReadModelError};
+
+use super::{Table, no_run, users};
+use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+
+const COLUMNS: &[Col] = &[
+    col("session_id", Ty::Uuid, "PRIMARY KEY"),
+    col("token_hash", Ty::Text, "NOT NULL UNIQUE"),
+    col("user_id", Ty::Uuid, "NOT NULL"),
+    col("expires_at", Ty::Time, "NOT NULL"),
+];
+
+pub(crate) const TABLE: Table = Table {
+    projection: "users",
+    name: "sessions",
+    columns: COLUMNS,
+    constraints: "",
+    indexes: &[],
+    order: "session_id",
+    write,
+    run: no_run,
+};
+
+fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+    match change {
+        Change::InsertSession {
+            session_id,
+            user_id,
+            token_hash,
+            expires_at,
+        } => out.push(Stmt::new(
+            format!(
+                "INSERT INTO sessions_g{g} (session_id, token_hash, user_id, expires_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+            ),
+            vec![
+                Value::uuid(*session_id),
+                Value::text(token_hash),
+                Value::uuid(*user_id),
+                Value::time(expires_at),
+            ],
+        )),
+        Change::EndSession { session_id } => out.push(Stmt::new(
+            format!("DELETE FROM sessions_g{g} WHERE session_id = $1"),
+            vec![Value::uuid(*session_id)],
+        )),
+        Change::DeleteUser { user_id } => out.push(Stmt::new(
+            format!("DELETE FROM sessions_g{g} WHERE user_id = $1"),
+            vec![Value::uuid(*user_id)],
+        )),
+        _ => {}
+    }
+}
+
+/// The session of a token, with its user.
+pub(crate) fn by_token(token_hash: &str) -> Stmt {
+    Stmt::new(
+        format!(
+            "SELECT s.session_id, s.expires_at, {} FROM sessions s \
+             JOIN users u ON u.user_id = s.user_id WHERE s.token_hash = $1",
+            users::SELECT
+        ),
+        vec![Value::text(token_hash)],
+    )
+}
+
+pub(crate) fn view(row: &dyn Row) -> Result<SessionView, ReadModelError> {
+    Ok(SessionView {
+        session_id: SessionId::new(row.uuid(0)?),
+        expires_at: row.time(1)?,
+        user: users::view_at(row, 2)?,
+    })
+}
+
+/// A user's sessions, newest id first.
+pub(crate) fn of_user(user: UserId) -> Stmt {
+    Stmt::new(
+        "SELECT session_id, expires_at FROM sessions WHERE user_id = $1 ORDER BY session_id DESC",
+        vec![Value::uuid(user)],
+    )
+}
+
+pub(crate) fn summary(row: &dyn Row) -> Result<SessionSummary, ReadModelError> {
+    Ok(SessionSummary {
+        session_id: SessionId::new(row.uuid(0)?),
+        expires_at: row.time(1)?,
+    })
+}

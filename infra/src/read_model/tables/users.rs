@@ -1,0 +1,83 @@
+//! `users`: registered accounts (private: only their owner and admins read them).
+
+use domain::UserId;
+use projections::views::UserView;
+use projections::{Change, ReadModelError};
+
+use super::{Table, no_run};
+use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+
+const COLUMNS: &[Col] = &[
+    col("user_id", Ty::Uuid, "PRIMARY KEY"),
+    col("username", Ty::Text, "NOT NULL"),
+    col("email", Ty::Text, "NOT NULL"),
+    col("is_admin", Ty::Bool, "NOT NULL DEFAULT FALSE"),
+    col("registered_at", Ty::Time, "NOT NULL"),
+];
+
+pub(crate) const TABLE: Table = Table {
+    projection: "users",
+    name: "users",
+    columns: COLUMNS,
+    constraints: "",
+    indexes: &[],
+    order: "user_id",
+    write,
+    run: no_run,
+};
+
+fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+    match change {
+        Change::InsertUser {
+            user_id,
+            username,
+            email,
+            registered_at,
+        } => out.push(Stmt::new(
+            format!(
+                "INSERT INTO users_g{g} (user_id, username, email, registered_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+            ),
+            vec![
+                Value::uuid(*user_id),
+                Value::text(username),
+                Value::text(email),
+                Value::time(registered_at),
+            ],
+        )),
+        Change::SetAdmin { user_id } => out.push(Stmt::new(
+            format!("UPDATE users_g{g} SET is_admin = TRUE WHERE user_id = $1"),
+            vec![Value::uuid(*user_id)],
+        )),
+        Change::DeleteUser { user_id } => out.push(Stmt::new(
+            format!("DELETE FROM users_g{g} WHERE user_id = $1"),
+            vec![Value::uuid(*user_id)],
+        )),
+        _ => {}
+    }
+}
+
+/// The columns [`view`] reads, in its order (`u` is the table's alias).
+pub(crate) const SELECT: &str = "u.user_id, u.username, u.email, u.is_admin, u.registered_at";
+
+pub(crate) fn by_id(id: UserId) -> Stmt {
+    Stmt::new(
+        format!("SELECT {SELECT} FROM users u WHERE u.user_id = $1"),
+        vec![Value::uuid(id)],
+    )
+}
+
+/// A user from the row's columns `first..first + 5`, as [`SELECT`] lists them.
+pub(crate) fn view_at(row: &dyn Row, first: usize) -> Result<UserView, ReadModelError> {
+    Ok(UserView {
+        user_id: UserId::new(row.uuid(first)?),
+        username: row.text(first + 1)?,
+        email: row.text(first + 2)?,
+        is_admin: row.flag(first + 3)?,
+        registered_at: row.time(first + 4)?,
+    })
+}
+
+pub(crate) fn view(row: &dyn Row) -> Result<UserView, ReadModelError> {
+    view_at(row, 0)
+}
