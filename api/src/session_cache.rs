@@ -2,7 +2,7 @@
 //!
 //! # Why a cached session is never one that has ended
 //!
-//! Only the `users` projection ends sessions in the read model ([`Change::EndSession`]), and
+//! Only the `users` projection ends sessions in the read model ([`UserChange::EndSession`]), and
 //! every batch of it that this process applies goes through [`Watched`], the store decorator the
 //! composition root puts in front of the read models. After a batch has committed, and before
 //! the runner announces the new position in the [`projections::ProjectionHub`],
@@ -28,6 +28,7 @@
 //! it has got there, so its token is dead on the very next request. Expiry is checked on every
 //! hit, against the caller's clock.
 
+use projections::{CommentChange, FeedChange, UserChange};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -149,18 +150,20 @@ impl SessionCache {
         let mut account_changed = false;
         for change in changes {
             match change {
-                Change::EndSession { session_id } => ended.push(*session_id),
-                Change::SetAdmin { .. } | Change::DeleteUser { .. } => account_changed = true,
+                Change::Users(UserChange::EndSession { session_id }) => ended.push(*session_id),
+                Change::Users(UserChange::SetAdmin { .. })
+                | Change::Users(UserChange::DeleteUser { .. }) => account_changed = true,
                 // New rows: no cached session can be one of them.
-                Change::InsertUser { .. } | Change::InsertSession { .. } => {}
-                Change::InsertPost { .. }
-                | Change::DeletePost { .. }
-                | Change::CountComment { .. }
-                | Change::InsertComment { .. }
-                | Change::DeleteComment { .. }
-                | Change::DeleteCommentsOf { .. }
-                | Change::ForgetPostAuthor { .. }
-                | Change::ForgetCommentAuthor { .. }
+                Change::Users(UserChange::InsertUser { .. })
+                | Change::Users(UserChange::InsertSession { .. }) => {}
+                Change::Feed(FeedChange::InsertPost { .. })
+                | Change::Feed(FeedChange::DeletePost { .. })
+                | Change::Feed(FeedChange::CountComment { .. })
+                | Change::Comments(CommentChange::InsertComment { .. })
+                | Change::Comments(CommentChange::DeleteComment { .. })
+                | Change::Comments(CommentChange::DeleteCommentsOf { .. })
+                | Change::Feed(FeedChange::ForgetPostAuthor { .. })
+                | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
                 | Change::Tasks(_)
                 | Change::Stats(_) => {}
             }
@@ -279,9 +282,9 @@ mod tests {
     }
 
     fn ended(s: &SessionView) -> Change {
-        Change::EndSession {
+        Change::Users(UserChange::EndSession {
             session_id: s.session_id,
-        }
+        })
     }
 
     fn ticket(cache: &SessionCache, hash: &str, users_at: Position) -> Ticket {
@@ -353,9 +356,9 @@ mod tests {
     fn an_admin_grant_empties_the_cache() {
         let s = session(Utc::now() + Duration::hours(1));
         let cache = holding("a", &s);
-        let grant = Change::SetAdmin {
+        let grant = Change::Users(UserChange::SetAdmin {
             user_id: s.user.user_id,
-        };
+        });
         cache.applied(&[grant], 10, 11);
         assert!(!hit(&cache, "a", 11));
     }

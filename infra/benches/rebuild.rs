@@ -52,6 +52,7 @@
 //! bulk-load speed a rebuild reaches. With both logs, a last section sets the sealed run beside
 //! the plain one: how many times as long each step took, and how many times as large the log is.
 
+use projections::{CommentChange, FeedChange, UserChange};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
 use std::sync::Arc;
@@ -732,12 +733,12 @@ impl Model {
     /// What the PostgreSQL store's statement for `change` does to its table.
     fn apply(&mut self, change: Change) {
         match change {
-            Change::InsertUser {
+            Change::Users(UserChange::InsertUser {
                 user_id,
                 username,
                 email,
                 registered_at,
-            } => self.users.insert(
+            }) => self.users.insert(
                 user_id.as_uuid(),
                 UserRow {
                     user_id: user_id.as_uuid(),
@@ -747,17 +748,17 @@ impl Model {
                     registered_at,
                 },
             ),
-            Change::SetAdmin { user_id } => {
+            Change::Users(UserChange::SetAdmin { user_id }) => {
                 if let Some(user) = self.users.get_mut(user_id.as_uuid()) {
                     user.is_admin = true;
                 }
             }
-            Change::InsertSession {
+            Change::Users(UserChange::InsertSession {
                 session_id,
                 user_id,
                 token_hash,
                 expires_at,
-            } => self.sessions.insert(
+            }) => self.sessions.insert(
                 session_id.as_uuid(),
                 SessionRow {
                     session_id: session_id.as_uuid(),
@@ -766,13 +767,15 @@ impl Model {
                     expires_at,
                 },
             ),
-            Change::EndSession { session_id } => self.sessions.remove(session_id.as_uuid()),
-            Change::DeleteUser { user_id } => {
+            Change::Users(UserChange::EndSession { session_id }) => {
+                self.sessions.remove(session_id.as_uuid())
+            }
+            Change::Users(UserChange::DeleteUser { user_id }) => {
                 let user_id = user_id.as_uuid();
                 self.sessions.remove_where(|s| s.user_id == user_id);
                 self.users.remove(user_id);
             }
-            Change::InsertPost {
+            Change::Feed(FeedChange::InsertPost {
                 post_id,
                 position,
                 author_id,
@@ -782,7 +785,7 @@ impl Model {
                 body,
                 tags,
                 created_at,
-            } => self.feed.insert(
+            }) => self.feed.insert(
                 post_id.as_uuid(),
                 PostRow {
                     post_id: post_id.as_uuid(),
@@ -798,19 +801,19 @@ impl Model {
                     author_id: author_id.map(|a| a.as_uuid()),
                 },
             ),
-            Change::DeletePost { post_id } => self.feed.remove(post_id.as_uuid()),
-            Change::ForgetPostAuthor { user_id } => {
+            Change::Feed(FeedChange::DeletePost { post_id }) => self.feed.remove(post_id.as_uuid()),
+            Change::Feed(FeedChange::ForgetPostAuthor { user_id }) => {
                 let author = Some(user_id.as_uuid());
                 for post in self.feed.iter_mut().filter(|p| p.author_id == author) {
                     post.author_name = projections::DELETED_USER.to_owned();
                     post.author_id = None;
                 }
             }
-            Change::CountComment {
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
                 active_at,
-            } => {
+            }) => {
                 if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
                     post.comment_count += delta;
                     if let Some(at) = active_at {
@@ -818,7 +821,7 @@ impl Model {
                     }
                 }
             }
-            Change::InsertComment {
+            Change::Comments(CommentChange::InsertComment {
                 comment_id,
                 post_id,
                 position,
@@ -829,7 +832,7 @@ impl Model {
                 body,
                 reply_to,
                 created_at,
-            } => {
+            }) => {
                 self.comments_of
                     .entry(post_id.as_uuid())
                     .or_default()
@@ -850,15 +853,17 @@ impl Model {
                     },
                 );
             }
-            Change::DeleteComment { comment_id, .. } => self.comments.remove(comment_id.as_uuid()),
-            Change::ForgetCommentAuthor { user_id } => {
+            Change::Comments(CommentChange::DeleteComment { comment_id, .. }) => {
+                self.comments.remove(comment_id.as_uuid())
+            }
+            Change::Comments(CommentChange::ForgetCommentAuthor { user_id }) => {
                 let author = Some(user_id.as_uuid());
                 for comment in self.comments.iter_mut().filter(|c| c.author_id == author) {
                     comment.author_name = projections::DELETED_USER.to_owned();
                     comment.author_id = None;
                 }
             }
-            Change::DeleteCommentsOf { post_id } => {
+            Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => {
                 for comment in self
                     .comments_of
                     .remove(&post_id.as_uuid())

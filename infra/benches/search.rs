@@ -25,6 +25,7 @@
 //!    beside the embedded engine's, on the same corpus in the same run (each batch waits for
 //!    Meilisearch's task, as the projector does).
 
+use projections::{CommentChange, FeedChange};
 use std::error::Error;
 use std::time::{Duration, Instant};
 
@@ -218,7 +219,7 @@ fn corpus(docs: usize) -> Corpus {
         let words = 10 + rng.below(31);
         let body = rng.text(words);
         let mut all = format!("{title} {body}");
-        changes.push(Change::InsertPost {
+        changes.push(Change::Feed(FeedChange::InsertPost {
             post_id,
             position: changes.len() as u64 + 1,
             author_id: None,
@@ -228,14 +229,14 @@ fn corpus(docs: usize) -> Corpus {
             body,
             tags: vec![],
             created_at: Utc::now(),
-        });
+        }));
         if n % 4 == 0 {
             for _ in 0..3 {
                 let words = 5 + rng.below(10);
                 let body = rng.text(words);
                 all.push(' ');
                 all.push_str(&body);
-                changes.push(Change::InsertComment {
+                changes.push(Change::Comments(CommentChange::InsertComment {
                     comment_id: CommentId::new(Uuid::now_v7()),
                     post_id,
                     position: changes.len() as u64 + 1,
@@ -246,7 +247,7 @@ fn corpus(docs: usize) -> Corpus {
                     body,
                     reply_to: None,
                     created_at: Utc::now(),
-                });
+                }));
             }
         }
         texts.push(all);

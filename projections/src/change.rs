@@ -1,92 +1,26 @@
-//! The vocabulary projections use to describe read-model writes, independent of any database.
+//! The vocabulary projections use to describe read-model writes, independent of any database:
+//! one enum per model, each defined beside its projection (`users/change.rs`,
+//! `feed/change.rs`, `comments/change.rs`, `tasks`, `stats`), gathered in [`Change`].
 //!
-//! Public rows never carry the author of anonymous content (ARCHITECTURE.md §6): the changes
-//! below have no author id field at all for posts and comments.
+//! Public rows never carry the author of anonymous content (ARCHITECTURE.md §6): a post's or
+//! comment's `author_id` is set for named content only.
 
 #[cfg(test)]
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
-use domain::{CommentId, Position, PostId, SessionId, UserId};
+use domain::PostId;
+
+use crate::FeedChange;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    // users
-    InsertUser {
-        user_id: UserId,
-        username: String,
-        email: String,
-        registered_at: DateTime<Utc>,
-    },
-    SetAdmin {
-        user_id: UserId,
-    },
-    InsertSession {
-        session_id: SessionId,
-        user_id: UserId,
-        token_hash: String,
-        expires_at: DateTime<Utc>,
-    },
-    EndSession {
-        session_id: SessionId,
-    },
-    /// The user unregistered: their account row and every session go.
-    DeleteUser {
-        user_id: UserId,
-    },
-    // feed
-    InsertPost {
-        post_id: PostId,
-        position: Position,
-        /// The author of a *named* post (private column, for [`Change::ForgetPostAuthor`]);
-        /// always `None` for anonymous posts.
-        author_id: Option<UserId>,
-        author_name: String,
-        anonymous: bool,
-        title: Option<String>,
-        body: String,
-        tags: Vec<String>,
-        created_at: DateTime<Utc>,
-    },
-    DeletePost {
-        post_id: PostId,
-    },
-    /// The named posts of a user who unregistered show [`crate::DELETED_USER`].
-    ForgetPostAuthor {
-        user_id: UserId,
-    },
-    /// Adds `delta` to a post's comment count; `active_at`, if given, becomes its last activity.
-    CountComment {
-        post_id: PostId,
-        delta: i64,
-        active_at: Option<DateTime<Utc>>,
-    },
-    // comments
-    InsertComment {
-        comment_id: CommentId,
-        post_id: PostId,
-        position: Position,
-        /// The author of a *named* comment (private column); always `None` when anonymous.
-        author_id: Option<UserId>,
-        author_name: String,
-        anonymous: bool,
-        is_host: bool,
-        body: String,
-        reply_to: Option<CommentId>,
-        created_at: DateTime<Utc>,
-    },
-    DeleteComment {
-        post_id: PostId,
-        comment_id: CommentId,
-    },
-    DeleteCommentsOf {
-        post_id: PostId,
-    },
-    /// The named comments of a user who unregistered show [`crate::DELETED_USER`].
-    ForgetCommentAuthor {
-        user_id: UserId,
-    },
+    /// The `users` projection's writes (accounts, sessions).
+    Users(crate::users::UserChange),
+    /// The `feed` projection's writes (posts, their counts).
+    Feed(crate::feed::FeedChange),
+    /// The `comments` projection's writes.
+    Comments(crate::comments::CommentChange),
     /// The `tasks` projection's writes (models, workers, tasks).
     Tasks(crate::tasks::TaskChange),
     /// The `stats` projection's writes (counters, activity, task timings).
@@ -116,17 +50,17 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
     };
     for change in changes {
         match change {
-            Change::CountComment {
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
                 active_at,
-            } => match slot.get(&post_id) {
+            }) => match slot.get(&post_id) {
                 Some(&i) => {
-                    if let Some(Change::CountComment {
+                    if let Some(Change::Feed(FeedChange::CountComment {
                         delta: d,
                         active_at: a,
                         ..
-                    }) = &mut pending[i]
+                    })) = &mut pending[i]
                     {
                         *d += delta;
                         if active_at.is_some() {
@@ -136,14 +70,15 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                 }
                 None => {
                     slot.insert(post_id, pending.len());
-                    pending.push(Some(Change::CountComment {
+                    pending.push(Some(Change::Feed(FeedChange::CountComment {
                         post_id,
                         delta,
                         active_at,
-                    }));
+                    })));
                 }
             },
-            Change::InsertPost { post_id, .. } | Change::DeletePost { post_id } => {
+            Change::Feed(FeedChange::InsertPost { post_id, .. })
+            | Change::Feed(FeedChange::DeletePost { post_id }) => {
                 flush(&post_id, &mut out, &mut pending, &mut slot);
                 out.push(change);
             }
@@ -159,6 +94,7 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
     use proptest::prelude::*;
     use uuid::Uuid;
 
@@ -167,21 +103,21 @@ mod tests {
         let mut feed = BTreeMap::new();
         for c in changes {
             match c {
-                Change::InsertPost {
+                Change::Feed(FeedChange::InsertPost {
                     post_id,
                     created_at,
                     ..
-                } => {
+                }) => {
                     feed.entry(*post_id).or_insert((0, created_at.timestamp()));
                 }
-                Change::DeletePost { post_id } => {
+                Change::Feed(FeedChange::DeletePost { post_id }) => {
                     feed.remove(post_id);
                 }
-                Change::CountComment {
+                Change::Feed(FeedChange::CountComment {
                     post_id,
                     delta,
                     active_at,
-                } => {
+                }) => {
                     if let Some((n, at)) = feed.get_mut(post_id) {
                         *n += delta;
                         if let Some(a) = active_at {
@@ -199,25 +135,27 @@ mod tests {
         let post = (0u128..4).prop_map(|n| PostId::new(Uuid::from_u128(n)));
         let at = (0i64..1000).prop_map(|s| DateTime::from_timestamp(s, 0).expect("a time"));
         prop_oneof![
-            (post.clone(), at.clone()).prop_map(|(post_id, created_at)| Change::InsertPost {
-                post_id,
-                position: 1,
-                author_id: None,
-                author_name: "a".into(),
-                anonymous: true,
-                title: None,
-                body: "b".into(),
-                tags: vec![],
-                created_at,
-            }),
+            (post.clone(), at.clone()).prop_map(|(post_id, created_at)| Change::Feed(
+                FeedChange::InsertPost {
+                    post_id,
+                    position: 1,
+                    author_id: None,
+                    author_name: "a".into(),
+                    anonymous: true,
+                    title: None,
+                    body: "b".into(),
+                    tags: vec![],
+                    created_at,
+                }
+            )),
             post.clone()
-                .prop_map(|post_id| Change::DeletePost { post_id }),
+                .prop_map(|post_id| Change::Feed(FeedChange::DeletePost { post_id })),
             (post, -1i64..=1, proptest::option::of(at)).prop_map(|(post_id, delta, active_at)| {
-                Change::CountComment {
+                Change::Feed(FeedChange::CountComment {
                     post_id,
                     delta,
                     active_at,
-                }
+                })
             }),
         ]
     }
@@ -236,29 +174,29 @@ mod tests {
         let post_id = PostId::new(Uuid::from_u128(1));
         let at = |s| Some(DateTime::from_timestamp(s, 0).expect("a time"));
         let merged = coalesce(vec![
-            Change::CountComment {
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
                 active_at: at(1),
-            },
-            Change::CountComment {
+            }),
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
                 active_at: at(2),
-            },
-            Change::CountComment {
+            }),
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: -1,
                 active_at: None,
-            },
+            }),
         ]);
         assert_eq!(
             merged,
-            vec![Change::CountComment {
+            vec![Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
                 active_at: at(2)
-            }]
+            })]
         );
     }
 }

@@ -19,11 +19,14 @@ pub mod users;
 pub mod views;
 
 pub use change::Change;
+pub use comments::{CommentChange, CommentQueries};
+pub use feed::{FeedChange, FeedQueries};
 pub use ports::{
     Decoded, EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore,
 };
 pub use runner::{ProjectionHub, ProjectionState, ProjectionStatus};
 pub use stats::StatsQueries;
+pub use users::{UserChange, UserQueries};
 
 use domain::{Envelope, Event};
 

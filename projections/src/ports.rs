@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{CommentId, Envelope, Event, Position, PostId, UserId};
+use domain::{Envelope, Event, Position};
 use tokio::sync::watch;
 
 use crate::Change;
-use crate::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadModelError {
@@ -134,30 +133,15 @@ pub struct Page {
     pub limit: usize,
 }
 
-/// What the API reads. Implemented on the same stores the projections write.
-#[async_trait]
-pub trait ForumQueries: Send + Sync + 'static {
-    /// Live posts, newest first; `cursor` is the position of the last post already seen.
-    async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError>;
-    async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError>;
-    /// A post's live comments, oldest first.
-    async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError>;
-    /// A live post's comments page, or `None` when the post is not live: what a comment page
-    /// answers. A store may read both in one trip (the SQLite readers do).
-    async fn comments_of_live_post(
-        &self,
-        post: PostId,
-        page: Page,
-    ) -> Result<Option<Vec<CommentView>>, ReadModelError> {
-        if self.post(post).await?.is_none() {
-            return Ok(None);
-        }
-        self.comments(post, page).await.map(Some)
-    }
-    async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError>;
-    async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError>;
-    /// A session by token hash, if it exists and has not ended (expiry is the caller's check).
-    async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError>;
-    /// A user's live sessions (ids and expiry only), newest first.
-    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError>;
+/// What the API reads of the forum: the feed's, the comments' and the users' query ports
+/// together (each defined beside its projection). Implemented on the same stores the
+/// projections write.
+pub trait ForumQueries:
+    crate::feed::FeedQueries + crate::comments::CommentQueries + crate::users::UserQueries
+{
+}
+
+impl<T> ForumQueries for T where
+    T: crate::feed::FeedQueries + crate::comments::CommentQueries + crate::users::UserQueries
+{
 }

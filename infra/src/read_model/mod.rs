@@ -15,6 +15,7 @@ pub(crate) mod sql;
 pub mod sqlite;
 mod tables;
 
+use projections::{CommentChange, FeedChange};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -461,8 +462,8 @@ impl Run {
     pub(crate) fn of(change: &Change) -> Option<Run> {
         use projections::stats::StatsChange;
         match change {
-            Change::InsertComment { .. } => Some(Run::InsertComment),
-            Change::CountComment { .. } => Some(Run::CountComment),
+            Change::Comments(CommentChange::InsertComment { .. }) => Some(Run::InsertComment),
+            Change::Feed(FeedChange::CountComment { .. }) => Some(Run::CountComment),
             Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
             Change::Stats(StatsChange::Active { .. }) => Some(Run::StatsActive),
             _ => None,
@@ -497,7 +498,7 @@ enum Target<'a> {
 fn target(change: &Change) -> Option<Target<'_>> {
     use projections::stats::StatsChange;
     match change {
-        Change::CountComment { post_id, .. } => Some(Target::Post(*post_id)),
+        Change::Feed(FeedChange::CountComment { post_id, .. }) => Some(Target::Post(*post_id)),
         Change::Stats(StatsChange::Count {
             day, metric, key, ..
         }) => Some(Target::Counter(*day, *metric, key)),

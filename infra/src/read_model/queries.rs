@@ -11,7 +11,7 @@ use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
 use projections::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
-use projections::{ForumQueries, ReadModelError, StatsQueries};
+use projections::{CommentQueries, FeedQueries, ReadModelError, StatsQueries, UserQueries};
 
 use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
@@ -32,7 +32,7 @@ impl<D: Db> Store<D> {
 }
 
 #[async_trait]
-impl<D: Db> ForumQueries for Store<D> {
+impl<D: Db> FeedQueries for Store<D> {
     async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError> {
         self.db
             .rows(feed::page(page.cursor, page.limit), feed::view)
@@ -42,7 +42,10 @@ impl<D: Db> ForumQueries for Store<D> {
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
         self.one(feed::by_id(id), feed::view).await
     }
+}
 
+#[async_trait]
+impl<D: Db> CommentQueries for Store<D> {
     async fn comments(&self, post: PostId, page: Page) -> Result<Vec<CommentView>, ReadModelError> {
         self.db
             .rows(
@@ -69,7 +72,10 @@ impl<D: Db> ForumQueries for Store<D> {
     async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
         self.one(comments::by_id(id), comments::view).await
     }
+}
 
+#[async_trait]
+impl<D: Db> UserQueries for Store<D> {
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
         self.one(users::by_id(id), users::view).await
     }

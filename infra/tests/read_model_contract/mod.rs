@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use projections::{CommentChange, FeedChange, UserChange};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -92,7 +93,7 @@ fn comment_id(n: u128) -> CommentId {
 }
 
 fn post(n: u128, position: u64) -> Change {
-    Change::InsertPost {
+    Change::Feed(FeedChange::InsertPost {
         post_id: post_id(n),
         position,
         author_id: (!n.is_multiple_of(2)).then(|| UserId::new(Uuid::from_u128(0xa000 + n))),
@@ -106,11 +107,11 @@ fn post(n: u128, position: u64) -> Change {
         body: format!("body of post {n}: 自习室"),
         tags: vec!["study".into(), format!("t{n}")],
         created_at: t(position as i64),
-    }
+    })
 }
 
 fn comment(n: u128, on: u128, position: u64) -> Vec<Change> {
-    vec![Change::InsertComment {
+    vec![Change::Comments(CommentChange::InsertComment {
         comment_id: comment_id(n),
         post_id: post_id(on),
         position,
@@ -121,7 +122,7 @@ fn comment(n: u128, on: u128, position: u64) -> Vec<Change> {
         body: format!("comment {n}"),
         reply_to: (n > 1).then(|| comment_id(n - 1)),
         created_at: t(position as i64),
-    }]
+    })]
 }
 
 /// Builds and promotes a first generation of `projection` holding `changes`.
@@ -251,21 +252,21 @@ pub async fn comments_page_oldest_first_per_post(store: Store) {
 pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
     let g = live_with(&store, "feed", &[post(1, 1), post(2, 2)], 2).await;
     let bumps = [
-        Change::CountComment {
+        Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: 1,
             active_at: Some(t(10)),
-        },
-        Change::CountComment {
+        }),
+        Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: 1,
             active_at: Some(t(11)),
-        },
-        Change::CountComment {
+        }),
+        Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: -1,
             active_at: None,
-        },
+        }),
     ];
     store.apply("feed", g, &bumps, 2, 12).await.expect("apply");
     let p = store
@@ -278,9 +279,9 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         .apply(
             "feed",
             g,
-            &[Change::DeletePost {
+            &[Change::Feed(FeedChange::DeletePost {
                 post_id: post_id(1),
-            }],
+            })],
             12,
             13,
         )
@@ -297,10 +298,10 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         .apply(
             "comments",
             c,
-            &[Change::DeleteComment {
+            &[Change::Comments(CommentChange::DeleteComment {
                 post_id: post_id(7),
                 comment_id: comment_id(1),
-            }],
+            })],
             22,
             23,
         )
@@ -317,9 +318,9 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         .apply(
             "comments",
             c,
-            &[Change::DeleteCommentsOf {
+            &[Change::Comments(CommentChange::DeleteCommentsOf {
                 post_id: post_id(7),
-            }],
+            })],
             23,
             24,
         )
@@ -354,19 +355,19 @@ pub async fn sessions_resolve_users_until_ended(store: Store) {
     let user = UserId::new(Uuid::from_u128(77));
     let session = SessionId::new(Uuid::from_u128(78));
     let changes = [
-        Change::InsertUser {
+        Change::Users(UserChange::InsertUser {
             user_id: user,
             username: "ann".into(),
             email: "ann@campus.edu".into(),
             registered_at: t(1),
-        },
-        Change::SetAdmin { user_id: user },
-        Change::InsertSession {
+        }),
+        Change::Users(UserChange::SetAdmin { user_id: user }),
+        Change::Users(UserChange::InsertSession {
             session_id: session,
             user_id: user,
             token_hash: "h1".into(),
             expires_at: t(99),
-        },
+        }),
     ];
     let g = live_with(&store, "users", &changes, 3).await;
     let found = store
@@ -389,9 +390,9 @@ pub async fn sessions_resolve_users_until_ended(store: Store) {
         .apply(
             "users",
             g,
-            &[Change::EndSession {
+            &[Change::Users(UserChange::EndSession {
                 session_id: session,
-            }],
+            })],
             3,
             4,
         )
@@ -479,30 +480,30 @@ pub async fn batching_does_not_change_the_result(store: Store) {
     let mut all = Vec::new();
     for n in 1..=6 {
         all.push(post(n, n as u64 * 3));
-        all.push(Change::CountComment {
+        all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(n),
             delta: 1,
             active_at: Some(t(n as i64 * 3 + 1)),
-        });
+        }));
     }
     // A run of counts for distinct posts (one multi-row statement where the backend has it),
     // and a run that names one post twice.
     for (n, delta, at) in [(1, 2, Some(t(40))), (2, 1, None), (3, -1, Some(t(41)))] {
-        all.push(Change::CountComment {
+        all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(n),
             delta,
             active_at: at,
-        });
+        }));
     }
-    all.push(Change::DeletePost {
+    all.push(Change::Feed(FeedChange::DeletePost {
         post_id: post_id(4),
-    });
+    }));
     for at in [Some(t(42)), None] {
-        all.push(Change::CountComment {
+        all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(5),
             delta: 1,
             active_at: at,
-        });
+        }));
     }
     let one = store.create_generation("feed", 1).await.expect("create");
     store
@@ -1067,7 +1068,7 @@ fn nobody() -> UserId {
 
 /// A post by `author` (the private column of a named post; `None` for anonymous ones).
 fn authored_post(n: u128, position: u64, author: Option<UserId>, name: &str) -> Change {
-    Change::InsertPost {
+    Change::Feed(FeedChange::InsertPost {
         post_id: post_id(n),
         position,
         author_id: author,
@@ -1077,7 +1078,7 @@ fn authored_post(n: u128, position: u64, author: Option<UserId>, name: &str) -> 
         body: format!("body {n}"),
         tags: vec![format!("t{n}")],
         created_at: t(position as i64),
-    }
+    })
 }
 
 fn authored_comment(
@@ -1087,7 +1088,7 @@ fn authored_comment(
     author: Option<UserId>,
     name: &str,
 ) -> Change {
-    Change::InsertComment {
+    Change::Comments(CommentChange::InsertComment {
         comment_id: comment_id(n),
         post_id: post_id(on),
         position,
@@ -1098,7 +1099,7 @@ fn authored_comment(
         body: format!("comment {n}"),
         reply_to: (n > 1).then(|| comment_id(n - 1)),
         created_at: t(position as i64),
-    }
+    })
 }
 
 /// The live rows of a projection as `dump` gives them: (table, row as JSON), private columns
@@ -1151,11 +1152,11 @@ async fn authored_fixture(store: &Store) -> (u32, u32) {
             authored_post(3, 3, Some(bob()), "bob"),
             authored_post(4, 4, Some(ann()), "ann"),
             authored_post(5, 5, None, "ann"),
-            Change::CountComment {
+            Change::Feed(FeedChange::CountComment {
                 post_id: post_id(4),
                 delta: 3,
                 active_at: Some(t(40)),
-            },
+            }),
         ],
         5,
     )
@@ -1228,7 +1229,9 @@ pub async fn forgetting_a_post_author_renames_exactly_their_named_posts(store: S
         .apply(
             "feed",
             feed,
-            &[Change::ForgetPostAuthor { user_id: ann() }],
+            &[Change::Feed(FeedChange::ForgetPostAuthor {
+                user_id: ann(),
+            })],
             5,
             6,
         )
@@ -1274,7 +1277,7 @@ pub async fn forgetting_a_post_author_renames_exactly_their_named_posts(store: S
             .apply(
                 "feed",
                 feed,
-                &[Change::ForgetPostAuthor { user_id }],
+                &[Change::Feed(FeedChange::ForgetPostAuthor { user_id })],
                 from,
                 from + 1,
             )
@@ -1286,7 +1289,9 @@ pub async fn forgetting_a_post_author_renames_exactly_their_named_posts(store: S
         .apply(
             "feed",
             feed,
-            &[Change::ForgetPostAuthor { user_id: bob() }],
+            &[Change::Feed(FeedChange::ForgetPostAuthor {
+                user_id: bob(),
+            })],
             8,
             9,
         )
@@ -1308,7 +1313,7 @@ pub async fn forgetting_a_post_author_renames_exactly_their_named_posts(store: S
             &[
                 authored_post(6, 20, Some(carol), "carol"),
                 authored_post(7, 21, Some(dave), "dave"),
-                Change::ForgetPostAuthor { user_id: carol },
+                Change::Feed(FeedChange::ForgetPostAuthor { user_id: carol }),
             ],
             9,
             10,
@@ -1369,7 +1374,9 @@ pub async fn forgetting_a_comment_author_renames_exactly_their_named_comments(st
         .apply(
             "comments",
             comments,
-            &[Change::ForgetCommentAuthor { user_id: ann() }],
+            &[Change::Comments(CommentChange::ForgetCommentAuthor {
+                user_id: ann(),
+            })],
             16,
             17,
         )
@@ -1420,7 +1427,9 @@ pub async fn forgetting_a_comment_author_renames_exactly_their_named_comments(st
             .apply(
                 "comments",
                 comments,
-                &[Change::ForgetCommentAuthor { user_id }],
+                &[Change::Comments(CommentChange::ForgetCommentAuthor {
+                    user_id,
+                })],
                 from,
                 from + 1,
             )
@@ -1432,7 +1441,9 @@ pub async fn forgetting_a_comment_author_renames_exactly_their_named_comments(st
         .apply(
             "comments",
             comments,
-            &[Change::ForgetCommentAuthor { user_id: bob() }],
+            &[Change::Comments(CommentChange::ForgetCommentAuthor {
+                user_id: bob(),
+            })],
             19,
             20,
         )
@@ -1444,12 +1455,12 @@ pub async fn forgetting_a_comment_author_renames_exactly_their_named_comments(st
 }
 
 fn user_row(user_id: UserId, name: &str) -> Change {
-    Change::InsertUser {
+    Change::Users(UserChange::InsertUser {
         user_id,
         username: name.into(),
         email: format!("{name}@campus.edu"),
         registered_at: t(1),
-    }
+    })
 }
 
 /// A time some decades ahead: sessions that have not expired (whether a store lists expired
@@ -1459,12 +1470,12 @@ fn future(s: i64) -> DateTime<Utc> {
 }
 
 fn session_row(n: u128, user_id: UserId, expires: i64) -> Change {
-    Change::InsertSession {
+    Change::Users(UserChange::InsertSession {
         session_id: SessionId::new(Uuid::from_u128(0x5e55_0000 + n)),
         user_id,
         token_hash: format!("hash{n}"),
         expires_at: future(expires),
-    }
+    })
 }
 
 pub async fn deleting_a_user_removes_them_and_their_sessions_only(store: Store) {
@@ -1474,7 +1485,7 @@ pub async fn deleting_a_user_removes_them_and_their_sessions_only(store: Store) 
         &[
             user_row(ann(), "ann"),
             user_row(bob(), "bob"),
-            Change::SetAdmin { user_id: bob() },
+            Change::Users(UserChange::SetAdmin { user_id: bob() }),
             session_row(1, ann(), 50),
             session_row(2, bob(), 60),
             session_row(3, ann(), 70),
@@ -1495,7 +1506,7 @@ pub async fn deleting_a_user_removes_them_and_their_sessions_only(store: Store) 
         .apply(
             "users",
             users,
-            &[Change::DeleteUser { user_id: ann() }],
+            &[Change::Users(UserChange::DeleteUser { user_id: ann() })],
             6,
             7,
         )
@@ -1545,7 +1556,7 @@ pub async fn deleting_a_user_removes_them_and_their_sessions_only(store: Store) 
             .apply(
                 "users",
                 users,
-                &[Change::DeleteUser { user_id }],
+                &[Change::Users(UserChange::DeleteUser { user_id })],
                 from,
                 from + 1,
             )
@@ -1571,11 +1582,13 @@ pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
         session_at(1_700_000_003),
         session_at(1_700_000_004),
     );
-    let session = |session_id, user_id, n: u32, expires| Change::InsertSession {
-        session_id,
-        user_id,
-        token_hash: format!("h{n}"),
-        expires_at: future(expires),
+    let session = |session_id, user_id, n: u32, expires| {
+        Change::Users(UserChange::InsertSession {
+            session_id,
+            user_id,
+            token_hash: format!("h{n}"),
+            expires_at: future(expires),
+        })
     };
     // Written neither in id order nor in expiry order.
     let users = live_with(
@@ -1624,7 +1637,7 @@ pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
         .apply(
             "users",
             users,
-            &[Change::EndSession { session_id: second }],
+            &[Change::Users(UserChange::EndSession { session_id: second })],
             7,
             8,
         )
@@ -1678,9 +1691,9 @@ pub async fn a_comment_page_answers_only_for_a_live_post(store: Store) {
         .apply(
             "feed",
             feed,
-            &[Change::DeletePost {
+            &[Change::Feed(FeedChange::DeletePost {
                 post_id: post_id(1),
-            }],
+            })],
             2,
             6,
         )

@@ -3,6 +3,7 @@
 //! name); their anonymous posts and everyone else's stay as they were; and the batch that
 //! forgets them, applied again, changes nothing.
 
+use projections::FeedChange;
 use std::collections::BTreeMap;
 
 use commands::EventStore;
@@ -124,7 +125,9 @@ pub async fn run(open: Open) {
     let forgetting = changes_after(&world, head).await;
     assert_eq!(
         forgetting,
-        vec![Change::ForgetPostAuthor { user_id: leaver }]
+        vec![Change::Feed(FeedChange::ForgetPostAuthor {
+            user_id: leaver
+        })]
     );
     let everything = changes_after(&world, 0).await;
     for batch in [forgetting, everything] {

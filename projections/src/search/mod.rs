@@ -4,7 +4,7 @@
 //! Documents carry the author only as the public read model shows it (`洞主` or a pseudonym
 //! for anonymous posts) and comments carry no author at all (ARCHITECTURE.md §6). The id of a
 //! *named* author is kept, privately, so that when that user unregisters their documents show
-//! [`DELETED_USER`] as the feed does ([`Change::ForgetPostAuthor`]) and keep neither their
+//! [`DELETED_USER`] as the feed does ([`FeedChange::ForgetPostAuthor`]) and keep neither their
 //! name nor their id: a rebuild, which can no longer read the name, gives the same documents.
 //! A search engine cannot share a transaction with anything else, so applying a batch is
 //! idempotent: documents are upserted by post id, a comment at or below a document's position
@@ -12,6 +12,7 @@
 
 pub mod text;
 
+use crate::{CommentChange, FeedChange};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
@@ -64,9 +65,9 @@ impl Projection for Search {
             .filter(|c| {
                 !matches!(
                     c,
-                    Change::CountComment { .. }
-                        | Change::DeleteCommentsOf { .. }
-                        | Change::ForgetCommentAuthor { .. }
+                    Change::Feed(FeedChange::CountComment { .. })
+                        | Change::Comments(CommentChange::DeleteCommentsOf { .. })
+                        | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
                 )
             })
             .collect()
@@ -120,10 +121,10 @@ impl SearchDocument {
 /// The post a search change is about; `None` for a change of another read model.
 fn post_of(change: &Change) -> Option<PostId> {
     match change {
-        Change::InsertPost { post_id, .. }
-        | Change::InsertComment { post_id, .. }
-        | Change::DeleteComment { post_id, .. }
-        | Change::DeletePost { post_id } => Some(*post_id),
+        Change::Feed(FeedChange::InsertPost { post_id, .. })
+        | Change::Comments(CommentChange::InsertComment { post_id, .. })
+        | Change::Comments(CommentChange::DeleteComment { post_id, .. })
+        | Change::Feed(FeedChange::DeletePost { post_id }) => Some(*post_id),
         _ => None,
     }
 }
@@ -140,7 +141,7 @@ pub fn forgotten(changes: &[Change]) -> BTreeSet<UserId> {
     changes
         .iter()
         .filter_map(|c| match c {
-            Change::ForgetPostAuthor { user_id } => Some(*user_id),
+            Change::Feed(FeedChange::ForgetPostAuthor { user_id }) => Some(*user_id),
             _ => None,
         })
         .collect()
@@ -158,7 +159,7 @@ pub fn apply_changes(
     // so a post with a thousand comments is not cut into words again on each new one.
     let mut out: BTreeMap<PostId, (Option<SearchDocument>, bool)> = BTreeMap::new();
     for change in changes {
-        if let Change::ForgetPostAuthor { user_id } = change {
+        if let Change::Feed(FeedChange::ForgetPostAuthor { user_id }) = change {
             forget_author(&mut stored, &mut out, *user_id);
             continue;
         }
@@ -213,7 +214,7 @@ fn forget_author(
 /// and otherwise keeps them up to date itself.
 fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change) {
     match change {
-        Change::InsertPost {
+        Change::Feed(FeedChange::InsertPost {
             post_id,
             position,
             author_id,
@@ -224,7 +225,7 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
             tags,
             created_at,
             ..
-        } if doc.is_none() => {
+        }) if doc.is_none() => {
             *doc = Some(SearchDocument {
                 id: *post_id,
                 post_position: *position,
@@ -244,12 +245,12 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
             });
             *stale = true;
         }
-        Change::InsertComment {
+        Change::Comments(CommentChange::InsertComment {
             comment_id,
             position,
             body,
             ..
-        } => {
+        }) => {
             if let Some(d) = doc
                 && *position > d.position
             {
@@ -264,14 +265,14 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
                 }
             }
         }
-        Change::DeleteComment { comment_id, .. } => {
+        Change::Comments(CommentChange::DeleteComment { comment_id, .. }) => {
             if let Some(d) = doc {
                 let before = d.comments.len();
                 d.comments.retain(|c| c.comment_id != *comment_id);
                 *stale |= d.comments.len() != before;
             }
         }
-        Change::DeletePost { .. } => *doc = None,
+        Change::Feed(FeedChange::DeletePost { .. }) => *doc = None,
         _ => {}
     }
 }
@@ -384,7 +385,7 @@ mod tests {
     use uuid::Uuid;
 
     fn post(id: u128, position: Position) -> Change {
-        Change::InsertPost {
+        Change::Feed(FeedChange::InsertPost {
             post_id: PostId::new(Uuid::from_u128(id)),
             position,
             author_id: None,
@@ -394,11 +395,11 @@ mod tests {
             body: "在操场跑步".into(),
             tags: vec!["sport".into()],
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        }
+        })
     }
 
     fn comment(post: u128, id: u128, position: Position, body: &str) -> Change {
-        Change::InsertComment {
+        Change::Comments(CommentChange::InsertComment {
             comment_id: CommentId::new(Uuid::from_u128(id)),
             post_id: PostId::new(Uuid::from_u128(post)),
             position,
@@ -409,7 +410,7 @@ mod tests {
             body: body.into(),
             reply_to: None,
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        }
+        })
     }
 
     #[test]
@@ -418,10 +419,10 @@ mod tests {
             post(1, 1),
             comment(1, 10, 2, "I was running too"),
             comment(1, 11, 3, "麻辣烫"),
-            Change::DeleteComment {
+            Change::Comments(CommentChange::DeleteComment {
                 post_id: PostId::new(Uuid::from_u128(1)),
                 comment_id: CommentId::new(Uuid::from_u128(11)),
-            },
+            }),
         ];
         let once = apply_changes(HashMap::new(), &changes).unwrap();
         let stored: HashMap<_, _> = once
@@ -451,10 +452,10 @@ mod tests {
         for (i, body) in bodies.iter().enumerate() {
             batches.push(vec![comment(1, 10 + i as u128, 2 + i as u64, body)]);
         }
-        batches.push(vec![Change::DeleteComment {
+        batches.push(vec![Change::Comments(CommentChange::DeleteComment {
             post_id: id,
             comment_id: CommentId::new(Uuid::from_u128(11)),
-        }]);
+        })]);
         batches.push(vec![comment(1, 20, 9, "after the delete")]);
         let mut stored = HashMap::new();
         for batch in &batches {
@@ -476,7 +477,10 @@ mod tests {
         let id = PostId::new(Uuid::from_u128(1));
         let out = apply_changes(
             HashMap::new(),
-            &[post(1, 1), Change::DeletePost { post_id: id }],
+            &[
+                post(1, 1),
+                Change::Feed(FeedChange::DeletePost { post_id: id }),
+            ],
         )
         .unwrap();
         assert_eq!(out.get(&id), Some(&None));
@@ -490,7 +494,7 @@ mod tests {
     }
 
     fn named(id: u128, position: Position, author: UserId) -> Change {
-        Change::InsertPost {
+        Change::Feed(FeedChange::InsertPost {
             post_id: PostId::new(Uuid::from_u128(id)),
             position,
             author_id: Some(author),
@@ -500,7 +504,7 @@ mod tests {
             body: "署名的帖子".into(),
             tags: vec![],
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        }
+        })
     }
 
     fn stored(out: &BTreeMap<PostId, Option<SearchDocument>>) -> HashMap<PostId, SearchDocument> {
@@ -526,7 +530,7 @@ mod tests {
         let event = Event::User(domain::user::UserEvent::UserUnregistered { user_id });
         assert_eq!(
             Search.apply(&envelope, &event),
-            vec![Change::ForgetPostAuthor { user_id }]
+            vec![Change::Feed(FeedChange::ForgetPostAuthor { user_id })]
         );
         assert_eq!(
             forgotten(&Search.apply(&envelope, &event)),
@@ -543,7 +547,7 @@ mod tests {
             UserId::new(Uuid::from_u128(8)),
         );
         let mut anonymous = post(2, 2);
-        if let Change::InsertPost { author_id, .. } = &mut anonymous {
+        if let Change::Feed(FeedChange::InsertPost { author_id, .. }) = &mut anonymous {
             // Even a change that wrongly names the author of an anonymous post.
             *author_id = Some(leaver);
         }
@@ -559,7 +563,9 @@ mod tests {
         assert_eq!(before[&hidden].author_id, None);
         assert_eq!(before[&other].author_id, Some(stayer));
 
-        let forget = [Change::ForgetPostAuthor { user_id: leaver }];
+        let forget = [Change::Feed(FeedChange::ForgetPostAuthor {
+            user_id: leaver,
+        })];
         let once = apply_changes(before.clone(), &forget).unwrap();
         assert_eq!(once.keys().collect::<Vec<_>>(), vec![&signed]);
         let after = once[&signed].clone().unwrap();
@@ -590,7 +596,7 @@ mod tests {
         let batch = [
             named(1, 1, leaver),
             comment(1, 10, 2, "hello"),
-            Change::ForgetPostAuthor { user_id: leaver },
+            Change::Feed(FeedChange::ForgetPostAuthor { user_id: leaver }),
         ];
         let together = apply_changes(HashMap::new(), &batch).unwrap();
         let again = apply_changes(stored(&together), &batch).unwrap();

@@ -1,6 +1,7 @@
 //! `comments`: the live comments of live posts, in order of position.
 
 use domain::{CommentId, Position, PostId};
+use projections::CommentChange;
 use projections::views::CommentView;
 use projections::{Change, ReadModelError};
 
@@ -53,7 +54,7 @@ const INSERT: &[(&str, Ty)] = &[
 /// The values of [`INSERT`] for a new comment.
 fn row(change: &Change) -> Option<Vec<Value>> {
     match change {
-        Change::InsertComment {
+        Change::Comments(CommentChange::InsertComment {
             comment_id,
             post_id,
             position,
@@ -64,7 +65,7 @@ fn row(change: &Change) -> Option<Vec<Value>> {
             body,
             reply_to,
             created_at,
-        } => Some(vec![
+        }) => Some(vec![
             Value::uuid(*comment_id),
             Value::uuid(*post_id),
             Value::int(*position as i64),
@@ -102,15 +103,15 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
         return;
     }
     match change {
-        Change::DeleteComment { comment_id, .. } => out.push(Stmt::new(
+        Change::Comments(CommentChange::DeleteComment { comment_id, .. }) => out.push(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE comment_id = $1"),
             vec![Value::uuid(*comment_id)],
         )),
-        Change::DeleteCommentsOf { post_id } => out.push(Stmt::new(
+        Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => out.push(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
         )),
-        Change::ForgetCommentAuthor { user_id } => out.push(Stmt::new(
+        Change::Comments(CommentChange::ForgetCommentAuthor { user_id }) => out.push(Stmt::new(
             format!(
                 "UPDATE comments_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"
             ),

@@ -1,6 +1,7 @@
 //! `feed`: the live posts, newest first, with their comment counts.
 
 use domain::{Position, PostId};
+use projections::FeedChange;
 use projections::views::PostView;
 use projections::{Change, ReadModelError};
 
@@ -37,7 +38,7 @@ pub(crate) const TABLE: Table = Table {
 
 fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
     match change {
-        Change::InsertPost {
+        Change::Feed(FeedChange::InsertPost {
             post_id,
             position,
             author_id,
@@ -47,7 +48,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
             body,
             tags,
             created_at,
-        } => out.push(Stmt::new(
+        }) => out.push(Stmt::new(
             format!(
                 "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, \
                  tags, created_at, last_activity_at, author_id) \
@@ -65,22 +66,22 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::Uuid(author_id.map(Into::into)),
             ],
         )),
-        Change::DeletePost { post_id } => out.push(Stmt::new(
+        Change::Feed(FeedChange::DeletePost { post_id }) => out.push(Stmt::new(
             format!("DELETE FROM feed_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
         )),
-        Change::ForgetPostAuthor { user_id } => out.push(Stmt::new(
+        Change::Feed(FeedChange::ForgetPostAuthor { user_id }) => out.push(Stmt::new(
             format!("UPDATE feed_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"),
             vec![
                 Value::text(projections::DELETED_USER),
                 Value::uuid(*user_id),
             ],
         )),
-        Change::CountComment {
+        Change::Feed(FeedChange::CountComment {
             post_id,
             delta,
             active_at,
-        } => out.push(Stmt::new(
+        }) => out.push(Stmt::new(
             format!(
                 "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
                  last_activity_at = COALESCE($2, last_activity_at) WHERE post_id = $3"
@@ -109,11 +110,11 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
     let rows = changes
         .iter()
         .filter_map(|c| match c {
-            Change::CountComment {
+            Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
                 active_at,
-            } => Some(vec![
+            }) => Some(vec![
                 Value::uuid(*post_id),
                 Value::int(*delta),
                 Value::Time(*active_at),

@@ -1,6 +1,7 @@
 //! `sessions`: who is logged in (by the hash of their token, never the token).
 
 use domain::{SessionId, UserId};
+use projections::UserChange;
 use projections::views::{SessionSummary, SessionView};
 use projections::{Change, ReadModelError};
 
@@ -27,12 +28,12 @@ pub(crate) const TABLE: Table = Table {
 
 fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
     match change {
-        Change::InsertSession {
+        Change::Users(UserChange::InsertSession {
             session_id,
             user_id,
             token_hash,
             expires_at,
-        } => out.push(Stmt::new(
+        }) => out.push(Stmt::new(
             format!(
                 "INSERT INTO sessions_g{g} (session_id, token_hash, user_id, expires_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
@@ -44,11 +45,11 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::time(expires_at),
             ],
         )),
-        Change::EndSession { session_id } => out.push(Stmt::new(
+        Change::Users(UserChange::EndSession { session_id }) => out.push(Stmt::new(
             format!("DELETE FROM sessions_g{g} WHERE session_id = $1"),
             vec![Value::uuid(*session_id)],
         )),
-        Change::DeleteUser { user_id } => out.push(Stmt::new(
+        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Stmt::new(
             format!("DELETE FROM sessions_g{g} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
         )),

@@ -1,6 +1,7 @@
 //! `users`: registered accounts (private: only their owner and admins read them).
 
 use domain::UserId;
+use projections::UserChange;
 use projections::views::UserView;
 use projections::{Change, ReadModelError};
 
@@ -28,12 +29,12 @@ pub(crate) const TABLE: Table = Table {
 
 fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
     match change {
-        Change::InsertUser {
+        Change::Users(UserChange::InsertUser {
             user_id,
             username,
             email,
             registered_at,
-        } => out.push(Stmt::new(
+        }) => out.push(Stmt::new(
             format!(
                 "INSERT INTO users_g{g} (user_id, username, email, registered_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
@@ -45,11 +46,11 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::time(registered_at),
             ],
         )),
-        Change::SetAdmin { user_id } => out.push(Stmt::new(
+        Change::Users(UserChange::SetAdmin { user_id }) => out.push(Stmt::new(
             format!("UPDATE users_g{g} SET is_admin = TRUE WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
         )),
-        Change::DeleteUser { user_id } => out.push(Stmt::new(
+        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Stmt::new(
             format!("DELETE FROM users_g{g} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
         )),

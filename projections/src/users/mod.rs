@@ -1,6 +1,12 @@
 //! The `users` projection: accounts and live sessions (private tables: they back `GET /me` and
 //! bearer-token checks, never a public listing).
 
+mod change;
+mod view;
+
+pub use change::UserChange;
+pub use view::{SessionSummary, SessionView, UserQueries, UserView};
+
 use domain::session::SessionEvent;
 use domain::user::UserEvent;
 use domain::{Envelope, Event};
@@ -28,19 +34,19 @@ impl Projection for Users {
                 email,
                 username,
                 ..
-            }) => vec![Change::InsertUser {
+            }) => vec![Change::Users(UserChange::InsertUser {
                 user_id: *user_id,
                 // Empty when the key is gone: the user unregistered, and that event (later in
                 // the log) deletes the row.
                 username: username.get().cloned().unwrap_or_default(),
                 email: email.get().cloned().unwrap_or_default(),
                 registered_at: envelope.occurred_at,
-            }],
+            })],
             Event::User(UserEvent::AdminGranted { user_id }) => {
-                vec![Change::SetAdmin { user_id: *user_id }]
+                vec![Change::Users(UserChange::SetAdmin { user_id: *user_id })]
             }
             Event::User(UserEvent::UserUnregistered { user_id }) => {
-                vec![Change::DeleteUser { user_id: *user_id }]
+                vec![Change::Users(UserChange::DeleteUser { user_id: *user_id })]
             }
             Event::Session(SessionEvent::SessionStarted {
                 session_id,
@@ -48,17 +54,17 @@ impl Projection for Users {
                 token_hash,
                 expires_at,
             }) => {
-                vec![Change::InsertSession {
+                vec![Change::Users(UserChange::InsertSession {
                     session_id: *session_id,
                     user_id: *user_id,
                     token_hash: token_hash.clone(),
                     expires_at: *expires_at,
-                }]
+                })]
             }
             Event::Session(SessionEvent::SessionEnded { session_id, .. }) => {
-                vec![Change::EndSession {
+                vec![Change::Users(UserChange::EndSession {
                     session_id: *session_id,
-                }]
+                })]
             }
             Event::Reservation(_)
             | Event::Verification(_)

@@ -1,5 +1,11 @@
 //! The `feed` projection: one public row per live post, newest first, with its comment count.
 
+mod change;
+mod view;
+
+pub use change::FeedChange;
+pub use view::{FeedQueries, PostView};
+
 use domain::post::{Author, PostEvent};
 use domain::user::UserEvent;
 use domain::{Envelope, Event, UserId};
@@ -33,7 +39,9 @@ impl Projection for Feed {
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
         if let Event::User(UserEvent::UserUnregistered { user_id }) = event {
-            return vec![Change::ForgetPostAuthor { user_id: *user_id }];
+            return vec![Change::Feed(FeedChange::ForgetPostAuthor {
+                user_id: *user_id,
+            })];
         }
         let Event::Post(event) = event else {
             return vec![];
@@ -48,7 +56,7 @@ impl Projection for Feed {
                 tags,
                 ..
             } => {
-                vec![Change::InsertPost {
+                vec![Change::Feed(FeedChange::InsertPost {
                     post_id: *post_id,
                     position: envelope.position,
                     author_id: named_author(author),
@@ -58,24 +66,24 @@ impl Projection for Feed {
                     body: body.clone(),
                     tags: tags.clone(),
                     created_at: envelope.occurred_at,
-                }]
+                })]
             }
             PostEvent::CommentAdded { post_id, .. } => {
-                vec![Change::CountComment {
+                vec![Change::Feed(FeedChange::CountComment {
                     post_id: *post_id,
                     delta: 1,
                     active_at: Some(envelope.occurred_at),
-                }]
+                })]
             }
             PostEvent::CommentDeleted { post_id, .. } => {
-                vec![Change::CountComment {
+                vec![Change::Feed(FeedChange::CountComment {
                     post_id: *post_id,
                     delta: -1,
                     active_at: None,
-                }]
+                })]
             }
             PostEvent::PostDeleted { post_id, .. } => {
-                vec![Change::DeletePost { post_id: *post_id }]
+                vec![Change::Feed(FeedChange::DeletePost { post_id: *post_id })]
             }
         }
     }

@@ -1,5 +1,11 @@
 //! The `comments` projection: public comment rows per post, oldest first.
 
+mod change;
+mod view;
+
+pub use change::CommentChange;
+pub use view::{CommentQueries, CommentView};
+
 use domain::post::PostEvent;
 use domain::user::UserEvent;
 use domain::{Envelope, Event};
@@ -20,7 +26,9 @@ impl Projection for Comments {
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
         if let Event::User(UserEvent::UserUnregistered { user_id }) = event {
-            return vec![Change::ForgetCommentAuthor { user_id: *user_id }];
+            return vec![Change::Comments(CommentChange::ForgetCommentAuthor {
+                user_id: *user_id,
+            })];
         }
         let Event::Post(event) = event else {
             return vec![];
@@ -36,7 +44,7 @@ impl Projection for Comments {
                 reply_to,
                 ..
             } => {
-                vec![Change::InsertComment {
+                vec![Change::Comments(CommentChange::InsertComment {
                     comment_id: *comment_id,
                     post_id: *post_id,
                     position: envelope.position,
@@ -48,18 +56,20 @@ impl Projection for Comments {
                     body: body.clone(),
                     reply_to: *reply_to,
                     created_at: envelope.occurred_at,
-                }]
+                })]
             }
             PostEvent::CommentDeleted {
                 post_id,
                 comment_id,
                 ..
-            } => vec![Change::DeleteComment {
+            } => vec![Change::Comments(CommentChange::DeleteComment {
                 post_id: *post_id,
                 comment_id: *comment_id,
-            }],
+            })],
             PostEvent::PostDeleted { post_id, .. } => {
-                vec![Change::DeleteCommentsOf { post_id: *post_id }]
+                vec![Change::Comments(CommentChange::DeleteCommentsOf {
+                    post_id: *post_id,
+                })]
             }
             PostEvent::PostPublished { .. } => vec![],
         }
@@ -154,8 +164,13 @@ mod tests {
         );
         assert_eq!(
             Comments.apply(&env, &ev),
-            vec![Change::DeleteCommentsOf { post_id }]
+            vec![Change::Comments(CommentChange::DeleteCommentsOf {
+                post_id
+            })]
         );
-        assert_eq!(Feed.apply(&env, &ev), vec![Change::DeletePost { post_id }]);
+        assert_eq!(
+            Feed.apply(&env, &ev),
+            vec![Change::Feed(crate::FeedChange::DeletePost { post_id })]
+        );
     }
 }

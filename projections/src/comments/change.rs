@@ -1,0 +1,33 @@
+//! What the `comments` projection writes: one row per live comment. A comment's `author_id`
+//! is `None` when it is anonymous (ARCHITECTURE.md §6).
+
+use chrono::{DateTime, Utc};
+use domain::{CommentId, Position, PostId, UserId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommentChange {
+    InsertComment {
+        comment_id: CommentId,
+        post_id: PostId,
+        position: Position,
+        /// The author of a *named* comment (private column); always `None` when anonymous.
+        author_id: Option<UserId>,
+        author_name: String,
+        anonymous: bool,
+        is_host: bool,
+        body: String,
+        reply_to: Option<CommentId>,
+        created_at: DateTime<Utc>,
+    },
+    DeleteComment {
+        post_id: PostId,
+        comment_id: CommentId,
+    },
+    DeleteCommentsOf {
+        post_id: PostId,
+    },
+    /// The named comments of a user who unregistered show [`crate::DELETED_USER`].
+    ForgetCommentAuthor {
+        user_id: UserId,
+    },
+}

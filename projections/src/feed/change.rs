@@ -1,0 +1,36 @@
+//! What the `feed` projection writes: one row per live post. Public rows never carry the
+//! author of anonymous content (ARCHITECTURE.md §6): a post's `author_id` is `None` when it is
+//! anonymous.
+
+use chrono::{DateTime, Utc};
+use domain::{Position, PostId, UserId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedChange {
+    InsertPost {
+        post_id: PostId,
+        position: Position,
+        /// The author of a *named* post (private column, for [`FeedChange::ForgetPostAuthor`]);
+        /// always `None` for anonymous posts.
+        author_id: Option<UserId>,
+        author_name: String,
+        anonymous: bool,
+        title: Option<String>,
+        body: String,
+        tags: Vec<String>,
+        created_at: DateTime<Utc>,
+    },
+    DeletePost {
+        post_id: PostId,
+    },
+    /// The named posts of a user who unregistered show [`crate::DELETED_USER`].
+    ForgetPostAuthor {
+        user_id: UserId,
+    },
+    /// Adds `delta` to a post's comment count; `active_at`, if given, becomes its last activity.
+    CountComment {
+        post_id: PostId,
+        delta: i64,
+        active_at: Option<DateTime<Utc>>,
+    },
+}
