@@ -15,7 +15,7 @@ pub(crate) mod sql;
 pub mod sqlite;
 mod tables;
 
-use projections::{CommentChange, FeedChange};
+use projections::FeedChange;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +24,7 @@ pub use postgres::PostgresReadModels;
 use projections::tasks::TaskQueries;
 use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
 use projections::{ForumQueries, StatsQueries};
-use sql::{Db, Stmt, Tx, Value};
+use sql::{Db, Stmt, Tx, Value, Write};
 pub use sqlite::SqliteReadModels;
 use tables::{Table, tables_of};
 
@@ -363,34 +363,62 @@ impl<D: Db> ReadModelStore for Store<D> {
     }
 }
 
-/// The statements that apply `changes` to generation `g` of `tables`. Runs of one kind of
-/// change (new comments, comment counts, statistics counters and activity marks: most of a
-/// busy log) go in as one batch statement each, so a batch costs a few statements whatever
-/// its size.
+/// The statements that apply `changes` to generation `g` of `tables`, table by table (no
+/// statement reads or writes another table than its own, so only each table's own order
+/// matters). Consecutive new rows of a table go in as one statement ([`sql::Dialect::insert`]);
+/// runs of comment counts and statistics counters as one batch statement each. A batch thus
+/// costs a few statements whatever its size.
 fn statements(d: sql::Dialect, tables: &[&Table], g: u32, changes: &[Change]) -> Vec<Stmt> {
     let mut out = Vec::new();
-    let mut rest = changes;
-    while !rest.is_empty() {
-        let (kind, run) = Run::first(rest);
-        let batched = match kind {
-            Some(kind) if run > 1 => tables
-                .iter()
-                .find_map(|t| (t.run)(d, g, kind, &rest[..run])),
-            _ => None,
-        };
-        match batched {
-            Some(statement) => out.push(statement),
-            None => {
-                for change in &rest[..run] {
-                    for table in tables {
-                        (table.write)(g, change, &mut out);
+    let mut writes = Vec::new();
+    for table in tables {
+        let mut rest = changes;
+        while !rest.is_empty() {
+            let (kind, run) = Run::first(rest);
+            let batched = match kind {
+                Some(kind) if run > 1 => (table.run)(d, g, kind, &rest[..run]),
+                _ => None,
+            };
+            match batched {
+                Some(statement) => writes.push(Write::Stmt(statement)),
+                None => {
+                    for change in &rest[..run] {
+                        (table.write)(g, change, &mut writes);
                     }
                 }
             }
+            rest = &rest[run..];
         }
-        rest = &rest[run..];
+        merge(d, writes.drain(..), &mut out);
     }
     out
+}
+
+/// `writes` as statements, each run of inserts into one table as one.
+fn merge(d: sql::Dialect, writes: impl Iterator<Item = Write>, out: &mut Vec<Stmt>) {
+    let mut rows: Vec<sql::Insert> = Vec::new();
+    for write in writes {
+        match write {
+            Write::Insert(row) => {
+                if rows
+                    .first()
+                    .is_some_and(|r| r.table != row.table || r.columns != row.columns)
+                {
+                    out.push(d.insert(std::mem::take(&mut rows)));
+                }
+                rows.push(row);
+            }
+            Write::Stmt(statement) => {
+                if !rows.is_empty() {
+                    out.push(d.insert(std::mem::take(&mut rows)));
+                }
+                out.push(statement);
+            }
+        }
+    }
+    if !rows.is_empty() {
+        out.push(d.insert(rows));
+    }
 }
 
 #[async_trait]
@@ -449,23 +477,20 @@ where
     }
 }
 
-/// The kinds of change a backend writes many rows of with one statement: most of a busy log.
+/// The kinds of change that update rows in place which a backend writes many of with one
+/// statement (new rows need no kind: see [`merge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Run {
-    InsertComment,
     CountComment,
     StatsCount,
-    StatsActive,
 }
 
 impl Run {
     pub(crate) fn of(change: &Change) -> Option<Run> {
         use projections::stats::StatsChange;
         match change {
-            Change::Comments(CommentChange::InsertComment { .. }) => Some(Run::InsertComment),
             Change::Feed(FeedChange::CountComment { .. }) => Some(Run::CountComment),
             Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
-            Change::Stats(StatsChange::Active { .. }) => Some(Run::StatsActive),
             _ => None,
         }
     }

@@ -119,7 +119,21 @@ fn bind_array<'q>(
             });
             (column.len() == values.len()).then(|| q.bind(column))
         }
-        Ty::Json | Ty::Tags => None,
+        Ty::Json => {
+            let column = each(values, |v| match v {
+                Value::Json(j) => Some(j.as_ref().map(sqlx::types::Json)),
+                _ => None,
+            });
+            (column.len() == values.len()).then(|| q.bind(column))
+        }
+        // As JSON arrays: PostgreSQL's arrays of arrays must be rectangular.
+        Ty::Tags => {
+            let column = each(values, |v| match v {
+                Value::Tags(t) => Some(sqlx::types::Json(t)),
+                _ => None,
+            });
+            (column.len() == values.len()).then(|| q.bind(column))
+        }
     };
     bound.ok_or_else(wrong)
 }

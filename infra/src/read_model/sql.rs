@@ -139,6 +139,15 @@ pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value, ReadModelError> {
     serde_json::from_str(s).map_err(|e| ReadModelError::Backend(format!("bad JSON {s:?}: {e}")))
 }
 
+/// The element type of a batch column's array on PostgreSQL (tags go as JSON: arrays of
+/// arrays must be rectangular there).
+fn array_of(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Tags => "JSONB",
+        other => other.sql(Dialect::Postgres),
+    }
+}
+
 /// A statement and its arguments, `$1` being the first.
 #[derive(Debug, Clone)]
 pub(crate) struct Stmt {
@@ -152,6 +161,36 @@ impl Stmt {
             sql: sql.into(),
             args,
         }
+    }
+}
+
+/// A new row, inserted `ON CONFLICT DO NOTHING`: consecutive inserts into one table go in
+/// as one statement ([`Dialect::insert`]), so a rebuild or a busy batch costs a statement
+/// per run of rows, not per row.
+#[derive(Debug, Clone)]
+pub(crate) struct Insert {
+    /// The generation's table, `<name>_g<n>`.
+    pub table: String,
+    pub columns: &'static [(&'static str, Ty)],
+    pub row: Vec<Value>,
+}
+
+/// What a change makes a table do: a statement, or a row to insert.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    Stmt(Stmt),
+    Insert(Insert),
+}
+
+impl From<Stmt> for Write {
+    fn from(stmt: Stmt) -> Self {
+        Write::Stmt(stmt)
+    }
+}
+
+impl From<Insert> for Write {
+    fn from(insert: Insert) -> Self {
+        Write::Insert(insert)
     }
 }
 
@@ -257,7 +296,7 @@ impl Dialect {
                     .columns
                     .iter()
                     .enumerate()
-                    .map(|(i, (_, ty))| format!("${}::{}[]", first + i, ty.sql(self)))
+                    .map(|(i, (_, ty))| format!("${}::{}[]", first + i, array_of(*ty)))
                     .collect();
                 (
                     format!("UNNEST({}) AS u({})", arrays.join(", "), names.join(", ")),
@@ -270,6 +309,50 @@ impl Dialect {
                 )
             }
         }
+    }
+
+    /// One statement inserting `rows` (at least one, all into one table with the same
+    /// columns), skipping those whose key is taken: `VALUES` for one row, a batch for more.
+    pub(crate) fn insert(self, mut rows: Vec<Insert>) -> Stmt {
+        let (table, columns) = (rows[0].table.clone(), rows[0].columns);
+        let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+        let names = names.join(", ");
+        if rows.len() == 1 {
+            let row = rows.pop().map(|r| r.row).unwrap_or_default();
+            let places: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
+            return Stmt::new(
+                format!(
+                    "INSERT INTO {table} ({names}) VALUES ({}) ON CONFLICT DO NOTHING",
+                    places.join(", ")
+                ),
+                row,
+            );
+        }
+        let reads: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| match (self, ty) {
+                (Dialect::Postgres, Ty::Tags) => {
+                    format!("ARRAY(SELECT jsonb_array_elements_text(u.{name}))")
+                }
+                _ => format!("u.{name}"),
+            })
+            .collect();
+        let (source, args) = self.rows(
+            Batch {
+                columns,
+                rows: rows.into_iter().map(|r| r.row).collect(),
+            },
+            1,
+        );
+        // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
+        Stmt::new(
+            format!(
+                "INSERT INTO {table} ({names}) SELECT {} FROM {source} WHERE true \
+                 ON CONFLICT DO NOTHING",
+                reads.join(", ")
+            ),
+            args,
+        )
     }
 
     /// What follows a `SELECT` that must lock the rows it reads until the transaction ends.

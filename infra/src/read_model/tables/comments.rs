@@ -5,9 +5,8 @@ use projections::CommentChange;
 use projections::views::CommentView;
 use projections::{Change, ReadModelError};
 
-use super::{Table, limit};
-use crate::read_model::Run;
-use crate::read_model::sql::{Batch, Col, Dialect, Row, Stmt, Ty, Value, col};
+use super::{Table, limit, no_run};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("comment_id", Ty::Uuid, "PRIMARY KEY"),
@@ -34,7 +33,7 @@ pub(crate) const TABLE: Table = Table {
     ],
     order: "position",
     write,
-    run,
+    run: no_run,
 };
 
 /// The columns a new comment writes, in the order of [`row`].
@@ -81,37 +80,25 @@ fn row(change: &Change) -> Option<Vec<Value>> {
     }
 }
 
-fn names() -> String {
-    INSERT
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
-    if let Some(values) = row(change) {
-        let places: Vec<String> = (1..=values.len()).map(|i| format!("${i}")).collect();
-        out.push(Stmt::new(
-            format!(
-                "INSERT INTO comments_g{g} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
-                names(),
-                places.join(", ")
-            ),
-            values,
-        ));
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
+    if let Some(row) = row(change) {
+        out.push(Write::Insert(Insert {
+            table: format!("comments_g{g}"),
+            columns: INSERT,
+            row,
+        }));
         return;
     }
     match change {
-        Change::Comments(CommentChange::DeleteComment { comment_id, .. }) => out.push(Stmt::new(
+        Change::Comments(CommentChange::DeleteComment { comment_id, .. }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE comment_id = $1"),
             vec![Value::uuid(*comment_id)],
-        )),
-        Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => out.push(Stmt::new(
+        ))),
+        Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
-        )),
-        Change::Comments(CommentChange::ForgetCommentAuthor { user_id }) => out.push(Stmt::new(
+        ))),
+        Change::Comments(CommentChange::ForgetCommentAuthor { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!(
                 "UPDATE comments_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"
             ),
@@ -119,33 +106,9 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::text(projections::DELETED_USER),
                 Value::uuid(*user_id),
             ],
-        )),
+        ))),
         _ => {}
     }
-}
-
-/// Many new comments in one `INSERT ... SELECT`.
-fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
-    if kind != Run::InsertComment {
-        return None;
-    }
-    let rows = changes.iter().filter_map(row).collect();
-    let (source, args) = d.rows(
-        Batch {
-            columns: INSERT,
-            rows,
-        },
-        1,
-    );
-    // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
-    Some(Stmt::new(
-        format!(
-            "INSERT INTO comments_g{g} ({0}) SELECT {0} FROM {source} WHERE true \
-             ON CONFLICT DO NOTHING",
-            names()
-        ),
-        args,
-    ))
 }
 
 const SELECT: &str =

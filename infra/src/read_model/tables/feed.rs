@@ -7,7 +7,7 @@ use projections::{Change, ReadModelError};
 
 use super::{Table, limit};
 use crate::read_model::Run;
-use crate::read_model::sql::{Batch, Col, Dialect, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Batch, Col, Dialect, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("post_id", Ty::Uuid, "PRIMARY KEY"),
@@ -36,7 +36,7 @@ pub(crate) const TABLE: Table = Table {
     run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     match change {
         Change::Feed(FeedChange::InsertPost {
             post_id,
@@ -48,13 +48,21 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
             body,
             tags,
             created_at,
-        }) => out.push(Stmt::new(
-            format!(
-                "INSERT INTO feed_g{g} (post_id, position, author_name, anonymous, title, body, \
-                 tags, created_at, last_activity_at, author_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) ON CONFLICT DO NOTHING"
-            ),
-            vec![
+        }) => out.push(Write::Insert(Insert {
+            table: format!("feed_g{g}"),
+            columns: &[
+                ("post_id", Ty::Uuid),
+                ("position", Ty::Int),
+                ("author_name", Ty::Text),
+                ("anonymous", Ty::Bool),
+                ("title", Ty::Text),
+                ("body", Ty::Text),
+                ("tags", Ty::Tags),
+                ("created_at", Ty::Time),
+                ("last_activity_at", Ty::Time),
+                ("author_id", Ty::Uuid),
+            ],
+            row: vec![
                 Value::uuid(*post_id),
                 Value::int(*position as i64),
                 Value::text(author_name),
@@ -63,25 +71,26 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::text(body),
                 Value::Tags(tags.clone()),
                 Value::time(created_at),
+                Value::time(created_at),
                 Value::Uuid(author_id.map(Into::into)),
             ],
-        )),
-        Change::Feed(FeedChange::DeletePost { post_id }) => out.push(Stmt::new(
+        })),
+        Change::Feed(FeedChange::DeletePost { post_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM feed_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
-        )),
-        Change::Feed(FeedChange::ForgetPostAuthor { user_id }) => out.push(Stmt::new(
+        ))),
+        Change::Feed(FeedChange::ForgetPostAuthor { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!("UPDATE feed_g{g} SET author_name = $1, author_id = NULL WHERE author_id = $2"),
             vec![
                 Value::text(projections::DELETED_USER),
                 Value::uuid(*user_id),
             ],
-        )),
+        ))),
         Change::Feed(FeedChange::CountComment {
             post_id,
             delta,
             active_at,
-        }) => out.push(Stmt::new(
+        }) => out.push(Write::Stmt(Stmt::new(
             format!(
                 "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
                  last_activity_at = COALESCE($2, last_activity_at) WHERE post_id = $3"
@@ -91,7 +100,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::Time(*active_at),
                 Value::uuid(*post_id),
             ],
-        )),
+        ))),
         _ => {}
     }
 }

@@ -17,7 +17,7 @@ pub(super) mod workers;
 use projections::{Change, ReadModelError};
 
 use super::Run;
-use super::sql::{Col, Dialect, Stmt};
+use super::sql::{Col, Dialect, Stmt, Write};
 
 /// One table of a projection. Generation `g` lives in `<name>_g<g>`; queries read the view
 /// `<name>`, which points at the live generation.
@@ -33,7 +33,7 @@ pub(crate) struct Table {
     pub order: &'static str,
     /// Adds the statements `change` makes on generation `g` of this table (none if it does
     /// not concern it).
-    pub write: fn(g: u32, change: &Change, out: &mut Vec<Stmt>),
+    pub write: fn(g: u32, change: &Change, out: &mut Vec<Write>),
     /// One statement for a run of changes of one kind, if this table takes that kind.
     pub run: fn(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt>,
 }

@@ -5,7 +5,7 @@ use projections::tasks::{ModelView, TaskChange};
 use projections::{Change, ReadModelError};
 
 use super::{Table, no_run};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("name", Ty::Text, "PRIMARY KEY"),
@@ -36,7 +36,7 @@ fn spec(spec: &ModelSpec) -> [Value; 3] {
     ]
 }
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Tasks(change) = change else {
         return;
     };
@@ -48,25 +48,31 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
             at,
         } => {
             let [kind, schema, max] = spec(s);
-            out.push(Stmt::new(
-                format!(
-                    "INSERT INTO models_g{g} (name, kind, input_schema, max_concurrent, enabled, \
-                     registered_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT DO NOTHING"
-                ),
-                vec![
+            out.push(Write::Insert(Insert {
+                table: format!("models_g{g}"),
+                columns: &[
+                    ("name", Ty::Text),
+                    ("kind", Ty::Text),
+                    ("input_schema", Ty::Json),
+                    ("max_concurrent", Ty::Int),
+                    ("enabled", Ty::Bool),
+                    ("registered_at", Ty::Time),
+                    ("updated_at", Ty::Time),
+                ],
+                row: vec![
                     Value::text(name.as_str()),
                     kind,
                     schema,
                     max,
                     Value::Bool(*enabled),
                     Value::time(at),
+                    Value::time(at),
                 ],
-            ));
+            }));
         }
         TaskChange::UpdateModel { name, spec: s, at } => {
             let [kind, schema, max] = spec(s);
-            out.push(Stmt::new(
+            out.push(Write::Stmt(Stmt::new(
                 format!(
                     "UPDATE models_g{g} SET kind = $1, input_schema = $2, max_concurrent = $3, \
                      updated_at = $4 WHERE name = $5"
@@ -78,16 +84,16 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                     Value::time(at),
                     Value::text(name.as_str()),
                 ],
-            ));
+            )));
         }
-        TaskChange::EnableModel { name, enabled, at } => out.push(Stmt::new(
+        TaskChange::EnableModel { name, enabled, at } => out.push(Write::Stmt(Stmt::new(
             format!("UPDATE models_g{g} SET enabled = $1, updated_at = $2 WHERE name = $3"),
             vec![
                 Value::Bool(*enabled),
                 Value::time(at),
                 Value::text(name.as_str()),
             ],
-        )),
+        ))),
         _ => {}
     }
 }

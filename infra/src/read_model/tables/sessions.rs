@@ -6,7 +6,7 @@ use projections::views::{SessionSummary, SessionView};
 use projections::{Change, ReadModelError};
 
 use super::{Table, no_run, users};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("session_id", Ty::Uuid, "PRIMARY KEY"),
@@ -26,33 +26,36 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     match change {
         Change::Users(UserChange::InsertSession {
             session_id,
             user_id,
             token_hash,
             expires_at,
-        }) => out.push(Stmt::new(
-            format!(
-                "INSERT INTO sessions_g{g} (session_id, token_hash, user_id, expires_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-            ),
-            vec![
+        }) => out.push(Write::Insert(Insert {
+            table: format!("sessions_g{g}"),
+            columns: &[
+                ("session_id", Ty::Uuid),
+                ("token_hash", Ty::Text),
+                ("user_id", Ty::Uuid),
+                ("expires_at", Ty::Time),
+            ],
+            row: vec![
                 Value::uuid(*session_id),
                 Value::text(token_hash),
                 Value::uuid(*user_id),
                 Value::time(expires_at),
             ],
-        )),
-        Change::Users(UserChange::EndSession { session_id }) => out.push(Stmt::new(
+        })),
+        Change::Users(UserChange::EndSession { session_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM sessions_g{g} WHERE session_id = $1"),
             vec![Value::uuid(*session_id)],
-        )),
-        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Stmt::new(
+        ))),
+        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM sessions_g{g} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
-        )),
+        ))),
         _ => {}
     }
 }

@@ -3,10 +3,9 @@
 use projections::Change;
 use projections::stats::StatsChange;
 
-use super::Table;
-use crate::read_model::Run;
+use super::{Table, no_run};
 use crate::read_model::queries::Scope;
-use crate::read_model::sql::{Batch, Col, Dialect, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("day", Ty::Text, "NOT NULL"),
@@ -21,7 +20,7 @@ pub(crate) const TABLE: Table = Table {
     indexes: &[],
     order: "day, user_id",
     write,
-    run,
+    run: no_run,
 };
 
 fn row(change: &Change) -> Option<Vec<Value>> {
@@ -34,34 +33,17 @@ fn row(change: &Change) -> Option<Vec<Value>> {
     }
 }
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     if let Some(values) = row(change) {
-        out.push(Stmt::new(
-            format!(
-                "INSERT INTO stats_active_g{g} (day, user_id) VALUES ($1, $2) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            values,
-        ));
+        out.push(Write::Insert(Insert {
+            table: format!("stats_active_g{g}"),
+            columns: INSERT,
+            row: values,
+        }));
     }
 }
 
-const RUN: &[(&str, Ty)] = &[("day", Ty::Text), ("user_id", Ty::Text)];
-
-fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
-    if kind != Run::StatsActive {
-        return None;
-    }
-    let rows = changes.iter().filter_map(row).collect();
-    let (source, args) = d.rows(Batch { columns: RUN, rows }, 1);
-    Some(Stmt::new(
-        format!(
-            "INSERT INTO stats_active_g{g} (day, user_id) SELECT day, user_id FROM {source} \
-             WHERE true ON CONFLICT DO NOTHING"
-        ),
-        args,
-    ))
-}
+const INSERT: &[(&str, Ty)] = &[("day", Ty::Text), ("user_id", Ty::Text)];
 
 /// Per bucket of `scope`: distinct active users (bucket, users).
 pub(crate) fn users(scope: Scope) -> Stmt {

@@ -9,7 +9,7 @@ use projections::stats::StatsChange;
 use super::Table;
 use crate::read_model::Run;
 use crate::read_model::queries::Scope;
-use crate::read_model::sql::{Batch, Col, Dialect, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Batch, Col, Dialect, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("day", Ty::Text, "NOT NULL"),
@@ -56,9 +56,12 @@ fn upsert(g: u32, source: &str) -> String {
     )
 }
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     if let Some(values) = row(change) {
-        out.push(Stmt::new(upsert(g, "VALUES ($1, $2, $3, $4)"), values));
+        out.push(Write::Stmt(Stmt::new(
+            upsert(g, "VALUES ($1, $2, $3, $4)"),
+            values,
+        )));
     }
 }
 

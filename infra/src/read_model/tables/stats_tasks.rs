@@ -6,7 +6,7 @@ use projections::stats::StatsChange;
 
 use super::{Table, no_run};
 use crate::read_model::queries::Scope;
-use crate::read_model::sql::{Col, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("task_id", Ty::Text, "PRIMARY KEY"),
@@ -30,22 +30,27 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Stats(change) = change else {
         return;
     };
     let (sql, args) = match change {
-        StatsChange::TaskPublished { task_id, model, at } => (
-            format!(
-                "INSERT INTO stats_tasks_g{g} (task_id, model, published_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            vec![
-                Value::text(task_id.to_string()),
-                Value::text(model),
-                Value::int(at.timestamp_millis()),
-            ],
-        ),
+        StatsChange::TaskPublished { task_id, model, at } => {
+            out.push(Write::Insert(Insert {
+                table: format!("stats_tasks_g{g}"),
+                columns: &[
+                    ("task_id", Ty::Text),
+                    ("model", Ty::Text),
+                    ("published_ms", Ty::Int),
+                ],
+                row: vec![
+                    Value::text(task_id.to_string()),
+                    Value::text(model),
+                    Value::int(at.timestamp_millis()),
+                ],
+            }));
+            return;
+        }
         StatsChange::TaskClaimed { task_id, at } => (
             format!(
                 "UPDATE stats_tasks_g{g} \
@@ -71,7 +76,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
         ),
         _ => return,
     };
-    out.push(Stmt::new(sql, args));
+    out.push(Write::Stmt(Stmt::new(sql, args)));
 }
 
 /// Per bucket, model and final state: tasks that ended there (bucket, model, state, tasks).

@@ -5,7 +5,7 @@ use projections::tasks::{HistoryLine, TaskChange};
 use projections::{Change, ReadModelError};
 
 use super::{Table, no_run};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("position", Ty::Int, "PRIMARY KEY"),
@@ -26,7 +26,7 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     if let Change::Tasks(TaskChange::History {
         task_id,
         position,
@@ -35,19 +35,23 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
         at,
     }) = change
     {
-        out.push(Stmt::new(
-            format!(
-                "INSERT INTO task_history_g{g} (position, task_id, event, detail, at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-            ),
-            vec![
+        out.push(Write::Insert(Insert {
+            table: format!("task_history_g{g}"),
+            columns: &[
+                ("position", Ty::Int),
+                ("task_id", Ty::Uuid),
+                ("event", Ty::Text),
+                ("detail", Ty::Json),
+                ("at", Ty::Time),
+            ],
+            row: vec![
                 Value::int(*position as i64),
                 Value::uuid(*task_id),
                 Value::text(event),
                 Value::Json(Some(detail.clone())),
                 Value::time(at),
             ],
-        ));
+        }));
     }
 }
 

@@ -9,7 +9,7 @@ use projections::tasks::{
 use projections::{Change, ReadModelError};
 
 use super::{Table, limit, models, no_run};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("task_id", Ty::Uuid, "PRIMARY KEY"),
@@ -50,7 +50,7 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Tasks(change) = change else {
         return;
     };
@@ -65,25 +65,40 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
             priority,
             max_attempts,
             at,
-        } => (
-            format!(
-                "INSERT INTO tasks_g{g} (task_id, position, submitter_id, model, input, \
-                 webhook_url, priority, status, attempts, max_attempts, created_at, \
-                 webhook_attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, 0) \
-                 ON CONFLICT DO NOTHING"
-            ),
-            vec![
-                Value::uuid(*task_id),
-                Value::int(*position as i64),
-                Value::uuid(*submitter_id),
-                Value::text(model.as_str()),
-                Value::Json(Some(input.clone())),
-                Value::Text(webhook_url.clone()),
-                Value::int(*priority),
-                Value::int(*max_attempts),
-                Value::time(at),
-            ],
-        ),
+        } => {
+            out.push(Write::Insert(Insert {
+                table: format!("tasks_g{g}"),
+                columns: &[
+                    ("task_id", Ty::Uuid),
+                    ("position", Ty::Int),
+                    ("submitter_id", Ty::Uuid),
+                    ("model", Ty::Text),
+                    ("input", Ty::Json),
+                    ("webhook_url", Ty::Text),
+                    ("priority", Ty::Int),
+                    ("status", Ty::Text),
+                    ("attempts", Ty::Int),
+                    ("max_attempts", Ty::Int),
+                    ("created_at", Ty::Time),
+                    ("webhook_attempts", Ty::Int),
+                ],
+                row: vec![
+                    Value::uuid(*task_id),
+                    Value::int(*position as i64),
+                    Value::uuid(*submitter_id),
+                    Value::text(model.as_str()),
+                    Value::Json(Some(input.clone())),
+                    Value::Text(webhook_url.clone()),
+                    Value::int(*priority),
+                    Value::text("queued"),
+                    Value::int(0),
+                    Value::int(*max_attempts),
+                    Value::time(at),
+                    Value::int(0),
+                ],
+            }));
+            return;
+        }
         TaskChange::Running {
             task_id,
             worker_id,
@@ -170,7 +185,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
         ),
         _ => return,
     };
-    out.push(Stmt::new(sql, args));
+    out.push(Write::Stmt(Stmt::new(sql, args)));
 }
 
 const SELECT: &str = "task_id, position, submitter_id, model, input, webhook_url, priority, \

@@ -6,7 +6,7 @@ use projections::views::UserView;
 use projections::{Change, ReadModelError};
 
 use super::{Table, no_run};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("user_id", Ty::Uuid, "PRIMARY KEY"),
@@ -27,33 +27,36 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     match change {
         Change::Users(UserChange::InsertUser {
             user_id,
             username,
             email,
             registered_at,
-        }) => out.push(Stmt::new(
-            format!(
-                "INSERT INTO users_g{g} (user_id, username, email, registered_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
-            ),
-            vec![
+        }) => out.push(Write::Insert(Insert {
+            table: format!("users_g{g}"),
+            columns: &[
+                ("user_id", Ty::Uuid),
+                ("username", Ty::Text),
+                ("email", Ty::Text),
+                ("registered_at", Ty::Time),
+            ],
+            row: vec![
                 Value::uuid(*user_id),
                 Value::text(username),
                 Value::text(email),
                 Value::time(registered_at),
             ],
-        )),
-        Change::Users(UserChange::SetAdmin { user_id }) => out.push(Stmt::new(
+        })),
+        Change::Users(UserChange::SetAdmin { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!("UPDATE users_g{g} SET is_admin = TRUE WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
-        )),
-        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Stmt::new(
+        ))),
+        Change::Users(UserChange::DeleteUser { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM users_g{g} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
-        )),
+        ))),
         _ => {}
     }
 }

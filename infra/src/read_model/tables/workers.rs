@@ -5,7 +5,7 @@ use projections::tasks::{TaskChange, WorkerView};
 use projections::{Change, ReadModelError};
 
 use super::{Table, models, no_run};
-use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, col};
+use crate::read_model::sql::{Col, Insert, Row, Stmt, Ty, Value, Write, col};
 
 const COLUMNS: &[Col] = &[
     col("worker_id", Ty::Uuid, "PRIMARY KEY"),
@@ -27,7 +27,7 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
+fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Tasks(change) = change else {
         return;
     };
@@ -38,12 +38,16 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
             models,
             token_hash,
             at,
-        } => out.push(Stmt::new(
-            format!(
-                "INSERT INTO workers_g{g} (worker_id, name, models, token_hash, registered_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
-            ),
-            vec![
+        } => out.push(Write::Insert(Insert {
+            table: format!("workers_g{g}"),
+            columns: &[
+                ("worker_id", Ty::Uuid),
+                ("name", Ty::Text),
+                ("models", Ty::Json),
+                ("token_hash", Ty::Text),
+                ("registered_at", Ty::Time),
+            ],
+            row: vec![
                 Value::uuid(*worker_id),
                 Value::text(name),
                 Value::Json(Some(serde_json::Value::Array(
@@ -55,11 +59,11 @@ fn write(g: u32, change: &Change, out: &mut Vec<Stmt>) {
                 Value::text(token_hash),
                 Value::time(at),
             ],
-        )),
-        TaskChange::RevokeWorker { worker_id } => out.push(Stmt::new(
+        })),
+        TaskChange::RevokeWorker { worker_id } => out.push(Write::Stmt(Stmt::new(
             format!("UPDATE workers_g{g} SET revoked = TRUE WHERE worker_id = $1"),
             vec![Value::uuid(*worker_id)],
-        )),
+        ))),
         _ => {}
     }
 }
