@@ -70,6 +70,7 @@ use infra::source::StoreSource;
 use infra::synth::History;
 use projections::runner::{rebuild, rebuild_together};
 use projections::stats::StatsChange;
+use projections::tasks::TaskChange;
 use projections::{Change, EventSource, Projection};
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
@@ -91,6 +92,7 @@ const OWNED_TABLES: &[(&str, &[&str])] = &[
     ("users", &["users", "sessions"]),
     ("feed", &["feed"]),
     ("comments", &["comments"]),
+    ("tasks", &["models", "workers", "tasks", "task_history"]),
     ("stats", &["stats_counters", "stats_active", "stats_tasks"]),
 ];
 
@@ -708,8 +710,63 @@ struct TaskRow {
     state: Option<&'static str>,
 }
 
+struct ModelRow {
+    name: String,
+    kind: String,
+    input_schema: serde_json::Value,
+    max_concurrent: i64,
+    enabled: bool,
+    registered_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+struct WorkerRow {
+    worker_id: Uuid,
+    name: String,
+    models: serde_json::Value,
+    token_hash: String,
+    revoked: bool,
+    registered_at: DateTime<Utc>,
+}
+
+/// A row of the `tasks` projection's `tasks` table.
+struct QueuedRow {
+    task_id: Uuid,
+    position: Position,
+    submitter_id: Uuid,
+    model: String,
+    input: serde_json::Value,
+    webhook_url: Option<String>,
+    priority: i64,
+    status: String,
+    worker_id: Option<Uuid>,
+    attempts: i64,
+    max_attempts: i64,
+    lease_until: Option<DateTime<Utc>>,
+    result: Option<serde_json::Value>,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    webhook_state: Option<String>,
+    webhook_attempts: i64,
+    webhook_last_at: Option<DateTime<Utc>>,
+}
+
+struct HistoryRow {
+    position: Position,
+    task_id: Uuid,
+    event: String,
+    detail: serde_json::Value,
+    at: DateTime<Utc>,
+}
+
 #[derive(Default)]
 struct Model {
+    models: BTreeMap<String, ModelRow>,
+    workers: Rows<WorkerRow>,
+    tasks: Rows<QueuedRow>,
+    task_history: BTreeMap<Position, HistoryRow>,
     users: Rows<UserRow>,
     sessions: Rows<SessionRow>,
     feed: Rows<PostRow>,
@@ -872,9 +929,201 @@ impl Model {
                     self.comments.remove(comment);
                 }
             }
-            // Only the tasks projection writes these, and the bench does not rebuild it.
-            Change::Tasks(_) => unreachable!("the bench rebuilds no tasks projection"),
+            Change::Tasks(change) => self.apply_tasks(change),
             Change::Stats(change) => self.apply_stats(change),
+        }
+    }
+
+    /// What the tasks statements do to their tables.
+    fn apply_tasks(&mut self, change: TaskChange) {
+        match change {
+            TaskChange::InsertModel {
+                name,
+                spec,
+                enabled,
+                at,
+            } => {
+                self.models
+                    .entry(name.as_str().to_owned())
+                    .or_insert_with(|| ModelRow {
+                        name: name.as_str().to_owned(),
+                        kind: spec.kind,
+                        input_schema: spec.input_schema,
+                        max_concurrent: i64::from(spec.max_concurrent),
+                        enabled,
+                        registered_at: at,
+                        updated_at: at,
+                    });
+            }
+            TaskChange::UpdateModel { name, spec, at } => {
+                if let Some(m) = self.models.get_mut(name.as_str()) {
+                    m.kind = spec.kind;
+                    m.input_schema = spec.input_schema;
+                    m.max_concurrent = i64::from(spec.max_concurrent);
+                    m.updated_at = at;
+                }
+            }
+            TaskChange::EnableModel { name, enabled, at } => {
+                if let Some(m) = self.models.get_mut(name.as_str()) {
+                    m.enabled = enabled;
+                    m.updated_at = at;
+                }
+            }
+            TaskChange::InsertWorker {
+                worker_id,
+                name,
+                models,
+                token_hash,
+                at,
+            } => self.workers.insert(
+                worker_id.as_uuid(),
+                WorkerRow {
+                    worker_id: worker_id.as_uuid(),
+                    name,
+                    models: serde_json::Value::Array(
+                        models
+                            .iter()
+                            .map(|m| serde_json::Value::String(m.as_str().to_owned()))
+                            .collect(),
+                    ),
+                    token_hash,
+                    revoked: false,
+                    registered_at: at,
+                },
+            ),
+            TaskChange::RevokeWorker { worker_id } => {
+                if let Some(w) = self.workers.get_mut(worker_id.as_uuid()) {
+                    w.revoked = true;
+                }
+            }
+            TaskChange::InsertTask {
+                task_id,
+                position,
+                submitter_id,
+                model,
+                input,
+                webhook_url,
+                priority,
+                max_attempts,
+                at,
+            } => self.tasks.insert(
+                task_id.as_uuid(),
+                QueuedRow {
+                    task_id: task_id.as_uuid(),
+                    position,
+                    submitter_id: submitter_id.as_uuid(),
+                    model: model.as_str().to_owned(),
+                    input,
+                    webhook_url,
+                    priority: i64::from(priority),
+                    status: "queued".into(),
+                    worker_id: None,
+                    attempts: 0,
+                    max_attempts: i64::from(max_attempts),
+                    lease_until: None,
+                    result: None,
+                    error: None,
+                    created_at: at,
+                    started_at: None,
+                    finished_at: None,
+                    webhook_state: None,
+                    webhook_attempts: 0,
+                    webhook_last_at: None,
+                },
+            ),
+            TaskChange::Running {
+                task_id,
+                worker_id,
+                attempt,
+                lease_until,
+                at,
+            } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.status = "running".into();
+                    t.worker_id = Some(worker_id.as_uuid());
+                    t.attempts = i64::from(attempt);
+                    t.lease_until = Some(lease_until);
+                    t.started_at = Some(at);
+                }
+            }
+            TaskChange::ExtendLease {
+                task_id,
+                lease_until,
+            } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.lease_until = Some(lease_until);
+                }
+            }
+            TaskChange::AttemptFailed { task_id, error } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.error = Some(error);
+                }
+            }
+            TaskChange::Requeued { task_id } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.status = "queued".into();
+                    t.worker_id = None;
+                    t.lease_until = None;
+                }
+            }
+            TaskChange::Finished {
+                task_id,
+                status,
+                result,
+                error,
+                at,
+            } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.status = status.to_owned();
+                    t.result = result;
+                    t.error = error.or(t.error.take());
+                    t.lease_until = None;
+                    t.finished_at = Some(at);
+                    t.webhook_state = t
+                        .webhook_url
+                        .as_ref()
+                        .map(|_| projections::tasks::WEBHOOK_PENDING.to_owned());
+                }
+            }
+            TaskChange::WebhookAttempted {
+                task_id,
+                attempt,
+                delivered,
+                at,
+            } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.webhook_attempts = i64::from(attempt);
+                    t.webhook_last_at = Some(at);
+                    t.webhook_state = Some(
+                        if delivered {
+                            projections::tasks::WEBHOOK_DELIVERED
+                        } else {
+                            projections::tasks::WEBHOOK_PENDING
+                        }
+                        .to_owned(),
+                    );
+                }
+            }
+            TaskChange::WebhookAbandoned { task_id } => {
+                if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
+                    t.webhook_state = Some(projections::tasks::WEBHOOK_ABANDONED.to_owned());
+                }
+            }
+            TaskChange::History {
+                task_id,
+                position,
+                event,
+                detail,
+                at,
+            } => {
+                self.task_history.entry(position).or_insert(HistoryRow {
+                    position,
+                    task_id: task_id.as_uuid(),
+                    event,
+                    detail,
+                    at,
+                });
+            }
         }
     }
 
@@ -985,6 +1234,70 @@ impl Model {
                 "comment_id, post_id, position, author_name, anonymous, is_host, body, \
                  reply_to, created_at, author_id"
             }
+            "models" => {
+                for r in self.models.values() {
+                    out.text(&r.name)
+                        .text(&r.kind)
+                        .text(&r.input_schema.to_string())
+                        .int(r.max_concurrent)
+                        .bool(r.enabled)
+                        .time(r.registered_at)
+                        .time(r.updated_at)
+                        .end();
+                }
+                "name, kind, input_schema, max_concurrent, enabled, registered_at, updated_at"
+            }
+            "workers" => {
+                for r in self.workers.iter() {
+                    out.uuid(r.worker_id)
+                        .text(&r.name)
+                        .text(&r.models.to_string())
+                        .text(&r.token_hash)
+                        .bool(r.revoked)
+                        .time(r.registered_at)
+                        .end();
+                }
+                "worker_id, name, models, token_hash, revoked, registered_at"
+            }
+            "tasks" => {
+                for r in self.tasks.iter() {
+                    out.uuid(r.task_id)
+                        .int(r.position as i64)
+                        .uuid(r.submitter_id)
+                        .text(&r.model)
+                        .text(&r.input.to_string())
+                        .optional_text(r.webhook_url.as_deref())
+                        .int(r.priority)
+                        .text(&r.status)
+                        .optional_uuid(r.worker_id)
+                        .int(r.attempts)
+                        .int(r.max_attempts)
+                        .optional_time(r.lease_until)
+                        .optional_text(r.result.as_ref().map(|v| v.to_string()).as_deref())
+                        .optional_text(r.error.as_deref())
+                        .time(r.created_at)
+                        .optional_time(r.started_at)
+                        .optional_time(r.finished_at)
+                        .optional_text(r.webhook_state.as_deref())
+                        .int(r.webhook_attempts)
+                        .optional_time(r.webhook_last_at)
+                        .end();
+                }
+                "task_id, position, submitter_id, model, input, webhook_url, priority, status, \
+                 worker_id, attempts, max_attempts, lease_until, result, error, created_at, \
+                 started_at, finished_at, webhook_state, webhook_attempts, webhook_last_at"
+            }
+            "task_history" => {
+                for r in self.task_history.values() {
+                    out.int(r.position as i64)
+                        .uuid(r.task_id)
+                        .text(&r.event)
+                        .text(&r.detail.to_string())
+                        .time(r.at)
+                        .end();
+                }
+                "position, task_id, event, detail, at"
+            }
             "stats_counters" => {
                 for ((day, metric, key), value) in &self.stats_counters {
                     out.text(day).text(metric).text(key).int(*value).end();
@@ -1079,6 +1392,13 @@ impl CsvWriter {
 
     fn time(&mut self, value: DateTime<Utc>) -> &mut Self {
         self.raw(&value.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    fn optional_time(&mut self, value: Option<DateTime<Utc>>) -> &mut Self {
+        match value {
+            Some(v) => self.time(v),
+            None => self.raw(""),
+        }
     }
 
     /// An array literal (`{"a","b"}`, elements backslash-escaped) inside a CSV field.
