@@ -598,14 +598,23 @@ pub async fn rebuild_together(
                 continue;
             };
             next = Some(read(last));
-            let applied = futures::future::join_all(
-                building
-                    .iter()
-                    .map(|(p, g)| apply_batch(&**p, &*store, g.number, position, &batch)),
-            )
-            .await;
-            for result in applied {
-                result?;
+            // Each projection derives and writes its batch on a task of its own: deriving is
+            // CPU work, and one projection's can run while another waits on its database.
+            let batch = Arc::new(batch);
+            let applying: Vec<_> = building
+                .iter()
+                .map(|(p, g)| {
+                    let (p, store, batch, number) =
+                        (p.clone(), store.clone(), batch.clone(), g.number);
+                    tokio::spawn(async move {
+                        apply_batch(&*p, &*store, number, position, &batch).await
+                    })
+                })
+                .collect();
+            for applied in futures::future::join_all(applying).await {
+                applied.map_err(|e| {
+                    ReadModelError::Backend(format!("a rebuild's batch failed: {e}"))
+                })??;
             }
             position = last;
             for (projection, generation) in &building {
