@@ -306,7 +306,14 @@ impl PostgresKeyStore {
             .map_err(|e| KeyError::Backend(format!("the PostgreSQL URL is malformed: {e}")))?
             .application_name("treehole-keys")
             // The rewrite after a shred gives up rather than wait without end for a lock.
-            .options([("lock_timeout", "10s")]);
+            // Each batched look-up is planned for its own list: after five runs PostgreSQL
+            // would keep one generic plan for `= ANY($1)`, and the one it picked took 0.45 s a
+            // call where the planned one takes milliseconds (a rebuild of a sealed log makes
+            // one or two per page it reads; BENCHMARKS.md, "The price of sealing").
+            .options([
+                ("lock_timeout", "10s"),
+                ("plan_cache_mode", "force_custom_plan"),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
