@@ -83,57 +83,26 @@ fn bind_array<'q>(
         values.iter().filter_map(f).collect()
     }
     let wrong = || ReadModelError::Backend(format!("a batch column of {ty:?} holds other values"));
+    // The column's values as `$pattern => $value`, bound as one array; `None` if any value
+    // is of another kind.
+    macro_rules! array {
+        ($pattern:pat => $value:expr) => {{
+            let column = each(values, |v| match v {
+                $pattern => Some($value),
+                _ => None,
+            });
+            (column.len() == values.len()).then(|| q.bind(column))
+        }};
+    }
     let bound = match ty {
-        Ty::Int => {
-            let column = each(values, |v| match v {
-                Value::Int(n) => Some(*n),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
-        Ty::Bool => {
-            let column = each(values, |v| match v {
-                Value::Bool(b) => Some(*b),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
-        Ty::Text => {
-            let column = each(values, |v| match v {
-                Value::Text(s) => Some(s.as_deref()),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
-        Ty::Uuid => {
-            let column = each(values, |v| match v {
-                Value::Uuid(u) => Some(*u),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
-        Ty::Time => {
-            let column = each(values, |v| match v {
-                Value::Time(t) => Some(*t),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
-        Ty::Json => {
-            let column = each(values, |v| match v {
-                Value::Json(j) => Some(j.as_ref().map(sqlx::types::Json)),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
+        Ty::Int => array!(Value::Int(n) => *n),
+        Ty::Bool => array!(Value::Bool(b) => *b),
+        Ty::Text => array!(Value::Text(s) => s.as_deref()),
+        Ty::Uuid => array!(Value::Uuid(u) => *u),
+        Ty::Time => array!(Value::Time(t) => *t),
+        Ty::Json => array!(Value::Json(j) => j.as_ref().map(sqlx::types::Json)),
         // As JSON arrays: PostgreSQL's arrays of arrays must be rectangular.
-        Ty::Tags => {
-            let column = each(values, |v| match v {
-                Value::Tags(t) => Some(sqlx::types::Json(t)),
-                _ => None,
-            });
-            (column.len() == values.len()).then(|| q.bind(column))
-        }
+        Ty::Tags => array!(Value::Tags(t) => sqlx::types::Json(t)),
     };
     bound.ok_or_else(wrong)
 }

@@ -127,12 +127,12 @@ impl Drop for Readers {
     }
 }
 
-fn connect(path: &Path) -> Result<Connection, ReadModelError> {
+/// A connection to the database at `path` opened with `flags` (no mutex: one thread uses
+/// it), waiting up to 10 s for a lock, temporary data in memory.
+pub(crate) fn open(path: &Path, flags: OpenFlags) -> Result<Connection, ReadModelError> {
     let connection = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI,
+        flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(error)?;
     connection
@@ -141,6 +141,11 @@ fn connect(path: &Path) -> Result<Connection, ReadModelError> {
     connection
         .execute_batch("PRAGMA temp_store = memory;")
         .map_err(error)?;
+    Ok(connection)
+}
+
+fn connect(path: &Path) -> Result<Connection, ReadModelError> {
+    let connection = open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // Every page a reader needs is prepared once per connection and kept (the statements are
     // few and fixed); views redefined by a promotion are re-prepared by SQLite itself.
     connection.set_prepared_statement_cache_capacity(32);

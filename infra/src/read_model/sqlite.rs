@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 use uuid::Uuid;
 
 use super::Store;
-use super::readers::{QueryError, Readers, error};
+use super::readers::{self, QueryError, Readers, error};
 use super::sql::{self, Db, Dialect, Map, Stmt, Tx, Value, parse_json, parse_ts, parse_uuid, ts};
 
 /// The SQLite read models.
@@ -85,17 +85,10 @@ struct Writer {
 
 impl Writer {
     fn open(path: &Path) -> Result<Self, ReadModelError> {
-        let connection = Connection::open_with_flags(
+        let connection = readers::open(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(error)?;
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(error)?;
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
         let mode: String = connection
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(error)?;
@@ -105,12 +98,9 @@ impl Writer {
             )));
         }
         // Read models are rebuildable from the log, and the checkpoint commits with the rows,
-        // so NORMAL (no fsync per commit) can lose only whole recent batches. Statement
-        // journals in memory, not in temporary files (see the event store).
+        // so NORMAL (no fsync per commit) can lose only whole recent batches.
         connection
-            .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = memory;",
-            )
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         connection.set_prepared_statement_cache_capacity(64);
