@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commands::EventStore;
-use domain::{Position, RawEnvelope};
+use domain::{Position, StoredEvents};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -13,7 +13,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::{KafkaError, KafkaSettings, RelayCheckpoints, encode, ensure_topic};
+use super::{KafkaError, KafkaSettings, RelayCheckpoints, ensure_topic, headers};
 
 /// Events read from the store and handed to the producer per round; the checkpoint moves once
 /// per round, after the broker acknowledged all of them. One round is in flight while the next
@@ -163,7 +163,7 @@ impl Relay {
             let batch = reading
                 .await
                 .map_err(|e| KafkaError::Store(format!("a read of the log failed: {e}")))??;
-            let Some(last) = batch.last().map(|e| e.position) else {
+            let Some(last) = batch.last_position() else {
                 if let Some(r) = in_flight.take() {
                     checkpoint = self.settle(r).await?;
                 }
@@ -179,14 +179,19 @@ impl Relay {
         }
     }
 
-    /// Starts reading the events after `after` (their data and metadata unparsed: they go out
-    /// as stored).
+    /// Starts reading the events after `after`, as stored: their records are written from the
+    /// stored text, nothing is decoded and encoded again.
     fn read_ahead(
         &self,
         after: Position,
-    ) -> tokio::task::JoinHandle<Result<Vec<RawEnvelope>, KafkaError>> {
+    ) -> tokio::task::JoinHandle<Result<StoredEvents, KafkaError>> {
         let store = self.store.clone();
-        tokio::spawn(async move { store.read_all_raw(after, BATCH).await.map_err(store_error) })
+        tokio::spawn(async move {
+            store
+                .read_all_stored(after, BATCH)
+                .await
+                .map_err(store_error)
+        })
     }
 
     async fn load_checkpoint(&self) -> Result<Position, KafkaError> {
@@ -201,12 +206,8 @@ impl Relay {
 
     /// Hands `batch` (the events after `after`, not empty) to the producer. Nothing is
     /// acknowledged yet: see [`Self::settle`].
-    async fn send_round(
-        &self,
-        after: Position,
-        batch: &[RawEnvelope],
-    ) -> Result<Round, KafkaError> {
-        let last = batch.last().map_or(after, |e| e.position);
+    async fn send_round(&self, after: Position, batch: &StoredEvents) -> Result<Round, KafkaError> {
+        let last = batch.last_position().unwrap_or(after);
         let producer = self
             .producer
             .lock()
@@ -214,16 +215,19 @@ impl Relay {
             .clone();
         let mut deliveries = Vec::with_capacity(batch.len());
         let mut previous = after;
-        for envelope in batch {
-            let (payload, headers) = encode(envelope, previous);
+        // One buffer for every value of the round: the producer copies each one.
+        let mut payload = Vec::new();
+        for event in batch.iter() {
+            payload.clear();
+            event.write_json(&mut payload);
             let mut record = FutureRecord::to(&self.settings.topic)
-                .key(envelope.stream.as_str())
+                .key(event.stream)
                 .payload(&payload)
-                .headers(headers);
+                .headers(headers(&event, previous));
             loop {
                 match producer.send_result(record) {
                     Ok(delivery) => {
-                        deliveries.push((envelope.position, delivery));
+                        deliveries.push((event.position, delivery));
                         break;
                     }
                     Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
@@ -233,7 +237,7 @@ impl Relay {
                     Err((e, _)) => return Err(KafkaError::Broker(format!("cannot produce: {e}"))),
                 }
             }
-            previous = envelope.position;
+            previous = event.position;
         }
         Ok(Round { last, deliveries })
     }
