@@ -22,7 +22,7 @@
 //!   processes look again now and then (the projection runner does).
 
 use async_trait::async_trait;
-use domain::{Envelope, NewEvent, Position, RawEnvelope, StreamId};
+use domain::{Envelope, NewEvent, Position, RawEnvelope, StoredEvents, StreamId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -156,6 +156,19 @@ pub trait EventStore: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RawEnvelope>, StoreError>;
+
+    /// [`Self::read_all_raw`] as one [`StoredEvents`] page: every field as stored, nothing
+    /// decoded or allocated per event, for readers that write the envelopes' JSON straight
+    /// from it (the Kafka relay). The default builds the page from `read_all_raw`; stores
+    /// read it from their rows, and wrappers pass it through as they pass `read_all_raw`.
+    async fn read_all_stored(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<StoredEvents, StoreError> {
+        let raw = self.read_all_raw(after, limit).await?;
+        Ok(StoredEvents::from(raw.as_slice()))
+    }
 
     /// The position up to which `read_all` is complete; changes are announced on [`Self::watch`].
     async fn head(&self) -> Result<Position, StoreError>;

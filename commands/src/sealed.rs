@@ -1,12 +1,12 @@
 //! The sealing event store: the only way events reach a store in a running treehole. It seals
 //! every open personal value before the append and opens sealed values on read while their keys
-//! exist (see [`crate::keys`]). `read_all_raw` passes the stored text through: ciphertext, what
-//! the Kafka relay publishes and `events export --raw` writes.
+//! exist (see [`crate::keys`]). `read_all_raw` and `read_all_stored` pass the stored text
+//! through: ciphertext, what the Kafka relay publishes and `events export --raw` writes.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Envelope, NewEvent, Position, RawEnvelope, StreamId};
+use domain::{Envelope, NewEvent, Position, RawEnvelope, StoredEvents, StreamId};
 use tokio::sync::watch;
 
 use crate::event_store::{Committed, EventStore, IdempotencyKey, StoreError, StreamWrite};
@@ -100,6 +100,14 @@ impl EventStore for SealedStore {
         limit: usize,
     ) -> Result<Vec<RawEnvelope>, StoreError> {
         self.inner.read_all_raw(after, limit).await
+    }
+
+    async fn read_all_stored(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<StoredEvents, StoreError> {
+        self.inner.read_all_stored(after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

@@ -102,16 +102,20 @@ pub struct InvalidStreamId(String);
 impl StreamId {
     pub fn parse(s: impl Into<String>) -> Result<Self, InvalidStreamId> {
         let s = s.into();
-        let valid = !s.is_empty()
-            && s.len() <= 200
-            && s.bytes().all(|b| b.is_ascii_graphic())
-            && s.split_once('-')
-                .is_some_and(|(kind, key)| !kind.is_empty() && !key.is_empty());
-        if valid {
+        if Self::is_valid(&s) {
             Ok(Self(s))
         } else {
             Err(InvalidStreamId(s))
         }
+    }
+
+    /// Whether [`Self::parse`] accepts `s` (without taking or copying it).
+    pub fn is_valid(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 200
+            && s.bytes().all(|b| b.is_ascii_graphic())
+            && s.split_once('-')
+                .is_some_and(|(kind, key)| !kind.is_empty() && !key.is_empty())
     }
 
     pub fn as_str(&self) -> &str {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::DateTime;
 use commands::{Committed, EventStore, IdempotencyKey, StoreError, StreamWrite};
-use domain::{Envelope, NewEvent, Position, RawEnvelope, StreamId};
+use domain::{Envelope, NewEvent, Position, RawEnvelope, StoredEvents, StreamId};
 use projections::{Decoded, EventSource, ReadModelError};
 use tokio::sync::{Notify, watch};
 
@@ -310,6 +310,14 @@ impl EventStore for WriteThrough {
         limit: usize,
     ) -> Result<Vec<RawEnvelope>, StoreError> {
         self.inner.read_all_raw(after, limit).await
+    }
+
+    async fn read_all_stored(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<StoredEvents, StoreError> {
+        self.inner.read_all_stored(after, limit).await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {

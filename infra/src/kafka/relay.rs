@@ -1,19 +1,21 @@
 //! `treehole relay`: tails the store and publishes every event to the topic, in position order.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use commands::EventStore;
-use domain::{Position, RawEnvelope};
+use domain::{Position, StoredEvents};
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError as RdError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use super::{KafkaError, KafkaSettings, RelayCheckpoints, encode, ensure_topic};
+use super::{HEADER_POSITION, KafkaError, KafkaSettings, RelayCheckpoints, ensure_topic, headers};
 
 /// Events read from the store and handed to the producer per round; the checkpoint moves once
 /// per round, after the broker acknowledged all of them. One round is in flight while the next
@@ -41,7 +43,8 @@ pub struct RelayStatus {
 }
 
 /// Receives librdkafka's client-level errors (e.g. all brokers down) so that the status shows
-/// them while deliveries are still being retried inside the producer.
+/// them while deliveries are still being retried inside the producer, and the delivery report
+/// of every record, which it counts in the record's round ([`Acks`]).
 struct RelayContext {
     status: Arc<watch::Sender<RelayStatus>>,
 }
@@ -54,18 +57,90 @@ impl ClientContext for RelayContext {
     }
 }
 
+impl ProducerContext for RelayContext {
+    /// The round of the record: a reference count, no allocation per record.
+    type DeliveryOpaque = Arc<Acks>;
+
+    /// Runs on the producer's polling thread, once per record (librdkafka reports every
+    /// record it accepted exactly once: acknowledged, failed, or purged when the producer
+    /// goes).
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        match result {
+            Ok(_) => acks.settle_one(None),
+            Err((error, message)) => {
+                let position = message
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == HEADER_POSITION))
+                    .and_then(|h| h.value)
+                    .map_or_else(|| "?".into(), |v| String::from_utf8_lossy(v).into_owned());
+                acks.settle_one(Some(format!(
+                    "delivery of position {position} failed: {error}"
+                )));
+            }
+        }
+    }
+}
+
+/// The delivery reports of one round: how many records are still unreported, the first
+/// failure, and a notification when none is left. Counting them here instead of giving
+/// every record a future of its own (`FutureProducer`) saves a channel per record and a wake-up
+/// of the relay's task per report.
+struct Acks {
+    /// Records handed to the producer and not yet reported, plus one while the round is
+    /// still being handed over (so that it cannot look settled before it is complete).
+    pending: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    settled: Notify,
+}
+
+impl Acks {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            pending: AtomicUsize::new(1),
+            failure: Mutex::new(None),
+            settled: Notify::new(),
+        })
+    }
+
+    fn settle_one(&self, failure: Option<String>) {
+        if let Some(failure) = failure {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(failure);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+        }
+    }
+
+    /// Waits for every report, then returns the first failure, if any.
+    async fn all_reported(&self) -> Option<String> {
+        while self.pending.load(Ordering::Acquire) > 0 {
+            // notify_one keeps its permit when nobody waits yet: a report that comes between
+            // the load and this await is not missed.
+            self.settled.notified().await;
+        }
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
 fn fail(status: &mut RelayStatus, message: String) {
     status.last_error = Some(message);
     status.failing_since.get_or_insert_with(Utc::now);
     status.updated_at = Utc::now();
 }
 
-type Producer_ = FutureProducer<RelayContext>;
+type Producer_ = ThreadedProducer<RelayContext>;
 
 /// Records handed to the producer and not yet known acknowledged.
 struct Round {
     last: Position,
-    deliveries: Vec<(Position, rdkafka::producer::DeliveryFuture)>,
+    count: u64,
+    acks: Arc<Acks>,
 }
 
 /// Publishes the log to Kafka. The checkpoint (in the read-model store, see
@@ -163,7 +238,7 @@ impl Relay {
             let batch = reading
                 .await
                 .map_err(|e| KafkaError::Store(format!("a read of the log failed: {e}")))??;
-            let Some(last) = batch.last().map(|e| e.position) else {
+            let Some(last) = batch.last_position() else {
                 if let Some(r) = in_flight.take() {
                     checkpoint = self.settle(r).await?;
                 }
@@ -179,14 +254,19 @@ impl Relay {
         }
     }
 
-    /// Starts reading the events after `after` (their data and metadata unparsed: they go out
-    /// as stored).
+    /// Starts reading the events after `after`, as stored: their records are written from the
+    /// stored text, nothing is decoded and encoded again.
     fn read_ahead(
         &self,
         after: Position,
-    ) -> tokio::task::JoinHandle<Result<Vec<RawEnvelope>, KafkaError>> {
+    ) -> tokio::task::JoinHandle<Result<StoredEvents, KafkaError>> {
         let store = self.store.clone();
-        tokio::spawn(async move { store.read_all_raw(after, BATCH).await.map_err(store_error) })
+        tokio::spawn(async move {
+            store
+                .read_all_stored(after, BATCH)
+                .await
+                .map_err(store_error)
+        })
     }
 
     async fn load_checkpoint(&self) -> Result<Position, KafkaError> {
@@ -201,57 +281,56 @@ impl Relay {
 
     /// Hands `batch` (the events after `after`, not empty) to the producer. Nothing is
     /// acknowledged yet: see [`Self::settle`].
-    async fn send_round(
-        &self,
-        after: Position,
-        batch: &[RawEnvelope],
-    ) -> Result<Round, KafkaError> {
-        let last = batch.last().map_or(after, |e| e.position);
+    async fn send_round(&self, after: Position, batch: &StoredEvents) -> Result<Round, KafkaError> {
+        let last = batch.last_position().unwrap_or(after);
         let producer = self
             .producer
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut deliveries = Vec::with_capacity(batch.len());
+        let acks = Acks::new();
         let mut previous = after;
-        for envelope in batch {
-            let (payload, headers) = encode(envelope, previous);
-            let mut record = FutureRecord::to(&self.settings.topic)
-                .key(envelope.stream.as_str())
+        // One buffer for every value of the round: the producer copies each one.
+        let mut payload = Vec::new();
+        for event in batch.iter() {
+            payload.clear();
+            event.write_json(&mut payload);
+            acks.pending.fetch_add(1, Ordering::AcqRel);
+            let mut record = BaseRecord::with_opaque_to(&self.settings.topic, acks.clone())
+                .key(event.stream)
                 .payload(&payload)
-                .headers(headers);
+                .headers(headers(&event, previous));
             loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push((envelope.position, delivery));
-                        break;
-                    }
+                match producer.send(record) {
+                    Ok(()) => break,
                     Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((e, _)) => return Err(KafkaError::Broker(format!("cannot produce: {e}"))),
+                    Err((e, _)) => {
+                        // Not handed over: no report will come for it.
+                        acks.settle_one(None);
+                        return Err(KafkaError::Broker(format!("cannot produce: {e}")));
+                    }
                 }
             }
-            previous = envelope.position;
+            previous = event.position;
         }
-        Ok(Round { last, deliveries })
+        // Handed over: the round settles with its last report.
+        acks.settle_one(None);
+        Ok(Round {
+            last,
+            count: batch.len() as u64,
+            acks,
+        })
     }
 
     /// Waits until the broker acknowledged every record of `round`, then moves the checkpoint
     /// to its last event.
     async fn settle(&self, round: Round) -> Result<Position, KafkaError> {
-        let count = round.deliveries.len() as u64;
-        for (position, delivery) in round.deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => {
-                    return Err(KafkaError::Broker(format!(
-                        "delivery of position {position} failed: {e}"
-                    )));
-                }
-                Err(_) => return Err(KafkaError::Broker("the producer was dropped".into())),
-            }
+        let count = round.count;
+        if let Some(failure) = round.acks.all_reported().await {
+            return Err(KafkaError::Broker(failure));
         }
         self.checkpoints
             .save_relay_checkpoint(&self.checkpoint_name(), round.last)
@@ -303,4 +382,48 @@ fn producer(
 
 fn store_error(e: commands::StoreError) -> KafkaError {
     KafkaError::Store(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Acks;
+
+    #[tokio::test]
+    async fn a_round_settles_after_its_handover_and_its_last_report() {
+        let acks = Acks::new();
+        for _ in 0..3 {
+            acks.pending.fetch_add(1, super::Ordering::AcqRel);
+        }
+        // Two reports before the handover ends, on another thread (as librdkafka's).
+        let reporter = acks.clone();
+        std::thread::spawn(move || (0..2).for_each(|_| reporter.settle_one(None)))
+            .join()
+            .unwrap();
+        let waiting = tokio::spawn({
+            let acks = acks.clone();
+            async move { acks.all_reported().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "settled with a record unreported");
+        let reporter = acks.clone();
+        std::thread::spawn(move || reporter.settle_one(Some("failed".into())))
+            .join()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "settled before the handover ended");
+        acks.settle_one(None);
+        assert_eq!(waiting.await.unwrap().as_deref(), Some("failed"));
+    }
+
+    #[tokio::test]
+    async fn the_first_failure_is_the_one_reported() {
+        let acks = Acks::new();
+        acks.pending.fetch_add(2, super::Ordering::AcqRel);
+        acks.settle_one(Some("first".into()));
+        acks.settle_one(Some("second".into()));
+        acks.settle_one(None);
+        assert_eq!(acks.all_reported().await.as_deref(), Some("first"));
+    }
 }

@@ -83,6 +83,7 @@ macro_rules! event_store_contract {
             find_idempotent_reports_recorded_keys,
             refused_batch_does_not_record_its_key,
             read_all_pages_in_position_order,
+            stored_pages_write_the_raw_envelopes_json,
             watch_announces_each_new_head,
             tailing_reader_sees_every_event_once_while_writers_append,
             appends_survive_reopening,
@@ -300,6 +301,57 @@ pub async fn round_trip_keeps_every_field(h: &impl Harness) {
         store.read_all_raw(r.first_position, 10).await.unwrap()[0].position,
         r.last_position
     );
+}
+
+/// `read_all_stored` pages like `read_all_raw`, and each stored event writes byte for byte the
+/// JSON that `serde_json` writes for its raw envelope (what the Kafka relay publishes).
+pub async fn stored_pages_write_the_raw_envelopes_json(h: &impl Harness) {
+    let store = h.open().await;
+    assert!(store.read_all_stored(0, 10).await.unwrap().is_empty());
+    let odd = NewEvent {
+        event_type: "Type \"quoted\" \\ \n\u{1} é 图".into(),
+        data: json!({"body": "图书馆 \"x\" \u{1}\n", "list": [1.5, null, true], "nested": {"a": {}}}),
+        metadata: Metadata {
+            correlation_id: Some("c\"1".into()),
+            causation_id: Some("d".into()),
+            actor: Some("user-1".into()),
+        },
+        ..event(0)
+    };
+    let bare = NewEvent {
+        data: json!(null),
+        ..event(1)
+    };
+    store
+        .append(&stream("a\"b\\c"), ExpectedVersion::Any, vec![odd, bare])
+        .await
+        .unwrap();
+    store
+        .append(&stream("b"), ExpectedVersion::Any, events(5))
+        .await
+        .unwrap();
+    let raw = store.read_all_raw(0, 100).await.unwrap();
+    assert_eq!(raw.len(), 7);
+    for (after, limit) in [(0, 100), (0, 3), (raw[2].position, 2), (raw[6].position, 5)] {
+        let page = store.read_all_stored(after, limit).await.unwrap();
+        let expected: Vec<_> = raw
+            .iter()
+            .filter(|e| e.position > after)
+            .take(limit)
+            .collect();
+        assert_eq!(page.len(), expected.len(), "after {after}, limit {limit}");
+        assert_eq!(page.last_position(), expected.last().map(|e| e.position));
+        for (stored, raw) in page.iter().zip(expected) {
+            let mut json = Vec::new();
+            stored.write_json(&mut json);
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                serde_json::to_string(raw).unwrap()
+            );
+            assert_eq!(stored.stream, raw.stream.as_str());
+            assert_eq!(stored.event_type, raw.event_type);
+        }
+    }
 }
 
 pub async fn versions_count_up_without_holes(h: &impl Harness) {
