@@ -369,25 +369,31 @@ impl<D: Db> ReadModelStore for Store<D> {
 /// runs of comment counts and statistics counters as one batch statement each. A batch thus
 /// costs a few statements whatever its size.
 fn statements(d: sql::Dialect, tables: &[&Table], g: u32, changes: &[Change]) -> Vec<Stmt> {
+    // The runs of the batch, found once for every table.
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < changes.len() {
+        let (kind, run) = Run::first(&changes[start..]);
+        runs.push((kind, start..start + run));
+        start += run;
+    }
     let mut out = Vec::new();
     let mut writes = Vec::new();
     for table in tables {
-        let mut rest = changes;
-        while !rest.is_empty() {
-            let (kind, run) = Run::first(rest);
+        for (kind, range) in &runs {
+            let run = &changes[range.clone()];
             let batched = match kind {
-                Some(kind) if run > 1 => (table.run)(d, g, kind, &rest[..run]),
+                Some(kind) if run.len() > 1 => (table.run)(d, g, *kind, run),
                 _ => None,
             };
             match batched {
                 Some(statement) => writes.push(Write::Stmt(statement)),
                 None => {
-                    for change in &rest[..run] {
+                    for change in run {
                         (table.write)(g, change, &mut writes);
                     }
                 }
             }
-            rest = &rest[run..];
         }
         merge(d, writes.drain(..), &mut out);
     }
