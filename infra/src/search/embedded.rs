@@ -25,7 +25,7 @@ use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore}
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::collector::{Collector, DocSetCollector, SegmentCollector, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -610,8 +610,7 @@ impl EmbeddedSearch {
 
     /// The hit count and the hits of the page (and one more, if there are more) of the
     /// request's words, the `i`-th looked up with one typo too when `fuzzy(i)` says so (and the
-    /// word allows it). The page's hits are the right ones; their order within the page is
-    /// the caller's to put right (by score, then post position).
+    /// word allows it), ranked by score, then by newest post.
     fn run_query(
         f: Fields,
         searcher: &tantivy::Searcher,
@@ -661,58 +660,11 @@ impl EmbeddedSearch {
             ));
         }
         let query = BooleanQuery::new(clauses);
-        let after = request.after.map(|c| (c.score, c.post_position));
-        let limit = request.limit;
-        // Ranked by score alone first: a hit's post position (the tie-breaker, read from a
-        // fast field) is looked up only where its score equals the cursor's.
-        let by_score =
-            TopDocs::with_limit(limit + 1).tweak_score(move |segment: &tantivy::SegmentReader| {
-                let positions = after.and_then(|_| segment.fast_fields().u64("post_position").ok());
-                move |doc: tantivy::DocId, score: tantivy::Score| match after {
-                    Some((s, _)) if score > s => None,
-                    Some(cursor) if score == cursor.0 => {
-                        let position = positions.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
-                        ((score, position) < cursor).then_some(score)
-                    }
-                    _ => Some(score),
-                }
-            });
-        let (total, ranked) = searcher
-            .search(&query, &(Count, by_score))
-            .map_err(tantivy_error)?;
-        let ranked: Vec<(f32, DocAddress)> = ranked
-            .into_iter()
-            .filter_map(|(score, addr)| score.map(|s| (s, addr)))
-            .collect();
-        // Unless the page ends inside a run of equal scores, the page holds the right hits.
-        // Otherwise the whole ranking is done again with the tie-breaker.
-        let tie_at_the_end =
-            ranked.len() > limit && limit > 0 && ranked[limit - 1].0 == ranked[limit].0;
-        if !tie_at_the_end {
-            return Ok((total, ranked));
-        }
-        // Rank by (score, post position), both descending; hits at or before the cursor rank
-        // below every other hit and are dropped.
-        let top =
-            TopDocs::with_limit(limit + 1).tweak_score(move |segment: &tantivy::SegmentReader| {
-                let positions = segment.fast_fields().u64("post_position").ok();
-                move |doc: tantivy::DocId, score: tantivy::Score| {
-                    let position = positions.as_ref().and_then(|c| c.first(doc)).unwrap_or(0);
-                    let key = (score, position);
-                    match after {
-                        Some(cursor) if key >= cursor => None,
-                        _ => Some(key),
-                    }
-                }
-            });
-        let ranked = searcher.search(&query, &top).map_err(tantivy_error)?;
-        Ok((
-            total,
-            ranked
-                .into_iter()
-                .filter_map(|(key, addr)| key.map(|(score, _)| (score, addr)))
-                .collect(),
-        ))
+        let ranked = Ranked {
+            limit: request.limit + 1,
+            after: request.after.map(|c| (c.score, c.post_position)),
+        };
+        searcher.search(&query, &ranked).map_err(tantivy_error)
     }
 
     fn documents_blocking(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
@@ -746,6 +698,133 @@ impl EmbeddedSearch {
 /// The engine behind an `Arc`, so its blocking work can move to the blocking pool.
 #[derive(Clone)]
 pub struct Embedded(Arc<EmbeddedSearch>);
+
+/// A hit ranked by (score, post position), both descending: the position (unique) breaks ties.
+#[derive(Clone, Copy)]
+struct Ranking {
+    score: f32,
+    position: Position,
+    doc: DocAddress,
+}
+
+impl Ranking {
+    fn key(&self) -> (f32, Position) {
+        (self.score, self.position)
+    }
+}
+
+impl PartialEq for Ranking {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ranking {}
+
+impl PartialOrd for Ranking {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranking {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(self.position.cmp(&other.position))
+    }
+}
+
+/// Counts every match and keeps the best `limit` strictly after the cursor, in one pass. A
+/// hit's post position (the tie-breaker, from a fast field) is read only when its score could
+/// enter the kept hits or equals the cursor's, so most matches cost their score alone.
+struct Ranked {
+    limit: usize,
+    after: Option<(f32, Position)>,
+}
+
+struct SegmentRanked {
+    segment: tantivy::SegmentOrdinal,
+    positions: tantivy::columnar::Column<u64>,
+    limit: usize,
+    after: Option<(f32, Position)>,
+    count: usize,
+    /// The kept hits, worst on top.
+    kept: std::collections::BinaryHeap<std::cmp::Reverse<Ranking>>,
+}
+
+impl Collector for Ranked {
+    type Fruit = (usize, Vec<(f32, DocAddress)>);
+    type Child = SegmentRanked;
+
+    fn for_segment(
+        &self,
+        segment: tantivy::SegmentOrdinal,
+        reader: &tantivy::SegmentReader,
+    ) -> tantivy::Result<SegmentRanked> {
+        Ok(SegmentRanked {
+            segment,
+            positions: reader.fast_fields().u64("post_position")?,
+            limit: self.limit,
+            after: self.after,
+            count: 0,
+            kept: std::collections::BinaryHeap::with_capacity(self.limit + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, segments: Vec<(usize, Vec<Ranking>)>) -> tantivy::Result<Self::Fruit> {
+        let total = segments.iter().map(|(n, _)| n).sum();
+        let mut all: Vec<Ranking> = segments.into_iter().flat_map(|(_, r)| r).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.truncate(self.limit);
+        Ok((total, all.into_iter().map(|r| (r.score, r.doc)).collect()))
+    }
+}
+
+impl SegmentCollector for SegmentRanked {
+    type Fruit = (usize, Vec<Ranking>);
+
+    fn collect(&mut self, doc: tantivy::DocId, score: tantivy::Score) {
+        self.count += 1;
+        if let Some((s, _)) = self.after
+            && score > s
+        {
+            return;
+        }
+        if self.limit == 0 {
+            return;
+        }
+        let full = self.kept.len() >= self.limit;
+        if full && self.kept.peek().is_some_and(|w| score < w.0.score) {
+            return;
+        }
+        let hit = Ranking {
+            score,
+            position: self.positions.first(doc).unwrap_or(0),
+            doc: DocAddress::new(self.segment, doc),
+        };
+        if let Some(cursor) = self.after
+            && hit.key() >= cursor
+        {
+            return;
+        }
+        if !full {
+            self.kept.push(std::cmp::Reverse(hit));
+        } else if let Some(mut worst) = self.kept.peek_mut()
+            && hit > worst.0
+        {
+            *worst = std::cmp::Reverse(hit);
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        (self.count, self.kept.into_iter().map(|r| r.0).collect())
+    }
+}
 
 impl Embedded {
     pub fn open(root: &Path) -> Result<Self, ReadModelError> {
