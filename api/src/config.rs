@@ -440,6 +440,7 @@ const ENV: &[(&str, &str)] = &[
         "TREEHOLE_WEBHOOKS_ALLOW_INTERNAL",
         "webhooks.allow_internal",
     ),
+    ("TREEHOLE_WEBHOOKS_DELIVER", "webhooks.deliver"),
     ("TREEHOLE_WEBHOOK_MAX_ATTEMPTS", "webhooks.max_attempts"),
     ("TREEHOLE_WEBHOOK_BACKOFF_MS", "webhooks.backoff_ms"),
 ];
@@ -559,6 +560,49 @@ fn set(table: &mut toml::Table, path: &str, value: toml::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `TREEHOLE_*` variable the README's configuration table or this file's documentation
+    /// promises is read (`TREEHOLE_WEBHOOKS_DELIVER` once was promised and silently ignored).
+    #[test]
+    fn every_documented_variable_is_read() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && !l.starts_with("| `GET") && !l.contains(" /"));
+        let here = include_str!("config.rs")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("///"));
+        let mut promised = std::collections::BTreeSet::new();
+        for line in table.chain(here) {
+            let mut rest = line;
+            while let Some(i) = rest.find("TREEHOLE_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                if name != "TREEHOLE_" {
+                    promised.insert(name);
+                }
+            }
+        }
+        // Read by the command line itself (clap), not by the settings.
+        promised.remove("TREEHOLE_CONFIG");
+        assert!(promised.len() > 30, "{promised:?}");
+        let read: std::collections::BTreeSet<&str> = ENV.iter().map(|(v, _)| *v).collect();
+        let missing: Vec<&String> = promised
+            .iter()
+            .filter(|v| !read.contains(v.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "documented but never read: {missing:?}");
+    }
+
+    #[test]
+    fn webhook_deliveries_can_be_paused_from_the_environment() {
+        assert!(load(None, &|_| None, &[]).unwrap().webhooks.deliver);
+        let env = |k: &str| (k == "TREEHOLE_WEBHOOKS_DELIVER").then(|| "off".to_string());
+        assert!(!load(None, &env, &[]).unwrap().webhooks.deliver);
+    }
 
     #[test]
     fn layers_apply_in_order() {
