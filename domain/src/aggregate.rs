@@ -101,12 +101,82 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
 
     /// Rebuilds an event from its stored type, schema and payload, upcasting old schemas.
     fn decode(event_type: &str, schema: u32, data: &Value) -> Result<Self, DecodeError> {
-        let data = Self::upcast(event_type, schema, data.clone())?;
-        let tagged = serde_json::json!({ "type": event_type, "data": data });
-        serde_json::from_value(tagged).map_err(|e| DecodeError {
+        let error = |e: serde_json::Error| DecodeError {
             event_type: event_type.to_owned(),
             schema,
             reason: e.to_string(),
-        })
+        };
+        let data = Self::upcast(event_type, schema, data.clone())?;
+        Self::deserialize(Tagged::new(event_type, &data)).map_err(error)
+    }
+}
+
+/// An adjacently tagged event (`{"type": ..., "data": ...}`) presented to serde without
+/// building it: the type name first, so the enum's visitor needs no buffering, then the payload
+/// read in place.
+struct Tagged<'a> {
+    event_type: &'a str,
+    data: &'a Value,
+    /// 0: the type's key is next; 1: its value; 2: the payload's key; 3: its value; 4: done.
+    next: u8,
+}
+
+impl<'a> Tagged<'a> {
+    fn new(event_type: &'a str, data: &'a Value) -> Self {
+        Self {
+            event_type,
+            data,
+            next: 0,
+        }
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::MapAccess<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        use serde::de::value::BorrowedStrDeserializer;
+        let key = match self.next {
+            0 => "type",
+            2 => "data",
+            _ => return Ok(None),
+        };
+        self.next += 1;
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        use serde::de::value::BorrowedStrDeserializer;
+        let at = self.next;
+        self.next += 1;
+        match at {
+            1 => seed.deserialize(BorrowedStrDeserializer::new(self.event_type)),
+            3 => seed.deserialize(self.data),
+            _ => Err(serde::de::Error::custom("a tagged event has two fields")),
+        }
     }
 }
