@@ -1,7 +1,8 @@
 //! Prometheus metrics at `GET /metrics`: HTTP traffic by route and status, command conflicts,
 //! and projection progress (sampled when scraped).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -21,8 +22,60 @@ pub fn handle() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then ours just stays empty.
         let _ = metrics::set_global_recorder(recorder);
+        // A recorder built this way keeps every histogram sample until upkeep drains it into
+        // its summary: without a scrape, memory would grow with every request.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
+}
+
+/// A route's counter and histogram for one method and status.
+type Handles = (metrics::Counter, metrics::Histogram);
+
+/// The handles of every (route, method, status) seen so far: a request records through them
+/// without building label strings or looking its key up in the registry. Bounded like the
+/// labels: routes are templates, methods and statuses fixed sets.
+static SEEN: LazyLock<RwLock<Seen>> = LazyLock::new(Default::default);
+
+/// Per route template, the handles of each (method, status) seen.
+type Seen = HashMap<String, Vec<(&'static str, u16, Handles)>>;
+
+fn handles(route: &str, method: &'static str, status: u16) -> Handles {
+    let find = |seen: &Seen| {
+        seen.get(route).and_then(|v| {
+            v.iter()
+                .find(|(m, s, _)| *m == method && *s == status)
+                .map(|(_, _, h)| h.clone())
+        })
+    };
+    if let Some(h) = find(&SEEN.read().unwrap_or_else(PoisonError::into_inner)) {
+        return h;
+    }
+    let mut seen = SEEN.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(h) = find(&seen) {
+        return h;
+    }
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    let h = (
+        metrics::counter!("treehole_http_requests_total", &labels),
+        metrics::histogram!("treehole_http_request_duration_seconds", &labels),
+    );
+    seen.entry(route.to_owned())
+        .or_default()
+        .push((method, status, h.clone()));
+    h
 }
 
 /// Counts and times every request by method, route template and status.
@@ -32,22 +85,16 @@ pub fn handle() -> &'static PrometheusHandle {
 /// `OTHER`, routes are the matched template (never the raw path, which would also leak ids),
 /// and a path no route matches is `unmatched`.
 pub async fn track(request: Request, next: Next) -> Response {
+    // The handles must come from our recorder, installed before the first of them is kept.
+    handle();
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route),
-        ("status", status),
-    ];
-    metrics::counter!("treehole_http_requests_total", &labels).increment(1);
-    metrics::histogram!("treehole_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = handles(route, method, response.status().as_u16());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -372,7 +372,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     let docs = SwaggerUi::new("/api/v1/docs")
         .external_url_unchecked("/api/v1/openapi.json", openapi::document(&state.settings));
     Router::new()
-        .nest("/api/v1", routes::api())
+        .merge(routes::api())
         .merge(docs)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -22,57 +22,74 @@ use crate::error::ApiError;
 use crate::extract::After;
 use crate::state::AppState;
 
+/// Every route of the API, each at its full path under `/api/v1` (one flat router: no nested
+/// router to strip a prefix and clone a boxed service on every request).
 pub fn api() -> Router<AppState> {
     Router::new()
-        .route("/auth/codes", post(auth::request_code))
-        .route("/users", post(auth::register))
-        .route("/sessions", post(auth::login))
-        .route("/sessions/current", delete(auth::logout))
-        .route("/me", get(auth::me).delete(me::unregister))
-        .route("/me/export", get(me::export))
-        .route("/posts", post(posts::create_post).get(posts::list_posts))
+        .route("/api/v1/auth/codes", post(auth::request_code))
+        .route("/api/v1/users", post(auth::register))
+        .route("/api/v1/sessions", post(auth::login))
+        .route("/api/v1/sessions/current", delete(auth::logout))
+        .route("/api/v1/me", get(auth::me).delete(me::unregister))
+        .route("/api/v1/me/export", get(me::export))
         .route(
-            "/posts/{id}",
+            "/api/v1/posts",
+            post(posts::create_post).get(posts::list_posts),
+        )
+        .route(
+            "/api/v1/posts/{id}",
             get(posts::get_post).delete(posts::delete_post),
         )
         .route(
-            "/posts/{id}/comments",
+            "/api/v1/posts/{id}/comments",
             post(posts::add_comment).get(posts::list_comments),
         )
         .route(
-            "/posts/{id}/comments/{comment_id}",
+            "/api/v1/posts/{id}/comments/{comment_id}",
             delete(posts::delete_comment),
         )
-        .route("/search", get(search::search))
+        .route("/api/v1/search", get(search::search))
         .route(
-            "/models",
+            "/api/v1/models",
             post(tasks::register_model).get(tasks::list_models),
         )
         .route(
-            "/models/{name}",
+            "/api/v1/models/{name}",
             get(tasks::get_model).put(tasks::update_model),
         )
-        .route("/models/{name}/disable", post(tasks::disable_model))
-        .route("/models/{name}/enable", post(tasks::enable_model))
-        .route("/tasks", post(tasks::publish_task).get(tasks::list_tasks))
-        .route("/tasks/{id}", get(tasks::get_task))
-        .route("/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route("/api/v1/models/{name}/disable", post(tasks::disable_model))
+        .route("/api/v1/models/{name}/enable", post(tasks::enable_model))
         .route(
-            "/workers",
+            "/api/v1/tasks",
+            post(tasks::publish_task).get(tasks::list_tasks),
+        )
+        .route("/api/v1/tasks/{id}", get(tasks::get_task))
+        .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel_task))
+        .route(
+            "/api/v1/workers",
             post(workers::register_worker).get(workers::list_workers),
         )
-        .route("/workers/{id}", delete(workers::revoke_worker))
-        .route("/workers/claim", post(workers::claim))
-        .route("/workers/tasks/{id}/heartbeat", post(workers::heartbeat))
-        .route("/workers/tasks/{id}/complete", post(workers::complete))
-        .route("/workers/tasks/{id}/fail", post(workers::fail))
-        .route("/stats/overview", get(stats::overview))
-        .route("/stats/daily", get(stats::daily))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/admin/projections", get(ops::projections))
-        .route("/admin/projections/{name}/rebuild", post(ops::rebuild))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/api/v1/workers/{id}", delete(workers::revoke_worker))
+        .route("/api/v1/workers/claim", post(workers::claim))
+        .route(
+            "/api/v1/workers/tasks/{id}/heartbeat",
+            post(workers::heartbeat),
+        )
+        .route(
+            "/api/v1/workers/tasks/{id}/complete",
+            post(workers::complete),
+        )
+        .route("/api/v1/workers/tasks/{id}/fail", post(workers::fail))
+        .route("/api/v1/stats/overview", get(stats::overview))
+        .route("/api/v1/stats/daily", get(stats::daily))
+        .route("/api/v1/healthz", get(ops::healthz))
+        .route("/api/v1/readyz", get(ops::readyz))
+        .route("/api/v1/admin/projections", get(ops::projections))
+        .route(
+            "/api/v1/admin/projections/{name}/rebuild",
+            post(ops::rebuild),
+        )
+        .route("/api/v1/metrics", get(crate::metrics::render))
 }
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
