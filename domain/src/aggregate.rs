@@ -1,5 +1,7 @@
 //! The shape every aggregate shares.
 
+use std::borrow::Cow;
+
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -71,9 +73,14 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
 
     /// Turns a payload of an older schema into the current shape. The default knows only
     /// schema 1; an event whose payload changes adds a match arm here.
-    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+    /// The payload is borrowed when it is already current, so decoding copies nothing.
+    fn upcast<'a>(
+        event_type: &str,
+        schema: u32,
+        data: &'a Value,
+    ) -> Result<Cow<'a, Value>, DecodeError> {
         if schema == 1 {
-            Ok(data)
+            Ok(Cow::Borrowed(data))
         } else {
             Err(DecodeError {
                 event_type: event_type.to_owned(),
@@ -106,7 +113,7 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
             schema,
             reason: e.to_string(),
         };
-        let data = Self::upcast(event_type, schema, data.clone())?;
+        let data = Self::upcast(event_type, schema, data)?;
         Self::deserialize(Tagged::new(event_type, &data)).map_err(error)
     }
 }

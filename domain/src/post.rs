@@ -171,10 +171,14 @@ impl DomainEvent for PostEvent {
     }
 
     /// Schema 1 carried `author_id` and `author_name` in clear, and `deleted_by` always.
-    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+    fn upcast<'a>(
+        event_type: &str,
+        schema: u32,
+        data: &'a Value,
+    ) -> Result<std::borrow::Cow<'a, Value>, DecodeError> {
         match schema {
-            2 => Ok(data),
-            1 => Ok(upcast_v1(event_type, data)),
+            2 => Ok(std::borrow::Cow::Borrowed(data)),
+            1 => Ok(std::borrow::Cow::Owned(upcast_v1(event_type, data.clone()))),
             _ => Err(DecodeError {
                 event_type: event_type.to_owned(),
                 schema,

@@ -25,11 +25,13 @@ pub const DEFAULT_ADJECTIVES: [&str; 26] = [
 
 /// A configured naming scheme. Build it with [`PseudonymScheme::new`], which rejects schemes
 /// that could hand two users the same name.
+///
+/// Shared, not copied: every batch of post commands clones the aggregate's services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PseudonymScheme {
-    host_name: String,
-    names: Vec<String>,
-    adjectives: Vec<String>,
+    host_name: std::sync::Arc<str>,
+    names: std::sync::Arc<[String]>,
+    adjectives: std::sync::Arc<[String]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,9 +100,9 @@ impl PseudonymScheme {
             ));
         }
         Ok(Self {
-            host_name,
-            names,
-            adjectives,
+            host_name: host_name.into(),
+            names: names.into(),
+            adjectives: adjectives.into(),
         })
     }
 

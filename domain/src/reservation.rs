@@ -102,13 +102,19 @@ impl DomainEvent for ReservationEvent {
         }
     }
 
-    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+    fn upcast<'a>(
+        event_type: &str,
+        schema: u32,
+        data: &'a Value,
+    ) -> Result<std::borrow::Cow<'a, Value>, DecodeError> {
         match (event_type, schema) {
             ("IdentityReserved", 1) => {
                 let owner = data["owner"].clone();
-                Ok(serde_json::json!({"owner": { OPEN: { "key": owner, "value": owner } }}))
+                Ok(std::borrow::Cow::Owned(serde_json::json!({
+                    "owner": { OPEN: { "key": owner, "value": owner } }
+                })))
             }
-            ("IdentityReserved", 2) | (_, 1) => Ok(data),
+            ("IdentityReserved", 2) | (_, 1) => Ok(std::borrow::Cow::Borrowed(data)),
             _ => Err(DecodeError {
                 event_type: event_type.to_owned(),
                 schema,

@@ -58,18 +58,22 @@ impl DomainEvent for UserEvent {
 
     /// Schema 1 of `UserRegistered` carried the personal fields in clear; they become open
     /// personal values under the user's key.
-    fn upcast(event_type: &str, schema: u32, data: Value) -> Result<Value, DecodeError> {
+    fn upcast<'a>(
+        event_type: &str,
+        schema: u32,
+        data: &'a Value,
+    ) -> Result<std::borrow::Cow<'a, Value>, DecodeError> {
         match (event_type, schema) {
             ("UserRegistered", 1) => {
-                let mut data = data;
+                let mut data = data.clone();
                 let key = data["user_id"].clone();
                 for field in ["email", "username", "password_hash"] {
                     let value = data[field].take();
                     data[field] = serde_json::json!({ OPEN: { "key": key, "value": value } });
                 }
-                Ok(data)
+                Ok(std::borrow::Cow::Owned(data))
             }
-            ("UserRegistered", 2) | (_, 1) => Ok(data),
+            ("UserRegistered", 2) | (_, 1) => Ok(std::borrow::Cow::Borrowed(data)),
             _ => Err(DecodeError {
                 event_type: event_type.to_owned(),
                 schema,
