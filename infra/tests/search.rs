@@ -128,3 +128,82 @@ async fn a_search_server_that_is_not_there_is_a_clear_error() {
         "{message}"
     );
 }
+
+/// The embedded engine stores documents without their analysed terms. A post written by one
+/// process and commented by the next (nothing remembered in memory) must keep the words of
+/// its earlier comments: the terms are made again from the stored text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_commented_after_a_reopen_keeps_its_earlier_words() {
+    use chrono::Utc;
+    use domain::{CommentId, PostId};
+    use projections::search::{Query, SearchRequest};
+    use projections::{Change, CommentChange, FeedChange, ReadModelStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("search");
+    let post_id = PostId::new(uuid::Uuid::now_v7());
+    let comment = |position: u64, body: &str| {
+        Change::Comments(CommentChange::InsertComment {
+            comment_id: CommentId::new(uuid::Uuid::now_v7()),
+            post_id,
+            position,
+            author_id: None,
+            author_name: "Alice".into(),
+            anonymous: true,
+            is_host: false,
+            body: body.into(),
+            reply_to: None,
+            created_at: Utc::now(),
+        })
+    };
+    let first = vec![
+        Change::Feed(FeedChange::InsertPost {
+            post_id,
+            position: 1,
+            author_id: None,
+            author_name: "洞主".into(),
+            anonymous: true,
+            title: Some("Library hours".into()),
+            body: "When does it close?".into(),
+            tags: vec![],
+            created_at: Utc::now(),
+        }),
+        comment(2, "麻辣烫 at the canteen"),
+    ];
+    let number = {
+        let engine = Embedded::open(&root).expect("open");
+        let g = engine
+            .create_generation("search", 1)
+            .await
+            .expect("generation");
+        engine.promote("search", g.number).await.expect("promote");
+        engine
+            .apply("search", g.number, &first, 0, 2)
+            .await
+            .expect("apply");
+        g.number
+    };
+    let engine = Embedded::open(&root).expect("open again");
+    engine
+        .apply("search", number, &[comment(3, "midnight snacks")], 2, 3)
+        .await
+        .expect("apply after the reopen");
+    for (words, what) in [
+        ("麻辣烫", "the first comment"),
+        ("midnight", "the second comment"),
+        ("library", "the title"),
+    ] {
+        let hits = engine
+            .search(&SearchRequest {
+                query: Query::parse(words).expect("a query"),
+                tag: None,
+                limit: 10,
+                after: None,
+            })
+            .await
+            .expect("search")
+            .hits;
+        assert_eq!(hits.len(), 1, "{what} is still found");
+        assert_eq!(hits[0].document.comments.len(), 2);
+    }
+}

@@ -166,7 +166,7 @@ impl Fields {
         }
         d.add_text(
             self.doc,
-            serde_json::to_string(doc).map_err(|e| backend(e.to_string()))?,
+            serde_json::to_string(&Stored::of(doc)).map_err(|e| backend(e.to_string()))?,
         );
         Ok(d)
     }
@@ -177,6 +177,43 @@ impl Fields {
             .and_then(|v| v.as_str())
             .ok_or_else(|| backend("search document without its stored body".into()))?;
         serde_json::from_str(json).map_err(|e| backend(format!("stored search document: {e}")))
+    }
+}
+
+/// A document as the index stores it: without its analysed terms, which follow from its text
+/// (about half its size: each batch serialises and compresses every touched post's document
+/// whole). Reading it back gives empty terms; [`Gen::load`] makes them again.
+#[derive(Serialize)]
+struct Stored<'a> {
+    id: &'a PostId,
+    post_position: Position,
+    position: Position,
+    author_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author_id: Option<UserId>,
+    anonymous: bool,
+    title: &'a Option<String>,
+    body: &'a str,
+    tags: &'a [String],
+    comments: &'a [search::SearchComment],
+    created_at: &'a chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> Stored<'a> {
+    fn of(d: &'a SearchDocument) -> Self {
+        Self {
+            id: &d.id,
+            post_position: d.post_position,
+            position: d.position,
+            author_name: &d.author_name,
+            author_id: d.author_id,
+            anonymous: d.anonymous,
+            title: &d.title,
+            body: &d.body,
+            tags: &d.tags,
+            comments: &d.comments,
+            created_at: &d.created_at,
+        }
     }
 }
 
@@ -287,7 +324,9 @@ impl Gen {
                 .map_err(tantivy_error)?;
             if let Some((_, addr)) = hits.first() {
                 let d: TantivyDocument = searcher.doc(*addr).map_err(tantivy_error)?;
-                found.insert(*id, self.fields.read(&d)?);
+                let mut doc = self.fields.read(&d)?;
+                doc.ensure_terms();
+                found.insert(*id, doc);
             }
         }
         Ok(found)
@@ -309,7 +348,8 @@ impl Gen {
                 .map_err(tantivy_error)?
             {
                 let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
-                let doc = self.fields.read(&d)?;
+                let mut doc = self.fields.read(&d)?;
+                doc.ensure_terms();
                 found.insert(doc.id, doc);
             }
         }

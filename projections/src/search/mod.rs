@@ -103,12 +103,27 @@ pub struct SearchDocument {
     pub comments: Vec<SearchComment>,
     pub created_at: DateTime<Utc>,
     /// Analysed terms (see [`text`]) of the title, of the body and tags, and of the comments.
+    /// An engine may store a document without them (they follow from its text) and give them
+    /// back empty: [`SearchDocument::ensure_terms`] makes them again.
+    #[serde(default)]
     pub title_terms: String,
+    #[serde(default)]
     pub body_terms: String,
+    #[serde(default)]
     pub comment_terms: String,
 }
 
 impl SearchDocument {
+    /// Analyses the text again if the document came back without its terms.
+    pub fn ensure_terms(&mut self) {
+        if self.title_terms.is_empty()
+            && self.body_terms.is_empty()
+            && self.comment_terms.is_empty()
+        {
+            self.analyse();
+        }
+    }
+
     fn analyse(&mut self) {
         self.title_terms = text::terms_field(self.title.as_deref());
         self.body_terms = text::terms_field(
