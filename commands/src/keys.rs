@@ -149,7 +149,17 @@ pub struct Keys {
     /// is sealed only with a key that exists, and a handle is stored before the event that uses
     /// it, so a reference an event names and the store cannot resolve was destroyed, for good.
     dead: Mutex<LruCache<String, ()>>,
+    /// New handles waiting to be stored, each with whom to tell.
+    new_handles: Mutex<Vec<(NewHandle, HandleStored)>>,
+    /// Held by the caller storing the waiting handles.
+    storing: tokio::sync::Mutex<()>,
 }
+
+/// A handle to record: (handle, user, subject).
+type NewHandle = (String, UserId, String);
+
+/// Tells a caller whether its handle was stored.
+type HandleStored = tokio::sync::oneshot::Sender<Result<(), String>>;
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,6 +181,8 @@ impl Keys {
             keys: Mutex::new(LruCache::new(capacity)),
             handles: Mutex::new(LruCache::new(capacity)),
             dead: Mutex::new(LruCache::new(capacity)),
+            new_handles: Mutex::new(Vec::new()),
+            storing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -312,12 +324,42 @@ impl Keys {
         if self.handles.lock().expect("lock").get(handle) == Some(&user) {
             return Ok(());
         }
-        self.store.put_handle(handle, user, subject).await?;
+        self.store_handle((handle.to_owned(), user, subject.to_owned()))
+            .await?;
         self.handles
             .lock()
             .expect("lock")
             .put(handle.to_owned(), user);
         Ok(())
+    }
+
+    /// Stores a new handle together with those other callers are waiting to store: one write
+    /// (one transaction, one fsync) for all of them, as the log's group commit does. A thousand
+    /// users commenting on one post for the first time at once need a thousand handles, and
+    /// one write each made them queue behind each other's fsync.
+    ///
+    /// Whoever gets the turn stores everything waiting and answers each caller before giving
+    /// the turn up; a caller whose handle was stored while it waited finds its answer ready.
+    async fn store_handle(&self, new: NewHandle) -> Result<(), KeyError> {
+        let (tell, mut told) = tokio::sync::oneshot::channel();
+        self.new_handles.lock().expect("lock").push((new, tell));
+        let _turn = self.storing.lock().await;
+        if let Ok(answer) = told.try_recv() {
+            return answer.map_err(KeyError::Backend);
+        }
+        let waiting = std::mem::take(&mut *self.new_handles.lock().expect("lock"));
+        let (rows, tells): (Vec<NewHandle>, Vec<_>) = waiting.into_iter().unzip();
+        let stored = self
+            .store
+            .put_handles(&rows)
+            .await
+            .map_err(|e| e.to_string());
+        for tell in tells {
+            let _ = tell.send(stored.clone());
+        }
+        told.await
+            .map_err(|_| KeyError::Backend("a handle's write was dropped".into()))?
+            .map_err(KeyError::Backend)
     }
 
     /// The user a key reference names, if their key still exists.

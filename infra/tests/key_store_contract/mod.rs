@@ -56,6 +56,7 @@ macro_rules! key_store_contract {
             two_shreds_at_once_both_succeed,
             all_lists_every_key_and_handle_until_shredded,
             sealed_values_open_in_a_fresh_process_until_the_key_is_shredded,
+            author_tokens_made_at_once_are_all_stored,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -680,5 +681,45 @@ pub async fn two_shreds_at_once_both_succeed<H: Harness>(_h: &H, store: Store) {
             store.put_key(u, wrapped(9)).await,
             Err(KeyError::Destroyed(_))
         ));
+    }
+}
+
+/// Through `commands::Keys`: 300 first comments at once (150 users on two posts, each asking
+/// twice) store their handles together; each handle is stored, under its own user, and a
+/// fresh process resolves every one.
+pub async fn author_tokens_made_at_once_are_all_stored<H: Harness>(h: &H, store: Store) {
+    let keys = Arc::new(Keys::new(store, SECRET));
+    let users: Vec<UserId> = (1..=150).map(user).collect();
+    for u in &users {
+        keys.create(*u).await.expect("a key");
+    }
+    let posts = [
+        PostId::new(Uuid::from_u128(0x51)),
+        PostId::new(Uuid::from_u128(0x52)),
+    ];
+    let mut asks = Vec::new();
+    for u in &users {
+        for post in posts {
+            for _ in 0..2 {
+                let (keys, u) = (keys.clone(), *u);
+                asks.push(tokio::spawn(async move {
+                    (u, keys.author_token(u, post).await.expect("a token"))
+                }));
+            }
+        }
+    }
+    let mut tokens = std::collections::BTreeMap::new();
+    for ask in asks {
+        let (u, token) = ask.await.expect("joined");
+        tokens.insert(token.as_str().to_owned(), u);
+    }
+    assert_eq!(tokens.len(), 300, "one token per user and post");
+    let fresh = h.reopen().await;
+    for (token, u) in &tokens {
+        assert_eq!(
+            fresh.resolve(token).await.expect("resolve"),
+            Some(*u),
+            "the handle {token} is stored under its user"
+        );
     }
 }
