@@ -631,12 +631,6 @@ impl EmbeddedSearch {
                 score,
             });
         }
-        // Best first, ties to the newest post (the page holds the right hits; see `run_query`).
-        hits.sort_by(|a, b| {
-            (b.score, b.document.post_position)
-                .partial_cmp(&(a.score, a.document.post_position))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
         let next = match hits.last() {
             Some(last) if more => Some(SearchCursor {
                 offset: skipped + hits.len(),
@@ -779,6 +773,7 @@ impl Ord for Ranking {
 /// hit's post position (the tie-breaker, from a fast field) is read only when its score could
 /// enter the kept hits or equals the cursor's, so most matches cost their score alone.
 struct Ranked {
+    /// At least one: a page's size plus the hit that says whether more follow.
     limit: usize,
     after: Option<(f32, Position)>,
 }
@@ -833,9 +828,6 @@ impl SegmentCollector for SegmentRanked {
         if let Some((s, _)) = self.after
             && score > s
         {
-            return;
-        }
-        if self.limit == 0 {
             return;
         }
         let full = self.kept.len() >= self.limit;
