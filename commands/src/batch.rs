@@ -172,7 +172,7 @@ where
     }
 
     /// Decides and appends the batch, retrying on version conflicts, and answers every caller.
-    #[instrument(skip_all, fields(stream = %self.stream, commands = self.commands.len(), position))]
+    #[instrument(level = "debug", skip_all, fields(stream = %self.stream, commands = self.commands.len(), position))]
     pub async fn run(self) {
         let mut refresh = false;
         for attempt in 0..self.retry.max_attempts {

@@ -178,7 +178,10 @@ impl CommandHandler {
     /// Decides `command` against `stream` and appends the result, retrying on version
     /// conflicts. Commands for one stream queue inside this process and are decided and
     /// appended in batches (see [`crate::batch`]); one with an idempotency key alone.
-    #[instrument(skip_all, fields(stream = %stream))]
+    ///
+    /// Its span is at `debug`, like the batch's: one per command, and the request's span
+    /// around it already names the request in any warning.
+    #[instrument(level = "debug", skip_all, fields(stream = %stream))]
     pub async fn execute<A>(
         &self,
         stream: &StreamId,
