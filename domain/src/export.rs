@@ -52,6 +52,10 @@
 //!   `deleted(item, u)`, label `deleted:<item>:<u>`, an id used once: the event does not say
 //!   whether the item was anonymous, and `by_admin: false` says its author deleted it, so any id
 //!   shared with other activity would tie a named item to anonymous ones.
+//! - `ReactionSet`: the `reactor` handle (one user's on one item only) is replaced by its
+//!   keyed hash, label `reaction:<handle>`; the counts are public. It has no `metadata.actor`
+//!   (reactions are decided unnamed); were one there, it would get an id for that item alone,
+//!   label `reacted:<item>:<u>`.
 //! - `metadata.actor` follows the event's actor field; an actor that is not a UUID (such as
 //!   `operator`) is hashed as a user id would be. Correlation and causation ids (request ids)
 //!   stay.
@@ -68,7 +72,7 @@ use crate::envelope::{Envelope, Metadata};
 use crate::event::Event;
 use crate::ids::{PostId, StreamId, UserId};
 use crate::model::ModelEvent;
-use crate::personal::{AuthorToken, KeyRef, Personal};
+use crate::personal::{AuthorToken, KeyRef, Personal, ReactionHandle};
 use crate::post::{Author, PostEvent};
 use crate::reservation::ReservationEvent;
 use crate::session::SessionEvent;
@@ -121,6 +125,8 @@ enum Acting {
     Named,
     Anonymously(PostId),
     DeletingOwn(Uuid),
+    /// Reacting to one item (a post or a comment): an id for that item alone.
+    Reacting(Uuid),
 }
 
 impl Pseudonymiser {
@@ -174,6 +180,7 @@ impl Pseudonymiser {
             Acting::Named => self.user(user),
             Acting::Anonymously(post) => self.anonymous(post, user),
             Acting::DeletingOwn(item) => self.own_deletion(item, user),
+            Acting::Reacting(item) => self.uuid(&format!("reacted:{item}:{}", canonical(user))),
         }
     }
 
@@ -463,6 +470,26 @@ impl Pseudonymiser {
                     by_admin,
                 };
                 (event, acting)
+            }
+            // The handle is already one item's alone; its pseudonym is too.
+            PostEvent::ReactionSet {
+                post_id,
+                comment_id,
+                reactor,
+                value,
+                likes,
+                dislikes,
+            } => {
+                let item = comment_id.map_or(post_id.as_uuid(), |c| c.as_uuid());
+                let event = PostEvent::ReactionSet {
+                    post_id,
+                    comment_id,
+                    reactor: ReactionHandle::new(self.hex(&format!("reaction:{}", reactor.as_str()))),
+                    value,
+                    likes,
+                    dislikes,
+                };
+                (event, Acting::Reacting(item))
             }
         }
     }
@@ -1094,6 +1121,20 @@ mod tests {
                 Event::Reservation(ReservationEvent::IdentityReleased {}),
                 None,
             ),
+            // A reaction is recorded with no actor: the command runs unnamed.
+            (
+                PostId::new(Uuid::from_u128(203)).stream(),
+                2,
+                Event::Post(PostEvent::ReactionSet {
+                    post_id: PostId::new(Uuid::from_u128(203)),
+                    comment_id: None,
+                    reactor: ReactionHandle::new(REACTOR),
+                    value: 1,
+                    likes: 1,
+                    dislikes: 0,
+                }),
+                None,
+            ),
         ];
         let log = events
             .into_iter()
@@ -1196,6 +1237,23 @@ mod tests {
         found
     }
 
+    const REACTOR: &str = "v5d1f1a8c0e4b7f2a9c3d6e8f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c";
+
+    #[test]
+    fn a_reactors_handle_is_hashed_again_and_names_nobody() {
+        let sample = sample();
+        let raw = of_type(&sample.log, "ReactionSet");
+        let exported = Pseudonymiser::new(KEY).envelope(raw).unwrap();
+        let reactor = data_at(&exported, "/reactor").as_str().unwrap().to_owned();
+        assert_ne!(reactor, REACTOR);
+        assert_eq!(reactor.len(), 64);
+        assert_eq!(exported.metadata.actor, None);
+        assert_eq!(data_at(&exported, "/likes"), 1);
+        // One handle keeps one stand-in under one key.
+        let again = Pseudonymiser::new(KEY).envelope(raw).unwrap();
+        assert_eq!(data_at(&again, "/reactor"), reactor.as_str());
+    }
+
     #[test]
     fn the_sample_covers_every_event_type() {
         let covered: BTreeSet<String> = sample().log.into_iter().map(|e| e.event_type).collect();
@@ -1208,8 +1266,9 @@ mod tests {
     fn no_exported_event_carries_a_user_id_address_name_or_secret() {
         let sample = sample();
         // The check itself must see the values in the raw log (task progress events carry
-        // task and worker ids only).
+        // task and worker ids only, a reaction an opaque handle).
         let impersonal = [
+            "ReactionSet",
             "TaskClaimed",
             "TaskLeaseExtended",
             "TaskAttemptFailed",

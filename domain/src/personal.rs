@@ -86,6 +86,25 @@ impl AuthorToken {
     }
 }
 
+/// One user's reaction to one item (a post, or a comment under it): a keyed hash of the item
+/// and the user under the user's own data key, computed by the write side, like an
+/// [`AuthorToken`] but per item, so that the log tells neither who reacted nor which reactions
+/// are one user's; it only lets that user change their own reaction. Once the user's key is
+/// destroyed nobody can compute it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReactionHandle(String);
+
+impl ReactionHandle {
+    pub fn new(handle: impl Into<String>) -> Self {
+        Self(handle.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A personal value and the key that protects it; `value` is `None` when it cannot be read
 /// (its key was destroyed).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{CommentId, PostId, UserId};
-use crate::personal::{AuthorToken, KeyRef, OPEN, Personal};
+use crate::personal::{AuthorToken, KeyRef, OPEN, Personal, ReactionHandle};
 use crate::pseudonym::PseudonymScheme;
 use crate::values::{Actor, CommentBody, PostBody, PostTitle, Tag};
 
@@ -49,6 +49,69 @@ pub enum PostCommand {
         actor: Actor,
         token: AuthorToken,
     },
+    /// Sets the reactor's reaction to the post (`comment_id` `None`) or to one of its live
+    /// comments. Setting the value it already has changes nothing and records nothing.
+    React {
+        reactor: ReactionHandle,
+        comment_id: Option<CommentId>,
+        value: Reaction,
+    },
+}
+
+/// A reaction's value: set, not toggled (OpenTreeHole's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reaction {
+    Dislike,
+    #[default]
+    None,
+    Like,
+}
+
+impl Reaction {
+    pub fn value(self) -> i8 {
+        match self {
+            Reaction::Dislike => -1,
+            Reaction::None => 0,
+            Reaction::Like => 1,
+        }
+    }
+
+    /// `-1`, `0` or `1`; anything else is `None`.
+    pub fn from_value(value: i64) -> Option<Self> {
+        match value {
+            -1 => Some(Reaction::Dislike),
+            0 => Some(Reaction::None),
+            1 => Some(Reaction::Like),
+            _ => None,
+        }
+    }
+}
+
+/// The reactions to one item, as counts: the only form in which anyone sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tally {
+    pub likes: u64,
+    pub dislikes: u64,
+}
+
+impl Tally {
+    fn without(mut self, r: Reaction) -> Self {
+        match r {
+            Reaction::Like => self.likes = self.likes.saturating_sub(1),
+            Reaction::Dislike => self.dislikes = self.dislikes.saturating_sub(1),
+            Reaction::None => {}
+        }
+        self
+    }
+
+    fn with(mut self, r: Reaction) -> Self {
+        match r {
+            Reaction::Like => self.likes += 1,
+            Reaction::Dislike => self.dislikes += 1,
+            Reaction::None => {}
+        }
+        self
+    }
 }
 
 /// Who wrote a post or comment, as the log records it.
@@ -156,6 +219,17 @@ pub enum PostEvent {
         deleted_by: Option<UserId>,
         by_admin: bool,
     },
+    /// A reaction set to `value` (-1, 0 or 1) on the post (`comment_id` `None`) or a comment;
+    /// `likes` and `dislikes` are the item's counts after it. The reactor is known only by a
+    /// handle for this item alone (see [`ReactionHandle`]).
+    ReactionSet {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reactor: ReactionHandle,
+        value: i8,
+        likes: u64,
+        dislikes: u64,
+    },
 }
 
 impl DomainEvent for PostEvent {
@@ -164,6 +238,7 @@ impl DomainEvent for PostEvent {
         "CommentAdded",
         "CommentDeleted",
         "PostDeleted",
+        "ReactionSet",
     ];
 
     fn schema(&self) -> u32 {
@@ -277,11 +352,25 @@ pub struct Post {
     /// Pseudonyms handed out under this post, by author token; never removed.
     pseudonyms: HashMap<AuthorToken, String>,
     used_names: HashSet<String>,
+    /// Every standing reaction by its handle (one handle per user and item); none at 0.
+    reactions: HashMap<ReactionHandle, Reaction>,
+    /// The counts of the post (`None`) and of each comment reacted to.
+    tallies: HashMap<Option<CommentId>, Tally>,
 }
 
 impl Post {
     pub fn exists(&self) -> bool {
         self.id.is_some()
+    }
+
+    /// The reaction counts of the post (`None`) or of one of its comments.
+    pub fn tally(&self, comment: Option<CommentId>) -> Tally {
+        self.tallies.get(&comment).copied().unwrap_or_default()
+    }
+
+    /// The reaction the holder of `handle` has set.
+    pub fn reaction(&self, handle: &ReactionHandle) -> Reaction {
+        self.reactions.get(handle).copied().unwrap_or_default()
     }
 
     /// The pseudonym the holder of `token` (user `user`) has under this post, if any.
@@ -463,6 +552,32 @@ impl Aggregate for Post {
                     by_admin,
                 }])
             }
+            PostCommand::React {
+                reactor,
+                comment_id,
+                value,
+            } => {
+                let post_id = self.live()?;
+                if let Some(id) = comment_id {
+                    match self.comments.get(id) {
+                        Some(c) if !c.deleted => {}
+                        _ => return Err(PostError::CommentNotFound),
+                    }
+                }
+                let previous = self.reaction(reactor);
+                if previous == *value {
+                    return Ok(vec![]);
+                }
+                let tally = self.tally(*comment_id).without(previous).with(*value);
+                Ok(vec![PostEvent::ReactionSet {
+                    post_id,
+                    comment_id: *comment_id,
+                    reactor: reactor.clone(),
+                    value: value.value(),
+                    likes: tally.likes,
+                    dislikes: tally.dislikes,
+                }])
+            }
         }
     }
 
@@ -507,6 +622,26 @@ impl Aggregate for Post {
                 }
             }
             PostEvent::PostDeleted { .. } => self.deleted = true,
+            PostEvent::ReactionSet {
+                comment_id,
+                reactor,
+                value,
+                likes,
+                dislikes,
+                ..
+            } => {
+                match Reaction::from_value(i64::from(*value)) {
+                    Some(Reaction::None) | None => self.reactions.remove(reactor),
+                    Some(r) => self.reactions.insert(reactor.clone(), r),
+                };
+                self.tallies.insert(
+                    *comment_id,
+                    Tally {
+                        likes: *likes,
+                        dislikes: *dislikes,
+                    },
+                );
+            }
         }
     }
 }
@@ -608,6 +743,91 @@ mod tests {
             anonymous,
             at: at(),
         }
+    }
+
+    fn react(handle: &str, comment_id: Option<CommentId>, value: Reaction) -> PostCommand {
+        PostCommand::React {
+            reactor: ReactionHandle::new(handle),
+            comment_id,
+            value,
+        }
+    }
+
+    fn tally_of(events: &[PostEvent]) -> (i8, u64, u64) {
+        match events {
+            [
+                PostEvent::ReactionSet {
+                    value,
+                    likes,
+                    dislikes,
+                    ..
+                },
+            ] => (*value, *likes, *dislikes),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reaction_is_set_not_toggled_and_setting_it_again_records_nothing() {
+        let mut g = given(&[publish(&actor(1), true)]);
+        let like = react("va", None, Reaction::Like);
+        assert_eq!(tally_of(&g.when(&like).unwrap()), (1, 1, 0));
+        assert_eq!(g.when(&like).unwrap(), vec![]);
+        assert_eq!(g.post.tally(None), Tally { likes: 1, dislikes: 0 });
+        let dislike = react("va", None, Reaction::Dislike);
+        assert_eq!(tally_of(&g.when(&dislike).unwrap()), (-1, 0, 1));
+        assert_eq!(tally_of(&g.when(&react("vb", None, Reaction::Like)).unwrap()), (1, 1, 1));
+        assert_eq!(tally_of(&g.when(&react("va", None, Reaction::None)).unwrap()), (0, 1, 0));
+        assert_eq!(g.when(&react("va", None, Reaction::None)).unwrap(), vec![]);
+        assert_eq!(g.post.reaction(&ReactionHandle::new("vb")), Reaction::Like);
+        assert_eq!(g.post.reaction(&ReactionHandle::new("va")), Reaction::None);
+    }
+
+    #[test]
+    fn comments_have_their_own_counts_and_a_deleted_one_takes_no_reaction() {
+        let mut g = given(&[publish(&actor(1), false)]);
+        let c = CommentId::new(Uuid::now_v7());
+        g.comment_as(c, &actor(2), true);
+        assert_eq!(tally_of(&g.when(&react("vc", Some(c), Reaction::Like)).unwrap()), (1, 1, 0));
+        assert_eq!(g.post.tally(None), Tally::default());
+        assert_eq!(g.post.tally(Some(c)), Tally { likes: 1, dislikes: 0 });
+        let unknown = CommentId::new(Uuid::now_v7());
+        assert_eq!(
+            g.when(&react("vd", Some(unknown), Reaction::Like)),
+            Err(PostError::CommentNotFound)
+        );
+        g.when(&PostCommand::DeleteComment {
+            comment_id: c,
+            actor: actor(2),
+            token: tok(&actor(2)),
+        })
+        .unwrap();
+        assert_eq!(
+            g.when(&react("vc", Some(c), Reaction::None)),
+            Err(PostError::CommentNotFound)
+        );
+    }
+
+    #[test]
+    fn no_reaction_to_a_missing_or_deleted_post() {
+        let like = react("va", None, Reaction::Like);
+        assert_eq!(given(&[]).when(&like), Err(PostError::NotFound));
+        let mut g = given(&[publish(&actor(1), false)]);
+        g.when(&PostCommand::Delete {
+            actor: actor(1),
+            token: tok(&actor(1)),
+        })
+        .unwrap();
+        assert_eq!(g.when(&like), Err(PostError::Deleted));
+    }
+
+    #[test]
+    fn reaction_values_are_minus_one_zero_and_one_only() {
+        assert_eq!(Reaction::from_value(-1), Some(Reaction::Dislike));
+        assert_eq!(Reaction::from_value(0), Some(Reaction::None));
+        assert_eq!(Reaction::from_value(1), Some(Reaction::Like));
+        assert_eq!(Reaction::from_value(2), None);
+        assert_eq!(Reaction::from_value(-2), None);
     }
 
     #[test]
