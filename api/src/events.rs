@@ -576,6 +576,8 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
         }
         e @ (PostEvent::CommentDeleted { by_admin, .. }
         | PostEvent::PostDeleted { by_admin, .. }) => (e, !by_admin),
+        // A reaction never names who reacted.
+        e @ PostEvent::ReactionSet { .. } => (e, true),
     })
 }
 

@@ -16,10 +16,42 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `axum::Json` whose rejections are problem+json.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json` whose rejections are problem+json, and which takes a JSON object only: serde
+/// would also read a struct from an array of its fields in order (`[1]` for `{"value": 1}`).
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(req, state).await?;
+        let shape = |detail: String| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "The body does not match the expected shape",
+                detail,
+            )
+        };
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(shape("the body must be a JSON object".into()));
+        }
+        // The path of a bad field in the detail, as `axum::Json` gives it.
+        let mut json = serde_json::Deserializer::from_str(raw.get());
+        serde_path_to_error::deserialize(&mut json)
+            .map(ApiJson)
+            .map_err(|e| {
+                shape(format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                ))
+            })
+    }
+}
 
 /// `axum::extract::Query` whose rejections are problem+json.
 #[derive(FromRequestParts)]

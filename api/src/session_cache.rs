@@ -159,6 +159,8 @@ impl SessionCache {
                 Change::Feed(FeedChange::InsertPost { .. })
                 | Change::Feed(FeedChange::DeletePost { .. })
                 | Change::Feed(FeedChange::CountComment { .. })
+                | Change::Feed(FeedChange::SetReactions { .. })
+                | Change::Comments(CommentChange::SetReactions { .. })
                 | Change::Comments(CommentChange::InsertComment { .. })
                 | Change::Comments(CommentChange::DeleteComment { .. })
                 | Change::Comments(CommentChange::DeleteCommentsOf { .. })

@@ -21,7 +21,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use domain::personal::{OPEN, SEALED, visit_mut};
-use domain::{AuthorToken, Envelope, KeyRef, NewEvent, PostId, StreamId, UserId};
+use domain::{
+    AuthorToken, CommentId, Envelope, KeyRef, NewEvent, PostId, ReactionHandle, StreamId, UserId,
+};
 use hmac::{Hmac, Mac};
 use lru::LruCache;
 use rand::RngCore;
@@ -306,6 +308,24 @@ impl Keys {
         let token = format!("t{}", Self::mac(&key, &format!("author:{post}:{user}")));
         self.remember(&token, user, &post.to_string()).await?;
         Ok(AuthorToken::new(token))
+    }
+
+    /// The user's handle for their reaction to one item: the post (`comment` `None`) or one of
+    /// its comments. Unlike an author token it is not recorded: nothing is sealed under it and
+    /// nobody needs to resolve it; only its owner can make it again, and nobody once their key
+    /// is destroyed. One per item, so two reactions of one user cannot be linked.
+    pub async fn reaction_handle(
+        &self,
+        user: UserId,
+        post: PostId,
+        comment: Option<CommentId>,
+    ) -> Result<ReactionHandle, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let item = comment.map_or_else(|| format!("post:{post}"), |c| format!("comment:{c}"));
+        Ok(ReactionHandle::new(format!(
+            "v{}",
+            Self::mac(&key, &format!("reaction:{item}:{user}"))
+        )))
     }
 
     /// The handle a reservation stream's owner is sealed under.
@@ -853,6 +873,26 @@ mod tests {
             panic!()
         };
         assert_eq!(email.get(), None);
+    }
+
+    #[tokio::test]
+    async fn reaction_handles_are_stable_per_item_differ_across_items_and_die_with_the_key() {
+        let store = Arc::new(MapStore::default());
+        let keys = Keys::new(store.clone(), b"secret");
+        let (a, b) = (UserId::new(Uuid::now_v7()), UserId::new(Uuid::now_v7()));
+        let p = PostId::new(Uuid::now_v7());
+        let c = CommentId::new(Uuid::now_v7());
+        let on_post = keys.reaction_handle(a, p, None).await.unwrap();
+        assert_eq!(on_post, keys.reaction_handle(a, p, None).await.unwrap());
+        assert_ne!(on_post, keys.reaction_handle(a, p, Some(c)).await.unwrap());
+        assert_ne!(on_post, keys.reaction_handle(b, p, None).await.unwrap());
+        assert_ne!(
+            on_post.as_str(),
+            keys.author_token(a, p).await.unwrap().as_str()
+        );
+        assert!(!on_post.as_str().contains(&a.to_string()));
+        keys.shred(a).await.unwrap();
+        assert!(keys.reaction_handle(a, p, None).await.is_err());
     }
 
     #[tokio::test]

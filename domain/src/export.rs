@@ -484,7 +484,9 @@ impl Pseudonymiser {
                 let event = PostEvent::ReactionSet {
                     post_id,
                     comment_id,
-                    reactor: ReactionHandle::new(self.hex(&format!("reaction:{}", reactor.as_str()))),
+                    reactor: ReactionHandle::new(
+                        self.hex(&format!("reaction:{}", reactor.as_str())),
+                    ),
                     value,
                     likes,
                     dislikes,

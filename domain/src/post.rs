@@ -773,11 +773,23 @@ mod tests {
         let like = react("va", None, Reaction::Like);
         assert_eq!(tally_of(&g.when(&like).unwrap()), (1, 1, 0));
         assert_eq!(g.when(&like).unwrap(), vec![]);
-        assert_eq!(g.post.tally(None), Tally { likes: 1, dislikes: 0 });
+        assert_eq!(
+            g.post.tally(None),
+            Tally {
+                likes: 1,
+                dislikes: 0
+            }
+        );
         let dislike = react("va", None, Reaction::Dislike);
         assert_eq!(tally_of(&g.when(&dislike).unwrap()), (-1, 0, 1));
-        assert_eq!(tally_of(&g.when(&react("vb", None, Reaction::Like)).unwrap()), (1, 1, 1));
-        assert_eq!(tally_of(&g.when(&react("va", None, Reaction::None)).unwrap()), (0, 1, 0));
+        assert_eq!(
+            tally_of(&g.when(&react("vb", None, Reaction::Like)).unwrap()),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            tally_of(&g.when(&react("va", None, Reaction::None)).unwrap()),
+            (0, 1, 0)
+        );
         assert_eq!(g.when(&react("va", None, Reaction::None)).unwrap(), vec![]);
         assert_eq!(g.post.reaction(&ReactionHandle::new("vb")), Reaction::Like);
         assert_eq!(g.post.reaction(&ReactionHandle::new("va")), Reaction::None);
@@ -788,9 +800,18 @@ mod tests {
         let mut g = given(&[publish(&actor(1), false)]);
         let c = CommentId::new(Uuid::now_v7());
         g.comment_as(c, &actor(2), true);
-        assert_eq!(tally_of(&g.when(&react("vc", Some(c), Reaction::Like)).unwrap()), (1, 1, 0));
+        assert_eq!(
+            tally_of(&g.when(&react("vc", Some(c), Reaction::Like)).unwrap()),
+            (1, 1, 0)
+        );
         assert_eq!(g.post.tally(None), Tally::default());
-        assert_eq!(g.post.tally(Some(c)), Tally { likes: 1, dislikes: 0 });
+        assert_eq!(
+            g.post.tally(Some(c)),
+            Tally {
+                likes: 1,
+                dislikes: 0
+            }
+        );
         let unknown = CommentId::new(Uuid::now_v7());
         assert_eq!(
             g.when(&react("vd", Some(unknown), Reaction::Like)),

@@ -11,7 +11,7 @@ pub mod workers;
 
 use axum::Router;
 use axum::http::{HeaderName, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use chrono::Utc;
 use commands::CommandContext;
 use domain::values::Actor;
@@ -47,6 +47,15 @@ pub fn api() -> Router<AppState> {
         .route(
             "/api/v1/posts/{id}/comments/{comment_id}",
             delete(posts::delete_comment),
+        )
+        .route("/api/v1/posts/{id}/reaction", put(posts::react_to_post))
+        .route(
+            "/api/v1/posts/{id}/comments/{comment_id}/reaction",
+            put(posts::react_to_comment_of_post),
+        )
+        .route(
+            "/api/v1/comments/{id}/reaction",
+            put(posts::react_to_comment),
         )
         .route("/api/v1/search", get(search::search))
         .route(

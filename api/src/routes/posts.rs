@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::parse_canonical_uuid;
-use domain::post::{Post, PostCommand, PostEvent};
+use domain::post::{Post, PostCommand, PostEvent, Reaction, Tally};
 use domain::values::{CommentBody, InvalidValue, PostBody, PostTitle, Tag};
 use domain::{AuthorToken, CommentId, Position, PostId};
 use projections::ports::Page;
@@ -148,6 +148,10 @@ pub struct PostDto {
     pub body: String,
     pub tags: Vec<String>,
     pub comment_count: i64,
+    /// How many users like the post (reaction 1); who they are is never shown.
+    pub likes: i64,
+    /// How many users dislike the post (reaction -1).
+    pub dislikes: i64,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
 }
@@ -162,6 +166,8 @@ impl From<PostView> for PostDto {
             body: v.body,
             tags: v.tags,
             comment_count: v.comment_count,
+            likes: v.likes,
+            dislikes: v.dislikes,
             created_at: v.created_at,
             last_activity_at: v.last_activity_at,
         }
@@ -379,6 +385,9 @@ pub struct CommentDto {
     pub body: String,
     #[schema(value_type = Option<String>, format = Uuid)]
     pub reply_to: Option<CommentId>,
+    /// How many users like the comment; who they are is never shown.
+    pub likes: i64,
+    pub dislikes: i64,
     pub created_at: DateTime<Utc>,
 }
 
@@ -391,6 +400,8 @@ impl From<CommentView> for CommentDto {
             is_host: v.is_host,
             body: v.body,
             reply_to: v.reply_to,
+            likes: v.likes,
+            dislikes: v.dislikes,
             created_at: v.created_at,
         }
     }
@@ -464,6 +475,159 @@ pub async fn delete_comment(
     .await?;
     Ok(Json(CommandDone {
         position: outcome.position,
+    }))
+}
+
+/// A reaction to set: `1` like, `-1` dislike, `0` none. Setting the value one already has
+/// changes nothing.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReaction {
+    #[schema(minimum = -1, maximum = 1)]
+    pub value: i64,
+}
+
+/// An item's reaction counts after the caller's reaction, and that reaction. Who else
+/// reacted is never shown, to anyone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReactionDone {
+    pub likes: u64,
+    pub dislikes: u64,
+    /// The caller's own reaction: -1, 0 or 1.
+    pub mine: i8,
+    /// The position of the reaction's event; 0 when the value was already set (nothing was
+    /// recorded).
+    pub position: Position,
+}
+
+/// Sets the caller's reaction to a post.
+#[utoipa::path(put, path = "/api/v1/posts/{id}/reaction", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), request_body = NewReaction,
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn react_to_post(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewReaction>,
+) -> Result<Json<ReactionDone>, ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    react(&state, &auth, request_id.as_deref(), post_id, None, &body).await
+}
+
+/// Sets the caller's reaction to a comment of a post.
+#[utoipa::path(put, path = "/api/v1/posts/{id}/comments/{comment_id}/reaction", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("comment_id" = String, Path, format = Uuid)), request_body = NewReaction,
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn react_to_comment_of_post(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path((id, comment_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<NewReaction>,
+) -> Result<Json<ReactionDone>, ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let comment_id = CommentId::new(parse_id(&comment_id, "comment")?);
+    react(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        post_id,
+        Some(comment_id),
+        &body,
+    )
+    .await
+}
+
+/// Sets the caller's reaction to a comment, found by its id alone. The comment's post is
+/// looked up in the comments read model, so a comment made a moment ago may not be found
+/// yet: `PUT /posts/{id}/comments/{comment_id}/reaction` needs no look-up.
+#[utoipa::path(put, path = "/api/v1/comments/{id}/reaction", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), request_body = NewReaction,
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn react_to_comment(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewReaction>,
+) -> Result<Json<ReactionDone>, ApiError> {
+    let comment_id = CommentId::new(parse_id(&id, "comment")?);
+    // A bad value is refused before the look-up, as on the other two routes.
+    reaction_value(&body)?;
+    let comment = state
+        .queries
+        .comment(comment_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such comment"))?;
+    react(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        comment.post_id,
+        Some(comment_id),
+        &body,
+    )
+    .await
+}
+
+fn reaction_value(body: &NewReaction) -> Result<Reaction, ApiError> {
+    Reaction::from_value(body.value).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid field",
+            format!(
+                "value: {} is not a reaction; use 1 (like), -1 (dislike) or 0 (none)",
+                body.value
+            ),
+        )
+    })
+}
+
+/// Decides the reaction unnamed (the log records no actor for it, only the caller's handle
+/// for this one item) and answers with the counts it leaves.
+async fn react(
+    state: &AppState,
+    auth: &Auth,
+    request_id: Option<&RequestId>,
+    post_id: PostId,
+    comment_id: Option<CommentId>,
+    body: &NewReaction,
+) -> Result<Json<ReactionDone>, ApiError> {
+    let value = reaction_value(body)?;
+    let reactor = state
+        .keys
+        .reaction_handle(auth.actor.user_id, post_id, comment_id)
+        .await?;
+    let command = PostCommand::React {
+        reactor,
+        comment_id,
+        value,
+    };
+    let outcome = run_on_post(state, auth, request_id, post_id, &command, None, false).await?;
+    let set = outcome.events.iter().find_map(|r| match &r.event {
+        PostEvent::ReactionSet {
+            likes, dislikes, ..
+        } => Some(Tally {
+            likes: *likes,
+            dislikes: *dislikes,
+        }),
+        _ => None,
+    });
+    let (tally, position) = match set {
+        Some(tally) => (tally, outcome.position),
+        // Nothing changed: the counts as the write side knows them now.
+        None => {
+            let loaded = state.handler.load_cached::<Post>(&post_id.stream()).await?;
+            (loaded.state.tally(comment_id), 0)
+        }
+    };
+    Ok(Json(ReactionDone {
+        likes: tally.likes,
+        dislikes: tally.dislikes,
+        mine: value.value(),
+        position,
     }))
 }
 

@@ -15,6 +15,7 @@ mod lists;
 mod metrics;
 mod page_cache;
 mod privacy;
+mod reactions;
 mod rebuild;
 mod request_id;
 mod revocation;

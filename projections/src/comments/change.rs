@@ -23,6 +23,12 @@ pub enum CommentChange {
         post_id: PostId,
         comment_id: CommentId,
     },
+    /// A comment's reaction counts, as the event after which they stand gives them.
+    SetReactions {
+        comment_id: CommentId,
+        likes: i64,
+        dislikes: i64,
+    },
     DeleteCommentsOf {
         post_id: PostId,
     },

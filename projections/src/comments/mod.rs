@@ -20,8 +20,9 @@ impl Projection for Comments {
         "comments"
     }
 
+    /// 3: comments carry their reaction counts.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -71,7 +72,17 @@ impl Projection for Comments {
                     post_id: *post_id,
                 })]
             }
-            PostEvent::PostPublished { .. } => vec![],
+            PostEvent::ReactionSet {
+                comment_id: Some(comment_id),
+                likes,
+                dislikes,
+                ..
+            } => vec![Change::Comments(CommentChange::SetReactions {
+                comment_id: *comment_id,
+                likes: crate::feed::count(*likes),
+                dislikes: crate::feed::count(*dislikes),
+            })],
+            PostEvent::PostPublished { .. } | PostEvent::ReactionSet { .. } => vec![],
         }
     }
 }

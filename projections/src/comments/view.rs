@@ -17,6 +17,8 @@ pub struct CommentView {
     pub is_host: bool,
     pub body: String,
     pub reply_to: Option<CommentId>,
+    pub likes: i64,
+    pub dislikes: i64,
     pub created_at: DateTime<Utc>,
 }
 

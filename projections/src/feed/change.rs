@@ -33,4 +33,10 @@ pub enum FeedChange {
         delta: i64,
         active_at: Option<DateTime<Utc>>,
     },
+    /// A post's reaction counts, as the event after which they stand gives them.
+    SetReactions {
+        post_id: PostId,
+        likes: i64,
+        dislikes: i64,
+    },
 }

@@ -28,13 +28,19 @@ pub(crate) fn shown_name(author: &Author) -> String {
 
 pub struct Feed;
 
+/// A count as the read models' integer columns hold it.
+pub(crate) fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Projection for Feed {
     fn name(&self) -> &'static str {
         "feed"
     }
 
+    /// 3: posts carry their reaction counts.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -85,6 +91,18 @@ impl Projection for Feed {
             PostEvent::PostDeleted { post_id, .. } => {
                 vec![Change::Feed(FeedChange::DeletePost { post_id: *post_id })]
             }
+            PostEvent::ReactionSet {
+                post_id,
+                comment_id: None,
+                likes,
+                dislikes,
+                ..
+            } => vec![Change::Feed(FeedChange::SetReactions {
+                post_id: *post_id,
+                likes: count(*likes),
+                dislikes: count(*dislikes),
+            })],
+            PostEvent::ReactionSet { .. } => vec![],
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct PostView {
     pub body: String,
     pub tags: Vec<String>,
     pub comment_count: i64,
+    pub likes: i64,
+    pub dislikes: i64,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
 }

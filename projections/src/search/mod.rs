@@ -66,6 +66,8 @@ impl Projection for Search {
                 !matches!(
                     c,
                     Change::Feed(FeedChange::CountComment { .. })
+                        | Change::Feed(FeedChange::SetReactions { .. })
+                        | Change::Comments(CommentChange::SetReactions { .. })
                         | Change::Comments(CommentChange::DeleteCommentsOf { .. })
                         | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
                 )

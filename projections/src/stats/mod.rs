@@ -129,7 +129,11 @@ impl Projection for Stats {
             | Event::User(UserEvent::AdminGranted { .. })
             | Event::User(UserEvent::UserUnregistered { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
-            | Event::Post(PostEvent::CommentDeleted { .. } | PostEvent::PostDeleted { .. })
+            | Event::Post(
+                PostEvent::CommentDeleted { .. }
+                | PostEvent::PostDeleted { .. }
+                | PostEvent::ReactionSet { .. },
+            )
             | Event::Reservation(_)
             | Event::Verification(_)
             | Event::Model(_)

@@ -18,6 +18,8 @@ const COLUMNS: &[Col] = &[
     col("body", Ty::Text, "NOT NULL"),
     col("reply_to", Ty::Uuid, ""),
     col("created_at", Ty::Time, "NOT NULL"),
+    col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
     // The author of a named comment, for forgetting it; never read by a query.
     col("author_id", Ty::Uuid, ""),
 ];
@@ -94,6 +96,18 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
             format!("DELETE FROM comments_g{g} WHERE comment_id = $1"),
             vec![Value::uuid(*comment_id)],
         ))),
+        Change::Comments(CommentChange::SetReactions {
+            comment_id,
+            likes,
+            dislikes,
+        }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE comments_g{g} SET likes = $1, dislikes = $2 WHERE comment_id = $3"),
+            vec![
+                Value::int(*likes),
+                Value::int(*dislikes),
+                Value::uuid(*comment_id),
+            ],
+        ))),
         Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
@@ -111,8 +125,8 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     }
 }
 
-const SELECT: &str =
-    "comment_id, post_id, position, author_name, anonymous, is_host, body, reply_to, created_at";
+const SELECT: &str = "comment_id, post_id, position, author_name, anonymous, is_host, body, \
+     reply_to, created_at, likes, dislikes";
 
 /// A page of a post's comments: those after `after`, oldest first.
 pub(crate) fn page(post: PostId, after: Option<Position>, size: usize) -> Stmt {
@@ -147,5 +161,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<CommentView, ReadModelError> {
         body: row.text(6)?,
         reply_to: row.opt_uuid(7)?.map(CommentId::new),
         created_at: row.time(8)?,
+        likes: row.int(9)?,
+        dislikes: row.int(10)?,
     })
 }

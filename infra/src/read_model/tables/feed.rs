@@ -18,6 +18,8 @@ const COLUMNS: &[Col] = &[
     col("body", Ty::Text, "NOT NULL"),
     col("tags", Ty::Tags, "NOT NULL"),
     col("comment_count", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
     col("created_at", Ty::Time, "NOT NULL"),
     col("last_activity_at", Ty::Time, "NOT NULL"),
     // The author of a named post, for forgetting it when they unregister; never read by a
@@ -86,6 +88,18 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::uuid(*user_id),
             ],
         ))),
+        Change::Feed(FeedChange::SetReactions {
+            post_id,
+            likes,
+            dislikes,
+        }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE feed_g{g} SET likes = $1, dislikes = $2 WHERE post_id = $3"),
+            vec![
+                Value::int(*likes),
+                Value::int(*dislikes),
+                Value::uuid(*post_id),
+            ],
+        ))),
         Change::Feed(FeedChange::CountComment {
             post_id,
             delta,
@@ -149,7 +163,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 }
 
 const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
-     comment_count, created_at, last_activity_at";
+     comment_count, created_at, last_activity_at, likes, dislikes";
 
 /// A page of the feed: posts before `before`, newest first.
 pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
@@ -189,5 +203,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
         comment_count: row.int(7)?,
         created_at: row.time(8)?,
         last_activity_at: row.time(9)?,
+        likes: row.int(10)?,
+        dislikes: row.int(11)?,
     })
 }
