@@ -279,6 +279,8 @@ pub struct RateLimits {
     pub codes_per_ip_per_hour: u32,
     pub registrations_per_ip_per_hour: u32,
     pub logins_per_ip_per_minute: u32,
+    /// Reactions set by one user, to anything, per minute.
+    pub reactions_per_user_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -289,6 +291,7 @@ impl Default for RateLimits {
             codes_per_ip_per_hour: 30,
             registrations_per_ip_per_hour: 30,
             logins_per_ip_per_minute: 30,
+            reactions_per_user_per_minute: 60,
         }
     }
 }
@@ -409,6 +412,10 @@ const ENV: &[(&str, &str)] = &[
     (
         "TREEHOLE_RATE_LIMIT_LOGINS_PER_IP_PER_MINUTE",
         "rate_limits.logins_per_ip_per_minute",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_REACTIONS_PER_USER_PER_MINUTE",
+        "rate_limits.reactions_per_user_per_minute",
     ),
     ("TREEHOLE_MAIL_FROM", "mail.from"),
     ("TREEHOLE_SMTP_URL", "mail.smtp_url"),

@@ -16,6 +16,7 @@ pub struct RateLimiters {
     pub codes_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub registrations_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub logins_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    pub reactions_per_user: DefaultKeyedRateLimiter<domain::UserId>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -32,6 +33,9 @@ impl RateLimiters {
                 c.registrations_per_ip_per_hour
             ))),
             logins_per_ip: RateLimiter::keyed(Quota::per_minute(nz(c.logins_per_ip_per_minute))),
+            reactions_per_user: RateLimiter::keyed(Quota::per_minute(nz(
+                c.reactions_per_user_per_minute
+            ))),
         }
     }
 
@@ -58,5 +62,6 @@ impl RateLimiters {
         self.codes_per_ip.retain_recent();
         self.registrations_per_ip.retain_recent();
         self.logins_per_ip.retain_recent();
+        self.reactions_per_user.retain_recent();
     }
 }

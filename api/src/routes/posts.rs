@@ -503,7 +503,7 @@ pub struct ReactionDone {
 /// Sets the caller's reaction to a post.
 #[utoipa::path(put, path = "/api/v1/posts/{id}/reaction", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)), request_body = NewReaction,
-    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn react_to_post(
     State(state): State<AppState>,
     auth: Auth,
@@ -518,7 +518,7 @@ pub async fn react_to_post(
 /// Sets the caller's reaction to a comment of a post.
 #[utoipa::path(put, path = "/api/v1/posts/{id}/comments/{comment_id}/reaction", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid), ("comment_id" = String, Path, format = Uuid)), request_body = NewReaction,
-    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn react_to_comment_of_post(
     State(state): State<AppState>,
     auth: Auth,
@@ -544,7 +544,7 @@ pub async fn react_to_comment_of_post(
 /// yet: `PUT /posts/{id}/comments/{comment_id}/reaction` needs no look-up.
 #[utoipa::path(put, path = "/api/v1/comments/{id}/reaction", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)), request_body = NewReaction,
-    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ReactionDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn react_to_comment(
     State(state): State<AppState>,
     auth: Auth,
@@ -596,6 +596,11 @@ async fn react(
     body: &NewReaction,
 ) -> Result<Json<ReactionDone>, ApiError> {
     let value = reaction_value(body)?;
+    state.limits.check(
+        &state.limits.reactions_per_user,
+        &auth.actor.user_id,
+        "reactions",
+    )?;
     let reactor = state
         .keys
         .reaction_handle(auth.actor.user_id, post_id, comment_id)

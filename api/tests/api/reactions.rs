@@ -6,7 +6,7 @@ use std::sync::Arc;
 use commands::CommandHandler;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, position, spawn_app, str_field};
+use crate::helpers::{TestApp, position, spawn_app, spawn_app_with, str_field};
 
 async fn react(
     app: &TestApp,
@@ -313,6 +313,36 @@ async fn nobody_learns_who_reacted_from_an_answer_or_the_log() {
             .expect("a token")
             .to_owned();
     assert!(reactors.iter().all(|r| *r != token));
+}
+
+#[tokio::test]
+async fn reactions_are_rate_limited_per_user() {
+    let app = spawn_app_with(|s| {
+        s.rate_limits.enabled = true;
+        s.rate_limits.reactions_per_user_per_minute = 2;
+    })
+    .await;
+    let (a, b) = (app.new_user("eager").await, app.new_user("calm").await);
+    let post = app
+        .create_post(&a.token, &json!({"body": "limits", "anonymous": false}))
+        .await
+        .expect(201);
+    let path = format!("/posts/{}/reaction", str_field(&post, "post_id"));
+    for value in [1, -1] {
+        react(&app, Some(&a.token), &path, &json!({"value": value}))
+            .await
+            .expect(200);
+    }
+    let head = app.head().await;
+    let refused = react(&app, Some(&a.token), &path, &json!({"value": 0})).await;
+    assert_eq!(refused.status.as_u16(), 429, "{}", refused.text);
+    crate::helpers::assert_problem_shape(&refused, &refused.json());
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(app.head().await, head);
+    // Another user's reactions are their own.
+    react(&app, Some(&b.token), &path, &json!({"value": 1}))
+        .await
+        .expect(200);
 }
 
 #[tokio::test]
