@@ -679,6 +679,8 @@ struct PostRow {
     body: String,
     tags: Vec<String>,
     comment_count: i64,
+    likes: i64,
+    dislikes: i64,
     created_at: DateTime<Utc>,
     last_activity_at: DateTime<Utc>,
     /// The author of a named post (a private column); `None` when anonymous or forgotten.
@@ -695,6 +697,8 @@ struct CommentRow {
     body: String,
     reply_to: Option<Uuid>,
     created_at: DateTime<Utc>,
+    likes: i64,
+    dislikes: i64,
     /// The author of a named comment (a private column); `None` when anonymous or forgotten.
     author_id: Option<Uuid>,
 }
@@ -853,6 +857,8 @@ impl Model {
                     body,
                     tags,
                     comment_count: 0,
+                    likes: 0,
+                    dislikes: 0,
                     created_at,
                     last_activity_at: created_at,
                     author_id: author_id.map(|a| a.as_uuid()),
@@ -864,6 +870,24 @@ impl Model {
                 for post in self.feed.iter_mut().filter(|p| p.author_id == author) {
                     post.author_name = projections::DELETED_USER.to_owned();
                     post.author_id = None;
+                }
+            }
+            Change::Feed(FeedChange::SetReactions {
+                post_id,
+                likes,
+                dislikes,
+            }) => {
+                if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
+                    (post.likes, post.dislikes) = (likes, dislikes);
+                }
+            }
+            Change::Comments(CommentChange::SetReactions {
+                comment_id,
+                likes,
+                dislikes,
+            }) => {
+                if let Some(comment) = self.comments.get_mut(comment_id.as_uuid()) {
+                    (comment.likes, comment.dislikes) = (likes, dislikes);
                 }
             }
             Change::Feed(FeedChange::CountComment {
@@ -906,6 +930,8 @@ impl Model {
                         body,
                         reply_to: reply_to.map(|r| r.as_uuid()),
                         created_at,
+                        likes: 0,
+                        dislikes: 0,
                         author_id: author_id.map(|a| a.as_uuid()),
                     },
                 );
@@ -1209,13 +1235,15 @@ impl Model {
                         .text(&r.body)
                         .text_array(&r.tags)
                         .int(r.comment_count)
+                        .int(r.likes)
+                        .int(r.dislikes)
                         .time(r.created_at)
                         .time(r.last_activity_at)
                         .optional_uuid(r.author_id)
                         .end();
                 }
                 "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                 created_at, last_activity_at, author_id"
+                 likes, dislikes, created_at, last_activity_at, author_id"
             }
             "comments" => {
                 for r in self.comments.iter() {
@@ -1228,11 +1256,13 @@ impl Model {
                         .text(&r.body)
                         .optional_uuid(r.reply_to)
                         .time(r.created_at)
+                        .int(r.likes)
+                        .int(r.dislikes)
                         .optional_uuid(r.author_id)
                         .end();
                 }
                 "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-                 reply_to, created_at, author_id"
+                 reply_to, created_at, likes, dislikes, author_id"
             }
             "models" => {
                 for r in self.models.values() {
