@@ -47,6 +47,7 @@ macro_rules! read_model_contract {
             feed_pages_newest_first_without_repeats,
             comments_page_oldest_first_per_post,
             deletes_remove_rows_and_counts_follow,
+            reaction_counts_are_set_on_posts_and_comments,
             sessions_resolve_users_until_ended,
             replaced_generations_refuse_writes,
             promotion_waits_for_a_lagging_build,
@@ -248,6 +249,63 @@ pub async fn comments_page_oldest_first_per_post(store: Store) {
         .expect("comment")
         .expect("the comment");
     assert_eq!((first.is_host, first.reply_to), (false, None));
+}
+
+pub async fn reaction_counts_are_set_on_posts_and_comments(store: Store) {
+    let g = live_with(&store, "feed", &[post(1, 1), post(2, 2)], 2).await;
+    let set = |likes, dislikes| {
+        Change::Feed(FeedChange::SetReactions {
+            post_id: post_id(1),
+            likes,
+            dislikes,
+        })
+    };
+    // The last change in a batch stands; counts are set, not added.
+    store
+        .apply("feed", g, &[set(1, 0), set(2, 0), set(1, 1)], 2, 5)
+        .await
+        .expect("apply");
+    let p = store
+        .post(post_id(1))
+        .await
+        .expect("post")
+        .expect("the post");
+    assert_eq!((p.likes, p.dislikes), (1, 1));
+    let other = store
+        .post(post_id(2))
+        .await
+        .expect("post")
+        .expect("the post");
+    assert_eq!((other.likes, other.dislikes), (0, 0));
+
+    let mut changes = comment(1, 1, 10);
+    changes.extend(comment(2, 1, 11));
+    let c = live_with(&store, "comments", &changes, 11).await;
+    store
+        .apply(
+            "comments",
+            c,
+            &[Change::Comments(CommentChange::SetReactions {
+                comment_id: comment_id(2),
+                likes: 3,
+                dislikes: 4,
+            })],
+            11,
+            12,
+        )
+        .await
+        .expect("apply");
+    let c2 = store
+        .comment(comment_id(2))
+        .await
+        .expect("comment")
+        .expect("it");
+    let c1 = store
+        .comment(comment_id(1))
+        .await
+        .expect("comment")
+        .expect("it");
+    assert_eq!((c2.likes, c2.dislikes, c1.likes, c1.dislikes), (3, 4, 0, 0));
 }
 
 pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
