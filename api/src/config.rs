@@ -281,6 +281,8 @@ pub struct RateLimits {
     pub logins_per_ip_per_minute: u32,
     /// Reactions set by one user, to anything, per minute.
     pub reactions_per_user_per_minute: u32,
+    /// Poll votes cast by one user, in any polls, per minute.
+    pub votes_per_user_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -292,6 +294,7 @@ impl Default for RateLimits {
             registrations_per_ip_per_hour: 30,
             logins_per_ip_per_minute: 30,
             reactions_per_user_per_minute: 60,
+            votes_per_user_per_minute: 30,
         }
     }
 }
@@ -416,6 +419,10 @@ const ENV: &[(&str, &str)] = &[
     (
         "TREEHOLE_RATE_LIMIT_REACTIONS_PER_USER_PER_MINUTE",
         "rate_limits.reactions_per_user_per_minute",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_VOTES_PER_USER_PER_MINUTE",
+        "rate_limits.votes_per_user_per_minute",
     ),
     ("TREEHOLE_MAIL_FROM", "mail.from"),
     ("TREEHOLE_SMTP_URL", "mail.smtp_url"),

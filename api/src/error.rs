@@ -287,6 +287,16 @@ impl Refusal for PostError {
                 format!("reply_to: {detail}"),
             ),
             PostError::NotAllowed => ApiError::forbidden(detail),
+            PostError::NoPoll => ApiError::not_found(detail),
+            PostError::NoSuchOption(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid field",
+                format!("option: {detail}"),
+            ),
+            PostError::AlreadyVoted => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
         }
     }
 }

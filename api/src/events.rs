@@ -576,8 +576,10 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
         }
         e @ (PostEvent::CommentDeleted { by_admin, .. }
         | PostEvent::PostDeleted { by_admin, .. }) => (e, !by_admin),
-        // A reaction never names who reacted.
-        e @ PostEvent::ReactionSet { .. } => (e, true),
+        // A reaction or a vote never names who reacted or voted; a poll opens with its post.
+        e @ (PostEvent::ReactionSet { .. }
+        | PostEvent::PollVoted { .. }
+        | PostEvent::PollOpened { .. }) => (e, true),
     })
 }
 

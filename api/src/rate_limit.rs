@@ -17,6 +17,7 @@ pub struct RateLimiters {
     pub registrations_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub logins_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub reactions_per_user: DefaultKeyedRateLimiter<domain::UserId>,
+    pub votes_per_user: DefaultKeyedRateLimiter<domain::UserId>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -36,6 +37,7 @@ impl RateLimiters {
             reactions_per_user: RateLimiter::keyed(Quota::per_minute(nz(
                 c.reactions_per_user_per_minute
             ))),
+            votes_per_user: RateLimiter::keyed(Quota::per_minute(nz(c.votes_per_user_per_minute))),
         }
     }
 
@@ -63,5 +65,6 @@ impl RateLimiters {
         self.registrations_per_ip.retain_recent();
         self.logins_per_ip.retain_recent();
         self.reactions_per_user.retain_recent();
+        self.votes_per_user.retain_recent();
     }
 }

@@ -160,6 +160,8 @@ impl SessionCache {
                 | Change::Feed(FeedChange::DeletePost { .. })
                 | Change::Feed(FeedChange::CountComment { .. })
                 | Change::Feed(FeedChange::SetReactions { .. })
+                | Change::Feed(FeedChange::OpenPoll { .. })
+                | Change::Feed(FeedChange::SetPollCounts { .. })
                 | Change::Comments(CommentChange::SetReactions { .. })
                 | Change::Comments(CommentChange::InsertComment { .. })
                 | Change::Comments(CommentChange::DeleteComment { .. })

@@ -22,7 +22,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use domain::personal::{OPEN, SEALED, visit_mut};
 use domain::{
-    AuthorToken, CommentId, Envelope, KeyRef, NewEvent, PostId, ReactionHandle, StreamId, UserId,
+    AuthorToken, CommentId, Envelope, ItemHandle, KeyRef, NewEvent, PostId, StreamId, UserId,
 };
 use hmac::{Hmac, Mac};
 use lru::LruCache;
@@ -319,12 +319,22 @@ impl Keys {
         user: UserId,
         post: PostId,
         comment: Option<CommentId>,
-    ) -> Result<ReactionHandle, KeyError> {
+    ) -> Result<ItemHandle, KeyError> {
         let key = self.key_or_create(user).await?;
         let item = comment.map_or_else(|| format!("post:{post}"), |c| format!("comment:{c}"));
-        Ok(ReactionHandle::new(format!(
+        Ok(ItemHandle::new(format!(
             "v{}",
             Self::mac(&key, &format!("reaction:{item}:{user}"))
+        )))
+    }
+
+    /// The user's handle for their vote in a post's poll; like [`Self::reaction_handle`], under
+    /// a label of its own, so a vote and a reaction of one user cannot be linked.
+    pub async fn vote_handle(&self, user: UserId, post: PostId) -> Result<ItemHandle, KeyError> {
+        let key = self.key_or_create(user).await?;
+        Ok(ItemHandle::new(format!(
+            "w{}",
+            Self::mac(&key, &format!("vote:{post}:{user}"))
         )))
     }
 

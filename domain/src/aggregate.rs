@@ -21,6 +21,7 @@ use serde_json::Value;
 ///         body: PostBody::parse("hello").unwrap(),
 ///         tags: vec![],
 ///         anonymous: true,
+///         poll: None,
 ///         at: chrono::Utc::now(),
 ///     }, &services)
 ///     .unwrap();

@@ -52,6 +52,10 @@
 //!   `deleted(item, u)`, label `deleted:<item>:<u>`, an id used once: the event does not say
 //!   whether the item was anonymous, and `by_admin: false` says its author deleted it, so any id
 //!   shared with other activity would tie a named item to anonymous ones.
+//! - `PollOpened`: as it is (the options are public); its `metadata.actor`, present when a
+//!   named post opened it, gets an id for that post alone (label `reacted:<post>:<u>`), which
+//!   joins nothing even if the post were anonymous. `PollVoted`: the `voter` handle (one
+//!   user's in one poll only) is replaced by its keyed hash, label `vote:<handle>`; no actor.
 //! - `ReactionSet`: the `reactor` handle (one user's on one item only) is replaced by its
 //!   keyed hash, label `reaction:<handle>`; the counts are public. It has no `metadata.actor`
 //!   (reactions are decided unnamed); were one there, it would get an id for that item alone,
@@ -72,7 +76,7 @@ use crate::envelope::{Envelope, Metadata};
 use crate::event::Event;
 use crate::ids::{PostId, StreamId, UserId};
 use crate::model::ModelEvent;
-use crate::personal::{AuthorToken, KeyRef, Personal, ReactionHandle};
+use crate::personal::{AuthorToken, ItemHandle, KeyRef, Personal};
 use crate::post::{Author, PostEvent};
 use crate::reservation::ReservationEvent;
 use crate::session::SessionEvent;
@@ -471,6 +475,24 @@ impl Pseudonymiser {
                 };
                 (event, acting)
             }
+            // The options are public, as the post is; an actor, if any, gets an id that joins
+            // nothing.
+            e @ PostEvent::PollOpened { post_id, .. } => (e, Acting::Reacting(post_id.as_uuid())),
+            // Like a reaction: a handle for this poll alone, hashed again.
+            PostEvent::PollVoted {
+                post_id,
+                voter,
+                option,
+                counts,
+            } => {
+                let event = PostEvent::PollVoted {
+                    post_id,
+                    voter: ItemHandle::new(self.hex(&format!("vote:{}", voter.as_str()))),
+                    option,
+                    counts,
+                };
+                (event, Acting::Reacting(post_id.as_uuid()))
+            }
             // The handle is already one item's alone; its pseudonym is too.
             PostEvent::ReactionSet {
                 post_id,
@@ -484,9 +506,7 @@ impl Pseudonymiser {
                 let event = PostEvent::ReactionSet {
                     post_id,
                     comment_id,
-                    reactor: ReactionHandle::new(
-                        self.hex(&format!("reaction:{}", reactor.as_str())),
-                    ),
+                    reactor: ItemHandle::new(self.hex(&format!("reaction:{}", reactor.as_str()))),
                     value,
                     likes,
                     dislikes,
@@ -1130,10 +1150,30 @@ mod tests {
                 Event::Post(PostEvent::ReactionSet {
                     post_id: PostId::new(Uuid::from_u128(203)),
                     comment_id: None,
-                    reactor: ReactionHandle::new(REACTOR),
+                    reactor: ItemHandle::new(REACTOR),
                     value: 1,
                     likes: 1,
                     dislikes: 0,
+                }),
+                None,
+            ),
+            (
+                PostId::new(Uuid::from_u128(204)).stream(),
+                2,
+                Event::Post(PostEvent::PollOpened {
+                    post_id: PostId::new(Uuid::from_u128(204)),
+                    options: vec!["食堂".into(), "外卖".into()],
+                }),
+                None,
+            ),
+            (
+                PostId::new(Uuid::from_u128(204)).stream(),
+                3,
+                Event::Post(PostEvent::PollVoted {
+                    post_id: PostId::new(Uuid::from_u128(204)),
+                    voter: ItemHandle::new(VOTER),
+                    option: 1,
+                    counts: vec![0, 1],
                 }),
                 None,
             ),
@@ -1239,6 +1279,22 @@ mod tests {
         found
     }
 
+    const VOTER: &str = "w7a1c9e3b5d7f9a1c3e5b7d9f1a3c5e7";
+
+    #[test]
+    fn a_voters_handle_is_hashed_again_and_the_counts_stay() {
+        let sample = sample();
+        let raw = of_type(&sample.log, "PollVoted");
+        let exported = Pseudonymiser::new(KEY).envelope(raw).unwrap();
+        let voter = data_at(&exported, "/voter").as_str().unwrap().to_owned();
+        assert_ne!(voter, VOTER);
+        assert_eq!(data_at(&exported, "/counts"), &serde_json::json!([0, 1]));
+        let opened = Pseudonymiser::new(KEY)
+            .envelope(of_type(&sample.log, "PollOpened"))
+            .unwrap();
+        assert_eq!(data_at(&opened, "/options/0"), "食堂");
+    }
+
     const REACTOR: &str = "v5d1f1a8c0e4b7f2a9c3d6e8f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c";
 
     #[test]
@@ -1271,6 +1327,8 @@ mod tests {
         // task and worker ids only, a reaction an opaque handle).
         let impersonal = [
             "ReactionSet",
+            "PollOpened",
+            "PollVoted",
             "TaskClaimed",
             "TaskLeaseExtended",
             "TaskAttemptFailed",

@@ -27,5 +27,5 @@ pub use aggregate::{Aggregate, DecodeError, DomainEvent};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, RawEnvelope};
 pub use event::Event;
 pub use ids::{CommentId, PostId, SessionId, StreamId, TaskId, UserId, WorkerId};
-pub use personal::{AuthorToken, KeyRef, Personal, ReactionHandle};
+pub use personal::{AuthorToken, ItemHandle, KeyRef, Personal};
 pub use stored::{InvalidStoredEvent, StoredEvent, StoredEvents};

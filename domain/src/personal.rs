@@ -86,16 +86,17 @@ impl AuthorToken {
     }
 }
 
-/// One user's reaction to one item (a post, or a comment under it): a keyed hash of the item
-/// and the user under the user's own data key, computed by the write side, like an
-/// [`AuthorToken`] but per item, so that the log tells neither who reacted nor which reactions
-/// are one user's; it only lets that user change their own reaction. Once the user's key is
-/// destroyed nobody can compute it again.
+/// One user's mark on one item for one purpose (a reaction to a post or to a comment, a vote
+/// in a post's poll): a keyed hash of purpose, item and user under the user's own data key,
+/// computed by the write side, like an [`AuthorToken`] but per item and purpose, so that the
+/// log tells neither who reacted or voted nor which marks are one user's; it only lets that
+/// user's later acts on the item be told apart from others'. Once the user's key is destroyed
+/// nobody can compute it again.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ReactionHandle(String);
+pub struct ItemHandle(String);
 
-impl ReactionHandle {
+impl ItemHandle {
     pub fn new(handle: impl Into<String>) -> Self {
         Self(handle.into())
     }

@@ -14,9 +14,9 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{CommentId, PostId, UserId};
-use crate::personal::{AuthorToken, KeyRef, OPEN, Personal, ReactionHandle};
+use crate::personal::{AuthorToken, ItemHandle, KeyRef, OPEN, Personal};
 use crate::pseudonym::PseudonymScheme;
-use crate::values::{Actor, CommentBody, PostBody, PostTitle, Tag};
+use crate::values::{Actor, CommentBody, PollOptions, PostBody, PostTitle, Tag};
 
 /// What can be asked of a post. `token` is the acting user's author token for this post.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub enum PostCommand {
         body: PostBody,
         tags: Vec<Tag>,
         anonymous: bool,
+        /// A poll opened with the post, if any.
+        poll: Option<PollOptions>,
         at: DateTime<Utc>,
     },
     AddComment {
@@ -49,10 +51,16 @@ pub enum PostCommand {
         actor: Actor,
         token: AuthorToken,
     },
+    /// Casts the voter's one vote in the post's poll: `option` is an index into its options.
+    /// A vote is final.
+    Vote {
+        voter: ItemHandle,
+        option: usize,
+    },
     /// Sets the reactor's reaction to the post (`comment_id` `None`) or to one of its live
     /// comments. Setting the value it already has changes nothing and records nothing.
     React {
-        reactor: ReactionHandle,
+        reactor: ItemHandle,
         comment_id: Option<CommentId>,
         value: Reaction,
     },
@@ -219,13 +227,26 @@ pub enum PostEvent {
         deleted_by: Option<UserId>,
         by_admin: bool,
     },
+    /// The post's poll, opened with it (right after [`PostEvent::PostPublished`]).
+    PollOpened {
+        post_id: PostId,
+        options: Vec<String>,
+    },
+    /// A vote for option `option` (an index); `counts` are the poll's counts after it, one per
+    /// option. The voter is known only by a handle for this poll alone.
+    PollVoted {
+        post_id: PostId,
+        voter: ItemHandle,
+        option: usize,
+        counts: Vec<u64>,
+    },
     /// A reaction set to `value` (-1, 0 or 1) on the post (`comment_id` `None`) or a comment;
     /// `likes` and `dislikes` are the item's counts after it. The reactor is known only by a
-    /// handle for this item alone (see [`ReactionHandle`]).
+    /// handle for this item alone (see [`ItemHandle`]).
     ReactionSet {
         post_id: PostId,
         comment_id: Option<CommentId>,
-        reactor: ReactionHandle,
+        reactor: ItemHandle,
         value: i8,
         likes: u64,
         dislikes: u64,
@@ -239,6 +260,8 @@ impl DomainEvent for PostEvent {
         "CommentDeleted",
         "PostDeleted",
         "ReactionSet",
+        "PollOpened",
+        "PollVoted",
     ];
 
     fn schema(&self) -> u32 {
@@ -308,6 +331,12 @@ pub enum PostError {
     NotAllowed,
     #[error("the comment id is already used")]
     DuplicateComment,
+    #[error("the post has no poll")]
+    NoPoll,
+    #[error("the poll has no option {0}")]
+    NoSuchOption(usize),
+    #[error("you have voted in this poll already; a vote is final")]
+    AlreadyVoted,
 }
 
 /// Configuration the Post aggregate decides with.
@@ -353,9 +382,26 @@ pub struct Post {
     pseudonyms: HashMap<AuthorToken, String>,
     used_names: HashSet<String>,
     /// Every standing reaction by its handle (one handle per user and item); none at 0.
-    reactions: HashMap<ReactionHandle, Reaction>,
+    reactions: HashMap<ItemHandle, Reaction>,
     /// The counts of the post (`None`) and of each comment reacted to.
     tallies: HashMap<Option<CommentId>, Tally>,
+    poll: Option<Poll>,
+}
+
+/// A post's poll on the write side.
+#[derive(Debug, Clone, Default)]
+pub struct Poll {
+    /// Votes per option.
+    pub counts: Vec<u64>,
+    /// Who voted for what, by handle.
+    votes: HashMap<ItemHandle, usize>,
+}
+
+impl Poll {
+    /// The option the holder of `voter` chose, if they voted.
+    pub fn vote_of(&self, voter: &ItemHandle) -> Option<usize> {
+        self.votes.get(voter).copied()
+    }
 }
 
 impl Post {
@@ -368,8 +414,13 @@ impl Post {
         self.tallies.get(&comment).copied().unwrap_or_default()
     }
 
+    /// The post's poll, if it has one.
+    pub fn poll(&self) -> Option<&Poll> {
+        self.poll.as_ref()
+    }
+
     /// The reaction the holder of `handle` has set.
-    pub fn reaction(&self, handle: &ReactionHandle) -> Reaction {
+    pub fn reaction(&self, handle: &ItemHandle) -> Reaction {
         self.reactions.get(handle).copied().unwrap_or_default()
     }
 
@@ -471,6 +522,7 @@ impl Aggregate for Post {
                 body,
                 tags,
                 anonymous,
+                poll,
                 ..
             } => {
                 if self.exists() {
@@ -481,14 +533,19 @@ impl Aggregate for Post {
                 } else {
                     author.username.clone()
                 };
-                Ok(vec![PostEvent::PostPublished {
+                let published = PostEvent::PostPublished {
                     post_id: *post_id,
                     author: author_of(author, token, *anonymous, name),
                     anonymous: *anonymous,
                     title: title.as_ref().map(|t| t.as_str().to_owned()),
                     body: body.as_str().to_owned(),
                     tags: tags.iter().map(|t| t.as_str().to_owned()).collect(),
-                }])
+                };
+                let opened = poll.as_ref().map(|p| PostEvent::PollOpened {
+                    post_id: *post_id,
+                    options: p.as_slice().to_vec(),
+                });
+                Ok(std::iter::once(published).chain(opened).collect())
             }
             PostCommand::AddComment {
                 comment_id,
@@ -550,6 +607,24 @@ impl Aggregate for Post {
                     post_id,
                     deleted_by: by_admin.then_some(actor.user_id),
                     by_admin,
+                }])
+            }
+            PostCommand::Vote { voter, option } => {
+                let post_id = self.live()?;
+                let poll = self.poll.as_ref().ok_or(PostError::NoPoll)?;
+                if *option >= poll.counts.len() {
+                    return Err(PostError::NoSuchOption(*option));
+                }
+                if poll.votes.contains_key(voter) {
+                    return Err(PostError::AlreadyVoted);
+                }
+                let mut counts = poll.counts.clone();
+                counts[*option] += 1;
+                Ok(vec![PostEvent::PollVoted {
+                    post_id,
+                    voter: voter.clone(),
+                    option: *option,
+                    counts,
                 }])
             }
             PostCommand::React {
@@ -622,6 +697,23 @@ impl Aggregate for Post {
                 }
             }
             PostEvent::PostDeleted { .. } => self.deleted = true,
+            PostEvent::PollOpened { options, .. } => {
+                self.poll = Some(Poll {
+                    counts: vec![0; options.len()],
+                    votes: HashMap::new(),
+                });
+            }
+            PostEvent::PollVoted {
+                voter,
+                option,
+                counts,
+                ..
+            } => {
+                if let Some(poll) = self.poll.as_mut() {
+                    poll.votes.insert(voter.clone(), *option);
+                    poll.counts.clone_from(counts);
+                }
+            }
             PostEvent::ReactionSet {
                 comment_id,
                 reactor,
@@ -741,13 +833,14 @@ mod tests {
             body: PostBody::parse("body").unwrap(),
             tags: vec![],
             anonymous,
+            poll: None,
             at: at(),
         }
     }
 
     fn react(handle: &str, comment_id: Option<CommentId>, value: Reaction) -> PostCommand {
         PostCommand::React {
-            reactor: ReactionHandle::new(handle),
+            reactor: ItemHandle::new(handle),
             comment_id,
             value,
         }
@@ -791,8 +884,8 @@ mod tests {
             (0, 1, 0)
         );
         assert_eq!(g.when(&react("va", None, Reaction::None)).unwrap(), vec![]);
-        assert_eq!(g.post.reaction(&ReactionHandle::new("vb")), Reaction::Like);
-        assert_eq!(g.post.reaction(&ReactionHandle::new("va")), Reaction::None);
+        assert_eq!(g.post.reaction(&ItemHandle::new("vb")), Reaction::Like);
+        assert_eq!(g.post.reaction(&ItemHandle::new("va")), Reaction::None);
     }
 
     #[test]
@@ -840,6 +933,97 @@ mod tests {
         })
         .unwrap();
         assert_eq!(g.when(&like), Err(PostError::Deleted));
+    }
+
+    fn with_poll(options: &[&str]) -> PostCommand {
+        let PostCommand::Publish {
+            post_id,
+            author,
+            token,
+            title,
+            body,
+            tags,
+            anonymous,
+            at,
+            ..
+        } = publish(&actor(1), true)
+        else {
+            unreachable!()
+        };
+        let options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
+        PostCommand::Publish {
+            post_id,
+            author,
+            token,
+            title,
+            body,
+            tags,
+            anonymous,
+            poll: Some(PollOptions::parse(&options).unwrap()),
+            at,
+        }
+    }
+
+    fn vote(voter: &str, option: usize) -> PostCommand {
+        PostCommand::Vote {
+            voter: ItemHandle::new(voter),
+            option,
+        }
+    }
+
+    #[test]
+    fn a_poll_opens_with_its_post_and_each_voter_votes_once() {
+        let mut g = given(&[]);
+        let events = g.when(&with_poll(&["yes", "no", "maybe"])).unwrap();
+        assert!(matches!(
+            events.as_slice(),
+            [PostEvent::PostPublished { .. }, PostEvent::PollOpened { options, .. }] if options.len() == 3
+        ));
+        let counts = |e: Vec<PostEvent>| match e.as_slice() {
+            [PostEvent::PollVoted { counts, .. }] => counts.clone(),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(counts(g.when(&vote("wa", 1)).unwrap()), vec![0, 1, 0]);
+        assert_eq!(counts(g.when(&vote("wb", 1)).unwrap()), vec![0, 2, 0]);
+        assert_eq!(counts(g.when(&vote("wc", 0)).unwrap()), vec![1, 2, 0]);
+        assert_eq!(g.when(&vote("wa", 0)), Err(PostError::AlreadyVoted));
+        assert_eq!(g.when(&vote("wa", 1)), Err(PostError::AlreadyVoted));
+        assert_eq!(g.when(&vote("wd", 3)), Err(PostError::NoSuchOption(3)));
+        let poll = g.post.poll().unwrap();
+        assert_eq!(poll.counts, vec![1, 2, 0]);
+        assert_eq!(poll.vote_of(&ItemHandle::new("wb")), Some(1));
+        assert_eq!(poll.vote_of(&ItemHandle::new("wd")), None);
+    }
+
+    #[test]
+    fn no_vote_without_a_poll_or_on_a_deleted_post() {
+        let mut g = given(&[publish(&actor(1), false)]);
+        assert_eq!(g.when(&vote("wa", 0)), Err(PostError::NoPoll));
+        let mut g = given(&[with_poll(&["a", "b"])]);
+        g.when(&PostCommand::Delete {
+            actor: actor(1),
+            token: tok(&actor(1)),
+        })
+        .unwrap();
+        assert_eq!(g.when(&vote("wa", 0)), Err(PostError::Deleted));
+        assert_eq!(given(&[]).when(&vote("wa", 0)), Err(PostError::NotFound));
+    }
+
+    #[test]
+    fn poll_options_are_two_to_four_short_distinct_texts() {
+        let parse =
+            |o: &[&str]| PollOptions::parse(&o.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        assert!(parse(&["a", "b"]).is_ok());
+        assert!(parse(&["a", "b", "c", "d"]).is_ok());
+        assert!(parse(&["a"]).is_err());
+        assert!(parse(&["a", "b", "c", "d", "e"]).is_err());
+        assert!(parse(&["a", " A "]).is_err());
+        assert!(parse(&["a", " "]).is_err());
+        assert!(parse(&["a", &"x".repeat(31)]).is_err());
+        assert_eq!(
+            parse(&[" 食堂 ", &"好".repeat(30)]).unwrap().as_slice()[0],
+            "食堂"
+        );
     }
 
     #[test]

@@ -391,6 +391,49 @@ impl Tag {
 
 string_conversions!(Tag);
 
+/// A poll's options: 2 to 4, each 1 to 30 characters (trimmed), no two alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollOptions(Vec<String>);
+
+impl PollOptions {
+    pub const MIN: usize = 2;
+    pub const MAX: usize = 4;
+    pub const MAX_CHARS: usize = 30;
+
+    pub fn parse(raw: &[String]) -> Result<Self, InvalidValue> {
+        if !(Self::MIN..=Self::MAX).contains(&raw.len()) {
+            return Err(invalid(
+                "poll.options",
+                format!(
+                    "a poll has {} to {} options, not {}",
+                    Self::MIN,
+                    Self::MAX,
+                    raw.len()
+                ),
+            ));
+        }
+        let mut options: Vec<String> = Vec::with_capacity(raw.len());
+        for r in raw {
+            let option = text("poll.options", r, Self::MAX_CHARS, false)?;
+            if options
+                .iter()
+                .any(|o| o.to_lowercase() == option.to_lowercase())
+            {
+                return Err(invalid(
+                    "poll.options",
+                    format!("{option:?} is there twice"),
+                ));
+            }
+            options.push(option);
+        }
+        Ok(Self(options))
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// The authenticated user a command acts for, as the API resolved it from the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

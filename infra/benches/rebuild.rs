@@ -681,6 +681,8 @@ struct PostRow {
     comment_count: i64,
     likes: i64,
     dislikes: i64,
+    poll_options: Option<String>,
+    poll_counts: Option<String>,
     created_at: DateTime<Utc>,
     last_activity_at: DateTime<Utc>,
     /// The author of a named post (a private column); `None` when anonymous or forgotten.
@@ -859,6 +861,8 @@ impl Model {
                     comment_count: 0,
                     likes: 0,
                     dislikes: 0,
+                    poll_options: None,
+                    poll_counts: None,
                     created_at,
                     last_activity_at: created_at,
                     author_id: author_id.map(|a| a.as_uuid()),
@@ -870,6 +874,17 @@ impl Model {
                 for post in self.feed.iter_mut().filter(|p| p.author_id == author) {
                     post.author_name = projections::DELETED_USER.to_owned();
                     post.author_id = None;
+                }
+            }
+            Change::Feed(FeedChange::OpenPoll { post_id, options }) => {
+                if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
+                    post.poll_counts = serde_json::to_string(&vec![0; options.len()]).ok();
+                    post.poll_options = serde_json::to_string(&options).ok();
+                }
+            }
+            Change::Feed(FeedChange::SetPollCounts { post_id, counts }) => {
+                if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
+                    post.poll_counts = serde_json::to_string(&counts).ok();
                 }
             }
             Change::Feed(FeedChange::SetReactions {
@@ -1237,13 +1252,15 @@ impl Model {
                         .int(r.comment_count)
                         .int(r.likes)
                         .int(r.dislikes)
+                        .optional_text(r.poll_options.as_deref())
+                        .optional_text(r.poll_counts.as_deref())
                         .time(r.created_at)
                         .time(r.last_activity_at)
                         .optional_uuid(r.author_id)
                         .end();
                 }
                 "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                 likes, dislikes, created_at, last_activity_at, author_id"
+                 likes, dislikes, poll_options, poll_counts, created_at, last_activity_at, author_id"
             }
             "comments" => {
                 for r in self.comments.iter() {

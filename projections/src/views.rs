@@ -2,5 +2,5 @@
 //! projection (`feed/view.rs`, `comments/view.rs`, `users/view.rs`) and gathered here.
 
 pub use crate::comments::CommentView;
-pub use crate::feed::PostView;
+pub use crate::feed::{PollView, PostView};
 pub use crate::users::{SessionSummary, SessionView, UserView};

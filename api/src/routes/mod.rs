@@ -49,6 +49,7 @@ pub fn api() -> Router<AppState> {
             delete(posts::delete_comment),
         )
         .route("/api/v1/posts/{id}/reaction", put(posts::react_to_post))
+        .route("/api/v1/posts/{id}/poll/votes", post(posts::vote))
         .route(
             "/api/v1/posts/{id}/comments/{comment_id}/reaction",
             put(posts::react_to_comment_of_post),

@@ -7,7 +7,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use domain::ids::parse_canonical_uuid;
 use domain::post::{Post, PostCommand, PostEvent, Reaction, Tally};
-use domain::values::{CommentBody, InvalidValue, PostBody, PostTitle, Tag};
+use domain::values::{CommentBody, InvalidValue, PollOptions, PostBody, PostTitle, Tag};
 use domain::{AuthorToken, CommentId, Position, PostId};
 use projections::ports::Page;
 use projections::views::{CommentView, PostView};
@@ -38,6 +38,18 @@ pub struct NewPost {
     pub anonymous: bool,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A poll to open with the post.
+    #[serde(default)]
+    pub poll: Option<NewPoll>,
+}
+
+/// A poll: 2 to 4 options of 1 to 30 characters, no two alike. Each user votes once, for
+/// good; counts are public, voters are not.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPoll {
+    #[schema(min_items = 2, max_items = 4)]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,6 +85,10 @@ pub async fn create_post(
         body: PostBody::parse(&body.body)?,
         tags: tags(&body.tags)?,
         anonymous: body.anonymous,
+        poll: match &body.poll {
+            None => None,
+            Some(p) => Some(PollOptions::parse(&p.options)?),
+        },
         at: Utc::now(),
     };
     let key = idempotency.scoped(
@@ -152,8 +168,17 @@ pub struct PostDto {
     pub likes: i64,
     /// How many users dislike the post (reaction -1).
     pub dislikes: i64,
+    /// The post's poll, if it has one: options and votes per option (voters are never shown).
+    pub poll: Option<PollDto>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PollDto {
+    pub options: Vec<String>,
+    /// Votes per option, in the options' order.
+    pub counts: Vec<i64>,
 }
 
 impl From<PostView> for PostDto {
@@ -168,6 +193,10 @@ impl From<PostView> for PostDto {
             comment_count: v.comment_count,
             likes: v.likes,
             dislikes: v.dislikes,
+            poll: v.poll.map(|p| PollDto {
+                options: p.options,
+                counts: p.counts,
+            }),
             created_at: v.created_at,
             last_activity_at: v.last_activity_at,
         }
@@ -476,6 +505,70 @@ pub async fn delete_comment(
     Ok(Json(CommandDone {
         position: outcome.position,
     }))
+}
+
+/// A vote in a post's poll: the index of an option, from 0.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVote {
+    #[schema(minimum = 0, maximum = 3)]
+    pub option: usize,
+}
+
+/// The poll's counts after the caller's vote, and that vote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteDone {
+    /// Votes per option, in the options' order.
+    pub counts: Vec<u64>,
+    /// The option the caller voted for.
+    pub mine: usize,
+    pub position: Position,
+}
+
+/// Votes in a post's poll. One vote per user, final: a second vote is 409.
+#[utoipa::path(post, path = "/api/v1/posts/{id}/poll/votes", tag = "posts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)), request_body = NewVote,
+    responses((status = 201, body = VoteDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn vote(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewVote>,
+) -> Result<(StatusCode, Json<VoteDone>), ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    state
+        .limits
+        .check(&state.limits.votes_per_user, &auth.actor.user_id, "votes")?;
+    let voter = state.keys.vote_handle(auth.actor.user_id, post_id).await?;
+    let command = PostCommand::Vote {
+        voter,
+        option: body.option,
+    };
+    // Unnamed, like a reaction: the log records the voter's handle for this poll only.
+    let outcome = run_on_post(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        post_id,
+        &command,
+        None,
+        false,
+    )
+    .await?;
+    let done = outcome
+        .events
+        .iter()
+        .find_map(|r| match &r.event {
+            PostEvent::PollVoted { option, counts, .. } => Some(VoteDone {
+                counts: counts.clone(),
+                mine: *option,
+                position: outcome.position,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("voting produced no PollVoted event"))?;
+    Ok((StatusCode::CREATED, Json(done)))
 }
 
 /// A reaction to set: `1` like, `-1` dislike, `0` none. Setting the value one already has

@@ -14,6 +14,7 @@ mod limits;
 mod lists;
 mod metrics;
 mod page_cache;
+mod polls;
 mod privacy;
 mod reactions;
 mod rebuild;

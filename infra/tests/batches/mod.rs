@@ -40,6 +40,7 @@ pub async fn publish(handler: &CommandHandler) -> (PostId, StreamId) {
         body: PostBody::parse("hot").expect("a body"),
         tags: vec![],
         anonymous: true,
+        poll: None,
         at: Utc::now(),
     };
     let ctx = CommandContext::new(Utc::now());

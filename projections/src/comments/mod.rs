@@ -82,7 +82,10 @@ impl Projection for Comments {
                 likes: crate::feed::count(*likes),
                 dislikes: crate::feed::count(*dislikes),
             })],
-            PostEvent::PostPublished { .. } | PostEvent::ReactionSet { .. } => vec![],
+            PostEvent::PostPublished { .. }
+            | PostEvent::ReactionSet { .. }
+            | PostEvent::PollOpened { .. }
+            | PostEvent::PollVoted { .. } => vec![],
         }
     }
 }

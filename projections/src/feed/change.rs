@@ -33,6 +33,16 @@ pub enum FeedChange {
         delta: i64,
         active_at: Option<DateTime<Utc>>,
     },
+    /// A post's poll opens, every option at 0 votes.
+    OpenPoll {
+        post_id: PostId,
+        options: Vec<String>,
+    },
+    /// A poll's counts, one per option, as the vote after which they stand gives them.
+    SetPollCounts {
+        post_id: PostId,
+        counts: Vec<i64>,
+    },
     /// A post's reaction counts, as the event after which they stand gives them.
     SetReactions {
         post_id: PostId,

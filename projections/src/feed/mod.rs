@@ -4,7 +4,7 @@ mod change;
 mod view;
 
 pub use change::FeedChange;
-pub use view::{FeedQueries, PostView};
+pub use view::{FeedQueries, PollView, PostView};
 
 use domain::post::{Author, PostEvent};
 use domain::user::UserEvent;
@@ -38,7 +38,7 @@ impl Projection for Feed {
         "feed"
     }
 
-    /// 3: posts carry their reaction counts.
+    /// 3: posts carry their reaction counts and their poll.
     fn version(&self) -> u32 {
         3
     }
@@ -103,6 +103,18 @@ impl Projection for Feed {
                 dislikes: count(*dislikes),
             })],
             PostEvent::ReactionSet { .. } => vec![],
+            PostEvent::PollOpened { post_id, options } => {
+                vec![Change::Feed(FeedChange::OpenPoll {
+                    post_id: *post_id,
+                    options: options.clone(),
+                })]
+            }
+            PostEvent::PollVoted {
+                post_id, counts, ..
+            } => vec![Change::Feed(FeedChange::SetPollCounts {
+                post_id: *post_id,
+                counts: counts.iter().map(|c| count(*c)).collect(),
+            })],
         }
     }
 }

@@ -19,8 +19,16 @@ pub struct PostView {
     pub comment_count: i64,
     pub likes: i64,
     pub dislikes: i64,
+    pub poll: Option<PollView>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
+}
+
+/// A post's poll: its options and the votes each has. Voters are never shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PollView {
+    pub options: Vec<String>,
+    pub counts: Vec<i64>,
 }
 
 /// What the API reads of the feed. Implemented on the same stores the projection writes.

@@ -67,6 +67,8 @@ impl Projection for Search {
                     c,
                     Change::Feed(FeedChange::CountComment { .. })
                         | Change::Feed(FeedChange::SetReactions { .. })
+                        | Change::Feed(FeedChange::OpenPoll { .. })
+                        | Change::Feed(FeedChange::SetPollCounts { .. })
                         | Change::Comments(CommentChange::SetReactions { .. })
                         | Change::Comments(CommentChange::DeleteCommentsOf { .. })
                         | Change::Comments(CommentChange::ForgetCommentAuthor { .. })

@@ -132,7 +132,9 @@ impl Projection for Stats {
             | Event::Post(
                 PostEvent::CommentDeleted { .. }
                 | PostEvent::PostDeleted { .. }
-                | PostEvent::ReactionSet { .. },
+                | PostEvent::ReactionSet { .. }
+                | PostEvent::PollOpened { .. }
+                | PostEvent::PollVoted { .. },
             )
             | Event::Reservation(_)
             | Event::Verification(_)

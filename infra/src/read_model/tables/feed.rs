@@ -2,7 +2,7 @@
 
 use domain::{Position, PostId};
 use projections::FeedChange;
-use projections::views::PostView;
+use projections::views::{PollView, PostView};
 use projections::{Change, ReadModelError};
 
 use super::{Table, limit};
@@ -20,6 +20,9 @@ const COLUMNS: &[Col] = &[
     col("comment_count", Ty::Int, "NOT NULL DEFAULT 0"),
     col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
     col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
+    // A poll's options and counts as JSON arrays; NULL without a poll.
+    col("poll_options", Ty::Text, ""),
+    col("poll_counts", Ty::Text, ""),
     col("created_at", Ty::Time, "NOT NULL"),
     col("last_activity_at", Ty::Time, "NOT NULL"),
     // The author of a named post, for forgetting it when they unregister; never read by a
@@ -88,6 +91,27 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::uuid(*user_id),
             ],
         ))),
+        Change::Feed(FeedChange::OpenPoll { post_id, options }) => {
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "UPDATE feed_g{g} SET poll_options = $1, poll_counts = $2 WHERE post_id = $3"
+                ),
+                vec![
+                    Value::text(serde_json::to_string(options).unwrap_or_default()),
+                    Value::text(serde_json::to_string(&vec![0; options.len()]).unwrap_or_default()),
+                    Value::uuid(*post_id),
+                ],
+            )))
+        }
+        Change::Feed(FeedChange::SetPollCounts { post_id, counts }) => {
+            out.push(Write::Stmt(Stmt::new(
+                format!("UPDATE feed_g{g} SET poll_counts = $1 WHERE post_id = $2"),
+                vec![
+                    Value::text(serde_json::to_string(counts).unwrap_or_default()),
+                    Value::uuid(*post_id),
+                ],
+            )))
+        }
         Change::Feed(FeedChange::SetReactions {
             post_id,
             likes,
@@ -163,7 +187,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 }
 
 const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
-     comment_count, created_at, last_activity_at, likes, dislikes";
+     comment_count, created_at, last_activity_at, likes, dislikes, poll_options, poll_counts";
 
 /// A page of the feed: posts before `before`, newest first.
 pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
@@ -205,5 +229,21 @@ pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
         last_activity_at: row.time(9)?,
         likes: row.int(10)?,
         dislikes: row.int(11)?,
+        poll: poll(row.opt_text(12)?, row.opt_text(13)?)?,
     })
+}
+
+/// The poll columns as a view; `None` without a poll.
+fn poll(
+    options: Option<String>,
+    counts: Option<String>,
+) -> Result<Option<PollView>, ReadModelError> {
+    let (Some(options), Some(counts)) = (options, counts) else {
+        return Ok(None);
+    };
+    let bad = |e: serde_json::Error| ReadModelError::Backend(format!("a stored poll: {e}"));
+    Ok(Some(PollView {
+        options: serde_json::from_str(&options).map_err(bad)?,
+        counts: serde_json::from_str(&counts).map_err(bad)?,
+    }))
 }
