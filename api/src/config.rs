@@ -55,6 +55,9 @@ pub struct Settings {
     pub search: SearchConfig,
     pub tasks: TaskConfig,
     pub webhooks: WebhookConfig,
+    /// How `GET /posts/hot` ranks posts (see [`projections::feed::HotFormula`]); applied at
+    /// query time, so a change needs no rebuild.
+    pub hot: projections::feed::HotFormula,
 }
 
 /// How long a client may take to send a request. Each slow or idle client holds a connection
@@ -259,6 +262,7 @@ impl Default for Settings {
             search: SearchConfig::default(),
             tasks: TaskConfig::default(),
             webhooks: WebhookConfig::default(),
+            hot: projections::feed::HotFormula::default(),
         }
     }
 }
@@ -424,6 +428,11 @@ const ENV: &[(&str, &str)] = &[
         "TREEHOLE_RATE_LIMIT_VOTES_PER_USER_PER_MINUTE",
         "rate_limits.votes_per_user_per_minute",
     ),
+    ("TREEHOLE_HOT_COMMENTER", "hot.commenter"),
+    ("TREEHOLE_HOT_LIKE", "hot.like"),
+    ("TREEHOLE_HOT_DISLIKE", "hot.dislike"),
+    ("TREEHOLE_HOT_SECONDS_PER_POINT", "hot.seconds_per_point"),
+    ("TREEHOLE_HOT_WINDOW", "hot.window"),
     ("TREEHOLE_MAIL_FROM", "mail.from"),
     ("TREEHOLE_SMTP_URL", "mail.smtp_url"),
     ("TREEHOLE_SMTP_USERNAME", "mail.smtp_username"),

@@ -561,6 +561,7 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
             is_host,
             body,
             reply_to,
+            new_commenter,
         } => {
             let hidden = a.is_anonymous();
             let e = PostEvent::CommentAdded {
@@ -571,6 +572,7 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
                 is_host,
                 body,
                 reply_to,
+                new_commenter,
             };
             (e, hidden)
         }

@@ -32,7 +32,7 @@ use crate::routes::{auth, me, ops, posts, search, stats, tasks, workers};
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
         posts::react_to_post, posts::react_to_comment_of_post, posts::react_to_comment,
-        posts::vote,
+        posts::vote, posts::hot_posts,
         search::search,
         tasks::register_model, tasks::list_models, tasks::get_model, tasks::update_model,
         tasks::disable_model, tasks::enable_model,

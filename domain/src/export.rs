@@ -45,7 +45,8 @@
 //!   author's id, is hashed alike); the `user_id` sealed beside it gets the stand-in
 //!   `anonymous(post, u)`. Titles, bodies and tags are public already, and so is `is_host`,
 //!   which marks only the anonymous host's anonymous comments (a named comment marked by a log
-//!   written before that rule loses its mark).
+//!   written before that rule loses its mark), and `new_commenter`, which says no more than
+//!   the pseudonym or name beside it.
 //! - `CommentDeleted`, `PostDeleted`: `deleted_by` is set only when an admin deleted
 //!   (`by_admin: true`) and becomes `user(admin)`; an author's own delete names nobody (an old
 //!   log's `deleted_by` is dropped when the event is upcast). Its `metadata.actor` gets
@@ -433,6 +434,7 @@ impl Pseudonymiser {
                 is_host,
                 body,
                 reply_to,
+                new_commenter,
             } => {
                 let acting = authoring(post_id, author.is_anonymous());
                 let event = PostEvent::CommentAdded {
@@ -444,6 +446,7 @@ impl Pseudonymiser {
                     is_host: is_host && anonymous,
                     body,
                     reply_to,
+                    new_commenter,
                 };
                 (event, acting)
             }
@@ -873,6 +876,7 @@ mod tests {
                     is_host: true,
                     body: "bump".into(),
                     reply_to: None,
+                    new_commenter: true,
                 }),
                 me.clone(),
             ),
@@ -911,6 +915,7 @@ mod tests {
                     is_host: true,
                     body: "named comment".into(),
                     reply_to: None,
+                    new_commenter: true,
                 }),
                 me.clone(),
             ),
@@ -1475,6 +1480,7 @@ mod tests {
                     is_host: false,
                     body: "b".into(),
                     reply_to: None,
+                    new_commenter: true,
                 }),
             ),
             (
@@ -1585,6 +1591,7 @@ mod tests {
                 is_host: false,
                 body: "reply".into(),
                 reply_to: None,
+                new_commenter: true,
             }),
             None,
         );
@@ -1895,6 +1902,7 @@ mod tests {
                     is_host: false,
                     body: "b".into(),
                     reply_to: None,
+                    new_commenter: true,
                 }),
                 Event::Post(PostEvent::CommentDeleted {
                     post_id: post,

@@ -213,6 +213,13 @@ pub enum PostEvent {
         is_host: bool,
         body: String,
         reply_to: Option<CommentId>,
+        /// Whether this is its author's first comment under the post in this mode (named, or
+        /// anonymous under their pseudonym): what the hot list counts, so that one busy
+        /// commenter does not lift a post. Per mode, because a named comment saying "not my
+        /// first" while its author has no named comment before would tie them to an anonymous
+        /// one. Absent (false) in logs written before it existed.
+        #[serde(default)]
+        new_commenter: bool,
     },
     CommentDeleted {
         post_id: PostId,
@@ -346,7 +353,7 @@ pub struct PostServices {
 }
 
 /// Who owns an item, as far as the write model knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Owner {
     User(UserId),
     Token(AuthorToken),
@@ -386,6 +393,8 @@ pub struct Post {
     /// The counts of the post (`None`) and of each comment reacted to.
     tallies: HashMap<Option<CommentId>, Tally>,
     poll: Option<Poll>,
+    /// The owners of every comment ever made here (named by user, anonymous by token).
+    commenters: HashSet<Owner>,
 }
 
 /// A post's poll on the write side.
@@ -571,6 +580,14 @@ impl Aggregate for Post {
                 } else {
                     author.username.clone()
                 };
+                let new_commenter = if *anonymous {
+                    !self.commenters.contains(&Owner::Token(token.clone()))
+                        && !self
+                            .commenters
+                            .contains(&Owner::Token(AuthorToken::legacy(author.user_id)))
+                } else {
+                    !self.commenters.contains(&Owner::User(author.user_id))
+                };
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,
                     comment_id: *comment_id,
@@ -579,6 +596,7 @@ impl Aggregate for Post {
                     is_host: self.hosts_anonymously(author.user_id, token, *anonymous),
                     body: body.as_str().to_owned(),
                     reply_to: *reply_to,
+                    new_commenter,
                 }])
             }
             PostCommand::DeleteComment {
@@ -681,6 +699,7 @@ impl Aggregate for Post {
                         deleted: false,
                     },
                 );
+                self.commenters.insert(author.owner());
                 if let Author::Anonymous {
                     token, pseudonym, ..
                 } = author
@@ -1027,6 +1046,34 @@ mod tests {
     }
 
     #[test]
+    fn a_commenter_is_new_once_per_mode_so_modes_stay_unlinked() {
+        let mut g = given(&[publish(&actor(1), false)]);
+        let new = |g: &mut Given, by: &Actor, anonymous: bool| {
+            let cmd = PostCommand::AddComment {
+                comment_id: CommentId::new(Uuid::now_v7()),
+                author: by.clone(),
+                token: tok(by),
+                body: CommentBody::parse("hi").unwrap(),
+                anonymous,
+                reply_to: None,
+                at: at(),
+            };
+            match g.when(&cmd).unwrap().as_slice() {
+                [PostEvent::CommentAdded { new_commenter, .. }] => *new_commenter,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(new(&mut g, &actor(2), true));
+        assert!(!new(&mut g, &actor(2), true));
+        // Their first named comment is new too: "not new" would say they commented before,
+        // which only their anonymous comment did.
+        assert!(new(&mut g, &actor(2), false));
+        assert!(!new(&mut g, &actor(2), false));
+        assert!(new(&mut g, &actor(3), false));
+        assert!(new(&mut g, &actor(1), true));
+    }
+
+    #[test]
     fn reaction_values_are_minus_one_zero_and_one_only() {
         assert_eq!(Reaction::from_value(-1), Some(Reaction::Dislike));
         assert_eq!(Reaction::from_value(0), Some(Reaction::None));
@@ -1204,6 +1251,7 @@ mod tests {
             is_host: false,
             body: "b".into(),
             reply_to: None,
+            new_commenter: true,
         };
         let (name, data) = e.encode();
         assert_eq!(name, "CommentAdded");

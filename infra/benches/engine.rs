@@ -1659,6 +1659,7 @@ mod pseudonym {
                     is_host: false,
                     body: "me too".to_owned(),
                     reply_to: None,
+                    new_commenter: true,
                 });
                 names.insert(commenter.token, author_name);
             }

@@ -679,6 +679,8 @@ struct PostRow {
     body: String,
     tags: Vec<String>,
     comment_count: i64,
+    commenters: i64,
+    created_unix: i64,
     likes: i64,
     dislikes: i64,
     poll_options: Option<String>,
@@ -859,6 +861,8 @@ impl Model {
                     body,
                     tags,
                     comment_count: 0,
+                    commenters: 0,
+                    created_unix: created_at.timestamp(),
                     likes: 0,
                     dislikes: 0,
                     poll_options: None,
@@ -908,10 +912,12 @@ impl Model {
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
+                commenters,
                 active_at,
             }) => {
                 if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
                     post.comment_count += delta;
+                    post.commenters += commenters;
                     if let Some(at) = active_at {
                         post.last_activity_at = at;
                     }
@@ -1250,6 +1256,8 @@ impl Model {
                         .text(&r.body)
                         .text_array(&r.tags)
                         .int(r.comment_count)
+                        .int(r.commenters)
+                        .int(r.created_unix)
                         .int(r.likes)
                         .int(r.dislikes)
                         .optional_text(r.poll_options.as_deref())
@@ -1260,7 +1268,7 @@ impl Model {
                         .end();
                 }
                 "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                 likes, dislikes, poll_options, poll_counts, created_at, last_activity_at, author_id"
+                 commenters, created_unix, likes, dislikes, poll_options, poll_counts, created_at, last_activity_at, author_id"
             }
             "comments" => {
                 for r in self.comments.iter() {

@@ -119,6 +119,8 @@ struct Thread {
     /// Comment id, author (an account index), deleted.
     comments: Vec<(CommentId, usize, bool)>,
     pseudonyms: HashMap<usize, String>,
+    /// Who has commented, and whether anonymously: a first in either mode is a new commenter.
+    commenters: std::collections::HashSet<(usize, bool)>,
 }
 
 /// A forum's life as events, one user action at a time.
@@ -415,6 +417,7 @@ impl History {
             deleted: false,
             comments: Vec::new(),
             pseudonyms: HashMap::new(),
+            commenters: std::collections::HashSet::new(),
         });
     }
 
@@ -458,6 +461,7 @@ impl History {
             .then(|| thread.comments[pick % thread.comments.len()].0);
         let comment_id = CommentId::new(Uuid::now_v7());
         thread.comments.push((comment_id, author, false));
+        let new_commenter = thread.commenters.insert((author, anonymous));
         let post_id = thread.id;
         let added = PostEvent::CommentAdded {
             post_id,
@@ -467,6 +471,7 @@ impl History {
             is_host,
             body,
             reply_to,
+            new_commenter,
         };
         let actor = (!anonymous).then_some(self.accounts[author].id);
         self.emit_as(out, post_id.stream(), added, actor);

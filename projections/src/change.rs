@@ -53,16 +53,19 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
+                commenters,
                 active_at,
             }) => match slot.get(&post_id) {
                 Some(&i) => {
                     if let Some(Change::Feed(FeedChange::CountComment {
                         delta: d,
+                        commenters: n,
                         active_at: a,
                         ..
                     })) = &mut pending[i]
                     {
                         *d += delta;
+                        *n += commenters;
                         if active_at.is_some() {
                             *a = active_at;
                         }
@@ -73,6 +76,7 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                     pending.push(Some(Change::Feed(FeedChange::CountComment {
                         post_id,
                         delta,
+                        commenters,
                         active_at,
                     })));
                 }
@@ -98,8 +102,9 @@ mod tests {
     use proptest::prelude::*;
     use uuid::Uuid;
 
-    /// The feed as a map: post -> (comment count, last activity), following the store's rules.
-    fn run(changes: &[Change]) -> BTreeMap<PostId, (i64, i64)> {
+    /// The feed as a map: post -> (comment count, commenters, last activity), following the
+    /// store's rules.
+    fn run(changes: &[Change]) -> BTreeMap<PostId, (i64, i64, i64)> {
         let mut feed = BTreeMap::new();
         for c in changes {
             match c {
@@ -108,7 +113,8 @@ mod tests {
                     created_at,
                     ..
                 }) => {
-                    feed.entry(*post_id).or_insert((0, created_at.timestamp()));
+                    feed.entry(*post_id)
+                        .or_insert((0, 0, created_at.timestamp()));
                 }
                 Change::Feed(FeedChange::DeletePost { post_id }) => {
                     feed.remove(post_id);
@@ -116,10 +122,12 @@ mod tests {
                 Change::Feed(FeedChange::CountComment {
                     post_id,
                     delta,
+                    commenters,
                     active_at,
                 }) => {
-                    if let Some((n, at)) = feed.get_mut(post_id) {
+                    if let Some((n, c, at)) = feed.get_mut(post_id) {
                         *n += delta;
+                        *c += commenters;
                         if let Some(a) = active_at {
                             *at = a.timestamp();
                         }
@@ -150,13 +158,16 @@ mod tests {
             )),
             post.clone()
                 .prop_map(|post_id| Change::Feed(FeedChange::DeletePost { post_id })),
-            (post, -1i64..=1, proptest::option::of(at)).prop_map(|(post_id, delta, active_at)| {
-                Change::Feed(FeedChange::CountComment {
-                    post_id,
-                    delta,
-                    active_at,
-                })
-            }),
+            (post, -1i64..=1, 0i64..=1, proptest::option::of(at)).prop_map(
+                |(post_id, delta, commenters, active_at)| {
+                    Change::Feed(FeedChange::CountComment {
+                        post_id,
+                        delta,
+                        commenters,
+                        active_at,
+                    })
+                },
+            ),
         ]
     }
 
@@ -177,16 +188,19 @@ mod tests {
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
+                commenters: 1,
                 active_at: at(1),
             }),
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
+                commenters: 1,
                 active_at: at(2),
             }),
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: -1,
+                commenters: 0,
                 active_at: None,
             }),
         ]);
@@ -195,6 +209,7 @@ mod tests {
             vec![Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta: 1,
+                commenters: 2,
                 active_at: at(2)
             })]
         );

@@ -48,6 +48,7 @@ pub fn api() -> Router<AppState> {
             "/api/v1/posts/{id}/comments/{comment_id}",
             delete(posts::delete_comment),
         )
+        .route("/api/v1/posts/hot", get(posts::hot_posts))
         .route("/api/v1/posts/{id}/reaction", put(posts::react_to_post))
         .route("/api/v1/posts/{id}/poll/votes", post(posts::vote))
         .route(

@@ -164,6 +164,9 @@ pub struct PostDto {
     pub body: String,
     pub tags: Vec<String>,
     pub comment_count: i64,
+    /// How many people have commented (each counted once as a named and once as an anonymous
+    /// commenter at most).
+    pub commenters: i64,
     /// How many users like the post (reaction 1); who they are is never shown.
     pub likes: i64,
     /// How many users dislike the post (reaction -1).
@@ -191,6 +194,7 @@ impl From<PostView> for PostDto {
             body: v.body,
             tags: v.tags,
             comment_count: v.comment_count,
+            commenters: v.commenters,
             likes: v.likes,
             dislikes: v.dislikes,
             poll: v.poll.map(|p| PollDto {
@@ -256,6 +260,47 @@ pub async fn list_posts(
         next_cursor: next_cursor(&positions, page.limit, &cursors),
     };
     state.pages.answer(key, stamp, position, &answer)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HotParams {
+    /// 1 to 50, default 20.
+    pub limit: Option<u32>,
+    /// Wait until the read models include this position (read-your-writes).
+    pub after: Option<u64>,
+}
+
+/// The hot list: the newest posts (the configured window, 1 000 by default) ranked by
+/// `score = (commenter * distinct commenters + like * likes - dislike * dislikes) *
+/// seconds_per_point + created_at in Unix seconds`, highest first, ties newest first; weights
+/// 1, 3, 1 and 1 800 s by default (`hot.*` in the configuration). Every 30 minutes of age weigh
+/// as much as a point, so new posts start high and old ones sink; one busy commenter counts
+/// once. No paging: the order moves as people react.
+#[utoipa::path(get, path = "/api/v1/posts/hot", tag = "posts", params(HotParams),
+    responses((status = 200, body = HotPage), (status = 400, body = Problem)))]
+pub async fn hot_posts(
+    State(state): State<AppState>,
+    after: After,
+    ApiQuery(params): ApiQuery<HotParams>,
+) -> Result<Response, ApiError> {
+    let limit = page_limit(params.limit, 50)?;
+    let position = consistent(&state, after, &["feed"]).await?;
+    let key = format!("hot {limit}");
+    let stamp = match state.pages.lookup(&state.hub, &["feed"], &key) {
+        Ok(stamp) => stamp,
+        Err(kept) => return Ok(page_cache::json(position, kept)),
+    };
+    let views = state.queries.hot(&state.settings.hot, limit).await?;
+    let answer = HotPage {
+        items: views.into_iter().map(PostDto::from).collect(),
+    };
+    state.pages.answer(key, stamp, position, &answer)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HotPage {
+    pub items: Vec<PostDto>,
 }
 
 /// One live post.

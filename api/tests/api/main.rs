@@ -7,6 +7,7 @@ mod bench;
 mod crash_safety;
 mod export;
 mod helpers;
+mod hot;
 mod hot_post;
 mod input_values;
 mod kafka;

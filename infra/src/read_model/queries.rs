@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::model::ModelName;
 use domain::{CommentId, PostId, TaskId, UserId};
+use projections::feed::HotFormula;
 use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
@@ -41,6 +42,14 @@ impl<D: Db> FeedQueries for Store<D> {
 
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
         self.one(feed::by_id(id), feed::view).await
+    }
+
+    async fn hot(
+        &self,
+        formula: &HotFormula,
+        limit: usize,
+    ) -> Result<Vec<PostView>, ReadModelError> {
+        self.db.rows(feed::hot(formula, limit), feed::view).await
     }
 }
 

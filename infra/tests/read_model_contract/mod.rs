@@ -314,16 +314,19 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: 1,
+            commenters: 1,
             active_at: Some(t(10)),
         }),
         Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: 1,
+            commenters: 1,
             active_at: Some(t(11)),
         }),
         Change::Feed(FeedChange::CountComment {
             post_id: post_id(1),
             delta: -1,
+            commenters: 0,
             active_at: None,
         }),
     ];
@@ -334,6 +337,10 @@ pub async fn deletes_remove_rows_and_counts_follow(store: Store) {
         .expect("post")
         .expect("the post");
     assert_eq!((p.comment_count, p.last_activity_at), (1, t(11)));
+    assert_eq!(
+        p.commenters, 2,
+        "commenters are counted ever, not per live comment"
+    );
     store
         .apply(
             "feed",
@@ -542,6 +549,7 @@ pub async fn batching_does_not_change_the_result(store: Store) {
         all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(n),
             delta: 1,
+            commenters: 1,
             active_at: Some(t(n as i64 * 3 + 1)),
         }));
     }
@@ -551,6 +559,7 @@ pub async fn batching_does_not_change_the_result(store: Store) {
         all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(n),
             delta,
+            commenters: delta.max(0),
             active_at: at,
         }));
     }
@@ -561,6 +570,7 @@ pub async fn batching_does_not_change_the_result(store: Store) {
         all.push(Change::Feed(FeedChange::CountComment {
             post_id: post_id(5),
             delta: 1,
+            commenters: 1,
             active_at: at,
         }));
     }
@@ -1214,6 +1224,7 @@ async fn authored_fixture(store: &Store) -> (u32, u32) {
             Change::Feed(FeedChange::CountComment {
                 post_id: post_id(4),
                 delta: 3,
+                commenters: 2,
                 active_at: Some(t(40)),
             }),
         ],

@@ -98,6 +98,7 @@ impl World {
                     is_host: false,
                     body,
                     reply_to: None,
+                    new_commenter: true,
                 });
             }
             world.append(post_id, events).await;

@@ -148,6 +148,7 @@ mod tests {
                 is_host: true,
                 body: "c".into(),
                 reply_to: None,
+                new_commenter: true,
             },
         ];
         for (i, e) in events.iter().enumerate() {

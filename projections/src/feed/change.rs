@@ -27,10 +27,12 @@ pub enum FeedChange {
     ForgetPostAuthor {
         user_id: UserId,
     },
-    /// Adds `delta` to a post's comment count; `active_at`, if given, becomes its last activity.
+    /// Adds `delta` to a post's comment count and `commenters` to its count of distinct
+    /// commenters; `active_at`, if given, becomes its last activity.
     CountComment {
         post_id: PostId,
         delta: i64,
+        commenters: i64,
         active_at: Option<DateTime<Utc>>,
     },
     /// A post's poll opens, every option at 0 votes.

@@ -4,7 +4,7 @@ mod change;
 mod view;
 
 pub use change::FeedChange;
-pub use view::{FeedQueries, PollView, PostView};
+pub use view::{FeedQueries, HotFormula, PollView, PostView};
 
 use domain::post::{Author, PostEvent};
 use domain::user::UserEvent;
@@ -74,10 +74,15 @@ impl Projection for Feed {
                     created_at: envelope.occurred_at,
                 })]
             }
-            PostEvent::CommentAdded { post_id, .. } => {
+            PostEvent::CommentAdded {
+                post_id,
+                new_commenter,
+                ..
+            } => {
                 vec![Change::Feed(FeedChange::CountComment {
                     post_id: *post_id,
                     delta: 1,
+                    commenters: i64::from(*new_commenter),
                     active_at: Some(envelope.occurred_at),
                 })]
             }
@@ -85,6 +90,7 @@ impl Projection for Feed {
                 vec![Change::Feed(FeedChange::CountComment {
                     post_id: *post_id,
                     delta: -1,
+                    commenters: 0,
                     active_at: None,
                 })]
             }

@@ -17,6 +17,8 @@ pub struct PostView {
     pub body: String,
     pub tags: Vec<String>,
     pub comment_count: i64,
+    /// Distinct commenters, counted once per mode (named, anonymous) per user.
+    pub commenters: i64,
     pub likes: i64,
     pub dislikes: i64,
     pub poll: Option<PollView>,
@@ -31,10 +33,52 @@ pub struct PollView {
     pub counts: Vec<i64>,
 }
 
+/// How the hot list ranks posts, from what the events recorded and nothing else (no clock, no
+/// job: a rebuild gives the same order). A post's points are
+/// `commenter * distinct commenters + like * likes - dislike * dislikes`, and its score is
+/// `points * seconds_per_point + created_unix`: every `seconds_per_point` seconds of age
+/// weigh as much as one point, so new posts start high and old ones sink. Only the `window`
+/// newest posts are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotFormula {
+    pub commenter: i64,
+    pub like: i64,
+    pub dislike: i64,
+    pub seconds_per_point: i64,
+    pub window: usize,
+}
+
+impl Default for HotFormula {
+    fn default() -> Self {
+        Self {
+            commenter: 1,
+            like: 3,
+            dislike: 1,
+            seconds_per_point: 1800,
+            window: 1000,
+        }
+    }
+}
+
+impl HotFormula {
+    /// The score of a post (what the hot list orders by, highest first; ties newest first).
+    pub fn score(&self, commenters: i64, likes: i64, dislikes: i64, created_unix: i64) -> i64 {
+        let points = self.commenter * commenters + self.like * likes - self.dislike * dislikes;
+        points.saturating_mul(self.seconds_per_point.max(1)) + created_unix
+    }
+}
+
 /// What the API reads of the feed. Implemented on the same stores the projection writes.
 #[async_trait]
 pub trait FeedQueries: Send + Sync + 'static {
     /// Live posts, newest first; `cursor` is the position of the last post already seen.
     async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError>;
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError>;
+    /// The hot list: the `formula.window` newest live posts, best score first.
+    async fn hot(
+        &self,
+        formula: &HotFormula,
+        limit: usize,
+    ) -> Result<Vec<PostView>, ReadModelError>;
 }

@@ -479,6 +479,7 @@ mod tests {
             is_host: false,
             body: "b".into(),
             reply_to: None,
+            new_commenter: true,
         };
         // 23:30 in UTC-05:00 is the next day in UTC.
         assert_eq!(

@@ -2,6 +2,7 @@
 
 use domain::{Position, PostId};
 use projections::FeedChange;
+use projections::feed::HotFormula;
 use projections::views::{PollView, PostView};
 use projections::{Change, ReadModelError};
 
@@ -18,6 +19,9 @@ const COLUMNS: &[Col] = &[
     col("body", Ty::Text, "NOT NULL"),
     col("tags", Ty::Tags, "NOT NULL"),
     col("comment_count", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("commenters", Ty::Int, "NOT NULL DEFAULT 0"),
+    // `created_at` in Unix seconds: what the hot list's score adds up.
+    col("created_unix", Ty::Int, "NOT NULL DEFAULT 0"),
     col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
     col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
     // A poll's options and counts as JSON arrays; NULL without a poll.
@@ -66,6 +70,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 ("created_at", Ty::Time),
                 ("last_activity_at", Ty::Time),
                 ("author_id", Ty::Uuid),
+                ("created_unix", Ty::Int),
             ],
             row: vec![
                 Value::uuid(*post_id),
@@ -78,6 +83,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::time(created_at),
                 Value::time(created_at),
                 Value::Uuid(author_id.map(Into::into)),
+                Value::int(created_at.timestamp()),
             ],
         })),
         Change::Feed(FeedChange::DeletePost { post_id }) => out.push(Write::Stmt(Stmt::new(
@@ -127,14 +133,17 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
         Change::Feed(FeedChange::CountComment {
             post_id,
             delta,
+            commenters,
             active_at,
         }) => out.push(Write::Stmt(Stmt::new(
             format!(
                 "UPDATE feed_g{g} SET comment_count = comment_count + $1, \
-                 last_activity_at = COALESCE($2, last_activity_at) WHERE post_id = $3"
+                 commenters = commenters + $2, \
+                 last_activity_at = COALESCE($3, last_activity_at) WHERE post_id = $4"
             ),
             vec![
                 Value::int(*delta),
+                Value::int(*commenters),
                 Value::Time(*active_at),
                 Value::uuid(*post_id),
             ],
@@ -146,6 +155,8 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
 const COUNTS: &[(&str, Ty)] = &[
     ("post_id", Ty::Uuid),
     ("delta", Ty::Int),
+    // Not `commenters`: the feed's own column would be ambiguous in the `UPDATE ... FROM`.
+    ("joined", Ty::Int),
     ("active_at", Ty::Time),
 ];
 
@@ -160,10 +171,12 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
             Change::Feed(FeedChange::CountComment {
                 post_id,
                 delta,
+                commenters,
                 active_at,
             }) => Some(vec![
                 Value::uuid(*post_id),
                 Value::int(*delta),
+                Value::int(*commenters),
                 Value::Time(*active_at),
             ]),
             _ => None,
@@ -179,6 +192,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
     Some(Stmt::new(
         format!(
             "UPDATE feed_g{g} SET comment_count = comment_count + u.delta, \
+             commenters = commenters + u.joined, \
              last_activity_at = COALESCE(u.active_at, last_activity_at) \
              FROM {source} WHERE feed_g{g}.post_id = u.post_id"
         ),
@@ -187,7 +201,8 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 }
 
 const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
-     comment_count, created_at, last_activity_at, likes, dislikes, poll_options, poll_counts";
+     comment_count, created_at, last_activity_at, likes, dislikes, poll_options, poll_counts, \
+     commenters";
 
 /// A page of the feed: posts before `before`, newest first.
 pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
@@ -195,6 +210,25 @@ pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
         format!("SELECT {SELECT} FROM feed WHERE position < $1 ORDER BY position DESC LIMIT $2"),
         vec![
             Value::int(before.map_or(i64::MAX, |c| c as i64)),
+            limit(size),
+        ],
+    )
+}
+
+/// The hot list (see [`HotFormula`]): the newest `window` posts, by score, ties newest first.
+pub(crate) fn hot(formula: &HotFormula, size: usize) -> Stmt {
+    Stmt::new(
+        format!(
+            "SELECT {SELECT} FROM (SELECT * FROM feed ORDER BY position DESC LIMIT $1) AS recent \
+             ORDER BY (commenters * $2 + likes * $3 - dislikes * $4) * $5 + created_unix DESC, \
+             position DESC LIMIT $6"
+        ),
+        vec![
+            Value::int(formula.window.clamp(1, 100_000) as i64),
+            Value::int(formula.commenter),
+            Value::int(formula.like),
+            Value::int(formula.dislike),
+            Value::int(formula.seconds_per_point.max(1)),
             limit(size),
         ],
     )
@@ -230,6 +264,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
         likes: row.int(10)?,
         dislikes: row.int(11)?,
         poll: poll(row.opt_text(12)?, row.opt_text(13)?)?,
+        commenters: row.int(14)?,
     })
 }
 
