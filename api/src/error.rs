@@ -287,7 +287,10 @@ impl Refusal for PostError {
                 format!("reply_to: {detail}"),
             ),
             PostError::NotAllowed => ApiError::forbidden(detail),
-            PostError::NoPoll => ApiError::not_found(detail),
+            // The post is there; its state refuses the vote (a 404 would say it is gone).
+            PostError::NoPoll => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
             PostError::NoSuchOption(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation",

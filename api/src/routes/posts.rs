@@ -570,7 +570,8 @@ pub struct VoteDone {
     pub position: Position,
 }
 
-/// Votes in a post's poll. One vote per user, final: a second vote is 409.
+/// Votes in a post's poll. One vote per user, final: a second vote is 409, as is a vote on a
+/// post without a poll.
 #[utoipa::path(post, path = "/api/v1/posts/{id}/poll/votes", tag = "posts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)), request_body = NewVote,
     responses((status = 201, body = VoteDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]

@@ -224,7 +224,7 @@ async fn bad_polls_and_votes_get_problems_and_change_nothing() {
         assert_eq!(app.head().await, head, "{name} changed the log");
     }
     let votes: Vec<(&str, String, Value, u16)> = vec![
-        ("no poll", plain.clone(), json!({"option": 0}), 404),
+        ("no poll", plain.clone(), json!({"option": 0}), 409),
         ("unknown post", unknown.clone(), json!({"option": 0}), 404),
         ("deleted post", gone.clone(), json!({"option": 0}), 410),
         ("option out of range", id.clone(), json!({"option": 2}), 422),
