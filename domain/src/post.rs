@@ -844,6 +844,10 @@ mod tests {
     }
 
     fn publish(by: &Actor, anonymous: bool) -> PostCommand {
+        publish_with(by, anonymous, None)
+    }
+
+    fn publish_with(by: &Actor, anonymous: bool, poll: Option<PollOptions>) -> PostCommand {
         PostCommand::Publish {
             post_id: PostId::new(Uuid::from_u128(42)),
             author: by.clone(),
@@ -852,7 +856,7 @@ mod tests {
             body: PostBody::parse("body").unwrap(),
             tags: vec![],
             anonymous,
-            poll: None,
+            poll,
             at: at(),
         }
     }
@@ -955,32 +959,8 @@ mod tests {
     }
 
     fn with_poll(options: &[&str]) -> PostCommand {
-        let PostCommand::Publish {
-            post_id,
-            author,
-            token,
-            title,
-            body,
-            tags,
-            anonymous,
-            at,
-            ..
-        } = publish(&actor(1), true)
-        else {
-            unreachable!()
-        };
         let options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
-        PostCommand::Publish {
-            post_id,
-            author,
-            token,
-            title,
-            body,
-            tags,
-            anonymous,
-            poll: Some(PollOptions::parse(&options).unwrap()),
-            at,
-        }
+        publish_with(&actor(1), true, Some(PollOptions::parse(&options).unwrap()))
     }
 
     fn vote(voter: &str, option: usize) -> PostCommand {

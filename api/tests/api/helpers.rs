@@ -516,6 +516,24 @@ impl TestApp {
         }
     }
 
+    /// [`Self::new_user`] made admin, once the users model shows it.
+    pub async fn new_admin(&self, name: &str) -> TestUser {
+        let admin = self.new_user(name).await;
+        let granted = api::admin::grant(
+            &commands::CommandHandler::new(self.event_store()),
+            &self.secret(),
+            &admin.username,
+        )
+        .await
+        .expect("grant");
+        let me = self
+            .get_auth(&format!("/me?after={granted}"), &admin.token)
+            .await
+            .expect(200);
+        assert_eq!(me["is_admin"], true);
+        admin
+    }
+
     pub async fn create_post(&self, token: &str, post: &Value) -> Reply {
         self.post_json("/posts", Some(token), post).await
     }

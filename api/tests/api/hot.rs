@@ -2,7 +2,6 @@
 //! after a rebuild; one busy commenter counts once; deleted posts leave at once.
 
 use chrono::{DateTime, Utc};
-use commands::CommandHandler;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, position, spawn_app, str_field};
@@ -42,14 +41,7 @@ fn ids(page: &Value) -> Vec<String> {
 #[tokio::test]
 async fn the_hot_list_follows_the_documented_formula_and_survives_a_rebuild() {
     let app = spawn_app().await;
-    let admin = app.new_user("hotadmin").await;
-    let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin.username)
-        .await
-        .expect("grant");
-    app.get_auth(&format!("/me?after={granted}"), &admin.token)
-        .await
-        .expect(200);
+    let admin = app.new_admin("hotadmin").await;
     let users = [
         app.new_user("hot1").await,
         app.new_user("hot2").await,

@@ -2,7 +2,6 @@
 //! on a request field or parameter is read from the document and tried at the limit (accepted)
 //! and one past it (refused with a status the document lists for that operation).
 
-use commands::CommandHandler;
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, TestUser, position, spawn_app, str_field};
@@ -56,20 +55,7 @@ fn n(limit: i64) -> usize {
 
 /// A user made admin, once the users model shows it.
 async fn admin(app: &TestApp, name: &str) -> TestUser {
-    let admin = app.new_user(name).await;
-    let granted = api::admin::grant(
-        &CommandHandler::new(app.event_store()),
-        &app.secret(),
-        &admin.username,
-    )
-    .await
-    .expect("grant");
-    let me = app
-        .get_auth(&format!("/me?after={granted}"), &admin.token)
-        .await
-        .expect(200);
-    assert_eq!(me["is_admin"], true);
-    admin
+    app.new_admin(name).await
 }
 
 #[tokio::test]

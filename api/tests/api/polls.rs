@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use commands::CommandHandler;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, position, spawn_app, str_field};
@@ -116,14 +115,7 @@ async fn two_hundred_voters_at_once_are_all_counted() {
 #[tokio::test]
 async fn poll_counts_are_the_same_after_a_rebuild_and_the_log_names_no_voter() {
     let app = spawn_app().await;
-    let admin = app.new_user("polladmin").await;
-    let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin.username)
-        .await
-        .expect("grant");
-    app.get_auth(&format!("/me?after={granted}"), &admin.token)
-        .await
-        .expect(200);
+    let admin = app.new_admin("polladmin").await;
     let voter = app.new_user("secretvoter").await;
     let id = poll_post(&app, &admin.token, &["a", "b"]).await;
     let from = app.head().await;

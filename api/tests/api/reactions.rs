@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use commands::CommandHandler;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, position, spawn_app, spawn_app_with, str_field};
@@ -178,14 +177,7 @@ async fn two_hundred_users_reacting_at_once_count_two_hundred() {
 #[tokio::test]
 async fn reaction_counts_are_the_same_after_a_rebuild() {
     let app = spawn_app().await;
-    let admin = app.new_user("radmin").await;
-    let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin.username)
-        .await
-        .expect("grant");
-    app.get_auth(&format!("/me?after={granted}"), &admin.token)
-        .await
-        .expect(200);
+    let admin = app.new_admin("radmin").await;
     let others = [app.new_user("rone").await, app.new_user("rtwo").await];
     let post = app
         .create_post(
