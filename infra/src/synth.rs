@@ -24,8 +24,8 @@ use domain::user::UserEvent;
 use domain::values::{Email, Username};
 use domain::worker::WorkerEvent;
 use domain::{
-    AuthorToken, CommentId, DomainEvent, KeyRef, Metadata, NewEvent, Personal, PostId, SessionId,
-    StreamId, TaskId, UserId, WorkerId,
+    AuthorToken, CommentId, DomainEvent, ItemHandle, KeyRef, Metadata, NewEvent, Personal, PostId,
+    SessionId, StreamId, TaskId, UserId, WorkerId,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -121,7 +121,16 @@ struct Thread {
     pseudonyms: HashMap<usize, String>,
     /// Who has commented, and whether anonymously: a first in either mode is a new commenter.
     commenters: std::collections::HashSet<(usize, bool)>,
+    /// Standing reactions by (item, account): the handle and the value (the post is `None`).
+    reactions: HashMap<(Option<CommentId>, usize), (ItemHandle, i8)>,
+    /// Likes and dislikes per item.
+    tallies: HashMap<Option<CommentId>, (u64, u64)>,
+    /// The poll's counts, if the post has one, and who voted.
+    poll: Option<(Vec<u64>, std::collections::HashSet<usize>)>,
 }
+
+/// Options of the polls a history opens.
+const POLL_OPTIONS: &[&str] = &["食堂", "外卖", "自己做", "不吃了", "yes", "no", "maybe"];
 
 /// A forum's life as events, one user action at a time.
 pub struct History {
@@ -275,6 +284,7 @@ impl History {
             65..70 => self.delete_comment(out),
             70 => self.delete_post(out),
             71..91 => self.task_step(out),
+            91..131 => self.react(out),
             _ => self.comment(out),
         }
     }
@@ -418,7 +428,94 @@ impl History {
             comments: Vec::new(),
             pseudonyms: HashMap::new(),
             commenters: std::collections::HashSet::new(),
+            reactions: HashMap::new(),
+            tallies: HashMap::new(),
+            poll: None,
         });
+        // One post in ten opens a poll.
+        if self.rng.percent(10) {
+            let n = 2 + self.rng.below(3);
+            let first = self.rng.below(POLL_OPTIONS.len() - n + 1);
+            let options: Vec<String> = POLL_OPTIONS[first..first + n]
+                .iter()
+                .map(|o| (*o).to_owned())
+                .collect();
+            let t = self.threads.len() - 1;
+            self.threads[t].poll = Some((vec![0; n], std::collections::HashSet::new()));
+            let opened = PostEvent::PollOpened { post_id, options };
+            self.emit_as(out, post_id.stream(), opened, actor);
+        }
+    }
+
+    /// A reaction to a live post or one of its live comments, or, now and then, a vote in its
+    /// poll; both recorded unnamed, under a handle per account and item, as the API does.
+    fn react(&mut self, out: &mut Pending) {
+        let Some(t) = self.active_thread() else {
+            return self.publish(out);
+        };
+        let account = self.rng.below(self.accounts.len());
+        let post_id = self.threads[t].id;
+        let wants_vote = self.rng.percent(30);
+        let (handle_a, handle_b) = (self.rng.next_u64(), self.rng.next_u64());
+        let thread = &mut self.threads[t];
+        if wants_vote
+            && let Some((counts, voters)) = thread.poll.as_mut()
+            && voters.insert(account)
+        {
+            let option = (handle_a as usize) % counts.len();
+            counts[option] += 1;
+            let voted = PostEvent::PollVoted {
+                post_id,
+                voter: ItemHandle::new(format!("w{handle_a:016x}{handle_b:016x}")),
+                option,
+                counts: counts.clone(),
+            };
+            return self.emit_as(out, post_id.stream(), voted, None);
+        }
+        let live: Vec<CommentId> = thread
+            .comments
+            .iter()
+            .filter(|(_, _, deleted)| !deleted)
+            .map(|(id, _, _)| *id)
+            .collect();
+        let item =
+            (!live.is_empty() && handle_a % 2 == 0).then(|| live[(handle_b as usize) % live.len()]);
+        let value = (handle_a % 3) as i8 - 1;
+        let (handle, previous) = thread
+            .reactions
+            .get(&(item, account))
+            .cloned()
+            .unwrap_or_else(|| {
+                let fresh = ItemHandle::new(format!("v{handle_b:016x}{handle_a:016x}"));
+                (fresh, 0)
+            });
+        if previous == value {
+            return;
+        }
+        let tally = thread.tallies.entry(item).or_default();
+        match previous {
+            1 => tally.0 -= 1,
+            -1 => tally.1 -= 1,
+            _ => {}
+        }
+        match value {
+            1 => tally.0 += 1,
+            -1 => tally.1 += 1,
+            _ => {}
+        }
+        let (likes, dislikes) = *tally;
+        thread
+            .reactions
+            .insert((item, account), (handle.clone(), value));
+        let set = PostEvent::ReactionSet {
+            post_id,
+            comment_id: item,
+            reactor: handle,
+            value,
+            likes,
+            dislikes,
+        };
+        self.emit_as(out, post_id.stream(), set, None);
     }
 
     /// A live post among the newest ones, if any.
@@ -697,6 +794,9 @@ mod tests {
             "TaskSucceeded",
             "TaskAttemptFailed",
             "TaskRequeued",
+            "ReactionSet",
+            "PollOpened",
+            "PollVoted",
         ] {
             assert!(types.contains(wanted), "no {wanted} in {types:?}");
         }
