@@ -827,6 +827,16 @@ mod tests {
         }
 
         fn comment_as(&mut self, comment_id: CommentId, by: &Actor, anonymous: bool) -> String {
+            name_of(&self.comment_event(comment_id, by, anonymous)).to_owned()
+        }
+
+        /// The `CommentAdded` of an accepted comment.
+        fn comment_event(
+            &mut self,
+            comment_id: CommentId,
+            by: &Actor,
+            anonymous: bool,
+        ) -> PostEvent {
             let cmd = PostCommand::AddComment {
                 comment_id,
                 author: by.clone(),
@@ -837,7 +847,7 @@ mod tests {
                 at: at(),
             };
             match self.when(&cmd).unwrap().as_slice() {
-                [e @ PostEvent::CommentAdded { .. }] => name_of(e).to_owned(),
+                [e @ PostEvent::CommentAdded { .. }] => e.clone(),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -1028,20 +1038,13 @@ mod tests {
     #[test]
     fn a_commenter_is_new_once_per_mode_so_modes_stay_unlinked() {
         let mut g = given(&[publish(&actor(1), false)]);
-        let new = |g: &mut Given, by: &Actor, anonymous: bool| {
-            let cmd = PostCommand::AddComment {
-                comment_id: CommentId::new(Uuid::now_v7()),
-                author: by.clone(),
-                token: tok(by),
-                body: CommentBody::parse("hi").unwrap(),
-                anonymous,
-                reply_to: None,
-                at: at(),
-            };
-            match g.when(&cmd).unwrap().as_slice() {
-                [PostEvent::CommentAdded { new_commenter, .. }] => *new_commenter,
-                other => panic!("unexpected {other:?}"),
-            }
+        let new = |g: &mut Given, by: &Actor, anonymous: bool| match g.comment_event(
+            CommentId::new(Uuid::now_v7()),
+            by,
+            anonymous,
+        ) {
+            PostEvent::CommentAdded { new_commenter, .. } => new_commenter,
+            other => panic!("unexpected {other:?}"),
         };
         assert!(new(&mut g, &actor(2), true));
         assert!(!new(&mut g, &actor(2), true));
