@@ -99,6 +99,56 @@ impl Table {
     }
 }
 
+/// Gives the live generation of `projection` (if any) every column this code's tables have,
+/// with their defaults, and points its views at it again (PostgreSQL expands a view's `*` when
+/// it is made). A new generation is made when the projection's version changed; until it is
+/// promoted, queries read the old one with this code's columns, and would fail on a column it
+/// lacks. The defaults stand until the rebuild replaces them.
+async fn adapt_live<D: Db>(
+    tx: &mut D::Tx,
+    tables: &[&'static Table],
+    projection: &str,
+) -> Result<(), ReadModelError> {
+    let live = tx
+        .rows(
+            Stmt::new(
+                "SELECT number FROM generations WHERE projection = $1 AND state = 'live'",
+                vec![projection_arg(projection)],
+            ),
+            |row| number(row.int(0)?),
+        )
+        .await?;
+    let Some(&live) = live.first() else {
+        return Ok(());
+    };
+    let mut statements = Vec::new();
+    for table in tables {
+        let name = format!("{}_g{live}", table.name);
+        let present: Vec<String> = tx
+            .rows(D::DIALECT.column_names(&name), |row| row.text(0))
+            .await?;
+        let missing: Vec<&sql::Col> = table
+            .columns
+            .iter()
+            .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c.name)))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        for c in &missing {
+            statements.push(Stmt::new(
+                format!(
+                    "ALTER TABLE {name} ADD COLUMN {}",
+                    D::DIALECT.columns(std::slice::from_ref(*c), "")
+                ),
+                vec![],
+            ));
+        }
+        statements.extend(table.show(live));
+    }
+    tx.execute_all(statements).await
+}
+
 /// A generation's row: its number, checkpoint and state.
 struct GenerationRow {
     number: u32,
@@ -251,6 +301,7 @@ impl<D: Db> ReadModelStore for Store<D> {
         for n in unfinished {
             retire(&mut tx, &tables, projection, n).await?;
         }
+        adapt_live::<D>(&mut tx, &tables, projection).await?;
         let last = tx
             .rows(
                 Stmt::new(

@@ -365,6 +365,21 @@ impl Dialect {
 
     /// The statement serialising the bookkeeping of one projection across processes, if the
     /// backend needs one (SQLite's writes are serialised by its one writer).
+    /// The query listing a table's column names.
+    pub(crate) fn column_names(self, table: &str) -> Stmt {
+        match self {
+            Dialect::Sqlite => Stmt::new(
+                "SELECT name FROM pragma_table_info($1)",
+                vec![Value::text(table)],
+            ),
+            Dialect::Postgres => Stmt::new(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1",
+                vec![Value::text(table)],
+            ),
+        }
+    }
+
     pub(crate) fn lock_projection(self, projection: &str) -> Option<Stmt> {
         match self {
             Dialect::Sqlite => None,
