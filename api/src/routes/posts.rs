@@ -651,7 +651,8 @@ pub async fn react_to_post(
     ApiJson(body): ApiJson<NewReaction>,
 ) -> Result<Json<ReactionDone>, ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
-    react(&state, &auth, request_id.as_deref(), post_id, None, &body).await
+    let value = reaction_value(&body)?;
+    react(&state, &auth, request_id.as_deref(), post_id, None, value).await
 }
 
 /// Sets the caller's reaction to a comment of a post.
@@ -667,13 +668,14 @@ pub async fn react_to_comment_of_post(
 ) -> Result<Json<ReactionDone>, ApiError> {
     let post_id = PostId::new(parse_id(&id, "post")?);
     let comment_id = CommentId::new(parse_id(&comment_id, "comment")?);
+    let value = reaction_value(&body)?;
     react(
         &state,
         &auth,
         request_id.as_deref(),
         post_id,
         Some(comment_id),
-        &body,
+        value,
     )
     .await
 }
@@ -693,7 +695,7 @@ pub async fn react_to_comment(
 ) -> Result<Json<ReactionDone>, ApiError> {
     let comment_id = CommentId::new(parse_id(&id, "comment")?);
     // A bad value is refused before the look-up, as on the other two routes.
-    reaction_value(&body)?;
+    let value = reaction_value(&body)?;
     let comment = state
         .queries
         .comment(comment_id)
@@ -705,7 +707,7 @@ pub async fn react_to_comment(
         request_id.as_deref(),
         comment.post_id,
         Some(comment_id),
-        &body,
+        value,
     )
     .await
 }
@@ -732,9 +734,8 @@ async fn react(
     request_id: Option<&RequestId>,
     post_id: PostId,
     comment_id: Option<CommentId>,
-    body: &NewReaction,
+    value: Reaction,
 ) -> Result<Json<ReactionDone>, ApiError> {
-    let value = reaction_value(body)?;
     state.limits.check(
         &state.limits.reactions_per_user,
         &auth.actor.user_id,
