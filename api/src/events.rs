@@ -562,6 +562,7 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
             body,
             reply_to,
             new_commenter,
+            addressee,
         } => {
             let hidden = a.is_anonymous();
             let e = PostEvent::CommentAdded {
@@ -573,6 +574,7 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
                 body,
                 reply_to,
                 new_commenter,
+                addressee,
             };
             (e, hidden)
         }
@@ -581,7 +583,8 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
         // A reaction or a vote never names who reacted or voted; a poll opens with its post.
         e @ (PostEvent::ReactionSet { .. }
         | PostEvent::PollVoted { .. }
-        | PostEvent::PollOpened { .. }) => (e, true),
+        | PostEvent::PollOpened { .. }
+        | PostEvent::FollowSet { .. }) => (e, true),
     })
 }
 

@@ -162,6 +162,7 @@ impl SessionCache {
                 | Change::Feed(FeedChange::SetReactions { .. })
                 | Change::Feed(FeedChange::OpenPoll { .. })
                 | Change::Feed(FeedChange::SetPollCounts { .. })
+                | Change::Feed(FeedChange::SetFollowers { .. })
                 | Change::Comments(CommentChange::SetReactions { .. })
                 | Change::Comments(CommentChange::InsertComment { .. })
                 | Change::Comments(CommentChange::DeleteComment { .. })
@@ -169,7 +170,8 @@ impl SessionCache {
                 | Change::Feed(FeedChange::ForgetPostAuthor { .. })
                 | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
                 | Change::Tasks(_)
-                | Change::Stats(_) => {}
+                | Change::Stats(_)
+                | Change::Inbox(_) => {}
             }
         }
         let mut inner = self.lock();

@@ -375,7 +375,9 @@ fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, Reg
                 position: outcome.position,
                 replayed: true,
             }),
-            UserEvent::AdminGranted { .. } | UserEvent::UserUnregistered { .. } => None,
+            UserEvent::AdminGranted { .. }
+            | UserEvent::UserUnregistered { .. }
+            | UserEvent::NotificationsRead { .. } => None,
         })
         .ok_or_else(|| {
             RegistrationError::Store(StoreError::Backend(

@@ -317,6 +317,11 @@ impl Pseudonymiser {
             UserEvent::UserUnregistered { user_id } => UserEvent::UserUnregistered {
                 user_id: self.user_id(Acting::Named, user_id),
             },
+            // The mark is a position that tells what the user follows or wrote: dropped.
+            UserEvent::NotificationsRead { user_id, up_to } => UserEvent::NotificationsRead {
+                user_id: self.user_id(Acting::Named, user_id),
+                up_to: Personal::shredded(self.key_ref(up_to.key())),
+            },
         }
     }
 
@@ -435,6 +440,7 @@ impl Pseudonymiser {
                 body,
                 reply_to,
                 new_commenter,
+                addressee,
             } => {
                 let acting = authoring(post_id, author.is_anonymous());
                 let event = PostEvent::CommentAdded {
@@ -447,6 +453,13 @@ impl Pseudonymiser {
                     body,
                     reply_to,
                     new_commenter,
+                    // The addressee is the answered item's author, named as that item names
+                    // them: `user(u)` under a user key (named content), `anonymous(post, u)`
+                    // under an author token.
+                    addressee: addressee.map(|a| {
+                        let acting = authoring(post_id, a.key().as_user().is_none());
+                        self.personal_as(acting, &a, |u| self.user_id(acting, *u))
+                    }),
                 };
                 (event, acting)
             }
@@ -515,6 +528,22 @@ impl Pseudonymiser {
                     dislikes,
                 };
                 (event, Acting::Reacting(item))
+            }
+            // Like a reaction: an id for this post's follows alone.
+            PostEvent::FollowSet {
+                post_id,
+                follower,
+                following,
+                followers,
+            } => {
+                let acting = Acting::Reacting(post_id.as_uuid());
+                let event = PostEvent::FollowSet {
+                    post_id,
+                    follower: self.personal_as(acting, &follower, |u| self.user_id(acting, *u)),
+                    following,
+                    followers,
+                };
+                (event, acting)
             }
         }
     }
@@ -877,6 +906,7 @@ mod tests {
                     body: "bump".into(),
                     reply_to: None,
                     new_commenter: true,
+                    addressee: Some(Personal::new(token.key_ref(), user)),
                 }),
                 me.clone(),
             ),
@@ -916,6 +946,7 @@ mod tests {
                     body: "named comment".into(),
                     reply_to: None,
                     new_commenter: true,
+                    addressee: None,
                 }),
                 me.clone(),
             ),
@@ -1133,6 +1164,15 @@ mod tests {
             (
                 user.stream(),
                 3,
+                Event::User(UserEvent::NotificationsRead {
+                    user_id: user,
+                    up_to: Personal::new(mine.clone(), 4242),
+                }),
+                me.clone(),
+            ),
+            (
+                user.stream(),
+                4,
                 Event::User(UserEvent::UserUnregistered { user_id: user }),
                 me.clone(),
             ),
@@ -1179,6 +1219,17 @@ mod tests {
                     voter: ItemHandle::new(VOTER),
                     option: 1,
                     counts: vec![0, 1],
+                }),
+                None,
+            ),
+            (
+                PostId::new(Uuid::from_u128(204)).stream(),
+                4,
+                Event::Post(PostEvent::FollowSet {
+                    post_id: PostId::new(Uuid::from_u128(204)),
+                    follower: Personal::new(KeyRef::handle(FOLLOWER), user),
+                    following: true,
+                    followers: 1,
                 }),
                 None,
             ),
@@ -1283,6 +1334,8 @@ mod tests {
         .unwrap();
         found
     }
+
+    const FOLLOWER: &str = "f0d1c2b3a4958677e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3";
 
     const VOTER: &str = "w7a1c9e3b5d7f9a1c3e5b7d9f1a3c5e7";
 
@@ -1481,6 +1534,7 @@ mod tests {
                     body: "b".into(),
                     reply_to: None,
                     new_commenter: true,
+                    addressee: None,
                 }),
             ),
             (
@@ -1592,6 +1646,7 @@ mod tests {
                 body: "reply".into(),
                 reply_to: None,
                 new_commenter: true,
+                addressee: None,
             }),
             None,
         );
@@ -1902,8 +1957,7 @@ mod tests {
                     is_host: false,
                     body: "b".into(),
                     reply_to: None,
-                    new_commenter: true,
-                }),
+                    new_commenter: true, addressee: None, }),
                 Event::Post(PostEvent::CommentDeleted {
                     post_id: post,
                     comment_id: CommentId::new(Uuid::from_u128(1)),

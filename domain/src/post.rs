@@ -64,6 +64,14 @@ pub enum PostCommand {
         comment_id: Option<CommentId>,
         value: Reaction,
     },
+    /// Follows (or stops following) the post explicitly. `follower` is the user's id sealed
+    /// under their follow handle for this post (see [`PostEvent::FollowSet`]). Following is
+    /// also automatic on posting and on a first comment; the read side derives that from the
+    /// comments themselves, and an explicit choice overrides it.
+    Follow {
+        follower: Personal<UserId>,
+        following: bool,
+    },
 }
 
 /// A reaction's value: set, not toggled (OpenTreeHole's rule).
@@ -181,6 +189,18 @@ impl Author {
         matches!(self, Author::Anonymous { .. })
     }
 
+    /// The author's id as a personal value under the key reference this author's item names:
+    /// the user's own for named content, the author token for anonymous content.
+    pub fn sealed_id(&self) -> Personal<UserId> {
+        match self {
+            Author::Named { user_id, username } => match username.get() {
+                Some(_) => Personal::new(KeyRef::user(*user_id), *user_id),
+                None => Personal::shredded(KeyRef::user(*user_id)),
+            },
+            Author::Anonymous { user_id, .. } => user_id.clone(),
+        }
+    }
+
     fn owner(&self) -> Owner {
         match self {
             Author::Named { user_id, .. } => Owner::User(*user_id),
@@ -220,6 +240,13 @@ pub enum PostEvent {
         /// one. Absent (false) in logs written before it existed.
         #[serde(default)]
         new_commenter: bool,
+        /// Who this comment answers: the author of the comment replied to, else the post's
+        /// author, sealed under that author's own key reference (the one their item already
+        /// names), so that the notification inbox can tell them without keeping a table of who
+        /// wrote what. Absent when the author left (their key is gone) and in logs written
+        /// before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addressee: Option<Personal<UserId>>,
     },
     CommentDeleted {
         post_id: PostId,
@@ -258,6 +285,17 @@ pub enum PostEvent {
         likes: u64,
         dislikes: u64,
     },
+    /// A user followed the post (`following`) or stopped following it, explicitly. The
+    /// follower's id is sealed under a handle for this post and user alone, so the log tells
+    /// neither who follows nor which follows are one user's.
+    FollowSet {
+        post_id: PostId,
+        follower: Personal<UserId>,
+        following: bool,
+        /// How many users follow the post explicitly after it (what the hot list counts;
+        /// following by posting or commenting counts as a commenter there).
+        followers: u64,
+    },
 }
 
 impl DomainEvent for PostEvent {
@@ -269,6 +307,7 @@ impl DomainEvent for PostEvent {
         "ReactionSet",
         "PollOpened",
         "PollVoted",
+        "FollowSet",
     ];
 
     fn schema(&self) -> u32 {
@@ -373,6 +412,9 @@ impl Owner {
 #[derive(Debug, Clone)]
 struct Comment {
     owner: Owner,
+    /// The author's id as the event gives it (sealed under their key reference): whom a reply
+    /// to it addresses.
+    author: Option<Personal<UserId>>,
     deleted: bool,
 }
 
@@ -381,6 +423,8 @@ struct Comment {
 pub struct Post {
     id: Option<PostId>,
     owner: Option<Owner>,
+    /// The post's author's id, as [`Comment::author`].
+    author: Option<Personal<UserId>>,
     /// Whether the post itself is anonymous.
     anonymous: bool,
     deleted: bool,
@@ -395,6 +439,8 @@ pub struct Post {
     poll: Option<Poll>,
     /// The owners of every comment ever made here (named by user, anonymous by token).
     commenters: HashSet<Owner>,
+    /// Explicit follow choices by follow handle (one per user and post).
+    follows: HashMap<KeyRef, bool>,
 }
 
 /// A post's poll on the write side.
@@ -421,6 +467,16 @@ impl Post {
     /// The reaction counts of the post (`None`) or of one of its comments.
     pub fn tally(&self, comment: Option<CommentId>) -> Tally {
         self.tallies.get(&comment).copied().unwrap_or_default()
+    }
+
+    /// How many users follow the post explicitly.
+    pub fn followers(&self) -> u64 {
+        self.follows.values().filter(|f| **f).count() as u64
+    }
+
+    /// The explicit follow choice of the holder of follow handle `handle`, if they made one.
+    pub fn follow_choice(&self, handle: &KeyRef) -> Option<bool> {
+        self.follows.get(handle).copied()
     }
 
     /// The post's poll, if it has one.
@@ -588,6 +644,11 @@ impl Aggregate for Post {
                 } else {
                     !self.commenters.contains(&Owner::User(author.user_id))
                 };
+                let addressee = match reply_to {
+                    Some(target) => self.comments.get(target).and_then(|c| c.author.clone()),
+                    None => self.author.clone(),
+                }
+                .filter(|a| a.get().is_some());
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,
                     comment_id: *comment_id,
@@ -597,6 +658,7 @@ impl Aggregate for Post {
                     body: body.as_str().to_owned(),
                     reply_to: *reply_to,
                     new_commenter,
+                    addressee,
                 }])
             }
             PostCommand::DeleteComment {
@@ -671,6 +733,28 @@ impl Aggregate for Post {
                     dislikes: tally.dislikes,
                 }])
             }
+            PostCommand::Follow {
+                follower,
+                following,
+            } => {
+                let post_id = self.live()?;
+                let handle = follower.key();
+                if self.follows.get(handle) == Some(following) {
+                    return Ok(vec![]);
+                }
+                let was = self.follows.get(handle) == Some(&true);
+                let followers = match (was, *following) {
+                    (false, true) => self.followers() + 1,
+                    (true, false) => self.followers() - 1,
+                    _ => self.followers(),
+                };
+                Ok(vec![PostEvent::FollowSet {
+                    post_id,
+                    follower: follower.clone(),
+                    following: *following,
+                    followers,
+                }])
+            }
         }
     }
 
@@ -684,6 +768,7 @@ impl Aggregate for Post {
             } => {
                 self.id = Some(*post_id);
                 self.owner = Some(author.owner());
+                self.author = Some(author.sealed_id());
                 self.anonymous = *anonymous;
             }
             PostEvent::CommentAdded {
@@ -696,6 +781,7 @@ impl Aggregate for Post {
                     *comment_id,
                     Comment {
                         owner: author.owner(),
+                        author: Some(author.sealed_id()),
                         deleted: false,
                     },
                 );
@@ -732,6 +818,13 @@ impl Aggregate for Post {
                     poll.votes.insert(voter.clone(), *option);
                     poll.counts.clone_from(counts);
                 }
+            }
+            PostEvent::FollowSet {
+                follower,
+                following,
+                ..
+            } => {
+                self.follows.insert(follower.key().clone(), *following);
             }
             PostEvent::ReactionSet {
                 comment_id,
@@ -891,6 +984,92 @@ mod tests {
             ] => (*value, *likes, *dislikes),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn follow(handle: &str, user: u128, following: bool) -> PostCommand {
+        PostCommand::Follow {
+            follower: Personal::new(KeyRef::handle(handle), UserId::new(Uuid::from_u128(user))),
+            following,
+        }
+    }
+
+    fn followers_of(events: &[PostEvent]) -> (bool, u64) {
+        match events {
+            [
+                PostEvent::FollowSet {
+                    following,
+                    followers,
+                    ..
+                },
+            ] => (*following, *followers),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_explicit_follow_is_set_once_and_counted_per_handle() {
+        let mut g = given(&[publish(&actor(1), true)]);
+        assert_eq!(
+            followers_of(&g.when(&follow("f2", 2, true)).unwrap()),
+            (true, 1)
+        );
+        assert_eq!(g.when(&follow("f2", 2, true)).unwrap(), vec![]);
+        assert_eq!(
+            followers_of(&g.when(&follow("f3", 3, true)).unwrap()),
+            (true, 2)
+        );
+        assert_eq!(
+            followers_of(&g.when(&follow("f2", 2, false)).unwrap()),
+            (false, 1)
+        );
+        // Turning off a follow that was only automatic records the choice; the count is of
+        // explicit follows.
+        assert_eq!(
+            followers_of(&g.when(&follow("f1", 1, false)).unwrap()),
+            (false, 1)
+        );
+        assert_eq!(g.when(&follow("f1", 1, false)).unwrap(), vec![]);
+        g.when(&PostCommand::Delete {
+            actor: actor(1),
+            token: tok(&actor(1)),
+        })
+        .unwrap();
+        assert_eq!(g.when(&follow("f4", 4, true)), Err(PostError::Deleted));
+        assert_eq!(
+            given(&[]).when(&follow("f4", 4, true)),
+            Err(PostError::NotFound)
+        );
+    }
+
+    #[test]
+    fn a_comment_addresses_the_author_it_answers_sealed_under_their_items_key() {
+        let (host, b, c) = (actor(1), actor(2), actor(3));
+        let mut g = given(&[publish(&host, true)]);
+        let first = CommentId::new(Uuid::from_u128(7));
+        let PostEvent::CommentAdded { addressee, .. } = g.comment_event(first, &b, false) else {
+            unreachable!()
+        };
+        // A top-level comment answers the post's (anonymous) author, under their token.
+        let addressee = addressee.expect("the host is addressed");
+        assert_eq!(addressee.get(), Some(&host.user_id));
+        assert_eq!(addressee.key(), &tok(&host).key_ref());
+        let reply = PostCommand::AddComment {
+            comment_id: CommentId::new(Uuid::from_u128(8)),
+            author: c.clone(),
+            token: tok(&c),
+            body: CommentBody::parse("re").unwrap(),
+            anonymous: true,
+            reply_to: Some(first),
+            at: at(),
+        };
+        let events = g.when(&reply).unwrap();
+        let [PostEvent::CommentAdded { addressee, .. }] = events.as_slice() else {
+            panic!("unexpected {events:?}")
+        };
+        // A reply answers the named comment's author, under their own key.
+        let addressee = addressee.clone().expect("b is addressed");
+        assert_eq!(addressee.get(), Some(&b.user_id));
+        assert_eq!(addressee.key(), &KeyRef::user(b.user_id));
     }
 
     #[test]
@@ -1235,6 +1414,7 @@ mod tests {
             body: "b".into(),
             reply_to: None,
             new_commenter: true,
+            addressee: None,
         };
         let (name, data) = e.encode();
         assert_eq!(name, "CommentAdded");

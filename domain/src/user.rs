@@ -25,6 +25,11 @@ pub enum UserCommand {
     GrantAdmin,
     /// The user leaves: their data key is destroyed with this event (by the caller).
     Unregister,
+    /// Marks the user's notifications up to inbox sequence number `up_to` read. The mark only
+    /// moves forward; asking for one at or below it records nothing.
+    MarkNotificationsRead {
+        up_to: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,10 +49,22 @@ pub enum UserEvent {
     UserUnregistered {
         user_id: UserId,
     },
+    /// The user has read their notifications up to inbox sequence number `up_to`, sealed:
+    /// a sequence number is the position of the comment notified, which would tell the log's
+    /// readers what the user follows or wrote.
+    NotificationsRead {
+        user_id: UserId,
+        up_to: Personal<u64>,
+    },
 }
 
 impl DomainEvent for UserEvent {
-    const TYPES: &'static [&'static str] = &["UserRegistered", "AdminGranted", "UserUnregistered"];
+    const TYPES: &'static [&'static str] = &[
+        "UserRegistered",
+        "AdminGranted",
+        "UserUnregistered",
+        "NotificationsRead",
+    ];
 
     fn schema(&self) -> u32 {
         match self {
@@ -104,6 +121,8 @@ pub struct User {
     pub password_hash: String,
     pub is_admin: bool,
     pub unregistered: bool,
+    /// How far the user has read their notifications.
+    pub notifications_read: u64,
 }
 
 impl Aggregate for User {
@@ -148,6 +167,19 @@ impl Aggregate for User {
                 }
                 Ok(vec![UserEvent::AdminGranted { user_id }])
             }
+            UserCommand::MarkNotificationsRead { up_to } => {
+                let user_id = self.id.ok_or(UserError::NotFound)?;
+                if self.unregistered {
+                    return Err(UserError::Unregistered);
+                }
+                if *up_to <= self.notifications_read {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::NotificationsRead {
+                    user_id,
+                    up_to: Personal::new(KeyRef::user(user_id), *up_to),
+                }])
+            }
         }
     }
 
@@ -166,6 +198,11 @@ impl Aggregate for User {
                 self.password_hash = known(password_hash);
             }
             UserEvent::AdminGranted { .. } => self.is_admin = true,
+            UserEvent::NotificationsRead { up_to, .. } => {
+                if let Some(up_to) = up_to.get() {
+                    self.notifications_read = self.notifications_read.max(*up_to);
+                }
+            }
             UserEvent::UserUnregistered { .. } => {
                 self.unregistered = true;
                 self.email.clear();
@@ -180,6 +217,26 @@ impl Aggregate for User {
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[test]
+    fn the_read_mark_only_moves_forward() {
+        let mut user = User::default();
+        let mark = |up_to| UserCommand::MarkNotificationsRead { up_to };
+        assert_eq!(user.decide(&mark(3), &()), Err(UserError::NotFound));
+        user.id = Some(UserId::new(Uuid::from_u128(1)));
+        let events = user.decide(&mark(5), &()).unwrap();
+        assert_eq!(
+            events,
+            vec![UserEvent::NotificationsRead {
+                user_id: UserId::new(Uuid::from_u128(1)),
+                up_to: Personal::new(KeyRef::user(UserId::new(Uuid::from_u128(1))), 5)
+            }]
+        );
+        user.evolve(&events[0]);
+        assert_eq!(user.decide(&mark(5), &()), Ok(vec![]));
+        assert_eq!(user.decide(&mark(4), &()), Ok(vec![]));
+        assert_eq!(user.decide(&mark(6), &()).unwrap().len(), 1);
+    }
 
     #[test]
     fn register_once_then_grant_admin_once() {

@@ -1660,6 +1660,7 @@ mod pseudonym {
                     body: "me too".to_owned(),
                     reply_to: None,
                     new_commenter: true,
+                    addressee: None,
                 });
                 names.insert(commenter.token, author_name);
             }

@@ -683,6 +683,7 @@ struct PostRow {
     created_unix: i64,
     likes: i64,
     dislikes: i64,
+    followers: i64,
     poll_options: Option<String>,
     poll_counts: Option<String>,
     created_at: DateTime<Utc>,
@@ -865,6 +866,7 @@ impl Model {
                     created_unix: created_at.timestamp(),
                     likes: 0,
                     dislikes: 0,
+                    followers: 0,
                     poll_options: None,
                     poll_counts: None,
                     created_at,
@@ -900,6 +902,13 @@ impl Model {
                     (post.likes, post.dislikes) = (likes, dislikes);
                 }
             }
+            Change::Feed(FeedChange::SetFollowers { post_id, followers }) => {
+                if let Some(post) = self.feed.get_mut(post_id.as_uuid()) {
+                    post.followers = followers;
+                }
+            }
+            // The inbox is not among the benched projections (see `OWNED_TABLES`).
+            Change::Inbox(_) => {}
             Change::Comments(CommentChange::SetReactions {
                 comment_id,
                 likes,
@@ -1260,6 +1269,7 @@ impl Model {
                         .int(r.created_unix)
                         .int(r.likes)
                         .int(r.dislikes)
+                        .int(r.followers)
                         .optional_text(r.poll_options.as_deref())
                         .optional_text(r.poll_counts.as_deref())
                         .time(r.created_at)
@@ -1268,7 +1278,8 @@ impl Model {
                         .end();
                 }
                 "post_id, position, author_name, anonymous, title, body, tags, comment_count, \
-                 commenters, created_unix, likes, dislikes, poll_options, poll_counts, created_at, last_activity_at, author_id"
+                 commenters, created_unix, likes, dislikes, followers, poll_options, poll_counts, created_at, \
+                 last_activity_at, author_id"
             }
             "comments" => {
                 for r in self.comments.iter() {

@@ -117,7 +117,8 @@ struct Thread {
     anonymous: bool,
     deleted: bool,
     /// Comment id, author (an account index), deleted.
-    comments: Vec<(CommentId, usize, bool)>,
+    /// Id, author, deleted, anonymous.
+    comments: Vec<(CommentId, usize, bool, bool)>,
     pseudonyms: HashMap<usize, String>,
     /// Who has commented, and whether anonymously: a first in either mode is a new commenter.
     commenters: std::collections::HashSet<(usize, bool)>,
@@ -475,8 +476,8 @@ impl History {
         let live: Vec<CommentId> = thread
             .comments
             .iter()
-            .filter(|(_, _, deleted)| !deleted)
-            .map(|(id, _, _)| *id)
+            .filter(|(_, _, deleted, _)| !deleted)
+            .map(|(id, _, _, _)| *id)
             .collect();
         let item =
             (!live.is_empty() && handle_a % 2 == 0).then(|| live[(handle_b as usize) % live.len()]);
@@ -554,12 +555,19 @@ impl History {
                     .clone()
             }
         };
-        let reply_to = (reply && !thread.comments.is_empty())
-            .then(|| thread.comments[pick % thread.comments.len()].0);
+        let target = (reply && !thread.comments.is_empty())
+            .then(|| thread.comments[pick % thread.comments.len()]);
+        let reply_to = target.map(|c| c.0);
+        // Whom the comment answers: the replied-to author, else the post's.
+        let (to, to_anonymous) = target.map_or((thread.author, thread.anonymous), |c| (c.1, c.3));
         let comment_id = CommentId::new(Uuid::now_v7());
-        thread.comments.push((comment_id, author, false));
+        thread.comments.push((comment_id, author, false, anonymous));
         let new_commenter = thread.commenters.insert((author, anonymous));
         let post_id = thread.id;
+        let addressee = Some(
+            self.author(post_id, to, to_anonymous, String::new())
+                .sealed_id(),
+        );
         let added = PostEvent::CommentAdded {
             post_id,
             comment_id,
@@ -569,6 +577,7 @@ impl History {
             body,
             reply_to,
             new_commenter,
+            addressee,
         };
         let actor = (!anonymous).then_some(self.accounts[author].id);
         self.emit_as(out, post_id.stream(), added, actor);

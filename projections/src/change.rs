@@ -25,6 +25,8 @@ pub enum Change {
     Tasks(crate::tasks::TaskChange),
     /// The `stats` projection's writes (counters, activity, task timings).
     Stats(crate::stats::StatsChange),
+    /// The `inbox` projection's writes (follows, notifications).
+    Inbox(crate::inbox::InboxChange),
 }
 
 /// Merges a batch's comment-count updates per post, keeping every other change in place, so a

@@ -9,6 +9,7 @@
 pub mod change;
 pub mod comments;
 pub mod feed;
+pub mod inbox;
 pub mod ports;
 pub mod routed;
 pub mod runner;
@@ -21,6 +22,7 @@ pub mod views;
 pub use change::Change;
 pub use comments::{CommentChange, CommentQueries};
 pub use feed::{FeedChange, FeedQueries};
+pub use inbox::{InboxChange, InboxQueries};
 pub use ports::{
     Decoded, EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore,
 };
@@ -64,5 +66,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(search::Search),
         std::sync::Arc::new(tasks::Tasks),
         std::sync::Arc::new(stats::Stats),
+        std::sync::Arc::new(inbox::Inbox),
     ]
 }

@@ -137,11 +137,17 @@ pub struct Page {
 /// together (each defined beside its projection). Implemented on the same stores the
 /// projections write.
 pub trait ForumQueries:
-    crate::feed::FeedQueries + crate::comments::CommentQueries + crate::users::UserQueries
+    crate::feed::FeedQueries
+    + crate::comments::CommentQueries
+    + crate::users::UserQueries
+    + crate::inbox::InboxQueries
 {
 }
 
 impl<T> ForumQueries for T where
-    T: crate::feed::FeedQueries + crate::comments::CommentQueries + crate::users::UserQueries
+    T: crate::feed::FeedQueries
+        + crate::comments::CommentQueries
+        + crate::users::UserQueries
+        + crate::inbox::InboxQueries
 {
 }

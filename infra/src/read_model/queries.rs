@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use domain::Position;
 use domain::model::ModelName;
 use domain::{CommentId, PostId, TaskId, UserId};
 use projections::feed::HotFormula;
+use projections::inbox::{FollowView, InboxQueries, InboxState, NotificationView};
 use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
@@ -17,8 +19,8 @@ use projections::{CommentQueries, FeedQueries, ReadModelError, StatsQueries, Use
 use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
 use super::tables::{
-    comments, feed, models, sessions, stats_active, stats_counters, stats_tasks, task_history,
-    tasks, users, workers,
+    comments, feed, follows, models, notifications, sessions, stats_active, stats_counters,
+    stats_tasks, task_history, tasks, users, workers,
 };
 
 #[allow(private_bounds)]
@@ -80,6 +82,83 @@ impl<D: Db> CommentQueries for Store<D> {
 
     async fn comment(&self, id: CommentId) -> Result<Option<CommentView>, ReadModelError> {
         self.one(comments::by_id(id), comments::view).await
+    }
+}
+
+#[async_trait]
+impl<D: Db> InboxQueries for Store<D> {
+    async fn notifications(
+        &self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<NotificationView>, ReadModelError> {
+        self.db
+            .rows(
+                notifications::page(user, page.cursor, page.limit),
+                notifications::view,
+            )
+            .await
+    }
+
+    async fn inbox_state(&self, user: UserId) -> Result<InboxState, ReadModelError> {
+        let state = self
+            .one(notifications::state(user), |row| {
+                Ok(InboxState {
+                    read_up_to: row.int(0)? as Position,
+                    unread: row.int(1)? as u64,
+                })
+            })
+            .await?;
+        Ok(state.unwrap_or_default())
+    }
+
+    async fn notifications_between(
+        &self,
+        user: UserId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<NotificationView>, ReadModelError> {
+        self.db
+            .rows(
+                notifications::between(user, after, up_to, limit),
+                notifications::view,
+            )
+            .await
+    }
+
+    async fn notifications_since(
+        &self,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<NotificationView>, ReadModelError> {
+        self.db
+            .rows(
+                notifications::since(after, up_to, limit),
+                notifications::view,
+            )
+            .await
+    }
+
+    async fn pruned_up_to(&self) -> Result<Position, ReadModelError> {
+        let up_to = self
+            .one(notifications::pruned(), |row| Ok(row.int(0)? as Position))
+            .await?;
+        Ok(up_to.unwrap_or(0))
+    }
+
+    async fn following(&self, user: UserId, page: Page) -> Result<Vec<FollowView>, ReadModelError> {
+        self.db
+            .rows(follows::page(user, page.cursor, page.limit), follows::view)
+            .await
+    }
+
+    async fn follows(&self, user: UserId, post: PostId) -> Result<bool, ReadModelError> {
+        Ok(self
+            .one(follows::one(user, post), |_| Ok(()))
+            .await?
+            .is_some())
     }
 }
 

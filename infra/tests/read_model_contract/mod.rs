@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use projections::{CommentChange, FeedChange, UserChange};
+use projections::{CommentChange, FeedChange, InboxChange, UserChange};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -66,6 +66,7 @@ macro_rules! read_model_contract {
             sessions_of_lists_live_sessions_newest_first,
             a_comment_page_answers_only_for_a_live_post,
             new_rows_in_one_batch_equal_new_rows_one_by_one,
+            the_inbox_notifies_each_person_once_with_merged_reasons,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -1965,4 +1966,176 @@ pub async fn an_older_live_generation_answers_while_its_successor_builds<F, Fut>
         .expect("the query answers")
         .expect("the post");
     assert_eq!((p.position, p.likes, p.dislikes), (1, 0, 0));
+}
+
+fn inbox(change: InboxChange) -> Change {
+    Change::Inbox(change)
+}
+
+fn notify(seq: u64, commenter: UserId, addressee: Option<UserId>, name: &str) -> Change {
+    inbox(InboxChange::Notify {
+        seq,
+        post_id: post_id(1),
+        comment_id: comment_id(u128::from(seq)),
+        commenter: Some(commenter),
+        addressee,
+        name: name.into(),
+        excerpt: format!("comment {seq}"),
+        at: t(seq as i64),
+        prune_before: t(0),
+    })
+}
+
+fn auto_follow(user: UserId, position: u64) -> Change {
+    inbox(InboxChange::AutoFollow {
+        post_id: post_id(1),
+        user_id: user,
+        position,
+    })
+}
+
+/// The notification matrix of issue 18 in one batch (a comment's fan-out must see the follows
+/// of the events before it in the same batch), then a retraction, a read mark, the retention
+/// and a user leaving.
+pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Store) {
+    let (a, b, c, d) = (ann(), bob(), user_no(3), user_no(4));
+    let changes = vec![
+        // A posts; B comments on it; D follows and then chooses not to; C replies to B.
+        auto_follow(a, 1),
+        notify(2, b, Some(a), "b"),
+        auto_follow(b, 2),
+        inbox(InboxChange::SetFollow {
+            post_id: post_id(1),
+            user_id: d,
+            following: true,
+            position: 3,
+        }),
+        inbox(InboxChange::SetFollow {
+            post_id: post_id(1),
+            user_id: d,
+            following: false,
+            position: 4,
+        }),
+        notify(5, c, Some(b), "洞友 A"),
+        auto_follow(c, 5),
+        // D commenting later does not undo the choice.
+        auto_follow(d, 6),
+    ];
+    let g = live_with(&store, "inbox", &changes, 6).await;
+    let of = |u| {
+        let store = store.clone();
+        async move {
+            store
+                .notifications(u, page(None, 10))
+                .await
+                .expect("notifications")
+                .into_iter()
+                .map(|n| (n.seq, n.name, n.reasons))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        of(a).await,
+        vec![
+            (5, "洞友 A".to_owned(), vec!["followed"]),
+            (2, "b".to_owned(), vec!["reply", "followed"]),
+        ]
+    );
+    assert_eq!(
+        of(b).await,
+        vec![(5, "洞友 A".to_owned(), vec!["reply", "followed"])]
+    );
+    assert!(of(c).await.is_empty(), "never to the commenter");
+    assert!(of(d).await.is_empty(), "D chose not to follow");
+    assert!(!store.follows(d, post_id(1)).await.expect("follows"));
+    assert!(store.follows(c, post_id(1)).await.expect("follows"));
+    let following = store.following(a, page(None, 10)).await.expect("following");
+    assert_eq!(following.len(), 1);
+    assert!(!following[0].explicit);
+    // The resume and fan-out queries.
+    let between = store
+        .notifications_between(a, 2, 5, 10)
+        .await
+        .expect("between");
+    assert_eq!(between.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![5]);
+    let since = store.notifications_since(0, 5, 100).await.expect("since");
+    assert_eq!(
+        since.iter().map(|n| (n.seq, n.user_id)).collect::<Vec<_>>(),
+        {
+            let mut v = vec![(2, a), (5, a), (5, b)];
+            v.sort_by_key(|(s, u)| (*s, u.as_uuid()));
+            v
+        }
+    );
+    assert_eq!(
+        store.inbox_state(a).await.expect("state"),
+        projections::inbox::InboxState {
+            read_up_to: 0,
+            unread: 2
+        }
+    );
+    // A reads up to 2; C's comment is deleted, which withdraws its notifications.
+    store
+        .apply(
+            "inbox",
+            g,
+            &[
+                inbox(InboxChange::MarkRead {
+                    user_id: a,
+                    up_to: 2,
+                }),
+                inbox(InboxChange::Retract {
+                    comment_id: comment_id(5),
+                }),
+            ],
+            6,
+            8,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        of(a).await,
+        vec![(2, "b".to_owned(), vec!["reply", "followed"])]
+    );
+    assert!(of(b).await.is_empty());
+    assert_eq!(
+        store.inbox_state(a).await.expect("state"),
+        projections::inbox::InboxState {
+            read_up_to: 2,
+            unread: 0
+        }
+    );
+    // The retention drops what is older than a new comment's cut-off, and says how far.
+    assert_eq!(store.pruned_up_to().await.expect("pruned"), 0);
+    let mut late = notify(9, d, None, "d");
+    if let Change::Inbox(InboxChange::Notify { prune_before, .. }) = &mut late {
+        *prune_before = t(3);
+    }
+    store.apply("inbox", g, &[late], 8, 9).await.expect("apply");
+    assert_eq!(store.pruned_up_to().await.expect("pruned"), 2);
+    assert_eq!(
+        of(a).await,
+        vec![(9, "d".to_owned(), vec!["followed"])],
+        "the old one is gone, the new one is there"
+    );
+    // A leaves: nothing of theirs stays.
+    store
+        .apply(
+            "inbox",
+            g,
+            &[inbox(InboxChange::ForgetUser { user_id: a })],
+            9,
+            10,
+        )
+        .await
+        .expect("apply");
+    assert!(of(a).await.is_empty());
+    assert!(
+        store
+            .following(a, page(None, 10))
+            .await
+            .expect("following")
+            .is_empty()
+    );
+    assert_eq!(store.inbox_state(a).await.expect("state").read_up_to, 0);
 }

@@ -99,6 +99,7 @@ impl World {
                     body,
                     reply_to: None,
                     new_commenter: true,
+                    addressee: None,
                 });
             }
             world.append(post_id, events).await;

@@ -85,7 +85,8 @@ impl Projection for Comments {
             PostEvent::PostPublished { .. }
             | PostEvent::ReactionSet { .. }
             | PostEvent::PollOpened { .. }
-            | PostEvent::PollVoted { .. } => vec![],
+            | PostEvent::PollVoted { .. }
+            | PostEvent::FollowSet { .. } => vec![],
         }
     }
 }
@@ -149,6 +150,7 @@ mod tests {
                 body: "c".into(),
                 reply_to: None,
                 new_commenter: true,
+                addressee: None,
             },
         ];
         for (i, e) in events.iter().enumerate() {

@@ -45,6 +45,11 @@ pub enum FeedChange {
         post_id: PostId,
         counts: Vec<i64>,
     },
+    /// A post's count of explicit followers, as the event after which it stands gives it.
+    SetFollowers {
+        post_id: PostId,
+        followers: i64,
+    },
     /// A post's reaction counts, as the event after which they stand gives them.
     SetReactions {
         post_id: PostId,

@@ -38,9 +38,9 @@ impl Projection for Feed {
         "feed"
     }
 
-    /// 3: posts carry their reaction counts and their poll.
+    /// 3: posts carry their reaction counts and their poll; 4: their explicit followers.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -115,6 +115,12 @@ impl Projection for Feed {
                     options: options.clone(),
                 })]
             }
+            PostEvent::FollowSet {
+                post_id, followers, ..
+            } => vec![Change::Feed(FeedChange::SetFollowers {
+                post_id: *post_id,
+                followers: count(*followers),
+            })],
             PostEvent::PollVoted {
                 post_id, counts, ..
             } => vec![Change::Feed(FeedChange::SetPollCounts {

@@ -21,6 +21,8 @@ pub struct PostView {
     pub commenters: i64,
     pub likes: i64,
     pub dislikes: i64,
+    /// Users who chose to follow the post (authors and commenters follow it too, unseen).
+    pub followers: i64,
     pub poll: Option<PollView>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
@@ -35,7 +37,8 @@ pub struct PollView {
 
 /// How the hot list ranks posts, from what the events recorded and nothing else (no clock, no
 /// job: a rebuild gives the same order). A post's points are
-/// `commenter * distinct commenters + like * likes - dislike * dislikes`, and its score is
+/// `commenter * distinct commenters + like * likes - dislike * dislikes + follower *
+/// explicit followers`, and its score is
 /// `points * seconds_per_point + created_unix`: every `seconds_per_point` seconds of age
 /// weigh as much as one point, so new posts start high and old ones sink. Only the `window`
 /// newest posts are ranked.
@@ -45,6 +48,7 @@ pub struct HotFormula {
     pub commenter: i64,
     pub like: i64,
     pub dislike: i64,
+    pub follower: i64,
     pub seconds_per_point: i64,
     pub window: usize,
 }
@@ -55,6 +59,7 @@ impl Default for HotFormula {
             commenter: 1,
             like: 3,
             dislike: 1,
+            follower: 2,
             seconds_per_point: 1800,
             window: 1000,
         }
@@ -63,8 +68,16 @@ impl Default for HotFormula {
 
 impl HotFormula {
     /// The score of a post (what the hot list orders by, highest first; ties newest first).
-    pub fn score(&self, commenters: i64, likes: i64, dislikes: i64, created_unix: i64) -> i64 {
-        let points = self.commenter * commenters + self.like * likes - self.dislike * dislikes;
+    pub fn score(
+        &self,
+        commenters: i64,
+        likes: i64,
+        dislikes: i64,
+        followers: i64,
+        created_unix: i64,
+    ) -> i64 {
+        let points = self.commenter * commenters + self.like * likes - self.dislike * dislikes
+            + self.follower * followers;
         points.saturating_mul(self.seconds_per_point.max(1)) + created_unix
     }
 }

@@ -128,13 +128,15 @@ impl Projection for Stats {
             )
             | Event::User(UserEvent::AdminGranted { .. })
             | Event::User(UserEvent::UserUnregistered { .. })
+            | Event::User(UserEvent::NotificationsRead { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
             | Event::Post(
                 PostEvent::CommentDeleted { .. }
                 | PostEvent::PostDeleted { .. }
                 | PostEvent::ReactionSet { .. }
                 | PostEvent::PollOpened { .. }
-                | PostEvent::PollVoted { .. },
+                | PostEvent::PollVoted { .. }
+                | PostEvent::FollowSet { .. },
             )
             | Event::Reservation(_)
             | Event::Verification(_)
@@ -480,6 +482,7 @@ mod tests {
             body: "b".into(),
             reply_to: None,
             new_commenter: true,
+            addressee: None,
         };
         // 23:30 in UTC-05:00 is the next day in UTC.
         assert_eq!(

@@ -66,7 +66,8 @@ impl Projection for Users {
                     session_id: *session_id,
                 })]
             }
-            Event::Reservation(_)
+            Event::User(UserEvent::NotificationsRead { .. })
+            | Event::Reservation(_)
             | Event::Verification(_)
             | Event::Post(_)
             | Event::Model(_)

@@ -24,6 +24,7 @@ const COLUMNS: &[Col] = &[
     col("created_unix", Ty::Int, "NOT NULL DEFAULT 0"),
     col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
     col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
+    col("followers", Ty::Int, "NOT NULL DEFAULT 0"),
     // A poll's options and counts as JSON arrays; NULL without a poll.
     col("poll_options", Ty::Text, ""),
     col("poll_counts", Ty::Text, ""),
@@ -130,6 +131,12 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::uuid(*post_id),
             ],
         ))),
+        Change::Feed(FeedChange::SetFollowers { post_id, followers }) => {
+            out.push(Write::Stmt(Stmt::new(
+                format!("UPDATE feed_g{g} SET followers = $1 WHERE post_id = $2"),
+                vec![Value::int(*followers), Value::uuid(*post_id)],
+            )))
+        }
         Change::Feed(FeedChange::CountComment {
             post_id,
             delta,
@@ -202,7 +209,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 
 const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
      comment_count, created_at, last_activity_at, likes, dislikes, poll_options, poll_counts, \
-     commenters";
+     commenters, followers";
 
 /// A page of the feed: posts before `before`, newest first.
 pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
@@ -220,8 +227,8 @@ pub(crate) fn hot(formula: &HotFormula, size: usize) -> Stmt {
     Stmt::new(
         format!(
             "SELECT {SELECT} FROM (SELECT * FROM feed ORDER BY position DESC LIMIT $1) AS recent \
-             ORDER BY (commenters * $2 + likes * $3 - dislikes * $4) * $5 + created_unix DESC, \
-             position DESC LIMIT $6"
+             ORDER BY (commenters * $2 + likes * $3 - dislikes * $4 + followers * $7) * $5 \
+             + created_unix DESC, position DESC LIMIT $6"
         ),
         vec![
             Value::int(formula.window.clamp(1, 100_000) as i64),
@@ -230,6 +237,7 @@ pub(crate) fn hot(formula: &HotFormula, size: usize) -> Stmt {
             Value::int(formula.dislike),
             Value::int(formula.seconds_per_point.max(1)),
             limit(size),
+            Value::int(formula.follower),
         ],
     )
 }
@@ -265,6 +273,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
         dislikes: row.int(11)?,
         poll: poll(row.opt_text(12)?, row.opt_text(13)?)?,
         commenters: row.int(14)?,
+        followers: row.int(15)?,
     })
 }
 

@@ -4,7 +4,10 @@
 
 pub(super) mod comments;
 pub(super) mod feed;
+pub(super) mod follows;
+pub(super) mod inbox_marks;
 pub(super) mod models;
+pub(super) mod notifications;
 pub(super) mod sessions;
 pub(super) mod stats_active;
 pub(super) mod stats_counters;
@@ -55,6 +58,10 @@ pub(crate) const TABLES: &[&Table] = &[
     &stats_counters::TABLE,
     &stats_active::TABLE,
     &stats_tasks::TABLE,
+    &notifications::PRUNED,
+    &notifications::TABLE,
+    &follows::TABLE,
+    &inbox_marks::TABLE,
 ];
 
 /// The tables of a projection, or [`ReadModelError::UnknownProjection`].

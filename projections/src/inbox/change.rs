@@ -1,0 +1,57 @@
+//! What the `inbox` projection writes: who follows which post, and each user's notifications.
+//! Private rows: they hold user ids beside post ids (a follow of one's own anonymous post
+//! says who wrote it), so only their owner reads them, and a user who unregisters takes them
+//! along ([`InboxChange::ForgetUser`]).
+
+use chrono::{DateTime, Utc};
+use domain::{CommentId, Position, PostId, UserId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum InboxChange {
+    /// The user follows the post because they posted or commented, unless they made an
+    /// explicit choice about it already.
+    AutoFollow {
+        post_id: PostId,
+        user_id: UserId,
+        position: Position,
+    },
+    /// The user's explicit choice, which overrides any earlier one.
+    SetFollow {
+        post_id: PostId,
+        user_id: UserId,
+        following: bool,
+        position: Position,
+    },
+    /// A comment's notifications, one per person: `addressee` (the author it answers) gets a
+    /// "reply", every follower a "followed", merged into one row for a person who is both;
+    /// nobody's for the commenter. `seq` (the comment's position) orders each inbox.
+    Notify {
+        seq: Position,
+        post_id: PostId,
+        comment_id: CommentId,
+        commenter: Option<UserId>,
+        addressee: Option<UserId>,
+        /// The commenter's pseudonym or public name, as the comment shows it.
+        name: String,
+        excerpt: String,
+        at: DateTime<Utc>,
+        /// Notifications from before this time are dropped (the retention).
+        prune_before: DateTime<Utc>,
+    },
+    /// A deleted comment's notifications are withdrawn.
+    Retract {
+        comment_id: CommentId,
+    },
+    /// A deleted post's notifications and follows go.
+    ForgetPost {
+        post_id: PostId,
+    },
+    MarkRead {
+        user_id: UserId,
+        up_to: Position,
+    },
+    /// The user unregistered: their follows, notifications and read mark go.
+    ForgetUser {
+        user_id: UserId,
+    },
+}

@@ -1,0 +1,126 @@
+//! The `inbox` projection: follows and per-user notifications (treehollow's "attention" and
+//! its message box).
+//!
+//! Following is automatic for a post's author and for each commenter; an explicit
+//! `FollowSet` overrides it either way. A new comment notifies the author it answers (the
+//! author of the comment replied to, else the post's author) with a "reply" and every
+//! follower with a "followed": one notification per person, reasons merged, none to the
+//! commenter. The rows are keyed by user id and read by their owner alone; what they say of
+//! the commenter is the name the comment itself shows.
+
+mod change;
+mod view;
+
+pub use change::InboxChange;
+pub use view::{FollowView, InboxQueries, InboxState, NotificationView};
+
+use chrono::Duration;
+use domain::post::PostEvent;
+use domain::user::UserEvent;
+use domain::{Envelope, Event};
+
+use crate::feed::shown_name;
+use crate::{Change, Projection};
+
+/// The projection's name.
+pub const NAME: &str = "inbox";
+
+/// How long notifications are kept. A stream resuming from further back is told to start
+/// over (`event: reset`).
+pub const RETENTION_DAYS: i64 = 30;
+
+/// Characters of a comment a notification quotes.
+const EXCERPT: usize = 80;
+
+pub struct Inbox;
+
+impl Projection for Inbox {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        let change = |c| vec![Change::Inbox(c)];
+        match event {
+            Event::User(UserEvent::UserUnregistered { user_id }) => {
+                change(InboxChange::ForgetUser { user_id: *user_id })
+            }
+            Event::User(UserEvent::NotificationsRead { user_id, up_to }) => match up_to.get() {
+                Some(up_to) => change(InboxChange::MarkRead {
+                    user_id: *user_id,
+                    up_to: *up_to,
+                }),
+                None => vec![],
+            },
+            Event::Post(PostEvent::PostPublished {
+                post_id, author, ..
+            }) => match author.user_id() {
+                Some(user_id) => change(InboxChange::AutoFollow {
+                    post_id: *post_id,
+                    user_id,
+                    position: envelope.position,
+                }),
+                None => vec![],
+            },
+            Event::Post(PostEvent::CommentAdded {
+                post_id,
+                comment_id,
+                author,
+                body,
+                addressee,
+                ..
+            }) => {
+                let commenter = author.user_id();
+                let mut out = vec![Change::Inbox(InboxChange::Notify {
+                    seq: envelope.position,
+                    post_id: *post_id,
+                    comment_id: *comment_id,
+                    commenter,
+                    addressee: addressee
+                        .as_ref()
+                        .and_then(|a| a.get().copied())
+                        .filter(|a| Some(*a) != commenter),
+                    name: shown_name(author),
+                    excerpt: body.chars().take(EXCERPT).collect(),
+                    at: envelope.occurred_at,
+                    prune_before: envelope.occurred_at - Duration::days(RETENTION_DAYS),
+                })];
+                if let Some(user_id) = commenter {
+                    out.push(Change::Inbox(InboxChange::AutoFollow {
+                        post_id: *post_id,
+                        user_id,
+                        position: envelope.position,
+                    }));
+                }
+                out
+            }
+            Event::Post(PostEvent::FollowSet {
+                post_id,
+                follower,
+                following,
+                ..
+            }) => match follower.get() {
+                Some(user_id) => change(InboxChange::SetFollow {
+                    post_id: *post_id,
+                    user_id: *user_id,
+                    following: *following,
+                    position: envelope.position,
+                }),
+                None => vec![],
+            },
+            Event::Post(PostEvent::CommentDeleted { comment_id, .. }) => {
+                change(InboxChange::Retract {
+                    comment_id: *comment_id,
+                })
+            }
+            Event::Post(PostEvent::PostDeleted { post_id, .. }) => {
+                change(InboxChange::ForgetPost { post_id: *post_id })
+            }
+            _ => vec![],
+        }
+    }
+}

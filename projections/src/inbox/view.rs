@@ -1,0 +1,79 @@
+//! How the inbox is read: by its owner only.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{CommentId, Position, PostId, UserId};
+use serde::Serialize;
+
+use crate::ports::{Page, ReadModelError};
+
+/// One notification as its owner sees it. It names the commenter only as the comment does
+/// (pseudonym or public name), never by id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationView {
+    /// The inbox sequence number (the position of the comment notified): the SSE event id.
+    pub seq: Position,
+    #[serde(skip)]
+    pub user_id: UserId,
+    pub post_id: PostId,
+    pub comment_id: CommentId,
+    /// The commenter's pseudonym or public name.
+    pub name: String,
+    /// The start of the comment.
+    pub excerpt: String,
+    /// Why: `reply` (the comment answers yours), `followed` (you follow the post), or both.
+    pub reasons: Vec<&'static str>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A post the user follows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowView {
+    pub post_id: PostId,
+    /// Whether the user chose to follow (rather than by posting or commenting).
+    pub explicit: bool,
+    /// The position of the event that made the follow: the cursor of the list.
+    #[serde(skip)]
+    pub position: Position,
+}
+
+/// A user's inbox state: how far they have read, and how many are unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct InboxState {
+    pub read_up_to: Position,
+    pub unread: u64,
+}
+
+#[async_trait]
+pub trait InboxQueries: Send + Sync + 'static {
+    /// The user's notifications, newest first, those before `page.cursor`.
+    async fn notifications(
+        &self,
+        user: UserId,
+        page: Page,
+    ) -> Result<Vec<NotificationView>, ReadModelError>;
+    async fn inbox_state(&self, user: UserId) -> Result<InboxState, ReadModelError>;
+    /// The user's notifications with sequence numbers in `(after, up_to]`, oldest first, at
+    /// most `limit`: what a resuming stream missed.
+    async fn notifications_between(
+        &self,
+        user: UserId,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<NotificationView>, ReadModelError>;
+    /// Everyone's notifications with sequence numbers in `(after, up_to]`, in order: what one
+    /// process hands its open streams after the projection moved.
+    async fn notifications_since(
+        &self,
+        after: Position,
+        up_to: Position,
+        limit: usize,
+    ) -> Result<Vec<NotificationView>, ReadModelError>;
+    /// The highest sequence number the retention has dropped (0 if none).
+    async fn pruned_up_to(&self) -> Result<Position, ReadModelError>;
+    /// The posts the user follows, most recent first, those before `page.cursor`.
+    async fn following(&self, user: UserId, page: Page) -> Result<Vec<FollowView>, ReadModelError>;
+    /// Whether the user follows the post.
+    async fn follows(&self, user: UserId, post: PostId) -> Result<bool, ReadModelError>;
+}
