@@ -287,6 +287,11 @@ pub struct RateLimits {
     pub reactions_per_user_per_minute: u32,
     /// Poll votes cast by one user, in any polls, per minute.
     pub votes_per_user_per_minute: u32,
+    /// Follow and unfollow requests by one user, per minute.
+    pub follows_per_user_per_minute: u32,
+    /// Notification streams (`GET /me/notifications/stream`) one user may hold open at once,
+    /// in this process.
+    pub streams_per_user: u32,
 }
 
 impl Default for RateLimits {
@@ -299,6 +304,8 @@ impl Default for RateLimits {
             logins_per_ip_per_minute: 30,
             reactions_per_user_per_minute: 60,
             votes_per_user_per_minute: 30,
+            follows_per_user_per_minute: 30,
+            streams_per_user: 5,
         }
     }
 }
@@ -428,9 +435,18 @@ const ENV: &[(&str, &str)] = &[
         "TREEHOLE_RATE_LIMIT_VOTES_PER_USER_PER_MINUTE",
         "rate_limits.votes_per_user_per_minute",
     ),
+    (
+        "TREEHOLE_RATE_LIMIT_FOLLOWS_PER_USER_PER_MINUTE",
+        "rate_limits.follows_per_user_per_minute",
+    ),
+    (
+        "TREEHOLE_RATE_LIMIT_STREAMS_PER_USER",
+        "rate_limits.streams_per_user",
+    ),
     ("TREEHOLE_HOT_COMMENTER", "hot.commenter"),
     ("TREEHOLE_HOT_LIKE", "hot.like"),
     ("TREEHOLE_HOT_DISLIKE", "hot.dislike"),
+    ("TREEHOLE_HOT_FOLLOWER", "hot.follower"),
     ("TREEHOLE_HOT_SECONDS_PER_POINT", "hot.seconds_per_point"),
     ("TREEHOLE_HOT_WINDOW", "hot.window"),
     ("TREEHOLE_MAIL_FROM", "mail.from"),

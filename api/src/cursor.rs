@@ -31,6 +31,10 @@ pub enum List<'a> {
     Tasks(UserId),
     /// `GET /search` of the query with this fingerprint (its words and tag).
     Search(&'a str),
+    /// `GET /me/following` of this user.
+    Following(UserId),
+    /// `GET /me/notifications` of this user.
+    Notifications(UserId),
 }
 
 impl List<'_> {
@@ -40,6 +44,8 @@ impl List<'_> {
             List::Comments(post) => format!("comments:{post}"),
             List::Tasks(user) => format!("tasks:{user}"),
             List::Search(fingerprint) => format!("search:{fingerprint}"),
+            List::Following(user) => format!("following:{user}"),
+            List::Notifications(user) => format!("notifications:{user}"),
         }
     }
 }

@@ -304,6 +304,14 @@ impl Refusal for PostError {
     }
 }
 
+impl Refusal for domain::user::UserError {
+    fn to_api(&self) -> ApiError {
+        // The caller's own account: gone from under a live session only in a race with
+        // unregistering.
+        ApiError::unauthorized(self.to_string())
+    }
+}
+
 impl Refusal for SessionError {
     fn to_api(&self) -> ApiError {
         ApiError::unauthorized(self.to_string())

@@ -63,6 +63,9 @@ pub struct ApiQuery<T>(pub T);
 pub struct Auth {
     pub actor: Actor,
     pub session_id: SessionId,
+    /// The hash of the bearer token, to check again later that the session still stands (a
+    /// notification stream outlives its request).
+    pub token_hash: String,
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -104,6 +107,7 @@ impl FromRequestParts<AppState> for Auth {
                 is_admin: session.user.is_admin,
             },
             session_id: session.session_id,
+            token_hash,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod keys;
 pub mod load;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 pub mod page_cache;
 pub mod projector;

@@ -21,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Settings;
-use crate::routes::{auth, me, ops, posts, search, stats, tasks, workers};
+use crate::routes::{auth, inbox, me, ops, posts, search, stats, tasks, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,8 @@ use crate::routes::{auth, me, ops, posts, search, stats, tasks, workers};
         posts::add_comment, posts::list_comments, posts::delete_comment,
         posts::react_to_post, posts::react_to_comment_of_post, posts::react_to_comment,
         posts::vote, posts::hot_posts,
+        inbox::follow_post, inbox::following, inbox::notifications, inbox::mark_read,
+        inbox::stream,
         search::search,
         tasks::register_model, tasks::list_models, tasks::get_model, tasks::update_model,
         tasks::disable_model, tasks::enable_model,
@@ -43,7 +45,9 @@ use crate::routes::{auth, me, ops, posts, search, stats, tasks, workers};
         ops::healthz, ops::readyz, ops::projections, ops::rebuild,
     ),
     modifiers(&Bearer),
-    tags((name = "auth"), (name = "posts"), (name = "search"),
+    tags((name = "auth"), (name = "posts"),
+        (name = "inbox", description = "Follows and notifications. Authors follow their posts and commenters the posts they comment on; `PUT /posts/{id}/follow` overrides that. A comment notifies the author it answers (`reply`) and the post's followers (`followed`), once per person, never the commenter, naming the commenter only as the comment does."),
+        (name = "search"),
         (name = "tasks", description = "Models (admins) and the tasks users publish to them; a task's submitter is notified by a webhook signed with HMAC-SHA256 (`X-Treehole-Signature: sha256=<hex of HMAC(key, \"<X-Treehole-Timestamp>.<body>\")>`, key = `webhook_secret` of `GET /me`)."),
         (name = "workers", description = "Worker credentials (admins) and the worker protocol: claim with a lease, heartbeat, complete, fail. Worker routes take `Authorization: Bearer thw_...`."),
         (name = "stats"), (name = "ops"))

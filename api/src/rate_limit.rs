@@ -18,6 +18,9 @@ pub struct RateLimiters {
     pub logins_per_ip: DefaultKeyedRateLimiter<IpAddr>,
     pub reactions_per_user: DefaultKeyedRateLimiter<domain::UserId>,
     pub votes_per_user: DefaultKeyedRateLimiter<domain::UserId>,
+    pub follows_per_user: DefaultKeyedRateLimiter<domain::UserId>,
+    /// The most notification streams one user may hold open (not a rate: a cap).
+    pub streams_per_user: usize,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -38,6 +41,14 @@ impl RateLimiters {
                 c.reactions_per_user_per_minute
             ))),
             votes_per_user: RateLimiter::keyed(Quota::per_minute(nz(c.votes_per_user_per_minute))),
+            follows_per_user: RateLimiter::keyed(Quota::per_minute(nz(
+                c.follows_per_user_per_minute
+            ))),
+            streams_per_user: if c.enabled {
+                c.streams_per_user.max(1) as usize
+            } else {
+                usize::MAX
+            },
         }
     }
 
@@ -66,5 +77,6 @@ impl RateLimiters {
         self.logins_per_ip.retain_recent();
         self.reactions_per_user.retain_recent();
         self.votes_per_user.retain_recent();
+        self.follows_per_user.retain_recent();
     }
 }

@@ -311,7 +311,14 @@ impl Application {
             limits,
             settings,
             relay,
+            notifier: Default::default(),
         });
+        tasks.push(tokio::spawn(
+            state
+                .notifier
+                .clone()
+                .run(state.hub.clone(), state.queries.clone()),
+        ));
         let reap = Duration::from_millis(state.settings.tasks.reap_interval_ms.max(10));
         tasks.push(tokio::spawn(crate::dispatch::reap_leases(
             state.clone(),

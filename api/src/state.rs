@@ -43,6 +43,8 @@ pub struct Inner {
     pub post_services: PostServices,
     pub limits: RateLimiters,
     pub settings: Settings,
+    /// Hands new notifications to this process's open streams.
+    pub notifier: std::sync::Arc<crate::notifier::Notifier>,
     /// The in-process Kafka relay's progress, when `serve` runs one.
     pub relay: Option<tokio::sync::watch::Receiver<infra::kafka::RelayStatus>>,
 }

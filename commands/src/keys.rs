@@ -338,6 +338,17 @@ impl Keys {
         )))
     }
 
+    /// The user's follow handle for a post: what their explicit follow choices seal their id
+    /// under. Recorded, like an author token, so that the inbox can open it; one per post, so
+    /// that two follows of one user cannot be linked, and under a label of its own, so that a
+    /// follow is not tied to the user's anonymous items under the post.
+    pub async fn follow_handle(&self, user: UserId, post: PostId) -> Result<KeyRef, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let handle = format!("f{}", Self::mac(&key, &format!("follow:{post}:{user}")));
+        self.remember(&handle, user, &post.to_string()).await?;
+        Ok(KeyRef::handle(handle))
+    }
+
     /// The handle a reservation stream's owner is sealed under.
     pub async fn reservation_handle(
         &self,

@@ -199,6 +199,11 @@ impl ProjectionHub {
             .map(|(_, s)| s)
     }
 
+    /// The named projection's status as it changes.
+    pub fn watch(&self, name: &str) -> Option<watch::Receiver<ProjectionStatus>> {
+        self.statuses.get(name).map(watch::Sender::subscribe)
+    }
+
     fn sender(&self, name: &str) -> Option<&watch::Sender<ProjectionStatus>> {
         self.statuses.get(name)
     }

@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1` (ARCHITECTURE.md §7).
 
 pub mod auth;
+pub mod inbox;
 pub mod me;
 pub mod ops;
 pub mod posts;
@@ -32,6 +33,11 @@ pub fn api() -> Router<AppState> {
         .route("/api/v1/sessions/current", delete(auth::logout))
         .route("/api/v1/me", get(auth::me).delete(me::unregister))
         .route("/api/v1/me/export", get(me::export))
+        .route("/api/v1/me/following", get(inbox::following))
+        .route("/api/v1/me/notifications", get(inbox::notifications))
+        .route("/api/v1/me/notifications/read", post(inbox::mark_read))
+        .route("/api/v1/me/notifications/stream", get(inbox::stream))
+        .route("/api/v1/posts/{id}/follow", put(inbox::follow_post))
         .route(
             "/api/v1/posts",
             post(posts::create_post).get(posts::list_posts),

@@ -25,7 +25,7 @@ use crate::routes::{consistent, context, page_limit};
 use crate::state::AppState;
 
 /// An id from a path: the canonical spelling only, else no such thing (404, as for any unknown id).
-fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
     parse_canonical_uuid(raw).ok_or_else(|| ApiError::not_found(format!("no such {what}")))
 }
 
@@ -171,6 +171,9 @@ pub struct PostDto {
     pub likes: i64,
     /// How many users dislike the post (reaction -1).
     pub dislikes: i64,
+    /// How many users chose to follow the post (authors and commenters follow it too, and
+    /// are not counted here); who they are is never shown.
+    pub followers: i64,
     /// The post's poll, if it has one: options and votes per option (voters are never shown).
     pub poll: Option<PollDto>,
     pub created_at: DateTime<Utc>,
@@ -197,6 +200,7 @@ impl From<PostView> for PostDto {
             commenters: v.commenters,
             likes: v.likes,
             dislikes: v.dislikes,
+            followers: v.followers,
             poll: v.poll.map(|p| PollDto {
                 options: p.options,
                 counts: p.counts,
@@ -792,7 +796,7 @@ async fn author_token(
 /// Runs a command on one post as the caller (idempotently when the client sent a key). The
 /// caller is named in the event's metadata only for a `named` act: an anonymous post or
 /// comment, and a deletion (which may be of anonymous content), record no actor.
-async fn run_on_post(
+pub(crate) async fn run_on_post(
     state: &AppState,
     auth: &Auth,
     request_id: Option<&RequestId>,

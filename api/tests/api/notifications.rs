@@ -1,0 +1,586 @@
+//! Follows, the notification inbox and its live stream (issue 18): the notification matrix,
+//! resuming a stream without a gap or a repeat, and a stream that ends with its session.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestUser, position, spawn_app, str_field};
+
+/// One Server-Sent Event as a client reads it.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
+/// A notification stream being read.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(app: &TestApp, token: &str, last_event_id: Option<u64>) -> Stream {
+        let mut request = app
+            .client
+            .get(app.url("/me/notifications/stream"))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(3600));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("the stream opens");
+        assert_eq!(response.status(), 200, "the stream answers 200");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        Stream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` if none comes within `wait` or the stream
+    /// ended. `Err(())` when the stream ended.
+    async fn next(&mut self, wait: Duration) -> Result<Option<Sse>, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut sse = Sse {
+                    event: "message".into(),
+                    id: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        sse.event = v.trim().to_owned();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        sse.id = Some(v.trim().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        sse.data.push_str(v.trim_start());
+                        any = true;
+                    }
+                }
+                if any {
+                    return Ok(Some(sse));
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return Ok(None),
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) | Ok(Err(_)) => return Err(()),
+            }
+        }
+    }
+
+    /// Every event that arrives until none has for `quiet`.
+    async fn drain(&mut self, quiet: Duration) -> Vec<Sse> {
+        let mut out = Vec::new();
+        while let Ok(Some(e)) = self.next(quiet).await {
+            out.push(e);
+        }
+        out
+    }
+}
+
+fn seq(e: &Sse) -> u64 {
+    e.id.as_deref()
+        .expect("an id")
+        .parse()
+        .expect("a sequence number")
+}
+
+async fn named_post(app: &TestApp, author: &TestUser) -> String {
+    let post = app
+        .create_post(
+            &author.token,
+            &json!({"body": "who answers?", "anonymous": false}),
+        )
+        .await
+        .expect(201);
+    str_field(&post, "post_id").to_owned()
+}
+
+async fn notifications(app: &TestApp, user: &TestUser, after: u64) -> Value {
+    app.get_auth(&format!("/me/notifications?after={after}"), &user.token)
+        .await
+        .expect(200)
+}
+
+fn reasons(n: &Value) -> Vec<String> {
+    n["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| r.as_str().expect("a reason").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_notifies_its_addressee_and_the_followers_once_and_never_the_commenter() {
+    let app = spawn_app().await;
+    let (a, b, c) = (
+        app.new_user("nmatrixa").await,
+        app.new_user("nmatrixb").await,
+        app.new_user("nmatrixc").await,
+    );
+    let post = named_post(&app, &a).await;
+    // B comments on A's post: A gets a "reply" (and follows the post as its author).
+    let b_comment = app
+        .comment(
+            &b.token,
+            &post,
+            &json!({"body": "I do", "anonymous": false}),
+        )
+        .await
+        .expect(201);
+    let seen = notifications(&app, &a, position(&b_comment)).await;
+    assert_eq!(seen["unread"], 1);
+    let items = seen["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(reasons(&items[0]), ["reply", "followed"]);
+    assert_eq!(items[0]["name"], "nmatrixb");
+    assert_eq!(items[0]["comment_id"], b_comment["comment_id"]);
+    assert!(
+        notifications(&app, &b, 0).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing to the commenter"
+    );
+
+    // C replies to B's comment anonymously: B gets a "reply", A a "followed", C nothing.
+    let c_reply = app
+        .comment(
+            &c.token,
+            &post,
+            &json!({"body": "me too", "anonymous": true,
+                    "reply_to": b_comment["comment_id"]}),
+        )
+        .await
+        .expect(201);
+    let after = position(&c_reply);
+    let pseudonym = str_field(&c_reply, "author_name").to_owned();
+    let to_b = notifications(&app, &b, after).await;
+    let to_b = to_b["items"].as_array().expect("items");
+    assert_eq!(to_b.len(), 1);
+    assert_eq!(reasons(&to_b[0]), ["reply", "followed"]);
+    assert_eq!(to_b[0]["name"], pseudonym.as_str());
+    let to_a = notifications(&app, &a, after).await;
+    let to_a = to_a["items"].as_array().expect("items");
+    assert_eq!(to_a.len(), 2);
+    assert_eq!(reasons(&to_a[0]), ["followed"]);
+    assert_eq!(to_a[0]["name"], pseudonym.as_str());
+    assert_eq!(to_a[0]["seq"].as_u64(), Some(after));
+    assert!(
+        notifications(&app, &c, after).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing but C's own account answers (registration, login) carries C's id or username.
+    for reply in app.replies() {
+        let text = reply.everything();
+        let first = text.lines().next().unwrap_or_default();
+        if ["/users", "/sessions", "/auth/codes"]
+            .iter()
+            .any(|own| first.ends_with(own))
+        {
+            continue;
+        }
+        assert!(
+            !text.contains(&c.user_id) && !text.contains(&c.username),
+            "an answer carries C: {text}"
+        );
+    }
+
+    // Reading up to B's comment leaves one unread; the mark never moves back.
+    let read = app
+        .post_json(
+            "/me/notifications/read",
+            Some(&a.token),
+            &json!({"up_to": position(&b_comment)}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(read["read_up_to"].as_u64(), Some(position(&b_comment)));
+    let state = notifications(&app, &a, position(&read)).await;
+    assert_eq!(state["unread"], 1);
+    assert_eq!(state["items"][0]["read"], false);
+    assert_eq!(state["items"][1]["read"], true);
+    let back = app
+        .post_json(
+            "/me/notifications/read",
+            Some(&a.token),
+            &json!({"up_to": 1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(back["position"], 0);
+    assert_eq!(back["read_up_to"].as_u64(), Some(position(&b_comment)));
+
+    // Deleting C's reply withdraws its notifications.
+    let deleted = app
+        .delete(
+            &format!(
+                "/posts/{post}/comments/{}",
+                str_field(&c_reply, "comment_id")
+            ),
+            &c.token,
+        )
+        .await
+        .expect(200);
+    let to_b = notifications(&app, &b, position(&deleted)).await;
+    assert!(to_b["items"].as_array().unwrap().is_empty());
+    assert_eq!(to_b["unread"], 0);
+    app.assert_no_server_errors();
+}
+
+#[tokio::test]
+async fn following_is_automatic_and_can_be_turned_off_and_on() {
+    let app = spawn_app().await;
+    let (a, b, c) = (
+        app.new_user("nfollowa").await,
+        app.new_user("nfollowb").await,
+        app.new_user("nfollowc").await,
+    );
+    let post = named_post(&app, &a).await;
+    let first = app
+        .comment(
+            &b.token,
+            &post,
+            &json!({"body": "first", "anonymous": true}),
+        )
+        .await
+        .expect(201);
+    let following = app
+        .get_auth(
+            &format!("/me/following?after={}", position(&first)),
+            &b.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(following["items"][0]["post_id"], post.as_str());
+    assert_eq!(following["items"][0]["explicit"], false);
+
+    // B turns it off: C's comment tells A (the author) but not B.
+    let off = app
+        .send(
+            app.client
+                .put(app.url(&format!("/posts/{post}/follow")))
+                .bearer_auth(&b.token)
+                .json(&json!({"following": false})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(off["followers"], 0);
+    assert!(position(&off) > 0);
+    let head = app.head().await;
+    let again = app
+        .send(
+            app.client
+                .put(app.url(&format!("/posts/{post}/follow")))
+                .bearer_auth(&b.token)
+                .json(&json!({"following": false})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        again["position"], 0,
+        "the same choice again records nothing"
+    );
+    assert_eq!(app.head().await, head);
+    let c_comment = app
+        .comment(
+            &c.token,
+            &post,
+            &json!({"body": "second", "anonymous": false}),
+        )
+        .await
+        .expect(201);
+    let after = position(&c_comment);
+    assert!(
+        notifications(&app, &b, after).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        notifications(&app, &a, after).await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let none = app
+        .get_auth(&format!("/me/following?after={after}"), &b.token)
+        .await
+        .expect(200);
+    assert!(none["items"].as_array().unwrap().is_empty());
+
+    // A stranger follows explicitly: counted, listed, told of the next comment.
+    let stranger = app.new_user("nfollowd").await;
+    let on = app
+        .send(
+            app.client
+                .put(app.url(&format!("/posts/{post}/follow")))
+                .bearer_auth(&stranger.token)
+                .json(&json!({"following": true})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(on["followers"], 1);
+    let shown = app
+        .get(&format!("/posts/{post}?after={}", position(&on)))
+        .await
+        .expect(200);
+    assert_eq!(shown["followers"], 1);
+    let third = app
+        .comment(
+            &c.token,
+            &post,
+            &json!({"body": "third", "anonymous": false}),
+        )
+        .await
+        .expect(201);
+    let told = notifications(&app, &stranger, position(&third)).await;
+    assert_eq!(reasons(&told["items"][0]), ["followed"]);
+    let listed = app
+        .get_auth("/me/following", &stranger.token)
+        .await
+        .expect(200);
+    assert_eq!(listed["items"][0]["explicit"], true);
+    app.assert_no_server_errors();
+}
+
+#[tokio::test]
+async fn a_resumed_stream_gets_exactly_what_it_missed_in_order_then_live_events() {
+    let app = spawn_app().await;
+    let (a, b) = (app.new_user("nssea").await, app.new_user("nsseb").await);
+    let post = named_post(&app, &a).await;
+    let mut stream = Stream::open(&app, &a.token, None).await;
+    // Event n.
+    let n = app
+        .comment(&b.token, &post, &json!({"body": "n", "anonymous": false}))
+        .await
+        .expect(201);
+    let first = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("open")
+        .expect("event n arrives");
+    assert_eq!(first.event, "notification");
+    assert_eq!(seq(&first), position(&n));
+    let data: Value = serde_json::from_str(&first.data).expect("JSON data");
+    assert_eq!(data["comment_id"], n["comment_id"]);
+    drop(stream);
+    // n+1 and n+2 while disconnected.
+    let n1 = app
+        .comment(&b.token, &post, &json!({"body": "n+1", "anonymous": true}))
+        .await
+        .expect(201);
+    let n2 = app
+        .comment(&b.token, &post, &json!({"body": "n+2", "anonymous": false}))
+        .await
+        .expect(201);
+    let mut resumed = Stream::open(&app, &a.token, Some(position(&n))).await;
+    let missed = resumed.drain(Duration::from_millis(700)).await;
+    assert_eq!(
+        missed.iter().map(seq).collect::<Vec<_>>(),
+        vec![position(&n1), position(&n2)],
+        "exactly n+1 and n+2, in order: {missed:?}"
+    );
+    // Then live ones.
+    let n3 = app
+        .comment(&b.token, &post, &json!({"body": "n+3", "anonymous": false}))
+        .await
+        .expect(201);
+    let live = resumed
+        .next(Duration::from_secs(10))
+        .await
+        .expect("open")
+        .expect("a live event");
+    assert_eq!(seq(&live), position(&n3));
+    // `?after=` works as Last-Event-ID does.
+    let by_query = app
+        .client
+        .get(app.url(&format!("/me/notifications/stream?after={}", position(&n2))))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .expect("the stream opens");
+    let mut by_query = Stream {
+        response: by_query,
+        buffer: String::new(),
+    };
+    let got = by_query.drain(Duration::from_millis(700)).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), vec![position(&n3)]);
+}
+
+#[tokio::test]
+async fn events_caused_while_a_stream_connects_arrive_exactly_once() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let (a, b) = (app.new_user("nracea").await, app.new_user("nraceb").await);
+    let post = named_post(&app, &a).await;
+    let first = app
+        .comment(&b.token, &post, &json!({"body": "0", "anonymous": false}))
+        .await
+        .expect(201);
+    // Comments keep coming while streams connect, resuming from the first.
+    let writer = {
+        let (app, token, post) = (app.clone(), b.token.clone(), post.clone());
+        tokio::spawn(async move {
+            for i in 1..=40 {
+                app.comment(
+                    &token,
+                    &post,
+                    &json!({"body": format!("{i}"), "anonymous": i % 2 == 0}),
+                )
+                .await
+                .expect(201);
+            }
+        })
+    };
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(Stream::open(&app, &a.token, Some(position(&first))).await);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    writer.await.expect("the writer");
+    let head = app.head().await;
+    let all = app
+        .get_auth(&format!("/me/notifications?limit=100&after={head}"), &a.token)
+        .await
+        .expect(200);
+    let expected: Vec<u64> = {
+        let mut v: Vec<u64> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["seq"].as_u64().unwrap())
+            .filter(|s| *s > position(&first))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(expected.len(), 40);
+    for stream in &mut streams {
+        let got: Vec<u64> = stream
+            .drain(Duration::from_millis(1000))
+            .await
+            .iter()
+            .map(seq)
+            .collect();
+        assert_eq!(got, expected, "every event once, in order");
+    }
+}
+
+#[tokio::test]
+async fn logging_out_closes_the_stream_within_a_second() {
+    let app = spawn_app().await;
+    let a = app.new_user("nlogout").await;
+    let mut stream = Stream::open(&app, &a.token, None).await;
+    assert_eq!(stream.next(Duration::from_millis(100)).await, Ok(None));
+    app.delete("/sessions/current", &a.token).await.expect(200);
+    let started = tokio::time::Instant::now();
+    let ended = loop {
+        match stream.next(Duration::from_secs(3)).await {
+            Err(()) => break true,
+            Ok(None) => break false,
+            Ok(Some(_)) => {}
+        }
+    };
+    assert!(ended, "the stream ends after logout");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "within a second: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_resume_point_or_follow_is_a_problem_and_writes_nothing() {
+    let app = spawn_app().await;
+    let a = app.new_user("nbadinput").await;
+    let post = named_post(&app, &a).await;
+    let head = app.head().await;
+    let stream = |id: &str| {
+        app.client
+            .get(app.url("/me/notifications/stream"))
+            .bearer_auth(&a.token)
+            .header("Last-Event-ID", id)
+    };
+    for bad in ["x", "-1", "1.5", "99999999999999999999999", ""] {
+        app.send(stream(bad)).await.expect_problem(400);
+    }
+    app.send(
+        app.client
+            .get(app.url("/me/notifications/stream?after=3"))
+            .bearer_auth(&a.token)
+            .header("Last-Event-ID", "2"),
+    )
+    .await
+    .expect_problem(400);
+    app.send(
+        app.client
+            .get(app.url("/me/notifications/stream"))
+            .header("Last-Event-ID", "2"),
+    )
+    .await
+    .expect_problem(401);
+    let follow = |path: String, body: Value| {
+        app.client
+            .put(app.url(&path))
+            .bearer_auth(&a.token)
+            .json(&body)
+    };
+    app.send(follow(
+        format!("/posts/{post}/follow"),
+        json!({"following": "yes"}),
+    ))
+    .await
+    .expect_problem(422);
+    app.send(follow(format!("/posts/{post}/follow"), json!({})))
+        .await
+        .expect_problem(422);
+    app.send(follow(
+        "/posts/0190a6d1-0000-7000-8000-000000000000/follow".into(),
+        json!({"following": true}),
+    ))
+    .await
+    .expect_problem(404);
+    app.send(follow(
+        "/posts/nope/follow".into(),
+        json!({"following": true}),
+    ))
+    .await
+    .expect_problem(404);
+    for body in [
+        json!({"up_to": -1}),
+        json!({"up_to": "1"}),
+        json!({"up_to": 1_000_000_000u64}),
+        json!({}),
+    ] {
+        app.post_json("/me/notifications/read", Some(&a.token), &body)
+            .await
+            .expect_problem(422);
+    }
+    app.get_auth("/me/notifications?limit=0", &a.token)
+        .await
+        .expect_problem(400);
+    app.get_auth("/me/following?cursor=bogus", &a.token)
+        .await
+        .expect_problem(400);
+    assert_eq!(app.head().await, head, "no bad request wrote anything");
+    app.assert_no_server_errors();
+}
