@@ -25,8 +25,11 @@ const QUEUE: usize = 1024;
 /// Rows read per round; one comment's fan-out is never split across rounds.
 const ROUND: usize = 100_000;
 
+/// The open streams of each user: an id and the queue of each.
+type Streams = HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<NotificationView>>)>>;
+
 pub struct Notifier {
-    streams: Mutex<HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<NotificationView>>)>>>,
+    streams: Mutex<Streams>,
     next_id: AtomicU64,
 }
 
@@ -60,10 +63,7 @@ impl Default for Notifier {
 }
 
 impl Notifier {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<(u64, mpsc::Sender<Arc<NotificationView>>)>>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 

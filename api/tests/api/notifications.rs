@@ -459,7 +459,10 @@ async fn events_caused_while_a_stream_connects_arrive_exactly_once() {
     writer.await.expect("the writer");
     let head = app.head().await;
     let all = app
-        .get_auth(&format!("/me/notifications?limit=100&after={head}"), &a.token)
+        .get_auth(
+            &format!("/me/notifications?limit=100&after={head}"),
+            &a.token,
+        )
         .await
         .expect(200);
     let expected: Vec<u64> = {
