@@ -62,6 +62,30 @@ impl Client {
         })
     }
 
+    /// Opens a long-lived GET (a notification stream) as `token`; the answer's body is read by
+    /// the caller.
+    pub async fn open_stream(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> Result<reqwest::Response, BenchError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await
+            .map_err(|e| BenchError::Request(format!("stream {path}: {e}")))?;
+        if response.status() != StatusCode::OK {
+            return Err(BenchError::Request(format!(
+                "stream {path}: {}",
+                response.status()
+            )));
+        }
+        Ok(response)
+    }
+
     /// Sends one request and records its latency under `op`; an answer other than `expect` is
     /// recorded as an error and returned as one.
     pub async fn call(

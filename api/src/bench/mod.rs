@@ -84,6 +84,16 @@ pub enum Scenario {
         #[command(flatten)]
         common: Common,
     },
+    /// N users follow one post and hold its notification stream open while `--connections`
+    /// writers comment on it: the time from a comment's answer to its delivery on every
+    /// stream, beside the time until a plain read shows it.
+    Notify {
+        #[command(flatten)]
+        common: Common,
+        /// Connected stream clients following the post.
+        #[arg(long, default_value_t = 1000)]
+        listeners: usize,
+    },
     /// The baseline server (a minimal axum handler with a fixed body); the tool starts it.
     #[command(hide = true)]
     BaselineServer {
@@ -141,6 +151,10 @@ pub async fn run(args: &BenchArgs, target: Target) -> Result<(), BenchError> {
         Scenario::ReadYourWrites { common } => {
             (common, scenarios::read_your_writes(common, &target).await?)
         }
+        Scenario::Notify { common, listeners } => (
+            common,
+            scenarios::notify(common, &target, *listeners).await?,
+        ),
     };
     let (report, errors) = report;
     if common.json {

@@ -924,3 +924,209 @@ pub async fn read_your_writes(common: &Common, target: &Target) -> Result<Outcom
     }
     Ok((report, errors))
 }
+
+/// `notify`: `listeners` users follow one post and hold `GET /me/notifications/stream` open;
+/// `--connections` writers comment on the post (`--requests` comments in all). Each comment's
+/// delivery time on a stream is taken from the writer's answer to the event's arrival; the
+/// baseline, in the same run, is the time from that answer until a plain read waiting with
+/// `?after=` shows the comment.
+pub async fn notify(
+    common: &Common,
+    target: &Target,
+    listeners: usize,
+) -> Result<Outcome, BenchError> {
+    let (running, _) = Running::open(common, target, 0).await?;
+    let writers_n = common.connections.max(1);
+    let client = Client::new(
+        &running.url,
+        running.outbox.clone(),
+        writers_n + listeners + 1,
+    )?;
+    let tag = prefix("notify");
+    let (mut users, _) =
+        register_all(&client, &tag, listeners + writers_n + 1, writers_n.max(16)).await?;
+    let author = users
+        .pop()
+        .ok_or_else(|| BenchError::Setup("no author".into()))?;
+    let writers = users.split_off(listeners);
+    let (post, _) = client
+        .post(
+            &mut Recorder::default(),
+            "post",
+            &author,
+            "有人在吗？Anyone up for the library?",
+            false,
+        )
+        .await?;
+    // The listeners follow the post, a few at a time.
+    let tickets = Tickets::new(listeners as u64);
+    let shared = Arc::new(users);
+    let mut set = JoinSet::new();
+    for _ in 0..16.min(listeners.max(1)) {
+        let (client, tickets, users, post) = (
+            client.clone(),
+            tickets.clone(),
+            shared.clone(),
+            post.clone(),
+        );
+        set.spawn(async move {
+            let mut errors = Vec::new();
+            while let Some(i) = tickets.take() {
+                let body = json!({"following": true});
+                let req = Req {
+                    method: Method::PUT,
+                    path: &format!("/posts/{post}/follow"),
+                    token: Some(&users[i as usize].token),
+                    body: Some(&body),
+                };
+                if let Err(e) = client
+                    .call(&mut Recorder::default(), "follow", req, StatusCode::OK)
+                    .await
+                {
+                    keep(&mut errors, e);
+                }
+            }
+            (Recorder::default(), errors)
+        });
+    }
+    let (_, errors) = join(set).await;
+    if let Some(e) = errors.first() {
+        return Err(BenchError::Setup(format!("following: {e}")));
+    }
+    // Every listener's stream, recording when each notification arrives.
+    let arrivals: Arc<Mutex<Vec<Vec<(u64, Instant)>>>> =
+        Arc::new(Mutex::new(vec![Vec::new(); listeners]));
+    let mut streams = JoinSet::new();
+    for (i, user) in shared.iter().enumerate() {
+        let response = client
+            .open_stream("/me/notifications/stream", &user.token)
+            .await?;
+        let arrivals = arrivals.clone();
+        streams.spawn(async move {
+            let mut response = response;
+            let mut buffer = String::new();
+            while let Ok(Some(bytes)) = response.chunk().await {
+                let now = Instant::now();
+                buffer.push_str(&String::from_utf8_lossy(&bytes));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    if let Some(id) = line.strip_prefix("id:")
+                        && let Ok(seq) = id.trim().parse::<u64>()
+                    {
+                        arrivals.lock().expect("arrivals")[i].push((seq, now));
+                    }
+                }
+            }
+        });
+    }
+    // The measured phase: the writers comment; each answer's time is kept by position.
+    let acked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let tickets = Tickets::new(common.requests);
+    let started = Instant::now();
+    let mut set = JoinSet::new();
+    for (w, user) in writers.into_iter().enumerate() {
+        let (client, tickets, acked, post) =
+            (client.clone(), tickets.clone(), acked.clone(), post.clone());
+        set.spawn(async move {
+            let mut rec = Recorder::default();
+            let mut errors = Vec::new();
+            let mut n = w;
+            while tickets.take().is_some() {
+                n += 1;
+                let reply = match client
+                    .comment(&mut rec, "comment", &user, &post, COMMENT, n % 2 == 0)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        keep(&mut errors, e);
+                        continue;
+                    }
+                };
+                let answered = Instant::now();
+                let Ok(at) = position(&reply) else { continue };
+                acked.lock().expect("acked").insert(at, answered);
+                match client
+                    .get(
+                        &mut Recorder::default(),
+                        "visible",
+                        &format!("/posts/{post}?after={at}"),
+                    )
+                    .await
+                {
+                    Ok(_) => rec.record(
+                        "plain read visible after the answer (baseline)",
+                        answered.elapsed(),
+                        true,
+                    ),
+                    Err(e) => keep(&mut errors, e),
+                }
+            }
+            (rec, errors)
+        });
+    }
+    let (mut rec, mut errors) = join(set).await;
+    let wall = started.elapsed();
+    // Every stream gets every comment but its listener's own (listeners do not comment).
+    let expected: BTreeSet<u64> = acked.lock().expect("acked").keys().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = arrivals
+            .lock()
+            .expect("arrivals")
+            .iter()
+            .all(|a| a.len() >= expected.len());
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    streams.abort_all();
+    let acked = acked.lock().expect("acked").clone();
+    let mut missing = 0usize;
+    for list in arrivals.lock().expect("arrivals").iter() {
+        let got: BTreeSet<u64> = list.iter().map(|(s, _)| *s).collect();
+        missing += expected.difference(&got).count();
+        for (seq, at) in list {
+            if let Some(answered) = acked.get(seq) {
+                rec.record(
+                    "delivered after the answer",
+                    at.saturating_duration_since(*answered),
+                    true,
+                );
+            }
+        }
+    }
+    if missing > 0 {
+        keep(
+            &mut errors,
+            BenchError::Broken(format!(
+                "{missing} notifications did not reach their stream within 60 s"
+            )),
+        );
+        rec.record("delivered after the answer", Duration::from_secs(60), false);
+    }
+    running.close().await;
+    let mut report = Report::new("notify", common.connections, wall, &rec);
+    let fig = |op: &str| rec.ops.get(op).map(|l| l.figures(wall));
+    if let (Some(delivered), Some(plain)) = (
+        fig("delivered after the answer"),
+        fig("plain read visible after the answer (baseline)"),
+    ) {
+        report.compared.push(Compared::new(
+            &format!("delivery to {listeners} streams p50"),
+            delivered.p50_ms,
+            "ms",
+            "plain read visible after the answer, p50",
+            plain.p50_ms,
+        ));
+        report.compared.push(Compared::new(
+            &format!("delivery to {listeners} streams p99"),
+            delivered.p99_ms,
+            "ms",
+            "plain read visible after the answer, p99",
+            plain.p99_ms,
+        ));
+    }
+    Ok((report, errors))
+}
