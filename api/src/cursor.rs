@@ -35,6 +35,8 @@ pub enum List<'a> {
     Following(UserId),
     /// `GET /me/notifications` of this user.
     Notifications(UserId),
+    /// `GET /me/favourites` of this user (and folder).
+    Favourites(UserId),
 }
 
 impl List<'_> {
@@ -46,6 +48,7 @@ impl List<'_> {
             List::Search(fingerprint) => format!("search:{fingerprint}"),
             List::Following(user) => format!("following:{user}"),
             List::Notifications(user) => format!("notifications:{user}"),
+            List::Favourites(user) => format!("favourites:{user}"),
         }
     }
 }

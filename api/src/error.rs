@@ -306,9 +306,18 @@ impl Refusal for PostError {
 
 impl Refusal for domain::user::UserError {
     fn to_api(&self) -> ApiError {
-        // The caller's own account: gone from under a live session only in a race with
-        // unregistering.
-        ApiError::unauthorized(self.to_string())
+        use domain::user::UserError;
+        match self {
+            UserError::TooManyFolders => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                self.to_string(),
+            ),
+            // The caller's own account: gone from under a live session only in a race with
+            // unregistering.
+            _ => ApiError::unauthorized(self.to_string()),
+        }
     }
 }
 

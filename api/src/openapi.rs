@@ -34,7 +34,7 @@ use crate::routes::{auth, inbox, me, ops, posts, search, stats, tasks, workers};
         posts::react_to_post, posts::react_to_comment_of_post, posts::react_to_comment,
         posts::vote, posts::hot_posts,
         inbox::follow_post, inbox::following, inbox::notifications, inbox::mark_read,
-        inbox::stream,
+        inbox::stream, inbox::favourites, inbox::favourite, inbox::unfavourite,
         search::search,
         tasks::register_model, tasks::list_models, tasks::get_model, tasks::update_model,
         tasks::disable_model, tasks::enable_model,

@@ -377,7 +377,9 @@ fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, Reg
             }),
             UserEvent::AdminGranted { .. }
             | UserEvent::UserUnregistered { .. }
-            | UserEvent::NotificationsRead { .. } => None,
+            | UserEvent::NotificationsRead { .. }
+            | UserEvent::FavouriteSet { .. }
+            | UserEvent::FavouriteRemoved { .. } => None,
         })
         .ok_or_else(|| {
             RegistrationError::Store(StoreError::Backend(

@@ -317,6 +317,15 @@ impl Pseudonymiser {
             UserEvent::UserUnregistered { user_id } => UserEvent::UserUnregistered {
                 user_id: self.user_id(Acting::Named, user_id),
             },
+            // Which posts a user keeps, and their folders' names, are the user's own: dropped.
+            UserEvent::FavouriteSet { user_id, favourite } => UserEvent::FavouriteSet {
+                user_id: self.user_id(Acting::Named, user_id),
+                favourite: Personal::shredded(self.key_ref(favourite.key())),
+            },
+            UserEvent::FavouriteRemoved { user_id, post_id } => UserEvent::FavouriteRemoved {
+                user_id: self.user_id(Acting::Named, user_id),
+                post_id: Personal::shredded(self.key_ref(post_id.key())),
+            },
             // The mark is a position that tells what the user follows or wrote: dropped.
             UserEvent::NotificationsRead { user_id, up_to } => UserEvent::NotificationsRead {
                 user_id: self.user_id(Acting::Named, user_id),
@@ -453,13 +462,12 @@ impl Pseudonymiser {
                     body,
                     reply_to,
                     new_commenter,
-                    // The addressee is the answered item's author, named as that item names
-                    // them: `user(u)` under a user key (named content), `anonymous(post, u)`
-                    // under an author token.
-                    addressee: addressee.map(|a| {
-                        let acting = authoring(post_id, a.key().as_user().is_none());
-                        self.personal_as(acting, &a, |u| self.user_id(acting, *u))
-                    }),
+                    // Whom the comment answers is the answered item's author, whom the export
+                    // names by that item already; a copy here, under the commenter's key
+                    // reference, would tie the two together (a host answering their own
+                    // named post): dropped, its key hashed as the comment's.
+                    addressee: addressee
+                        .map(|a| Personal::shredded(self.key_ref_as(acting, a.key()))),
                 };
                 (event, acting)
             }
@@ -1173,6 +1181,30 @@ mod tests {
             (
                 user.stream(),
                 4,
+                Event::User(UserEvent::FavouriteSet {
+                    user_id: user,
+                    favourite: Personal::new(
+                        mine.clone(),
+                        crate::user::Favourite {
+                            post_id: anonymous_post,
+                            folder: Some("秘密".into()),
+                        },
+                    ),
+                }),
+                me.clone(),
+            ),
+            (
+                user.stream(),
+                5,
+                Event::User(UserEvent::FavouriteRemoved {
+                    user_id: user,
+                    post_id: Personal::new(mine.clone(), anonymous_post),
+                }),
+                me.clone(),
+            ),
+            (
+                user.stream(),
+                6,
                 Event::User(UserEvent::UserUnregistered { user_id: user }),
                 me.clone(),
             ),

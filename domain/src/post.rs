@@ -644,15 +644,27 @@ impl Aggregate for Post {
                 } else {
                     !self.commenters.contains(&Owner::User(author.user_id))
                 };
+                let written_by = author_of(author, token, *anonymous, name);
                 let addressee = match reply_to {
-                    Some(target) => self.comments.get(target).and_then(|c| c.author.clone()),
-                    None => self.author.clone(),
+                    Some(target) => self.comments.get(target).and_then(|c| c.author.as_ref()),
+                    None => self.author.as_ref(),
                 }
-                .filter(|a| a.get().is_some());
+                .and_then(|a| Some((a.key(), *a.get()?)))
+                .map(|(key, id)| {
+                    // An anonymous addressee stays under their token (which their item shows
+                    // already), so that their id is gone with their key. A named one is public
+                    // anyway: sealed under the commenter's own reference, so that no user id
+                    // stands in clear beside anonymous content.
+                    let key = match key.as_user() {
+                        None => key.clone(),
+                        Some(_) => written_by.sealed_id().key().clone(),
+                    };
+                    Personal::new(key, id)
+                });
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,
                     comment_id: *comment_id,
-                    author: author_of(author, token, *anonymous, name),
+                    author: written_by,
                     anonymous: *anonymous,
                     is_host: self.hosts_anonymously(author.user_id, token, *anonymous),
                     body: body.as_str().to_owned(),
@@ -1049,7 +1061,8 @@ mod tests {
         let PostEvent::CommentAdded { addressee, .. } = g.comment_event(first, &b, false) else {
             unreachable!()
         };
-        // A top-level comment answers the post's (anonymous) author, under their token.
+        // A top-level comment answers the post's (anonymous) author, under their token (which
+        // the post shows already).
         let addressee = addressee.expect("the host is addressed");
         assert_eq!(addressee.get(), Some(&host.user_id));
         assert_eq!(addressee.key(), &tok(&host).key_ref());
@@ -1066,10 +1079,11 @@ mod tests {
         let [PostEvent::CommentAdded { addressee, .. }] = events.as_slice() else {
             panic!("unexpected {events:?}")
         };
-        // A reply answers the named comment's author, under their own key.
+        // A reply answers the named comment's author, under the anonymous replier's token: no
+        // user id in clear beside anonymous content.
         let addressee = addressee.clone().expect("b is addressed");
         assert_eq!(addressee.get(), Some(&b.user_id));
-        assert_eq!(addressee.key(), &KeyRef::user(b.user_id));
+        assert_eq!(addressee.key(), &tok(&c).key_ref());
     }
 
     #[test]

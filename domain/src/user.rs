@@ -9,9 +9,11 @@ use crate::aggregate::{Aggregate, DomainEvent};
 use serde_json::Value;
 
 use crate::aggregate::DecodeError;
-use crate::ids::UserId;
+use std::collections::{HashMap, HashSet};
+
+use crate::ids::{PostId, UserId};
 use crate::personal::{KeyRef, OPEN, Personal};
-use crate::values::{Email, Username};
+use crate::values::{Email, FolderName, Username};
 
 #[derive(Debug, Clone)]
 pub enum UserCommand {
@@ -30,6 +32,29 @@ pub enum UserCommand {
     MarkNotificationsRead {
         up_to: u64,
     },
+    /// Keeps a post among the user's favourites, in `folder` if given (moving it there if it
+    /// is in another). At most [`MAX_FOLDERS`] folders are in use at once; the same again
+    /// records nothing.
+    Favourite {
+        post_id: PostId,
+        folder: Option<FolderName>,
+    },
+    /// Drops a post from the favourites; one that is not there records nothing.
+    Unfavourite {
+        post_id: PostId,
+    },
+}
+
+/// The most folders of favourites one user has in use.
+pub const MAX_FOLDERS: usize = 10;
+
+/// A favourite as the log keeps it: sealed whole under the user's key, so the log tells
+/// neither which posts a user keeps nor their folders' names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Favourite {
+    pub post_id: PostId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +81,16 @@ pub enum UserEvent {
         user_id: UserId,
         up_to: Personal<u64>,
     },
+    /// A post kept among the user's favourites (or moved to another folder).
+    FavouriteSet {
+        user_id: UserId,
+        favourite: Personal<Favourite>,
+    },
+    /// A post dropped from the user's favourites.
+    FavouriteRemoved {
+        user_id: UserId,
+        post_id: Personal<PostId>,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -64,6 +99,8 @@ impl DomainEvent for UserEvent {
         "AdminGranted",
         "UserUnregistered",
         "NotificationsRead",
+        "FavouriteSet",
+        "FavouriteRemoved",
     ];
 
     fn schema(&self) -> u32 {
@@ -110,6 +147,8 @@ pub enum UserError {
     AlreadyAdmin,
     #[error("the user has unregistered")]
     Unregistered,
+    #[error("at most {MAX_FOLDERS} folders of favourites are in use at once")]
+    TooManyFolders,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -123,6 +162,19 @@ pub struct User {
     pub unregistered: bool,
     /// How far the user has read their notifications.
     pub notifications_read: u64,
+    /// The user's favourites and the folder of each.
+    pub favourites: HashMap<PostId, Option<String>>,
+}
+
+impl User {
+    /// The user's id, while they are registered.
+    fn live(&self) -> Result<UserId, UserError> {
+        let user_id = self.id.ok_or(UserError::NotFound)?;
+        if self.unregistered {
+            return Err(UserError::Unregistered);
+        }
+        Ok(user_id)
+    }
 }
 
 impl Aggregate for User {
@@ -167,6 +219,45 @@ impl Aggregate for User {
                 }
                 Ok(vec![UserEvent::AdminGranted { user_id }])
             }
+            UserCommand::Favourite { post_id, folder } => {
+                let user_id = self.live()?;
+                let folder = folder.as_ref().map(|f| f.as_str().to_owned());
+                if self.favourites.get(post_id) == Some(&folder) {
+                    return Ok(vec![]);
+                }
+                if let Some(name) = &folder {
+                    let mut in_use: HashSet<&String> = self
+                        .favourites
+                        .iter()
+                        .filter(|(p, _)| *p != post_id)
+                        .filter_map(|(_, f)| f.as_ref())
+                        .collect();
+                    in_use.insert(name);
+                    if in_use.len() > MAX_FOLDERS {
+                        return Err(UserError::TooManyFolders);
+                    }
+                }
+                Ok(vec![UserEvent::FavouriteSet {
+                    user_id,
+                    favourite: Personal::new(
+                        KeyRef::user(user_id),
+                        Favourite {
+                            post_id: *post_id,
+                            folder,
+                        },
+                    ),
+                }])
+            }
+            UserCommand::Unfavourite { post_id } => {
+                let user_id = self.live()?;
+                if !self.favourites.contains_key(post_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::FavouriteRemoved {
+                    user_id,
+                    post_id: Personal::new(KeyRef::user(user_id), *post_id),
+                }])
+            }
             UserCommand::MarkNotificationsRead { up_to } => {
                 let user_id = self.id.ok_or(UserError::NotFound)?;
                 if self.unregistered {
@@ -198,6 +289,16 @@ impl Aggregate for User {
                 self.password_hash = known(password_hash);
             }
             UserEvent::AdminGranted { .. } => self.is_admin = true,
+            UserEvent::FavouriteSet { favourite, .. } => {
+                if let Some(f) = favourite.get() {
+                    self.favourites.insert(f.post_id, f.folder.clone());
+                }
+            }
+            UserEvent::FavouriteRemoved { post_id, .. } => {
+                if let Some(p) = post_id.get() {
+                    self.favourites.remove(p);
+                }
+            }
             UserEvent::NotificationsRead { up_to, .. } => {
                 if let Some(up_to) = up_to.get() {
                     self.notifications_read = self.notifications_read.max(*up_to);
@@ -217,6 +318,44 @@ impl Aggregate for User {
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    #[test]
+    fn favourites_are_set_once_and_use_at_most_ten_folders() {
+        let mut user = User {
+            id: Some(UserId::new(Uuid::from_u128(1))),
+            ..User::default()
+        };
+        let post = |n: u128| PostId::new(Uuid::from_u128(100 + n));
+        let fav = |n: u128, folder: Option<&str>| UserCommand::Favourite {
+            post_id: post(n),
+            folder: folder.map(|f| FolderName::parse(f).unwrap()),
+        };
+        let apply = |user: &mut User, cmd: &UserCommand| {
+            let events = user.decide(cmd, &())?;
+            for e in &events {
+                user.evolve(e);
+            }
+            Ok::<_, UserError>(events.len())
+        };
+        assert_eq!(apply(&mut user, &fav(0, None)), Ok(1));
+        assert_eq!(apply(&mut user, &fav(0, None)), Ok(0), "the same again");
+        for n in 1..=10 {
+            let name = format!("folder {n}");
+            assert_eq!(apply(&mut user, &fav(n, Some(&name))), Ok(1));
+        }
+        assert_eq!(
+            apply(&mut user, &fav(11, Some("one too many"))),
+            Err(UserError::TooManyFolders)
+        );
+        // Into a folder in use is fine; moving the only post of a folder frees it.
+        assert_eq!(apply(&mut user, &fav(11, Some("folder 1"))), Ok(1));
+        assert_eq!(apply(&mut user, &fav(2, Some("folder 1"))), Ok(1));
+        assert_eq!(apply(&mut user, &fav(12, Some("new"))), Ok(1));
+        let drop = UserCommand::Unfavourite { post_id: post(12) };
+        assert_eq!(apply(&mut user, &drop), Ok(1));
+        assert_eq!(apply(&mut user, &drop), Ok(0));
+        assert!(!user.favourites.contains_key(&post(12)));
+    }
 
     #[test]
     fn the_read_mark_only_moves_forward() {

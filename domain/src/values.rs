@@ -434,6 +434,22 @@ impl PollOptions {
     }
 }
 
+/// The name of a folder of favourites: 1 to 30 characters (trimmed), one line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FolderName(String);
+
+impl FolderName {
+    pub const MAX_CHARS: usize = 30;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Ok(Self(text("folder", raw, Self::MAX_CHARS, false)?))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The authenticated user a command acts for, as the API resolved it from the session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

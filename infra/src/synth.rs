@@ -564,20 +564,26 @@ impl History {
         thread.comments.push((comment_id, author, false, anonymous));
         let new_commenter = thread.commenters.insert((author, anonymous));
         let post_id = thread.id;
-        let addressee = Some(
-            self.author(post_id, to, to_anonymous, String::new())
-                .sealed_id(),
-        );
+        let written_by = self.author(post_id, author, anonymous, author_name);
+        // As the Post aggregate seals it: an anonymous addressee under their token, a named
+        // one under the commenter's own reference.
+        let addressee = self
+            .author(post_id, to, to_anonymous, String::new())
+            .sealed_id();
+        let addressee = match addressee.key().as_user() {
+            None => addressee,
+            Some(id) => domain::Personal::new(written_by.sealed_id().key().clone(), id),
+        };
         let added = PostEvent::CommentAdded {
             post_id,
             comment_id,
-            author: self.author(post_id, author, anonymous, author_name),
+            author: written_by,
             anonymous,
             is_host,
             body,
             reply_to,
             new_commenter,
-            addressee,
+            addressee: Some(addressee),
         };
         let actor = (!anonymous).then_some(self.accounts[author].id);
         self.emit_as(out, post_id.stream(), added, actor);

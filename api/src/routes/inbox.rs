@@ -511,3 +511,195 @@ fn event(row: &NotificationView) -> SseEvent {
         .id(row.seq.to_string())
         .data(data.to_string())
 }
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFavourite {
+    /// A folder (1 to 30 characters) to keep it in; none when absent or null. At most 10
+    /// folders are in use at once.
+    #[serde(default)]
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FavouriteDone {
+    #[schema(value_type = String, format = Uuid)]
+    pub post_id: PostId,
+    pub folder: Option<String>,
+    /// The position of the event; 0 when nothing changed.
+    pub position: Position,
+}
+
+/// Keeps a post among your favourites, in a folder or none (moving it if it is in another).
+/// Favourites are private: nobody else sees them, and the log keeps them sealed.
+#[utoipa::path(put, path = "/api/v1/me/favourites/{post_id}", tag = "inbox", security(("bearer" = [])),
+    params(("post_id" = String, Path, format = Uuid)), request_body = NewFavourite,
+    responses((status = 200, body = FavouriteDone), (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
+pub async fn favourite(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewFavourite>,
+) -> Result<Json<FavouriteDone>, ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let folder = body
+        .folder
+        .as_deref()
+        .map(domain::values::FolderName::parse)
+        .transpose()?;
+    state.limits.check(
+        &state.limits.follows_per_user,
+        &auth.actor.user_id,
+        "favourites",
+    )?;
+    if state.queries.post(post_id).await?.is_none() {
+        return Err(ApiError::not_found("no such post"));
+    }
+    let outcome = run_on_user(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        &UserCommand::Favourite {
+            post_id,
+            folder: folder.clone(),
+        },
+    )
+    .await?;
+    Ok(Json(FavouriteDone {
+        post_id,
+        folder: folder.map(|f| f.as_str().to_owned()),
+        position: if outcome.events.is_empty() {
+            0
+        } else {
+            outcome.position
+        },
+    }))
+}
+
+/// Drops a post from your favourites.
+#[utoipa::path(delete, path = "/api/v1/me/favourites/{post_id}", tag = "inbox", security(("bearer" = [])),
+    params(("post_id" = String, Path, format = Uuid)),
+    responses((status = 200, body = crate::routes::auth::CommandDone), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn unfavourite(
+    State(state): State<AppState>,
+    auth: Auth,
+    request_id: Option<axum::Extension<RequestId>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::routes::auth::CommandDone>, ApiError> {
+    let post_id = PostId::new(parse_id(&id, "post")?);
+    let outcome = run_on_user(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        &UserCommand::Unfavourite { post_id },
+    )
+    .await?;
+    Ok(Json(crate::routes::auth::CommandDone {
+        position: if outcome.events.is_empty() {
+            0
+        } else {
+            outcome.position
+        },
+    }))
+}
+
+async fn run_on_user(
+    state: &AppState,
+    auth: &Auth,
+    request_id: Option<&RequestId>,
+    command: &UserCommand,
+) -> Result<commands::Outcome<domain::user::UserEvent>, ApiError> {
+    let ctx = context(Some(&auth.actor), request_id, None);
+    Ok(state
+        .handler
+        .execute::<User>(&auth.actor.user_id.stream(), command, &(), &ctx)
+        .await?)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FavouriteParams {
+    /// Only this folder's favourites (an empty value: those in no folder).
+    pub folder: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Wait until the read models include this position (read-your-writes).
+    pub after: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FavouriteDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub post_id: PostId,
+    pub folder: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FolderDto {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FavouritePage {
+    pub items: Vec<FavouriteDto>,
+    /// Every folder in use, with how many posts each holds.
+    pub folders: Vec<FolderDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// Your favourites, most recently kept first, of one folder if asked.
+#[utoipa::path(get, path = "/api/v1/me/favourites", tag = "inbox", security(("bearer" = [])),
+    params(FavouriteParams),
+    responses((status = 200, body = FavouritePage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn favourites(
+    State(state): State<AppState>,
+    auth: Auth,
+    after: After,
+    ApiQuery(params): ApiQuery<FavouriteParams>,
+) -> Result<Response, ApiError> {
+    let user = auth.actor.user_id;
+    let cursors = Cursors::new(&state.secret, List::Favourites(user));
+    let page = page(
+        &ListParams {
+            limit: params.limit,
+            cursor: params.cursor.clone(),
+            after: params.after,
+        },
+        &cursors,
+    )?;
+    let folder = match params.folder.as_deref() {
+        Some("") => Some(String::new()),
+        Some(f) => Some(domain::values::FolderName::parse(f)?.as_str().to_owned()),
+        None => None,
+    };
+    let position = consistent(&state, after, &[inbox::NAME]).await?;
+    let rows = state
+        .queries
+        .favourites(user, folder.as_deref(), page)
+        .await?;
+    let folders = state.queries.folders(user).await?;
+    let positions: Vec<Position> = rows.iter().map(|r| r.position).collect();
+    let answer = FavouritePage {
+        items: rows
+            .into_iter()
+            .map(|r| FavouriteDto {
+                post_id: r.post_id,
+                folder: r.folder,
+            })
+            .collect(),
+        folders: folders
+            .into_iter()
+            .map(|f| FolderDto {
+                name: f.name,
+                count: f.count,
+            })
+            .collect(),
+        next_cursor: next_cursor(&positions, page.limit, &cursors),
+    };
+    Ok((projection_headers(position), Json(answer)).into_response())
+}

@@ -34,6 +34,11 @@ pub fn api() -> Router<AppState> {
         .route("/api/v1/me", get(auth::me).delete(me::unregister))
         .route("/api/v1/me/export", get(me::export))
         .route("/api/v1/me/following", get(inbox::following))
+        .route("/api/v1/me/favourites", get(inbox::favourites))
+        .route(
+            "/api/v1/me/favourites/{post_id}",
+            put(inbox::favourite).delete(inbox::unfavourite),
+        )
         .route("/api/v1/me/notifications", get(inbox::notifications))
         .route("/api/v1/me/notifications/read", post(inbox::mark_read))
         .route("/api/v1/me/notifications/stream", get(inbox::stream))

@@ -587,3 +587,106 @@ async fn a_bad_resume_point_or_follow_is_a_problem_and_writes_nothing() {
     assert_eq!(app.head().await, head, "no bad request wrote anything");
     app.assert_no_server_errors();
 }
+
+#[tokio::test]
+async fn favourites_are_private_in_at_most_ten_folders_and_survive_a_rebuild() {
+    let app = spawn_app().await;
+    let (a, b) = (app.new_user("nfava").await, app.new_user("nfavb").await);
+    let admin = app.new_admin("nfavadmin").await;
+    let mut posts = Vec::new();
+    for _ in 0..12 {
+        posts.push(named_post(&app, &b).await);
+    }
+    let put = |post: &str, body: Value| {
+        app.client
+            .put(app.url(&format!("/me/favourites/{post}")))
+            .bearer_auth(&a.token)
+            .json(&body)
+    };
+    let kept = app.send(put(&posts[0], json!({}))).await.expect(200);
+    assert!(position(&kept) > 0);
+    let head = app.head().await;
+    let again = app
+        .send(put(&posts[0], json!({"folder": null})))
+        .await
+        .expect(200);
+    assert_eq!(again["position"], 0, "the same again records nothing");
+    assert_eq!(app.head().await, head);
+    for (i, post) in posts.iter().enumerate().skip(1).take(10) {
+        app.send(put(post, json!({"folder": format!("夹子 {i}")})))
+            .await
+            .expect(200);
+    }
+    app.send(put(&posts[11], json!({"folder": "one too many"})))
+        .await
+        .expect_problem(409);
+    let last = app
+        .send(put(&posts[11], json!({"folder": "夹子 1"})))
+        .await
+        .expect(200);
+    let listed = app
+        .get_auth(
+            &format!("/me/favourites?folder=夹子 1&after={}", position(&last)),
+            &a.token,
+        )
+        .await
+        .expect(200);
+    let items: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["post_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(items, [posts[11].as_str(), posts[1].as_str()]);
+    assert_eq!(listed["folders"].as_array().unwrap().len(), 10);
+    assert_eq!(listed["folders"][0]["name"], "夹子 1");
+    assert_eq!(listed["folders"][0]["count"], 2);
+    let none = app
+        .get_auth("/me/favourites?folder=", &a.token)
+        .await
+        .expect(200);
+    assert_eq!(none["items"][0]["post_id"], posts[0].as_str());
+    // Private: B sees none of A's.
+    let theirs = app.get_auth("/me/favourites", &b.token).await.expect(200);
+    assert!(theirs["items"].as_array().unwrap().is_empty());
+    // Bad input.
+    app.send(put(&posts[0], json!({"folder": ""})))
+        .await
+        .expect_problem(422);
+    app.send(put(&posts[0], json!({"folder": "x".repeat(31)})))
+        .await
+        .expect_problem(422);
+    app.send(put(&posts[0], json!({"folder": 3})))
+        .await
+        .expect_problem(422);
+    app.send(put("0190a6d1-0000-7000-8000-000000000000", json!({})))
+        .await
+        .expect_problem(404);
+    // A deleted post leaves the favourites; an unfavourite leaves the list.
+    let deleted = app
+        .delete(&format!("/posts/{}", posts[1]), &b.token)
+        .await
+        .expect(200);
+    let dropped = app
+        .delete(&format!("/me/favourites/{}", posts[0]), &a.token)
+        .await
+        .expect(200);
+    assert!(position(&dropped) > position(&deleted));
+    let before = app
+        .get_auth(
+            &format!("/me/favourites?limit=100&after={}", position(&dropped)),
+            &a.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(before["items"].as_array().unwrap().len(), 10);
+    let notified_before = notifications(&app, &b, position(&dropped)).await;
+    app.rebuild(&admin.token, "inbox").await;
+    let after = app
+        .get_auth("/me/favourites?limit=100", &a.token)
+        .await
+        .expect(200);
+    assert_eq!(after, before, "the same after a rebuild");
+    assert_eq!(notifications(&app, &b, 0).await, notified_before);
+    app.assert_no_server_errors();
+}

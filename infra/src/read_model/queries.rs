@@ -9,7 +9,9 @@ use domain::Position;
 use domain::model::ModelName;
 use domain::{CommentId, PostId, TaskId, UserId};
 use projections::feed::HotFormula;
-use projections::inbox::{FollowView, InboxQueries, InboxState, NotificationView};
+use projections::inbox::{
+    FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NotificationView,
+};
 use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
@@ -19,8 +21,8 @@ use projections::{CommentQueries, FeedQueries, ReadModelError, StatsQueries, Use
 use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
 use super::tables::{
-    comments, feed, follows, models, notifications, sessions, stats_active, stats_counters,
-    stats_tasks, task_history, tasks, users, workers,
+    comments, favourites, feed, follows, models, notifications, sessions, stats_active,
+    stats_counters, stats_tasks, task_history, tasks, users, workers,
 };
 
 #[allow(private_bounds)]
@@ -159,6 +161,26 @@ impl<D: Db> InboxQueries for Store<D> {
             .one(follows::one(user, post), |_| Ok(()))
             .await?
             .is_some())
+    }
+
+    async fn favourites(
+        &self,
+        user: UserId,
+        folder: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<FavouriteView>, ReadModelError> {
+        self.db
+            .rows(
+                favourites::page(user, folder, page.cursor, page.limit),
+                favourites::view,
+            )
+            .await
+    }
+
+    async fn folders(&self, user: UserId) -> Result<Vec<FolderView>, ReadModelError> {
+        self.db
+            .rows(favourites::folders(user), favourites::folder)
+            .await
     }
 }
 

@@ -42,7 +42,7 @@ pub enum InboxChange {
     Retract {
         comment_id: CommentId,
     },
-    /// A deleted post's notifications and follows go.
+    /// A deleted post's notifications, follows and favourites go.
     ForgetPost {
         post_id: PostId,
     },
@@ -50,7 +50,18 @@ pub enum InboxChange {
         user_id: UserId,
         up_to: Position,
     },
-    /// The user unregistered: their follows, notifications and read mark go.
+    /// A post among the user's favourites, in a folder or none; `position` orders the list.
+    SetFavourite {
+        user_id: UserId,
+        post_id: PostId,
+        folder: Option<String>,
+        position: Position,
+    },
+    RemoveFavourite {
+        user_id: UserId,
+        post_id: PostId,
+    },
+    /// The user unregistered: their follows, notifications, favourites and read mark go.
     ForgetUser {
         user_id: UserId,
     },

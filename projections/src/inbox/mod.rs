@@ -1,5 +1,5 @@
-//! The `inbox` projection: follows and per-user notifications (treehollow's "attention" and
-//! its message box).
+//! The `inbox` projection: follows, per-user notifications (treehollow's "attention" and its
+//! message box) and favourites (OpenTreeHole's, in at most ten folders).
 //!
 //! Following is automatic for a post's author and for each commenter; an explicit
 //! `FollowSet` overrides it either way. A new comment notifies the author it answers (the
@@ -12,7 +12,7 @@ mod change;
 mod view;
 
 pub use change::InboxChange;
-pub use view::{FollowView, InboxQueries, InboxState, NotificationView};
+pub use view::{FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NotificationView};
 
 use chrono::Duration;
 use domain::post::PostEvent;
@@ -53,6 +53,22 @@ impl Projection for Inbox {
                 Some(up_to) => change(InboxChange::MarkRead {
                     user_id: *user_id,
                     up_to: *up_to,
+                }),
+                None => vec![],
+            },
+            Event::User(UserEvent::FavouriteSet { user_id, favourite }) => match favourite.get() {
+                Some(f) => change(InboxChange::SetFavourite {
+                    user_id: *user_id,
+                    post_id: f.post_id,
+                    folder: f.folder.clone(),
+                    position: envelope.position,
+                }),
+                None => vec![],
+            },
+            Event::User(UserEvent::FavouriteRemoved { user_id, post_id }) => match post_id.get() {
+                Some(p) => change(InboxChange::RemoveFavourite {
+                    user_id: *user_id,
+                    post_id: *p,
                 }),
                 None => vec![],
             },

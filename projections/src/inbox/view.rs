@@ -37,6 +37,23 @@ pub struct FollowView {
     pub position: Position,
 }
 
+/// A post among the user's favourites.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FavouriteView {
+    pub post_id: PostId,
+    pub folder: Option<String>,
+    /// The position of the event that set it: the list's order and cursor.
+    #[serde(skip)]
+    pub position: Position,
+}
+
+/// A folder of favourites in use, and how many posts it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FolderView {
+    pub name: String,
+    pub count: u64,
+}
+
 /// A user's inbox state: how far they have read, and how many are unread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct InboxState {
@@ -76,4 +93,14 @@ pub trait InboxQueries: Send + Sync + 'static {
     async fn following(&self, user: UserId, page: Page) -> Result<Vec<FollowView>, ReadModelError>;
     /// Whether the user follows the post.
     async fn follows(&self, user: UserId, post: PostId) -> Result<bool, ReadModelError>;
+    /// The user's favourites (of one folder, if given; `Some("")`: those in none), most
+    /// recently set first, before `page.cursor`.
+    async fn favourites(
+        &self,
+        user: UserId,
+        folder: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<FavouriteView>, ReadModelError>;
+    /// The user's folders in use, by name.
+    async fn folders(&self, user: UserId) -> Result<Vec<FolderView>, ReadModelError>;
 }

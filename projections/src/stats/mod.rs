@@ -129,6 +129,8 @@ impl Projection for Stats {
             | Event::User(UserEvent::AdminGranted { .. })
             | Event::User(UserEvent::UserUnregistered { .. })
             | Event::User(UserEvent::NotificationsRead { .. })
+            | Event::User(UserEvent::FavouriteSet { .. })
+            | Event::User(UserEvent::FavouriteRemoved { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
             | Event::Post(
                 PostEvent::CommentDeleted { .. }

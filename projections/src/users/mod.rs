@@ -66,7 +66,11 @@ impl Projection for Users {
                     session_id: *session_id,
                 })]
             }
-            Event::User(UserEvent::NotificationsRead { .. })
+            Event::User(
+                UserEvent::NotificationsRead { .. }
+                | UserEvent::FavouriteSet { .. }
+                | UserEvent::FavouriteRemoved { .. },
+            )
             | Event::Reservation(_)
             | Event::Verification(_)
             | Event::Post(_)

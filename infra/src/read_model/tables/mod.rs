@@ -3,6 +3,7 @@
 //! to a view touches the table's file and the projection, nothing else.
 
 pub(super) mod comments;
+pub(super) mod favourites;
 pub(super) mod feed;
 pub(super) mod follows;
 pub(super) mod inbox_marks;
@@ -62,6 +63,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &notifications::TABLE,
     &follows::TABLE,
     &inbox_marks::TABLE,
+    &favourites::TABLE,
 ];
 
 /// The tables of a projection, or [`ReadModelError::UnknownProjection`].
