@@ -925,6 +925,9 @@ pub async fn read_your_writes(common: &Common, target: &Target) -> Result<Outcom
     Ok((report, errors))
 }
 
+/// When each stream received each notification (sequence number, arrival), per stream.
+type Arrivals = Arc<Mutex<Vec<Vec<(u64, Instant)>>>>;
+
 /// `notify`: `listeners` users follow one post and hold `GET /me/notifications/stream` open;
 /// `--connections` writers comment on the post (`--requests` comments in all). Each comment's
 /// delivery time on a stream is taken from the writer's answer to the event's arrival; the
@@ -994,8 +997,7 @@ pub async fn notify(
         return Err(BenchError::Setup(format!("following: {e}")));
     }
     // Every listener's stream, recording when each notification arrives.
-    let arrivals: Arc<Mutex<Vec<Vec<(u64, Instant)>>>> =
-        Arc::new(Mutex::new(vec![Vec::new(); listeners]));
+    let arrivals: Arrivals = Arc::new(Mutex::new(vec![Vec::new(); listeners]));
     let mut streams = JoinSet::new();
     for (i, user) in shared.iter().enumerate() {
         let response = client
@@ -1114,14 +1116,14 @@ pub async fn notify(
         fig("plain read visible after the answer (baseline)"),
     ) {
         report.compared.push(Compared::new(
-            &format!("delivery to {listeners} streams p50"),
+            format!("delivery to {listeners} streams p50"),
             delivered.p50_ms,
             "ms",
             "plain read visible after the answer, p50",
             plain.p50_ms,
         ));
         report.compared.push(Compared::new(
-            &format!("delivery to {listeners} streams p99"),
+            format!("delivery to {listeners} streams p99"),
             delivered.p99_ms,
             "ms",
             "plain read visible after the answer, p99",
