@@ -163,6 +163,7 @@ impl SessionCache {
                 | Change::Feed(FeedChange::OpenPoll { .. })
                 | Change::Feed(FeedChange::SetPollCounts { .. })
                 | Change::Feed(FeedChange::SetFollowers { .. })
+                | Change::Feed(FeedChange::Mark { .. })
                 | Change::Comments(CommentChange::SetReactions { .. })
                 | Change::Comments(CommentChange::InsertComment { .. })
                 | Change::Comments(CommentChange::DeleteComment { .. })

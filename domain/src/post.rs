@@ -240,11 +240,11 @@ pub enum PostEvent {
         /// one. Absent (false) in logs written before it existed.
         #[serde(default)]
         new_commenter: bool,
-        /// Who this comment answers: the author of the comment replied to, else the post's
-        /// author, sealed under that author's own key reference (the one their item already
-        /// names), so that the notification inbox can tell them without keeping a table of who
-        /// wrote what. Absent when the author left (their key is gone) and in logs written
-        /// before it existed.
+        /// Whom this comment answers when that is an anonymous author (of the comment replied
+        /// to, else of the post): their id sealed under their author token, which their item
+        /// shows already, so that the notification inbox can tell them without keeping a table
+        /// of who wrote what anonymously. Absent for a named author (their item names them),
+        /// when the author left (their key is gone), and in logs written before it existed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addressee: Option<Personal<UserId>>,
     },
@@ -464,6 +464,11 @@ impl Post {
         self.id.is_some()
     }
 
+    /// Whether the post exists and is not deleted.
+    pub fn is_live(&self) -> bool {
+        self.live().is_ok()
+    }
+
     /// The reaction counts of the post (`None`) or of one of its comments.
     pub fn tally(&self, comment: Option<CommentId>) -> Tally {
         self.tallies.get(&comment).copied().unwrap_or_default()
@@ -649,18 +654,11 @@ impl Aggregate for Post {
                     Some(target) => self.comments.get(target).and_then(|c| c.author.as_ref()),
                     None => self.author.as_ref(),
                 }
-                .and_then(|a| Some((a.key(), *a.get()?)))
-                .map(|(key, id)| {
-                    // An anonymous addressee stays under their token (which their item shows
-                    // already), so that their id is gone with their key. A named one is public
-                    // anyway: sealed under the commenter's own reference, so that no user id
-                    // stands in clear beside anonymous content.
-                    let key = match key.as_user() {
-                        None => key.clone(),
-                        Some(_) => written_by.sealed_id().key().clone(),
-                    };
-                    Personal::new(key, id)
-                });
+                // Only an anonymous addressee: a named one is public on their item, which the
+                // read side knows by its id (a user id here would stand in clear beside
+                // anonymous content).
+                .filter(|a| a.get().is_some() && a.key().as_user().is_none())
+                .cloned();
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,
                     comment_id: *comment_id,
@@ -1054,7 +1052,7 @@ mod tests {
     }
 
     #[test]
-    fn a_comment_addresses_the_author_it_answers_sealed_under_their_items_key() {
+    fn a_comment_addresses_an_anonymous_author_it_answers_under_their_token_only() {
         let (host, b, c) = (actor(1), actor(2), actor(3));
         let mut g = given(&[publish(&host, true)]);
         let first = CommentId::new(Uuid::from_u128(7));
@@ -1079,11 +1077,9 @@ mod tests {
         let [PostEvent::CommentAdded { addressee, .. }] = events.as_slice() else {
             panic!("unexpected {events:?}")
         };
-        // A reply answers the named comment's author, under the anonymous replier's token: no
-        // user id in clear beside anonymous content.
-        let addressee = addressee.clone().expect("b is addressed");
-        assert_eq!(addressee.get(), Some(&b.user_id));
-        assert_eq!(addressee.key(), &tok(&c).key_ref());
+        // A reply to a named comment carries no addressee: its author is public on that
+        // comment, and a user id here would stand in clear beside anonymous content.
+        assert_eq!(addressee, &None);
     }
 
     #[test]

@@ -565,15 +565,9 @@ impl History {
         let new_commenter = thread.commenters.insert((author, anonymous));
         let post_id = thread.id;
         let written_by = self.author(post_id, author, anonymous, author_name);
-        // As the Post aggregate seals it: an anonymous addressee under their token, a named
-        // one under the commenter's own reference.
-        let addressee = self
-            .author(post_id, to, to_anonymous, String::new())
-            .sealed_id();
-        let addressee = match addressee.key().as_user() {
-            None => addressee,
-            Some(id) => domain::Personal::new(written_by.sealed_id().key().clone(), id),
-        };
+        // As the Post aggregate has it: an anonymous addressee only, under their token.
+        let addressee =
+            to_anonymous.then(|| self.author(post_id, to, true, String::new()).sealed_id());
         let added = PostEvent::CommentAdded {
             post_id,
             comment_id,
@@ -583,7 +577,7 @@ impl History {
             body,
             reply_to,
             new_commenter,
-            addressee: Some(addressee),
+            addressee,
         };
         let actor = (!anonymous).then_some(self.accounts[author].id);
         self.emit_as(out, post_id.stream(), added, actor);

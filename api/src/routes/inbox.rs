@@ -553,7 +553,12 @@ pub async fn favourite(
         &auth.actor.user_id,
         "favourites",
     )?;
-    if state.queries.post(post_id).await?.is_none() {
+    // The write side's word, so that a post published a moment ago can be kept at once.
+    let post = state
+        .handler
+        .load_cached::<domain::post::Post>(&post_id.stream())
+        .await?;
+    if !post.state.is_live() {
         return Err(ApiError::not_found("no such post"));
     }
     let outcome = run_on_user(

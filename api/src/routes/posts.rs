@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::ids::parse_canonical_uuid;
 use domain::post::{Post, PostCommand, PostEvent, Reaction, Tally};
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::cursor::{Cursors, List};
 use crate::error::{ApiError, Problem};
-use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader};
+use crate::extract::{After, ApiJson, ApiQuery, Auth, IdempotencyHeader, projection_headers};
 use crate::page_cache;
 use crate::routes::auth::CommandDone;
 use crate::routes::{consistent, context, page_limit};
@@ -307,17 +307,46 @@ pub struct HotPage {
     pub items: Vec<PostDto>,
 }
 
-/// One live post.
+/// What a signed-in reader of a post is shown as their own.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MineDto {
+    /// Your reaction to the post: -1, 0 or 1.
+    pub reaction: i64,
+    /// The option you voted for in its poll, if you did.
+    pub vote: Option<i64>,
+}
+
+/// A post as a signed-in reader sees it: the public post and their own marks on it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PostForReader {
+    #[serde(flatten)]
+    pub post: PostDto,
+    pub mine: MineDto,
+}
+
+/// One live post. Signed in (a bearer token), the answer adds `mine`: your reaction and your
+/// vote; nobody else's are ever shown.
 #[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "posts",
     params(("id" = String, Path, format = Uuid), ("after" = Option<u64>, Query)),
-    responses((status = 200, body = PostDto), (status = 404, body = Problem)))]
+    responses((status = 200, body = PostDto), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_post(
     State(state): State<AppState>,
     after: After,
+    headers: HeaderMap,
+    reader: Result<Auth, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = PostId::new(parse_id(&id, "post")?);
+    // A token sent must be valid; none sent reads the public post.
+    let reader = match reader {
+        Ok(auth) => Some(auth),
+        Err(_) if !headers.contains_key(header::AUTHORIZATION) => None,
+        Err(e) => return Err(e),
+    };
     let position = consistent(&state, after, &["feed"]).await?;
+    if let Some(auth) = reader {
+        return post_for_reader(&state, &auth, id, position).await;
+    }
     let key = format!("post {id}");
     let stamp = match state.pages.lookup(&state.hub, &["feed"], &key) {
         Ok(stamp) => stamp,
@@ -331,6 +360,39 @@ pub async fn get_post(
     state
         .pages
         .answer(key, stamp, position, &PostDto::from(post))
+}
+
+/// The post with the reader's own marks, read past the page cache (the answer is theirs).
+async fn post_for_reader(
+    state: &AppState,
+    auth: &Auth,
+    id: PostId,
+    position: Position,
+) -> Result<Response, ApiError> {
+    let post = state
+        .queries
+        .post(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such post"))?;
+    let user = auth.actor.user_id;
+    let reaction = state.keys.reaction_handle(user, id, None).await?;
+    let vote = state.keys.vote_handle(user, id).await?;
+    let marks = state
+        .queries
+        .marks(
+            id,
+            &[reaction.as_str().to_owned(), vote.as_str().to_owned()],
+        )
+        .await?;
+    let value_of = |h: &str| marks.iter().find(|(k, _)| k == h).map(|(_, v)| *v);
+    let answer = PostForReader {
+        post: PostDto::from(post),
+        mine: MineDto {
+            reaction: value_of(reaction.as_str()).unwrap_or(0),
+            vote: value_of(vote.as_str()),
+        },
+    };
+    Ok((projection_headers(position), Json(answer)).into_response())
 }
 
 /// Deletes a post (its author or an admin); it and its comments leave every public view.

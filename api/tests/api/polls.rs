@@ -252,3 +252,68 @@ async fn bad_polls_and_votes_get_problems_and_change_nothing() {
     assert_eq!(anonymous.status.as_u16(), 401);
     app.assert_no_server_errors();
 }
+
+#[tokio::test]
+async fn a_signed_in_reader_sees_their_own_vote_and_reaction_and_nobody_elses() {
+    let app = spawn_app().await;
+    let (a, b) = (app.new_user("minea").await, app.new_user("mineb").await);
+    let id = poll_post(&app, &a.token, &["湖边", "山上"]).await;
+    let voted = vote(&app, &b.token, &id, &json!({"option": 1}))
+        .await
+        .expect(201);
+    let reacted = app
+        .send(
+            app.client
+                .put(app.url(&format!("/posts/{id}/reaction")))
+                .bearer_auth(&b.token)
+                .json(&json!({"value": -1})),
+        )
+        .await
+        .expect(200);
+    let after = position(&voted).max(position(&reacted));
+    let seen_by_b = app
+        .get_auth(&format!("/posts/{id}?after={after}"), &b.token)
+        .await
+        .expect(200);
+    assert_eq!(seen_by_b["mine"], json!({"reaction": -1, "vote": 1}));
+    assert_eq!(seen_by_b["poll"]["counts"], json!([0, 1]));
+    let seen_by_a = app
+        .get_auth(&format!("/posts/{id}?after={after}"), &a.token)
+        .await
+        .expect(200);
+    assert_eq!(seen_by_a["mine"], json!({"reaction": 0, "vote": null}));
+    let public = app
+        .get(&format!("/posts/{id}?after={after}"))
+        .await
+        .expect(200);
+    assert!(
+        public.get("mine").is_none(),
+        "no reader, no `mine`: {public}"
+    );
+    // A bad token is refused, not read as no reader.
+    app.send(
+        app.client
+            .get(app.url(&format!("/posts/{id}")))
+            .bearer_auth("not-a-token"),
+    )
+    .await
+    .expect_problem(401);
+    // Cleared: no reaction shown.
+    let cleared = app
+        .send(
+            app.client
+                .put(app.url(&format!("/posts/{id}/reaction")))
+                .bearer_auth(&b.token)
+                .json(&json!({"value": 0})),
+        )
+        .await
+        .expect(200);
+    let again = app
+        .get_auth(
+            &format!("/posts/{id}?after={}", position(&cleared)),
+            &b.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(again["mine"], json!({"reaction": 0, "vote": 1}));
+}

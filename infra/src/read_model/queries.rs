@@ -21,7 +21,7 @@ use projections::{CommentQueries, FeedQueries, ReadModelError, StatsQueries, Use
 use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
 use super::tables::{
-    comments, favourites, feed, follows, models, notifications, sessions, stats_active,
+    comments, favourites, feed, feed_marks, follows, models, notifications, sessions, stats_active,
     stats_counters, stats_tasks, task_history, tasks, users, workers,
 };
 
@@ -46,6 +46,21 @@ impl<D: Db> FeedQueries for Store<D> {
 
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError> {
         self.one(feed::by_id(id), feed::view).await
+    }
+
+    async fn marks(
+        &self,
+        post: PostId,
+        handles: &[String],
+    ) -> Result<Vec<(String, i64)>, ReadModelError> {
+        if handles.is_empty() {
+            return Ok(vec![]);
+        }
+        self.db
+            .rows(feed_marks::of(post, handles), |row| {
+                Ok((row.text(0)?, row.int(1)?))
+            })
+            .await
     }
 
     async fn hot(

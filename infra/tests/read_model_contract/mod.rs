@@ -1979,6 +1979,7 @@ fn notify(seq: u64, commenter: UserId, addressee: Option<UserId>, name: &str) ->
         comment_id: comment_id(u128::from(seq)),
         commenter: Some(commenter),
         addressee,
+        answers: post_id(1).as_uuid(),
         name: name.into(),
         excerpt: format!("comment {seq}"),
         at: t(seq as i64),
@@ -2118,14 +2119,72 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
         vec![(9, "d".to_owned(), vec!["followed"])],
         "the old one is gone, the new one is there"
     );
+    // A reply to a named comment finds its author by the comment (no addressee in the event).
+    let named_reply = match notify(10, c, None, "c") {
+        Change::Inbox(InboxChange::Notify {
+            seq,
+            post_id,
+            comment_id,
+            commenter,
+            addressee,
+            name,
+            excerpt,
+            at,
+            prune_before,
+            ..
+        }) => inbox(InboxChange::Notify {
+            seq,
+            post_id,
+            comment_id,
+            commenter,
+            addressee,
+            answers: comment_id_of_b(),
+            name,
+            excerpt,
+            at,
+            prune_before,
+        }),
+        other => other,
+    };
+    store
+        .apply(
+            "inbox",
+            g,
+            &[
+                inbox(InboxChange::NamedAuthor {
+                    item: comment_id_of_b(),
+                    post_id: post_id(1),
+                    user_id: b,
+                }),
+                inbox(InboxChange::SetFollow {
+                    post_id: post_id(1),
+                    user_id: b,
+                    following: false,
+                    position: 10,
+                }),
+                named_reply,
+            ],
+            9,
+            10,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        of(b).await,
+        vec![
+            (10, "c".to_owned(), vec!["reply"]),
+            (9, "d".to_owned(), vec!["followed"])
+        ],
+        "the named author hears of the reply, though no longer following"
+    );
     // A leaves: nothing of theirs stays.
     store
         .apply(
             "inbox",
             g,
             &[inbox(InboxChange::ForgetUser { user_id: a })],
-            9,
             10,
+            11,
         )
         .await
         .expect("apply");
@@ -2138,4 +2197,8 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
             .is_empty()
     );
     assert_eq!(store.inbox_state(a).await.expect("state").read_up_to, 0);
+}
+
+fn comment_id_of_b() -> Uuid {
+    comment_id(2).as_uuid()
 }

@@ -45,6 +45,14 @@ pub enum FeedChange {
         post_id: PostId,
         counts: Vec<i64>,
     },
+    /// One user's mark on a post, known only by its handle (a vote's handle and option, a
+    /// reaction's handle and value; `None`: no reaction any more). What a signed-in reader is
+    /// shown as their own; the handle tells nobody else anything.
+    Mark {
+        handle: String,
+        post_id: PostId,
+        value: Option<i64>,
+    },
     /// A post's count of explicit followers, as the event after which it stands gives it.
     SetFollowers {
         post_id: PostId,

@@ -100,14 +100,22 @@ impl Projection for Feed {
             PostEvent::ReactionSet {
                 post_id,
                 comment_id: None,
+                reactor,
+                value,
                 likes,
                 dislikes,
-                ..
-            } => vec![Change::Feed(FeedChange::SetReactions {
-                post_id: *post_id,
-                likes: count(*likes),
-                dislikes: count(*dislikes),
-            })],
+            } => vec![
+                Change::Feed(FeedChange::SetReactions {
+                    post_id: *post_id,
+                    likes: count(*likes),
+                    dislikes: count(*dislikes),
+                }),
+                Change::Feed(FeedChange::Mark {
+                    handle: reactor.as_str().to_owned(),
+                    post_id: *post_id,
+                    value: (*value != 0).then_some(i64::from(*value)),
+                }),
+            ],
             PostEvent::ReactionSet { .. } => vec![],
             PostEvent::PollOpened { post_id, options } => {
                 vec![Change::Feed(FeedChange::OpenPoll {
@@ -122,11 +130,21 @@ impl Projection for Feed {
                 followers: count(*followers),
             })],
             PostEvent::PollVoted {
-                post_id, counts, ..
-            } => vec![Change::Feed(FeedChange::SetPollCounts {
-                post_id: *post_id,
-                counts: counts.iter().map(|c| count(*c)).collect(),
-            })],
+                post_id,
+                counts,
+                voter,
+                option,
+            } => vec![
+                Change::Feed(FeedChange::SetPollCounts {
+                    post_id: *post_id,
+                    counts: counts.iter().map(|c| count(*c)).collect(),
+                }),
+                Change::Feed(FeedChange::Mark {
+                    handle: voter.as_str().to_owned(),
+                    post_id: *post_id,
+                    value: Some(count(*option as u64)),
+                }),
+            ],
         }
     }
 }

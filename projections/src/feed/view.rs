@@ -88,6 +88,12 @@ pub trait FeedQueries: Send + Sync + 'static {
     /// Live posts, newest first; `cursor` is the position of the last post already seen.
     async fn feed(&self, page: Page) -> Result<Vec<PostView>, ReadModelError>;
     async fn post(&self, id: PostId) -> Result<Option<PostView>, ReadModelError>;
+    /// The values of those of `handles` that mark `post` (see `FeedChange::Mark`).
+    async fn marks(
+        &self,
+        post: PostId,
+        handles: &[String],
+    ) -> Result<Vec<(String, i64)>, ReadModelError>;
     /// The hot list: the `formula.window` newest live posts, best score first.
     async fn hot(
         &self,

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{CommentId, Position, PostId, UserId};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum InboxChange {
@@ -22,15 +23,25 @@ pub enum InboxChange {
         following: bool,
         position: Position,
     },
-    /// A comment's notifications, one per person: `addressee` (the author it answers) gets a
-    /// "reply", every follower a "followed", merged into one row for a person who is both;
-    /// nobody's for the commenter. `seq` (the comment's position) orders each inbox.
+    /// The named author of a post or comment (public on the item): whom a reply to it
+    /// addresses.
+    NamedAuthor {
+        item: Uuid,
+        post_id: PostId,
+        user_id: UserId,
+    },
+    /// A comment's notifications, one per person: the author it answers (`addressee` when
+    /// anonymous, else the named author of `answers`) gets a "reply", every follower a
+    /// "followed", merged into one row for a person who is both; nobody's for the commenter.
+    /// `seq` (the comment's position) orders each inbox.
     Notify {
         seq: Position,
         post_id: PostId,
         comment_id: CommentId,
         commenter: Option<UserId>,
         addressee: Option<UserId>,
+        /// The item the comment answers: the comment replied to, else the post.
+        answers: Uuid,
         /// The commenter's pseudonym or public name, as the comment shows it.
         name: String,
         excerpt: String,

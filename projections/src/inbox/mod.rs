@@ -74,20 +74,31 @@ impl Projection for Inbox {
             },
             Event::Post(PostEvent::PostPublished {
                 post_id, author, ..
-            }) => match author.user_id() {
-                Some(user_id) => change(InboxChange::AutoFollow {
-                    post_id: *post_id,
-                    user_id,
-                    position: envelope.position,
-                }),
-                None => vec![],
-            },
+            }) => {
+                let mut out = Vec::new();
+                if let Some(user_id) = author.user_id() {
+                    out.push(Change::Inbox(InboxChange::AutoFollow {
+                        post_id: *post_id,
+                        user_id,
+                        position: envelope.position,
+                    }));
+                }
+                if let Some(user_id) = crate::feed::named_author(author) {
+                    out.push(Change::Inbox(InboxChange::NamedAuthor {
+                        item: post_id.as_uuid(),
+                        post_id: *post_id,
+                        user_id,
+                    }));
+                }
+                out
+            }
             Event::Post(PostEvent::CommentAdded {
                 post_id,
                 comment_id,
                 author,
                 body,
                 addressee,
+                reply_to,
                 ..
             }) => {
                 let commenter = author.user_id();
@@ -100,11 +111,19 @@ impl Projection for Inbox {
                         .as_ref()
                         .and_then(|a| a.get().copied())
                         .filter(|a| Some(*a) != commenter),
+                    answers: reply_to.map_or(post_id.as_uuid(), |c| c.as_uuid()),
                     name: shown_name(author),
                     excerpt: body.chars().take(EXCERPT).collect(),
                     at: envelope.occurred_at,
                     prune_before: envelope.occurred_at - Duration::days(RETENTION_DAYS),
                 })];
+                if let Some(user_id) = crate::feed::named_author(author) {
+                    out.push(Change::Inbox(InboxChange::NamedAuthor {
+                        item: comment_id.as_uuid(),
+                        post_id: *post_id,
+                        user_id,
+                    }));
+                }
                 if let Some(user_id) = commenter {
                     out.push(Change::Inbox(InboxChange::AutoFollow {
                         post_id: *post_id,

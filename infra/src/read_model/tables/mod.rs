@@ -5,6 +5,7 @@
 pub(super) mod comments;
 pub(super) mod favourites;
 pub(super) mod feed;
+pub(super) mod feed_marks;
 pub(super) mod follows;
 pub(super) mod inbox_marks;
 pub(super) mod models;
@@ -51,6 +52,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &users::TABLE,
     &sessions::TABLE,
     &feed::TABLE,
+    &feed_marks::TABLE,
     &comments::TABLE,
     &models::TABLE,
     &workers::TABLE,
@@ -60,6 +62,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &stats_active::TABLE,
     &stats_tasks::TABLE,
     &notifications::PRUNED,
+    &notifications::AUTHORS,
     &notifications::TABLE,
     &follows::TABLE,
     &inbox_marks::TABLE,

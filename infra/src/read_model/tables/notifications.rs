@@ -36,6 +36,27 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
+/// The named author of each named post and comment: public on the item, kept here for the
+/// replies that address them.
+pub(crate) const AUTHORS: Table = Table {
+    projection: "inbox",
+    name: "inbox_authors",
+    columns: &[
+        col("item_id", Ty::Uuid, "PRIMARY KEY"),
+        col("post_id", Ty::Uuid, "NOT NULL"),
+        col("user_id", Ty::Uuid, "NOT NULL"),
+    ],
+    constraints: "",
+    indexes: &[
+        "CREATE INDEX {t}_post ON {t} (post_id)",
+        "CREATE INDEX {t}_user ON {t} (user_id)",
+    ],
+    order: "item_id",
+    // Written by the notifications table, before the replies that read it.
+    write: |_, _, _| {},
+    run: no_run,
+};
+
 /// The highest sequence number the retention dropped: one row, `id` 1.
 pub(crate) const PRUNED: Table = Table {
     projection: "inbox",
@@ -58,8 +79,40 @@ pub(crate) const PRUNED: Table = Table {
 /// applies one after another.
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     write_pruned(g, change, out);
+    write_authors(g, change, out);
     write_notifications(g, change, out);
     super::follows::write(g, change, out);
+}
+
+fn write_authors(g: u32, change: &Change, out: &mut Vec<Write>) {
+    let t = format!("inbox_authors_g{g}");
+    let stmt = match change {
+        Change::Inbox(InboxChange::NamedAuthor {
+            item,
+            post_id,
+            user_id,
+        }) => Stmt::new(
+            format!(
+                "INSERT INTO {t} (item_id, post_id, user_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (item_id) DO NOTHING"
+            ),
+            vec![
+                Value::uuid(*item),
+                Value::uuid(*post_id),
+                Value::uuid(*user_id),
+            ],
+        ),
+        Change::Inbox(InboxChange::ForgetPost { post_id }) => Stmt::new(
+            format!("DELETE FROM {t} WHERE post_id = $1"),
+            vec![Value::uuid(*post_id)],
+        ),
+        Change::Inbox(InboxChange::ForgetUser { user_id }) => Stmt::new(
+            format!("DELETE FROM {t} WHERE user_id = $1"),
+            vec![Value::uuid(*user_id)],
+        ),
+        _ => return,
+    };
+    out.push(Write::Stmt(stmt));
 }
 
 fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
@@ -74,6 +127,7 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
             comment_id,
             commenter,
             addressee,
+            answers,
             name,
             excerpt,
             at,
@@ -93,32 +147,38 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
                     Value::time(at),
                     Value::Uuid(addressee.map(Into::into)),
                     Value::Uuid(commenter.map(Into::into)),
+                    Value::uuid(*answers),
                 ]
             };
+            // Whom the comment answers: the anonymous addressee, else the answered item's
+            // named author.
+            let target = format!(
+                "COALESCE($7, (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $9))"
+            );
             // Every follower but the commenter; the addressee among them gets both reasons.
             out.push(Write::Stmt(Stmt::new(
                 format!(
                     "INSERT INTO {t} (user_id, seq, post_id, comment_id, name, excerpt, reply, \
                      followed, created_at) \
-                     SELECT f.user_id, $1, $2, $3, $4, $5, COALESCE(f.user_id = $7, FALSE), \
+                     SELECT f.user_id, $1, $2, $3, $4, $5, COALESCE(f.user_id = {target}, FALSE), \
                      TRUE, $6 FROM follows_g{g} f \
                      WHERE f.post_id = $2 AND f.following \
                      AND ($8 IS NULL OR f.user_id <> $8)"
                 ),
                 args(),
             )));
-            if addressee.is_some() {
-                // The addressee who does not follow (any more) still hears of the reply.
-                out.push(Write::Stmt(Stmt::new(
-                    format!(
-                        "INSERT INTO {t} (user_id, seq, post_id, comment_id, name, excerpt, \
-                         reply, followed, created_at) \
-                         VALUES ($7, $1, $2, $3, $4, $5, TRUE, FALSE, $6) \
-                         ON CONFLICT (user_id, seq) DO NOTHING"
-                    ),
-                    args().into_iter().take(7).collect(),
-                )));
-            }
+            // The addressee who does not follow (any more) still hears of the reply.
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "INSERT INTO {t} (user_id, seq, post_id, comment_id, name, excerpt, \
+                     reply, followed, created_at) \
+                     SELECT x.target, $1, $2, $3, $4, $5, TRUE, FALSE, $6 \
+                     FROM (SELECT {target} AS target) x \
+                     WHERE x.target IS NOT NULL AND ($8 IS NULL OR x.target <> $8) \
+                     ON CONFLICT (user_id, seq) DO NOTHING"
+                ),
+                args(),
+            )));
         }
         InboxChange::Retract { comment_id } => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM {t} WHERE comment_id = $1"),
