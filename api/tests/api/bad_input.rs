@@ -653,6 +653,94 @@ async fn malformed_requests_get_problems_and_change_nothing() {
         .token(&own)
         .json(json!({"body": "x"})),
         case("GET sessions", Method::GET, "/sessions", 405),
+        // The community layer (issue 18).
+        case("react to an unknown post", Method::PUT, format!("/posts/{nobody}/reaction"), 404)
+            .token(&own)
+            .json(json!({"value": 1})),
+        case("react to a malformed post id", Method::PUT, "/posts/nope/reaction", 404)
+            .token(&own)
+            .json(json!({"value": 1})),
+        case("reaction 2", Method::PUT, format!("/posts/{post_id}/reaction"), 422)
+            .token(&own)
+            .json(json!({"value": 2})),
+        case("reaction -2", Method::PUT, format!("/posts/{post_id}/reaction"), 422)
+            .token(&own)
+            .json(json!({"value": -2})),
+        case("reaction as text", Method::PUT, format!("/posts/{post_id}/reaction"), 422)
+            .token(&own)
+            .json(json!({"value": "1"})),
+        case("reaction 0.5", Method::PUT, format!("/posts/{post_id}/reaction"), 422)
+            .token(&own)
+            .json(json!({"value": 0.5})),
+        case("reaction without a value", Method::PUT, format!("/posts/{post_id}/reaction"), 422)
+            .token(&own)
+            .json(json!({})),
+        case("reaction without a token", Method::PUT, format!("/posts/{post_id}/reaction"), 401)
+            .json(json!({"value": 1})),
+        case(
+            "react to an unknown comment",
+            Method::PUT,
+            format!("/posts/{post_id}/comments/{nobody}/reaction"),
+            404,
+        )
+        .token(&own)
+        .json(json!({"value": 1})),
+        case("react to an unknown comment by id", Method::PUT, format!("/comments/{nobody}/reaction"), 404)
+            .token(&own)
+            .json(json!({"value": -1})),
+        case("react to a deleted comment", Method::PUT, format!("/posts/{post_id}/comments/{deleted_id}/reaction"), 404)
+            .token(&own)
+            .json(json!({"value": 1})),
+        case("a poll of one option", Method::POST, posts.clone(), 422)
+            .token(&own)
+            .json(json!({"body": "poll?", "anonymous": true, "poll": {"options": ["只有一个"]}})),
+        case("a poll of five options", Method::POST, posts.clone(), 422)
+            .token(&own)
+            .json(json!({"body": "poll?", "anonymous": true, "poll": {"options": ["a", "b", "c", "d", "e"]}})),
+        case("a poll with an option twice", Method::POST, posts.clone(), 422)
+            .token(&own)
+            .json(json!({"body": "poll?", "anonymous": true, "poll": {"options": ["Yes", "yes"]}})),
+        case("a poll option of 31 characters", Method::POST, posts.clone(), 422)
+            .token(&own)
+            .json(json!({"body": "poll?", "anonymous": true, "poll": {"options": [long(31), "b"]}})),
+        case("a vote on a post without a poll", Method::POST, format!("/posts/{post_id}/poll/votes"), 409)
+            .token(&own)
+            .json(json!({"option": 0})),
+        case("a vote on an unknown post", Method::POST, format!("/posts/{nobody}/poll/votes"), 404)
+            .token(&own)
+            .json(json!({"option": 0})),
+        case("a vote for option -1", Method::POST, format!("/posts/{post_id}/poll/votes"), 422)
+            .token(&own)
+            .json(json!({"option": -1})),
+        case("follow with a text", Method::PUT, format!("/posts/{post_id}/follow"), 422)
+            .token(&own)
+            .json(json!({"following": "yes"})),
+        case("follow an unknown post", Method::PUT, format!("/posts/{nobody}/follow"), 404)
+            .token(&own)
+            .json(json!({"following": true})),
+        case("a Last-Event-ID that is not a number", Method::GET, "/me/notifications/stream", 400)
+            .token(&own)
+            .header("last-event-id", "abc"),
+        case("a negative Last-Event-ID", Method::GET, "/me/notifications/stream", 400)
+            .token(&own)
+            .header("last-event-id", "-5"),
+        case("a Last-Event-ID beside another after", Method::GET, "/me/notifications/stream?after=1", 400)
+            .token(&own)
+            .header("last-event-id", "2"),
+        case("mark read beyond the log", Method::POST, "/me/notifications/read", 422)
+            .token(&own)
+            .json(json!({"up_to": 1_000_000_000u64})),
+        case("mark read with a text", Method::POST, "/me/notifications/read", 422)
+            .token(&own)
+            .json(json!({"up_to": "all"})),
+        case("keep an unknown post", Method::PUT, format!("/me/favourites/{nobody}"), 404)
+            .token(&own)
+            .json(json!({})),
+        case("a blank folder", Method::PUT, format!("/me/favourites/{post_id}"), 422)
+            .token(&own)
+            .json(json!({"folder": "  "})),
+        case("notifications of size 0", Method::GET, "/me/notifications?limit=0", 400).token(&own),
+        case("the hot list of size 0", Method::GET, "/posts/hot?limit=0", 400),
     ];
     assert!(cases.len() >= 30);
 

@@ -62,16 +62,16 @@ impl Projection for Search {
         Feed.apply(envelope, event)
             .into_iter()
             .chain(Comments.apply(envelope, event))
+            // Named, not excluded: a change the models gain later (counts, marks) stays out of
+            // the documents until the index is taught it.
             .filter(|c| {
-                !matches!(
+                matches!(
                     c,
-                    Change::Feed(FeedChange::CountComment { .. })
-                        | Change::Feed(FeedChange::SetReactions { .. })
-                        | Change::Feed(FeedChange::OpenPoll { .. })
-                        | Change::Feed(FeedChange::SetPollCounts { .. })
-                        | Change::Comments(CommentChange::SetReactions { .. })
-                        | Change::Comments(CommentChange::DeleteCommentsOf { .. })
-                        | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
+                    Change::Feed(FeedChange::InsertPost { .. })
+                        | Change::Feed(FeedChange::DeletePost { .. })
+                        | Change::Feed(FeedChange::ForgetPostAuthor { .. })
+                        | Change::Comments(CommentChange::InsertComment { .. })
+                        | Change::Comments(CommentChange::DeleteComment { .. })
                 )
             })
             .collect()
