@@ -690,3 +690,69 @@ async fn favourites_are_private_in_at_most_ten_folders_and_survive_a_rebuild() {
     assert_eq!(notifications(&app, &b, 0).await, notified_before);
     app.assert_no_server_errors();
 }
+
+/// Two `serve` processes on one PostgreSQL database: the one holding the stream runs no
+/// projector at all, so what reaches its stream comes from the projection the other runs, and
+/// a logout served by the other ends the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_on_another_process_is_fed_by_the_projection_and_ends_with_a_logout_there() {
+    if !crate::helpers::on_postgres() {
+        crate::helpers::skipped_here(
+            "two servers on one database need TREEHOLE_TEST_HTTP_BACKEND=postgres",
+        );
+        return;
+    }
+    let here = spawn_app().await;
+    let database_url = here.database_url.clone();
+    let secret = hex::encode(here.secret());
+    let there = crate::helpers::spawn_app_with(|s| {
+        s.database_url = database_url.clone();
+        s.secret = Some(secret.clone());
+        s.projectors = "none".into();
+    })
+    .await;
+    let (a, b) = (here.new_user("ntwoa").await, here.new_user("ntwob").await);
+    let post = named_post(&here, &a).await;
+    let first = here
+        .comment(&b.token, &post, &json!({"body": "one", "anonymous": true}))
+        .await
+        .expect(201);
+    // `there` answers once it has observed the users projection's progress.
+    there
+        .get_auth(&format!("/me?after={}", position(&first)), &a.token)
+        .await
+        .expect(200);
+    let mut stream = Stream::open(&there, &a.token, Some(0)).await;
+    let missed = stream.drain(Duration::from_millis(700)).await;
+    assert_eq!(
+        missed.iter().map(seq).collect::<Vec<_>>(),
+        vec![position(&first)]
+    );
+    let second = here
+        .comment(&b.token, &post, &json!({"body": "two", "anonymous": false}))
+        .await
+        .expect(201);
+    let live = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("open")
+        .expect("the live event");
+    assert_eq!(seq(&live), position(&second));
+    here.delete("/sessions/current", &a.token).await.expect(200);
+    let started = tokio::time::Instant::now();
+    let ended = loop {
+        match stream.next(Duration::from_secs(5)).await {
+            Err(()) => break true,
+            Ok(None) => break false,
+            Ok(Some(_)) => {}
+        }
+    };
+    assert!(ended, "the stream ends after a logout on the other process");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    here.assert_no_server_errors();
+    there.assert_no_server_errors();
+}
