@@ -63,6 +63,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &stats_tasks::TABLE,
     &notifications::PRUNED,
     &notifications::AUTHORS,
+    &notifications::COMMENTS,
     &notifications::TABLE,
     &follows::TABLE,
     &inbox_marks::TABLE,

@@ -11,28 +11,44 @@ use crate::read_model::sql::{Col, Row, Stmt, Ty, Value, Write, col};
 const COLUMNS: &[Col] = &[
     col("user_id", Ty::Uuid, "NOT NULL"),
     col("seq", Ty::Int, "NOT NULL"),
-    col("post_id", Ty::Uuid, "NOT NULL"),
-    col("comment_id", Ty::Uuid, "NOT NULL"),
-    col("name", Ty::Text, "NOT NULL"),
-    col("excerpt", Ty::Text, "NOT NULL"),
     col("reply", Ty::Bool, "NOT NULL"),
     col("followed", Ty::Bool, "NOT NULL"),
-    col("created_at", Ty::Time, "NOT NULL"),
 ];
 
+/// One row per person and comment, small (a comment's text and names are in
+/// [`COMMENTS`], once): a comment followed by a thousand people writes a thousand of these.
 pub(crate) const TABLE: Table = Table {
     projection: "inbox",
     name: "notifications",
     columns: COLUMNS,
     constraints: "PRIMARY KEY (user_id, seq)",
+    indexes: &["CREATE INDEX {t}_seq ON {t} (seq)"],
+    order: "user_id, seq",
+    write,
+    run: no_run,
+};
+
+/// Each notified comment once: what its notifications show.
+pub(crate) const COMMENTS: Table = Table {
+    projection: "inbox",
+    name: "inbox_comments",
+    columns: &[
+        col("seq", Ty::Int, "PRIMARY KEY"),
+        col("post_id", Ty::Uuid, "NOT NULL"),
+        col("comment_id", Ty::Uuid, "NOT NULL"),
+        col("name", Ty::Text, "NOT NULL"),
+        col("excerpt", Ty::Text, "NOT NULL"),
+        col("created_at", Ty::Time, "NOT NULL"),
+    ],
+    constraints: "",
     indexes: &[
-        "CREATE INDEX {t}_seq ON {t} (seq)",
         "CREATE INDEX {t}_comment ON {t} (comment_id)",
         "CREATE INDEX {t}_post ON {t} (post_id)",
         "CREATE INDEX {t}_created ON {t} (created_at)",
     ],
-    order: "user_id, seq",
-    write,
+    order: "seq",
+    // Written by the notifications table, in event order.
+    write: |_, _, _| {},
     run: no_run,
 };
 
@@ -119,7 +135,21 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Inbox(change) = change else {
         return;
     };
-    let t = format!("notifications_g{g}");
+    let (t, c) = (
+        format!("notifications_g{g}"),
+        format!("inbox_comments_g{g}"),
+    );
+    // Drops the comments `which` selects (`{c}`'s rows) and their notifications.
+    let mut drop = |which: &str, arg: Value| {
+        out.push(Write::Stmt(Stmt::new(
+            format!("DELETE FROM {t} WHERE seq IN (SELECT seq FROM {c} WHERE {which})"),
+            vec![arg.clone()],
+        )));
+        out.push(Write::Stmt(Stmt::new(
+            format!("DELETE FROM {c} WHERE {which}"),
+            vec![arg],
+        )));
+    };
     match change {
         InboxChange::Notify {
             seq,
@@ -133,11 +163,12 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
             at,
             prune_before,
         } => {
+            drop("created_at < $1", Value::time(prune_before));
             out.push(Write::Stmt(Stmt::new(
-                format!("DELETE FROM {t} WHERE created_at < $1"),
-                vec![Value::time(prune_before)],
-            )));
-            let args = || {
+                format!(
+                    "INSERT INTO {c} (seq, post_id, comment_id, name, excerpt, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
                 vec![
                     Value::int(*seq as i64),
                     Value::uuid(*post_id),
@@ -145,6 +176,12 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
                     Value::text(name),
                     Value::text(excerpt),
                     Value::time(at),
+                ],
+            )));
+            let args = || {
+                vec![
+                    Value::int(*seq as i64),
+                    Value::uuid(*post_id),
                     Value::Uuid(addressee.map(Into::into)),
                     Value::Uuid(commenter.map(Into::into)),
                     Value::uuid(*answers),
@@ -153,41 +190,32 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
             // Whom the comment answers: the anonymous addressee, else the answered item's
             // named author.
             let target = format!(
-                "COALESCE($7, (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $9))"
+                "COALESCE($3, (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $5))"
             );
             // Every follower but the commenter; the addressee among them gets both reasons.
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "INSERT INTO {t} (user_id, seq, post_id, comment_id, name, excerpt, reply, \
-                     followed, created_at) \
-                     SELECT f.user_id, $1, $2, $3, $4, $5, COALESCE(f.user_id = {target}, FALSE), \
-                     TRUE, $6 FROM follows_g{g} f \
-                     WHERE f.post_id = $2 AND f.following \
-                     AND ($8 IS NULL OR f.user_id <> $8)"
+                    "INSERT INTO {t} (user_id, seq, reply, followed) \
+                     SELECT f.user_id, $1, COALESCE(f.user_id = {target}, FALSE), TRUE \
+                     FROM follows_g{g} f \
+                     WHERE f.post_id = $2 AND f.following AND ($4 IS NULL OR f.user_id <> $4)"
                 ),
                 args(),
             )));
             // The addressee who does not follow (any more) still hears of the reply.
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "INSERT INTO {t} (user_id, seq, post_id, comment_id, name, excerpt, \
-                     reply, followed, created_at) \
-                     SELECT x.target, $1, $2, $3, $4, $5, TRUE, FALSE, $6 \
-                     FROM (SELECT {target} AS target) x \
-                     WHERE x.target IS NOT NULL AND ($8 IS NULL OR x.target <> $8) \
+                    "INSERT INTO {t} (user_id, seq, reply, followed) \
+                     SELECT x.target, $1, TRUE, FALSE FROM (SELECT {target} AS target) x \
+                     WHERE x.target IS NOT NULL AND ($4 IS NULL OR x.target <> $4) \
+                     AND $2 IS NOT NULL \
                      ON CONFLICT (user_id, seq) DO NOTHING"
                 ),
                 args(),
             )));
         }
-        InboxChange::Retract { comment_id } => out.push(Write::Stmt(Stmt::new(
-            format!("DELETE FROM {t} WHERE comment_id = $1"),
-            vec![Value::uuid(*comment_id)],
-        ))),
-        InboxChange::ForgetPost { post_id } => out.push(Write::Stmt(Stmt::new(
-            format!("DELETE FROM {t} WHERE post_id = $1"),
-            vec![Value::uuid(*post_id)],
-        ))),
+        InboxChange::Retract { comment_id } => drop("comment_id = $1", Value::uuid(*comment_id)),
+        InboxChange::ForgetPost { post_id } => drop("post_id = $1", Value::uuid(*post_id)),
         InboxChange::ForgetUser { user_id } => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM {t} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
@@ -203,7 +231,7 @@ fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
         out.push(Write::Stmt(Stmt::new(
             format!(
                 "INSERT INTO inbox_pruned_g{g} (id, up_to) \
-                 SELECT 1, MAX(seq) FROM notifications_g{g} WHERE created_at < $1 \
+                 SELECT 1, MAX(seq) FROM inbox_comments_g{g} WHERE created_at < $1 \
                  HAVING MAX(seq) IS NOT NULL \
                  ON CONFLICT (id) DO UPDATE SET up_to = excluded.up_to"
             ),
@@ -212,16 +240,13 @@ fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
     }
 }
 
-const SELECT: &str =
-    "seq, user_id, post_id, comment_id, name, excerpt, reply, followed, created_at";
+const SELECT: &str = "n.seq, n.user_id, c.post_id, c.comment_id, c.name, c.excerpt, n.reply, \
+     n.followed, c.created_at FROM notifications n JOIN inbox_comments c ON c.seq = n.seq";
 
 /// The user's notifications before `before`, newest first.
 pub(crate) fn page(user: UserId, before: Option<Position>, size: usize) -> Stmt {
     Stmt::new(
-        format!(
-            "SELECT {SELECT} FROM notifications WHERE user_id = $1 AND seq < $2 \
-             ORDER BY seq DESC LIMIT $3"
-        ),
+        format!("SELECT {SELECT} WHERE n.user_id = $1 AND n.seq < $2 ORDER BY n.seq DESC LIMIT $3"),
         vec![
             Value::uuid(user),
             Value::int(before.map_or(i64::MAX, |c| c as i64)),
@@ -234,8 +259,8 @@ pub(crate) fn page(user: UserId, before: Option<Position>, size: usize) -> Stmt 
 pub(crate) fn between(user: UserId, after: Position, up_to: Position, size: usize) -> Stmt {
     Stmt::new(
         format!(
-            "SELECT {SELECT} FROM notifications WHERE user_id = $1 AND seq > $2 AND seq <= $3 \
-             ORDER BY seq LIMIT $4"
+            "SELECT {SELECT} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq <= $3 \
+             ORDER BY n.seq LIMIT $4"
         ),
         vec![
             Value::uuid(user),
@@ -250,8 +275,7 @@ pub(crate) fn between(user: UserId, after: Position, up_to: Position, size: usiz
 pub(crate) fn since(after: Position, up_to: Position, size: usize) -> Stmt {
     Stmt::new(
         format!(
-            "SELECT {SELECT} FROM notifications WHERE seq > $1 AND seq <= $2 \
-             ORDER BY seq, user_id LIMIT $3"
+            "SELECT {SELECT} WHERE n.seq > $1 AND n.seq <= $2 ORDER BY n.seq, n.user_id LIMIT $3"
         ),
         vec![
             Value::int(after as i64),
