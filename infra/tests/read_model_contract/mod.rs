@@ -1983,7 +1983,6 @@ fn notify(seq: u64, commenter: UserId, addressee: Option<UserId>, name: &str) ->
         name: name.into(),
         excerpt: format!("comment {seq}"),
         at: t(seq as i64),
-        prune_before: t(0),
     })
 }
 
@@ -2108,11 +2107,11 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
     );
     // The retention drops what is older than a new comment's cut-off, and says how far.
     assert_eq!(store.pruned_up_to().await.expect("pruned"), 0);
-    let mut late = notify(9, d, None, "d");
-    if let Change::Inbox(InboxChange::Notify { prune_before, .. }) = &mut late {
-        *prune_before = t(3);
-    }
-    store.apply("inbox", g, &[late], 8, 9).await.expect("apply");
+    let late = [
+        inbox(InboxChange::Prune { before: t(3) }),
+        notify(9, d, None, "d"),
+    ];
+    store.apply("inbox", g, &late, 8, 9).await.expect("apply");
     assert_eq!(store.pruned_up_to().await.expect("pruned"), 2);
     assert_eq!(
         of(a).await,
@@ -2130,7 +2129,6 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
             name,
             excerpt,
             at,
-            prune_before,
             ..
         }) => inbox(InboxChange::Notify {
             seq,
@@ -2142,7 +2140,6 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
             name,
             excerpt,
             at,
-            prune_before,
         }),
         other => other,
     };

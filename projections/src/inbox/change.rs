@@ -46,8 +46,10 @@ pub enum InboxChange {
         name: String,
         excerpt: String,
         at: DateTime<Utc>,
-        /// Notifications from before this time are dropped (the retention).
-        prune_before: DateTime<Utc>,
+    },
+    /// Notifications of comments from before `before` are dropped (the retention).
+    Prune {
+        before: DateTime<Utc>,
     },
     /// A deleted comment's notifications are withdrawn.
     Retract {

@@ -29,6 +29,10 @@ pub const NAME: &str = "inbox";
 /// over (`event: reset`).
 pub const RETENTION_DAYS: i64 = 30;
 
+/// The retention runs on every event whose position is a multiple of this: rarely enough to
+/// cost nothing per comment, at the same points in every rebuild.
+pub const PRUNE_EVERY: u64 = 1024;
+
 /// Characters of a comment a notification quotes.
 const EXCERPT: usize = 80;
 
@@ -44,6 +48,18 @@ impl Projection for Inbox {
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        let mut changes = self.changes(envelope, event);
+        if envelope.position.is_multiple_of(PRUNE_EVERY) {
+            changes.push(Change::Inbox(InboxChange::Prune {
+                before: envelope.occurred_at - Duration::days(RETENTION_DAYS),
+            }));
+        }
+        changes
+    }
+}
+
+impl Inbox {
+    fn changes(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
         let change = |c| vec![Change::Inbox(c)];
         match event {
             Event::User(UserEvent::UserUnregistered { user_id }) => {
@@ -115,7 +131,6 @@ impl Projection for Inbox {
                     name: shown_name(author),
                     excerpt: body.chars().take(EXCERPT).collect(),
                     at: envelope.occurred_at,
-                    prune_before: envelope.occurred_at - Duration::days(RETENTION_DAYS),
                 })];
                 if let Some(user_id) = crate::feed::named_author(author) {
                     out.push(Change::Inbox(InboxChange::NamedAuthor {

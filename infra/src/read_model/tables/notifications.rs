@@ -28,7 +28,8 @@ pub(crate) const TABLE: Table = Table {
     run: no_run,
 };
 
-/// Each notified comment once: what its notifications show.
+/// Each notified comment once: what its notifications show. A row is here exactly while some
+/// notification refers to it (so a rebuild, which never notified a user who left, agrees).
 pub(crate) const COMMENTS: Table = Table {
     projection: "inbox",
     name: "inbox_comments",
@@ -161,23 +162,7 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
             name,
             excerpt,
             at,
-            prune_before,
         } => {
-            drop("created_at < $1", Value::time(prune_before));
-            out.push(Write::Stmt(Stmt::new(
-                format!(
-                    "INSERT INTO {c} (seq, post_id, comment_id, name, excerpt, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)"
-                ),
-                vec![
-                    Value::int(*seq as i64),
-                    Value::uuid(*post_id),
-                    Value::uuid(*comment_id),
-                    Value::text(name),
-                    Value::text(excerpt),
-                    Value::time(at),
-                ],
-            )));
             let args = || {
                 vec![
                     Value::int(*seq as i64),
@@ -213,13 +198,41 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
                 ),
                 args(),
             )));
+            // The comment's text, once, if it notified anybody.
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "INSERT INTO {c} (seq, post_id, comment_id, name, excerpt, created_at) \
+                     SELECT $1, $2, $3, $4, $5, $6 \
+                     WHERE EXISTS (SELECT 1 FROM {t} WHERE seq = $1)"
+                ),
+                vec![
+                    Value::int(*seq as i64),
+                    Value::uuid(*post_id),
+                    Value::uuid(*comment_id),
+                    Value::text(name),
+                    Value::text(excerpt),
+                    Value::time(at),
+                ],
+            )));
         }
+        InboxChange::Prune { before } => drop("created_at < $1", Value::time(before)),
         InboxChange::Retract { comment_id } => drop("comment_id = $1", Value::uuid(*comment_id)),
         InboxChange::ForgetPost { post_id } => drop("post_id = $1", Value::uuid(*post_id)),
-        InboxChange::ForgetUser { user_id } => out.push(Write::Stmt(Stmt::new(
-            format!("DELETE FROM {t} WHERE user_id = $1"),
-            vec![Value::uuid(*user_id)],
-        ))),
+        InboxChange::ForgetUser { user_id } => {
+            // A comment is kept while somebody's notification shows it.
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "DELETE FROM {c} WHERE seq IN (SELECT seq FROM {t} WHERE user_id = $1) \
+                     AND NOT EXISTS (SELECT 1 FROM {t} n WHERE n.seq = {c}.seq \
+                     AND n.user_id <> $1)"
+                ),
+                vec![Value::uuid(*user_id)],
+            )));
+            out.push(Write::Stmt(Stmt::new(
+                format!("DELETE FROM {t} WHERE user_id = $1"),
+                vec![Value::uuid(*user_id)],
+            )));
+        }
         _ => {}
     }
 }
@@ -227,7 +240,7 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
 /// Before a notification's rows: the retention's mark moves to the highest sequence number
 /// it is about to drop.
 fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
-    if let Change::Inbox(InboxChange::Notify { prune_before, .. }) = change {
+    if let Change::Inbox(InboxChange::Prune { before }) = change {
         out.push(Write::Stmt(Stmt::new(
             format!(
                 "INSERT INTO inbox_pruned_g{g} (id, up_to) \
@@ -235,7 +248,7 @@ fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
                  HAVING MAX(seq) IS NOT NULL \
                  ON CONFLICT (id) DO UPDATE SET up_to = excluded.up_to"
             ),
-            vec![Value::time(prune_before)],
+            vec![Value::time(before)],
         )));
     }
 }
