@@ -100,10 +100,7 @@ impl Writer {
         // Read models are rebuildable from the log, and the checkpoint commits with the rows,
         // so NORMAL (no fsync per commit) can lose only whole recent batches.
         connection
-            .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; \
-                 PRAGMA wal_autocheckpoint = 8000;",
-            )
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
         connection.set_prepared_statement_cache_capacity(64);
