@@ -217,3 +217,29 @@ async fn load_fills_an_empty_store_once() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_notify_scenario_delivers_every_comment_to_every_stream() {
+    let report = bench(&[
+        "notify",
+        "--listeners",
+        "25",
+        "--connections",
+        "2",
+        "--requests",
+        "40",
+    ])
+    .await;
+    assert_eq!(report["operations"]["all"]["errors"], 0, "{report}");
+    assert_eq!(count(&report, "comment"), 40, "{report}");
+    // Every comment on every stream: 25 x 40.
+    assert_eq!(
+        count(&report, "delivered after the answer"),
+        1000,
+        "{report}"
+    );
+    assert_compared(
+        &report,
+        &["delivery to 25 streams p50", "delivery to 25 streams p99"],
+    );
+}
