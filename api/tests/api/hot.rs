@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, position, spawn_app, str_field};
 
 /// The documented score with the default weights: (1 * commenters + 3 * likes - 1 *
-/// dislikes) * 1800 + created_at in Unix seconds.
+/// dislikes + 2 * explicit followers) * 1800 + created_at in Unix seconds.
 fn score(post: &Value) -> i64 {
     let n = |f: &str| post[f].as_i64().unwrap_or_else(|| panic!("{f} in {post}"));
     let created: DateTime<Utc> = post["created_at"]
@@ -15,7 +15,8 @@ fn score(post: &Value) -> i64 {
         .expect("created_at")
         .parse()
         .expect("a time");
-    (n("commenters") + 3 * n("likes") - n("dislikes")) * 1800 + created.timestamp()
+    (n("commenters") + 3 * n("likes") - n("dislikes") + 2 * n("followers")) * 1800
+        + created.timestamp()
 }
 
 async fn react(app: &TestApp, token: &str, post: &str, value: i64) -> Value {
@@ -58,8 +59,18 @@ async fn the_hot_list_follows_the_documented_formula_and_survives_a_rebuild() {
             .expect(201);
         posts.push(str_field(&p, "post_id").to_owned());
     }
-    // posts[1]: two likes (6 points). posts[2]: three commenters, one of them commenting six
-    // times (3 points, not 8). posts[0]: a dislike (-1). posts[3]: nothing.
+    // posts[1]: two likes (6 points). posts[3]: two explicit followers (4). posts[2]: three
+    // commenters, one of them commenting six times (3 points, not 8). posts[0]: a dislike (-1).
+    for u in &users[1..] {
+        app.send(
+            app.client
+                .put(app.url(&format!("/posts/{}/follow", posts[3])))
+                .bearer_auth(&u.token)
+                .json(&json!({"following": true})),
+        )
+        .await
+        .expect(200);
+    }
     react(&app, &users[0].token, &posts[1], 1).await;
     react(&app, &users[1].token, &posts[1], 1).await;
     for u in &users {
@@ -107,7 +118,11 @@ async fn the_hot_list_follows_the_documented_formula_and_survives_a_rebuild() {
         scores.windows(2).all(|w| w[0] >= w[1]),
         "not by score: {scores:?}"
     );
-    assert_eq!(ids(&hot)[..2], [posts[1].clone(), posts[2].clone()]);
+    assert_eq!(by_id(&posts[3])["followers"], 2);
+    assert_eq!(
+        ids(&hot)[..3],
+        [posts[1].clone(), posts[3].clone(), posts[2].clone()]
+    );
     assert_eq!(ids(&hot).last(), Some(&posts[0]));
 
     app.rebuild(&admin.token, "feed").await;
@@ -125,7 +140,7 @@ async fn the_hot_list_follows_the_documented_formula_and_survives_a_rebuild() {
         .await
         .expect(200);
     assert!(!ids(&after).contains(&posts[1]));
-    assert_eq!(ids(&after)[0], posts[2]);
+    assert_eq!(ids(&after)[0], posts[3]);
 
     for bad in ["limit=0", "limit=51", "limit=x"] {
         let reply = app.get(&format!("/posts/hot?{bad}")).await;

@@ -756,3 +756,136 @@ async fn a_stream_on_another_process_is_fed_by_the_projection_and_ends_with_a_lo
     here.assert_no_server_errors();
     there.assert_no_server_errors();
 }
+
+/// Sets the inbox retention's mark as if notifications up to `up_to` had been dropped (the
+/// retention keeps 30 days, which a test cannot wait for).
+async fn pretend_pruned(app: &TestApp, up_to: u64) {
+    let up_to = up_to as i64;
+    match &app.database_url {
+        Some(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
+            let g: i32 = sqlx::query_scalar(
+                "SELECT number FROM generations WHERE projection = 'inbox' AND state = 'live'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("the live inbox");
+            sqlx::query(&format!(
+                "INSERT INTO inbox_pruned_g{g} (id, up_to) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET up_to = excluded.up_to"
+            ))
+            .bind(up_to)
+            .execute(&mut conn)
+            .await
+            .expect("the mark");
+        }
+        None => {
+            let db = rusqlite::Connection::open(app.data.join("readmodels.db")).expect("the file");
+            db.busy_timeout(Duration::from_secs(5)).expect("a timeout");
+            let g: i64 = db
+                .query_row(
+                    "SELECT number FROM generations WHERE projection = 'inbox' AND state = 'live'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("the live inbox");
+            db.execute(
+                &format!("INSERT OR REPLACE INTO inbox_pruned_g{g} (id, up_to) VALUES (1, ?1)"),
+                [up_to],
+            )
+            .expect("the mark");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_further_behind_than_the_retention_is_told_to_reset_then_gets_live_events() {
+    let app = spawn_app().await;
+    let (a, b) = (app.new_user("nreseta").await, app.new_user("nresetb").await);
+    let post = named_post(&app, &a).await;
+    let mut last = Value::Null;
+    for i in 0..3 {
+        last = app
+            .comment(
+                &b.token,
+                &post,
+                &json!({"body": format!("{i}"), "anonymous": false}),
+            )
+            .await
+            .expect(201);
+    }
+    notifications(&app, &a, position(&last)).await;
+    pretend_pruned(&app, position(&last) - 1).await;
+    // From 1: further back than what is kept.
+    let mut stream = Stream::open(&app, &a.token, Some(1)).await;
+    let first = stream
+        .next(Duration::from_secs(5))
+        .await
+        .expect("open")
+        .expect("an event");
+    assert_eq!(first.event, "reset");
+    assert!(first.id.is_none());
+    assert_eq!(
+        stream.next(Duration::from_millis(500)).await,
+        Ok(None),
+        "no replay"
+    );
+    let live = app
+        .comment(&b.token, &post, &json!({"body": "live", "anonymous": true}))
+        .await
+        .expect(201);
+    let next = stream
+        .next(Duration::from_secs(10))
+        .await
+        .expect("open")
+        .expect("the live event");
+    assert_eq!(seq(&next), position(&live));
+    // From the last one kept: no reset.
+    let mut kept = Stream::open(&app, &a.token, Some(position(&last) - 1)).await;
+    let got = kept.drain(Duration::from_millis(700)).await;
+    assert_eq!(
+        got.iter().map(seq).collect::<Vec<_>>(),
+        vec![position(&last), position(&live)]
+    );
+}
+
+#[tokio::test]
+async fn a_user_may_hold_only_so_many_streams_open() {
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.rate_limits.enabled = true;
+        s.rate_limits.streams_per_user = 2;
+    })
+    .await;
+    let a = app.new_user("nstreamcap").await;
+    let one = Stream::open(&app, &a.token, None).await;
+    let _two = Stream::open(&app, &a.token, None).await;
+    let third = app
+        .send(
+            app.client
+                .get(app.url("/me/notifications/stream"))
+                .bearer_auth(&a.token),
+        )
+        .await;
+    third.expect_problem(429);
+    // A closed stream frees its place.
+    drop(one);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = app
+            .client
+            .get(app.url("/me/notifications/stream"))
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .expect("an answer");
+        if reply.status() == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
