@@ -26,7 +26,10 @@
 //! - `UserRegistered`: `user_id` is `user(u)`; `email` becomes `<hex>@pseudonymised.invalid`
 //!   and `username` a keyed hash `u_<hex>` (a username is public, so it would link the pseudonym
 //!   to a person), both under the key `user(u)`; `password_hash` is always shredded, known or
-//!   not. `AdminGranted`, `UserUnregistered`: `user(u)`.
+//!   not. `AdminGranted`, `UserUnregistered`: `user(u)`. `NotificationsRead`, `FavouriteSet`,
+//!   `FavouriteRemoved`: `user(u)`, and their sealed value (a read mark, which is the position
+//!   of a comment the user was told of; a favourite post and its folder) always shredded: what
+//!   a user follows, wrote or keeps is theirs.
 //! - `SessionStarted`: `user(u)`, `token_hash` emptied; session ids stay (they are random and
 //!   useless without the token's secret half). `SessionEnded`: `user(u)`.
 //! - `IdentityReserved`: `owner` is a personal value under a reservation handle (in an old log,
@@ -57,6 +60,11 @@
 //!   named post opened it, gets an id for that post alone (label `reacted:<post>:<u>`), which
 //!   joins nothing even if the post were anonymous. `PollVoted`: the `voter` handle (one
 //!   user's in one poll only) is replaced by its keyed hash, label `vote:<handle>`; no actor.
+//! - `CommentAdded`'s `addressee` (the anonymous author a comment answers, sealed under their
+//!   token) is always shredded, its key hashed as the comment's: the export names that author
+//!   by their own item already. `FollowSet`: the `follower`, sealed under a follow handle, gets
+//!   an id for that post alone (label `reacted:<post>:<u>`), its key the handle's keyed hash;
+//!   `followers` is public.
 //! - `ReactionSet`: the `reactor` handle (one user's on one item only) is replaced by its
 //!   keyed hash, label `reaction:<handle>`; the counts are public. It has no `metadata.actor`
 //!   (reactions are decided unnamed); were one there, it would get an id for that item alone,

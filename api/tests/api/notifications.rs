@@ -889,3 +889,26 @@ async fn a_user_may_hold_only_so_many_streams_open() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_quiet_stream_gets_a_heartbeat_every_25_seconds() {
+    let app = spawn_app().await;
+    let a = app.new_user("nheartbeat").await;
+    let mut stream = Stream::open(&app, &a.token, None).await;
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        if stream.buffer.contains(": heartbeat") {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, stream.response.chunk()).await {
+            Ok(Ok(Some(bytes))) => stream.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("no heartbeat within 30 s: {other:?}"),
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(20) && waited <= Duration::from_secs(27),
+        "a heartbeat after {waited:?}"
+    );
+}
