@@ -268,18 +268,14 @@ pub async fn mark_read(
         ));
     }
     let user = auth.actor.user_id;
-    let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
-    let outcome = state
-        .handler
-        .execute::<User>(
-            &user.stream(),
-            &UserCommand::MarkNotificationsRead { up_to: body.up_to },
-            &(),
-            &ctx,
-        )
-        .await?;
-    let recorded = !outcome.events.is_empty();
-    let read_up_to = if recorded {
+    let outcome = run_on_user(
+        &state,
+        &auth,
+        request_id.as_deref(),
+        &UserCommand::MarkNotificationsRead { up_to: body.up_to },
+    )
+    .await?;
+    let read_up_to = if !outcome.events.is_empty() {
         body.up_to
     } else {
         state
@@ -291,7 +287,7 @@ pub async fn mark_read(
     };
     Ok(Json(MarkReadDone {
         read_up_to,
-        position: if recorded { outcome.position } else { 0 },
+        position: recorded_at(&outcome),
     }))
 }
 
@@ -574,11 +570,7 @@ pub async fn favourite(
     Ok(Json(FavouriteDone {
         post_id,
         folder: folder.map(|f| f.as_str().to_owned()),
-        position: if outcome.events.is_empty() {
-            0
-        } else {
-            outcome.position
-        },
+        position: recorded_at(&outcome),
     }))
 }
 
@@ -601,12 +593,18 @@ pub async fn unfavourite(
     )
     .await?;
     Ok(Json(crate::routes::auth::CommandDone {
-        position: if outcome.events.is_empty() {
-            0
-        } else {
-            outcome.position
-        },
+        position: recorded_at(&outcome),
     }))
+}
+
+/// The position of what a command recorded; 0 when it recorded nothing (a choice already
+/// made).
+fn recorded_at<E>(outcome: &commands::Outcome<E>) -> Position {
+    if outcome.events.is_empty() {
+        0
+    } else {
+        outcome.position
+    }
 }
 
 async fn run_on_user(

@@ -117,6 +117,37 @@ async fn notifications(app: &TestApp, user: &TestUser, after: u64) -> Value {
         .expect(200)
 }
 
+/// A comment by `user` on `post`, accepted.
+async fn say(app: &TestApp, user: &TestUser, post: &str, body: &str, anonymous: bool) -> Value {
+    app.comment(
+        &user.token,
+        post,
+        &json!({"body": body, "anonymous": anonymous}),
+    )
+    .await
+    .expect(201)
+}
+
+/// `user` follows `post` (or stops), accepted.
+async fn follow(app: &TestApp, user: &TestUser, post: &str, following: bool) -> Value {
+    app.send(
+        app.client
+            .put(app.url(&format!("/posts/{post}/follow")))
+            .bearer_auth(&user.token)
+            .json(&json!({"following": following})),
+    )
+    .await
+    .expect(200)
+}
+
+/// Whether `user` has no notification, once the inbox has reached `after`.
+async fn nothing_for(app: &TestApp, user: &TestUser, after: u64) -> bool {
+    notifications(app, user, after).await["items"]
+        .as_array()
+        .expect("items")
+        .is_empty()
+}
+
 fn reasons(n: &Value) -> Vec<String> {
     n["reasons"]
         .as_array()
@@ -136,14 +167,7 @@ async fn a_reply_notifies_its_addressee_and_the_followers_once_and_never_the_com
     );
     let post = named_post(&app, &a).await;
     // B comments on A's post: A gets a "reply" (and follows the post as its author).
-    let b_comment = app
-        .comment(
-            &b.token,
-            &post,
-            &json!({"body": "I do", "anonymous": false}),
-        )
-        .await
-        .expect(201);
+    let b_comment = say(&app, &b, &post, "I do", false).await;
     let seen = notifications(&app, &a, position(&b_comment)).await;
     assert_eq!(seen["unread"], 1);
     let items = seen["items"].as_array().expect("items");
@@ -151,13 +175,7 @@ async fn a_reply_notifies_its_addressee_and_the_followers_once_and_never_the_com
     assert_eq!(reasons(&items[0]), ["reply", "followed"]);
     assert_eq!(items[0]["name"], "nmatrixb");
     assert_eq!(items[0]["comment_id"], b_comment["comment_id"]);
-    assert!(
-        notifications(&app, &b, 0).await["items"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
-        "nothing to the commenter"
-    );
+    assert!(nothing_for(&app, &b, 0).await, "nothing to the commenter");
 
     // C replies to B's comment anonymously: B gets a "reply", A a "followed", C nothing.
     let c_reply = app
@@ -182,12 +200,7 @@ async fn a_reply_notifies_its_addressee_and_the_followers_once_and_never_the_com
     assert_eq!(reasons(&to_a[0]), ["followed"]);
     assert_eq!(to_a[0]["name"], pseudonym.as_str());
     assert_eq!(to_a[0]["seq"].as_u64(), Some(after));
-    assert!(
-        notifications(&app, &c, after).await["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_for(&app, &c, after).await);
     // Nothing but C's own account answers (registration, login) carries C's id or username.
     for reply in app.replies() {
         let text = reply.everything();
@@ -255,14 +268,7 @@ async fn following_is_automatic_and_can_be_turned_off_and_on() {
         app.new_user("nfollowc").await,
     );
     let post = named_post(&app, &a).await;
-    let first = app
-        .comment(
-            &b.token,
-            &post,
-            &json!({"body": "first", "anonymous": true}),
-        )
-        .await
-        .expect(201);
+    let first = say(&app, &b, &post, "first", true).await;
     let following = app
         .get_auth(
             &format!("/me/following?after={}", position(&first)),
@@ -274,47 +280,19 @@ async fn following_is_automatic_and_can_be_turned_off_and_on() {
     assert_eq!(following["items"][0]["explicit"], false);
 
     // B turns it off: C's comment tells A (the author) but not B.
-    let off = app
-        .send(
-            app.client
-                .put(app.url(&format!("/posts/{post}/follow")))
-                .bearer_auth(&b.token)
-                .json(&json!({"following": false})),
-        )
-        .await
-        .expect(200);
+    let off = follow(&app, &b, &post, false).await;
     assert_eq!(off["followers"], 0);
     assert!(position(&off) > 0);
     let head = app.head().await;
-    let again = app
-        .send(
-            app.client
-                .put(app.url(&format!("/posts/{post}/follow")))
-                .bearer_auth(&b.token)
-                .json(&json!({"following": false})),
-        )
-        .await
-        .expect(200);
+    let again = follow(&app, &b, &post, false).await;
     assert_eq!(
         again["position"], 0,
         "the same choice again records nothing"
     );
     assert_eq!(app.head().await, head);
-    let c_comment = app
-        .comment(
-            &c.token,
-            &post,
-            &json!({"body": "second", "anonymous": false}),
-        )
-        .await
-        .expect(201);
+    let c_comment = say(&app, &c, &post, "second", false).await;
     let after = position(&c_comment);
-    assert!(
-        notifications(&app, &b, after).await["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_for(&app, &b, after).await);
     assert_eq!(
         notifications(&app, &a, after).await["items"]
             .as_array()
@@ -330,29 +308,14 @@ async fn following_is_automatic_and_can_be_turned_off_and_on() {
 
     // A stranger follows explicitly: counted, listed, told of the next comment.
     let stranger = app.new_user("nfollowd").await;
-    let on = app
-        .send(
-            app.client
-                .put(app.url(&format!("/posts/{post}/follow")))
-                .bearer_auth(&stranger.token)
-                .json(&json!({"following": true})),
-        )
-        .await
-        .expect(200);
+    let on = follow(&app, &stranger, &post, true).await;
     assert_eq!(on["followers"], 1);
     let shown = app
         .get(&format!("/posts/{post}?after={}", position(&on)))
         .await
         .expect(200);
     assert_eq!(shown["followers"], 1);
-    let third = app
-        .comment(
-            &c.token,
-            &post,
-            &json!({"body": "third", "anonymous": false}),
-        )
-        .await
-        .expect(201);
+    let third = say(&app, &c, &post, "third", false).await;
     let told = notifications(&app, &stranger, position(&third)).await;
     assert_eq!(reasons(&told["items"][0]), ["followed"]);
     let listed = app
@@ -370,10 +333,7 @@ async fn a_resumed_stream_gets_exactly_what_it_missed_in_order_then_live_events(
     let post = named_post(&app, &a).await;
     let mut stream = Stream::open(&app, &a.token, None).await;
     // Event n.
-    let n = app
-        .comment(&b.token, &post, &json!({"body": "n", "anonymous": false}))
-        .await
-        .expect(201);
+    let n = say(&app, &b, &post, "n", false).await;
     let first = stream
         .next(Duration::from_secs(10))
         .await
@@ -385,14 +345,8 @@ async fn a_resumed_stream_gets_exactly_what_it_missed_in_order_then_live_events(
     assert_eq!(data["comment_id"], n["comment_id"]);
     drop(stream);
     // n+1 and n+2 while disconnected.
-    let n1 = app
-        .comment(&b.token, &post, &json!({"body": "n+1", "anonymous": true}))
-        .await
-        .expect(201);
-    let n2 = app
-        .comment(&b.token, &post, &json!({"body": "n+2", "anonymous": false}))
-        .await
-        .expect(201);
+    let n1 = say(&app, &b, &post, "n+1", true).await;
+    let n2 = say(&app, &b, &post, "n+2", false).await;
     let mut resumed = Stream::open(&app, &a.token, Some(position(&n))).await;
     let missed = resumed.drain(Duration::from_millis(700)).await;
     assert_eq!(
@@ -401,10 +355,7 @@ async fn a_resumed_stream_gets_exactly_what_it_missed_in_order_then_live_events(
         "exactly n+1 and n+2, in order: {missed:?}"
     );
     // Then live ones.
-    let n3 = app
-        .comment(&b.token, &post, &json!({"body": "n+3", "anonymous": false}))
-        .await
-        .expect(201);
+    let n3 = say(&app, &b, &post, "n+3", false).await;
     let live = resumed
         .next(Duration::from_secs(10))
         .await
@@ -432,10 +383,7 @@ async fn events_caused_while_a_stream_connects_arrive_exactly_once() {
     let app = std::sync::Arc::new(spawn_app().await);
     let (a, b) = (app.new_user("nracea").await, app.new_user("nraceb").await);
     let post = named_post(&app, &a).await;
-    let first = app
-        .comment(&b.token, &post, &json!({"body": "0", "anonymous": false}))
-        .await
-        .expect(201);
+    let first = say(&app, &b, &post, "0", false).await;
     // Comments keep coming while streams connect, resuming from the first.
     let writer = {
         let (app, token, post) = (app.clone(), b.token.clone(), post.clone());
@@ -713,10 +661,7 @@ async fn a_stream_on_another_process_is_fed_by_the_projection_and_ends_with_a_lo
     .await;
     let (a, b) = (here.new_user("ntwoa").await, here.new_user("ntwob").await);
     let post = named_post(&here, &a).await;
-    let first = here
-        .comment(&b.token, &post, &json!({"body": "one", "anonymous": true}))
-        .await
-        .expect(201);
+    let first = say(&here, &b, &post, "one", true).await;
     // `there` answers once it has observed the users projection's progress.
     there
         .get_auth(&format!("/me?after={}", position(&first)), &a.token)
@@ -728,10 +673,7 @@ async fn a_stream_on_another_process_is_fed_by_the_projection_and_ends_with_a_lo
         missed.iter().map(seq).collect::<Vec<_>>(),
         vec![position(&first)]
     );
-    let second = here
-        .comment(&b.token, &post, &json!({"body": "two", "anonymous": false}))
-        .await
-        .expect(201);
+    let second = say(&here, &b, &post, "two", false).await;
     let live = stream
         .next(Duration::from_secs(10))
         .await
@@ -806,14 +748,7 @@ async fn a_stream_further_behind_than_the_retention_is_told_to_reset_then_gets_l
     let post = named_post(&app, &a).await;
     let mut last = Value::Null;
     for i in 0..3 {
-        last = app
-            .comment(
-                &b.token,
-                &post,
-                &json!({"body": format!("{i}"), "anonymous": false}),
-            )
-            .await
-            .expect(201);
+        last = say(&app, &b, &post, &format!("{i}"), false).await;
     }
     notifications(&app, &a, position(&last)).await;
     pretend_pruned(&app, position(&last) - 1).await;
@@ -831,10 +766,7 @@ async fn a_stream_further_behind_than_the_retention_is_told_to_reset_then_gets_l
         Ok(None),
         "no replay"
     );
-    let live = app
-        .comment(&b.token, &post, &json!({"body": "live", "anonymous": true}))
-        .await
-        .expect(201);
+    let live = say(&app, &b, &post, "live", true).await;
     let next = stream
         .next(Duration::from_secs(10))
         .await
