@@ -176,6 +176,9 @@ pub struct PostDto {
     pub followers: i64,
     /// The post's poll, if it has one: options and votes per option (voters are never shown).
     pub poll: Option<PollDto>,
+    /// Your own reaction and vote: only in `GET /posts/{id}` sent with a bearer token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mine: Option<MineDto>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
 }
@@ -205,6 +208,7 @@ impl From<PostView> for PostDto {
                 options: p.options,
                 counts: p.counts,
             }),
+            mine: None,
             created_at: v.created_at,
             last_activity_at: v.last_activity_at,
         }
@@ -316,14 +320,6 @@ pub struct MineDto {
     pub vote: Option<i64>,
 }
 
-/// A post as a signed-in reader sees it: the public post and their own marks on it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PostForReader {
-    #[serde(flatten)]
-    pub post: PostDto,
-    pub mine: MineDto,
-}
-
 /// One live post. Signed in (a bearer token), the answer adds `mine`: your reaction and your
 /// vote; nobody else's are ever shown.
 #[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "posts",
@@ -385,12 +381,12 @@ async fn post_for_reader(
         )
         .await?;
     let value_of = |h: &str| marks.iter().find(|(k, _)| k == h).map(|(_, v)| *v);
-    let answer = PostForReader {
-        post: PostDto::from(post),
-        mine: MineDto {
+    let answer = PostDto {
+        mine: Some(MineDto {
             reaction: value_of(reaction.as_str()).unwrap_or(0),
             vote: value_of(vote.as_str()),
-        },
+        }),
+        ..PostDto::from(post)
     };
     Ok((projection_headers(position), Json(answer)).into_response())
 }
