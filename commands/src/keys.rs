@@ -34,6 +34,10 @@ use uuid::Uuid;
 /// What the key-encryption key is derived under from the server secret.
 const KEK_LABEL: &[u8] = b"treehole data keys v1";
 const NONCE_LEN: usize = 24;
+/// The authentication tag XChaCha20-Poly1305 appends.
+const TAG_LEN: usize = 16;
+/// The bytes of a user id as sealed plaintext: a JSON string of a hyphenated UUID.
+const SEALED_USER_ID: usize = 38;
 
 /// Where wrapped data keys and key handles live: beside the log, never in it. Implemented in
 /// `infra` (a table in the SQLite file, or in the PostgreSQL database).
@@ -589,10 +593,12 @@ impl Keys {
         let mut keys = Vec::with_capacity(wanted.len());
         for k in wanted {
             let k = k.ok_or_else(|| KeyError::NoKey("a value without a key".into()))?;
-            let key = self
-                .key_of(&k)
-                .await?
-                .ok_or_else(|| KeyError::NoKey(k.to_string()))?;
+            let key = self.key_of(&k).await?;
+            // A user's own key must exist to seal under it; a handle whose user has left is
+            // sealed as noise (see below).
+            if key.is_none() && k.as_user().is_some() {
+                return Err(KeyError::NoKey(k.to_string()));
+            }
             keys.push((k, key));
         }
         let event_id = event.event_id;
@@ -608,6 +614,23 @@ impl Keys {
             // without a system call per value.
             let mut nonce = [0u8; NONCE_LEN];
             rand::thread_rng().fill_bytes(&mut nonce);
+            let Some(key) = key else {
+                // The value names a handle whose user left (a reply's addressee, the author of
+                // the comment answered): random bytes as long as a sealed user id stand in its
+                // place, which nobody can tell from a ciphertext, so that the log does not say
+                // when an anonymous author left. It reads as unknown, like any value whose key
+                // is gone.
+                let len = if v[OPEN].get("value").is_some() {
+                    plain.len()
+                } else {
+                    SEALED_USER_ID
+                };
+                let mut noise = vec![0u8; len + TAG_LEN];
+                rand::thread_rng().fill_bytes(&mut noise);
+                let ct = URL_SAFE_NO_PAD.encode([nonce.as_slice(), &noise].concat());
+                *v = serde_json::json!({ SEALED: { "key": k, "ct": ct } });
+                return Ok(());
+            };
             let ct = key
                 .cipher
                 .encrypt(
@@ -845,6 +868,67 @@ mod tests {
             data: e.data.clone(),
             metadata: Metadata::default(),
         }
+    }
+
+    /// A `CommentAdded` answering an anonymous author (under their token), as the Post
+    /// aggregate makes it, with or without their id known.
+    fn reply_to(token: &AuthorToken, addressee: Option<UserId>, author: UserId) -> NewEvent {
+        let post_id = PostId::new(Uuid::from_u128(1));
+        let addressee = match addressee {
+            Some(u) => Personal::new(token.key_ref(), u),
+            None => Personal::shredded(token.key_ref()),
+        };
+        let e = domain::post::PostEvent::CommentAdded {
+            post_id,
+            comment_id: CommentId::new(Uuid::now_v7()),
+            author: domain::post::Author::named(author, "bob"),
+            anonymous: false,
+            is_host: false,
+            body: "re".into(),
+            reply_to: None,
+            new_commenter: true,
+            addressee: Some(addressee),
+        };
+        NewEvent::from_domain(&e, Uuid::now_v7(), Utc::now(), Metadata::default())
+    }
+
+    #[tokio::test]
+    async fn a_value_under_the_handle_of_a_user_who_left_is_sealed_as_noise_of_the_same_length() {
+        let keys = Keys::new(Arc::new(MapStore::default()), b"secret");
+        let (gone, replier) = (UserId::new(Uuid::now_v7()), UserId::new(Uuid::now_v7()));
+        keys.create(replier).await.unwrap();
+        let token = keys
+            .author_token(gone, PostId::new(Uuid::from_u128(1)))
+            .await
+            .unwrap();
+        let ct_len = |e: &NewEvent| {
+            e.data["addressee"][SEALED]["ct"]
+                .as_str()
+                .expect("sealed")
+                .len()
+        };
+        let mut live = reply_to(&token, Some(gone), replier);
+        keys.seal(&mut live).await.unwrap();
+        keys.shred(gone).await.unwrap();
+        // Known (a cached state) or not, the value is sealed, as long as a real one.
+        for known in [Some(gone), None] {
+            let mut after = reply_to(&token, known, replier);
+            keys.seal(&mut after).await.unwrap();
+            assert_eq!(ct_len(&after), ct_len(&live));
+            assert!(!after.data.to_string().contains(&gone.to_string()));
+            let mut env = stored(&after);
+            keys.open(&mut env).await.unwrap();
+            assert!(
+                env.data["addressee"].get(SEALED).is_some(),
+                "it stays sealed"
+            );
+        }
+        // A user's own key is still needed for values named by their id.
+        let mut named = registered(gone);
+        assert!(matches!(
+            keys.seal(&mut named).await,
+            Err(KeyError::NoKey(_))
+        ));
     }
 
     #[tokio::test]

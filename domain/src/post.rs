@@ -243,8 +243,8 @@ pub enum PostEvent {
         /// Whom this comment answers when that is an anonymous author (of the comment replied
         /// to, else of the post): their id sealed under their author token, which their item
         /// shows already, so that the notification inbox can tell them without keeping a table
-        /// of who wrote what anonymously. Absent for a named author (their item names them),
-        /// when the author left (their key is gone), and in logs written before it existed.
+        /// of who wrote what anonymously. Absent for a named author (their item names them) and
+        /// in logs written before it existed; present, unreadable, when the author has left.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addressee: Option<Personal<UserId>>,
     },
@@ -656,8 +656,9 @@ impl Aggregate for Post {
                 }
                 // Only an anonymous addressee: a named one is public on their item, which the
                 // read side knows by its id (a user id here would stand in clear beside
-                // anonymous content).
-                .filter(|a| a.get().is_some() && a.key().as_user().is_none())
+                // anonymous content). Present whether or not their id can still be read, so
+                // that the log does not say when they left (see `commands::keys`).
+                .filter(|a| a.key().as_user().is_none())
                 .cloned();
                 Ok(vec![PostEvent::CommentAdded {
                     post_id,

@@ -844,3 +844,45 @@ async fn a_quiet_stream_gets_a_heartbeat_every_25_seconds() {
         "a heartbeat after {waited:?}"
     );
 }
+
+/// A reply to an anonymous author who has left is accepted, and its event carries a sealed
+/// addressee as any other does: the log does not say when the author left.
+#[tokio::test]
+async fn a_reply_to_an_author_who_left_looks_like_any_other_in_the_log() {
+    let app = spawn_app().await;
+    let (a, b, c) = (
+        app.new_user("nlefta").await,
+        app.new_user("nleftb").await,
+        app.new_user("nleftc").await,
+    );
+    let post = named_post(&app, &a).await;
+    let before = say(&app, &b, &post, "still here", true).await;
+    app.request_code(&b.email).await.expect(202);
+    let code = app.code_for(&b.email);
+    crate::privacy::unregister(&app, &b.token, crate::helpers::PASSWORD, &code)
+        .await
+        .expect(200);
+    let reply = app
+        .comment(
+            &c.token,
+            &post,
+            &json!({"body": "where did you go?", "anonymous": true,
+                    "reply_to": before["comment_id"]}),
+        )
+        .await
+        .expect(201);
+    let stored = app
+        .event_store()
+        .read_all(position(&reply) - 1, 1)
+        .await
+        .expect("the log");
+    let sealed = &stored[0].data["addressee"]["$sealed"];
+    assert!(
+        sealed["ct"].as_str().is_some_and(|ct| ct.len() > 40),
+        "{sealed}"
+    );
+    // Nobody is told: the author is gone, and A follows the post only.
+    let to_a = notifications(&app, &a, position(&reply)).await;
+    assert_eq!(reasons(&to_a["items"][0]), ["followed"]);
+    app.assert_no_server_errors();
+}

@@ -254,7 +254,7 @@ async fn the_stored_log_and_a_raw_export_keep_personal_data_and_authorship_secre
     app.assert_no_server_errors();
 }
 
-async fn unregister(
+pub(crate) async fn unregister(
     app: &TestApp,
     token: &str,
     password: &str,
