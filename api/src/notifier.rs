@@ -86,11 +86,6 @@ impl Notifier {
         })
     }
 
-    /// Open streams in this process.
-    pub fn open(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
     fn deliver(&self, rows: Vec<NotificationView>) {
         let mut streams = self.lock();
         for row in rows {

@@ -479,11 +479,6 @@ impl Post {
         self.follows.values().filter(|f| **f).count() as u64
     }
 
-    /// The explicit follow choice of the holder of follow handle `handle`, if they made one.
-    pub fn follow_choice(&self, handle: &KeyRef) -> Option<bool> {
-        self.follows.get(handle).copied()
-    }
-
     /// The post's poll, if it has one.
     pub fn poll(&self) -> Option<&Poll> {
         self.poll.as_ref()

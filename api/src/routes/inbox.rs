@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use domain::post::{PostCommand, PostEvent};
 use domain::user::{User, UserCommand};
 use domain::{CommentId, Personal, Position, PostId};
-use futures::Stream;
 use projections::inbox::{self, NotificationView};
 use projections::users;
 use serde::{Deserialize, Serialize};
@@ -353,13 +352,8 @@ pub async fn stream(
     let events = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
-    Ok(sse(events).into_response())
-}
-
-fn sse(
-    events: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static,
-) -> impl IntoResponse {
-    Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"));
+    Ok(sse.into_response())
 }
 
 /// Where a stream resumes: `Last-Event-ID` or `?after=`, which must agree when both are given.
