@@ -7,6 +7,7 @@ use crate::envelope::Envelope;
 use crate::model::ModelEvent;
 use crate::post::PostEvent;
 use crate::reservation::ReservationEvent;
+use crate::sanction::SanctionEvent;
 use crate::session::SessionEvent;
 use crate::task::TaskEvent;
 use crate::user::UserEvent;
@@ -24,6 +25,7 @@ pub enum Event {
     Model(ModelEvent),
     Task(TaskEvent),
     Worker(WorkerEvent),
+    Sanction(SanctionEvent),
 }
 
 impl Event {
@@ -50,6 +52,8 @@ impl Event {
             TaskEvent::decode(t, s, d).map(Event::Task)
         } else if WorkerEvent::TYPES.contains(&t) {
             WorkerEvent::decode(t, s, d).map(Event::Worker)
+        } else if SanctionEvent::TYPES.contains(&t) {
+            SanctionEvent::decode(t, s, d).map(Event::Sanction)
         } else {
             Err(DecodeError {
                 event_type: t.to_owned(),
@@ -74,6 +78,7 @@ impl Event {
             Event::Model(e) => parts(e),
             Event::Task(e) => parts(e),
             Event::Worker(e) => parts(e),
+            Event::Sanction(e) => parts(e),
         }
     }
 
@@ -88,6 +93,7 @@ impl Event {
             ModelEvent::TYPES,
             TaskEvent::TYPES,
             WorkerEvent::TYPES,
+            SanctionEvent::TYPES,
         ]
         .into_iter()
         .flatten()

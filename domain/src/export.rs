@@ -26,7 +26,7 @@
 //! - `UserRegistered`: `user_id` is `user(u)`; `email` becomes `<hex>@pseudonymised.invalid`
 //!   and `username` a keyed hash `u_<hex>` (a username is public, so it would link the pseudonym
 //!   to a person), both under the key `user(u)`; `password_hash` is always shredded, known or
-//!   not. `AdminGranted`, `UserUnregistered`: `user(u)`. `NotificationsRead`, `FavouriteSet`,
+//!   not. `AdminGranted`, `ModeratorGranted`, `ModeratorRevoked`, `UserUnregistered`: `user(u)`. `NotificationsRead`, `FavouriteSet`,
 //!   `FavouriteRemoved`: `user(u)`, and their sealed value (a read mark, which is the position
 //!   of a comment the user was told of; a favourite post and its folder) always shredded: what
 //!   a user follows, wrote or keeps is theirs.
@@ -69,6 +69,17 @@
 //!   keyed hash, label `reaction:<handle>`; the counts are public. It has no `metadata.actor`
 //!   (reactions are decided unnamed); were one there, it would get an id for that item alone,
 //!   label `reacted:<item>:<u>`.
+//! - `ItemReported`: the `reporter` handle (one user's on one item only) becomes a new handle,
+//!   its keyed hash, and the report's `text` (sealed under it) is always shredded: what a
+//!   reporter wrote is theirs, and moderators read it in the queue. Reports are decided
+//!   unnamed; an actor, were one there, would get an id for that item alone. `ItemFolded`,
+//!   `ItemUnfolded`, `ItemRemoved`, `ItemRestored`: as they are (reasons, notes and roles are
+//!   public in the moderation log); the moderator in `metadata.actor` gets `user(u)`.
+//! - `SanctionImposed`: the `subject` (sealed under a handle for that sanction alone) and the
+//!   `terms` (step and dates, which would tell how many sanctions came before) are always
+//!   shredded, their key the handle's keyed hash; item, reason and role are public.
+//!   `SanctionAppealed`: its text always shredded. `AppealDecided`: as it is. Sanctions and
+//!   appeals are decided unnamed; a moderator deciding an appeal is `user(u)`.
 //! - `metadata.actor` follows the event's actor field; an actor that is not a UUID (such as
 //!   `operator`) is hashed as a user id would be. Correlation and causation ids (request ids)
 //!   stay.
@@ -88,6 +99,7 @@ use crate::model::ModelEvent;
 use crate::personal::{AuthorToken, ItemHandle, KeyRef, Personal};
 use crate::post::{Author, PostEvent};
 use crate::reservation::ReservationEvent;
+use crate::sanction::SanctionEvent;
 use crate::session::SessionEvent;
 use crate::task::TaskEvent;
 use crate::user::UserEvent;
@@ -276,6 +288,11 @@ impl Pseudonymiser {
                 stream.clone(),
                 Acting::Named,
             ),
+            Event::Sanction(e) => (
+                Event::Sanction(self.sanction_event(e)),
+                stream.clone(),
+                Acting::Named,
+            ),
         };
         let (event_type, schema, data) = event.encode();
         Ok(Envelope {
@@ -320,6 +337,12 @@ impl Pseudonymiser {
                 password_hash: Personal::shredded(self.key_ref(password_hash.key())),
             },
             UserEvent::AdminGranted { user_id } => UserEvent::AdminGranted {
+                user_id: self.user_id(Acting::Named, user_id),
+            },
+            UserEvent::ModeratorGranted { user_id } => UserEvent::ModeratorGranted {
+                user_id: self.user_id(Acting::Named, user_id),
+            },
+            UserEvent::ModeratorRevoked { user_id } => UserEvent::ModeratorRevoked {
                 user_id: self.user_id(Acting::Named, user_id),
             },
             UserEvent::UserUnregistered { user_id } => UserEvent::UserUnregistered {
@@ -561,6 +584,62 @@ impl Pseudonymiser {
                 };
                 (event, acting)
             }
+            // Like a reaction: a handle for this item alone, hashed again; the text shredded.
+            PostEvent::ItemReported {
+                post_id,
+                comment_id,
+                reporter,
+                reason,
+                text,
+                reports,
+                weight,
+            } => {
+                let item = comment_id.map_or(post_id.as_uuid(), |c| c.as_uuid());
+                let acting = Acting::Reacting(item);
+                let event = PostEvent::ItemReported {
+                    post_id,
+                    comment_id,
+                    reporter: KeyRef::handle(self.hex(&format!("report:{reporter}"))),
+                    reason,
+                    text: text.map(|t| Personal::shredded(self.key_ref_as(acting, t.key()))),
+                    reports,
+                    weight,
+                };
+                (event, acting)
+            }
+            e @ (PostEvent::ItemFolded { .. }
+            | PostEvent::ItemUnfolded { .. }
+            | PostEvent::ItemRemoved { .. }
+            | PostEvent::ItemRestored { .. }) => (e, Acting::Named),
+        }
+    }
+
+    /// A sanction event: whom and on what terms is never exported.
+    fn sanction_event(&self, event: SanctionEvent) -> SanctionEvent {
+        let shred = |key: &KeyRef| KeyRef::handle(self.hex(&format!("handle:{key}")));
+        match event {
+            SanctionEvent::SanctionImposed {
+                sanction_id,
+                item,
+                reason,
+                by,
+                subject,
+                terms,
+            } => SanctionEvent::SanctionImposed {
+                sanction_id,
+                item,
+                reason,
+                by,
+                subject: Personal::shredded(shred(subject.key())),
+                terms: Personal::shredded(shred(terms.key())),
+            },
+            SanctionEvent::SanctionAppealed { sanction_id, text } => {
+                SanctionEvent::SanctionAppealed {
+                    sanction_id,
+                    text: text.map(|t| Personal::shredded(shred(t.key()))),
+                }
+            }
+            e @ SanctionEvent::AppealDecided { .. } => e,
         }
     }
 
@@ -706,10 +785,13 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::ids::SanctionId;
     use crate::ids::{CommentId, SessionId, TaskId, WorkerId};
     use crate::model::{ModelName, ModelSpec};
+    use crate::moderation::{Item, Reason, Role};
     use crate::personal::{OPEN, SEALED, visit_mut};
     use crate::reservation::{email_stream, legacy_stream, username_stream};
+    use crate::sanction::Terms;
     use crate::values::{Email, Username};
 
     const KEY: &[u8] = b"test export key, 32 bytes long!!";
@@ -1273,6 +1355,129 @@ mod tests {
                 }),
                 None,
             ),
+            (
+                user.stream(),
+                9,
+                Event::User(UserEvent::ModeratorGranted { user_id: admin }),
+                Some(admin.to_string()),
+            ),
+            (
+                user.stream(),
+                10,
+                Event::User(UserEvent::ModeratorRevoked { user_id: admin }),
+                Some(admin.to_string()),
+            ),
+            (
+                anonymous_post.stream(),
+                20,
+                Event::Post(PostEvent::ItemReported {
+                    post_id: anonymous_post,
+                    comment_id: None,
+                    reporter: KeyRef::handle(handles[0].clone()),
+                    reason: Reason::Abuse,
+                    text: Some(Personal::new(
+                        KeyRef::handle(handles[0].clone()),
+                        "ZhangSan42 wrote this".to_owned(),
+                    )),
+                    reports: 1,
+                    weight: 10,
+                }),
+                None,
+            ),
+            (
+                anonymous_post.stream(),
+                21,
+                Event::Post(PostEvent::ItemFolded {
+                    post_id: anonymous_post,
+                    comment_id: None,
+                    reason: Reason::Abuse,
+                    note: None,
+                    by: Role::Community,
+                }),
+                None,
+            ),
+            (
+                anonymous_post.stream(),
+                22,
+                Event::Post(PostEvent::ItemUnfolded {
+                    post_id: anonymous_post,
+                    comment_id: None,
+                    reason: Reason::Other,
+                    note: Some("a misunderstanding".into()),
+                    by: Role::Moderator,
+                }),
+                Some(admin.to_string()),
+            ),
+            (
+                anonymous_post.stream(),
+                23,
+                Event::Post(PostEvent::ItemRemoved {
+                    post_id: anonymous_post,
+                    comment_id: None,
+                    reason: Reason::Abuse,
+                    note: None,
+                    by: Role::Admin,
+                    sanction: true,
+                }),
+                Some(admin.to_string()),
+            ),
+            (
+                anonymous_post.stream(),
+                24,
+                Event::Post(PostEvent::ItemRestored {
+                    post_id: anonymous_post,
+                    comment_id: None,
+                    reason: Reason::Other,
+                    note: None,
+                    by: Role::Admin,
+                }),
+                Some(admin.to_string()),
+            ),
+            (
+                crate::sanction::ledger(),
+                1,
+                Event::Sanction(SanctionEvent::SanctionImposed {
+                    sanction_id: SanctionId::new(Uuid::from_u128(900)),
+                    item: Item {
+                        post_id: anonymous_post,
+                        comment_id: None,
+                    },
+                    reason: Reason::Abuse,
+                    by: Role::Community,
+                    subject: Personal::new(KeyRef::handle(handles[1].clone()), user),
+                    terms: Personal::new(
+                        KeyRef::handle(handles[1].clone()),
+                        Terms {
+                            step: 1,
+                            starts_at: DateTime::UNIX_EPOCH,
+                            ends_at: None,
+                        },
+                    ),
+                }),
+                None,
+            ),
+            (
+                crate::sanction::ledger(),
+                2,
+                Event::Sanction(SanctionEvent::SanctionAppealed {
+                    sanction_id: SanctionId::new(Uuid::from_u128(900)),
+                    text: Some(Personal::new(
+                        KeyRef::handle(handles[1].clone()),
+                        "I am ZhangSan42, zhang.san@campus.edu".to_owned(),
+                    )),
+                }),
+                None,
+            ),
+            (
+                crate::sanction::ledger(),
+                3,
+                Event::Sanction(SanctionEvent::AppealDecided {
+                    sanction_id: SanctionId::new(Uuid::from_u128(900)),
+                    upheld: true,
+                    by: Role::Moderator,
+                }),
+                Some(admin.to_string()),
+            ),
         ];
         let log = events
             .into_iter()
@@ -1435,6 +1640,9 @@ mod tests {
             "TaskFailed",
             "WebhookAttempted",
             "WebhookAbandoned",
+            "ItemReported",
+            "ItemFolded",
+            "SanctionAppealed",
         ];
         for raw in sample
             .log

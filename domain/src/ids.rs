@@ -89,6 +89,12 @@ entity_id!(
     SessionId,
     "session"
 );
+entity_id!(
+    /// A sanction: one author barred from writing for a while, for one item. Sanctions live in
+    /// one ledger stream (see `sanction`), so this id's own stream is never written.
+    SanctionId,
+    "sanction"
+);
 
 /// The name of one event stream: `<kind>-<key>`, ASCII, at most 200 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -14,9 +14,12 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{CommentId, PostId, UserId};
+use crate::moderation::{Act, Reason, Role, Thresholds};
 use crate::personal::{AuthorToken, ItemHandle, KeyRef, OPEN, Personal};
 use crate::pseudonym::PseudonymScheme;
-use crate::values::{Actor, CommentBody, PollOptions, PostBody, PostTitle, Tag};
+use crate::values::{
+    Actor, CommentBody, ModerationNote, PollOptions, PostBody, PostTitle, ReportText, Tag,
+};
 
 /// What can be asked of a post. `token` is the acting user's author token for this post.
 #[derive(Debug, Clone)]
@@ -71,6 +74,31 @@ pub enum PostCommand {
     Follow {
         follower: Personal<UserId>,
         following: bool,
+    },
+    /// Reports the post (`comment_id` `None`) or one of its live comments. `reporter` is the
+    /// reporter's handle for this item alone (so one report per user and item, and two reports
+    /// of one user cannot be linked); the text is sealed under it. Reporting again records
+    /// nothing. Enough weight, or enough reports with one reason, fold or remove the item (see
+    /// [`Thresholds`]).
+    Report {
+        reporter: KeyRef,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        text: Option<ReportText>,
+    },
+    /// A moderator's (or admin's) act on the post or one of its comments, by content id. The
+    /// same act again records nothing. Refused on the actor's own content, which `token` (their
+    /// author token for this post) tells without naming anyone. A removal sanctions the
+    /// item's author when `sanction` is set.
+    Moderate {
+        comment_id: Option<CommentId>,
+        act: Act,
+        reason: Reason,
+        note: Option<ModerationNote>,
+        by: Role,
+        actor: UserId,
+        token: AuthorToken,
+        sanction: bool,
     },
 }
 
@@ -296,6 +324,56 @@ pub enum PostEvent {
         /// following by posting or commenting counts as a commenter there).
         followers: u64,
     },
+    /// A report of the post (`comment_id` `None`) or a comment. The reporter is known only by
+    /// a handle for this item alone, their text sealed under it; `reports` and `weight` are the
+    /// item's count and total weight of reports after it (since its last restoration).
+    ItemReported {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reporter: KeyRef,
+        reason: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<Personal<String>>,
+        reports: u64,
+        weight: u64,
+    },
+    /// The item is collapsed in feeds and left out of the hot list and search, still readable
+    /// on request.
+    ItemFolded {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        by: Role,
+    },
+    ItemUnfolded {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        by: Role,
+    },
+    /// The item is hidden from everyone until restored. `sanction`: its author is to be
+    /// sanctioned for it (a community removal always; a moderator's when they say so).
+    ItemRemoved {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        by: Role,
+        sanction: bool,
+    },
+    ItemRestored {
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        by: Role,
+    },
 }
 
 impl DomainEvent for PostEvent {
@@ -308,6 +386,11 @@ impl DomainEvent for PostEvent {
         "PollOpened",
         "PollVoted",
         "FollowSet",
+        "ItemReported",
+        "ItemFolded",
+        "ItemUnfolded",
+        "ItemRemoved",
+        "ItemRestored",
     ];
 
     fn schema(&self) -> u32 {
@@ -383,12 +466,18 @@ pub enum PostError {
     NoSuchOption(usize),
     #[error("you have voted in this poll already; a vote is final")]
     AlreadyVoted,
+    #[error("the item has been removed by moderation")]
+    Removed,
+    #[error("moderators do not act on their own content")]
+    OwnContent,
 }
 
 /// Configuration the Post aggregate decides with.
 #[derive(Debug, Clone, Default)]
 pub struct PostServices {
     pub pseudonyms: PseudonymScheme,
+    /// Community weight: when reports fold or remove an item.
+    pub thresholds: Thresholds,
 }
 
 /// Who owns an item, as far as the write model knows.
@@ -418,6 +507,19 @@ struct Comment {
     deleted: bool,
 }
 
+/// An item's standing under moderation, since its last restoration.
+#[derive(Debug, Clone, Default)]
+struct Standing {
+    /// Who reported it, by report handle: each counts once, for good.
+    reporters: HashSet<KeyRef>,
+    reports: u64,
+    weight: u64,
+    /// Reports per reason since it was last unfolded.
+    reasons: HashMap<Reason, u64>,
+    folded: bool,
+    removed: bool,
+}
+
 /// A post's write-side state.
 #[derive(Debug, Clone, Default)]
 pub struct Post {
@@ -441,6 +543,8 @@ pub struct Post {
     commenters: HashSet<Owner>,
     /// Explicit follow choices by follow handle (one per user and post).
     follows: HashMap<KeyRef, bool>,
+    /// The post (`None`) and the comments that were ever reported or moderated.
+    standing: HashMap<Option<CommentId>, Standing>,
 }
 
 /// A post's poll on the write side.
@@ -528,11 +632,151 @@ impl Post {
     }
 
     fn live(&self) -> Result<PostId, PostError> {
+        let id = self.present()?;
+        if self.is_removed(None) {
+            return Err(PostError::Removed);
+        }
+        Ok(id)
+    }
+
+    /// The post's id if it exists and its author has not deleted it (it may be removed).
+    fn present(&self) -> Result<PostId, PostError> {
         match self.id {
             None => Err(PostError::NotFound),
             Some(_) if self.deleted => Err(PostError::Deleted),
             Some(id) => Ok(id),
         }
+    }
+
+    /// Whether moderation has removed the post (`None`) or a comment.
+    pub fn is_removed(&self, comment: Option<CommentId>) -> bool {
+        self.standing.get(&comment).is_some_and(|s| s.removed)
+    }
+
+    /// The author of the post (`None`) or of one of its comments, if their id can be read:
+    /// what a sanction is imposed on. Only the write side ever asks.
+    pub fn author_of(&self, comment: Option<CommentId>) -> Option<UserId> {
+        let sealed = match comment {
+            None => self.author.as_ref(),
+            Some(id) => self.comments.get(&id).and_then(|c| c.author.as_ref()),
+        };
+        sealed.and_then(|a| a.get().copied())
+    }
+
+    /// The owner of the post (`None`) or of a comment not deleted by its author.
+    fn owner_of(&self, comment: Option<CommentId>) -> Result<&Owner, PostError> {
+        match comment {
+            None => self.owner.as_ref().ok_or(PostError::NotFound),
+            Some(id) => match self.comments.get(&id) {
+                Some(c) if !c.deleted => Ok(&c.owner),
+                _ => Err(PostError::CommentNotFound),
+            },
+        }
+    }
+
+    fn report(
+        &self,
+        post_id: PostId,
+        reporter: &KeyRef,
+        comment_id: Option<CommentId>,
+        reason: Reason,
+        text: Option<&ReportText>,
+        thresholds: &Thresholds,
+    ) -> Result<Vec<PostEvent>, PostError> {
+        self.owner_of(comment_id)?;
+        let standing = self.standing.get(&comment_id).cloned().unwrap_or_default();
+        if standing.removed {
+            return Err(PostError::Removed);
+        }
+        if standing.reporters.contains(reporter) {
+            return Ok(vec![]);
+        }
+        let weight = standing.weight + thresholds.weight;
+        let same_reason = standing.reasons.get(&reason).copied().unwrap_or(0) + 1;
+        let mut events = vec![PostEvent::ItemReported {
+            post_id,
+            comment_id,
+            reporter: reporter.clone(),
+            reason,
+            text: text.map(|t| Personal::new(reporter.clone(), t.as_str().to_owned())),
+            reports: standing.reports + 1,
+            weight,
+        }];
+        if !standing.folded && same_reason >= thresholds.fold_at {
+            events.push(PostEvent::ItemFolded {
+                post_id,
+                comment_id,
+                reason,
+                note: None,
+                by: Role::Community,
+            });
+        }
+        if weight >= thresholds.remove_at {
+            events.push(PostEvent::ItemRemoved {
+                post_id,
+                comment_id,
+                reason,
+                note: None,
+                by: Role::Community,
+                sanction: true,
+            });
+        }
+        Ok(events)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn moderate(
+        &self,
+        comment_id: Option<CommentId>,
+        act: Act,
+        reason: Reason,
+        note: Option<&ModerationNote>,
+        by: Role,
+        actor: UserId,
+        token: &AuthorToken,
+        sanction: bool,
+    ) -> Result<Vec<PostEvent>, PostError> {
+        let post_id = self.present()?;
+        if self.owner_of(comment_id)?.is(actor, token) {
+            return Err(PostError::OwnContent);
+        }
+        let standing = self.standing.get(&comment_id);
+        let folded = standing.is_some_and(|s| s.folded);
+        let removed = standing.is_some_and(|s| s.removed);
+        let note = note.map(|n| n.as_str().to_owned());
+        let event = match act {
+            Act::Fold if !folded => PostEvent::ItemFolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            },
+            Act::Unfold if folded => PostEvent::ItemUnfolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            },
+            Act::Remove if !removed => PostEvent::ItemRemoved {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                sanction,
+            },
+            Act::Restore if removed => PostEvent::ItemRestored {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            },
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![event])
     }
 
     /// Whether the actor may delete an item of `owner`; `Ok(true)` when as an admin only.
@@ -627,7 +871,7 @@ impl Aggregate for Post {
                 }
                 if let Some(target) = reply_to {
                     match self.comments.get(target) {
-                        Some(c) if !c.deleted => {}
+                        Some(c) if !c.deleted && !self.is_removed(Some(*target)) => {}
                         _ => return Err(PostError::ReplyTargetNotFound),
                     }
                 }
@@ -724,6 +968,9 @@ impl Aggregate for Post {
                         Some(c) if !c.deleted => {}
                         _ => return Err(PostError::CommentNotFound),
                     }
+                    if self.is_removed(Some(*id)) {
+                        return Err(PostError::Removed);
+                    }
                 }
                 let previous = self.reaction(reactor);
                 if previous == *value {
@@ -761,6 +1008,41 @@ impl Aggregate for Post {
                     followers,
                 }])
             }
+            PostCommand::Report {
+                reporter,
+                comment_id,
+                reason,
+                text,
+            } => {
+                let post_id = self.live()?;
+                self.report(
+                    post_id,
+                    reporter,
+                    *comment_id,
+                    *reason,
+                    text.as_ref(),
+                    &services.thresholds,
+                )
+            }
+            PostCommand::Moderate {
+                comment_id,
+                act,
+                reason,
+                note,
+                by,
+                actor,
+                token,
+                sanction,
+            } => self.moderate(
+                *comment_id,
+                *act,
+                *reason,
+                note.as_ref(),
+                *by,
+                *actor,
+                token,
+                *sanction,
+            ),
         }
     }
 
@@ -831,6 +1113,37 @@ impl Aggregate for Post {
                 ..
             } => {
                 self.follows.insert(follower.key().clone(), *following);
+            }
+            PostEvent::ItemReported {
+                comment_id,
+                reporter,
+                reason,
+                reports,
+                weight,
+                ..
+            } => {
+                let s = self.standing.entry(*comment_id).or_default();
+                s.reporters.insert(reporter.clone());
+                s.reports = *reports;
+                s.weight = *weight;
+                *s.reasons.entry(*reason).or_default() += 1;
+            }
+            PostEvent::ItemFolded { comment_id, .. } => {
+                self.standing.entry(*comment_id).or_default().folded = true;
+            }
+            PostEvent::ItemUnfolded { comment_id, .. } => {
+                let s = self.standing.entry(*comment_id).or_default();
+                s.folded = false;
+                s.reasons.clear();
+            }
+            PostEvent::ItemRemoved { comment_id, .. } => {
+                self.standing.entry(*comment_id).or_default().removed = true;
+            }
+            PostEvent::ItemRestored { comment_id, .. } => {
+                let s = self.standing.entry(*comment_id).or_default();
+                s.removed = false;
+                s.reports = 0;
+                s.weight = 0;
             }
             PostEvent::ReactionSet {
                 comment_id,
@@ -954,6 +1267,130 @@ mod tests {
 
     fn publish(by: &Actor, anonymous: bool) -> PostCommand {
         publish_with(by, anonymous, None)
+    }
+
+    fn report(reporter: &str, comment_id: Option<CommentId>, reason: Reason) -> PostCommand {
+        PostCommand::Report {
+            reporter: KeyRef::handle(reporter),
+            comment_id,
+            reason,
+            text: None,
+        }
+    }
+
+    fn kinds(events: &[PostEvent]) -> Vec<&'static str> {
+        events.iter().map(|e| e.encode().0).collect()
+    }
+
+    #[test]
+    fn ten_reports_remove_an_item_and_each_reporter_counts_once() {
+        let author = actor(1);
+        let mut g = given(&[publish(&author, true)]);
+        let reasons = [Reason::Spam, Reason::Abuse, Reason::Nsfw, Reason::Privacy];
+        for n in 0..9 {
+            let events = g
+                .when(&report(&format!("r{n}"), None, reasons[n % 4]))
+                .unwrap();
+            let expected: &[&str] = if n == 4 {
+                // The second spam report folds it.
+                &["ItemReported", "ItemFolded"]
+            } else {
+                &["ItemReported"]
+            };
+            assert_eq!(kinds(&events), expected, "report {n}");
+            assert_eq!(
+                g.when(&report(&format!("r{n}"), None, Reason::Spam)),
+                Ok(vec![])
+            );
+        }
+        assert!(!g.post.is_removed(None));
+        let tenth = g.when(&report("r9", None, Reason::Other)).unwrap();
+        assert_eq!(kinds(&tenth), ["ItemReported", "ItemRemoved"]);
+        assert!(matches!(
+            &tenth[1],
+            PostEvent::ItemRemoved {
+                by: Role::Community,
+                sanction: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            g.when(&report("r10", None, Reason::Spam)),
+            Err(PostError::Removed)
+        );
+        let comment = CommentId::new(Uuid::now_v7());
+        let cmd = PostCommand::AddComment {
+            comment_id: comment,
+            author: actor(2),
+            token: tok(&actor(2)),
+            body: CommentBody::parse("hi").unwrap(),
+            anonymous: true,
+            reply_to: None,
+            at: at(),
+        };
+        assert_eq!(
+            g.when(&cmd),
+            Err(PostError::Removed),
+            "a removed post takes no comments"
+        );
+        assert_eq!(g.post.author_of(None), Some(author.user_id));
+    }
+
+    #[test]
+    fn moderators_act_once_on_others_content_only_and_a_restore_starts_the_count_again() {
+        let (author, moderator) = (actor(1), actor(2));
+        let mut g = given(&[publish(&author, true)]);
+        let comment = CommentId::new(Uuid::now_v7());
+        g.comment_as(comment, &moderator, true);
+        let moderate = |comment_id, act, by: &Actor| PostCommand::Moderate {
+            comment_id,
+            act,
+            reason: Reason::Spam,
+            note: None,
+            by: Role::Moderator,
+            actor: by.user_id,
+            token: tok(by),
+            sanction: false,
+        };
+        assert_eq!(
+            g.when(&moderate(Some(comment), Act::Remove, &moderator)),
+            Err(PostError::OwnContent),
+            "their own anonymous comment"
+        );
+        assert_eq!(
+            kinds(&g.when(&moderate(None, Act::Fold, &moderator)).unwrap()),
+            ["ItemFolded"]
+        );
+        assert_eq!(g.when(&moderate(None, Act::Fold, &moderator)), Ok(vec![]));
+        assert_eq!(
+            g.when(&moderate(None, Act::Restore, &moderator)),
+            Ok(vec![])
+        );
+        assert_eq!(
+            kinds(&g.when(&moderate(None, Act::Remove, &moderator)).unwrap()),
+            ["ItemRemoved"]
+        );
+        assert_eq!(
+            kinds(&g.when(&moderate(None, Act::Restore, &moderator)).unwrap()),
+            ["ItemRestored"]
+        );
+        // Nine new reporters do not remove it again; the tenth does.
+        for n in 0..9 {
+            g.when(&report(&format!("n{n}"), None, Reason::Other))
+                .unwrap();
+        }
+        assert!(!g.post.is_removed(None));
+        let events = g.when(&report("n9", None, Reason::Other)).unwrap();
+        assert_eq!(kinds(&events), ["ItemReported", "ItemRemoved"]);
+        assert_eq!(
+            g.when(&report(
+                "r",
+                Some(CommentId::new(Uuid::now_v7())),
+                Reason::Spam
+            )),
+            Err(PostError::Removed),
+            "the post is removed"
+        );
     }
 
     fn publish_with(by: &Actor, anonymous: bool, poll: Option<PollOptions>) -> PostCommand {

@@ -25,6 +25,10 @@ pub enum UserCommand {
         password_hash: String,
     },
     GrantAdmin,
+    /// Makes the user a moderator, or no longer one; the same again records nothing.
+    SetModerator {
+        moderator: bool,
+    },
     /// The user leaves: their data key is destroyed with this event (by the caller).
     Unregister,
     /// Marks the user's notifications up to inbox sequence number `up_to` read. The mark only
@@ -70,6 +74,12 @@ pub enum UserEvent {
     AdminGranted {
         user_id: UserId,
     },
+    ModeratorGranted {
+        user_id: UserId,
+    },
+    ModeratorRevoked {
+        user_id: UserId,
+    },
     /// The user left; their data key is destroyed, so their sealed values cannot be read again.
     UserUnregistered {
         user_id: UserId,
@@ -101,6 +111,8 @@ impl DomainEvent for UserEvent {
         "NotificationsRead",
         "FavouriteSet",
         "FavouriteRemoved",
+        "ModeratorGranted",
+        "ModeratorRevoked",
     ];
 
     fn schema(&self) -> u32 {
@@ -159,6 +171,7 @@ pub struct User {
     pub email: String,
     pub password_hash: String,
     pub is_admin: bool,
+    pub is_moderator: bool,
     pub unregistered: bool,
     /// How far the user has read their notifications.
     pub notifications_read: u64,
@@ -218,6 +231,14 @@ impl Aggregate for User {
                     return Err(UserError::AlreadyAdmin);
                 }
                 Ok(vec![UserEvent::AdminGranted { user_id }])
+            }
+            UserCommand::SetModerator { moderator } => {
+                let user_id = self.live()?;
+                Ok(match (self.is_moderator, *moderator) {
+                    (false, true) => vec![UserEvent::ModeratorGranted { user_id }],
+                    (true, false) => vec![UserEvent::ModeratorRevoked { user_id }],
+                    _ => vec![],
+                })
             }
             UserCommand::Favourite { post_id, folder } => {
                 let user_id = self.live()?;
@@ -289,6 +310,8 @@ impl Aggregate for User {
                 self.password_hash = known(password_hash);
             }
             UserEvent::AdminGranted { .. } => self.is_admin = true,
+            UserEvent::ModeratorGranted { .. } => self.is_moderator = true,
+            UserEvent::ModeratorRevoked { .. } => self.is_moderator = false,
             UserEvent::FavouriteSet { favourite, .. } => {
                 if let Some(f) = favourite.get() {
                     self.favourites.insert(f.post_id, f.folder.clone());
@@ -355,6 +378,24 @@ mod tests {
         assert_eq!(apply(&mut user, &drop), Ok(1));
         assert_eq!(apply(&mut user, &drop), Ok(0));
         assert!(!user.favourites.contains_key(&post(12)));
+    }
+
+    #[test]
+    fn moderator_rights_are_granted_and_revoked_once() {
+        let id = UserId::new(Uuid::from_u128(1));
+        let mut user = User::default();
+        let set = |moderator| UserCommand::SetModerator { moderator };
+        assert_eq!(user.decide(&set(true), &()), Err(UserError::NotFound));
+        user.id = Some(id);
+        assert_eq!(user.decide(&set(false), &()), Ok(vec![]));
+        let granted = user.decide(&set(true), &()).unwrap();
+        assert_eq!(granted, vec![UserEvent::ModeratorGranted { user_id: id }]);
+        user.evolve(&granted[0]);
+        assert_eq!(user.decide(&set(true), &()), Ok(vec![]));
+        let revoked = user.decide(&set(false), &()).unwrap();
+        assert_eq!(revoked, vec![UserEvent::ModeratorRevoked { user_id: id }]);
+        user.unregistered = true;
+        assert_eq!(user.decide(&set(true), &()), Err(UserError::Unregistered));
     }
 
     #[test]

@@ -166,6 +166,31 @@ text_value!(
     true
 );
 
+text_value!(
+    /// What a reporter adds to a report's reason code: 1 to 1 000 characters, line breaks
+    /// allowed; the module doc's rules.
+    ReportText,
+    "text",
+    1_000,
+    true
+);
+text_value!(
+    /// A moderator's public note on an act, shown in the moderation log: one line of 1 to 300
+    /// characters.
+    ModerationNote,
+    "note",
+    300,
+    false
+);
+text_value!(
+    /// What a sanctioned author says in their appeal: 1 to 1 000 characters, line breaks
+    /// allowed.
+    AppealText,
+    "text",
+    1_000,
+    true
+);
+
 /// An e-mail address the mailer can deliver to, trimmed and lower-cased: the normalised form
 /// is what must be unique.
 ///
