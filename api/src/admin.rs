@@ -25,6 +25,33 @@ pub async fn grant(
     secret: &[u8],
     username: &str,
 ) -> Result<Position, AdminError> {
+    run(handler, secret, username, &UserCommand::GrantAdmin).await
+}
+
+/// Makes a user a moderator (or, `moderator` false, no longer one), by username. Position 0:
+/// nothing changed.
+pub async fn moderator(
+    handler: &CommandHandler,
+    secret: &[u8],
+    username: &str,
+    moderator: bool,
+) -> Result<Position, AdminError> {
+    run(
+        handler,
+        secret,
+        username,
+        &UserCommand::SetModerator { moderator },
+    )
+    .await
+}
+
+/// Runs `command` on the user named `username`, as the operator.
+async fn run(
+    handler: &CommandHandler,
+    secret: &[u8],
+    username: &str,
+    command: &UserCommand,
+) -> Result<Position, AdminError> {
     let name = Username::parse(username).map_err(|e| AdminError::Invalid(e.to_string()))?;
     let mut held = handler
         .load::<Reservation>(&reservation::username_stream(secret, &name))
@@ -49,7 +76,7 @@ pub async fn grant(
         idempotency: None,
     };
     let outcome = handler
-        .execute::<User>(&owner.stream(), &UserCommand::GrantAdmin, &(), &ctx)
+        .execute::<User>(&owner.stream(), command, &(), &ctx)
         .await?;
     Ok(outcome.position)
 }

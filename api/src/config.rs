@@ -58,6 +58,54 @@ pub struct Settings {
     /// How `GET /posts/hot` ranks posts (see [`projections::feed::HotFormula`]); applied at
     /// query time, so a change needs no rebuild.
     pub hot: projections::feed::HotFormula,
+    pub moderation: ModerationSettings,
+}
+
+/// Community weight and the sanction ladder (treehollow v3's defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModerationSettings {
+    /// What one report weighs (`TREEHOLE_MODERATION_REPORT_WEIGHT`).
+    pub report_weight: u64,
+    /// The total weight that removes an item and sanctions its author
+    /// (`TREEHOLE_MODERATION_REMOVE_AT`).
+    pub remove_at: u64,
+    /// Reports with one reason that fold an item (`TREEHOLE_MODERATION_FOLD_AT`).
+    pub fold_at: u64,
+    /// The ladder of sanction lengths in days; past its end a sanction is permanent
+    /// (`TREEHOLE_MODERATION_SANCTION_DAYS=1,3,7,30`).
+    pub sanction_days: Vec<u32>,
+}
+
+impl Default for ModerationSettings {
+    fn default() -> Self {
+        Self {
+            report_weight: 10,
+            remove_at: 100,
+            fold_at: 2,
+            sanction_days: vec![1, 3, 7, 30],
+        }
+    }
+}
+
+impl ModerationSettings {
+    pub fn thresholds(&self) -> domain::moderation::Thresholds {
+        domain::moderation::Thresholds {
+            weight: self.report_weight.max(1),
+            remove_at: self.remove_at.max(1),
+            fold_at: self.fold_at.max(1),
+        }
+    }
+
+    pub fn policy(&self) -> domain::sanction::SanctionPolicy {
+        domain::sanction::SanctionPolicy {
+            ladder: self
+                .sanction_days
+                .iter()
+                .map(|d| chrono::Duration::days(i64::from(*d)))
+                .collect(),
+        }
+    }
 }
 
 /// How long a client may take to send a request. Each slow or idle client holds a connection
@@ -263,6 +311,7 @@ impl Default for Settings {
             tasks: TaskConfig::default(),
             webhooks: WebhookConfig::default(),
             hot: projections::feed::HotFormula::default(),
+            moderation: ModerationSettings::default(),
         }
     }
 }
@@ -449,6 +498,16 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_HOT_FOLLOWER", "hot.follower"),
     ("TREEHOLE_HOT_SECONDS_PER_POINT", "hot.seconds_per_point"),
     ("TREEHOLE_HOT_WINDOW", "hot.window"),
+    (
+        "TREEHOLE_MODERATION_REPORT_WEIGHT",
+        "moderation.report_weight",
+    ),
+    ("TREEHOLE_MODERATION_REMOVE_AT", "moderation.remove_at"),
+    ("TREEHOLE_MODERATION_FOLD_AT", "moderation.fold_at"),
+    (
+        "TREEHOLE_MODERATION_SANCTION_DAYS",
+        "moderation.sanction_days",
+    ),
     ("TREEHOLE_MAIL_FROM", "mail.from"),
     ("TREEHOLE_SMTP_URL", "mail.smtp_url"),
     ("TREEHOLE_SMTP_USERNAME", "mail.smtp_username"),
@@ -548,6 +607,19 @@ fn value_of(key: &str, raw: &str) -> toml::Value {
             })
             .collect();
         return toml::Value::Table(table);
+    }
+    if key == "moderation.sanction_days" {
+        // `1,3,7,30`: whole days, in order.
+        return toml::Value::Array(
+            raw.split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| {
+                    d.trim()
+                        .parse::<i64>()
+                        .map_or_else(|_| toml::Value::String(d.to_owned()), toml::Value::Integer)
+                })
+                .collect(),
+        );
     }
     if key == "kafka.brokers"
         || key == "kafka.topic"

@@ -300,6 +300,27 @@ impl Refusal for PostError {
             PostError::AlreadyVoted => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
             }
+            PostError::Removed => {
+                ApiError::new(StatusCode::GONE, "removed", "Removed by moderation", detail)
+            }
+            PostError::OwnContent => ApiError::forbidden(detail),
+        }
+    }
+}
+
+impl Refusal for domain::sanction::SanctionError {
+    fn to_api(&self) -> ApiError {
+        use domain::sanction::SanctionError;
+        let detail = self.to_string();
+        match self {
+            SanctionError::NotFound => ApiError::not_found(detail),
+            SanctionError::OwnSanction => ApiError::forbidden(detail),
+            SanctionError::AlreadySanctioned
+            | SanctionError::AlreadyAppealed
+            | SanctionError::NotAppealed
+            | SanctionError::AlreadyDecided => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
+            }
         }
     }
 }

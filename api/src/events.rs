@@ -584,7 +584,13 @@ async fn tokenised(event: PostEvent, keys: &Keys) -> Result<(PostEvent, bool), E
         e @ (PostEvent::ReactionSet { .. }
         | PostEvent::PollVoted { .. }
         | PostEvent::PollOpened { .. }
-        | PostEvent::FollowSet { .. }) => (e, true),
+        | PostEvent::FollowSet { .. }
+        | PostEvent::ItemReported { .. }) => (e, true),
+        // A moderator's act names the moderator, as the live command does.
+        e @ (PostEvent::ItemFolded { .. }
+        | PostEvent::ItemUnfolded { .. }
+        | PostEvent::ItemRemoved { .. }
+        | PostEvent::ItemRestored { .. }) => (e, false),
     })
 }
 

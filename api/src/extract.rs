@@ -66,6 +66,46 @@ pub struct Auth {
     /// The hash of the bearer token, to check again later that the session still stands (a
     /// notification stream outlives its request).
     pub token_hash: String,
+    pub is_moderator: bool,
+    /// When the sanction in force ends, if the user is sanctioned now (`Some(None)`:
+    /// permanently).
+    pub sanctioned_until: Option<Option<chrono::DateTime<Utc>>>,
+}
+
+impl Auth {
+    /// Refuses a write (posting, commenting, reacting, voting, reporting) while the user is
+    /// sanctioned: 403 with the end of the sanction. Reading stays open.
+    pub fn may_write(&self) -> Result<(), ApiError> {
+        match self.sanctioned_until {
+            None => Ok(()),
+            Some(until) => Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "sanctioned",
+                "Sanctioned",
+                match until {
+                    Some(end) => format!(
+                        "you are sanctioned until {}: you can read, but not post, comment, \
+                         react, vote or report (see GET /api/v1/me/sanctions)",
+                        end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => "you are sanctioned permanently: you can read, but not post, \
+                             comment, react, vote or report (see GET /api/v1/me/sanctions)"
+                        .to_owned(),
+                },
+            )),
+        }
+    }
+
+    /// Refuses anyone who is neither a moderator nor an admin.
+    pub fn moderator(&self) -> Result<domain::moderation::Role, ApiError> {
+        if self.actor.is_admin {
+            Ok(domain::moderation::Role::Admin)
+        } else if self.is_moderator {
+            Ok(domain::moderation::Role::Moderator)
+        } else {
+            Err(ApiError::forbidden("only moderators and admins may do this"))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -95,11 +135,13 @@ impl FromRequestParts<AppState> for Auth {
         // answers only for what that model has reached (see `session_cache`).
         let users_at = crate::routes::consistent(state, after, &[users::NAME]).await?;
         let token_hash = commands::sessions::token_hash(token);
+        let now = state.clock.now();
         let session = state
             .sessions
-            .session(&*state.queries, &token_hash, users_at, Utc::now())
+            .session(&*state.queries, &token_hash, users_at, now)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or logged out"))?;
+        let sanctioned_until = session.user.sanctioned_until(now);
         Ok(Auth {
             actor: Actor {
                 user_id: session.user.user_id,
@@ -108,6 +150,8 @@ impl FromRequestParts<AppState> for Auth {
             },
             session_id: session.session_id,
             token_hash,
+            is_moderator: session.user.is_moderator,
+            sanctioned_until,
         })
     }
 }

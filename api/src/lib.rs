@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod dispatch;

@@ -100,6 +100,12 @@ enum Command {
 enum AdminCommand {
     /// Makes a user an admin (recorded as an AdminGranted event).
     Grant { username: String },
+    /// Makes a user a moderator (ModeratorGranted), or with `--revoke` no longer one.
+    Moderator {
+        username: String,
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 fn settings(cli: &Cli, listen: Option<&String>) -> anyhow::Result<Settings> {
@@ -194,6 +200,18 @@ async fn main() -> anyhow::Result<()> {
             let secret = api::startup::server_secret(&settings)?;
             let position = api::admin::grant(&handler, &secret, username).await?;
             println!("{username} is now an admin (position {position})");
+        }
+        Command::Admin {
+            command: AdminCommand::Moderator { username, revoke },
+        } => {
+            let settings = settings(&cli, None)?;
+            api::telemetry::init(settings.log_format);
+            let stores = Stores::open(&settings).await?;
+            let handler = commands::CommandHandler::new(stores.events.clone());
+            let secret = api::startup::server_secret(&settings)?;
+            let position = api::admin::moderator(&handler, &secret, username, !*revoke).await?;
+            let now = if *revoke { "no longer" } else { "now" };
+            println!("{username} is {now} a moderator (position {position})");
         }
         Command::Keys { command } => {
             let settings = settings(&cli, None)?;

@@ -21,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Settings;
-use crate::routes::{auth, inbox, me, ops, posts, search, stats, tasks, workers};
+use crate::routes::{auth, inbox, me, moderation, ops, posts, search, stats, tasks, workers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,10 @@ use crate::routes::{auth, inbox, me, ops, posts, search, stats, tasks, workers};
         inbox::follow_post, inbox::following, inbox::notifications, inbox::mark_read,
         inbox::stream, inbox::favourites, inbox::favourite, inbox::unfavourite,
         search::search,
+        moderation::report_post, moderation::report_comment, moderation::act_on_post,
+        moderation::act_on_comment, moderation::log, moderation::queue, moderation::appeals,
+        moderation::decide, moderation::my_sanctions, moderation::appeal,
+        moderation::set_moderator,
         tasks::register_model, tasks::list_models, tasks::get_model, tasks::update_model,
         tasks::disable_model, tasks::enable_model,
         tasks::publish_task, tasks::list_tasks, tasks::get_task, tasks::cancel_task,
@@ -48,6 +52,7 @@ use crate::routes::{auth, inbox, me, ops, posts, search, stats, tasks, workers};
     tags((name = "auth"), (name = "posts"),
         (name = "inbox", description = "Follows and notifications. Authors follow their posts and commenters the posts they comment on; `PUT /posts/{id}/follow` overrides that. A comment notifies the author it answers (`reply`) and the post's followers (`followed`), once per person, never the commenter, naming the commenter only as the comment does."),
         (name = "search"),
+        (name = "moderation", description = "Reports weigh 10 each (configurable); 100 in all remove the item and sanction its author, and 2 reports with one reason fold it. Moderators act on content ids and never learn who wrote an item or who reported it. Sanctions climb a ladder (1, 3, 7, 30 days, then permanent), counting the ones not overturned on appeal; a sanctioned user may read but not post, comment, react, vote or report. The moderation log is public and names no user."),
         (name = "tasks", description = "Models (admins) and the tasks users publish to them; a task's submitter is notified by a webhook signed with HMAC-SHA256 (`X-Treehole-Signature: sha256=<hex of HMAC(key, \"<X-Treehole-Timestamp>.<body>\")>`, key = `webhook_secret` of `GET /me`)."),
         (name = "workers", description = "Worker credentials (admins) and the worker protocol: claim with a lease, heartbeat, complete, fail. Worker routes take `Authorization: Bearer thw_...`."),
         (name = "stats"), (name = "ops"))

@@ -151,8 +151,13 @@ impl SessionCache {
         for change in changes {
             match change {
                 Change::Users(UserChange::EndSession { session_id }) => ended.push(*session_id),
+                // Entries carry the account, its roles and its sanctions.
                 Change::Users(UserChange::SetAdmin { .. })
+                | Change::Users(UserChange::SetModerator { .. })
+                | Change::Users(UserChange::InsertSanction { .. })
+                | Change::Users(UserChange::DecideAppeal { .. })
                 | Change::Users(UserChange::DeleteUser { .. }) => account_changed = true,
+                Change::Users(UserChange::AppealSanction { .. }) => {}
                 // New rows: no cached session can be one of them.
                 Change::Users(UserChange::InsertUser { .. })
                 | Change::Users(UserChange::InsertSession { .. }) => {}
@@ -171,8 +176,13 @@ impl SessionCache {
                 | Change::Feed(FeedChange::ForgetPostAuthor { .. })
                 | Change::Comments(CommentChange::ForgetCommentAuthor { .. })
                 | Change::Tasks(_)
+                | Change::Feed(FeedChange::Fold { .. })
+                | Change::Feed(FeedChange::Remove { .. })
+                | Change::Comments(CommentChange::Fold { .. })
+                | Change::Comments(CommentChange::Remove { .. })
                 | Change::Stats(_)
-                | Change::Inbox(_) => {}
+                | Change::Inbox(_)
+                | Change::Moderation(_) => {}
             }
         }
         let mut inner = self.lock();

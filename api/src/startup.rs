@@ -41,6 +41,9 @@ use crate::state::{AppState, Inner};
 
 /// The longest `serve` goes without looking for webhooks to deliver when nothing happens.
 const WEBHOOK_IDLE: Duration = Duration::from_secs(5);
+/// How often removals whose authors were not sanctioned yet (the request that removed them
+/// failed before it could) are looked for.
+const SANCTION_SWEEP: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -202,6 +205,7 @@ pub struct Application {
     timeouts: HttpTimeouts,
     tasks: Vec<JoinHandle<()>>,
     stores: Stores,
+    clock: crate::clock::Clock,
 }
 
 impl Application {
@@ -291,6 +295,7 @@ impl Application {
             allow_internal: settings.webhooks.allow_internal,
         };
         let stats: Arc<dyn StatsQueries> = stores.read_models.clone();
+        let clock = crate::clock::Clock::default();
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
@@ -307,7 +312,12 @@ impl Application {
             passwords,
             secret,
             keys: stores.keys.clone(),
-            post_services: PostServices { pseudonyms: scheme },
+            post_services: PostServices {
+                pseudonyms: scheme,
+                thresholds: settings.moderation.thresholds(),
+            },
+            sanction_policy: settings.moderation.policy(),
+            clock: clock.clone(),
             limits,
             settings,
             relay,
@@ -338,13 +348,23 @@ impl Application {
                 pruner.limits.prune();
             }
         }));
+        tasks.push(tokio::spawn(crate::routes::moderation::sanction_due(
+            state.clone(),
+            SANCTION_SWEEP,
+        )));
         Ok(Self {
             listener,
+            clock,
             router: router(state, max_body),
             timeouts,
             tasks,
             stores,
         })
+    }
+
+    /// The clock requests decide with (tests move it forward).
+    pub fn clock(&self) -> crate::clock::Clock {
+        self.clock.clone()
     }
 
     /// The log of record this application writes to (tests read it to check what was stored).

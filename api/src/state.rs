@@ -41,6 +41,10 @@ pub struct Inner {
     /// The users' data keys: author tokens, unregistering.
     pub keys: Arc<commands::Keys>,
     pub post_services: PostServices,
+    /// The sanction ladder.
+    pub sanction_policy: domain::sanction::SanctionPolicy,
+    /// What "now" is for sessions and sanctions (tests move it).
+    pub clock: crate::clock::Clock,
     pub limits: RateLimiters,
     pub settings: Settings,
     /// Hands new notifications to this process's open streams.

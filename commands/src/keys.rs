@@ -353,6 +353,35 @@ impl Keys {
         Ok(KeyRef::handle(handle))
     }
 
+    /// The user's report handle for one item: one report per user and item, and what the
+    /// report's text is sealed under. Recorded, so the text dies with the user's key; one per
+    /// item, so that two reports of one user cannot be linked.
+    pub async fn report_handle(
+        &self,
+        user: UserId,
+        post: PostId,
+        comment: Option<CommentId>,
+    ) -> Result<KeyRef, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let item = comment.map_or_else(|| format!("post:{post}"), |c| format!("comment:{c}"));
+        let handle = format!("m{}", Self::mac(&key, &format!("report:{item}:{user}")));
+        self.remember(&handle, user, &post.to_string()).await?;
+        Ok(KeyRef::handle(handle))
+    }
+
+    /// The handle a sanction's subject and terms are sealed under: one per sanction, so that
+    /// the ledger does not group one user's sanctions.
+    pub async fn sanction_handle(
+        &self,
+        user: UserId,
+        sanction: domain::SanctionId,
+    ) -> Result<KeyRef, KeyError> {
+        let key = self.key_or_create(user).await?;
+        let handle = format!("s{}", Self::mac(&key, &format!("sanction:{sanction}:{user}")));
+        self.remember(&handle, user, &sanction.to_string()).await?;
+        Ok(KeyRef::handle(handle))
+    }
+
     /// The handle a reservation stream's owner is sealed under.
     pub async fn reservation_handle(
         &self,

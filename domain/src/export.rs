@@ -1473,6 +1473,10 @@ mod tests {
                 3,
                 Event::Sanction(SanctionEvent::AppealDecided {
                     sanction_id: SanctionId::new(Uuid::from_u128(900)),
+                    item: Item {
+                        post_id: anonymous_post,
+                        comment_id: None,
+                    },
                     upheld: true,
                     by: Role::Moderator,
                 }),

@@ -91,6 +91,12 @@ impl Role {
             Role::Admin => "admin",
         }
     }
+
+    pub fn parse(raw: &str) -> Option<Role> {
+        [Role::Community, Role::Moderator, Role::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == raw)
+    }
 }
 
 /// What a moderator does to an item.

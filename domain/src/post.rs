@@ -663,6 +663,18 @@ impl Post {
         sealed.and_then(|a| a.get().copied())
     }
 
+    /// Whether the holder of `token` (user `user`) wrote the post (`None`) or the comment: what
+    /// keeps moderators off their own content. Refused for an item that is not there.
+    pub fn is_own(
+        &self,
+        comment: Option<CommentId>,
+        user: UserId,
+        token: &AuthorToken,
+    ) -> Result<bool, PostError> {
+        self.present()?;
+        Ok(self.owner_of(comment)?.is(user, token))
+    }
+
     /// The owner of the post (`None`) or of a comment not deleted by its author.
     fn owner_of(&self, comment: Option<CommentId>) -> Result<&Owner, PostError> {
         match comment {

@@ -99,6 +99,8 @@ pub enum SanctionEvent {
     },
     AppealDecided {
         sanction_id: SanctionId,
+        /// The item the sanction was for, as the moderation log shows it.
+        item: Item,
         upheld: bool,
         by: Role,
     },
@@ -130,6 +132,7 @@ struct Record {
     /// `None` once the subject's key is destroyed.
     user: Option<UserId>,
     subject: KeyRef,
+    item: Item,
     ends_at: Option<DateTime<Utc>>,
     appealed: bool,
     decided: Option<bool>,
@@ -248,6 +251,7 @@ impl Aggregate for Sanctions {
                 }
                 Ok(vec![SanctionEvent::AppealDecided {
                     sanction_id: *sanction_id,
+                    item: record.item,
                     upheld: *uphold,
                     by: *by,
                 }])
@@ -270,6 +274,7 @@ impl Aggregate for Sanctions {
                     Record {
                         user: subject.get().copied(),
                         subject: subject.key().clone(),
+                        item: *item,
                         // Unreadable terms (the subject left) end at once: they bind nobody.
                         ends_at: terms
                             .get()

@@ -27,6 +27,7 @@ pub enum Change {
     Stats(crate::stats::StatsChange),
     /// The `inbox` projection's writes (follows, notifications).
     Inbox(crate::inbox::InboxChange),
+    Moderation(crate::moderation::ModerationChange),
 }
 
 /// Merges a batch's comment-count updates per post, keeping every other change in place, so a

@@ -10,6 +10,7 @@ pub mod change;
 pub mod comments;
 pub mod feed;
 pub mod inbox;
+pub mod moderation;
 pub mod ports;
 pub mod routed;
 pub mod runner;
@@ -23,6 +24,7 @@ pub use change::Change;
 pub use comments::{CommentChange, CommentQueries};
 pub use feed::{FeedChange, FeedQueries};
 pub use inbox::{InboxChange, InboxQueries};
+pub use moderation::{ModerationChange, ModerationQueries};
 pub use ports::{
     Decoded, EventSource, ForumQueries, Generation, Promotion, ReadModelError, ReadModelStore,
 };
@@ -67,5 +69,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(tasks::Tasks),
         std::sync::Arc::new(stats::Stats),
         std::sync::Arc::new(inbox::Inbox),
+        std::sync::Arc::new(moderation::Moderation),
     ]
 }

@@ -141,6 +141,7 @@ pub trait ForumQueries:
     + crate::comments::CommentQueries
     + crate::users::UserQueries
     + crate::inbox::InboxQueries
+    + crate::moderation::ModerationQueries
 {
 }
 
@@ -149,5 +150,6 @@ impl<T> ForumQueries for T where
         + crate::comments::CommentQueries
         + crate::users::UserQueries
         + crate::inbox::InboxQueries
+        + crate::moderation::ModerationQueries
 {
 }

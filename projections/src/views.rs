@@ -3,4 +3,4 @@
 
 pub use crate::comments::CommentView;
 pub use crate::feed::{PollView, PostView};
-pub use crate::users::{SessionSummary, SessionView, UserView};
+pub use crate::users::{SanctionTerm, SanctionView, SessionSummary, SessionView, UserView};

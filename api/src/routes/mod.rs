@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod inbox;
 pub mod me;
+pub mod moderation;
 pub mod ops;
 pub mod posts;
 pub mod search;
@@ -71,6 +72,35 @@ pub fn api() -> Router<AppState> {
             put(posts::react_to_comment),
         )
         .route("/api/v1/search", get(search::search))
+        .route("/api/v1/posts/{id}/reports", post(moderation::report_post))
+        .route(
+            "/api/v1/comments/{id}/reports",
+            post(moderation::report_comment),
+        )
+        .route(
+            "/api/v1/moderation/posts/{id}/acts",
+            post(moderation::act_on_post),
+        )
+        .route(
+            "/api/v1/moderation/comments/{id}/acts",
+            post(moderation::act_on_comment),
+        )
+        .route("/api/v1/moderation/log", get(moderation::log))
+        .route("/api/v1/moderation/queue", get(moderation::queue))
+        .route("/api/v1/moderation/appeals", get(moderation::appeals))
+        .route(
+            "/api/v1/moderation/sanctions/{id}/decision",
+            post(moderation::decide),
+        )
+        .route("/api/v1/me/sanctions", get(moderation::my_sanctions))
+        .route(
+            "/api/v1/me/sanctions/{id}/appeal",
+            post(moderation::appeal),
+        )
+        .route(
+            "/api/v1/admin/users/{id}/moderator",
+            put(moderation::set_moderator),
+        )
         .route(
             "/api/v1/models",
             post(tasks::register_model).get(tasks::list_models),

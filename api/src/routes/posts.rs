@@ -71,6 +71,7 @@ pub async fn create_post(
     request_id: Option<axum::Extension<RequestId>>,
     ApiJson(body): ApiJson<NewPost>,
 ) -> Result<(StatusCode, HeaderMap, Json<PostCreated>), ApiError> {
+    auth.may_write()?;
     let title = match body.title.as_deref() {
         None => None,
         Some(t) => Some(PostTitle::parse(t)?),
@@ -179,6 +180,9 @@ pub struct PostDto {
     /// Your own reaction and vote: only in `GET /posts/{id}` sent with a bearer token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mine: Option<MineDto>,
+    /// Set when moderation folded the post: the reason code. Show it collapsed; its text is
+    /// here for whoever asks to read it. Folded posts are not in the hot list or search.
+    pub folded: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
 }
@@ -204,6 +208,7 @@ impl From<PostView> for PostDto {
             likes: v.likes,
             dislikes: v.dislikes,
             followers: v.followers,
+            folded: v.folded,
             poll: v.poll.map(|p| PollDto {
                 options: p.options,
                 counts: p.counts,
@@ -463,6 +468,7 @@ pub async fn add_comment(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewComment>,
 ) -> Result<(StatusCode, Json<CommentCreated>), ApiError> {
+    auth.may_write()?;
     let post_id = PostId::new(parse_id(&id, "post")?);
     let token = author_token(&state, &auth, post_id).await?;
     let command = PostCommand::AddComment {
@@ -524,6 +530,8 @@ pub struct CommentDto {
     /// How many users like the comment; who they are is never shown.
     pub likes: i64,
     pub dislikes: i64,
+    /// Set when moderation folded the comment: the reason code (show it collapsed).
+    pub folded: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -538,6 +546,7 @@ impl From<CommentView> for CommentDto {
             reply_to: v.reply_to,
             likes: v.likes,
             dislikes: v.dislikes,
+            folded: v.folded,
             created_at: v.created_at,
         }
     }
@@ -644,6 +653,7 @@ pub async fn vote(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewVote>,
 ) -> Result<(StatusCode, Json<VoteDone>), ApiError> {
+    auth.may_write()?;
     let post_id = PostId::new(parse_id(&id, "post")?);
     state
         .limits
@@ -798,6 +808,7 @@ async fn react(
     comment_id: Option<CommentId>,
     value: Reaction,
 ) -> Result<Json<ReactionDone>, ApiError> {
+    auth.may_write()?;
     state.limits.check(
         &state.limits.reactions_per_user,
         &auth.actor.user_id,
@@ -839,7 +850,7 @@ async fn react(
 }
 
 /// The caller's author token for a post: what the Post aggregate knows them by.
-async fn author_token(
+pub(crate) async fn author_token(
     state: &AppState,
     auth: &Auth,
     post_id: PostId,

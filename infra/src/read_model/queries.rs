@@ -15,13 +15,17 @@ use projections::inbox::{
 use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
-use projections::views::{CommentView, PostView, SessionSummary, SessionView, UserView};
+use projections::moderation::{LogEntry, ModerationQueries, QueueItem};
+use projections::views::{
+    CommentView, PostView, SanctionView, SessionSummary, SessionView, UserView,
+};
 use projections::{CommentQueries, FeedQueries, ReadModelError, StatsQueries, UserQueries};
 
 use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
 use super::tables::{
-    comments, favourites, feed, feed_marks, follows, models, notifications, sessions, stats_active,
+    comments, favourites, feed, feed_marks, follows, models, moderation, notifications, sanctions,
+    sessions, stats_active,
     stats_counters, stats_tasks, task_history, tasks, users, workers,
 };
 
@@ -202,17 +206,96 @@ impl<D: Db> InboxQueries for Store<D> {
 #[async_trait]
 impl<D: Db> UserQueries for Store<D> {
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
-        self.one(users::by_id(id), users::view).await
+        let Some(mut user) = self.one(users::by_id(id), users::view).await? else {
+            return Ok(None);
+        };
+        user.sanctions = self.db.rows(sanctions::terms_of(id), sanctions::term).await?;
+        Ok(Some(user))
     }
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError> {
-        self.one(sessions::by_token(token_hash), sessions::view)
+        let Some(mut session) = self
+            .one(sessions::by_token(token_hash), sessions::view)
+            .await?
+        else {
+            return Ok(None);
+        };
+        session.user.sanctions = self
+            .db
+            .rows(
+                sanctions::terms_of(session.user.user_id),
+                sanctions::term,
+            )
+            .await?;
+        Ok(Some(session))
+    }
+
+    async fn sanctions_of(&self, user: UserId) -> Result<Vec<SanctionView>, ReadModelError> {
+        self.db
+            .rows(sanctions::of_user(user), sanctions::view)
             .await
+    }
+
+    async fn appeals(&self, limit: usize) -> Result<Vec<SanctionView>, ReadModelError> {
+        self.db.rows(sanctions::appeals(limit), sanctions::view).await
     }
 
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError> {
         self.db
             .rows(sessions::of_user(user), sessions::summary)
+            .await
+    }
+}
+
+#[async_trait]
+impl<D: Db> ModerationQueries for Store<D> {
+    async fn moderation_log(&self, page: Page) -> Result<Vec<LogEntry>, ReadModelError> {
+        self.db
+            .rows(
+                moderation::log_page(page.cursor, page.limit),
+                moderation::log_entry,
+            )
+            .await
+    }
+
+    async fn queue(&self, limit: usize) -> Result<Vec<QueueItem>, ReadModelError> {
+        let rows = self
+            .db
+            .rows(moderation::queue(limit), moderation::queue_item)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (mut item, id) in rows {
+            let reports = self
+                .db
+                .rows(moderation::reports_of(id), |row| {
+                    Ok((row.text(0)?, row.opt_text(1)?))
+                })
+                .await?;
+            let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+            for (reason, text) in reports {
+                *reasons.entry(reason).or_default() += 1;
+                item.texts.extend(text);
+            }
+            item.reasons = reasons.into_iter().collect();
+            item.reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    async fn sanctions_due(
+        &self,
+        limit: usize,
+    ) -> Result<
+        Vec<(
+            domain::moderation::Item,
+            domain::moderation::Reason,
+            domain::moderation::Role,
+        )>,
+        ReadModelError,
+    > {
+        self.db
+            .rows(moderation::due(limit), moderation::due_item)
             .await
     }
 }

@@ -32,6 +32,18 @@ pub enum CommentChange {
     DeleteCommentsOf {
         post_id: PostId,
     },
+    /// A comment folded by moderation (`reason` the code), or unfolded (`None`).
+    Fold {
+        post_id: PostId,
+        comment_id: CommentId,
+        reason: Option<String>,
+    },
+    /// A comment removed by moderation (hidden), or restored.
+    Remove {
+        post_id: PostId,
+        comment_id: CommentId,
+        removed: bool,
+    },
     /// The named comments of a user who unregistered show [`crate::DELETED_USER`].
     ForgetCommentAuthor {
         user_id: UserId,

@@ -20,9 +20,9 @@ impl Projection for Comments {
         "comments"
     }
 
-    /// 3: comments carry their reaction counts.
+    /// 3: comments carry their reaction counts; 4: moderation's folding and removal.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -82,7 +82,49 @@ impl Projection for Comments {
                 likes: crate::feed::count(*likes),
                 dislikes: crate::feed::count(*dislikes),
             })],
+            PostEvent::ItemFolded {
+                post_id,
+                comment_id: Some(comment_id),
+                reason,
+                ..
+            } => vec![Change::Comments(CommentChange::Fold {
+                post_id: *post_id,
+                comment_id: *comment_id,
+                reason: Some(reason.code().to_owned()),
+            })],
+            PostEvent::ItemUnfolded {
+                post_id,
+                comment_id: Some(comment_id),
+                ..
+            } => vec![Change::Comments(CommentChange::Fold {
+                post_id: *post_id,
+                comment_id: *comment_id,
+                reason: None,
+            })],
+            PostEvent::ItemRemoved {
+                post_id,
+                comment_id: Some(comment_id),
+                ..
+            } => vec![Change::Comments(CommentChange::Remove {
+                post_id: *post_id,
+                comment_id: *comment_id,
+                removed: true,
+            })],
+            PostEvent::ItemRestored {
+                post_id,
+                comment_id: Some(comment_id),
+                ..
+            } => vec![Change::Comments(CommentChange::Remove {
+                post_id: *post_id,
+                comment_id: *comment_id,
+                removed: false,
+            })],
             PostEvent::PostPublished { .. }
+            | PostEvent::ItemReported { .. }
+            | PostEvent::ItemFolded { .. }
+            | PostEvent::ItemUnfolded { .. }
+            | PostEvent::ItemRemoved { .. }
+            | PostEvent::ItemRestored { .. }
             | PostEvent::ReactionSet { .. }
             | PostEvent::PollOpened { .. }
             | PostEvent::PollVoted { .. }

@@ -19,6 +19,8 @@ pub struct CommentView {
     pub reply_to: Option<CommentId>,
     pub likes: i64,
     pub dislikes: i64,
+    /// The reason code a folded comment was folded for; `None` when not folded.
+    pub folded: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -58,6 +58,18 @@ pub enum FeedChange {
         post_id: PostId,
         followers: i64,
     },
+    /// A post folded by moderation (`reason` the code), or unfolded (`None`): collapsed in the
+    /// feed, out of the hot list.
+    Fold {
+        post_id: PostId,
+        reason: Option<String>,
+    },
+    /// A post removed by moderation (hidden from every list and from its own page), or
+    /// restored.
+    Remove {
+        post_id: PostId,
+        removed: bool,
+    },
     /// A post's reaction counts, as the event after which they stand gives them.
     SetReactions {
         post_id: PostId,

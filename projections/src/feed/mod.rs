@@ -38,9 +38,10 @@ impl Projection for Feed {
         "feed"
     }
 
-    /// 3: posts carry their reaction counts and their poll; 4: their explicit followers.
+    /// 3: posts carry their reaction counts and their poll; 4: their explicit followers; 5:
+    /// moderation's folding and removal.
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -129,6 +130,56 @@ impl Projection for Feed {
                 post_id: *post_id,
                 followers: count(*followers),
             })],
+            PostEvent::ItemFolded {
+                post_id,
+                comment_id: None,
+                reason,
+                ..
+            } => vec![Change::Feed(FeedChange::Fold {
+                post_id: *post_id,
+                reason: Some(reason.code().to_owned()),
+            })],
+            PostEvent::ItemUnfolded {
+                post_id,
+                comment_id: None,
+                ..
+            } => vec![Change::Feed(FeedChange::Fold {
+                post_id: *post_id,
+                reason: None,
+            })],
+            PostEvent::ItemRemoved {
+                post_id,
+                comment_id: None,
+                ..
+            } => vec![Change::Feed(FeedChange::Remove {
+                post_id: *post_id,
+                removed: true,
+            })],
+            PostEvent::ItemRestored {
+                post_id,
+                comment_id: None,
+                ..
+            } => vec![Change::Feed(FeedChange::Remove {
+                post_id: *post_id,
+                removed: false,
+            })],
+            // A removed comment leaves its post's count until it is restored.
+            PostEvent::ItemRemoved { post_id, .. } | PostEvent::ItemRestored { post_id, .. } => {
+                let delta = if matches!(event, PostEvent::ItemRemoved { .. }) {
+                    -1
+                } else {
+                    1
+                };
+                vec![Change::Feed(FeedChange::CountComment {
+                    post_id: *post_id,
+                    delta,
+                    commenters: 0,
+                    active_at: None,
+                })]
+            }
+            PostEvent::ItemReported { .. }
+            | PostEvent::ItemFolded { .. }
+            | PostEvent::ItemUnfolded { .. } => vec![],
             PostEvent::PollVoted {
                 post_id,
                 counts,

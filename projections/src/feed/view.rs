@@ -24,6 +24,8 @@ pub struct PostView {
     /// Users who chose to follow the post (authors and commenters follow it too, unseen).
     pub followers: i64,
     pub poll: Option<PollView>,
+    /// The reason code a folded post was folded for; `None` when not folded.
+    pub folded: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_activity_at: DateTime<Utc>,
 }

@@ -36,9 +36,10 @@ impl Projection for Search {
         NAME
     }
 
-    /// 2: documents keep the id of a named author, and forget it with the author's name.
+    /// 2: documents keep the id of a named author, and forget it with the author's name; 3:
+    /// folded and removed posts and comments are not found.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     /// Every batch re-indexes each post it touches with all its comments and commits the
@@ -72,6 +73,10 @@ impl Projection for Search {
                         | Change::Feed(FeedChange::ForgetPostAuthor { .. })
                         | Change::Comments(CommentChange::InsertComment { .. })
                         | Change::Comments(CommentChange::DeleteComment { .. })
+                        | Change::Feed(FeedChange::Fold { .. })
+                        | Change::Feed(FeedChange::Remove { .. })
+                        | Change::Comments(CommentChange::Fold { .. })
+                        | Change::Comments(CommentChange::Remove { .. })
                 )
             })
             .collect()
@@ -83,6 +88,12 @@ impl Projection for Search {
 pub struct SearchComment {
     pub comment_id: CommentId,
     pub body: String,
+    /// Folded by moderation: kept (for unfolding) but not indexed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
+    /// Removed by moderation: kept (for restoring) but not indexed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// What both engines store and index for one post.
@@ -106,6 +117,12 @@ pub struct SearchDocument {
     pub tags: Vec<String>,
     pub comments: Vec<SearchComment>,
     pub created_at: DateTime<Utc>,
+    /// Folded by moderation: kept, not indexed (its terms are empty), so not found.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
+    /// Removed by moderation: likewise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
     /// Analysed terms (see [`text`]) of the title, of the body and tags, and of the comments.
     /// An engine may store a document without them (they follow from its text) and give them
     /// back empty: [`SearchDocument::ensure_terms`] makes them again.
@@ -118,9 +135,21 @@ pub struct SearchDocument {
 }
 
 impl SearchDocument {
-    /// Analyses the text again if the document came back without its terms.
+    /// Whether moderation keeps the post out of search results.
+    pub fn hidden(&self) -> bool {
+        self.folded || self.removed
+    }
+
+    /// The comments search shows and finds.
+    pub fn visible_comments(&self) -> impl Iterator<Item = &SearchComment> {
+        self.comments.iter().filter(|c| !c.folded && !c.removed)
+    }
+
+    /// Analyses the text again if the document came back without its terms (a hidden one has
+    /// none).
     pub fn ensure_terms(&mut self) {
-        if self.title_terms.is_empty()
+        if !self.hidden()
+            && self.title_terms.is_empty()
             && self.body_terms.is_empty()
             && self.comment_terms.is_empty()
         {
@@ -129,11 +158,17 @@ impl SearchDocument {
     }
 
     fn analyse(&mut self) {
+        if self.hidden() {
+            self.title_terms.clear();
+            self.body_terms.clear();
+            self.comment_terms.clear();
+            return;
+        }
         self.title_terms = text::terms_field(self.title.as_deref());
         self.body_terms = text::terms_field(
             std::iter::once(self.body.as_str()).chain(self.tags.iter().map(String::as_str)),
         );
-        self.comment_terms = text::terms_field(self.comments.iter().map(|c| c.body.as_str()));
+        self.comment_terms = text::terms_field(self.visible_comments().map(|c| c.body.as_str()));
     }
 }
 
@@ -143,7 +178,11 @@ fn post_of(change: &Change) -> Option<PostId> {
         Change::Feed(FeedChange::InsertPost { post_id, .. })
         | Change::Comments(CommentChange::InsertComment { post_id, .. })
         | Change::Comments(CommentChange::DeleteComment { post_id, .. })
-        | Change::Feed(FeedChange::DeletePost { post_id }) => Some(*post_id),
+        | Change::Feed(FeedChange::DeletePost { post_id })
+        | Change::Feed(FeedChange::Fold { post_id, .. })
+        | Change::Feed(FeedChange::Remove { post_id, .. })
+        | Change::Comments(CommentChange::Fold { post_id, .. })
+        | Change::Comments(CommentChange::Remove { post_id, .. }) => Some(*post_id),
         _ => None,
     }
 }
@@ -258,6 +297,8 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
                 tags: tags.clone(),
                 comments: vec![],
                 created_at: *created_at,
+                folded: false,
+                removed: false,
                 title_terms: String::new(),
                 body_terms: String::new(),
                 comment_terms: String::new(),
@@ -277,8 +318,10 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
                 d.comments.push(SearchComment {
                     comment_id: *comment_id,
                     body: body.clone(),
+                    folded: false,
+                    removed: false,
                 });
-                if !*stale {
+                if !*stale && !d.hidden() {
                     // The comments' terms in order: the new comment's come last.
                     text::extend_terms(&mut d.comment_terms, body);
                 }
@@ -292,7 +335,42 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
             }
         }
         Change::Feed(FeedChange::DeletePost { .. }) => *doc = None,
+        Change::Feed(FeedChange::Fold { reason, .. }) => {
+            if let Some(d) = doc {
+                d.folded = reason.is_some();
+                *stale = true;
+            }
+        }
+        Change::Feed(FeedChange::Remove { removed, .. }) => {
+            if let Some(d) = doc {
+                d.removed = *removed;
+                *stale = true;
+            }
+        }
+        Change::Comments(CommentChange::Fold {
+            comment_id, reason, ..
+        }) => mark_comment(doc, stale, *comment_id, |c| c.folded = reason.is_some()),
+        Change::Comments(CommentChange::Remove {
+            comment_id,
+            removed,
+            ..
+        }) => mark_comment(doc, stale, *comment_id, |c| c.removed = *removed),
         _ => {}
+    }
+}
+
+/// Sets a moderation mark of one of the document's comments; its terms follow.
+fn mark_comment(
+    doc: &mut Option<SearchDocument>,
+    stale: &mut bool,
+    comment_id: CommentId,
+    mark: impl FnOnce(&mut SearchComment),
+) {
+    if let Some(d) = doc
+        && let Some(c) = d.comments.iter_mut().find(|c| c.comment_id == comment_id)
+    {
+        mark(c);
+        *stale = true;
     }
 }
 

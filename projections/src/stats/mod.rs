@@ -131,6 +131,8 @@ impl Projection for Stats {
             | Event::User(UserEvent::NotificationsRead { .. })
             | Event::User(UserEvent::FavouriteSet { .. })
             | Event::User(UserEvent::FavouriteRemoved { .. })
+            | Event::User(UserEvent::ModeratorGranted { .. })
+            | Event::User(UserEvent::ModeratorRevoked { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
             | Event::Post(
                 PostEvent::CommentDeleted { .. }
@@ -138,12 +140,18 @@ impl Projection for Stats {
                 | PostEvent::ReactionSet { .. }
                 | PostEvent::PollOpened { .. }
                 | PostEvent::PollVoted { .. }
-                | PostEvent::FollowSet { .. },
+                | PostEvent::FollowSet { .. }
+                | PostEvent::ItemReported { .. }
+                | PostEvent::ItemFolded { .. }
+                | PostEvent::ItemUnfolded { .. }
+                | PostEvent::ItemRemoved { .. }
+                | PostEvent::ItemRestored { .. },
             )
             | Event::Reservation(_)
             | Event::Verification(_)
             | Event::Model(_)
-            | Event::Worker(_) => vec![],
+            | Event::Worker(_)
+            | Event::Sanction(_) => vec![],
         };
         changes.into_iter().map(Change::Stats).collect()
     }

@@ -140,6 +140,7 @@ impl Projection for Tasks {
                 changes
             }
             Event::User(_)
+            | Event::Sanction(_)
             | Event::Session(_)
             | Event::Reservation(_)
             | Event::Verification(_)

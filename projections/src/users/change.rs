@@ -1,7 +1,7 @@
 //! What the `users` projection writes: accounts and sessions.
 
 use chrono::{DateTime, Utc};
-use domain::{SessionId, UserId};
+use domain::{CommentId, PostId, SanctionId, SessionId, UserId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserChange {
@@ -26,5 +26,32 @@ pub enum UserChange {
     /// The user unregistered: their account row and every session go.
     DeleteUser {
         user_id: UserId,
+    },
+    SetModerator {
+        user_id: UserId,
+        moderator: bool,
+    },
+    /// A sanction of a user, with its terms (both sealed in the log, read here).
+    InsertSanction {
+        sanction_id: SanctionId,
+        user_id: UserId,
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        reason: String,
+        step: i64,
+        starts_at: DateTime<Utc>,
+        /// `None`: permanent.
+        ends_at: Option<DateTime<Utc>>,
+        imposed_at: DateTime<Utc>,
+    },
+    AppealSanction {
+        sanction_id: SanctionId,
+        text: Option<String>,
+        at: DateTime<Utc>,
+    },
+    DecideAppeal {
+        sanction_id: SanctionId,
+        upheld: bool,
+        at: DateTime<Utc>,
     },
 }

@@ -5,8 +5,9 @@ mod change;
 mod view;
 
 pub use change::UserChange;
-pub use view::{SessionSummary, SessionView, UserQueries, UserView};
+pub use view::{SanctionTerm, SanctionView, SessionSummary, SessionView, UserQueries, UserView};
 
+use domain::sanction::SanctionEvent;
 use domain::session::SessionEvent;
 use domain::user::UserEvent;
 use domain::{Envelope, Event};
@@ -23,8 +24,9 @@ impl Projection for Users {
         NAME
     }
 
+    /// 3: moderators and sanctions.
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -45,6 +47,58 @@ impl Projection for Users {
             Event::User(UserEvent::AdminGranted { user_id }) => {
                 vec![Change::Users(UserChange::SetAdmin { user_id: *user_id })]
             }
+            Event::User(UserEvent::ModeratorGranted { user_id }) => {
+                vec![Change::Users(UserChange::SetModerator {
+                    user_id: *user_id,
+                    moderator: true,
+                })]
+            }
+            Event::User(UserEvent::ModeratorRevoked { user_id }) => {
+                vec![Change::Users(UserChange::SetModerator {
+                    user_id: *user_id,
+                    moderator: false,
+                })]
+            }
+            Event::Sanction(SanctionEvent::SanctionImposed {
+                sanction_id,
+                item,
+                reason,
+                subject,
+                terms,
+                ..
+            }) => {
+                // Unreadable once the subject left: a sanction of nobody.
+                let (Some(user_id), Some(terms)) = (subject.get(), terms.get()) else {
+                    return vec![];
+                };
+                vec![Change::Users(UserChange::InsertSanction {
+                    sanction_id: *sanction_id,
+                    user_id: *user_id,
+                    post_id: item.post_id,
+                    comment_id: item.comment_id,
+                    reason: reason.code().to_owned(),
+                    step: i64::from(terms.step),
+                    starts_at: terms.starts_at,
+                    ends_at: terms.ends_at,
+                    imposed_at: envelope.occurred_at,
+                })]
+            }
+            Event::Sanction(SanctionEvent::SanctionAppealed { sanction_id, text }) => {
+                vec![Change::Users(UserChange::AppealSanction {
+                    sanction_id: *sanction_id,
+                    text: text.as_ref().and_then(|t| t.get().cloned()),
+                    at: envelope.occurred_at,
+                })]
+            }
+            Event::Sanction(SanctionEvent::AppealDecided {
+                sanction_id,
+                upheld,
+                ..
+            }) => vec![Change::Users(UserChange::DecideAppeal {
+                sanction_id: *sanction_id,
+                upheld: *upheld,
+                at: envelope.occurred_at,
+            })],
             Event::User(UserEvent::UserUnregistered { user_id }) => {
                 vec![Change::Users(UserChange::DeleteUser { user_id: *user_id })]
             }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{SessionId, UserId};
+use domain::{CommentId, PostId, SanctionId, SessionId, UserId};
 use serde::Serialize;
 
 use crate::ports::ReadModelError;
@@ -15,7 +15,49 @@ pub struct UserView {
     pub username: String,
     pub email: String,
     pub is_admin: bool,
+    pub is_moderator: bool,
     pub registered_at: DateTime<Utc>,
+    /// The user's sanctions that were not overturned (the write check's input).
+    pub sanctions: Vec<SanctionTerm>,
+}
+
+impl UserView {
+    /// When the sanction in force at `now` ends, if one is: `Some(None)` for a permanent one.
+    /// Sanctions follow each other without gaps, so the end is the latest one's.
+    pub fn sanctioned_until(&self, now: DateTime<Utc>) -> Option<Option<DateTime<Utc>>> {
+        let in_force = |t: &&SanctionTerm| t.starts_at <= now && t.ends_at.is_none_or(|e| now < e);
+        self.sanctions.iter().find(in_force)?;
+        if self.sanctions.iter().any(|t| t.ends_at.is_none()) {
+            return Some(None);
+        }
+        Some(self.sanctions.iter().filter_map(|t| t.ends_at).max())
+    }
+}
+
+/// When one sanction binds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SanctionTerm {
+    pub starts_at: DateTime<Utc>,
+    /// `None`: permanent.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// A sanction as its subject sees it, and as moderators see an appeal: never whose it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SanctionView {
+    pub sanction_id: SanctionId,
+    pub post_id: PostId,
+    pub comment_id: Option<CommentId>,
+    pub reason: String,
+    pub step: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub imposed_at: DateTime<Utc>,
+    pub appealed_at: Option<DateTime<Utc>>,
+    pub appeal: Option<String>,
+    /// `Some(true)` upheld, `Some(false)` overturned, `None` undecided.
+    pub upheld: Option<bool>,
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 /// One of a user's live sessions, as "my data" lists them.
@@ -41,4 +83,8 @@ pub trait UserQueries: Send + Sync + 'static {
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError>;
     /// A user's live sessions (ids and expiry only), newest first.
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError>;
+    /// A user's sanctions, newest first.
+    async fn sanctions_of(&self, user: UserId) -> Result<Vec<SanctionView>, ReadModelError>;
+    /// Appealed sanctions, undecided first, oldest appeal first.
+    async fn appeals(&self, limit: usize) -> Result<Vec<SanctionView>, ReadModelError>;
 }

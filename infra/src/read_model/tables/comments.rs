@@ -20,6 +20,9 @@ const COLUMNS: &[Col] = &[
     col("created_at", Ty::Time, "NOT NULL"),
     col("likes", Ty::Int, "NOT NULL DEFAULT 0"),
     col("dislikes", Ty::Int, "NOT NULL DEFAULT 0"),
+    // Moderation: the reason code of a folded comment (NULL: not folded), and removal.
+    col("folded", Ty::Text, ""),
+    col("removed", Ty::Bool, "NOT NULL DEFAULT FALSE"),
     // The author of a named comment, for forgetting it; never read by a query.
     col("author_id", Ty::Uuid, ""),
 ];
@@ -108,6 +111,20 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::uuid(*comment_id),
             ],
         ))),
+        Change::Comments(CommentChange::Fold {
+            comment_id, reason, ..
+        }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE comments_g{g} SET folded = $1 WHERE comment_id = $2"),
+            vec![Value::Text(reason.clone()), Value::uuid(*comment_id)],
+        ))),
+        Change::Comments(CommentChange::Remove {
+            comment_id,
+            removed,
+            ..
+        }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE comments_g{g} SET removed = $1 WHERE comment_id = $2"),
+            vec![Value::Bool(*removed), Value::uuid(*comment_id)],
+        ))),
         Change::Comments(CommentChange::DeleteCommentsOf { post_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM comments_g{g} WHERE post_id = $1"),
             vec![Value::uuid(*post_id)],
@@ -126,13 +143,13 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
 }
 
 const SELECT: &str = "comment_id, post_id, position, author_name, anonymous, is_host, body, \
-     reply_to, created_at, likes, dislikes";
+     reply_to, created_at, likes, dislikes, folded";
 
-/// A page of a post's comments: those after `after`, oldest first.
+/// A page of a post's comments: those after `after`, oldest first, without removed ones.
 pub(crate) fn page(post: PostId, after: Option<Position>, size: usize) -> Stmt {
     Stmt::new(
         format!(
-            "SELECT {SELECT} FROM comments WHERE post_id = $1 AND position > $2 \
+            "SELECT {SELECT} FROM comments WHERE post_id = $1 AND position > $2 AND NOT removed \
              ORDER BY position ASC LIMIT $3"
         ),
         vec![
@@ -143,6 +160,7 @@ pub(crate) fn page(post: PostId, after: Option<Position>, size: usize) -> Stmt {
     )
 }
 
+/// A comment by id, removed or not (what finds the post of a comment id).
 pub(crate) fn by_id(id: CommentId) -> Stmt {
     Stmt::new(
         format!("SELECT {SELECT} FROM comments WHERE comment_id = $1"),
@@ -163,5 +181,6 @@ pub(crate) fn view(row: &dyn Row) -> Result<CommentView, ReadModelError> {
         created_at: row.time(8)?,
         likes: row.int(9)?,
         dislikes: row.int(10)?,
+        folded: row.opt_text(11)?,
     })
 }

@@ -28,6 +28,9 @@ const COLUMNS: &[Col] = &[
     // A poll's options and counts as JSON arrays; NULL without a poll.
     col("poll_options", Ty::Text, ""),
     col("poll_counts", Ty::Text, ""),
+    // Moderation: the reason code of a folded post (NULL: not folded), and removal.
+    col("folded", Ty::Text, ""),
+    col("removed", Ty::Bool, "NOT NULL DEFAULT FALSE"),
     col("created_at", Ty::Time, "NOT NULL"),
     col("last_activity_at", Ty::Time, "NOT NULL"),
     // The author of a named post, for forgetting it when they unregister; never read by a
@@ -131,6 +134,16 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::uuid(*post_id),
             ],
         ))),
+        Change::Feed(FeedChange::Fold { post_id, reason }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE feed_g{g} SET folded = $1 WHERE post_id = $2"),
+            vec![Value::Text(reason.clone()), Value::uuid(*post_id)],
+        ))),
+        Change::Feed(FeedChange::Remove { post_id, removed }) => {
+            out.push(Write::Stmt(Stmt::new(
+                format!("UPDATE feed_g{g} SET removed = $1 WHERE post_id = $2"),
+                vec![Value::Bool(*removed), Value::uuid(*post_id)],
+            )))
+        }
         Change::Feed(FeedChange::SetFollowers { post_id, followers }) => {
             out.push(Write::Stmt(Stmt::new(
                 format!("UPDATE feed_g{g} SET followers = $1 WHERE post_id = $2"),
@@ -209,12 +222,15 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 
 const SELECT: &str = "post_id, position, author_name, anonymous, title, body, tags, \
      comment_count, created_at, last_activity_at, likes, dislikes, poll_options, poll_counts, \
-     commenters, followers";
+     commenters, followers, folded";
 
 /// A page of the feed: posts before `before`, newest first.
 pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
     Stmt::new(
-        format!("SELECT {SELECT} FROM feed WHERE position < $1 ORDER BY position DESC LIMIT $2"),
+        format!(
+            "SELECT {SELECT} FROM feed WHERE position < $1 AND NOT removed \
+             ORDER BY position DESC LIMIT $2"
+        ),
         vec![
             Value::int(before.map_or(i64::MAX, |c| c as i64)),
             limit(size),
@@ -223,10 +239,12 @@ pub(crate) fn page(before: Option<Position>, size: usize) -> Stmt {
 }
 
 /// The hot list (see [`HotFormula`]): the newest `window` posts, by score, ties newest first.
+/// Folded and removed posts are not in it.
 pub(crate) fn hot(formula: &HotFormula, size: usize) -> Stmt {
     Stmt::new(
         format!(
-            "SELECT {SELECT} FROM (SELECT * FROM feed ORDER BY position DESC LIMIT $1) AS recent \
+            "SELECT {SELECT} FROM (SELECT * FROM feed WHERE NOT removed AND folded IS NULL \
+             ORDER BY position DESC LIMIT $1) AS recent \
              ORDER BY (commenters * $2 + likes * $3 - dislikes * $4 + followers * $7) * $5 \
              + created_unix DESC, position DESC LIMIT $6"
         ),
@@ -244,7 +262,7 @@ pub(crate) fn hot(formula: &HotFormula, size: usize) -> Stmt {
 
 pub(crate) fn by_id(id: PostId) -> Stmt {
     Stmt::new(
-        format!("SELECT {SELECT} FROM feed WHERE post_id = $1"),
+        format!("SELECT {SELECT} FROM feed WHERE post_id = $1 AND NOT removed"),
         vec![Value::uuid(id)],
     )
 }
@@ -252,7 +270,7 @@ pub(crate) fn by_id(id: PostId) -> Stmt {
 /// A row if the post is live.
 pub(crate) fn exists(id: PostId) -> Stmt {
     Stmt::new(
-        "SELECT 1 FROM feed WHERE post_id = $1",
+        "SELECT 1 FROM feed WHERE post_id = $1 AND NOT removed",
         vec![Value::uuid(id)],
     )
 }
@@ -274,6 +292,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<PostView, ReadModelError> {
         poll: poll(row.opt_text(12)?, row.opt_text(13)?)?,
         commenters: row.int(14)?,
         followers: row.int(15)?,
+        folded: row.opt_text(16)?,
     })
 }
 

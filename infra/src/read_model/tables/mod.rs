@@ -9,7 +9,9 @@ pub(super) mod feed_marks;
 pub(super) mod follows;
 pub(super) mod inbox_marks;
 pub(super) mod models;
+pub(super) mod moderation;
 pub(super) mod notifications;
+pub(super) mod sanctions;
 pub(super) mod sessions;
 pub(super) mod stats_active;
 pub(super) mod stats_counters;
@@ -68,6 +70,10 @@ pub(crate) const TABLES: &[&Table] = &[
     &follows::TABLE,
     &inbox_marks::TABLE,
     &favourites::TABLE,
+    &sanctions::TABLE,
+    &moderation::LOG,
+    &moderation::ITEMS,
+    &moderation::REPORTS,
 ];
 
 /// The tables of a projection, or [`ReadModelError::UnknownProjection`].

@@ -13,6 +13,7 @@ const COLUMNS: &[Col] = &[
     col("username", Ty::Text, "NOT NULL"),
     col("email", Ty::Text, "NOT NULL"),
     col("is_admin", Ty::Bool, "NOT NULL DEFAULT FALSE"),
+    col("is_moderator", Ty::Bool, "NOT NULL DEFAULT FALSE"),
     col("registered_at", Ty::Time, "NOT NULL"),
 ];
 
@@ -53,6 +54,12 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
             format!("UPDATE users_g{g} SET is_admin = TRUE WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
         ))),
+        Change::Users(UserChange::SetModerator { user_id, moderator }) => {
+            out.push(Write::Stmt(Stmt::new(
+                format!("UPDATE users_g{g} SET is_moderator = $1 WHERE user_id = $2"),
+                vec![Value::Bool(*moderator), Value::uuid(*user_id)],
+            )))
+        }
         Change::Users(UserChange::DeleteUser { user_id }) => out.push(Write::Stmt(Stmt::new(
             format!("DELETE FROM users_g{g} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
@@ -62,7 +69,8 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
 }
 
 /// The columns [`view`] reads, in its order (`u` is the table's alias).
-pub(crate) const SELECT: &str = "u.user_id, u.username, u.email, u.is_admin, u.registered_at";
+pub(crate) const SELECT: &str =
+    "u.user_id, u.username, u.email, u.is_admin, u.registered_at, u.is_moderator";
 
 pub(crate) fn by_id(id: UserId) -> Stmt {
     Stmt::new(
@@ -71,7 +79,8 @@ pub(crate) fn by_id(id: UserId) -> Stmt {
     )
 }
 
-/// A user from the row's columns `first..first + 5`, as [`SELECT`] lists them.
+/// A user from the row's columns `first..first + 6`, as [`SELECT`] lists them; their
+/// sanctions are read apart.
 pub(crate) fn view_at(row: &dyn Row, first: usize) -> Result<UserView, ReadModelError> {
     Ok(UserView {
         user_id: UserId::new(row.uuid(first)?),
@@ -79,6 +88,8 @@ pub(crate) fn view_at(row: &dyn Row, first: usize) -> Result<UserView, ReadModel
         email: row.text(first + 2)?,
         is_admin: row.flag(first + 3)?,
         registered_at: row.time(first + 4)?,
+        is_moderator: row.flag(first + 5)?,
+        sanctions: vec![],
     })
 }
 

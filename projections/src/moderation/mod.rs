@@ -1,0 +1,164 @@
+//! The `moderation` projection: the public moderation log, the moderators' queue of reported
+//! items, and the removals whose authors are still to be sanctioned.
+//!
+//! Nothing here names a user. Reports keep their reason and text, never their reporter (the
+//! log records a per-item handle only, which this model drops); acts keep the role of whoever
+//! acted; sanctions keep the item they were for. So every row can be shown to the public (the
+//! log) or to moderators (the queue) as it is.
+
+mod change;
+mod view;
+
+pub use change::ModerationChange;
+pub use view::{LogEntry, ModerationQueries, QueueItem};
+
+use domain::moderation::{Item, Reason, Role};
+use domain::post::PostEvent;
+use domain::sanction::SanctionEvent;
+use domain::{Envelope, Event};
+
+use crate::{Change, Projection};
+
+/// The projection's name.
+pub const NAME: &str = "moderation";
+
+pub struct Moderation;
+
+fn log(
+    envelope: &Envelope,
+    act: &str,
+    item: Item,
+    reason: Reason,
+    note: Option<&String>,
+    by: Role,
+) -> Change {
+    Change::Moderation(ModerationChange::Log {
+        position: envelope.position,
+        act: act.to_owned(),
+        item,
+        reason: reason.code().to_owned(),
+        note: note.cloned(),
+        role: by.as_str().to_owned(),
+        at: envelope.occurred_at,
+    })
+}
+
+impl Projection for Moderation {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        let item = |post_id, comment_id| Item {
+            post_id,
+            comment_id,
+        };
+        match event {
+            Event::Post(PostEvent::ItemReported {
+                post_id,
+                comment_id,
+                reason,
+                text,
+                reports,
+                weight,
+                ..
+            }) => vec![Change::Moderation(ModerationChange::Report {
+                position: envelope.position,
+                item: item(*post_id, *comment_id),
+                reason: reason.code().to_owned(),
+                text: text.as_ref().and_then(|t| t.get().cloned()),
+                reports: crate::feed::count(*reports),
+                weight: crate::feed::count(*weight),
+                at: envelope.occurred_at,
+            })],
+            Event::Post(PostEvent::ItemFolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            }) => {
+                let it = item(*post_id, *comment_id);
+                vec![
+                    log(envelope, "fold", it, *reason, note.as_ref(), *by),
+                    Change::Moderation(ModerationChange::Fold {
+                        item: it,
+                        reason: Some(reason.code().to_owned()),
+                    }),
+                ]
+            }
+            Event::Post(PostEvent::ItemUnfolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            }) => {
+                let it = item(*post_id, *comment_id);
+                vec![
+                    log(envelope, "unfold", it, *reason, note.as_ref(), *by),
+                    Change::Moderation(ModerationChange::Fold {
+                        item: it,
+                        reason: None,
+                    }),
+                ]
+            }
+            Event::Post(PostEvent::ItemRemoved {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                sanction,
+            }) => {
+                let it = item(*post_id, *comment_id);
+                vec![
+                    log(envelope, "remove", it, *reason, note.as_ref(), *by),
+                    Change::Moderation(ModerationChange::Remove {
+                        item: it,
+                        removed: true,
+                        sanction_due: *sanction,
+                        reason: reason.code().to_owned(),
+                        role: by.as_str().to_owned(),
+                    }),
+                ]
+            }
+            Event::Post(PostEvent::ItemRestored {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+            }) => {
+                let it = item(*post_id, *comment_id);
+                vec![
+                    log(envelope, "restore", it, *reason, note.as_ref(), *by),
+                    Change::Moderation(ModerationChange::Remove {
+                        item: it,
+                        removed: false,
+                        sanction_due: false,
+                        reason: reason.code().to_owned(),
+                        role: by.as_str().to_owned(),
+                    }),
+                ]
+            }
+            Event::Sanction(SanctionEvent::SanctionImposed {
+                item, reason, by, ..
+            }) => vec![
+                log(envelope, "sanction", *item, *reason, None, *by),
+                Change::Moderation(ModerationChange::Sanctioned { item: *item }),
+            ],
+            Event::Sanction(SanctionEvent::AppealDecided {
+                item, upheld, by, ..
+            }) => {
+                let act = if *upheld { "uphold" } else { "overturn" };
+                vec![log(envelope, act, *item, Reason::Other, None, *by)]
+            }
+            _ => vec![],
+        }
+    }
+}
