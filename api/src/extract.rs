@@ -103,7 +103,9 @@ impl Auth {
         } else if self.is_moderator {
             Ok(domain::moderation::Role::Moderator)
         } else {
-            Err(ApiError::forbidden("only moderators and admins may do this"))
+            Err(ApiError::forbidden(
+                "only moderators and admins may do this",
+            ))
         }
     }
 }

@@ -292,7 +292,9 @@ mod tests {
                 username: "ann".into(),
                 email: "ann@campus.edu".into(),
                 is_admin: false,
+                is_moderator: false,
                 registered_at: Utc::now(),
+                sanctions: vec![],
             },
             expires_at,
         }

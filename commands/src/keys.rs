@@ -377,7 +377,10 @@ impl Keys {
         sanction: domain::SanctionId,
     ) -> Result<KeyRef, KeyError> {
         let key = self.key_or_create(user).await?;
-        let handle = format!("s{}", Self::mac(&key, &format!("sanction:{sanction}:{user}")));
+        let handle = format!(
+            "s{}",
+            Self::mac(&key, &format!("sanction:{sanction}:{user}"))
+        );
         self.remember(&handle, user, &sanction.to_string()).await?;
         Ok(KeyRef::handle(handle))
     }

@@ -254,6 +254,7 @@ pub struct Me {
     pub username: String,
     pub email: String,
     pub is_admin: bool,
+    pub is_moderator: bool,
     pub registered_at: DateTime<Utc>,
     /// Hex key of the HMAC-SHA256 signatures on your tasks' webhooks.
     pub webhook_secret: String,
@@ -278,6 +279,7 @@ pub async fn me(
         username: user.username,
         email: user.email,
         is_admin: user.is_admin,
+        is_moderator: user.is_moderator,
         registered_at: user.registered_at,
         webhook_secret: hex::encode(crate::dispatch::webhook_key(&state.secret, user.user_id)),
     };

@@ -93,10 +93,7 @@ pub fn api() -> Router<AppState> {
             post(moderation::decide),
         )
         .route("/api/v1/me/sanctions", get(moderation::my_sanctions))
-        .route(
-            "/api/v1/me/sanctions/{id}/appeal",
-            post(moderation::appeal),
-        )
+        .route("/api/v1/me/sanctions/{id}/appeal", post(moderation::appeal))
         .route(
             "/api/v1/admin/users/{id}/moderator",
             put(moderation::set_moderator),

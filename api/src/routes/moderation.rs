@@ -808,7 +808,9 @@ pub async fn set_moderator(
     ApiJson(body): ApiJson<NewRole>,
 ) -> Result<Json<crate::routes::auth::CommandDone>, ApiError> {
     if !auth.actor.is_admin {
-        return Err(ApiError::forbidden("only admins grant or revoke moderator rights"));
+        return Err(ApiError::forbidden(
+            "only admins grant or revoke moderator rights",
+        ));
     }
     let user = UserId::new(parse_id(&id, "user")?);
     let command = UserCommand::SetModerator {

@@ -128,6 +128,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Only for an in-process application.
     store: Option<Arc<dyn EventStore>>,
+    /// The in-process application's clock.
+    clock: Option<api::clock::Clock>,
     _data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The PostgreSQL database of this app, when the suite runs on PostgreSQL.
@@ -297,12 +299,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("the application starts");
     let address = format!("http://{}", app.local_addr());
     let store = app.event_store();
+    let clock = app.clock();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
     let mut test_app = TestApp::external(&address, &settings_data);
     test_app.store = Some(store);
+    test_app.clock = Some(clock);
     test_app.database_url = database_url;
     test_app.shutdown = Some(tx);
     test_app._data_dir = Some(data);
@@ -329,6 +333,7 @@ impl TestApp {
                 .build()
                 .expect("a client"),
             store: None,
+            clock: None,
             database_url: None,
             _data_dir: None,
             shutdown: None,
@@ -514,6 +519,33 @@ impl TestApp {
             email,
             token: self.login(name, PASSWORD).await,
         }
+    }
+
+    /// Moves the in-process application's clock forward.
+    pub fn advance_clock(&self, by: chrono::Duration) {
+        self.clock
+            .as_ref()
+            .expect("an in-process application")
+            .advance(by);
+    }
+
+    /// [`Self::new_user`] made moderator, once the users model shows it.
+    pub async fn new_moderator(&self, name: &str) -> TestUser {
+        let moderator = self.new_user(name).await;
+        let granted = api::admin::moderator(
+            &commands::CommandHandler::new(self.event_store()),
+            &self.secret(),
+            &moderator.username,
+            true,
+        )
+        .await
+        .expect("moderator");
+        let me = self
+            .get_auth(&format!("/me?after={granted}"), &moderator.token)
+            .await
+            .expect(200);
+        assert_eq!(me["is_moderator"], true);
+        moderator
     }
 
     /// [`Self::new_user`] made admin, once the users model shows it.

@@ -14,6 +14,7 @@ mod kafka;
 mod limits;
 mod lists;
 mod metrics;
+mod moderation;
 mod notifications;
 mod page_cache;
 mod polls;

@@ -12,10 +12,10 @@ use projections::feed::HotFormula;
 use projections::inbox::{
     FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NotificationView,
 };
+use projections::moderation::{LogEntry, ModerationQueries, QueueItem};
 use projections::ports::Page;
 use projections::stats::{DayFigures, Figures, FinalState, Metric, Percentiles};
 use projections::tasks::{HistoryLine, ModelView, TaskQueries, TaskView, WorkerView};
-use projections::moderation::{LogEntry, ModerationQueries, QueueItem};
 use projections::views::{
     CommentView, PostView, SanctionView, SessionSummary, SessionView, UserView,
 };
@@ -25,8 +25,7 @@ use super::Store;
 use super::sql::{Db, Map, Stmt, Value};
 use super::tables::{
     comments, favourites, feed, feed_marks, follows, models, moderation, notifications, sanctions,
-    sessions, stats_active,
-    stats_counters, stats_tasks, task_history, tasks, users, workers,
+    sessions, stats_active, stats_counters, stats_tasks, task_history, tasks, users, workers,
 };
 
 #[allow(private_bounds)]
@@ -209,7 +208,10 @@ impl<D: Db> UserQueries for Store<D> {
         let Some(mut user) = self.one(users::by_id(id), users::view).await? else {
             return Ok(None);
         };
-        user.sanctions = self.db.rows(sanctions::terms_of(id), sanctions::term).await?;
+        user.sanctions = self
+            .db
+            .rows(sanctions::terms_of(id), sanctions::term)
+            .await?;
         Ok(Some(user))
     }
 
@@ -222,10 +224,7 @@ impl<D: Db> UserQueries for Store<D> {
         };
         session.user.sanctions = self
             .db
-            .rows(
-                sanctions::terms_of(session.user.user_id),
-                sanctions::term,
-            )
+            .rows(sanctions::terms_of(session.user.user_id), sanctions::term)
             .await?;
         Ok(Some(session))
     }
@@ -237,7 +236,9 @@ impl<D: Db> UserQueries for Store<D> {
     }
 
     async fn appeals(&self, limit: usize) -> Result<Vec<SanctionView>, ReadModelError> {
-        self.db.rows(sanctions::appeals(limit), sanctions::view).await
+        self.db
+            .rows(sanctions::appeals(limit), sanctions::view)
+            .await
     }
 
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError> {
@@ -277,7 +278,8 @@ impl<D: Db> ModerationQueries for Store<D> {
                 item.texts.extend(text);
             }
             item.reasons = reasons.into_iter().collect();
-            item.reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            item.reasons
+                .sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             out.push(item);
         }
         Ok(out)

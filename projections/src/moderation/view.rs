@@ -43,6 +43,8 @@ pub trait ModerationQueries: Send + Sync + 'static {
     async fn queue(&self, limit: usize) -> Result<Vec<QueueItem>, ReadModelError>;
     /// Removed items whose authors are still to be sanctioned: each with the removal's reason
     /// and the role that removed it.
-    async fn sanctions_due(&self, limit: usize)
-    -> Result<Vec<(Item, Reason, Role)>, ReadModelError>;
+    async fn sanctions_due(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(Item, Reason, Role)>, ReadModelError>;
 }

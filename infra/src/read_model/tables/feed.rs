@@ -138,12 +138,10 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
             format!("UPDATE feed_g{g} SET folded = $1 WHERE post_id = $2"),
             vec![Value::Text(reason.clone()), Value::uuid(*post_id)],
         ))),
-        Change::Feed(FeedChange::Remove { post_id, removed }) => {
-            out.push(Write::Stmt(Stmt::new(
-                format!("UPDATE feed_g{g} SET removed = $1 WHERE post_id = $2"),
-                vec![Value::Bool(*removed), Value::uuid(*post_id)],
-            )))
-        }
+        Change::Feed(FeedChange::Remove { post_id, removed }) => out.push(Write::Stmt(Stmt::new(
+            format!("UPDATE feed_g{g} SET removed = $1 WHERE post_id = $2"),
+            vec![Value::Bool(*removed), Value::uuid(*post_id)],
+        ))),
         Change::Feed(FeedChange::SetFollowers { post_id, followers }) => {
             out.push(Write::Stmt(Stmt::new(
                 format!("UPDATE feed_g{g} SET followers = $1 WHERE post_id = $2"),
