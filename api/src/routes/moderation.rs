@@ -66,20 +66,22 @@ pub async fn report_post(
     report(&state, &auth, request_id.as_deref(), post_id, None, &body).await
 }
 
-/// Reports a comment, found by its id.
+/// Reports a comment, found by its id in the comments read model (`?after=` the comment's
+/// position finds one made a moment ago).
 #[utoipa::path(post, path = "/api/v1/comments/{id}/reports", tag = "moderation", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid)), request_body = NewReport,
+    params(("id" = String, Path, format = Uuid), ("after" = Option<u64>, Query, description = "wait until the comments model includes this position")), request_body = NewReport,
     responses((status = 201, body = ReportDone), (status = 200, body = ReportDone), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn report_comment(
     State(state): State<AppState>,
     auth: Auth,
+    after: After,
     request_id: Option<axum::Extension<RequestId>>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewReport>,
 ) -> Result<(StatusCode, Json<ReportDone>), ApiError> {
     let comment_id = CommentId::new(parse_id(&id, "comment")?);
     let (reason, text) = report_values(&body)?;
-    let post_id = post_of(&state, comment_id).await?;
+    let post_id = post_of(&state, after, comment_id).await?;
     report_parsed(
         &state,
         &auth,
@@ -94,8 +96,13 @@ pub async fn report_comment(
     .await
 }
 
-/// The post a comment is under, from the comments read model.
-async fn post_of(state: &AppState, comment_id: CommentId) -> Result<PostId, ApiError> {
+/// The post a comment is under, from the comments read model (once it has reached `after`).
+async fn post_of(
+    state: &AppState,
+    after: After,
+    comment_id: CommentId,
+) -> Result<PostId, ApiError> {
+    consistent(state, after, &["comments"]).await?;
     Ok(state
         .queries
         .comment(comment_id)
@@ -327,13 +334,15 @@ pub async fn act_on_post(
     act(&state, &auth, role, request_id.as_deref(), item, &body).await
 }
 
-/// Acts on a comment as a moderator.
+/// Acts on a comment as a moderator (`?after=` the comment's position finds one made a moment
+/// ago).
 #[utoipa::path(post, path = "/api/v1/moderation/comments/{id}/acts", tag = "moderation", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid)), request_body = NewAct,
+    params(("id" = String, Path, format = Uuid), ("after" = Option<u64>, Query, description = "wait until the comments model includes this position")), request_body = NewAct,
     responses((status = 200, body = ActDone), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn act_on_comment(
     State(state): State<AppState>,
     auth: Auth,
+    after: After,
     request_id: Option<axum::Extension<RequestId>>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewAct>,
@@ -342,7 +351,7 @@ pub async fn act_on_comment(
     let comment_id = CommentId::new(parse_id(&id, "comment")?);
     parse_act(&body)?;
     let item = Item {
-        post_id: post_of(&state, comment_id).await?,
+        post_id: post_of(&state, after, comment_id).await?,
         comment_id: Some(comment_id),
     };
     act(&state, &auth, role, request_id.as_deref(), item, &body).await

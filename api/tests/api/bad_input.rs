@@ -963,3 +963,309 @@ async fn the_openapi_document_places_every_parameter_where_the_route_reads_it() 
     }
     assert!(checked > 20, "only {checked} parameters");
 }
+
+/// Moderation's refusals (issue 19): each a 4xx problem, the log as it was.
+#[tokio::test]
+async fn malformed_moderation_requests_get_problems_and_change_nothing() {
+    let app = spawn_app().await;
+    let author = app.new_user("mod_bad_author").await;
+    let other = app.new_user("mod_bad_other").await;
+    let moderator = app.new_moderator("mod_bad_mod").await;
+    let anonymous = |token: String, body: &'static str| {
+        let app = &app;
+        async move {
+            let post = app
+                .create_post(&token, &json!({"body": body, "anonymous": true}))
+                .await
+                .expect(201);
+            str_field(&post, "post_id").to_owned()
+        }
+    };
+    let post = anonymous(author.token.clone(), "aim here").await;
+    let removed = anonymous(author.token.clone(), "to be removed").await;
+    let removed_too = anonymous(author.token.clone(), "to be removed too").await;
+    let own = anonymous(moderator.token.clone(), "the moderator's own").await;
+    let comment = app
+        .comment(
+            &author.token,
+            &post,
+            &json!({"body": "c", "anonymous": true}),
+        )
+        .await
+        .expect(201);
+    let comment = str_field(&comment, "comment_id").to_owned();
+    for id in [&removed, &removed_too] {
+        app.post_json(
+            &format!("/moderation/posts/{id}/acts"),
+            Some(&moderator.token),
+            &json!({"act": "remove", "reason": "spam"}),
+        )
+        .await
+        .expect(200);
+    }
+    let head = app.head().await;
+    let mine = app
+        .get_auth(&format!("/me/sanctions?after={head}"), &author.token)
+        .await
+        .expect(200);
+    let appealed = str_field(&mine["items"][1], "sanction_id").to_owned();
+    let unappealed = str_field(&mine["items"][0], "sanction_id").to_owned();
+    app.post_json(
+        &format!("/me/sanctions/{appealed}/appeal"),
+        Some(&author.token),
+        &json!({}),
+    )
+    .await
+    .expect(201);
+
+    let (a, o, m) = (
+        bearer(&author.token),
+        bearer(&other.token),
+        bearer(&moderator.token),
+    );
+    let long = "x".repeat(1001);
+    let reports = format!("/posts/{post}/reports");
+    let acts = format!("/moderation/posts/{post}/acts");
+    let unknown = "0190a6d1-0000-7000-8000-00000000beef";
+    let cases = vec![
+        case("report: unknown reason", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"reason": "rude"})),
+        case("report: reason not a string", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"reason": 3})),
+        case("report: no reason", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"text": "why"})),
+        case("report: text too long", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"reason": "spam", "text": long})),
+        case("report: blank text", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"reason": "spam", "text": " \u{200b} "})),
+        case("report: unknown field", Method::POST, &reports, 422)
+            .token(&o)
+            .json(json!({"reason": "spam", "weight": 100})),
+        case("report: no token", Method::POST, &reports, 401).json(json!({"reason": "spam"})),
+        case(
+            "report a comment: unknown reason",
+            Method::POST,
+            format!("/comments/{comment}/reports"),
+            422,
+        )
+        .token(&o)
+        .json(json!({"reason": "boring"})),
+        case(
+            "report: bad post id",
+            Method::POST,
+            "/posts/not-an-id/reports",
+            404,
+        )
+        .token(&o)
+        .json(json!({"reason": "spam"})),
+        case(
+            "report: unknown post",
+            Method::POST,
+            format!("/posts/{unknown}/reports"),
+            404,
+        )
+        .token(&o)
+        .json(json!({"reason": "spam"})),
+        case(
+            "report: unknown comment",
+            Method::POST,
+            format!("/comments/{unknown}/reports"),
+            404,
+        )
+        .token(&o)
+        .json(json!({"reason": "spam"})),
+        case(
+            "report: a removed post",
+            Method::POST,
+            format!("/posts/{removed}/reports"),
+            410,
+        )
+        .token(&o)
+        .json(json!({"reason": "spam"})),
+        case("report: while sanctioned", Method::POST, &reports, 403)
+            .token(&a)
+            .json(json!({"reason": "spam"})),
+        case("act: unknown act", Method::POST, &acts, 422)
+            .token(&m)
+            .json(json!({"act": "ban", "reason": "spam"})),
+        case("act: unknown reason", Method::POST, &acts, 422)
+            .token(&m)
+            .json(json!({"act": "fold", "reason": "ugly"})),
+        case("act: note too long", Method::POST, &acts, 422)
+            .token(&m)
+            .json(json!({"act": "fold", "reason": "spam", "note": "n".repeat(301)})),
+        case("act: sanction flag on a fold", Method::POST, &acts, 422)
+            .token(&m)
+            .json(json!({"act": "fold", "reason": "spam", "sanction": false})),
+        case(
+            "act: fold own content",
+            Method::POST,
+            format!("/moderation/posts/{own}/acts"),
+            403,
+        )
+        .token(&m)
+        .json(json!({"act": "fold", "reason": "spam"})),
+        case(
+            "act: sanction the author of own content",
+            Method::POST,
+            format!("/moderation/posts/{own}/acts"),
+            403,
+        )
+        .token(&m)
+        .json(json!({"act": "sanction", "reason": "spam"})),
+        case(
+            "act: sanction twice for one item",
+            Method::POST,
+            format!("/moderation/posts/{removed}/acts"),
+            409,
+        )
+        .token(&m)
+        .json(json!({"act": "sanction", "reason": "spam"})),
+        case("act: not a moderator", Method::POST, &acts, 403)
+            .token(&o)
+            .json(json!({"act": "fold", "reason": "spam"})),
+        case(
+            "act: unknown post",
+            Method::POST,
+            format!("/moderation/posts/{unknown}/acts"),
+            404,
+        )
+        .token(&m)
+        .json(json!({"act": "fold", "reason": "spam"})),
+        case(
+            "act: unknown comment",
+            Method::POST,
+            format!("/moderation/comments/{unknown}/acts"),
+            404,
+        )
+        .token(&m)
+        .json(json!({"act": "fold", "reason": "spam"})),
+        case(
+            "appeal: twice",
+            Method::POST,
+            format!("/me/sanctions/{appealed}/appeal"),
+            409,
+        )
+        .token(&a)
+        .json(json!({})),
+        case(
+            "appeal: someone else's sanction",
+            Method::POST,
+            format!("/me/sanctions/{unappealed}/appeal"),
+            404,
+        )
+        .token(&o)
+        .json(json!({})),
+        case(
+            "appeal: not an id",
+            Method::POST,
+            "/me/sanctions/42/appeal",
+            404,
+        )
+        .token(&a)
+        .json(json!({})),
+        case(
+            "appeal: an upper-case id",
+            Method::POST,
+            format!("/me/sanctions/{}/appeal", unappealed.to_uppercase()),
+            404,
+        )
+        .token(&a)
+        .json(json!({})),
+        case(
+            "appeal: unknown sanction",
+            Method::POST,
+            format!("/me/sanctions/{unknown}/appeal"),
+            404,
+        )
+        .token(&a)
+        .json(json!({})),
+        case(
+            "appeal: text too long",
+            Method::POST,
+            format!("/me/sanctions/{unappealed}/appeal"),
+            422,
+        )
+        .token(&a)
+        .json(json!({"text": "t".repeat(1001)})),
+        case(
+            "decision: not appealed",
+            Method::POST,
+            format!("/moderation/sanctions/{unappealed}/decision"),
+            409,
+        )
+        .token(&m)
+        .json(json!({"uphold": true})),
+        case(
+            "decision: not a boolean",
+            Method::POST,
+            format!("/moderation/sanctions/{appealed}/decision"),
+            422,
+        )
+        .token(&m)
+        .json(json!({"uphold": "yes"})),
+        case(
+            "decision: unknown sanction",
+            Method::POST,
+            format!("/moderation/sanctions/{unknown}/decision"),
+            404,
+        )
+        .token(&m)
+        .json(json!({"uphold": true})),
+        case(
+            "grant moderator: not an admin",
+            Method::PUT,
+            format!("/admin/users/{}/moderator", other.user_id),
+            403,
+        )
+        .token(&m)
+        .json(json!({"moderator": true})),
+        case("log: limit 0", Method::GET, "/moderation/log?limit=0", 400),
+        case(
+            "log: before not a number",
+            Method::GET,
+            "/moderation/log?before=x",
+            400,
+        ),
+        case(
+            "queue: limit 101",
+            Method::GET,
+            "/moderation/queue?limit=101",
+            400,
+        )
+        .token(&m),
+    ];
+    assert!(cases.len() > 20);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let before = app.head().await;
+        let reply = c.send(&app).await;
+        let after = app.head().await;
+        let body: Option<Value> = serde_json::from_str(&reply.text).ok();
+        let shape_ok = reply.content_type() == "application/problem+json"
+            && body.as_ref().is_some_and(|b| {
+                ["type", "title", "detail"]
+                    .iter()
+                    .all(|f| b[*f].is_string())
+            });
+        if reply.status.as_u16() != c.status || !shape_ok || after != before {
+            failures.push(format!(
+                "{}: {} {} -> {} {:?}, log {before} -> {after} (expected {})",
+                c.name, reply.method, reply.path, reply.status, reply.text, c.status
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    app.assert_no_server_errors();
+}

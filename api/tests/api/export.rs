@@ -214,8 +214,52 @@ async fn traffic(app: &TestApp) -> String {
     let li_anon = comment(&li.token, &hidden, "same here", true).await;
     comment(&zhang.token, &hidden, "thanks all", true).await;
     let wang_named = comment(&wang.token, &hidden, "which one", false).await;
-    comment(&wang.token, &named, "count me in", true).await;
+    let wang_anon = comment(&wang.token, &named, "count me in", true).await;
     comment(&zhang.token, &named, "me too", false).await;
+
+    // Moderation: reports fold a post, an admin removes an anonymous comment, which
+    // sanctions its author, who appeals and is heard.
+    for (token, text) in [(&li.token, "spam again"), (&wang.token, "ads")] {
+        app.post_json(
+            &format!("/posts/{hidden}/reports"),
+            Some(token),
+            &json!({"reason": "spam", "text": text}),
+        )
+        .await
+        .expect(201);
+    }
+    app.post_json(
+        &format!(
+            "/moderation/comments/{wang_anon}/acts?after={}",
+            app.head().await
+        ),
+        Some(&admin.token),
+        &json!({"act": "remove", "reason": "abuse", "note": "personal attack"}),
+    )
+    .await
+    .expect(200);
+    let sanctions = app
+        .get_auth(
+            &format!("/me/sanctions?after={}", app.head().await),
+            &wang.token,
+        )
+        .await
+        .expect(200);
+    let sanction = str_field(&sanctions["items"][0], "sanction_id").to_owned();
+    app.post_json(
+        &format!("/me/sanctions/{sanction}/appeal"),
+        Some(&wang.token),
+        &json!({"text": "it was a joke"}),
+    )
+    .await
+    .expect(201);
+    app.post_json(
+        &format!("/moderation/sanctions/{sanction}/decision"),
+        Some(&admin.token),
+        &json!({"uphold": false}),
+    )
+    .await
+    .expect(200);
 
     app.delete(&format!("/posts/{hidden}/comments/{li_anon}"), &li.token)
         .await
@@ -524,7 +568,8 @@ async fn the_analysts_export_carries_no_user_id_address_or_secret_and_filters_ex
     );
     let stream = format!("post-{hidden}");
     let in_stream = expect(&|e| e.stream.as_str() == stream);
-    assert_eq!(in_stream.len(), 6);
+    // Its post, three comments and two deletions, two reports and the fold they made.
+    assert_eq!(in_stream.len(), 9);
     assert_eq!(selected(args(&["--stream", &stream])).await, in_stream);
     assert_eq!(
         selected(args(&["--after", "5", "--until", "12"])).await,

@@ -222,7 +222,10 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
         )
         .await
         .expect(201);
-    let comment = str_field(&comment, "comment_id").to_owned();
+    let (comment, at) = (
+        str_field(&comment, "comment_id").to_owned(),
+        position(&comment),
+    );
     for r in &reporters {
         report(&app, &r.token, &format!("/posts/{folded}/reports"), "nsfw")
             .await
@@ -230,7 +233,7 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
         report(
             &app,
             &r.token,
-            &format!("/comments/{comment}/reports"),
+            &format!("/comments/{comment}/reports?after={at}"),
             "spam",
         )
         .await
@@ -433,7 +436,10 @@ async fn nobody_learns_from_moderation_who_wrote_an_item_or_who_reported_it() {
         )
         .await
         .expect(201);
-    let comment = str_field(&comment, "comment_id").to_owned();
+    let (comment, at) = (
+        str_field(&comment, "comment_id").to_owned(),
+        position(&comment),
+    );
     let mut seen: Vec<Reply> = Vec::new();
     for r in &reporters {
         seen.push(
@@ -448,14 +454,14 @@ async fn nobody_learns_from_moderation_who_wrote_an_item_or_who_reported_it() {
             report(
                 &app,
                 &r.token,
-                &format!("/comments/{comment}/reports"),
+                &format!("/comments/{comment}/reports?after={at}"),
                 "abuse",
             )
             .await,
         );
     }
     let post_acts = format!("/moderation/posts/{post}/acts");
-    let comment_acts = format!("/moderation/comments/{comment}/acts");
+    let comment_acts = format!("/moderation/comments/{comment}/acts?after={at}");
     seen.push(act(&app, &moderator.token, &comment_acts, "remove", "abuse").await);
     seen.push(act(&app, &moderator.token, &post_acts, "sanction", "privacy").await);
     seen.push(act(&app, &moderator.token, &post_acts, "sanction", "privacy").await);

@@ -48,6 +48,24 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
         posts.push(id);
     }
     crate::helpers::task_traffic(&app, &admin.token, &writer.token).await;
+    // Reports that fold a post, and one more.
+    let reporter = app.new_user("reporter").await;
+    for (token, reason) in [
+        (&admin.token, "nsfw"),
+        (&reporter.token, "nsfw"),
+        (&reporter.token, "spam"),
+    ] {
+        app.post_json(
+            &format!(
+                "/posts/{}/reports",
+                posts[if reason == "spam" { 5 } else { 4 }]
+            ),
+            Some(token),
+            &json!({"reason": reason, "text": "look"}),
+        )
+        .await
+        .expect(201);
+    }
 
     // Live traffic: one task writes, one reads, until told to stop.
     let stop = Arc::new(AtomicBool::new(false));
