@@ -74,7 +74,8 @@
 //!   reporter wrote is theirs, and moderators read it in the queue. Reports are decided
 //!   unnamed; an actor, were one there, would get an id for that item alone. `ItemFolded`,
 //!   `ItemUnfolded`, `ItemRemoved`, `ItemRestored`: as they are (reasons, notes and roles are
-//!   public in the moderation log); the moderator in `metadata.actor` gets `user(u)`.
+//!   public in the moderation log), but for the anonymous `author` sealed beside them for the
+//!   inbox, always shredded like an addressee; the moderator in `metadata.actor` gets `user(u)`.
 //! - `SanctionImposed`: the `subject` (sealed under a handle for that sanction alone) and the
 //!   `terms` (step and dates, which would tell how many sanctions came before) are always
 //!   shredded, their key the handle's keyed hash; item, reason and role are public.
@@ -607,11 +608,89 @@ impl Pseudonymiser {
                 };
                 (event, acting)
             }
-            e @ (PostEvent::ItemFolded { .. }
-            | PostEvent::ItemUnfolded { .. }
-            | PostEvent::ItemRemoved { .. }
-            | PostEvent::ItemRestored { .. }) => (e, Acting::Named),
+            // Public but for the anonymous author the inbox is told of: shredded, as an
+            // addressee is.
+            PostEvent::ItemFolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                PostEvent::ItemFolded {
+                    post_id,
+                    comment_id,
+                    reason,
+                    note,
+                    by,
+                    author: self.shred_author(author),
+                },
+                Acting::Named,
+            ),
+            PostEvent::ItemUnfolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                PostEvent::ItemUnfolded {
+                    post_id,
+                    comment_id,
+                    reason,
+                    note,
+                    by,
+                    author: self.shred_author(author),
+                },
+                Acting::Named,
+            ),
+            PostEvent::ItemRemoved {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                sanction,
+            } => (
+                PostEvent::ItemRemoved {
+                    post_id,
+                    comment_id,
+                    reason,
+                    note,
+                    by,
+                    author: self.shred_author(author),
+                    sanction,
+                },
+                Acting::Named,
+            ),
+            PostEvent::ItemRestored {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                PostEvent::ItemRestored {
+                    post_id,
+                    comment_id,
+                    reason,
+                    note,
+                    by,
+                    author: self.shred_author(author),
+                },
+                Acting::Named,
+            ),
         }
+    }
+
+    /// The anonymous author a moderation event carries for the inbox: never exported, its key
+    /// hashed as a handle.
+    fn shred_author(&self, author: Option<Personal<UserId>>) -> Option<Personal<UserId>> {
+        author.map(|a| Personal::shredded(self.key_ref_as(Acting::Named, a.key())))
     }
 
     /// A sanction event: whom and on what terms is never exported.
@@ -1393,6 +1472,7 @@ mod tests {
                     reason: Reason::Abuse,
                     note: None,
                     by: Role::Community,
+                    author: Some(Personal::new(token.key_ref(), user)),
                 }),
                 None,
             ),
@@ -1405,6 +1485,7 @@ mod tests {
                     reason: Reason::Other,
                     note: Some("a misunderstanding".into()),
                     by: Role::Moderator,
+                    author: None,
                 }),
                 Some(admin.to_string()),
             ),
@@ -1417,6 +1498,7 @@ mod tests {
                     reason: Reason::Abuse,
                     note: None,
                     by: Role::Admin,
+                    author: Some(Personal::new(token.key_ref(), user)),
                     sanction: true,
                 }),
                 Some(admin.to_string()),
@@ -1430,6 +1512,7 @@ mod tests {
                     reason: Reason::Other,
                     note: None,
                     by: Role::Admin,
+                    author: None,
                 }),
                 Some(admin.to_string()),
             ),
@@ -1645,7 +1728,6 @@ mod tests {
             "WebhookAttempted",
             "WebhookAbandoned",
             "ItemReported",
-            "ItemFolded",
             "SanctionAppealed",
         ];
         for raw in sample

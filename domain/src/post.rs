@@ -346,6 +346,11 @@ pub enum PostEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         by: Role,
+        /// The item's author when anonymous, sealed under their author token (as
+        /// `CommentAdded.addressee`), so that the inbox can tell them; absent for a named
+        /// author, whom the item names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Personal<UserId>>,
     },
     ItemUnfolded {
         post_id: PostId,
@@ -354,6 +359,11 @@ pub enum PostEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         by: Role,
+        /// The item's author when anonymous, sealed under their author token (as
+        /// `CommentAdded.addressee`), so that the inbox can tell them; absent for a named
+        /// author, whom the item names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Personal<UserId>>,
     },
     /// The item is hidden from everyone until restored. `sanction`: its author is to be
     /// sanctioned for it (a community removal always; a moderator's when they say so).
@@ -364,6 +374,11 @@ pub enum PostEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         by: Role,
+        /// The item's author when anonymous, sealed under their author token (as
+        /// `CommentAdded.addressee`), so that the inbox can tell them; absent for a named
+        /// author, whom the item names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Personal<UserId>>,
         sanction: bool,
     },
     ItemRestored {
@@ -373,6 +388,11 @@ pub enum PostEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         by: Role,
+        /// The item's author when anonymous, sealed under their author token (as
+        /// `CommentAdded.addressee`), so that the inbox can tell them; absent for a named
+        /// author, whom the item names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<Personal<UserId>>,
     },
 }
 
@@ -675,6 +695,17 @@ impl Post {
         Ok(self.owner_of(comment)?.is(user, token))
     }
 
+    /// The author of the post (`None`) or a comment, sealed, when it is anonymous: what an
+    /// event about the item carries for the inbox (a named author is public on the item).
+    fn anonymous_author(&self, comment: Option<CommentId>) -> Option<Personal<UserId>> {
+        match comment {
+            None => self.author.as_ref(),
+            Some(id) => self.comments.get(&id).and_then(|c| c.author.as_ref()),
+        }
+        .filter(|a| a.key().as_user().is_none())
+        .cloned()
+    }
+
     /// The owner of the post (`None`) or of a comment not deleted by its author.
     fn owner_of(&self, comment: Option<CommentId>) -> Result<&Owner, PostError> {
         match comment {
@@ -721,6 +752,7 @@ impl Post {
                 reason,
                 note: None,
                 by: Role::Community,
+                author: self.anonymous_author(comment_id),
             });
         }
         if weight >= thresholds.remove_at {
@@ -730,6 +762,7 @@ impl Post {
                 reason,
                 note: None,
                 by: Role::Community,
+                author: self.anonymous_author(comment_id),
                 sanction: true,
             });
         }
@@ -756,6 +789,7 @@ impl Post {
         let folded = standing.is_some_and(|s| s.folded);
         let removed = standing.is_some_and(|s| s.removed);
         let note = note.map(|n| n.as_str().to_owned());
+        let author = self.anonymous_author(comment_id);
         let event = match act {
             Act::Fold if !folded => PostEvent::ItemFolded {
                 post_id,
@@ -763,6 +797,7 @@ impl Post {
                 reason,
                 note,
                 by,
+                author,
             },
             Act::Unfold if folded => PostEvent::ItemUnfolded {
                 post_id,
@@ -770,6 +805,7 @@ impl Post {
                 reason,
                 note,
                 by,
+                author,
             },
             Act::Remove if !removed => PostEvent::ItemRemoved {
                 post_id,
@@ -777,6 +813,7 @@ impl Post {
                 reason,
                 note,
                 by,
+                author,
                 sanction,
             },
             Act::Restore if removed => PostEvent::ItemRestored {
@@ -785,6 +822,7 @@ impl Post {
                 reason,
                 note,
                 by,
+                author,
             },
             _ => return Ok(vec![]),
         };

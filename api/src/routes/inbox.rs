@@ -163,16 +163,31 @@ pub struct NotificationDto {
     pub seq: Position,
     #[schema(value_type = String, format = Uuid)]
     pub post_id: PostId,
-    #[schema(value_type = String, format = Uuid)]
-    pub comment_id: CommentId,
-    /// The commenter's pseudonym or public name.
+    /// The comment; `null` for a moderation notice about a post.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub comment_id: Option<CommentId>,
+    /// The commenter's pseudonym or public name (empty for a notice).
     pub name: String,
-    /// The start of the comment (80 characters at most).
+    /// The start of the comment, 80 characters at most (empty for a notice).
     pub excerpt: String,
-    /// `reply` (the comment answers yours), `followed` (you follow the post), or both.
+    /// `reply` (the comment answers yours), `followed` (you follow the post), or both; or
+    /// `moderation` for a notice.
     pub reasons: Vec<String>,
+    /// What moderation did to your post or comment, or to you for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<NoticeDto>,
     pub read: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// A moderation notice: only the item's author is told, and nobody is told who they are.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoticeDto {
+    /// `folded`, `unfolded`, `removed`, `restored` or `sanctioned`.
+    pub act: String,
+    pub reason: String,
+    /// When a sanction ends; `null` for a permanent one (and for the other acts).
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 impl NotificationDto {
@@ -184,6 +199,11 @@ impl NotificationDto {
             name: n.name.clone(),
             excerpt: n.excerpt.clone(),
             reasons: n.reasons.iter().map(|r| (*r).to_owned()).collect(),
+            notice: n.notice.as_ref().map(|x| NoticeDto {
+                act: x.act.clone(),
+                reason: x.reason.clone(),
+                ends_at: x.ends_at,
+            }),
             read: n.seq <= read_up_to,
             created_at: n.created_at,
         }

@@ -70,6 +70,28 @@ async fn acts_on(app: &TestApp, post: &str) -> Vec<String> {
         .collect()
 }
 
+/// The moderation notices in the user's inbox, newest first, as `act reason`.
+async fn notices(app: &TestApp, user: &TestUser) -> Vec<String> {
+    let head = app.head().await;
+    let inbox = app
+        .get_auth(&format!("/me/notifications?after={head}"), &user.token)
+        .await
+        .expect(200);
+    inbox["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|n| n["reasons"] == json!(["moderation"]))
+        .map(|n| {
+            format!(
+                "{} {}",
+                n["notice"]["act"].as_str().unwrap_or("?"),
+                n["notice"]["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
 /// Asserts that a write of `user` is refused as sanctioned and a read is answered.
 async fn can_read_not_write(app: &TestApp, user: &TestUser, other_post: &str) {
     let refused = app
@@ -183,6 +205,12 @@ async fn ten_reports_remove_an_item_and_sanction_its_author_for_a_day() {
     assert_eq!(length(&items[0]), Duration::days(1));
     assert!(mine["sanctioned_until"].is_string());
     assert_eq!(acts_on(&app, &id).await, ["sanction", "remove", "fold"]);
+    // The anonymous author is told, in their inbox, and so is nobody else.
+    assert_eq!(
+        notices(&app, &author).await,
+        ["sanctioned abuse", "removed abuse", "folded spam"]
+    );
+    assert!(notices(&app, &reporters[9]).await.is_empty());
 
     can_read_not_write(&app, &author, &other).await;
     // A day later (the clock is the application's, moved on) they write again.
@@ -306,6 +334,11 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
     let at = position(&done);
     let hot = app.get(&format!("/posts/hot?after={at}")).await.expect(200);
     assert!(hot_ids(&hot).contains(&folded));
+    // The named author was told of both, and of the anonymous comment's folding.
+    assert_eq!(
+        notices(&app, &author).await,
+        ["unfolded other", "folded spam", "folded nsfw"]
+    );
     let found = app
         .get(&format!("/search?q=festival&after={at}"))
         .await

@@ -47,6 +47,23 @@ pub enum InboxChange {
         excerpt: String,
         at: DateTime<Utc>,
     },
+    /// A moderation notice to an item's author: their item was folded, unfolded, removed or
+    /// restored, or they were sanctioned for it. The author is `author` (an anonymous one, read
+    /// from the event) or else the named author of `item`; nobody else is told. `seq` is the
+    /// event's position.
+    Notice {
+        seq: Position,
+        post_id: PostId,
+        comment_id: Option<CommentId>,
+        item: Uuid,
+        author: Option<UserId>,
+        /// `folded`, `unfolded`, `removed`, `restored` or `sanctioned`.
+        notice: String,
+        reason: String,
+        /// The end of a sanction (`None`: permanent, or not a sanction).
+        ends_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
     /// Notifications of comments from before `before` are dropped (the retention).
     Prune {
         before: DateTime<Utc>,

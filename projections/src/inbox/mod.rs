@@ -12,10 +12,13 @@ mod change;
 mod view;
 
 pub use change::InboxChange;
-pub use view::{FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NotificationView};
+pub use view::{
+    FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NoticeView, NotificationView,
+};
 
 use chrono::Duration;
 use domain::post::PostEvent;
+use domain::sanction::SanctionEvent;
 use domain::user::UserEvent;
 use domain::{Envelope, Event};
 
@@ -43,8 +46,9 @@ impl Projection for Inbox {
         NAME
     }
 
+    /// 2: moderation notices.
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
@@ -170,6 +174,77 @@ impl Inbox {
             Event::Post(PostEvent::PostDeleted { post_id, .. }) => {
                 change(InboxChange::ForgetPost { post_id: *post_id })
             }
+            Event::Post(
+                PostEvent::ItemFolded {
+                    post_id,
+                    comment_id,
+                    reason,
+                    author,
+                    ..
+                }
+                | PostEvent::ItemUnfolded {
+                    post_id,
+                    comment_id,
+                    reason,
+                    author,
+                    ..
+                }
+                | PostEvent::ItemRemoved {
+                    post_id,
+                    comment_id,
+                    reason,
+                    author,
+                    ..
+                }
+                | PostEvent::ItemRestored {
+                    post_id,
+                    comment_id,
+                    reason,
+                    author,
+                    ..
+                },
+            ) => {
+                let notice = match event {
+                    Event::Post(PostEvent::ItemFolded { .. }) => "folded",
+                    Event::Post(PostEvent::ItemUnfolded { .. }) => "unfolded",
+                    Event::Post(PostEvent::ItemRemoved { .. }) => "removed",
+                    _ => "restored",
+                };
+                change(InboxChange::Notice {
+                    seq: envelope.position,
+                    post_id: *post_id,
+                    comment_id: *comment_id,
+                    item: comment_id.map_or(post_id.as_uuid(), |c| c.as_uuid()),
+                    author: author.as_ref().and_then(|a| a.get().copied()),
+                    notice: notice.to_owned(),
+                    reason: reason.code().to_owned(),
+                    ends_at: None,
+                    at: envelope.occurred_at,
+                })
+            }
+            // The subject, read from the ledger, is told; nobody else is.
+            Event::Sanction(SanctionEvent::SanctionImposed {
+                item,
+                reason,
+                subject,
+                terms,
+                ..
+            }) => match (subject.get(), terms.get()) {
+                (Some(user), Some(terms)) => change(InboxChange::Notice {
+                    seq: envelope.position,
+                    post_id: item.post_id,
+                    comment_id: item.comment_id,
+                    item: item
+                        .comment_id
+                        .map_or(item.post_id.as_uuid(), |c| c.as_uuid()),
+                    author: Some(*user),
+                    notice: "sanctioned".to_owned(),
+                    reason: reason.code().to_owned(),
+                    ends_at: terms.ends_at,
+                    at: envelope.occurred_at,
+                }),
+                _ => vec![],
+            },
             _ => vec![],
         }
     }

@@ -16,14 +16,28 @@ pub struct NotificationView {
     #[serde(skip)]
     pub user_id: UserId,
     pub post_id: PostId,
-    pub comment_id: CommentId,
-    /// The commenter's pseudonym or public name.
+    /// The comment notified (or moderated); `None` for a notice about a post.
+    pub comment_id: Option<CommentId>,
+    /// The commenter's pseudonym or public name (empty for a notice).
     pub name: String,
-    /// The start of the comment.
+    /// The start of the comment (empty for a notice).
     pub excerpt: String,
-    /// Why: `reply` (the comment answers yours), `followed` (you follow the post), or both.
+    /// Why: `reply` (the comment answers yours), `followed` (you follow the post), or both;
+    /// `moderation` for a notice.
     pub reasons: Vec<&'static str>,
+    /// What moderation did to your item, or to you for it.
+    pub notice: Option<NoticeView>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A moderation notice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoticeView {
+    /// `folded`, `unfolded`, `removed`, `restored` or `sanctioned`.
+    pub act: String,
+    pub reason: String,
+    /// When a sanction ends (`None`: permanent, or not a sanction).
+    pub ends_at: Option<DateTime<Utc>>,
 }
 
 /// A post the user follows.

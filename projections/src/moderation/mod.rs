@@ -81,6 +81,7 @@ impl Projection for Moderation {
                 reason,
                 note,
                 by,
+                ..
             }) => {
                 let it = item(*post_id, *comment_id);
                 vec![
@@ -97,6 +98,7 @@ impl Projection for Moderation {
                 reason,
                 note,
                 by,
+                ..
             }) => {
                 let it = item(*post_id, *comment_id);
                 vec![
@@ -114,6 +116,7 @@ impl Projection for Moderation {
                 note,
                 by,
                 sanction,
+                ..
             }) => {
                 let it = item(*post_id, *comment_id);
                 vec![
@@ -133,6 +136,7 @@ impl Projection for Moderation {
                 reason,
                 note,
                 by,
+                ..
             }) => {
                 let it = item(*post_id, *comment_id);
                 vec![

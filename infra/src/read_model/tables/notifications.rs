@@ -2,7 +2,7 @@
 //! and comment, keyed by the comment's position (`seq`), reasons as two flags.
 
 use domain::{CommentId, Position, PostId, UserId};
-use projections::inbox::NotificationView;
+use projections::inbox::{NoticeView, NotificationView};
 use projections::{Change, InboxChange, ReadModelError};
 
 use super::{Table, limit, no_run};
@@ -36,10 +36,15 @@ pub(crate) const COMMENTS: Table = Table {
     columns: &[
         col("seq", Ty::Int, "PRIMARY KEY"),
         col("post_id", Ty::Uuid, "NOT NULL"),
-        col("comment_id", Ty::Uuid, "NOT NULL"),
+        // NULL for a notice about a post.
+        col("comment_id", Ty::Uuid, ""),
         col("name", Ty::Text, "NOT NULL"),
         col("excerpt", Ty::Text, "NOT NULL"),
         col("created_at", Ty::Time, "NOT NULL"),
+        // A moderation notice: what was done, why, and when a sanction ends.
+        col("notice", Ty::Text, ""),
+        col("reason", Ty::Text, ""),
+        col("ends_at", Ty::Time, ""),
     ],
     constraints: "",
     indexes: &[
@@ -215,6 +220,48 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
                 ],
             )));
         }
+        InboxChange::Notice {
+            seq,
+            post_id,
+            comment_id,
+            item,
+            author,
+            notice,
+            reason,
+            ends_at,
+            at,
+        } => {
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "INSERT INTO {t} (user_id, seq, reply, followed) \
+                     SELECT x.target, $1, FALSE, FALSE FROM (SELECT COALESCE($2, \
+                     (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $3)) \
+                     AS target) x WHERE x.target IS NOT NULL \
+                     ON CONFLICT (user_id, seq) DO NOTHING"
+                ),
+                vec![
+                    Value::int(*seq as i64),
+                    Value::Uuid(author.map(Into::into)),
+                    Value::uuid(*item),
+                ],
+            )));
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "INSERT INTO {c} (seq, post_id, comment_id, name, excerpt, created_at, \
+                     notice, reason, ends_at) SELECT $1, $2, $3, '', '', $4, $5, $6, $7 \
+                     WHERE EXISTS (SELECT 1 FROM {t} WHERE seq = $1)"
+                ),
+                vec![
+                    Value::int(*seq as i64),
+                    Value::uuid(*post_id),
+                    Value::Uuid(comment_id.map(Into::into)),
+                    Value::time(at),
+                    Value::text(notice),
+                    Value::text(reason),
+                    Value::Time(*ends_at),
+                ],
+            )));
+        }
         InboxChange::Prune { before } => drop("created_at < $1", Value::time(before)),
         InboxChange::Retract { comment_id } => drop("comment_id = $1", Value::uuid(*comment_id)),
         InboxChange::ForgetPost { post_id } => drop("post_id = $1", Value::uuid(*post_id)),
@@ -254,7 +301,8 @@ fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
 }
 
 const SELECT: &str = "n.seq, n.user_id, c.post_id, c.comment_id, c.name, c.excerpt, n.reply, \
-     n.followed, c.created_at FROM notifications n JOIN inbox_comments c ON c.seq = n.seq";
+     n.followed, c.created_at, c.notice, c.reason, c.ends_at \
+     FROM notifications n JOIN inbox_comments c ON c.seq = n.seq";
 
 /// The user's notifications before `before`, newest first.
 pub(crate) fn page(user: UserId, before: Option<Position>, size: usize) -> Stmt {
@@ -323,14 +371,26 @@ pub(crate) fn view(row: &dyn Row) -> Result<NotificationView, ReadModelError> {
     if row.flag(7)? {
         reasons.push("followed");
     }
+    let notice = match row.opt_text(9)? {
+        Some(act) => {
+            reasons.push("moderation");
+            Some(NoticeView {
+                act,
+                reason: row.opt_text(10)?.unwrap_or_default(),
+                ends_at: row.opt_time(11)?,
+            })
+        }
+        None => None,
+    };
     Ok(NotificationView {
         seq: row.int(0)? as Position,
         user_id: UserId::new(row.uuid(1)?),
         post_id: PostId::new(row.uuid(2)?),
-        comment_id: CommentId::new(row.uuid(3)?),
+        comment_id: row.opt_uuid(3)?.map(CommentId::new),
         name: row.text(4)?,
         excerpt: row.text(5)?,
         reasons,
+        notice,
         created_at: row.time(8)?,
     })
 }
