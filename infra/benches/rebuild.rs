@@ -911,6 +911,16 @@ impl Model {
             Change::Feed(FeedChange::Mark { .. }) => {}
             // The inbox is not among the benched projections (see `OWNED_TABLES`).
             Change::Inbox(_) => {}
+            // The synthetic log has no moderation: no reports, acts, roles or sanctions.
+            Change::Moderation(_)
+            | Change::Feed(FeedChange::Fold { .. } | FeedChange::Remove { .. })
+            | Change::Comments(CommentChange::Fold { .. } | CommentChange::Remove { .. })
+            | Change::Users(
+                UserChange::SetModerator { .. }
+                | UserChange::InsertSanction { .. }
+                | UserChange::AppealSanction { .. }
+                | UserChange::DecideAppeal { .. },
+            ) => {}
             Change::Comments(CommentChange::SetReactions {
                 comment_id,
                 likes,

@@ -300,7 +300,7 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
         .get(&format!("/posts/hot?after={head}"))
         .await
         .expect(200);
-    assert_eq!(hot_ids(&hot), [plain.clone()]);
+    assert_eq!(hot_ids(&hot), [plain.as_str()]);
     let hits = |found: &Value| -> Vec<String> {
         found["hits"]
             .as_array()
@@ -313,7 +313,7 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
         .get(&format!("/search?q=kumquat&after={head}"))
         .await
         .expect(200);
-    assert_eq!(hits(&found), [plain.clone()]);
+    assert_eq!(hits(&found), [plain.as_str()]);
     // The folded comment's words are not found either.
     let found = app
         .get(&format!("/search?q=jam&after={head}"))
@@ -343,7 +343,7 @@ async fn two_reports_with_one_reason_fold_an_item_out_of_the_hot_list_and_search
         .get(&format!("/search?q=festival&after={at}"))
         .await
         .expect(200);
-    assert_eq!(hits(&found), [folded.clone()]);
+    assert_eq!(hits(&found), [folded.as_str()]);
     app.assert_no_server_errors();
 }
 
