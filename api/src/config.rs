@@ -75,6 +75,9 @@ pub struct ModerationSettings {
     /// The ladder of sanction lengths in days; past its end a sanction is permanent
     /// (`TREEHOLE_MODERATION_SANCTION_DAYS=1,3,7,30`).
     pub sanction_days: Vec<u32>,
+    /// How often removals whose authors are still due a sanction are looked for: those the
+    /// removing request could not sanction (`TREEHOLE_MODERATION_SWEEP_INTERVAL_MS`).
+    pub sweep_interval_ms: u64,
 }
 
 impl Default for ModerationSettings {
@@ -84,6 +87,7 @@ impl Default for ModerationSettings {
             remove_at: 100,
             fold_at: 2,
             sanction_days: vec![1, 3, 7, 30],
+            sweep_interval_ms: 10_000,
         }
     }
 }
@@ -505,6 +509,10 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_MODERATION_REMOVE_AT", "moderation.remove_at"),
     ("TREEHOLE_MODERATION_FOLD_AT", "moderation.fold_at"),
     (
+        "TREEHOLE_MODERATION_SWEEP_INTERVAL_MS",
+        "moderation.sweep_interval_ms",
+    ),
+    (
         "TREEHOLE_MODERATION_SANCTION_DAYS",
         "moderation.sanction_days",
     ),
@@ -792,6 +800,44 @@ mod tests {
         assert_eq!(s.http.header_timeout_ms, 10_000);
         assert_eq!(s.http.body_timeout_ms, 30_000);
         let env = |k: &str| (k == "TREEHOLE_HTTP_HEADER_TIMEOUT_MS").then(|| "0".to_string());
+        assert!(load(None, &env, &[]).is_err());
+    }
+
+    #[test]
+    fn moderation_settings_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "[moderation]\nreport_weight = 5\nremove_at = 50\nfold_at = 3\n\
+             sanction_days = [2, 4]\nsweep_interval_ms = 100\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &|_| None, &[]).unwrap();
+        let m = &s.moderation;
+        assert_eq!(
+            (m.report_weight, m.remove_at, m.fold_at, m.sweep_interval_ms),
+            (5, 50, 3, 100)
+        );
+        assert_eq!(m.policy().ladder, [2, 4].map(chrono::Duration::days));
+        let env = |k: &str| match k {
+            "TREEHOLE_MODERATION_REPORT_WEIGHT" => Some("20".to_string()),
+            "TREEHOLE_MODERATION_REMOVE_AT" => Some("60".to_string()),
+            "TREEHOLE_MODERATION_FOLD_AT" => Some("4".to_string()),
+            "TREEHOLE_MODERATION_SANCTION_DAYS" => Some("1, 2,3".to_string()),
+            "TREEHOLE_MODERATION_SWEEP_INTERVAL_MS" => Some("250".to_string()),
+            _ => None,
+        };
+        let m = load(Some(&file), &env, &[]).unwrap().moderation;
+        assert_eq!(
+            (m.report_weight, m.remove_at, m.fold_at, m.sweep_interval_ms),
+            (20, 60, 4, 250)
+        );
+        assert_eq!(m.sanction_days, [1, 2, 3]);
+        let m = load(None, &|_| None, &[]).unwrap().moderation;
+        assert_eq!(m.thresholds(), domain::moderation::Thresholds::default());
+        assert_eq!(m.policy(), domain::sanction::SanctionPolicy::default());
+        let env = |k: &str| (k == "TREEHOLE_MODERATION_SANCTION_DAYS").then(|| "1,x".to_string());
         assert!(load(None, &env, &[]).is_err());
     }
 

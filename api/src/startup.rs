@@ -41,9 +41,6 @@ use crate::state::{AppState, Inner};
 
 /// The longest `serve` goes without looking for webhooks to deliver when nothing happens.
 const WEBHOOK_IDLE: Duration = Duration::from_secs(5);
-/// How often removals whose authors were not sanctioned yet (the request that removed them
-/// failed before it could) are looked for.
-const SANCTION_SWEEP: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -348,9 +345,10 @@ impl Application {
                 pruner.limits.prune();
             }
         }));
+        let sweep = Duration::from_millis(state.settings.moderation.sweep_interval_ms.max(10));
         tasks.push(tokio::spawn(crate::routes::moderation::sanction_due(
             state.clone(),
-            SANCTION_SWEEP,
+            sweep,
         )));
         Ok(Self {
             listener,

@@ -656,3 +656,52 @@ async fn a_hundred_users_reporting_at_once_remove_once_and_sanction_once() {
     );
     app.assert_no_server_errors();
 }
+
+#[tokio::test]
+async fn a_removal_whose_sanction_was_not_imposed_is_swept_up() {
+    let app = crate::helpers::spawn_app_with(|s| s.moderation.sweep_interval_ms = 50).await;
+    let author = app.new_user("sweptauthor").await;
+    let id = anonymous_post(&app, &author, "removed as the process died").await;
+    // A removal recorded without its sanction: what a process stopping between the two leaves.
+    let handler = commands::CommandHandler::new(app.event_store());
+    let post_id = domain::PostId::new(id.parse().expect("a uuid"));
+    let removal = domain::post::PostCommand::Moderate {
+        comment_id: None,
+        act: domain::moderation::Act::Remove,
+        reason: domain::moderation::Reason::Illegal,
+        note: None,
+        by: domain::moderation::Role::Admin,
+        actor: domain::UserId::new(uuid::Uuid::now_v7()),
+        token: domain::AuthorToken::new("tsomeone-else"),
+        sanction: true,
+    };
+    handler
+        .execute::<domain::post::Post>(
+            &post_id.stream(),
+            &removal,
+            &domain::post::PostServices::default(),
+            &commands::CommandContext::new(Utc::now()),
+        )
+        .await
+        .expect("the removal");
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        found = sanctions(&app, &author).await;
+        if !found["items"].as_array().expect("items").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found["items"][0]["reason"], "illegal", "{found}");
+    assert_eq!(found["items"].as_array().expect("items").len(), 1);
+    // Swept once: the next sweeps find nothing due.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        sanctions(&app, &author).await["items"]
+            .as_array()
+            .expect("items")
+            .len(),
+        1
+    );
+    assert_eq!(acts_on(&app, &id).await, ["sanction", "remove"]);
+}
