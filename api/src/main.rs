@@ -190,28 +190,24 @@ async fn main() -> anyhow::Result<()> {
             let stores = Stores::open(&settings).await?;
             api::rebuild::run(&stores, &settings, projections).await?;
         }
-        Command::Admin {
-            command: AdminCommand::Grant { username },
-        } => {
+        Command::Admin { command } => {
             let settings = settings(&cli, None)?;
             api::telemetry::init(settings.log_format);
             let stores = Stores::open(&settings).await?;
             let handler = commands::CommandHandler::new(stores.events.clone());
             let secret = api::startup::server_secret(&settings)?;
-            let position = api::admin::grant(&handler, &secret, username).await?;
-            println!("{username} is now an admin (position {position})");
-        }
-        Command::Admin {
-            command: AdminCommand::Moderator { username, revoke },
-        } => {
-            let settings = settings(&cli, None)?;
-            api::telemetry::init(settings.log_format);
-            let stores = Stores::open(&settings).await?;
-            let handler = commands::CommandHandler::new(stores.events.clone());
-            let secret = api::startup::server_secret(&settings)?;
-            let position = api::admin::moderator(&handler, &secret, username, !*revoke).await?;
-            let now = if *revoke { "no longer" } else { "now" };
-            println!("{username} is {now} a moderator (position {position})");
+            match command {
+                AdminCommand::Grant { username } => {
+                    let position = api::admin::grant(&handler, &secret, username).await?;
+                    println!("{username} is now an admin (position {position})");
+                }
+                AdminCommand::Moderator { username, revoke } => {
+                    let position =
+                        api::admin::moderator(&handler, &secret, username, !*revoke).await?;
+                    let now = if *revoke { "no longer" } else { "now" };
+                    println!("{username} is {now} a moderator (position {position})");
+                }
+            }
         }
         Command::Keys { command } => {
             let settings = settings(&cli, None)?;

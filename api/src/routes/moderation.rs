@@ -590,14 +590,26 @@ pub async fn queue(
     after: After,
     ApiQuery(params): ApiQuery<QueueParams>,
 ) -> Result<Response, ApiError> {
-    auth.moderator()?;
-    let limit = page_limit(params.limit, 100)?;
-    let position = consistent(&state, after, &[moderation::NAME]).await?;
+    let (limit, position) = for_moderators(&state, &auth, after, &params, moderation::NAME).await?;
     let items = state.queries.queue(limit).await?;
     let queue = Queue {
         items: items.into_iter().map(Into::into).collect(),
     };
     Ok((projection_headers(position), Json(queue)).into_response())
+}
+
+/// A list for moderators only: its size, and the position of `projection` once it has reached
+/// `after`.
+async fn for_moderators(
+    state: &AppState,
+    auth: &Auth,
+    after: After,
+    params: &QueueParams,
+    projection: &str,
+) -> Result<(usize, Position), ApiError> {
+    auth.moderator()?;
+    let limit = page_limit(params.limit, 100)?;
+    Ok((limit, consistent(state, after, &[projection]).await?))
 }
 
 /// A sanction, as its subject sees it and as moderators see an appeal: never whose it is.
@@ -742,9 +754,7 @@ pub async fn appeals(
     after: After,
     ApiQuery(params): ApiQuery<QueueParams>,
 ) -> Result<Response, ApiError> {
-    auth.moderator()?;
-    let limit = page_limit(params.limit, 100)?;
-    let position = consistent(&state, after, &[users::NAME]).await?;
+    let (limit, position) = for_moderators(&state, &auth, after, &params, users::NAME).await?;
     let items = state.queries.appeals(limit).await?;
     let answer = Appeals {
         items: items.into_iter().map(Into::into).collect(),

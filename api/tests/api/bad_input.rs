@@ -83,6 +83,41 @@ impl Case {
     }
 }
 
+/// Sends each case and describes those that were not answered as expected: the status, a
+/// problem+json body, and the log grown by exactly the case's appends.
+async fn failures(app: &TestApp, cases: &[Case]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for c in cases {
+        let before = app.head().await;
+        let reply = c.send(app).await;
+        let after = app.head().await;
+        let body: Option<Value> = serde_json::from_str(&reply.text).ok();
+        let shape_ok = reply.content_type() == "application/problem+json"
+            && body.as_ref().is_some_and(|b| {
+                ["type", "title", "detail"]
+                    .iter()
+                    .all(|f| b[*f].is_string())
+                    && b["status"] == json!(reply.status.as_u16())
+            });
+        if reply.status.as_u16() != c.status || !shape_ok || after != before + c.appends {
+            failures.push(format!(
+                "{}: {} {} -> {} ({}) {:?}, log {before} -> {after} (expected {} and +{})",
+                c.name,
+                reply.method,
+                reply.path,
+                reply.status,
+                reply.content_type(),
+                reply.text,
+                c.status,
+                c.appends
+            ));
+        } else if let Some(body) = &body {
+            assert_problem_shape(&reply, body);
+        }
+    }
+    failures
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -744,35 +779,7 @@ async fn malformed_requests_get_problems_and_change_nothing() {
     ];
     assert!(cases.len() >= 30);
 
-    let mut failures = Vec::new();
-    for c in &cases {
-        let before = app.head().await;
-        let reply = c.send(&app).await;
-        let after = app.head().await;
-        let body: Option<Value> = serde_json::from_str(&reply.text).ok();
-        let shape_ok = reply.content_type() == "application/problem+json"
-            && body.as_ref().is_some_and(|b| {
-                ["type", "title", "detail"]
-                    .iter()
-                    .all(|f| b[*f].is_string())
-                    && b["status"] == json!(reply.status.as_u16())
-            });
-        if reply.status.as_u16() != c.status || !shape_ok || after != before + c.appends {
-            failures.push(format!(
-                "{}: {} {} -> {} ({}) {:?}, log {before} -> {after} (expected {} and +{})",
-                c.name,
-                reply.method,
-                reply.path,
-                reply.status,
-                reply.content_type(),
-                reply.text,
-                c.status,
-                c.appends
-            ));
-        } else if let Some(body) = &body {
-            assert_problem_shape(&reply, body);
-        }
-    }
+    let failures = failures(&app, &cases).await;
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
@@ -1241,25 +1248,7 @@ async fn malformed_moderation_requests_get_problems_and_change_nothing() {
         .token(&m),
     ];
     assert!(cases.len() > 20);
-    let mut failures = Vec::new();
-    for c in &cases {
-        let before = app.head().await;
-        let reply = c.send(&app).await;
-        let after = app.head().await;
-        let body: Option<Value> = serde_json::from_str(&reply.text).ok();
-        let shape_ok = reply.content_type() == "application/problem+json"
-            && body.as_ref().is_some_and(|b| {
-                ["type", "title", "detail"]
-                    .iter()
-                    .all(|f| b[*f].is_string())
-            });
-        if reply.status.as_u16() != c.status || !shape_ok || after != before {
-            failures.push(format!(
-                "{}: {} {} -> {} {:?}, log {before} -> {after} (expected {})",
-                c.name, reply.method, reply.path, reply.status, reply.text, c.status
-            ));
-        }
-    }
+    let failures = failures(&app, &cases).await;
     assert!(
         failures.is_empty(),
         "{} of {} cases failed:\n{}",
