@@ -95,11 +95,13 @@ impl FromRequestParts<AppState> for Auth {
         // answers only for what that model has reached (see `session_cache`).
         let users_at = crate::routes::consistent(state, after, &[users::NAME]).await?;
         let token_hash = commands::sessions::token_hash(token);
+        let now = Utc::now();
         let session = state
             .sessions
-            .session(&*state.queries, &token_hash, users_at, Utc::now())
+            .session(&*state.queries, &token_hash, users_at, now)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or logged out"))?;
+        state.seen.note(&session, now);
         Ok(Auth {
             actor: Actor {
                 user_id: session.user.user_id,

@@ -379,7 +379,9 @@ fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, Reg
             | UserEvent::UserUnregistered { .. }
             | UserEvent::NotificationsRead { .. }
             | UserEvent::FavouriteSet { .. }
-            | UserEvent::FavouriteRemoved { .. } => None,
+            | UserEvent::FavouriteRemoved { .. }
+            | UserEvent::SessionOpened { .. }
+            | UserEvent::SessionClosed { .. } => None,
         })
         .ok_or_else(|| {
             RegistrationError::Store(StoreError::Backend(
