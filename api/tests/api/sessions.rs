@@ -601,3 +601,25 @@ async fn the_documented_device_label_bound_is_enforced() {
         .expect_problem(422);
     assert_eq!(app.head().await, head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ending_someone_elses_session_is_answered_like_ending_none() {
+    let app = spawn_app().await;
+    let ann = app.new_user("ann_ends").await;
+    let bob = app.new_user("bob_stays").await;
+    let head = app.head().await;
+    let theirs = app
+        .delete(
+            &format!("/me/sessions/{}", session_of(&bob.token)),
+            &ann.token,
+        )
+        .await;
+    let nobodys = app
+        .delete(&format!("/me/sessions/{}", Uuid::now_v7()), &ann.token)
+        .await;
+    assert_eq!(theirs.expect_problem(404), nobodys.expect_problem(404));
+    assert_eq!(theirs.text, nobodys.text, "the same answer, byte for byte");
+    assert_eq!(app.head().await, head);
+    app.get_auth("/me", &bob.token).await.expect(200);
+    app.assert_no_server_errors();
+}
