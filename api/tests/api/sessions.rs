@@ -250,7 +250,13 @@ async fn ending_session_b_from_a_refuses_b_on_its_next_request() {
     .expect_problem(401);
     app.get_auth("/me", &a).await.expect(200);
     let head = app.head().await;
-    assert_live(&app, std::slice::from_ref(&a), &[b.clone()], head).await;
+    assert_live(
+        &app,
+        std::slice::from_ref(&a),
+        std::slice::from_ref(&b),
+        head,
+    )
+    .await;
     // B's id is now unknown to A, and to B itself.
     app.delete(&format!("/me/sessions/{}", session_of(&b)), &a)
         .await
