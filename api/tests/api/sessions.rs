@@ -380,6 +380,66 @@ async fn ten_concurrent_logins_leave_at_most_six_live() {
     app.assert_no_server_errors();
 }
 
+/// The same without the user stream's lock in between: each login runs on a command handler of
+/// its own, as in separate processes, so only the atomic append's version expectations keep
+/// the cap (on the embedded store too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_logins_without_a_shared_lock_leave_at_most_six_live() {
+    let app = spawn_app().await;
+    let first = app.new_user("no_lock").await.token;
+    let logins = (0..10).map(|_| async {
+        let handler = CommandHandler::new(app.event_store());
+        let passwords = Passwords::new(api::config::Settings::default().password.policy())
+            .expect("a password policy");
+        let request = Login {
+            login: "no_lock",
+            password: PASSWORD,
+            device: None,
+        };
+        let policy = SessionPolicy {
+            ttl: Duration::hours(1),
+            max_per_user: 6,
+        };
+        sessions::login(
+            &handler,
+            &passwords,
+            &app.secret(),
+            &NoEarlierSessions,
+            request,
+            policy,
+            &CommandContext::new(Utc::now()),
+        )
+        .await
+    });
+    let mut tokens = vec![first];
+    let mut last = 0;
+    for outcome in futures::future::join_all(logins).await {
+        match outcome {
+            Ok(done) => {
+                last = last.max(done.position);
+                tokens.push(done.token);
+            }
+            // Ten writers on one stream may outlast the retries; that login then did nothing.
+            Err(sessions::LoginError::Contention) => {}
+            Err(e) => panic!("a login failed: {e}"),
+        }
+    }
+    assert!(
+        tokens.len() >= 7,
+        "most logins got through: {}",
+        tokens.len()
+    );
+    let live = working(&app, &tokens, last).await;
+    assert_eq!(live.len(), 6);
+    let dead: Vec<String> = tokens
+        .iter()
+        .filter(|t| !live.contains(t))
+        .cloned()
+        .collect();
+    assert_live(&app, &live, &dead, last).await;
+    app.assert_no_server_errors();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_logins_on_two_servers_leave_at_most_six_live() {
     if !on_postgres() {
