@@ -70,7 +70,9 @@ pub struct SessionSettings {
     pub max_per_user: u32,
     /// How often this process records the days its sessions were seen on
     /// (`TREEHOLE_SESSIONS_SEEN_FLUSH_SECS`, at least 1). The record is made apart from the
-    /// requests that saw them, so the log does not place it beside what they wrote.
+    /// requests that saw them, so the log does not place it beside what they wrote; its time
+    /// tells when a session was first used on a day only to within this interval, so a longer
+    /// one tells less (and `last_seen` lags more).
     pub seen_flush_secs: u64,
 }
 
@@ -78,7 +80,7 @@ impl Default for SessionSettings {
     fn default() -> Self {
         Self {
             max_per_user: 6,
-            seen_flush_secs: 600,
+            seen_flush_secs: 3600,
         }
     }
 }
@@ -707,7 +709,7 @@ mod tests {
         let s = load(None, &|_| None, &[]).unwrap();
         assert_eq!(s.session_ttl_hours, 24 * 31);
         assert_eq!(s.sessions.max_per_user, 6);
-        assert_eq!(s.sessions.seen_flush_secs, 600);
+        assert_eq!(s.sessions.seen_flush_secs, 3600);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.toml");
         std::fs::write(

@@ -37,8 +37,8 @@ pub struct DeviceSession {
     /// The label given at login, if any.
     pub device: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// The last day (UTC) the session was used, as recorded: coarse, and recorded some minutes
-    /// after the fact (`sessions.seen_flush_secs`).
+    /// The last day (UTC) the session was used: today for the asking session, else as
+    /// recorded, which may be up to `sessions.seen_flush_secs` behind.
     #[schema(value_type = String, format = Date)]
     pub last_seen: NaiveDate,
     pub expires_at: DateTime<Utc>,
@@ -58,19 +58,24 @@ pub async fn list(
 ) -> Result<(HeaderMap, Json<SessionList>), ApiError> {
     let position = consistent(&state, after, &[projections::users::NAME]).await?;
     let now = Utc::now();
+    let today = now.date_naive();
     let sessions = state
         .queries
         .sessions_of(auth.actor.user_id)
         .await?
         .into_iter()
         .filter(|s| s.expires_at > now)
-        .map(|s| DeviceSession {
-            current: s.session_id == auth.session_id,
-            session_id: s.session_id,
-            device: s.device,
-            created_at: s.created_at,
-            last_seen: s.last_seen,
-            expires_at: s.expires_at,
+        .map(|s| {
+            let current = s.session_id == auth.session_id;
+            DeviceSession {
+                current,
+                session_id: s.session_id,
+                device: s.device,
+                created_at: s.created_at,
+                // This request sees it now; the record of that follows with the next flush.
+                last_seen: if current { today } else { s.last_seen },
+                expires_at: s.expires_at,
+            }
         })
         .collect();
     Ok((projection_headers(position), Json(SessionList { sessions })))
