@@ -36,8 +36,9 @@ pub struct Settings {
     pub mail: MailSettings,
     pub pseudonyms: PseudonymSettings,
     pub password: PasswordSettings,
-    /// How long a login stays valid.
+    /// How long a login stays valid (`TREEHOLE_SESSION_TTL_HOURS`; default 31 days).
     pub session_ttl_hours: u32,
+    pub sessions: SessionSettings,
     /// How long a query with `?after=` waits for the read models at most.
     pub consistency_timeout_ms: u64,
     /// Largest accepted request body.
@@ -108,6 +109,30 @@ impl ModerationSettings {
                 .iter()
                 .map(|d| chrono::Duration::days(i64::from(*d)))
                 .collect(),
+        }
+    }
+}
+
+/// Per-device sessions: how many one user may hold, and how their last-seen days are recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Live sessions one user may hold at once; a login beyond it ends their oldest
+    /// (`TREEHOLE_SESSIONS_MAX_PER_USER`, at least 1).
+    pub max_per_user: u32,
+    /// How often this process records the days its sessions were seen on
+    /// (`TREEHOLE_SESSIONS_SEEN_FLUSH_SECS`, at least 1). The record is made apart from the
+    /// requests that saw them, so the log does not place it beside what they wrote; its time
+    /// tells when a session was first used on a day only to within this interval, so a longer
+    /// one tells less (and `last_seen` lags more).
+    pub seen_flush_secs: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            max_per_user: 6,
+            seen_flush_secs: 3600,
         }
     }
 }
@@ -303,7 +328,8 @@ impl Default for Settings {
             mail: MailSettings::default(),
             pseudonyms: PseudonymSettings::default(),
             password: PasswordSettings::default(),
-            session_ttl_hours: 24 * 30,
+            session_ttl_hours: 24 * 31,
+            sessions: SessionSettings::default(),
             consistency_timeout_ms: 5_000,
             max_body_bytes: 128 * 1024,
             http: HttpTimeouts::default(),
@@ -524,6 +550,11 @@ const ENV: &[(&str, &str)] = &[
     ("TREEHOLE_PASSWORD_MEMORY_KIB", "password.memory_kib"),
     ("TREEHOLE_PASSWORD_ITERATIONS", "password.iterations"),
     ("TREEHOLE_SESSION_TTL_HOURS", "session_ttl_hours"),
+    ("TREEHOLE_SESSIONS_MAX_PER_USER", "sessions.max_per_user"),
+    (
+        "TREEHOLE_SESSIONS_SEEN_FLUSH_SECS",
+        "sessions.seen_flush_secs",
+    ),
     ("TREEHOLE_CONSISTENCY_TIMEOUT_MS", "consistency_timeout_ms"),
     ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
     ("TREEHOLE_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
@@ -591,6 +622,16 @@ pub fn load(
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     crate::projector::Selection::parse(&settings.projectors)
         .map_err(|e| ConfigError::Invalid(format!("projectors: {e}")))?;
+    if settings.sessions.max_per_user == 0 || settings.sessions.seen_flush_secs == 0 {
+        return Err(ConfigError::Invalid(
+            "sessions: max_per_user and seen_flush_secs must be at least 1".into(),
+        ));
+    }
+    if settings.session_ttl_hours == 0 {
+        return Err(ConfigError::Invalid(
+            "session_ttl_hours must be at least 1".into(),
+        ));
+    }
     if settings.http.header_timeout_ms == 0 || settings.http.body_timeout_ms == 0 {
         return Err(ConfigError::Invalid(
             "http: header_timeout_ms and body_timeout_ms must be at least 1".into(),
@@ -741,6 +782,56 @@ mod tests {
         let s = load(None, &|_| None, &[]).unwrap();
         assert!(s.rate_limits.enabled);
         assert_eq!(s.data, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn session_settings_layer_like_the_others() {
+        let s = load(None, &|_| None, &[]).unwrap();
+        assert_eq!(s.session_ttl_hours, 24 * 31);
+        assert_eq!(s.sessions.max_per_user, 6);
+        assert_eq!(s.sessions.seen_flush_secs, 3600);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "session_ttl_hours = 48\n[sessions]\nmax_per_user = 3\nseen_flush_secs = 60\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &|_| None, &[]).unwrap();
+        assert_eq!(
+            (
+                s.session_ttl_hours,
+                s.sessions.max_per_user,
+                s.sessions.seen_flush_secs
+            ),
+            (48, 3, 60)
+        );
+        let env = |k: &str| match k {
+            "TREEHOLE_SESSIONS_MAX_PER_USER" => Some("2".to_string()),
+            "TREEHOLE_SESSION_TTL_HOURS" => Some("12".to_string()),
+            _ => None,
+        };
+        let s = load(Some(&file), &env, &[]).unwrap();
+        assert_eq!((s.session_ttl_hours, s.sessions.max_per_user), (12, 2));
+        assert_eq!(s.sessions.seen_flush_secs, 60, "the file still counts");
+        let flag = [("sessions.max_per_user", "9".to_string())];
+        assert_eq!(
+            load(Some(&file), &env, &flag)
+                .unwrap()
+                .sessions
+                .max_per_user,
+            9
+        );
+        for bad in [
+            ("sessions.max_per_user", "0"),
+            ("sessions.seen_flush_secs", "0"),
+            ("session_ttl_hours", "0"),
+        ] {
+            assert!(
+                load(None, &|_| None, &[(bad.0, bad.1.to_string())]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -439,7 +439,8 @@ impl From<LoginError> for ApiError {
                 e.to_string(),
             ),
             LoginError::Load(l) => l.into(),
-            LoginError::Session(s) => s.into(),
+            LoginError::Store(s) => s.into(),
+            LoginError::Contention => ApiError::unavailable(e.to_string()),
         }
     }
 }

@@ -144,6 +144,7 @@ impl FromRequestParts<AppState> for Auth {
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token is invalid, expired or logged out"))?;
         let sanctioned_until = session.user.sanctioned_until(now);
+        state.seen.note(&session, now);
         Ok(Auth {
             actor: Actor {
                 user_id: session.user.user_id,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod keys;
+pub mod last_seen;
 pub mod load;
 pub mod metrics;
 pub mod notifier;

@@ -21,14 +21,16 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Settings;
-use crate::routes::{auth, inbox, me, moderation, ops, posts, search, stats, tasks, workers};
+use crate::routes::{
+    auth, inbox, me, moderation, ops, posts, search, sessions, stats, tasks, workers,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "treehole", description = "An event-sourced anonymous campus forum. Every command answers with the `position` of its last event; every query accepts `?after=<position>` to read its own writes and answers with `X-Projection-Position`. Errors are `application/problem+json`. A client's `X-Request-Id` is kept only if it is 1 to 64 visible ASCII characters, else one is generated; the answer carries the one used. Text fields are trimmed before their length is checked, and may not be blank or contain control characters (line breaks and tabs only in bodies)."),
     paths(
         auth::request_code, auth::register, auth::login, auth::logout, auth::me,
-        me::unregister, me::export,
+        me::unregister, me::export, sessions::list, sessions::end,
         posts::create_post, posts::list_posts, posts::get_post, posts::delete_post,
         posts::add_comment, posts::list_comments, posts::delete_comment,
         posts::react_to_post, posts::react_to_comment_of_post, posts::react_to_comment,
@@ -121,7 +123,7 @@ const MODEL_NAME: &str = "^[a-z0-9][a-z0-9._-]{0,63}$";
 /// The limits of request fields, by schema and property: what `domain::values`, the domain
 /// and the handlers refuse beyond them with 422 (or 400 for the worker protocol's leases).
 fn field_limits(s: &Settings) -> Vec<(&'static str, &'static str, Value)> {
-    use domain::values::{CommentBody, PostBody, PostTitle, Tag};
+    use domain::values::{CommentBody, DeviceLabel, PostBody, PostTitle, Tag};
     let tasks = &s.tasks;
     let lease = json!({ "minimum": 1, "maximum": tasks.max_lease_secs,
         "description": format!("The lease in seconds, 1 to {} (default {}).",
@@ -158,6 +160,7 @@ fn field_limits(s: &Settings) -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("LoginRequest", "login", json!({ "maxLength": 254 })),
         ("LoginRequest", "password", json!({ "maxLength": 512 })),
+        ("LoginRequest", "device", chars(1, DeviceLabel::MAX_CHARS)),
         ("NewPost", "title", chars(1, PostTitle::MAX_CHARS)),
         ("NewPost", "body", chars(1, PostBody::MAX_CHARS)),
         (

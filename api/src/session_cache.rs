@@ -2,7 +2,8 @@
 //!
 //! # Why a cached session is never one that has ended
 //!
-//! Only the `users` projection ends sessions in the read model ([`UserChange::EndSession`]), and
+//! Only the `users` projection ends sessions in the read model ([`UserChange::EndSession`]: a
+//! logout, an end from another device, an eviction by a newer login), and
 //! every batch of it that this process applies goes through [`Watched`], the store decorator the
 //! composition root puts in front of the read models. After a batch has committed, and before
 //! the runner announces the new position in the [`projections::ProjectionHub`],
@@ -12,6 +13,8 @@
 //!   events in between were applied without passing here (by another process's projector on the
 //!   same database, or by a rebuild promoted elsewhere);
 //! - empties it as well when an account changed (`SetAdmin`), since entries carry the account;
+//! - moves a cached session's last-seen day forward (`SeeSession`), which only decides whether
+//!   a request notes the session again (see `last_seen`);
 //!
 //! and then records that position as `seen`. A lookup is answered from memory only while `seen`
 //! is at least the users projection's position in the hub. When the hub is further ahead (the
@@ -34,7 +37,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{Position, SessionId};
 use lru::LruCache;
 use projections::views::SessionView;
@@ -147,10 +150,14 @@ impl SessionCache {
     /// events after `from` up to `to`.
     pub fn applied(&self, changes: &[Change], from: Position, to: Position) {
         let mut ended = Vec::new();
+        let mut seen = Vec::new();
         let mut account_changed = false;
         for change in changes {
             match change {
                 Change::Users(UserChange::EndSession { session_id }) => ended.push(*session_id),
+                Change::Users(UserChange::SeeSession { session_id, day }) => {
+                    seen.push((*session_id, *day));
+                }
                 // Entries carry the account, its roles and its sanctions.
                 Change::Users(UserChange::SetAdmin { .. })
                 | Change::Users(UserChange::SetModerator { .. })
@@ -198,6 +205,9 @@ impl SessionCache {
             }
             inner.epoch += 1;
         }
+        for (session_id, day) in seen {
+            inner.see(session_id, day);
+        }
         inner.seen = inner.seen.max(to);
     }
 
@@ -207,6 +217,15 @@ impl SessionCache {
 }
 
 impl Inner {
+    fn see(&mut self, session_id: SessionId, day: NaiveDate) {
+        let Some(token_hash) = self.tokens.get(&session_id) else {
+            return;
+        };
+        if let Some(session) = self.by_token.peek_mut(token_hash) {
+            session.last_seen = session.last_seen.max(day);
+        }
+    }
+
     fn remove(&mut self, token_hash: &str) {
         if let Some(session) = self.by_token.pop(token_hash) {
             self.tokens.remove(&session.session_id);
@@ -297,6 +316,7 @@ mod tests {
                 sanctions: vec![],
             },
             expires_at,
+            last_seen: Utc::now().date_naive(),
         }
     }
 
@@ -380,6 +400,25 @@ mod tests {
         });
         cache.applied(&[grant], 10, 11);
         assert!(!hit(&cache, "a", 11));
+    }
+
+    #[test]
+    fn a_seen_day_moves_a_cached_session_forward_and_keeps_it() {
+        let s = session(Utc::now() + Duration::hours(1));
+        let cache = holding("a", &s);
+        let tomorrow = s.last_seen + Duration::days(1);
+        let seen = |day| {
+            Change::Users(UserChange::SeeSession {
+                session_id: s.session_id,
+                day,
+            })
+        };
+        cache.applied(&[seen(tomorrow)], 10, 11);
+        cache.applied(&[seen(s.last_seen)], 11, 12);
+        match cache.lookup("a", 12, Utc::now()) {
+            Lookup::Hit(cached) => assert_eq!(cached.last_seen, tomorrow),
+            Lookup::Miss(_) => panic!("a seen day does not evict"),
+        }
     }
 
     #[test]

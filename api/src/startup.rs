@@ -297,6 +297,7 @@ impl Application {
             handler: CommandHandler::new(stores.events.clone()),
             queries,
             sessions,
+            seen: Default::default(),
             stats,
             search,
             tasks: stores.read_models.clone(),
@@ -337,6 +338,11 @@ impl Application {
                 WEBHOOK_IDLE,
             )));
         }
+        let seen_every = Duration::from_secs(state.settings.sessions.seen_flush_secs.max(1));
+        tasks.push(tokio::spawn(crate::last_seen::record_every(
+            state.clone(),
+            seen_every,
+        )));
         let pruner = state.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

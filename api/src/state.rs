@@ -20,6 +20,8 @@ pub struct Inner {
     pub queries: Arc<dyn ForumQueries>,
     /// Bearer sessions already looked up, kept in step with the users projection.
     pub sessions: Arc<crate::session_cache::SessionCache>,
+    /// Sessions seen on a new day, until the last-seen loop records them.
+    pub seen: crate::last_seen::SeenBook,
     /// The statistics (`GET /stats/...`).
     pub stats: Arc<dyn StatsQueries>,
     /// The search index queries read (`GET /search`).

@@ -139,6 +139,15 @@ impl CommandHandler {
         self.retry
     }
 
+    /// Waits for exclusive use of `stream` within this process, the lock the handler's own
+    /// commands on it take: for use cases that decide and append across several streams
+    /// themselves (sessions), so that concurrent ones in this process queue instead of
+    /// conflicting. The locks are striped and not reentrant: while holding one, run no command
+    /// through the handler and take no other.
+    pub async fn lock(&self, stream: &StreamId) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks.lock(stream).await
+    }
+
     /// Folds a stream into its aggregate.
     pub async fn load<A: Aggregate>(&self, stream: &StreamId) -> Result<Loaded<A>, LoadError> {
         let envelopes = self.store.read_stream(stream, 1).await?;

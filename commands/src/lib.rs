@@ -2,7 +2,8 @@
 //!
 //! It owns the [`EventStore`] port, runs domain decisions against stored streams
 //! ([`CommandHandler`]) and holds the use cases that span several streams (registration) or
-//! need secrets the domain must not see (password hashes, tokens, code hashes).
+//! need secrets the domain must not see (password hashes, tokens, code hashes). Logins, like
+//! registration, decide on one aggregate and append to several streams at once (sessions).
 
 pub mod batch;
 pub mod cache;

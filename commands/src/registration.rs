@@ -381,7 +381,9 @@ fn registered_from(outcome: crate::Outcome<UserEvent>) -> Result<Registered, Reg
             | UserEvent::FavouriteSet { .. }
             | UserEvent::FavouriteRemoved { .. }
             | UserEvent::ModeratorGranted { .. }
-            | UserEvent::ModeratorRevoked { .. } => None,
+            | UserEvent::ModeratorRevoked { .. }
+            | UserEvent::SessionOpened { .. }
+            | UserEvent::SessionClosed { .. } => None,
         })
         .ok_or_else(|| {
             RegistrationError::Store(StoreError::Backend(

@@ -30,8 +30,12 @@
 //!   `FavouriteRemoved`: `user(u)`, and their sealed value (a read mark, which is the position
 //!   of a comment the user was told of; a favourite post and its folder) always shredded: what
 //!   a user follows, wrote or keeps is theirs.
-//! - `SessionStarted`: `user(u)`, `token_hash` emptied; session ids stay (they are random and
-//!   useless without the token's secret half). `SessionEnded`: `user(u)`.
+//! - `SessionStarted`: `user(u)`, `token_hash` emptied, the `device` label (sealed under the
+//!   user's key) always shredded: what a person calls their devices is theirs; session ids stay
+//!   (they are random and useless without the token's secret half). `SessionEnded`: `user(u)`.
+//!   `SessionSeen`: as it is (a session id and a day). `SessionOpened`, `SessionClosed` (the
+//!   user stream's record of their live sessions): `user(u)`, session ids, expiry and reason
+//!   as they are.
 //! - `IdentityReserved`: `owner` is a personal value under a reservation handle (in an old log,
 //!   under the owner's id); its stand-in is `user(u)`. `IdentityReleased` carries nothing.
 //!   `VerificationCodeIssued`: `code_hash` emptied. The streams of all three are named by a
@@ -363,6 +367,24 @@ impl Pseudonymiser {
                 user_id: self.user_id(Acting::Named, user_id),
                 up_to: Personal::shredded(self.key_ref(up_to.key())),
             },
+            UserEvent::SessionOpened {
+                user_id,
+                session_id,
+                expires_at,
+            } => UserEvent::SessionOpened {
+                user_id: self.user_id(Acting::Named, user_id),
+                session_id,
+                expires_at,
+            },
+            UserEvent::SessionClosed {
+                user_id,
+                session_id,
+                reason,
+            } => UserEvent::SessionClosed {
+                user_id: self.user_id(Acting::Named, user_id),
+                session_id,
+                reason,
+            },
         }
     }
 
@@ -425,11 +447,14 @@ impl Pseudonymiser {
                 user_id,
                 token_hash: _,
                 expires_at,
+                device,
             } => SessionEvent::SessionStarted {
                 session_id,
                 user_id: self.user_id(Acting::Named, user_id),
                 token_hash: String::new(),
                 expires_at,
+                // What a person calls their devices is theirs: dropped.
+                device: device.map(|d| Personal::shredded(self.key_ref(d.key()))),
             },
             SessionEvent::SessionEnded {
                 session_id,
@@ -438,6 +463,9 @@ impl Pseudonymiser {
                 session_id,
                 user_id: self.user_id(Acting::Named, user_id),
             },
+            SessionEvent::SessionSeen { session_id, day } => {
+                SessionEvent::SessionSeen { session_id, day }
+            }
         }
     }
 
@@ -965,6 +993,7 @@ mod tests {
         ];
         let mine = KeyRef::user(user);
         let session = SessionId::new(Uuid::from_u128(7));
+        let admin_session = SessionId::new(Uuid::from_u128(8));
         let anonymous_post = PostId::new(Uuid::from_u128(100));
         let named_post = PostId::new(Uuid::from_u128(200));
         let comment = CommentId::new(Uuid::from_u128(300));
@@ -1055,6 +1084,7 @@ mod tests {
                     user_id: user,
                     token_hash: token_hash.into(),
                     expires_at: at(),
+                    device: Some(Personal::new(mine.clone(), DEVICE.into())),
                 }),
                 None,
             ),
@@ -1340,7 +1370,7 @@ mod tests {
             ),
             (
                 user.stream(),
-                3,
+                5,
                 Event::User(UserEvent::NotificationsRead {
                     user_id: user,
                     up_to: Personal::new(mine.clone(), 4242),
@@ -1349,7 +1379,7 @@ mod tests {
             ),
             (
                 user.stream(),
-                4,
+                6,
                 Event::User(UserEvent::FavouriteSet {
                     user_id: user,
                     favourite: Personal::new(
@@ -1364,7 +1394,7 @@ mod tests {
             ),
             (
                 user.stream(),
-                5,
+                7,
                 Event::User(UserEvent::FavouriteRemoved {
                     user_id: user,
                     post_id: Personal::new(mine.clone(), anonymous_post),
@@ -1373,7 +1403,7 @@ mod tests {
             ),
             (
                 user.stream(),
-                6,
+                8,
                 Event::User(UserEvent::UserUnregistered { user_id: user }),
                 me.clone(),
             ),
@@ -1565,6 +1595,36 @@ mod tests {
                 }),
                 Some(admin.to_string()),
             ),
+            // The admin's session on their stream: recorded, seen on a day, evicted.
+            (
+                admin.stream(),
+                1,
+                Event::User(UserEvent::SessionOpened {
+                    user_id: admin,
+                    session_id: admin_session,
+                    expires_at: at(),
+                }),
+                None,
+            ),
+            (
+                admin_session.stream(),
+                2,
+                Event::Session(SessionEvent::SessionSeen {
+                    session_id: admin_session,
+                    day: at().date_naive(),
+                }),
+                None,
+            ),
+            (
+                admin.stream(),
+                2,
+                Event::User(UserEvent::SessionClosed {
+                    user_id: admin,
+                    session_id: admin_session,
+                    reason: crate::user::CloseReason::Evicted,
+                }),
+                None,
+            ),
         ];
         let log = events
             .into_iter()
@@ -1622,6 +1682,8 @@ mod tests {
             private.username_digest.clone(),
             private.author_token.clone(),
             String::from_utf8_lossy(SECRET_BYTES).to_lowercase(),
+            DEVICE.to_lowercase(),
+            "张三".into(),
         ]);
         forbidden.extend(private.handles.iter().cloned());
         for f in forbidden {
@@ -1666,6 +1728,9 @@ mod tests {
         .unwrap();
         found
     }
+
+    /// The label Zhang San gave his device at login.
+    const DEVICE: &str = "张三的手机 (ZhangSan42)";
 
     const FOLLOWER: &str = "f0d1c2b3a4958677e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3";
 
@@ -1729,6 +1794,7 @@ mod tests {
             "WebhookAbandoned",
             "ItemReported",
             "SanctionAppealed",
+            "SessionSeen",
         ];
         for raw in sample
             .log
@@ -1785,6 +1851,18 @@ mod tests {
             of_type(&out, "VerificationCodeIssued").data["code_hash"],
             ""
         );
+    }
+
+    #[test]
+    fn a_device_label_exports_shredded_under_the_pseudonymous_key() {
+        let sample = sample();
+        let raw = of_type(&sample.log, "SessionStarted");
+        assert_eq!(data_at(raw, "/device/$personal/value"), DEVICE);
+        let out = Pseudonymiser::new(KEY).envelope(raw).unwrap();
+        let device = data_at(&out, "/device/$personal");
+        assert_eq!(device.get("value"), None);
+        let named = Pseudonymiser::new(KEY).user(&sample.private.user.to_string());
+        assert_eq!(device["key"], named.to_string());
     }
 
     #[test]

@@ -1,10 +1,17 @@
-//! The Session aggregate: one login. The token's secret is never stored, only its SHA-256.
+//! The Session aggregate: one login, on one device. The token's secret is never stored, only
+//! its SHA-256.
+//!
+//! How many sessions a user may hold at once is not decided here but by the User aggregate
+//! ([`crate::user::UserCommand::OpenSession`]), whose stream is written in the same atomic
+//! append as the session's own.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::ids::{SessionId, UserId};
+use crate::personal::{KeyRef, Personal};
+use crate::values::DeviceLabel;
 
 #[derive(Debug, Clone)]
 pub enum SessionCommand {
@@ -13,9 +20,15 @@ pub enum SessionCommand {
         user_id: UserId,
         token_hash: String,
         expires_at: DateTime<Utc>,
+        device: Option<DeviceLabel>,
     },
-    /// Logout. Only the session's own user may end it.
-    End { by: UserId },
+    /// Ends a live session: a logout, an end from another of the user's sessions, or an
+    /// eviction. Only the session's own user may end it; to anyone else it does not exist, and
+    /// neither does a session that expired before `at`.
+    End { by: UserId, at: DateTime<Utc> },
+    /// Notes that the session was used on `day` (UTC). Records at most one event per session
+    /// and day, and nothing for an ended session.
+    Seen { day: NaiveDate },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,15 +39,26 @@ pub enum SessionEvent {
         user_id: UserId,
         token_hash: String,
         expires_at: DateTime<Utc>,
+        /// The device label the user gave, sealed under their key (absent in logs written
+        /// before labels, and when none was given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<Personal<String>>,
     },
     SessionEnded {
         session_id: SessionId,
         user_id: UserId,
     },
+    /// The session was used on `day`. Recorded by a background flush, never by the request
+    /// itself, so that neither its position nor its metadata sits beside what that request
+    /// wrote (an anonymous post must not be tied to a session by its neighbour in the log).
+    SessionSeen {
+        session_id: SessionId,
+        day: NaiveDate,
+    },
 }
 
 impl DomainEvent for SessionEvent {
-    const TYPES: &'static [&'static str] = &["SessionStarted", "SessionEnded"];
+    const TYPES: &'static [&'static str] = &["SessionStarted", "SessionEnded", "SessionSeen"];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,13 +69,25 @@ pub enum SessionError {
     NotFound,
     #[error("the session has already ended")]
     AlreadyEnded,
+    #[error("the session has expired")]
+    Expired,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Session {
-    id: Option<SessionId>,
-    user_id: Option<UserId>,
-    ended: bool,
+    pub id: Option<SessionId>,
+    pub user_id: Option<UserId>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub ended: bool,
+    /// The last day a [`SessionEvent::SessionSeen`] recorded.
+    pub last_seen: Option<NaiveDate>,
+}
+
+impl Session {
+    /// Whether this is a session of `user` that has neither ended nor expired at `at`.
+    pub fn is_live_for(&self, user: UserId, at: DateTime<Utc>) -> bool {
+        self.user_id == Some(user) && !self.ended && self.expires_at.is_some_and(|e| e > at)
+    }
 }
 
 impl Aggregate for Session {
@@ -67,6 +103,7 @@ impl Aggregate for Session {
                 user_id,
                 token_hash,
                 expires_at,
+                device,
             } => {
                 if self.id.is_some() {
                     return Err(SessionError::AlreadyStarted);
@@ -76,9 +113,12 @@ impl Aggregate for Session {
                     user_id: *user_id,
                     token_hash: token_hash.clone(),
                     expires_at: *expires_at,
+                    device: device
+                        .as_ref()
+                        .map(|d| Personal::new(KeyRef::user(*user_id), d.as_str().to_owned())),
                 }])
             }
-            SessionCommand::End { by } => {
+            SessionCommand::End { by, at } => {
                 let (Some(session_id), Some(user_id)) = (self.id, self.user_id) else {
                     return Err(SessionError::NotFound);
                 };
@@ -88,9 +128,22 @@ impl Aggregate for Session {
                 if self.ended {
                     return Err(SessionError::AlreadyEnded);
                 }
+                if self.expires_at.is_some_and(|e| e <= *at) {
+                    return Err(SessionError::Expired);
+                }
                 Ok(vec![SessionEvent::SessionEnded {
                     session_id,
                     user_id,
+                }])
+            }
+            SessionCommand::Seen { day } => {
+                let session_id = self.id.ok_or(SessionError::NotFound)?;
+                if self.ended || self.last_seen.is_some_and(|d| d >= *day) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![SessionEvent::SessionSeen {
+                    session_id,
+                    day: *day,
                 }])
             }
         }
@@ -101,12 +154,17 @@ impl Aggregate for Session {
             SessionEvent::SessionStarted {
                 session_id,
                 user_id,
+                expires_at,
                 ..
             } => {
                 self.id = Some(*session_id);
                 self.user_id = Some(*user_id);
+                self.expires_at = Some(*expires_at);
             }
             SessionEvent::SessionEnded { .. } => self.ended = true,
+            SessionEvent::SessionSeen { day, .. } => {
+                self.last_seen = self.last_seen.max(Some(*day));
+            }
         }
     }
 }
@@ -116,34 +174,116 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
+    fn user(n: u128) -> UserId {
+        UserId::new(Uuid::from_u128(n))
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).unwrap()
+    }
+
+    /// The session after `events`.
+    fn given(events: &[SessionEvent]) -> Session {
+        let mut s = Session::default();
+        for e in events {
+            s.evolve(e);
+        }
+        s
+    }
+
+    fn started(owner: UserId, expires_at: DateTime<Utc>) -> SessionEvent {
+        SessionEvent::SessionStarted {
+            session_id: SessionId::new(Uuid::from_u128(2)),
+            user_id: owner,
+            token_hash: "h".into(),
+            expires_at,
+            device: None,
+        }
+    }
+
     #[test]
     fn a_session_ends_once_and_only_by_its_user() {
-        let user = UserId::new(Uuid::from_u128(1));
-        let mut s = Session::default();
+        let end = |by, secs| SessionCommand::End { by, at: at(secs) };
         assert_eq!(
-            s.decide(&SessionCommand::End { by: user }, &()),
+            given(&[]).decide(&end(user(1), 0), &()),
             Err(SessionError::NotFound)
         );
-        let start = SessionCommand::Start {
-            session_id: SessionId::new(Uuid::from_u128(2)),
-            user_id: user,
-            token_hash: "h".into(),
-            expires_at: DateTime::from_timestamp(0, 0).unwrap(),
-        };
-        for e in s.decide(&start, &()).unwrap() {
-            s.evolve(&e);
-        }
-        let other = UserId::new(Uuid::from_u128(3));
+        let live = given(&[started(user(1), at(100))]);
         assert_eq!(
-            s.decide(&SessionCommand::End { by: other }, &()),
-            Err(SessionError::NotFound)
+            live.decide(&end(user(3), 0), &()),
+            Err(SessionError::NotFound),
+            "someone else's session does not exist for them"
         );
-        for e in s.decide(&SessionCommand::End { by: user }, &()).unwrap() {
-            s.evolve(&e);
-        }
         assert_eq!(
-            s.decide(&SessionCommand::End { by: user }, &()),
+            live.decide(&end(user(1), 100), &()),
+            Err(SessionError::Expired)
+        );
+        let ended = live.decide(&end(user(1), 99), &()).unwrap();
+        assert_eq!(
+            ended,
+            vec![SessionEvent::SessionEnded {
+                session_id: SessionId::new(Uuid::from_u128(2)),
+                user_id: user(1)
+            }]
+        );
+        let gone = given(&[started(user(1), at(100)), ended[0].clone()]);
+        assert_eq!(
+            gone.decide(&end(user(1), 0), &()),
             Err(SessionError::AlreadyEnded)
         );
+        assert!(!gone.is_live_for(user(1), at(0)));
+        assert!(live.is_live_for(user(1), at(99)) && !live.is_live_for(user(1), at(100)));
+    }
+
+    #[test]
+    fn a_session_is_seen_at_most_once_a_day_and_not_after_its_end() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let seen = |d| SessionCommand::Seen { day: day(d) };
+        assert_eq!(
+            given(&[]).decide(&seen(1), &()),
+            Err(SessionError::NotFound)
+        );
+        let s = given(&[started(user(1), at(100))]);
+        let first = s.decide(&seen(2), &()).unwrap();
+        assert_eq!(first.len(), 1);
+        let s = given(&[started(user(1), at(100)), first[0].clone()]);
+        assert_eq!(s.decide(&seen(2), &()), Ok(vec![]), "the same day again");
+        assert_eq!(s.decide(&seen(1), &()), Ok(vec![]), "an earlier day");
+        assert_eq!(s.decide(&seen(3), &()).unwrap().len(), 1);
+        let ended = SessionEvent::SessionEnded {
+            session_id: SessionId::new(Uuid::from_u128(2)),
+            user_id: user(1),
+        };
+        let s = given(&[started(user(1), at(100)), ended]);
+        assert_eq!(s.decide(&seen(3), &()), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_device_label_is_sealed_under_its_users_key() {
+        let start = SessionCommand::Start {
+            session_id: SessionId::new(Uuid::from_u128(2)),
+            user_id: user(1),
+            token_hash: "h".into(),
+            expires_at: at(100),
+            device: Some(DeviceLabel::parse(" Ann's phone ").unwrap()),
+        };
+        let events = given(&[]).decide(&start, &()).unwrap();
+        let SessionEvent::SessionStarted {
+            device: Some(device),
+            ..
+        } = &events[0]
+        else {
+            panic!("{events:?}")
+        };
+        assert_eq!(device.key(), &KeyRef::user(user(1)));
+        assert_eq!(device.get().map(String::as_str), Some("Ann's phone"));
+        // A log written before labels decodes without one.
+        let old = serde_json::json!({"session_id": Uuid::from_u128(2), "user_id": Uuid::from_u128(1),
+            "token_hash": "h", "expires_at": "2026-01-01T00:00:00Z"});
+        let event = SessionEvent::decode("SessionStarted", 1, &old).unwrap();
+        assert!(matches!(
+            event,
+            SessionEvent::SessionStarted { device: None, .. }
+        ));
     }
 }

@@ -2,7 +2,19 @@
 //!
 //! Uniqueness of e-mail and username is not decided here but by reservation streams
 //! ([`crate::reservation`]) appended in the same atomic write as the registration.
+//!
+//! # At most `max` live sessions
+//!
+//! The user's stream records each of their sessions as it opens and closes
+//! ([`UserEvent::SessionOpened`], [`UserEvent::SessionClosed`]), so the aggregate knows its live
+//! sessions in the order they opened, and a login ([`UserCommand::OpenSession`]) decides here
+//! which ones it ends. The caller appends the user's events, the new session's stream and the
+//! evicted sessions' ends in one atomic write under the user stream's expected version: two
+//! concurrent logins cannot both decide on the same state, the loser decides again on the
+//! winner's, and so the cap holds across processes without a lock. Every other end of a session
+//! (logout, an end from another device) closes it here in the same way.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainEvent};
@@ -11,7 +23,7 @@ use serde_json::Value;
 use crate::aggregate::DecodeError;
 use std::collections::{HashMap, HashSet};
 
-use crate::ids::{PostId, UserId};
+use crate::ids::{PostId, SessionId, UserId};
 use crate::personal::{KeyRef, OPEN, Personal};
 use crate::values::{Email, FolderName, Username};
 
@@ -47,6 +59,45 @@ pub enum UserCommand {
     Unfavourite {
         post_id: PostId,
     },
+    /// Records a new session of the user (the caller starts its stream in the same append).
+    /// Sessions that expired by `at` are closed; then, while `max` or more are live, the
+    /// oldest are closed as evicted (the caller ends their streams in the same append), so
+    /// that with the new one at most `max` are live.
+    OpenSession {
+        session: OpenSession,
+        at: DateTime<Utc>,
+        max: usize,
+        /// Live sessions started before user streams recorded sessions, which the caller
+        /// found elsewhere: they are recorded first, in the order of their ids (UUIDv7, so the
+        /// order they started in), and count like the others. Read only while the stream has
+        /// recorded no session at all.
+        earlier: Vec<OpenSession>,
+    },
+    /// Closes a session that ended (the caller ends its stream in the same append); one the
+    /// stream never recorded records nothing.
+    CloseSession {
+        session_id: SessionId,
+    },
+}
+
+/// One of the user's sessions, as their stream records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSession {
+    pub session_id: SessionId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a session no longer counts among the user's live sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CloseReason {
+    /// The user ended it: a logout, or an end from another of their sessions.
+    Ended,
+    /// A newer login took its place.
+    Evicted,
+    /// Its token had expired (noticed at the next login; the session's own stream records
+    /// nothing for it).
+    Expired,
 }
 
 /// The most folders of favourites one user has in use.
@@ -101,6 +152,20 @@ pub enum UserEvent {
         user_id: UserId,
         post_id: Personal<PostId>,
     },
+    /// A session of the user counts among their live sessions from here on: written with its
+    /// start, or, for a session started before user streams recorded sessions, with the
+    /// user's first login after.
+    SessionOpened {
+        user_id: UserId,
+        session_id: SessionId,
+        expires_at: DateTime<Utc>,
+    },
+    /// A session of the user no longer counts among their live sessions.
+    SessionClosed {
+        user_id: UserId,
+        session_id: SessionId,
+        reason: CloseReason,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -113,6 +178,8 @@ impl DomainEvent for UserEvent {
         "FavouriteRemoved",
         "ModeratorGranted",
         "ModeratorRevoked",
+        "SessionOpened",
+        "SessionClosed",
     ];
 
     fn schema(&self) -> u32 {
@@ -177,9 +244,74 @@ pub struct User {
     pub notifications_read: u64,
     /// The user's favourites and the folder of each.
     pub favourites: HashMap<PostId, Option<String>>,
+    /// The sessions the stream records as open, oldest first (some may have expired since).
+    pub sessions: Vec<OpenSession>,
+    /// Whether the stream has ever recorded a session (else the user's sessions, if any,
+    /// started before user streams recorded them).
+    pub sessions_recorded: bool,
 }
 
 impl User {
+    /// The events of [`UserCommand::OpenSession`] (see there).
+    fn open_session(
+        &self,
+        user_id: UserId,
+        new: &OpenSession,
+        at: DateTime<Utc>,
+        max: usize,
+        earlier: &[OpenSession],
+    ) -> Vec<UserEvent> {
+        let opened = |s: &OpenSession| UserEvent::SessionOpened {
+            user_id,
+            session_id: s.session_id,
+            expires_at: s.expires_at,
+        };
+        let closed = |s: &OpenSession, reason| UserEvent::SessionClosed {
+            user_id,
+            session_id: s.session_id,
+            reason,
+        };
+        let mut events = Vec::new();
+        let mut open = self.sessions.clone();
+        if !self.sessions_recorded {
+            let mut earlier = earlier.to_vec();
+            earlier.sort_by_key(|s| s.session_id.as_uuid());
+            earlier.dedup_by_key(|s| s.session_id);
+            for s in earlier
+                .into_iter()
+                .filter(|s| s.session_id != new.session_id)
+            {
+                events.push(opened(&s));
+                open.push(s);
+            }
+        }
+        let (expired, live): (Vec<_>, Vec<_>) = open.into_iter().partition(|s| s.expires_at <= at);
+        events.extend(expired.iter().map(|s| closed(s, CloseReason::Expired)));
+        let excess = (live.len() + 1).saturating_sub(max.max(1));
+        events.extend(
+            live[..excess]
+                .iter()
+                .map(|s| closed(s, CloseReason::Evicted)),
+        );
+        events.push(opened(new));
+        events
+    }
+
+    /// The sessions a decision closes as evicted: the streams the caller must end with it.
+    pub fn evicted(events: &[UserEvent]) -> Vec<SessionId> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                UserEvent::SessionClosed {
+                    session_id,
+                    reason: CloseReason::Evicted,
+                    ..
+                } => Some(*session_id),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The user's id, while they are registered.
     fn live(&self) -> Result<UserId, UserError> {
         let user_id = self.id.ok_or(UserError::NotFound)?;
@@ -292,6 +424,23 @@ impl Aggregate for User {
                     up_to: Personal::new(KeyRef::user(user_id), *up_to),
                 }])
             }
+            UserCommand::OpenSession {
+                session,
+                at,
+                max,
+                earlier,
+            } => Ok(self.open_session(self.live()?, session, *at, *max, earlier)),
+            UserCommand::CloseSession { session_id } => {
+                let user_id = self.live()?;
+                if !self.sessions.iter().any(|s| s.session_id == *session_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::SessionClosed {
+                    user_id,
+                    session_id: *session_id,
+                    reason: CloseReason::Ended,
+                }])
+            }
         }
     }
 
@@ -327,7 +476,24 @@ impl Aggregate for User {
                     self.notifications_read = self.notifications_read.max(*up_to);
                 }
             }
+            UserEvent::SessionOpened {
+                session_id,
+                expires_at,
+                ..
+            } => {
+                self.sessions_recorded = true;
+                if !self.sessions.iter().any(|s| s.session_id == *session_id) {
+                    self.sessions.push(OpenSession {
+                        session_id: *session_id,
+                        expires_at: *expires_at,
+                    });
+                }
+            }
+            UserEvent::SessionClosed { session_id, .. } => {
+                self.sessions.retain(|s| s.session_id != *session_id);
+            }
             UserEvent::UserUnregistered { .. } => {
+                self.sessions.clear();
                 self.unregistered = true;
                 self.email.clear();
                 self.username.clear();
@@ -378,6 +544,251 @@ mod tests {
         assert_eq!(apply(&mut user, &drop), Ok(1));
         assert_eq!(apply(&mut user, &drop), Ok(0));
         assert!(!user.favourites.contains_key(&post(12)));
+    }
+
+    mod sessions {
+        use super::*;
+        use chrono::Duration;
+        use proptest::prelude::*;
+
+        const ANN: u128 = 1;
+
+        fn ann() -> UserId {
+            UserId::new(Uuid::from_u128(ANN))
+        }
+
+        fn at(secs: i64) -> DateTime<Utc> {
+            DateTime::from_timestamp(secs, 0).unwrap()
+        }
+
+        fn session(n: u128, expires: i64) -> OpenSession {
+            OpenSession {
+                session_id: SessionId::new(Uuid::from_u128(0x1000 + n)),
+                expires_at: at(expires),
+            }
+        }
+
+        fn registered() -> UserEvent {
+            UserEvent::UserRegistered {
+                user_id: ann(),
+                email: Personal::new(KeyRef::user(ann()), "ann@campus.edu".into()),
+                username: Personal::new(KeyRef::user(ann()), "ann".into()),
+                password_hash: Personal::new(KeyRef::user(ann()), "$argon2id$x".into()),
+            }
+        }
+
+        fn opened(s: &OpenSession) -> UserEvent {
+            UserEvent::SessionOpened {
+                user_id: ann(),
+                session_id: s.session_id,
+                expires_at: s.expires_at,
+            }
+        }
+
+        fn closed(s: &OpenSession, reason: CloseReason) -> UserEvent {
+            UserEvent::SessionClosed {
+                user_id: ann(),
+                session_id: s.session_id,
+                reason,
+            }
+        }
+
+        /// The user after `events`.
+        fn given(events: &[UserEvent]) -> User {
+            let mut user = User::default();
+            for e in events {
+                user.evolve(e);
+            }
+            user
+        }
+
+        fn open(new: &OpenSession, secs: i64, max: usize) -> UserCommand {
+            UserCommand::OpenSession {
+                session: new.clone(),
+                at: at(secs),
+                max,
+                earlier: vec![],
+            }
+        }
+
+        /// Registered, with sessions 1 to `n` opened in order, each valid until 1000.
+        fn with_sessions(n: u128) -> Vec<UserEvent> {
+            let mut log = vec![registered()];
+            log.extend((1..=n).map(|i| opened(&session(i, 1000))));
+            log
+        }
+
+        #[test]
+        fn a_login_under_the_cap_only_opens() {
+            let user = given(&with_sessions(5));
+            let new = session(6, 1000);
+            assert_eq!(user.decide(&open(&new, 0, 6), &()), Ok(vec![opened(&new)]));
+        }
+
+        #[test]
+        fn the_seventh_login_evicts_the_oldest() {
+            let user = given(&with_sessions(6));
+            let new = session(7, 1000);
+            let events = user.decide(&open(&new, 0, 6), &()).unwrap();
+            assert_eq!(
+                events,
+                vec![
+                    closed(&session(1, 1000), CloseReason::Evicted),
+                    opened(&new)
+                ]
+            );
+            assert_eq!(User::evicted(&events), vec![session(1, 1000).session_id]);
+            let mut log = with_sessions(6);
+            log.extend(events);
+            let ids: Vec<_> = given(&log).sessions.iter().map(|s| s.session_id).collect();
+            let wanted: Vec<_> = (2..=7).map(|i| session(i, 1000).session_id).collect();
+            assert_eq!(ids, wanted, "oldest first");
+        }
+
+        #[test]
+        fn expired_sessions_are_closed_and_make_room_without_evictions() {
+            let mut log = vec![registered(), opened(&session(1, 10))];
+            log.extend((2..=6).map(|i| opened(&session(i, 1000))));
+            let new = session(7, 1000);
+            assert_eq!(
+                given(&log).decide(&open(&new, 10, 6), &()),
+                Ok(vec![
+                    closed(&session(1, 10), CloseReason::Expired),
+                    opened(&new)
+                ])
+            );
+        }
+
+        #[test]
+        fn a_lowered_cap_evicts_as_many_as_it_takes() {
+            let user = given(&with_sessions(6));
+            let new = session(7, 1000);
+            let events = user.decide(&open(&new, 0, 2), &()).unwrap();
+            assert_eq!(User::evicted(&events).len(), 5);
+            assert_eq!(events.last(), Some(&opened(&new)));
+        }
+
+        #[test]
+        fn sessions_from_before_user_streams_recorded_them_count_once() {
+            let user = given(&[registered()]);
+            let earlier: Vec<_> = (1..=7).rev().map(|i| session(i, 1000)).collect();
+            let new = session(8, 1000);
+            let command = UserCommand::OpenSession {
+                session: new.clone(),
+                at: at(0),
+                max: 6,
+                earlier: earlier.clone(),
+            };
+            let events = user.decide(&command, &()).unwrap();
+            let mut wanted: Vec<_> = (1..=7).map(|i| opened(&session(i, 1000))).collect();
+            wanted.push(closed(&session(1, 1000), CloseReason::Evicted));
+            wanted.push(closed(&session(2, 1000), CloseReason::Evicted));
+            wanted.push(opened(&new));
+            assert_eq!(events, wanted);
+            // Once the stream records sessions, the caller's list is not read again.
+            let mut log = vec![registered()];
+            log.extend(events);
+            let again = UserCommand::OpenSession {
+                session: session(9, 1000),
+                at: at(0),
+                max: 6,
+                earlier,
+            };
+            let events = given(&log).decide(&again, &()).unwrap();
+            assert_eq!(User::evicted(&events), vec![session(3, 1000).session_id]);
+            assert_eq!(events.len(), 2);
+        }
+
+        #[test]
+        fn closing_records_only_sessions_the_stream_knows() {
+            let user = given(&with_sessions(2));
+            let close = |n| UserCommand::CloseSession {
+                session_id: session(n, 1000).session_id,
+            };
+            assert_eq!(
+                user.decide(&close(2), &()),
+                Ok(vec![closed(&session(2, 1000), CloseReason::Ended)])
+            );
+            assert_eq!(user.decide(&close(9), &()), Ok(vec![]));
+        }
+
+        #[test]
+        fn an_unregistered_user_opens_no_session() {
+            let mut log = with_sessions(1);
+            log.push(UserEvent::UserUnregistered { user_id: ann() });
+            let user = given(&log);
+            assert!(user.sessions.is_empty());
+            assert_eq!(
+                user.decide(&open(&session(2, 1000), 0, 6), &()),
+                Err(UserError::Unregistered)
+            );
+            assert_eq!(
+                given(&[]).decide(&open(&session(2, 1000), 0, 6), &()),
+                Err(UserError::NotFound)
+            );
+        }
+
+        /// A login, an end of the `n`th live session, or time passing.
+        #[derive(Debug, Clone)]
+        enum Step {
+            Login,
+            End(usize),
+            Wait(i64),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => Just(Step::Login),
+                1 => (0usize..8).prop_map(Step::End),
+                1 => (1i64..50).prop_map(Step::Wait),
+            ]
+        }
+
+        proptest! {
+            /// Whatever happens, the sessions a login leaves live are at most `max`, the new one
+            /// among them, and evictions take the oldest live ones.
+            #[test]
+            fn logins_never_leave_more_than_max_live(
+                max in 1usize..8,
+                steps in proptest::collection::vec(step(), 1..60),
+            ) {
+                let mut user = given(&[registered()]);
+                let (mut now, mut next) = (0i64, 0u128);
+                for s in steps {
+                    match s {
+                        Step::Wait(secs) => now += secs,
+                        Step::End(n) => {
+                            let Some(target) = user.sessions.get(n).cloned() else { continue };
+                            let close = UserCommand::CloseSession { session_id: target.session_id };
+                            for e in user.decide(&close, &()).unwrap() {
+                                user.evolve(&e);
+                            }
+                        }
+                        Step::Login => {
+                            next += 1;
+                            let new = OpenSession {
+                                session_id: SessionId::new(Uuid::from_u128(next)),
+                                expires_at: at(now) + Duration::seconds(100),
+                            };
+                            let live_before: Vec<_> = user.sessions.iter()
+                                .filter(|s| s.expires_at > at(now)).cloned().collect();
+                            let events = user.decide(&open(&new, now, max), &()).unwrap();
+                            let evicted = User::evicted(&events);
+                            let oldest: Vec<_> = live_before.iter().take(evicted.len())
+                                .map(|s| s.session_id).collect();
+                            prop_assert_eq!(evicted, oldest);
+                            for e in &events {
+                                user.evolve(e);
+                            }
+                            let live = user.sessions.iter().filter(|s| s.expires_at > at(now)).count();
+                            prop_assert!(live <= max);
+                            prop_assert!(user.sessions.iter().all(|s| s.expires_at > at(now)));
+                            prop_assert_eq!(user.sessions.last(), Some(&new));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -190,6 +190,15 @@ text_value!(
     1_000,
     true
 );
+text_value!(
+    /// What a user calls one of their devices (`"Ann's phone"`), given at login: one line of 1
+    /// to 60 visible characters. Invisible-only text counts as empty and bidi overrides are
+    /// refused (module doc).
+    DeviceLabel,
+    "device",
+    60,
+    false
+);
 
 /// An e-mail address the mailer can deliver to, trimmed and lower-cased: the normalised form
 /// is what must be unique.
@@ -497,6 +506,29 @@ mod tests {
         assert!(CommentBody::parse("a\u{0}b").is_err());
         assert!(CommentBody::parse("line\nline").is_ok());
         assert!(PostTitle::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn device_labels_are_one_trimmed_line_of_at_most_60_characters() {
+        assert_eq!(
+            DeviceLabel::parse("  Ann's phone ").unwrap().as_str(),
+            "Ann's phone"
+        );
+        assert!(DeviceLabel::parse(&"机".repeat(60)).is_ok());
+        assert!(DeviceLabel::parse(&"机".repeat(61)).is_err());
+        for bad in [
+            "",
+            "  ",
+            "\u{200B}",
+            "two\nlines",
+            "tab\there",
+            "bell\u{7}",
+            "\u{202E}evil",
+        ] {
+            assert!(DeviceLabel::parse(bad).is_err(), "{bad:?}");
+        }
+        let read: Result<DeviceLabel, _> = serde_json::from_str("\"\"");
+        assert!(read.is_err(), "serde goes through parse");
     }
 
     #[test]

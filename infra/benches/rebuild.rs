@@ -668,6 +668,10 @@ struct SessionRow {
     token_hash: String,
     user_id: Uuid,
     expires_at: DateTime<Utc>,
+    device: Option<String>,
+    created_at: DateTime<Utc>,
+    /// Midnight (UTC) of the last day seen.
+    last_seen: DateTime<Utc>,
 }
 
 struct PostRow {
@@ -788,6 +792,11 @@ struct Model {
     stats_tasks: Rows<TaskRow>,
 }
 
+/// A day as the `sessions.last_seen` column holds it.
+fn midnight(day: chrono::NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
 /// One table's rows as `COPY ... WITH (FORMAT csv)` input.
 struct Csv {
     columns: &'static str,
@@ -824,6 +833,8 @@ impl Model {
                 user_id,
                 token_hash,
                 expires_at,
+                device,
+                created_at,
             }) => self.sessions.insert(
                 session_id.as_uuid(),
                 SessionRow {
@@ -831,8 +842,16 @@ impl Model {
                     token_hash,
                     user_id: user_id.as_uuid(),
                     expires_at,
+                    device,
+                    created_at,
+                    last_seen: midnight(created_at.date_naive()),
                 },
             ),
+            Change::Users(UserChange::SeeSession { session_id, day }) => {
+                if let Some(session) = self.sessions.get_mut(session_id.as_uuid()) {
+                    session.last_seen = session.last_seen.max(midnight(day));
+                }
+            }
             Change::Users(UserChange::EndSession { session_id }) => {
                 self.sessions.remove(session_id.as_uuid())
             }
@@ -1263,9 +1282,12 @@ impl Model {
                         .text(&r.token_hash)
                         .uuid(r.user_id)
                         .time(r.expires_at)
+                        .optional_text(r.device.as_deref())
+                        .time(r.created_at)
+                        .time(r.last_seen)
                         .end();
                 }
-                "session_id, token_hash, user_id, expires_at"
+                "session_id, token_hash, user_id, expires_at, device, created_at, last_seen"
             }
             "feed" => {
                 for r in self.feed.iter() {

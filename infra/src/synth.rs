@@ -369,6 +369,7 @@ impl History {
             user_id,
             token_hash,
             expires_at: self.clock + Duration::days(30),
+            device: None,
         };
         self.emit(out, session_id.stream(), started, user_id);
         self.sessions.push((session_id, account));

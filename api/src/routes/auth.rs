@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use commands::registration::{self, MailCodeError, Registration};
 use commands::sessions;
-use domain::values::{Email, InvalidValue, Password, Username, VerificationCode};
-use domain::{Position, UserId};
+use domain::values::{DeviceLabel, Email, InvalidValue, Password, Username, VerificationCode};
+use domain::{Position, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
@@ -161,25 +161,34 @@ pub struct LoginRequest {
     /// E-mail address or username.
     pub login: String,
     pub password: String,
+    /// A name for this device, shown in `GET /me/sessions`: one line of 1 to 60 characters.
+    #[schema(example = "Ann's phone")]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Token {
     pub token: String,
     pub token_type: &'static str,
+    /// This session's id, as `GET /me/sessions` lists it.
+    #[schema(value_type = String, format = Uuid)]
+    pub session_id: SessionId,
     pub expires_at: DateTime<Utc>,
     pub position: Position,
 }
 
-/// Logs in and returns a bearer token, usable at once.
+/// Logs in and returns a bearer token, usable at once, valid for `session_ttl_hours` (31 days
+/// by default). One account holds at most `sessions.max_per_user` live sessions (6 by
+/// default): a login beyond them ends the oldest, whose token is refused from then on.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "auth", request_body = LoginRequest,
-    responses((status = 201, body = Token), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 201, body = Token), (status = 401, body = Problem), (status = 422, body = Problem), (status = 429, body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     request_id: Option<axum::Extension<RequestId>>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<(StatusCode, Json<Token>), ApiError> {
+    let device = body.device.as_deref().map(DeviceLabel::parse).transpose()?;
     if body.login.len() > 254 || body.password.len() > 512 {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -194,19 +203,28 @@ pub async fn login(
         "login attempts from this address",
     )?;
     let ctx = context(None, request_id.as_deref(), None);
-    let ttl = Duration::hours(i64::from(state.settings.session_ttl_hours));
+    let policy = sessions::SessionPolicy {
+        ttl: Duration::hours(i64::from(state.settings.session_ttl_hours)),
+        max_per_user: usize::try_from(state.settings.sessions.max_per_user).unwrap_or(usize::MAX),
+    };
+    let request = sessions::Login {
+        login: body.login.trim(),
+        password: &body.password,
+        device,
+    };
     let done = sessions::login(
         &state.handler,
         &state.passwords,
         &state.secret,
-        body.login.trim(),
-        &body.password,
-        ttl,
+        &crate::routes::sessions::ListedSessions(&*state.queries),
+        request,
+        policy,
         &ctx,
     )
     .await?;
-    // The token must work on the very next request, which checks the users read model. The
-    // session exists either way, so a lagging projector delays the answer but does not fail it.
+    // The token must work on the very next request, which checks the users read model, and
+    // the tokens of sessions this login evicted must not. The session exists either way, so a
+    // lagging projector delays the answer but does not fail it.
     let visible = state
         .hub
         .wait_for(&["users"], done.position, state.consistency_timeout());
@@ -216,6 +234,7 @@ pub async fn login(
     let token = Token {
         token: done.token,
         token_type: "Bearer",
+        session_id: done.session_id,
         expires_at: done.expires_at,
         position: done.position,
     };
@@ -236,8 +255,7 @@ pub async fn logout(
     request_id: Option<axum::Extension<RequestId>>,
 ) -> Result<Json<CommandDone>, ApiError> {
     let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
-    let position =
-        sessions::logout(&state.handler, auth.session_id, auth.actor.user_id, &ctx).await?;
+    let position = sessions::end(&state.handler, auth.session_id, auth.actor.user_id, &ctx).await?;
     let visible = state
         .hub
         .wait_for(&["users"], position, state.consistency_timeout());

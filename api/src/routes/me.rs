@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use commands::unregister::{self, Unregistration};
 use domain::model::ModelEvent;
 use domain::post::{Author, PostEvent};
@@ -111,6 +111,10 @@ pub struct MySession {
     #[schema(value_type = String, format = Uuid)]
     pub session_id: SessionId,
     pub expires_at: DateTime<Utc>,
+    pub device: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = String, format = Date)]
+    pub last_seen: NaiveDate,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -171,6 +175,9 @@ pub async fn export(
         .map(|s| MySession {
             session_id: s.session_id,
             expires_at: s.expires_at,
+            device: s.device,
+            created_at: s.created_at,
+            last_seen: s.last_seen,
         })
         .collect();
 

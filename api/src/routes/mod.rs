@@ -7,6 +7,7 @@ pub mod moderation;
 pub mod ops;
 pub mod posts;
 pub mod search;
+pub mod sessions;
 pub mod stats;
 pub mod tasks;
 pub mod workers;
@@ -34,6 +35,8 @@ pub fn api() -> Router<AppState> {
         .route("/api/v1/sessions/current", delete(auth::logout))
         .route("/api/v1/me", get(auth::me).delete(me::unregister))
         .route("/api/v1/me/export", get(me::export))
+        .route("/api/v1/me/sessions", get(sessions::list))
+        .route("/api/v1/me/sessions/{id}", delete(sessions::end))
         .route("/api/v1/me/following", get(inbox::following))
         .route("/api/v1/me/favourites", get(inbox::favourites))
         .route(

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_problem_shape, position, spawn_app, str_field};
+use crate::helpers::{PASSWORD, TestApp, assert_problem_shape, position, spawn_app, str_field};
 
 /// One malformed request and the answer it must get.
 struct Case {
@@ -194,6 +194,19 @@ async fn malformed_requests_get_problems_and_change_nothing() {
     app.request_code("pending@campus.edu").await.expect(202);
     app.request_code("late@campus.edu").await.expect(202);
     let late_code = app.code_for("late@campus.edu");
+    // Sessions: the owner's own, another user's, and one of the owner's that has ended.
+    let session_of = |token: &str| {
+        let (id, _) = token.split_once('.').expect("a session token");
+        Uuid::parse_str(id)
+            .expect("a session id")
+            .hyphenated()
+            .to_string()
+    };
+    let own_session = session_of(&owner.token);
+    let others_session = session_of(&other.token);
+    let gone = app.login("bad_owner", PASSWORD).await;
+    app.delete("/sessions/current", &gone).await.expect(200);
+    let gone_session = session_of(&gone);
     let head = app.head().await;
 
     let own = bearer(&owner.token);
@@ -208,6 +221,9 @@ async fn malformed_requests_get_problems_and_change_nothing() {
     };
     let named = |c: Case, name: &'static str, status: u16| Case { name, status, ..c };
     let user = |email: &str, username: &str, password: &str, code: &str| json!({"email": email, "username": username, "password": password, "code": code});
+    let login_on =
+        |device: Value| json!({"login": "bad_owner", "password": PASSWORD, "device": device});
+    let end = |id: &str| format!("/me/sessions/{id}");
 
     let cases =
         vec![
@@ -776,6 +792,39 @@ async fn malformed_requests_get_problems_and_change_nothing() {
             .json(json!({"folder": "  "})),
         case("notifications of size 0", Method::GET, "/me/notifications?limit=0", 400).token(&own),
         case("the hot list of size 0", Method::GET, "/posts/hot?limit=0", 400),
+        // Per-device sessions (issue 19). A non-canonical spelling of the caller's own live
+        // session must not end it (every later case would then answer 401).
+        case("end a session: not a UUID", Method::DELETE, end("not-a-uuid"), 404).token(&own),
+        case("end a session: upper-case UUID", Method::DELETE, end(&own_session.to_uppercase()), 404)
+            .token(&own),
+        case("end a session: UUID without hyphens", Method::DELETE, end(&own_session.replace('-', "")), 404)
+            .token(&own),
+        case("end a session: urn:uuid form", Method::DELETE, end(&format!("urn:uuid:{own_session}")), 404)
+            .token(&own),
+        case("end an unknown session", Method::DELETE, end(&nobody), 404).token(&own),
+        case("end someone else's session", Method::DELETE, end(&others_session), 404).token(&own),
+        case("end an ended session", Method::DELETE, end(&gone_session), 404).token(&own),
+        case("end a session with its ended token", Method::DELETE, end(&gone_session), 401)
+            .token(&bearer(&gone)),
+        case("end a session without a token", Method::DELETE, end(&own_session), 401),
+        case("end a session with a garbage token", Method::DELETE, end(&own_session), 401)
+            .token("Bearer nope"),
+        case("list sessions without a token", Method::GET, "/me/sessions", 401),
+        case("PUT on a session", Method::PUT, end(&own_session), 405).token(&own),
+        case("login: device over 60 chars", Method::POST, "/sessions", 422)
+            .json(login_on(json!(long(61)))),
+        case("login: empty device", Method::POST, "/sessions", 422).json(login_on(json!(""))),
+        case("login: invisible device", Method::POST, "/sessions", 422)
+            .json(login_on(json!(" \u{200B} "))),
+        case("login: device with a control character", Method::POST, "/sessions", 422)
+            .json(login_on(json!("bell\u{7}"))),
+        case("login: device with a line break", Method::POST, "/sessions", 422)
+            .json(login_on(json!("two\nlines"))),
+        case("login: device with a bidi override", Method::POST, "/sessions", 422)
+            .json(login_on(json!("\u{202E}enohp"))),
+        case("login: device a number", Method::POST, "/sessions", 422).json(login_on(json!(42))),
+        case("login: device a list", Method::POST, "/sessions", 422)
+            .json(login_on(json!(["phone"]))),
     ];
     assert!(cases.len() >= 30);
 

@@ -498,6 +498,22 @@ impl TestApp {
         self.post_json("/sessions", None, &body).await
     }
 
+    /// Logs in from a device with a label (`POST /sessions`); the answer as given.
+    pub async fn login_on(&self, login: &str, device: &str) -> Reply {
+        let body = json!({ "login": login, "password": PASSWORD, "device": device });
+        self.post_json("/sessions", None, &body).await
+    }
+
+    /// `GET /me/sessions` with `token`, once the users model has reached `after`: the list.
+    pub async fn my_sessions(&self, token: &str, after: Position) -> Vec<Value> {
+        self.get_auth(&format!("/me/sessions?after={after}"), token)
+            .await
+            .expect(200)["sessions"]
+            .as_array()
+            .expect("a list of sessions")
+            .clone()
+    }
+
     /// Logs in and returns the bearer token.
     pub async fn login(&self, login: &str, password: &str) -> String {
         self.login_reply(login, password).await.expect(201)["token"]

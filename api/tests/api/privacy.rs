@@ -606,14 +606,22 @@ async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
     let handler = CommandHandler::new(stores.events.clone());
     let secret = api::startup::server_secret(&settings).expect("the secret");
     let ctx = commands::CommandContext::new(chrono::Utc::now());
-    let ttl = chrono::Duration::minutes(5);
+    let policy = commands::sessions::SessionPolicy {
+        ttl: chrono::Duration::minutes(5),
+        max_per_user: 6,
+    };
+    let earlier = commands::sessions::NoEarlierSessions;
     commands::sessions::login(
         &handler,
         &passwords,
         &secret,
-        "legacy_ann",
-        PASSWORD,
-        ttl,
+        &earlier,
+        commands::sessions::Login {
+            login: "legacy_ann",
+            password: PASSWORD,
+            device: None,
+        },
+        policy,
         &ctx,
     )
     .await
@@ -622,9 +630,13 @@ async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
         &handler,
         &passwords,
         &secret,
-        "legacy_bob@old.campus.edu",
-        PASSWORD,
-        ttl,
+        &earlier,
+        commands::sessions::Login {
+            login: "legacy_bob@old.campus.edu",
+            password: PASSWORD,
+            device: None,
+        },
+        policy,
         &ctx,
     )
     .await

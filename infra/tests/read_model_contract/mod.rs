@@ -64,6 +64,7 @@ macro_rules! read_model_contract {
             forgetting_a_comment_author_renames_exactly_their_named_comments,
             deleting_a_user_removes_them_and_their_sessions_only,
             sessions_of_lists_live_sessions_newest_first,
+            a_session_keeps_its_device_and_its_last_seen_day_only_moves_forward,
             a_comment_page_answers_only_for_a_live_post,
             new_rows_in_one_batch_equal_new_rows_one_by_one,
             the_inbox_notifies_each_person_once_with_merged_reasons,
@@ -434,6 +435,8 @@ pub async fn sessions_resolve_users_until_ended(store: Store) {
             user_id: user,
             token_hash: "h1".into(),
             expires_at: t(99),
+            device: None,
+            created_at: t(2),
         }),
     ];
     let g = live_with(&store, "users", &changes, 3).await;
@@ -1546,6 +1549,8 @@ fn session_row(n: u128, user_id: UserId, expires: i64) -> Change {
         user_id,
         token_hash: format!("hash{n}"),
         expires_at: future(expires),
+        device: None,
+        created_at: t(2),
     })
 }
 
@@ -1659,6 +1664,8 @@ pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
             user_id,
             token_hash: format!("h{n}"),
             expires_at: future(expires),
+            device: None,
+            created_at: t(2),
         })
     };
     // Written neither in id order nor in expiry order.
@@ -1718,6 +1725,96 @@ pub async fn sessions_of_lists_live_sessions_newest_first(store: Store) {
         listed(ann()).await,
         vec![(third, future(200)), (first, future(300))]
     );
+}
+
+pub async fn a_session_keeps_its_device_and_its_last_seen_day_only_moves_forward(store: Store) {
+    let (labelled, bare) = (session_at(1_700_000_001), session_at(1_700_000_002));
+    let created = t;
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2023, 11, d).expect("a day");
+    let users = live_with(
+        &store,
+        "users",
+        &[
+            user_row(ann(), "ann"),
+            Change::Users(UserChange::InsertSession {
+                session_id: labelled,
+                user_id: ann(),
+                token_hash: "labelled".into(),
+                expires_at: future(1),
+                device: Some("Ann's phone 📱".into()),
+                created_at: created(0),
+            }),
+            Change::Users(UserChange::InsertSession {
+                session_id: bare,
+                user_id: ann(),
+                token_hash: "bare".into(),
+                expires_at: future(2),
+                device: None,
+                created_at: created(90_000),
+            }),
+        ],
+        3,
+    )
+    .await;
+    let listed = || async {
+        store
+            .sessions_of(ann())
+            .await
+            .expect("sessions_of")
+            .into_iter()
+            .map(|s| (s.session_id, s.device, s.created_at, s.last_seen))
+            .collect::<Vec<_>>()
+    };
+    // Created 2023-11-14T22:13:20Z and 25 hours later: first seen on those days.
+    assert_eq!(
+        listed().await,
+        vec![
+            (bare, None, created(90_000), day(15)),
+            (labelled, Some("Ann's phone 📱".into()), created(0), day(14)),
+        ]
+    );
+    let seen = |session_id, d| {
+        Change::Users(UserChange::SeeSession {
+            session_id,
+            day: day(d),
+        })
+    };
+    store
+        .apply(
+            "users",
+            users,
+            &[seen(labelled, 20), seen(bare, 15), seen(labelled, 19)],
+            3,
+            6,
+        )
+        .await
+        .expect("apply");
+    let found = store
+        .session("labelled")
+        .await
+        .expect("session")
+        .expect("live");
+    assert_eq!(found.last_seen, day(20));
+    assert_eq!(
+        listed().await.iter().map(|s| s.3).collect::<Vec<_>>(),
+        vec![day(15), day(20)],
+        "the same or an earlier day does not move last_seen back"
+    );
+    // An ended session's seen day changes nothing.
+    store
+        .apply(
+            "users",
+            users,
+            &[
+                Change::Users(UserChange::EndSession { session_id: bare }),
+                seen(bare, 28),
+            ],
+            6,
+            8,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(listed().await.len(), 1);
 }
 
 /// `comments_of_live_post`: the page for a live post (empty when it has no comments), `None`

@@ -133,7 +133,12 @@ impl Projection for Stats {
             | Event::User(UserEvent::FavouriteRemoved { .. })
             | Event::User(UserEvent::ModeratorGranted { .. })
             | Event::User(UserEvent::ModeratorRevoked { .. })
+            | Event::User(UserEvent::SessionOpened { .. })
+            | Event::User(UserEvent::SessionClosed { .. })
             | Event::Session(SessionEvent::SessionEnded { .. })
+            // When a session was used is its user's business: public statistics count logins
+            // as activity, as before, and not this.
+            | Event::Session(SessionEvent::SessionSeen { .. })
             | Event::Post(
                 PostEvent::CommentDeleted { .. }
                 | PostEvent::PostDeleted { .. }
@@ -543,6 +548,7 @@ mod tests {
             user_id: USER,
             token_hash: "t".into(),
             expires_at: at("2026-04-01T10:00:00Z"),
+            device: None,
         };
         assert_eq!(changes("2026-03-01T10:00:00Z", &login), vec![active]);
         let deleted = PostEvent::PostDeleted {

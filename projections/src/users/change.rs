@@ -1,6 +1,6 @@
 //! What the `users` projection writes: accounts and sessions.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{CommentId, PostId, SanctionId, SessionId, UserId};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,14 @@ pub enum UserChange {
         user_id: UserId,
         token_hash: String,
         expires_at: DateTime<Utc>,
+        /// The device label, in clear (this model is private to its user).
+        device: Option<String>,
+        created_at: DateTime<Utc>,
+    },
+    /// The session was used on `day`: its last-seen day moves forward to it.
+    SeeSession {
+        session_id: SessionId,
+        day: NaiveDate,
     },
     EndSession {
         session_id: SessionId,

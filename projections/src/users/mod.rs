@@ -24,7 +24,8 @@ impl Projection for Users {
         NAME
     }
 
-    /// 3: moderators and sanctions.
+    /// 3: moderators and sanctions; sessions carry their device label, creation time and
+    /// last-seen day.
     fn version(&self) -> u32 {
         3
     }
@@ -107,12 +108,23 @@ impl Projection for Users {
                 user_id,
                 token_hash,
                 expires_at,
+                device,
             }) => {
                 vec![Change::Users(UserChange::InsertSession {
                     session_id: *session_id,
                     user_id: *user_id,
                     token_hash: token_hash.clone(),
                     expires_at: *expires_at,
+                    // None when the key is gone: the user unregistered, and that event
+                    // (later in the log) deletes the row.
+                    device: device.as_ref().and_then(|d| d.get().cloned()),
+                    created_at: envelope.occurred_at,
+                })]
+            }
+            Event::Session(SessionEvent::SessionSeen { session_id, day }) => {
+                vec![Change::Users(UserChange::SeeSession {
+                    session_id: *session_id,
+                    day: *day,
                 })]
             }
             Event::Session(SessionEvent::SessionEnded { session_id, .. }) => {
@@ -123,7 +135,11 @@ impl Projection for Users {
             Event::User(
                 UserEvent::NotificationsRead { .. }
                 | UserEvent::FavouriteSet { .. }
-                | UserEvent::FavouriteRemoved { .. },
+                | UserEvent::FavouriteRemoved { .. }
+                // The user stream's record of live sessions only serves the cap; this model
+                // follows the sessions' own streams.
+                | UserEvent::SessionOpened { .. }
+                | UserEvent::SessionClosed { .. },
             )
             | Event::Reservation(_)
             | Event::Verification(_)

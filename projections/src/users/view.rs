@@ -2,7 +2,7 @@
 //! check), and the users' query port.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use domain::{CommentId, PostId, SanctionId, SessionId, UserId};
 use serde::Serialize;
 
@@ -60,11 +60,17 @@ pub struct SanctionView {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
-/// One of a user's live sessions, as "my data" lists them.
+/// One of a user's sessions that has not ended (it may have expired), as their own session
+/// list and "my data" show them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSummary {
     pub session_id: SessionId,
     pub expires_at: DateTime<Utc>,
+    pub device: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The last day (UTC) the session was used, as far as recorded: its first day, or a later
+    /// `SessionSeen`.
+    pub last_seen: NaiveDate,
 }
 
 /// A live session found by its token hash.
@@ -73,6 +79,8 @@ pub struct SessionView {
     pub session_id: SessionId,
     pub user: UserView,
     pub expires_at: DateTime<Utc>,
+    /// As in [`SessionSummary::last_seen`].
+    pub last_seen: NaiveDate,
 }
 
 /// What the API reads of accounts and sessions.
@@ -81,7 +89,8 @@ pub trait UserQueries: Send + Sync + 'static {
     async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError>;
     /// A session by token hash, if it exists and has not ended (expiry is the caller's check).
     async fn session(&self, token_hash: &str) -> Result<Option<SessionView>, ReadModelError>;
-    /// A user's live sessions (ids and expiry only), newest first.
+    /// A user's sessions that have not ended (expired ones too: expiry is the caller's
+    /// check), newest first.
     async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionSummary>, ReadModelError>;
     /// A user's sanctions, newest first.
     async fn sanctions_of(&self, user: UserId) -> Result<Vec<SanctionView>, ReadModelError>;
