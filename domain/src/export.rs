@@ -73,8 +73,8 @@
 //!   keyed hash, label `reaction:<handle>`; the counts are public. It has no `metadata.actor`
 //!   (reactions are decided unnamed); were one there, it would get an id for that item alone,
 //!   label `reacted:<item>:<u>`.
-//! - `ItemReported`: the `reporter` handle (one user's on one item only) becomes a new handle,
-//!   its keyed hash, and the report's `text` (sealed under it) is always shredded: what a
+//! - `ItemReported`: the `reporter` (sealed under a handle of one user's on one item only) and
+//!   the report's `text` (sealed with it) are always shredded, their key hashed: what a
 //!   reporter wrote is theirs, and moderators read it in the queue. Reports are decided
 //!   unnamed; an actor, were one there, would get an id for that item alone. `ItemFolded`,
 //!   `ItemUnfolded`, `ItemRemoved`, `ItemRestored`: as they are (reasons, notes and roles are
@@ -628,7 +628,7 @@ impl Pseudonymiser {
                 let event = PostEvent::ItemReported {
                     post_id,
                     comment_id,
-                    reporter: KeyRef::handle(self.hex(&format!("report:{reporter}"))),
+                    reporter: Personal::shredded(self.key_ref_as(acting, reporter.key())),
                     reason,
                     text: text.map(|t| Personal::shredded(self.key_ref_as(acting, t.key()))),
                     reports,
@@ -1482,7 +1482,7 @@ mod tests {
                 Event::Post(PostEvent::ItemReported {
                     post_id: anonymous_post,
                     comment_id: None,
-                    reporter: KeyRef::handle(handles[0].clone()),
+                    reporter: Personal::new(KeyRef::handle(handles[0].clone()), user),
                     reason: Reason::Abuse,
                     text: Some(Personal::new(
                         KeyRef::handle(handles[0].clone()),

@@ -76,12 +76,13 @@ pub enum PostCommand {
         following: bool,
     },
     /// Reports the post (`comment_id` `None`) or one of its live comments. `reporter` is the
-    /// reporter's handle for this item alone (so one report per user and item, and two reports
-    /// of one user cannot be linked); the text is sealed under it. Reporting again records
+    /// reporter's id sealed under their report handle for this item alone (so one report per
+    /// user and item, and two reports of one user cannot be linked); the text is sealed under
+    /// it too. Reporting again records
     /// nothing. Enough weight, or enough reports with one reason, fold or remove the item (see
     /// [`Thresholds`]).
     Report {
-        reporter: KeyRef,
+        reporter: Personal<UserId>,
         comment_id: Option<CommentId>,
         reason: Reason,
         text: Option<ReportText>,
@@ -324,13 +325,14 @@ pub enum PostEvent {
         /// following by posting or commenting counts as a commenter there).
         followers: u64,
     },
-    /// A report of the post (`comment_id` `None`) or a comment. The reporter is known only by
-    /// a handle for this item alone, their text sealed under it; `reports` and `weight` are the
+    /// A report of the post (`comment_id` `None`) or a comment. The reporter's id is sealed
+    /// under a handle for this item alone, and their text with it (so that both go when they
+    /// leave); `reports` and `weight` are the
     /// item's count and total weight of reports after it (since its last restoration).
     ItemReported {
         post_id: PostId,
         comment_id: Option<CommentId>,
-        reporter: KeyRef,
+        reporter: Personal<UserId>,
         reason: Reason,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<Personal<String>>,
@@ -720,7 +722,7 @@ impl Post {
     fn report(
         &self,
         post_id: PostId,
-        reporter: &KeyRef,
+        reporter: &Personal<UserId>,
         comment_id: Option<CommentId>,
         reason: Reason,
         text: Option<&ReportText>,
@@ -731,7 +733,8 @@ impl Post {
         if standing.removed {
             return Err(PostError::Removed);
         }
-        if standing.reporters.contains(reporter) {
+        let handle = reporter.key();
+        if standing.reporters.contains(handle) {
             return Ok(vec![]);
         }
         let weight = standing.weight + thresholds.weight;
@@ -741,7 +744,7 @@ impl Post {
             comment_id,
             reporter: reporter.clone(),
             reason,
-            text: text.map(|t| Personal::new(reporter.clone(), t.as_str().to_owned())),
+            text: text.map(|t| Personal::new(handle.clone(), t.as_str().to_owned())),
             reports: standing.reports + 1,
             weight,
         }];
@@ -1173,7 +1176,7 @@ impl Aggregate for Post {
                 ..
             } => {
                 let s = self.standing.entry(*comment_id).or_default();
-                s.reporters.insert(reporter.clone());
+                s.reporters.insert(reporter.key().clone());
                 s.reports = *reports;
                 s.weight = *weight;
                 *s.reasons.entry(*reason).or_default() += 1;
@@ -1321,7 +1324,7 @@ mod tests {
 
     fn report(reporter: &str, comment_id: Option<CommentId>, reason: Reason) -> PostCommand {
         PostCommand::Report {
-            reporter: KeyRef::handle(reporter),
+            reporter: Personal::new(KeyRef::handle(reporter), UserId::new(Uuid::from_u128(77))),
             comment_id,
             reason,
             text: None,

@@ -157,10 +157,11 @@ async fn report_parsed(
         &auth.actor.user_id,
         "reports",
     )?;
-    let reporter = state
+    let handle = state
         .keys
         .report_handle(auth.actor.user_id, item.post_id, item.comment_id)
         .await?;
+    let reporter = domain::Personal::new(handle, auth.actor.user_id);
     let command = PostCommand::Report {
         reporter,
         comment_id: item.comment_id,

@@ -70,6 +70,15 @@ async fn acts_on(app: &TestApp, post: &str) -> Vec<String> {
         .collect()
 }
 
+/// The first item of the moderation queue, as `moderator` sees it once everything is applied.
+async fn queued(app: &TestApp, moderator: &TestUser) -> Value {
+    let head = app.head().await;
+    app.get_auth(&format!("/moderation/queue?after={head}"), &moderator.token)
+        .await
+        .expect(200)["items"][0]
+        .clone()
+}
+
 /// The moderation notices in the user's inbox, newest first, as `act reason`.
 async fn notices(app: &TestApp, user: &TestUser) -> Vec<String> {
     let head = app.head().await;
@@ -704,4 +713,38 @@ async fn a_removal_whose_sanction_was_not_imposed_is_swept_up() {
         1
     );
     assert_eq!(acts_on(&app, &id).await, ["sanction", "remove"]);
+}
+
+#[tokio::test]
+async fn a_reporter_who_leaves_takes_their_text_along_and_a_rebuild_agrees() {
+    let app = spawn_app().await;
+    let (author, moderator, admin) = (
+        app.new_user("leftreported").await,
+        app.new_moderator("leftmod").await,
+        app.new_admin("leftadmin").await,
+    );
+    let leaver = app.new_user("leavingreporter").await;
+    let stayer = app.new_user("stayingreporter").await;
+    let id = anonymous_post(&app, &author, "reported, then left behind").await;
+    for (user, text) in [(&leaver, "my words, mine to take"), (&stayer, "I stay")] {
+        app.post_json(
+            &format!("/posts/{id}/reports"),
+            Some(&user.token),
+            &json!({"reason": "other", "text": text}),
+        )
+        .await
+        .expect(201);
+    }
+    let before = queued(&app, &moderator).await;
+    assert_eq!(before["texts"], json!(["my words, mine to take", "I stay"]));
+    app.request_code(&leaver.email).await.expect(202);
+    let code = app.code_for(&leaver.email);
+    crate::privacy::unregister(&app, &leaver.token, crate::helpers::PASSWORD, &code)
+        .await
+        .expect(200);
+    let after = queued(&app, &moderator).await;
+    assert_eq!(after["texts"], json!(["I stay"]));
+    assert_eq!(after["reports"], 2, "the report still counts");
+    app.rebuild(&admin.token, "moderation").await;
+    assert_eq!(queued(&app, &moderator).await, after);
 }

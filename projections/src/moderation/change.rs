@@ -1,8 +1,8 @@
 //! What the `moderation` projection writes. No change carries a user id.
 
 use chrono::{DateTime, Utc};
-use domain::Position;
 use domain::moderation::Item;
+use domain::{Position, UserId};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModerationChange {
@@ -21,6 +21,8 @@ pub enum ModerationChange {
     Report {
         position: Position,
         item: Item,
+        /// Kept privately, so that a reporter who leaves takes their text along; never shown.
+        reporter: Option<UserId>,
         reason: String,
         text: Option<String>,
         reports: i64,
@@ -41,4 +43,6 @@ pub enum ModerationChange {
     },
     /// The item's author has been sanctioned for it.
     Sanctioned { item: Item },
+    /// A user left: what they wrote in reports goes (their reports still count).
+    ForgetReporter { user_id: UserId },
 }

@@ -1,10 +1,11 @@
 //! The `moderation` projection: the public moderation log, the moderators' queue of reported
 //! items, and the removals whose authors are still to be sanctioned.
 //!
-//! Nothing here names a user. Reports keep their reason and text, never their reporter (the
-//! log records a per-item handle only, which this model drops); acts keep the role of whoever
-//! acted; sanctions keep the item they were for. So every row can be shown to the public (the
-//! log) or to moderators (the queue) as it is.
+//! Nothing shown here names a user. Reports keep their reason and text, and their reporter in
+//! a private column that no query reads (so that a reporter who leaves takes their text
+//! along, as a rebuild, which can no longer open it, would); acts keep the role of whoever
+//! acted; sanctions keep the item they were for. So what the log (public) and the queue
+//! (moderators) show is shown as it is.
 
 mod change;
 mod view;
@@ -15,6 +16,7 @@ pub use view::{LogEntry, ModerationQueries, QueueItem};
 use domain::moderation::{Item, Reason, Role};
 use domain::post::PostEvent;
 use domain::sanction::SanctionEvent;
+use domain::user::UserEvent;
 use domain::{Envelope, Event};
 
 use crate::{Change, Projection};
@@ -58,17 +60,23 @@ impl Projection for Moderation {
             comment_id,
         };
         match event {
+            Event::User(UserEvent::UserUnregistered { user_id }) => {
+                vec![Change::Moderation(ModerationChange::ForgetReporter {
+                    user_id: *user_id,
+                })]
+            }
             Event::Post(PostEvent::ItemReported {
                 post_id,
                 comment_id,
+                reporter,
                 reason,
                 text,
                 reports,
                 weight,
-                ..
             }) => vec![Change::Moderation(ModerationChange::Report {
                 position: envelope.position,
                 item: item(*post_id, *comment_id),
+                reporter: reporter.get().copied(),
                 reason: reason.code().to_owned(),
                 text: text.as_ref().and_then(|t| t.get().cloned()),
                 reports: crate::feed::count(*reports),

@@ -66,6 +66,8 @@ const REPORT_COLUMNS: &[Col] = &[
     col("item_id", Ty::Uuid, "NOT NULL"),
     col("reason", Ty::Text, "NOT NULL"),
     col("text", Ty::Text, ""),
+    // The reporter, for forgetting their text when they leave; never read by a query.
+    col("user_id", Ty::Uuid, ""),
 ];
 
 pub(crate) const REPORTS: Table = Table {
@@ -73,7 +75,10 @@ pub(crate) const REPORTS: Table = Table {
     name: "moderation_reports",
     columns: REPORT_COLUMNS,
     constraints: "",
-    indexes: &["CREATE INDEX {t}_item ON {t} (item_id)"],
+    indexes: &[
+        "CREATE INDEX {t}_item ON {t} (item_id)",
+        "CREATE INDEX {t}_user ON {t} (user_id) WHERE user_id IS NOT NULL",
+    ],
     order: "position",
     write: write_report,
     run: no_run,
@@ -206,35 +211,44 @@ fn write_item(g: u32, change: &Change, out: &mut Vec<Write>) {
                 vec![Value::uuid(item_id(item))],
             ),
         ),
-        ModerationChange::Log { .. } => return,
+        ModerationChange::Log { .. } | ModerationChange::ForgetReporter { .. } => return,
     };
     out.push(ensure(&t, item));
     out.push(Write::Stmt(stmt));
 }
 
 fn write_report(g: u32, change: &Change, out: &mut Vec<Write>) {
-    let Change::Moderation(ModerationChange::Report {
-        position,
-        item,
-        reason,
-        text,
-        ..
-    }) = change
-    else {
-        return;
-    };
-    out.push(Write::Stmt(Stmt::new(
-        format!(
-            "INSERT INTO moderation_reports_g{g} (position, item_id, reason, text) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (position) DO NOTHING"
+    let stmt = match change {
+        Change::Moderation(ModerationChange::Report {
+            position,
+            item,
+            reporter,
+            reason,
+            text,
+            ..
+        }) => Stmt::new(
+            format!(
+                "INSERT INTO moderation_reports_g{g} (position, item_id, reason, text, user_id) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (position) DO NOTHING"
+            ),
+            vec![
+                Value::int(*position as i64),
+                Value::uuid(item_id(item)),
+                Value::text(reason),
+                Value::Text(text.clone()),
+                Value::Uuid(reporter.map(Into::into)),
+            ],
         ),
-        vec![
-            Value::int(*position as i64),
-            Value::uuid(item_id(item)),
-            Value::text(reason),
-            Value::Text(text.clone()),
-        ],
-    )));
+        Change::Moderation(ModerationChange::ForgetReporter { user_id }) => Stmt::new(
+            format!(
+                "UPDATE moderation_reports_g{g} SET text = NULL, user_id = NULL \
+                 WHERE user_id = $1"
+            ),
+            vec![Value::uuid(*user_id)],
+        ),
+        _ => return,
+    };
+    out.push(Write::Stmt(stmt));
 }
 
 /// The log, newest first, before `before`.
