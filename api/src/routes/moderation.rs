@@ -504,6 +504,11 @@ pub async fn log(
     ApiQuery(params): ApiQuery<LogParams>,
 ) -> Result<Response, ApiError> {
     let limit = page_limit(params.limit, 100)?;
+    if params.before.is_some_and(|b| i64::try_from(b).is_err()) {
+        return Err(ApiError::bad_request(
+            "before: a position is at most 9223372036854775807",
+        ));
+    }
     let position = consistent(&state, after, &[moderation::NAME]).await?;
     let rows = state
         .queries

@@ -1283,6 +1283,12 @@ async fn malformed_moderation_requests_get_problems_and_change_nothing() {
         .json(json!({"moderator": true})),
         case("log: limit 0", Method::GET, "/moderation/log?limit=0", 400),
         case(
+            "log: before past the largest position",
+            Method::GET,
+            "/moderation/log?before=9223372036854775808",
+            400,
+        ),
+        case(
             "log: before not a number",
             Method::GET,
             "/moderation/log?before=x",
