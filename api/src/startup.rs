@@ -404,6 +404,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .external_url_unchecked("/api/v1/openapi.json", openapi::document(&state.settings));
     Router::new()
         .merge(routes::api())
+        .merge(routes::web::pages())
         .merge(docs)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

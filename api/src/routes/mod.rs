@@ -10,6 +10,7 @@ pub mod search;
 pub mod sessions;
 pub mod stats;
 pub mod tasks;
+pub mod web;
 pub mod workers;
 
 use axum::Router;

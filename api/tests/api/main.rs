@@ -29,4 +29,5 @@ mod sessions;
 mod stats;
 mod tasks;
 mod timeouts;
+mod web;
 mod worker;

@@ -1,0 +1,492 @@
+// The forum: a page over the public HTTP API (/api/v1), nothing else. No build step, no
+// framework. Text from the API is put in the page as text (textContent), never as HTML, except
+// search highlights, which the server HTML-escapes before it adds <mark>.
+"use strict";
+
+const API = "/api/v1";
+const store = window.localStorage;
+const TOKEN = "treehole.token";
+const MINE = "treehole.mine"; // ids of posts and comments written in this browser
+let lastPosition = 0; // the position of our last write: reads wait for it (?after=)
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const main = () => $("#main");
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v === true) node.setAttribute(k, "");
+    else node.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function say(text, error = false) {
+  const s = $("#status");
+  s.textContent = text || "";
+  s.classList.toggle("error", !!error);
+}
+
+class ApiError extends Error {}
+
+/** Calls the API; a problem+json answer becomes an ApiError carrying its `detail`. */
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const token = store.getItem(TOKEN);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(API + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    if (res.status === 401 && token) {
+      store.removeItem(TOKEN);
+      refreshNav();
+    }
+    throw new ApiError((data && data.detail) || `${res.status} ${res.statusText}`);
+  }
+  if (data && typeof data.position === "number" && data.position > lastPosition) {
+    lastPosition = data.position;
+  }
+  return data;
+}
+
+const after = (sep = "?") => (lastPosition ? `${sep}after=${lastPosition}` : "");
+const signedIn = () => !!store.getItem(TOKEN);
+const mine = () => new Set(JSON.parse(store.getItem(MINE) || "[]"));
+function remember(id) {
+  const ids = [...mine(), id].slice(-500);
+  store.setItem(MINE, JSON.stringify(ids));
+}
+
+function refreshNav() {
+  for (const a of document.querySelectorAll("[data-signed-in]")) a.hidden = !signedIn();
+  for (const a of document.querySelectorAll("[data-signed-out]")) a.hidden = signedIn();
+}
+
+function when(iso) {
+  const d = new Date(iso);
+  return el("time", { datetime: iso }, d.toLocaleString());
+}
+
+/** Runs `work`, showing its error's detail instead of letting it escape. */
+async function attempt(work) {
+  try {
+    say("");
+    await work();
+  } catch (e) {
+    say(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`, true);
+  }
+}
+
+// ---------------------------------------------------------------- posts
+
+function authorLine(item) {
+  const name = item.is_host
+    ? el("span", { class: "host" }, item.author_name)
+    : el("span", {}, item.author_name);
+  return el(
+    "p",
+    { class: "meta" },
+    name,
+    item.anonymous ? el("span", {}, "anonymous") : null,
+    when(item.created_at),
+    item.likes !== undefined ? el("span", {}, `▲ ${item.likes} ▼ ${item.dislikes}`) : null
+  );
+}
+
+function postCard(p) {
+  const link = `#/post/${p.post_id}`;
+  const card = el(
+    "article",
+    { class: "card", "data-post": p.post_id },
+    el("h2", {}, el("a", { href: link }, p.title || p.body.slice(0, 40))),
+    authorLine(p)
+  );
+  if (p.folded) {
+    card.append(el("p", { class: "folded" }, `Folded by moderation (${p.folded}).`),
+      el("a", { href: link }, "Read it anyway"));
+  } else {
+    card.append(el("p", { class: "body" }, p.body.length > 280 ? p.body.slice(0, 280) + "…" : p.body));
+  }
+  card.append(
+    el("p", { class: "meta" },
+      ...(p.tags || []).map((t) => el("span", { class: "tag" }, `#${t}`)),
+      el("a", { href: link }, `${p.comment_count} comments`))
+  );
+  return card;
+}
+
+/** A list that loads the next page when its end scrolls into view (cursor paging). */
+function infinite(container, load) {
+  let cursor = null;
+  let done = false;
+  let busy = false;
+  const sentinel = el("div", { class: "sentinel", "aria-hidden": "true" });
+  container.after(sentinel);
+  const more = async () => {
+    if (done || busy) return;
+    busy = true;
+    await attempt(async () => {
+      const page = await load(cursor);
+      cursor = page.next_cursor;
+      done = !cursor;
+      if (!page.items.length && !container.children.length) {
+        container.append(el("p", { class: "empty" }, "Nothing here yet."));
+      }
+    });
+    busy = false;
+  };
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) more();
+  }).observe(sentinel);
+  return more();
+}
+
+async function feedView() {
+  const list = el("section", { "aria-label": "Latest posts" });
+  main().replaceChildren(el("h1", {}, "Latest"), list);
+  await infinite(list, async (cursor) => {
+    const q = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+    const page = await api("GET", `/posts?limit=20${q}${after("&")}`);
+    list.append(...page.items.map(postCard));
+    return page;
+  });
+}
+
+async function hotView() {
+  main().replaceChildren(el("h1", {}, "Hot"));
+  await attempt(async () => {
+    const page = await api("GET", `/posts/hot?limit=30${after("&")}`);
+    main().append(...page.items.map(postCard));
+    if (!page.items.length) main().append(el("p", { class: "empty" }, "Nothing is hot yet."));
+  });
+}
+
+async function postView(id) {
+  main().replaceChildren(el("p", {}, "Loading…"));
+  let post;
+  try {
+    post = await api("GET", `/posts/${id}${after()}`);
+  } catch (e) {
+    main().replaceChildren(el("p", { class: "empty" }, e.message));
+    return;
+  }
+  const ours = mine();
+  const article = el(
+    "article",
+    { class: "card", "data-post": post.post_id },
+    el("h1", {}, post.title || "Post"),
+    authorLine(post),
+    post.folded ? el("p", { class: "folded" }, `Folded by moderation (${post.folded}).`) : null,
+    el("p", { class: "body" }, post.body),
+    el("p", { class: "meta" }, ...(post.tags || []).map((t) => el("span", { class: "tag" }, `#${t}`)))
+  );
+  if (signedIn()) article.append(postActions(post, ours));
+  const comments = el("section", { "aria-label": "Comments" });
+  main().replaceChildren(article, el("h2", {}, `Comments (${post.comment_count})`), comments);
+  if (signedIn()) main().append(commentForm(post.post_id));
+  await infinite(comments, async (cursor) => {
+    const q = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+    const page = await api("GET", `/posts/${id}/comments?limit=50${q}${after("&")}`);
+    comments.append(...page.items.map((c) => commentCard(post.post_id, c, ours)));
+    return page;
+  });
+}
+
+function postActions(post, ours) {
+  const mineOf = post.mine || {};
+  const react = (value) =>
+    attempt(async () => {
+      const done = await api("PUT", `/posts/${post.post_id}/reaction`, { value });
+      say(`Likes ${done.likes}, dislikes ${done.dislikes}.`);
+    });
+  const row = el(
+    "div",
+    { class: "row" },
+    el("button", { type: "button", class: "quiet", "aria-pressed": String(mineOf.reaction === 1), onclick: () => react(mineOf.reaction === 1 ? 0 : 1) }, "Like"),
+    el("button", { type: "button", class: "quiet", "aria-pressed": String(mineOf.reaction === -1), onclick: () => react(mineOf.reaction === -1 ? 0 : -1) }, "Dislike"),
+    el("button", { type: "button", class: "quiet", onclick: () => attempt(async () => {
+      await api("PUT", `/posts/${post.post_id}/follow`, { following: true });
+      say("You follow this post: replies reach your inbox.");
+    }) }, "Follow"),
+    reportButton(`/posts/${post.post_id}/reports`)
+  );
+  if (ours.has(post.post_id)) {
+    row.append(el("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
+      if (!confirm("Delete this post?")) return;
+      await api("DELETE", `/posts/${post.post_id}`);
+      location.hash = "#/";
+    }) }, "Delete"));
+  }
+  return row;
+}
+
+function reportButton(path) {
+  return el("button", { type: "button", class: "quiet", onclick: (ev) => {
+    const form = el("form", { class: "card", onsubmit: (e) => {
+      e.preventDefault();
+      attempt(async () => {
+        const text = form.text.value.trim();
+        await api("POST", path, { reason: form.reason.value, ...(text ? { text } : {}) });
+        form.replaceWith(el("p", { class: "meta" }, "Reported. Thank you."));
+      });
+    } },
+      el("label", { for: "reason" }, "Why?"),
+      el("select", { id: "reason", name: "reason" },
+        ...["spam", "abuse", "nsfw", "flame_war", "privacy", "illegal", "misinformation", "other"]
+          .map((r) => el("option", { value: r }, r.replace("_", " ")))),
+      el("label", { for: "report-text" }, "Anything to add (optional)"),
+      el("textarea", { id: "report-text", name: "text", maxlength: "1000" }),
+      el("div", { class: "row" }, el("button", { type: "submit" }, "Send report")));
+    ev.currentTarget.after(form);
+  } }, "Report");
+}
+
+function commentCard(postId, c, ours) {
+  const card = el("article", { class: "card", "data-comment": c.comment_id }, authorLine(c));
+  if (c.folded) card.append(el("p", { class: "folded" }, `Folded by moderation (${c.folded}).`));
+  card.append(el("p", { class: "body" }, c.body));
+  if (signedIn()) {
+    const row = el("div", { class: "row" }, reportButton(`/comments/${c.comment_id}/reports`));
+    if (ours.has(c.comment_id)) {
+      row.append(el("button", { type: "button", class: "danger", onclick: () => attempt(async () => {
+        await api("DELETE", `/posts/${postId}/comments/${c.comment_id}`);
+        card.remove();
+      }) }, "Delete"));
+    }
+    card.append(row);
+  }
+  return card;
+}
+
+function commentForm(postId) {
+  const form = el("form", { class: "card", "aria-label": "Write a comment", onsubmit: (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      const done = await api("POST", `/posts/${postId}/comments`, {
+        body: form.body.value,
+        anonymous: form.anonymous.checked,
+      });
+      remember(done.comment_id);
+      say(`Commented as ${done.author_name}.`);
+      await postView(postId);
+    });
+  } },
+    el("label", { for: "comment-body" }, "Your comment"),
+    el("textarea", { id: "comment-body", name: "body", required: true, maxlength: "2000" }),
+    el("label", { class: "check" }, el("input", { type: "checkbox", name: "anonymous", checked: true }), "Anonymously (you get a pseudonym under this post)"),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Comment")));
+  return form;
+}
+
+function newPostView() {
+  if (!signedIn()) return loginView();
+  const form = el("form", { "aria-label": "Write a post", onsubmit: (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      const tags = form.tags.value.split(/[\s,，]+/).filter(Boolean);
+      const done = await api("POST", "/posts", {
+        ...(form.title.value.trim() ? { title: form.title.value } : {}),
+        body: form.body.value,
+        anonymous: form.anonymous.checked,
+        tags,
+      });
+      remember(done.post_id);
+      say(`Posted as ${done.author_name}.`);
+      location.hash = `#/post/${done.post_id}`;
+    });
+  } },
+    el("label", { for: "title" }, "Title (optional)"),
+    el("input", { id: "title", name: "title", type: "text", maxlength: "120" }),
+    el("label", { for: "body" }, "What is on your mind?"),
+    el("textarea", { id: "body", name: "body", required: true, maxlength: "10000" }),
+    el("label", { for: "tags" }, "Tags (optional, separated by spaces)"),
+    el("input", { id: "tags", name: "tags", type: "text" }),
+    el("label", { class: "check" }, el("input", { type: "checkbox", name: "anonymous", checked: true }), "Anonymously (shown as 洞主)"),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Post")));
+  main().replaceChildren(el("h1", {}, "Write a post"), form);
+}
+
+// ---------------------------------------------------------------- search
+
+async function searchView(query) {
+  const form = el("form", { role: "search", onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/search?q=${encodeURIComponent(form.q.value)}`;
+  } },
+    el("label", { for: "q" }, "Search posts and comments"),
+    el("div", { class: "row" },
+      el("input", { id: "q", name: "q", type: "search", value: query || "", required: true, maxlength: "200" }),
+      el("button", { type: "submit" }, "Search")));
+  const results = el("section", { "aria-label": "Results" });
+  main().replaceChildren(el("h1", {}, "Search"), form, results);
+  if (!query) return;
+  await infinite(results, async (cursor) => {
+    const c = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+    const page = await api("GET", `/search?q=${encodeURIComponent(query)}&limit=20${c}${after("&")}`);
+    results.append(...page.hits.map(hitCard));
+    return { items: page.hits, next_cursor: page.next_cursor };
+  });
+}
+
+/** A search hit: its title and snippet are HTML the server escaped, with <mark>ed words. */
+function hitCard(h) {
+  const link = `#/post/${h.post_id}`;
+  const title = el("a", { href: link });
+  title.innerHTML = h.title_highlighted || "Untitled";
+  const snippet = el("p", { class: "body" });
+  snippet.innerHTML = h.snippet;
+  return el("article", { class: "card", "data-post": h.post_id },
+    el("h2", {}, title), el("p", { class: "meta" }, h.author_name, when(h.created_at),
+      `${h.comment_count} comments`), snippet);
+}
+
+// ---------------------------------------------------------------- accounts
+
+function loginView() {
+  const form = el("form", { "aria-label": "Log in", onsubmit: (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      const done = await api("POST", "/sessions", {
+        login: form.login.value,
+        password: form.password.value,
+        device: deviceName(),
+      });
+      store.setItem(TOKEN, done.token);
+      refreshNav();
+      location.hash = "#/";
+    });
+  } },
+    el("label", { for: "login" }, "E-mail or username"),
+    el("input", { id: "login", name: "login", type: "text", autocomplete: "username", required: true }),
+    el("label", { for: "password" }, "Password"),
+    el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Log in")));
+  main().replaceChildren(el("h1", {}, "Log in"), form);
+}
+
+function deviceName() {
+  const ua = navigator.userAgent;
+  const kind = /Mobi|Android|iPhone/.test(ua) ? "phone" : "computer";
+  return `Browser on a ${kind}`;
+}
+
+function registerView() {
+  const form = el("form", { "aria-label": "Register", onsubmit: (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      await api("POST", "/users", {
+        email: form.email.value,
+        username: form.username.value,
+        password: form.password.value,
+        code: form.code.value,
+      });
+      const done = await api("POST", "/sessions", {
+        login: form.username.value,
+        password: form.password.value,
+        device: deviceName(),
+      });
+      store.setItem(TOKEN, done.token);
+      refreshNav();
+      say("Welcome to the tree hole.");
+      location.hash = "#/";
+    });
+  } },
+    el("label", { for: "email" }, "Campus e-mail"),
+    el("div", { class: "row" },
+      el("input", { id: "email", name: "email", type: "email", autocomplete: "email", required: true }),
+      el("button", { type: "button", class: "quiet", onclick: () => attempt(async () => {
+        await api("POST", "/auth/codes", { email: form.email.value });
+        say("A code is on its way to your e-mail; it is valid for 5 minutes.");
+      }) }, "Send code")),
+    el("label", { for: "code" }, "Code from the e-mail"),
+    el("input", { id: "code", name: "code", type: "text", inputmode: "numeric", autocomplete: "one-time-code", required: true }),
+    el("label", { for: "username" }, "Username (shown only on what you post under your name)"),
+    el("input", { id: "username", name: "username", type: "text", autocomplete: "username", required: true }),
+    el("label", { for: "new-password" }, "Password"),
+    el("input", { id: "new-password", name: "password", type: "password", autocomplete: "new-password", required: true }),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Register")));
+  main().replaceChildren(el("h1", {}, "Register"), form);
+}
+
+async function meView() {
+  if (!signedIn()) return loginView();
+  main().replaceChildren(el("h1", {}, "Me"));
+  await attempt(async () => {
+    const me = await api("GET", `/me${after()}`);
+    main().append(el("p", {}, `Signed in as ${me.username} (${me.email}).`),
+      el("button", { type: "button", onclick: () => attempt(async () => {
+        await api("DELETE", "/sessions/current");
+        store.removeItem(TOKEN);
+        refreshNav();
+        location.hash = "#/";
+      }) }, "Log out"));
+    const tasks = await api("GET", "/tasks?limit=20");
+    main().append(el("h2", {}, "Your tasks"),
+      tasks.items.length
+        ? el("ul", {}, ...tasks.items.map((t) => el("li", {}, `${t.model}: ${t.status}`, " ", when(t.created_at))))
+        : el("p", { class: "empty" }, "No tasks."));
+    const sessions = await api("GET", "/me/sessions");
+    main().append(el("h2", {}, "Your devices"),
+      el("ul", {}, ...sessions.sessions.map((s) => el("li", {},
+        `${s.device || "unnamed device"}${s.current ? " (this one)" : ""}, last seen ${s.last_seen} `,
+        s.current ? null : el("button", { type: "button", class: "quiet", onclick: () => attempt(async () => {
+          await api("DELETE", `/me/sessions/${s.session_id}`);
+          await meView();
+        }) }, "End")))));
+  });
+}
+
+async function inboxView() {
+  if (!signedIn()) return loginView();
+  main().replaceChildren(el("h1", {}, "Inbox"));
+  await attempt(async () => {
+    const page = await api("GET", `/me/notifications?limit=50${after("&")}`);
+    if (!page.items.length) main().append(el("p", { class: "empty" }, "No notifications."));
+    for (const n of page.items) {
+      const what = n.notice
+        ? `Moderation: your ${n.comment_id ? "comment" : "post"} was ${n.notice.act} (${n.notice.reason})`
+        : `${n.name}: ${n.excerpt}`;
+      main().append(el("article", { class: "card" },
+        el("p", { class: "meta" }, n.reasons.join(", "), when(n.created_at), n.read ? "read" : "new"),
+        el("p", {}, el("a", { href: `#/post/${n.post_id}` }, what))));
+    }
+  });
+}
+
+// ---------------------------------------------------------------- routing
+
+async function route() {
+  refreshNav();
+  const hash = location.hash || "#/";
+  const [path, query] = hash.slice(1).split("?");
+  const params = new URLSearchParams(query || "");
+  const parts = path.split("/").filter(Boolean);
+  if (parts[0] === "post" && parts[1]) await postView(parts[1]);
+  else if (parts[0] === "hot") await hotView();
+  else if (parts[0] === "search") await searchView(params.get("q"));
+  else if (parts[0] === "new") newPostView();
+  else if (parts[0] === "login") loginView();
+  else if (parts[0] === "register") registerView();
+  else if (parts[0] === "me") await meView();
+  else if (parts[0] === "inbox") await inboxView();
+  else await feedView();
+}
+
+window.addEventListener("hashchange", () => {
+  say("");
+  route();
+});
+document.addEventListener("DOMContentLoaded", route);
