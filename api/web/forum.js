@@ -6,8 +6,19 @@
 const API = "/api/v1";
 const store = window.localStorage;
 const TOKEN = "treehole.token";
-const MINE = "treehole.mine"; // ids of posts and comments written in this browser
+const USER = "treehole.user"; // the signed-in user's id
+// Ids of the posts and comments the signed-in user wrote in this browser, kept per user: the
+// API never says who wrote anonymous content, so this is how the page offers to delete it.
+const mineKey = () => `treehole.mine.${store.getItem(USER) || ""}`;
 let lastPosition = 0; // the position of our last write: reads wait for it (?after=)
+let pending = ""; // what to say once the next view is shown
+
+/** Shows another view, then `message` (a navigation clears what was said before). */
+function navigate(hash, message = "") {
+  pending = message;
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const main = () => $("#main");
@@ -50,10 +61,7 @@ async function api(method, path, body) {
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) {
-    if (res.status === 401 && token) {
-      store.removeItem(TOKEN);
-      refreshNav();
-    }
+    if (res.status === 401 && token) signOut();
     throw new ApiError((data && data.detail) || `${res.status} ${res.statusText}`);
   }
   if (data && typeof data.position === "number" && data.position > lastPosition) {
@@ -64,10 +72,24 @@ async function api(method, path, body) {
 
 const after = (sep = "?") => (lastPosition ? `${sep}after=${lastPosition}` : "");
 const signedIn = () => !!store.getItem(TOKEN);
-const mine = () => new Set(JSON.parse(store.getItem(MINE) || "[]"));
+const mine = () => new Set(JSON.parse(store.getItem(mineKey()) || "[]"));
 function remember(id) {
   const ids = [...mine(), id].slice(-500);
-  store.setItem(MINE, JSON.stringify(ids));
+  store.setItem(mineKey(), JSON.stringify(ids));
+}
+
+/** Keeps the session's token and who it is. */
+async function signIn(token) {
+  store.setItem(TOKEN, token);
+  const me = await api("GET", "/me");
+  store.setItem(USER, me.user_id);
+  refreshNav();
+}
+
+function signOut() {
+  store.removeItem(TOKEN);
+  store.removeItem(USER);
+  refreshNav();
 }
 
 function refreshNav() {
@@ -80,10 +102,11 @@ function when(iso) {
   return el("time", { datetime: iso }, d.toLocaleString());
 }
 
-/** Runs `work`, showing its error's detail instead of letting it escape. */
-async function attempt(work) {
+/** Runs `work`, showing its error's detail instead of letting it escape; `fresh` clears what
+ * was said before (a person's action), a background load leaves it. */
+async function attempt(work, fresh = true) {
   try {
-    say("");
+    if (fresh) say("");
     await work();
   } catch (e) {
     say(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`, true);
@@ -111,7 +134,7 @@ function postCard(p) {
   const card = el(
     "article",
     { class: "card", "data-post": p.post_id },
-    el("h2", {}, el("a", { href: link }, p.title || p.body.slice(0, 40))),
+    p.title ? el("h2", {}, el("a", { href: link }, p.title)) : null,
     authorLine(p)
   );
   if (p.folded) {
@@ -145,7 +168,7 @@ function infinite(container, load) {
       if (!page.items.length && !container.children.length) {
         container.append(el("p", { class: "empty" }, "Nothing here yet."));
       }
-    });
+    }, false);
     busy = false;
   };
   new IntersectionObserver((entries) => {
@@ -304,8 +327,7 @@ function newPostView() {
         tags,
       });
       remember(done.post_id);
-      say(`Posted as ${done.author_name}.`);
-      location.hash = `#/post/${done.post_id}`;
+      navigate(`#/post/${done.post_id}`, `Posted as ${done.author_name}.`);
     });
   } },
     el("label", { for: "title" }, "Title (optional)"),
@@ -364,9 +386,8 @@ function loginView() {
         password: form.password.value,
         device: deviceName(),
       });
-      store.setItem(TOKEN, done.token);
-      refreshNav();
-      location.hash = "#/";
+      await signIn(done.token);
+      navigate("#/");
     });
   } },
     el("label", { for: "login" }, "E-mail or username"),
@@ -398,10 +419,8 @@ function registerView() {
         password: form.password.value,
         device: deviceName(),
       });
-      store.setItem(TOKEN, done.token);
-      refreshNav();
-      say("Welcome to the tree hole.");
-      location.hash = "#/";
+      await signIn(done.token);
+      navigate("#/", "Welcome to the tree hole.");
     });
   } },
     el("label", { for: "email" }, "Campus e-mail"),
@@ -429,9 +448,8 @@ async function meView() {
     main().append(el("p", {}, `Signed in as ${me.username} (${me.email}).`),
       el("button", { type: "button", onclick: () => attempt(async () => {
         await api("DELETE", "/sessions/current");
-        store.removeItem(TOKEN);
-        refreshNav();
-        location.hash = "#/";
+        signOut();
+        navigate("#/", "Logged out.");
       }) }, "Log out"));
     const tasks = await api("GET", "/tasks?limit=20");
     main().append(el("h2", {}, "Your tasks"),
@@ -486,7 +504,8 @@ async function route() {
 }
 
 window.addEventListener("hashchange", () => {
-  say("");
+  say(pending);
+  pending = "";
   route();
 });
 document.addEventListener("DOMContentLoaded", route);

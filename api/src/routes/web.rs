@@ -11,6 +11,7 @@ use crate::state::AppState;
 const INDEX: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/forum.js");
 const STYLE: &str = include_str!("../../web/forum.css");
+const ICON: &str = include_str!("../../web/favicon.svg");
 
 /// Scripts and styles from this origin only, no inline code, no frames: what the API returns
 /// can never run in the page.
@@ -31,6 +32,10 @@ pub fn pages() -> Router<AppState> {
         .route(
             "/assets/forum.css",
             get(|| async { page(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { page(ICON, "image/svg+xml") }),
         )
 }
 

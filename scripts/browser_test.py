@@ -1,0 +1,172 @@
+"""The forum page in a real browser (issue 20): two people register (reading their codes from
+the server's outbox), one posts anonymously, the other comments; both see the right names; a
+search shows its highlighted hit; the page never shows an anonymous author's username; no
+console error and no failed request. Screenshots at phone and desktop widths.
+
+    python browser_test.py BASE_URL DATA_DIR SCREENSHOT_DIR
+"""
+
+import glob
+import os
+import re
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, DATA, SHOTS = sys.argv[1], sys.argv[2], sys.argv[3]
+PASSWORD = "correct horse battery"
+SIZES = {"phone": (390, 844), "desktop": (1280, 900)}
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    options.binary_location = "/usr/bin/chromium"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_window_size(*SIZES["desktop"])
+    return driver
+
+
+def code_for(email):
+    """The newest code mailed to `email`, from the outbox (no SMTP is configured)."""
+    for _ in range(50):
+        codes = []
+        for path in sorted(glob.glob(os.path.join(DATA, "outbox", "*.eml")), key=os.path.getmtime):
+            text = open(path, encoding="utf-8", errors="replace").read()
+            if re.search(r"^To: .*" + re.escape(email), text, re.M):
+                codes += re.findall(r"^Subject: Your treehole code: (\d+)", text, re.M)
+        if codes:
+            return codes[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no code for {email} in the outbox")
+
+
+class Page:
+    def __init__(self, driver):
+        self.d = driver
+        self.wait = WebDriverWait(driver, 10)
+
+    def go(self, hash_):
+        self.d.get(f"{BASE}/{hash_}")
+
+    def find(self, css):
+        return self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def text_appears(self, css, text):
+        self.wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+
+    def fill(self, css, value):
+        box = self.find(css)
+        box.clear()
+        box.send_keys(value)
+
+    def click(self, css):
+        self.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, css))).click()
+
+    def register(self, name):
+        email = f"{name}@campus.edu"
+        self.go("#/register")
+        self.fill("#email", email)
+        self.click("form button.quiet")
+        self.text_appears("#status", "code is on its way")
+        self.fill("#code", code_for(email))
+        self.fill("#username", name)
+        self.fill("#new-password", PASSWORD)
+        self.click("form button[type=submit]")
+        self.wait.until(lambda d: d.execute_script("return !!localStorage.getItem('treehole.token')"))
+        self.find("a[href='#/new']:not([hidden])")
+
+    def log_out(self):
+        self.go("#/me")
+        self.click("main button")
+        self.wait.until(lambda d: not d.execute_script("return localStorage.getItem('treehole.token')"))
+
+    def shoot(self, name):
+        for size, (w, h) in SIZES.items():
+            self.d.set_window_size(w, h)
+            time.sleep(0.3)
+            self.d.save_screenshot(os.path.join(SHOTS, f"{name}-{size}.png"))
+        self.d.set_window_size(*SIZES["desktop"])
+
+    def problems(self):
+        """Console errors and failed requests so far."""
+        found = [
+            f"console: {e['message']}"
+            for e in self.d.get_log("browser")
+            if e["level"] in ("SEVERE", "ERROR")
+        ]
+        import json
+
+        for entry in self.d.get_log("performance"):
+            message = json.loads(entry["message"])["message"]
+            if message["method"] == "Network.loadingFailed":
+                found.append(f"request failed: {message['params'].get('errorText')}")
+            if message["method"] == "Network.responseReceived":
+                response = message["params"]["response"]
+                if response["status"] >= 400:
+                    found.append(f"{response['status']} {response['url']}")
+        return found
+
+
+def main():
+    driver = browser()
+    page = Page(driver)
+    problems = []
+    try:
+        page.go("#/")
+        page.find("main h1")
+        # Ann posts anonymously.
+        page.register("ann_anon")
+        page.go("#/new")
+        page.fill("#title", "食堂三楼今天关门了吗？")
+        page.fill("#body", "The third-floor canteen was locked this afternoon. 有人知道吗？")
+        page.click("form button[type=submit]")
+        page.text_appears("#status", "Posted as 洞主")
+        post_url = driver.current_url
+        page.find("main article .meta")
+        problems += page.problems()
+        page.log_out()
+
+        # Bo comments anonymously and sees the host and his own pseudonym.
+        page.register("bo_named")
+        driver.get(post_url)
+        page.find("#comment-body")
+        page.fill("#comment-body", "听说在装修，下周一开。")
+        page.click("form[aria-label='Write a comment'] button[type=submit]")
+        page.text_appears("#status", "Commented as")
+        page.text_appears("main section[aria-label=Comments]", "听说在装修")
+        assert not driver.find_elements(By.CSS_SELECTOR, "article[data-post] button.danger"), \
+            "another user's post offers to be deleted"
+        names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "main article .meta span:first-child")]
+        assert names[0] == "洞主", names
+        assert names[1] not in ("", "洞主", "bo_named"), names
+        html = driver.page_source
+        assert "ann_anon" not in html, "the anonymous author's username is in the page"
+        page.shoot("post")
+
+        # Search shows the hit highlighted.
+        page.go("#/search?q=canteen")
+        page.find("main section[aria-label=Results] mark")
+        assert "canteen" in page.find("main section[aria-label=Results] mark").text.lower()
+        page.shoot("search")
+
+        page.go("#/")
+        page.find("main article")
+        assert "ann_anon" not in driver.page_source
+        page.shoot("feed")
+        problems += page.problems()
+    finally:
+        driver.quit()
+    assert not problems, "\n".join(problems)
+    print("browser-test: passed (screenshots in target/screenshots/)")
+
+
+if __name__ == "__main__":
+    main()
