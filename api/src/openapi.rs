@@ -48,7 +48,7 @@ use crate::routes::{
         workers::register_worker, workers::list_workers, workers::revoke_worker,
         workers::claim, workers::heartbeat, workers::complete, workers::fail,
         stats::overview, stats::daily,
-        ops::healthz, ops::readyz, ops::projections, ops::rebuild,
+        ops::healthz, ops::readyz, ops::projections, ops::rebuild, ops::events,
     ),
     modifiers(&Bearer),
     tags((name = "auth"), (name = "posts"),

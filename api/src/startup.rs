@@ -292,6 +292,11 @@ impl Application {
             allow_internal: settings.webhooks.allow_internal,
         };
         let stats: Arc<dyn StatsQueries> = stores.read_models.clone();
+        let pseudonymiser = domain::export::Pseudonymiser::new(&match settings.export_key {
+            Some(_) => crate::events::export_key(&settings)
+                .map_err(|e| StartupError::Config(e.to_string()))?,
+            None => domain::export::derive_key(&secret),
+        });
         let clock = crate::clock::Clock::default();
         let state = AppState::new(Inner {
             handler: CommandHandler::new(stores.events.clone()),
@@ -316,6 +321,7 @@ impl Application {
             },
             sanction_policy: settings.moderation.policy(),
             clock: clock.clone(),
+            pseudonymiser,
             limits,
             settings,
             relay,

@@ -47,6 +47,8 @@ pub struct Inner {
     pub sanction_policy: domain::sanction::SanctionPolicy,
     /// What "now" is for sessions and sanctions (tests move it).
     pub clock: crate::clock::Clock,
+    /// The analysts' pseudonyms: what `GET /admin/events` shows the log with.
+    pub pseudonymiser: domain::export::Pseudonymiser,
     pub limits: RateLimiters,
     pub settings: Settings,
     /// Hands new notifications to this process's open streams.

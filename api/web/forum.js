@@ -2,15 +2,13 @@
 // framework. Text from the API is put in the page as text (textContent), never as HTML, except
 // search highlights, which the server HTML-escapes before it adds <mark>.
 "use strict";
+/* global API, store, TOKEN, USER, lastPosition, $, el, say, ApiError, api, after, signedIn,
+   signIn, signOut, when, attempt, hooks */
 
-const API = "/api/v1";
-const store = window.localStorage;
-const TOKEN = "treehole.token";
-const USER = "treehole.user"; // the signed-in user's id
+const main = () => $("#main");
 // Ids of the posts and comments the signed-in user wrote in this browser, kept per user: the
 // API never says who wrote anonymous content, so this is how the page offers to delete it.
 const mineKey = () => `treehole.mine.${store.getItem(USER) || ""}`;
-let lastPosition = 0; // the position of our last write: reads wait for it (?after=)
 let pending = ""; // what to say once the next view is shown
 
 /** Shows another view, then `message` (a navigation clears what was said before). */
@@ -20,97 +18,15 @@ function navigate(hash, message = "") {
   else location.hash = hash;
 }
 
-const $ = (sel, root = document) => root.querySelector(sel);
-const main = () => $("#main");
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v === true) node.setAttribute(k, "");
-    else node.setAttribute(k, v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return node;
-}
-
-function say(text, error = false) {
-  const s = $("#status");
-  s.textContent = text || "";
-  s.classList.toggle("error", !!error);
-}
-
-class ApiError extends Error {}
-
-/** Calls the API; a problem+json answer becomes an ApiError carrying its `detail`. */
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  const token = store.getItem(TOKEN);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(API + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!res.ok) {
-    if (res.status === 401 && token) signOut();
-    throw new ApiError((data && data.detail) || `${res.status} ${res.statusText}`);
-  }
-  if (data && typeof data.position === "number" && data.position > lastPosition) {
-    lastPosition = data.position;
-  }
-  return data;
-}
-
-const after = (sep = "?") => (lastPosition ? `${sep}after=${lastPosition}` : "");
-const signedIn = () => !!store.getItem(TOKEN);
 const mine = () => new Set(JSON.parse(store.getItem(mineKey()) || "[]"));
 function remember(id) {
   const ids = [...mine(), id].slice(-500);
   store.setItem(mineKey(), JSON.stringify(ids));
 }
 
-/** Keeps the session's token and who it is. */
-async function signIn(token) {
-  store.setItem(TOKEN, token);
-  const me = await api("GET", "/me");
-  store.setItem(USER, me.user_id);
-  refreshNav();
-}
-
-function signOut() {
-  store.removeItem(TOKEN);
-  store.removeItem(USER);
-  refreshNav();
-}
-
 function refreshNav() {
   for (const a of document.querySelectorAll("[data-signed-in]")) a.hidden = !signedIn();
   for (const a of document.querySelectorAll("[data-signed-out]")) a.hidden = signedIn();
-}
-
-function when(iso) {
-  const d = new Date(iso);
-  return el("time", { datetime: iso }, d.toLocaleString());
-}
-
-/** Runs `work`, showing its error's detail instead of letting it escape; `fresh` clears what
- * was said before (a person's action), a background load leaves it. */
-async function attempt(work, fresh = true) {
-  try {
-    if (fresh) say("");
-    await work();
-  } catch (e) {
-    say(e instanceof ApiError ? e.message : `Something went wrong: ${e.message}`, true);
-  }
 }
 
 // ---------------------------------------------------------------- posts
@@ -502,6 +418,8 @@ async function route() {
   else if (parts[0] === "inbox") await inboxView();
   else await feedView();
 }
+
+hooks.refresh = refreshNav;
 
 window.addEventListener("hashchange", () => {
   say(pending);

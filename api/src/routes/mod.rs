@@ -138,6 +138,7 @@ pub fn api() -> Router<AppState> {
         .route("/api/v1/healthz", get(ops::healthz))
         .route("/api/v1/readyz", get(ops::readyz))
         .route("/api/v1/admin/projections", get(ops::projections))
+        .route("/api/v1/admin/events", get(ops::events))
         .route(
             "/api/v1/admin/projections/{name}/rebuild",
             post(ops::rebuild),

@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::ApiQuery;
 use crate::extract::Auth;
 use crate::projector::RebuildRefused;
 use crate::state::AppState;
@@ -92,6 +93,98 @@ pub async fn projections(
         head,
         relay: state.relay.as_ref().map(|r| r.borrow().clone()),
         projections: state.hub.statuses(),
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Events after this position (default 0).
+    pub after: Option<u64>,
+    /// Events up to this position.
+    pub until: Option<u64>,
+    /// 1 to 100 (default 50).
+    pub limit: Option<u32>,
+    /// Only this stream, as the pseudonymised log names it.
+    pub stream: Option<String>,
+    /// Only events of this type.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only events of this correlation id: the events of one request.
+    pub correlation: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    /// Pseudonymised as `treehole events export` writes them (ARCHITECTURE.md §2, §6).
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<domain::Envelope>,
+    /// Where the next page starts (`?after=`): the last position looked at, which may be past
+    /// the last item when a filter left events out; `null` at the head.
+    pub next_after: Option<u64>,
+    pub head: u64,
+}
+
+/// Events the page looks at, at most, to fill one page of a filtered view.
+const EVENT_SCAN: usize = 2_000;
+
+/// The event log as analysts see it, pseudonymised, oldest first (admins only).
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "ops", security(("bearer" = [])),
+    params(EventParams),
+    responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<Json<EventPage>, ApiError> {
+    if !auth.actor.is_admin {
+        return Err(ApiError::forbidden("admins only"));
+    }
+    let limit = crate::routes::page_limit(params.limit, 100)?;
+    let limit = if params.limit.is_none() { 50 } else { limit };
+    let store = state.handler.store();
+    let head = store.head().await?;
+    let end = params.until.map_or(head, |u| u.min(head));
+    let mut after = params.after.unwrap_or(0);
+    let mut items = Vec::new();
+    let mut looked = 0;
+    while after < end && items.len() < limit && looked < EVENT_SCAN {
+        let page = store.read_all(after, 500).await?;
+        let Some(last) = page.last() else { break };
+        for envelope in page.iter().filter(|e| e.position <= end) {
+            after = envelope.position;
+            looked += 1;
+            let Ok(out) = state.pseudonymiser.envelope(envelope) else {
+                continue;
+            };
+            let admits = params
+                .stream
+                .as_ref()
+                .is_none_or(|s| out.stream.as_str() == s)
+                && params
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| &out.event_type == t)
+                && params
+                    .correlation
+                    .as_ref()
+                    .is_none_or(|c| out.metadata.correlation_id.as_ref() == Some(c));
+            if admits {
+                items.push(out);
+                if items.len() == limit {
+                    break;
+                }
+            }
+        }
+        if last.position >= end {
+            break;
+        }
+    }
+    Ok(Json(EventPage {
+        items,
+        next_after: (after < end).then_some(after),
+        head,
     }))
 }
 

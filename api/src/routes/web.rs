@@ -1,5 +1,6 @@
-//! The forum page at `/`: static files compiled into the binary, which talk to the public API
-//! like any other client (no private routes, no build step, no Node).
+//! The two pages, `/` (the forum) and `/console` (operators and analysts): static files
+//! compiled into the binary, which talk to the public API like any other client (no private
+//! routes, no build step, no Node). uPlot (MIT, `web/vendor/`) draws the console's charts.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -8,35 +9,68 @@ use axum::routing::get;
 
 use crate::state::AppState;
 
-const INDEX: &str = include_str!("../../web/index.html");
-const SCRIPT: &str = include_str!("../../web/forum.js");
-const STYLE: &str = include_str!("../../web/forum.css");
-const ICON: &str = include_str!("../../web/favicon.svg");
+/// Every file served: its path, its text and its content type.
+const FILES: &[(&str, &str, &str)] = &[
+    ("/", include_str!("../../web/index.html"), HTML),
+    ("/console", include_str!("../../web/console.html"), HTML),
+    (
+        "/assets/common.js",
+        include_str!("../../web/common.js"),
+        SCRIPT,
+    ),
+    (
+        "/assets/forum.js",
+        include_str!("../../web/forum.js"),
+        SCRIPT,
+    ),
+    (
+        "/assets/console.js",
+        include_str!("../../web/console.js"),
+        SCRIPT,
+    ),
+    (
+        "/assets/forum.css",
+        include_str!("../../web/forum.css"),
+        STYLE,
+    ),
+    (
+        "/assets/console.css",
+        include_str!("../../web/console.css"),
+        STYLE,
+    ),
+    (
+        "/assets/uPlot.iife.min.js",
+        include_str!("../../web/vendor/uPlot.iife.min.js"),
+        SCRIPT,
+    ),
+    (
+        "/assets/uPlot.min.css",
+        include_str!("../../web/vendor/uPlot.min.css"),
+        STYLE,
+    ),
+    (
+        "/assets/favicon.svg",
+        include_str!("../../web/favicon.svg"),
+        "image/svg+xml",
+    ),
+];
+
+const HTML: &str = "text/html; charset=utf-8";
+const SCRIPT: &str = "text/javascript; charset=utf-8";
+const STYLE: &str = "text/css; charset=utf-8";
 
 /// Scripts and styles from this origin only, no inline code, no frames: what the API returns
-/// can never run in the page.
+/// can never run in the pages.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
 pub fn pages() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { page(INDEX, "text/html; charset=utf-8") }),
-        )
-        .route(
-            "/assets/forum.js",
-            get(|| async { page(SCRIPT, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/assets/forum.css",
-            get(|| async { page(STYLE, "text/css; charset=utf-8") }),
-        )
-        .route(
-            "/assets/favicon.svg",
-            get(|| async { page(ICON, "image/svg+xml") }),
-        )
+    FILES
+        .iter()
+        .fold(Router::new(), |router, &(path, body, content_type)| {
+            router.route(path, get(move || async move { page(body, content_type) }))
+        })
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Response {
