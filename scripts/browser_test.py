@@ -1,7 +1,8 @@
 """The two pages in a real browser (issue 20).
 
 The forum: two people register (reading their codes from the server's outbox), one posts
-anonymously, the other comments; both see the right names; a search shows its highlighted hit;
+anonymously and waits in her inbox, the other comments; both see the right names, and the reply
+reaches her inbox live; a search shows its highlighted hit;
 the page never shows an anonymous author's username. The console: an admin logs in, starts a
 rebuild and sees its bar reach 100% and the table show the new generation, browses the
 pseudonymised event log, and sees a chart drawn from non-empty data. No console error and no
@@ -120,7 +121,8 @@ class Page:
         ]
         for entry in self.d.get_log("performance"):
             message = json.loads(entry["message"])["message"]
-            if message["method"] == "Network.loadingFailed":
+            # A request the page cancelled (the notification stream, on leaving) did not fail.
+            if message["method"] == "Network.loadingFailed" and not message["params"].get("canceled"):
                 found.append(f"request failed: {message['params'].get('errorText')}")
             if message["method"] == "Network.responseReceived":
                 response = message["params"]["response"]
@@ -191,21 +193,24 @@ def console(page):
 def main():
     driver = browser()
     page = Page(driver)
+    # Ann's own browser, which stays on her inbox while Bo comments.
+    ann_driver = browser()
+    ann = Page(ann_driver)
     problems = []
     try:
         page.go("#/")
         page.find("main h1")
-        # Ann posts anonymously.
-        page.register("ann_anon")
-        page.go("#/new")
-        page.fill("#title", "食堂三楼今天关门了吗？")
-        page.fill("#body", "The third-floor canteen was locked this afternoon. 有人知道吗？")
-        page.click("form button[type=submit]")
-        page.text_appears("#status", "Posted as 洞主")
-        post_url = driver.current_url
-        page.find("main article .meta")
-        problems += page.problems()
-        page.log_out()
+        # Ann posts anonymously, then waits in her inbox.
+        ann.register("ann_anon")
+        ann.go("#/new")
+        ann.fill("#title", "食堂三楼今天关门了吗？")
+        ann.fill("#body", "The third-floor canteen was locked this afternoon. 有人知道吗？")
+        ann.click("form button[type=submit]")
+        ann.text_appears("#status", "Posted as 洞主")
+        post_url = ann_driver.current_url
+        ann.find("main article .meta")
+        ann.go("#/inbox")
+        ann.find("#notifications .empty")
 
         # Bo comments anonymously and sees the host and his own pseudonym.
         page.register("bo_named")
@@ -224,6 +229,13 @@ def main():
         assert "ann_anon" not in html, "the anonymous author's username is in the page"
         page.shoot("post")
 
+        # Ann's inbox shows the reply as it happens, without a reload.
+        ann.text_appears("#notifications", "听说在装修")
+        ann.text_appears("a[href='#/inbox']", "Inbox (1)")
+        assert "bo_named" not in ann_driver.page_source
+        ann.shoot("inbox")
+        problems += ann.problems()
+
         # Search shows the hit highlighted.
         page.go("#/search?q=canteen")
         page.find("main section[aria-label=Results] mark")
@@ -241,6 +253,7 @@ def main():
         problems += page.problems()
     finally:
         driver.quit()
+        ann_driver.quit()
     assert not problems, "\n".join(problems)
     print("browser-test: passed (screenshots in target/screenshots/)")
 

@@ -27,6 +27,86 @@ function remember(id) {
 function refreshNav() {
   for (const a of document.querySelectorAll("[data-signed-in]")) a.hidden = !signedIn();
   for (const a of document.querySelectorAll("[data-signed-out]")) a.hidden = signedIn();
+  if (signedIn()) listen();
+  else stopListening();
+}
+
+// ---------------------------------------------------------------- live notifications
+
+// The notification stream, read with fetch (EventSource cannot send the bearer token):
+// Server-Sent Events parsed here, resumed with Last-Event-ID after a drop.
+let stream = null; // { token, abort } while listening
+let lastSeq = null;
+let unread = 0;
+
+function listen() {
+  const token = store.getItem(TOKEN);
+  if (stream && stream.token === token) return;
+  stopListening();
+  const abort = new AbortController();
+  stream = { token, abort };
+  (async () => {
+    while (!abort.signal.aborted) {
+      try {
+        const headers = { Authorization: `Bearer ${token}`, Accept: "text/event-stream" };
+        if (lastSeq !== null) headers["Last-Event-ID"] = String(lastSeq);
+        const res = await fetch(`${API}/me/notifications/stream`, { headers, signal: abort.signal });
+        if (res.status === 401) return signOut();
+        if (!res.ok || !res.body) throw new Error(`stream ${res.status}`);
+        await readEvents(res.body.getReader(), onStreamEvent);
+      } catch (e) {
+        if (abort.signal.aborted) return;
+      }
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  })();
+}
+
+function stopListening() {
+  if (stream) stream.abort.abort();
+  stream = null;
+}
+
+/** Reads Server-Sent Events from `reader`, calling `handle(event, id, data)` for each. */
+async function readEvents(reader, handle) {
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message", id = null;
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) handle(event, id, data.join("\n"));
+    }
+  }
+}
+
+function onStreamEvent(event, id, data) {
+  if (id !== null) lastSeq = Number(id);
+  if (event === "reset") {
+    if (location.hash.startsWith("#/inbox")) inboxView();
+    return;
+  }
+  if (event !== "notification") return;
+  const n = JSON.parse(data);
+  unread += 1;
+  const link = document.querySelector("a[href='#/inbox']");
+  if (link) link.textContent = `Inbox (${unread})`;
+  const list = document.querySelector("#notifications");
+  if (list) {
+    list.querySelector(".empty")?.remove();
+    list.prepend(notificationCard(n));
+  }
 }
 
 // ---------------------------------------------------------------- posts
@@ -383,21 +463,30 @@ async function meView() {
   });
 }
 
+function notificationCard(n) {
+  const what = n.notice
+    ? `Moderation: your ${n.comment_id ? "comment" : "post"} was ${n.notice.act} (${n.notice.reason})`
+    : `${n.name}: ${n.excerpt}`;
+  return el("article", { class: "card", "data-seq": n.seq },
+    el("p", { class: "meta" }, n.reasons.join(", "), when(n.created_at), n.read ? "read" : "new"),
+    el("p", {}, el("a", { href: `#/post/${n.post_id}` }, what)));
+}
+
 async function inboxView() {
   if (!signedIn()) return loginView();
-  main().replaceChildren(el("h1", {}, "Inbox"));
+  const list = el("section", { id: "notifications", "aria-label": "Notifications", "aria-live": "polite" });
+  main().replaceChildren(el("h1", {}, "Inbox"), list);
+  unread = 0;
+  const link = document.querySelector("a[href='#/inbox']");
+  if (link) link.textContent = "Inbox";
   await attempt(async () => {
     const page = await api("GET", `/me/notifications?limit=50${after("&")}`);
-    if (!page.items.length) main().append(el("p", { class: "empty" }, "No notifications."));
-    for (const n of page.items) {
-      const what = n.notice
-        ? `Moderation: your ${n.comment_id ? "comment" : "post"} was ${n.notice.act} (${n.notice.reason})`
-        : `${n.name}: ${n.excerpt}`;
-      main().append(el("article", { class: "card" },
-        el("p", { class: "meta" }, n.reasons.join(", "), when(n.created_at), n.read ? "read" : "new"),
-        el("p", {}, el("a", { href: `#/post/${n.post_id}` }, what))));
+    if (!page.items.length) list.append(el("p", { class: "empty" }, "No notifications."));
+    list.append(...page.items.filter((n) => !list.querySelector(`[data-seq="${n.seq}"]`)).map(notificationCard));
+    if (page.items.length && page.read_up_to < page.items[0].seq) {
+      await api("POST", "/me/notifications/read", { up_to: page.items[0].seq });
     }
-  });
+  }, false);
 }
 
 // ---------------------------------------------------------------- routing
