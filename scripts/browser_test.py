@@ -200,6 +200,15 @@ def main():
     try:
         page.go("#/")
         page.find("main h1")
+        # An error from the API shows its problem detail.
+        page.go("#/login")
+        page.fill("#login", "nobody")
+        page.fill("#password", "wrong password")
+        page.click("form button[type=submit]")
+        page.text_appears("#status", "wrong login or password")
+        assert "error" in page.find("#status").get_attribute("class")
+        page.d.get_log("performance")  # that refusal (401) was meant
+        page.d.get_log("browser")
         # Ann posts anonymously, then waits in her inbox.
         ann.register("ann_anon")
         ann.go("#/new")

@@ -238,8 +238,12 @@ function postActions(post, ours) {
     el("button", { type: "button", class: "quiet", "aria-pressed": String(mineOf.reaction === -1), onclick: () => react(mineOf.reaction === -1 ? 0 : -1) }, "Dislike"),
     el("button", { type: "button", class: "quiet", onclick: () => attempt(async () => {
       await api("PUT", `/posts/${post.post_id}/follow`, { following: true });
-      say("You follow this post: replies reach your inbox.");
+      say("You follow this post: its new comments reach your inbox.");
     }) }, "Follow"),
+    el("button", { type: "button", class: "quiet", onclick: () => attempt(async () => {
+      await api("PUT", `/posts/${post.post_id}/follow`, { following: false });
+      say("You no longer follow this post.");
+    }) }, "Unfollow"),
     reportButton(`/posts/${post.post_id}/reports`)
   );
   if (ours.has(post.post_id)) {
