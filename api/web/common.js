@@ -89,3 +89,26 @@ async function attempt(work, fresh = true) {
   }
 }
 
+
+/** The log-in form: `loginLabel` names the login field, `device` labels the session in
+ * `GET /me/sessions`, and `then` runs once signed in. */
+function loginForm(loginLabel, device, then) {
+  const form = el("form", { "aria-label": "Log in", onsubmit: (e) => {
+    e.preventDefault();
+    attempt(async () => {
+      const done = await api("POST", "/sessions", {
+        login: form.login.value,
+        password: form.password.value,
+        device,
+      });
+      await signIn(done.token);
+      await then();
+    });
+  } },
+    el("label", { for: "login" }, loginLabel),
+    el("input", { id: "login", name: "login", type: "text", autocomplete: "username", required: true }),
+    el("label", { for: "password" }, "Password"),
+    el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
+    el("div", { class: "row" }, el("button", { type: "submit" }, "Log in")));
+  return form;
+}

@@ -2,7 +2,7 @@
 // statistics as charts, models and workers. Admins only, through the public API (the routes
 // under /api/v1/admin, /models, /workers and /stats), nothing else.
 "use strict";
-/* global $, el, say, api, after, signedIn, signIn, when, attempt, hooks, uPlot */
+/* global $, el, say, api, after, signedIn, when, attempt, hooks, loginForm, uPlot */
 
 const main = () => $("#main");
 let timer = null; // the live refresh of the projections view
@@ -27,25 +27,11 @@ function stopTimer() {
 // ---------------------------------------------------------------- sign in
 
 function loginView() {
-  const form = el("form", { "aria-label": "Log in", onsubmit: (e) => {
-    e.preventDefault();
-    attempt(async () => {
-      const done = await api("POST", "/sessions", {
-        login: form.login.value,
-        password: form.password.value,
-        device: "Console",
-      });
-      await signIn(done.token);
-      const me = await api("GET", "/me");
-      if (!me.is_admin) say("This account is not an admin: the console's views will refuse it.", true);
-      location.hash = "#/projections";
-    });
-  } },
-    el("label", { for: "login" }, "Admin e-mail or username"),
-    el("input", { id: "login", name: "login", type: "text", autocomplete: "username", required: true }),
-    el("label", { for: "password" }, "Password"),
-    el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
-    el("div", { class: "row" }, el("button", { type: "submit" }, "Log in")));
+  const form = loginForm("Admin e-mail or username", "Console", async () => {
+    const me = await api("GET", "/me");
+    if (!me.is_admin) say("This account is not an admin: the console's views will refuse it.", true);
+    location.hash = "#/projections";
+  });
   main().replaceChildren(el("h1", {}, "Console"), form);
 }
 

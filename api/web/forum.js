@@ -3,7 +3,7 @@
 // search highlights, which the server HTML-escapes before it adds <mark>.
 "use strict";
 /* global API, store, TOKEN, USER, lastPosition, $, el, say, ApiError, api, after, signedIn,
-   signIn, signOut, when, attempt, hooks */
+   signIn, signOut, when, attempt, hooks, loginForm */
 
 const main = () => $("#main");
 // Ids of the posts and comments the signed-in user wrote in this browser, kept per user: the
@@ -378,23 +378,7 @@ function hitCard(h) {
 // ---------------------------------------------------------------- accounts
 
 function loginView() {
-  const form = el("form", { "aria-label": "Log in", onsubmit: (e) => {
-    e.preventDefault();
-    attempt(async () => {
-      const done = await api("POST", "/sessions", {
-        login: form.login.value,
-        password: form.password.value,
-        device: deviceName(),
-      });
-      await signIn(done.token);
-      navigate("#/");
-    });
-  } },
-    el("label", { for: "login" }, "E-mail or username"),
-    el("input", { id: "login", name: "login", type: "text", autocomplete: "username", required: true }),
-    el("label", { for: "password" }, "Password"),
-    el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
-    el("div", { class: "row" }, el("button", { type: "submit" }, "Log in")));
+  const form = loginForm("E-mail or username", deviceName(), () => navigate("#/"));
   main().replaceChildren(el("h1", {}, "Log in"), form);
 }
 
