@@ -86,12 +86,12 @@ async function eventsView(params) {
   const form = el("form", { class: "filters", "aria-label": "Filter events", onsubmit: (e) => {
     e.preventDefault();
     const q = new URLSearchParams();
-    for (const name of ["after", "until", "stream", "type", "correlation"]) {
+    for (const name of ["start_after", "until", "stream", "type", "correlation"]) {
       if (form[name].value.trim()) q.set(name, form[name].value.trim());
     }
     location.hash = `#/events?${q}`;
   } },
-    ...[["after", "After position"], ["until", "Up to position"], ["stream", "Stream"],
+    ...[["start_after", "After position"], ["until", "Up to position"], ["stream", "Stream"],
       ["type", "Event type"], ["correlation", "Correlation id"]].map(([name, label]) =>
       el("div", {}, el("label", { for: `f-${name}` }, label),
         el("input", { id: `f-${name}`, name, type: "text", value: params.get(name) || "" }))),
@@ -106,9 +106,9 @@ async function eventsView(params) {
     const page = await api("GET", `/admin/events?${q}`);
     if (!page.items.length) list.append(el("p", { class: "empty" }, "No events."));
     for (const e of page.items) list.append(eventCard(e));
-    if (page.next_after) {
+    if (page.next_start_after) {
       const next = new URLSearchParams(params);
-      next.set("after", page.next_after);
+      next.set("start_after", page.next_start_after);
       list.append(el("p", {}, el("a", { href: `#/events?${next}` }, "Next page")));
     }
   }, false);

@@ -100,8 +100,9 @@ pub async fn projections(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
-    /// Events after this position (default 0).
-    pub after: Option<u64>,
+    /// Events after this position (default 0). Not `after`, which on every query means "wait
+    /// until the read models have this position".
+    pub start_after: Option<u64>,
     /// Events up to this position.
     pub until: Option<u64>,
     /// 1 to 100 (default 50).
@@ -120,9 +121,9 @@ pub struct EventPage {
     /// Pseudonymised as `treehole events export` writes them (ARCHITECTURE.md §2, §6).
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<domain::Envelope>,
-    /// Where the next page starts (`?after=`): the last position looked at, which may be past
-    /// the last item when a filter left events out; `null` at the head.
-    pub next_after: Option<u64>,
+    /// Where the next page starts (`?start_after=`): the last position looked at, which may be
+    /// past the last item when a filter left events out; `null` at the head.
+    pub next_start_after: Option<u64>,
     pub head: u64,
 }
 
@@ -142,11 +143,18 @@ pub async fn events(
         return Err(ApiError::forbidden("admins only"));
     }
     let limit = crate::routes::page_limit(params.limit, 100)?;
+    for (name, value) in [("start_after", params.start_after), ("until", params.until)] {
+        if value.is_some_and(|v| i64::try_from(v).is_err()) {
+            return Err(ApiError::bad_request(format!(
+                "{name}: a position is at most 9223372036854775807"
+            )));
+        }
+    }
     let limit = if params.limit.is_none() { 50 } else { limit };
     let store = state.handler.store();
     let head = store.head().await?;
     let end = params.until.map_or(head, |u| u.min(head));
-    let mut after = params.after.unwrap_or(0);
+    let mut after = params.start_after.unwrap_or(0);
     let mut items = Vec::new();
     let mut looked = 0;
     while after < end && items.len() < limit && looked < EVENT_SCAN {
@@ -183,7 +191,7 @@ pub async fn events(
     }
     Ok(Json(EventPage {
         items,
-        next_after: (after < end).then_some(after),
+        next_start_after: (after < end).then_some(after),
         head,
     }))
 }
