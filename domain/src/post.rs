@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{CommentId, PostId, UserId};
-use crate::moderation::{Act, Reason, Role, Thresholds};
+use crate::moderation::{Act, Item, Reason, Role, Thresholds};
 use crate::personal::{AuthorToken, ItemHandle, KeyRef, OPEN, Personal};
 use crate::pseudonym::PseudonymScheme;
 use crate::values::{
@@ -463,6 +463,110 @@ fn upcast_v1(event_type: &str, mut data: Value) -> Value {
         _ => {}
     }
     data
+}
+
+/// One of the four moderation events (`ItemFolded`, `ItemUnfolded`, `ItemRemoved`,
+/// `ItemRestored`), read alike: they carry the same fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Moderated<'a> {
+    pub act: Act,
+    pub item: Item,
+    pub reason: Reason,
+    pub note: Option<&'a String>,
+    pub by: Role,
+    pub author: Option<&'a Personal<UserId>>,
+    /// Set on a removal that sanctions the author.
+    pub sanction: bool,
+}
+
+impl PostEvent {
+    /// The moderation act this event records, if it is one.
+    pub fn moderated(&self) -> Option<Moderated<'_>> {
+        let (act, post_id, comment_id, reason, note, by, author, sanction) = match self {
+            PostEvent::ItemFolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                Act::Fold,
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                false,
+            ),
+            PostEvent::ItemUnfolded {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                Act::Unfold,
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                false,
+            ),
+            PostEvent::ItemRemoved {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                sanction,
+            } => (
+                Act::Remove,
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                *sanction,
+            ),
+            PostEvent::ItemRestored {
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+            } => (
+                Act::Restore,
+                post_id,
+                comment_id,
+                reason,
+                note,
+                by,
+                author,
+                false,
+            ),
+            _ => return None,
+        };
+        Some(Moderated {
+            act,
+            item: Item {
+                post_id: *post_id,
+                comment_id: *comment_id,
+            },
+            reason: *reason,
+            note: note.as_ref(),
+            by: *by,
+            author: author.as_ref(),
+            sanction,
+        })
+    }
 }
 
 /// Why a post command was refused.

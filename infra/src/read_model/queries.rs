@@ -264,18 +264,18 @@ impl<D: Db> ModerationQueries for Store<D> {
             .db
             .rows(moderation::queue(limit), moderation::queue_item)
             .await?;
+        let reports = self
+            .db
+            .rows(moderation::reports_of_queue(limit), |row| {
+                Ok((row.uuid(0)?, row.text(1)?, row.opt_text(2)?))
+            })
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for (mut item, id) in rows {
-            let reports = self
-                .db
-                .rows(moderation::reports_of(id), |row| {
-                    Ok((row.text(0)?, row.opt_text(1)?))
-                })
-                .await?;
             let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
-            for (reason, text) in reports {
-                *reasons.entry(reason).or_default() += 1;
-                item.texts.extend(text);
+            for (_, reason, text) in reports.iter().filter(|(of, _, _)| *of == id) {
+                *reasons.entry(reason.clone()).or_default() += 1;
+                item.texts.extend(text.clone());
             }
             item.reasons = reasons.into_iter().collect();
             item.reasons

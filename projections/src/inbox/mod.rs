@@ -17,6 +17,7 @@ pub use view::{
 };
 
 use chrono::Duration;
+use domain::moderation::Act;
 use domain::post::PostEvent;
 use domain::sanction::SanctionEvent;
 use domain::user::UserEvent;
@@ -174,50 +175,25 @@ impl Inbox {
             Event::Post(PostEvent::PostDeleted { post_id, .. }) => {
                 change(InboxChange::ForgetPost { post_id: *post_id })
             }
-            Event::Post(
-                PostEvent::ItemFolded {
-                    post_id,
-                    comment_id,
-                    reason,
-                    author,
-                    ..
-                }
-                | PostEvent::ItemUnfolded {
-                    post_id,
-                    comment_id,
-                    reason,
-                    author,
-                    ..
-                }
-                | PostEvent::ItemRemoved {
-                    post_id,
-                    comment_id,
-                    reason,
-                    author,
-                    ..
-                }
-                | PostEvent::ItemRestored {
-                    post_id,
-                    comment_id,
-                    reason,
-                    author,
-                    ..
-                },
-            ) => {
-                let notice = match event {
-                    Event::Post(PostEvent::ItemFolded { .. }) => "folded",
-                    Event::Post(PostEvent::ItemUnfolded { .. }) => "unfolded",
-                    Event::Post(PostEvent::ItemRemoved { .. }) => "removed",
-                    _ => "restored",
+            Event::Post(event) if event.moderated().is_some() => {
+                let Some(m) = event.moderated() else {
+                    return vec![];
                 };
+                let notice = match m.act {
+                    Act::Fold => "folded",
+                    Act::Unfold => "unfolded",
+                    Act::Remove => "removed",
+                    Act::Restore => "restored",
+                };
+                let (post_id, comment_id) = (m.item.post_id, m.item.comment_id);
                 change(InboxChange::Notice {
                     seq: envelope.position,
-                    post_id: *post_id,
-                    comment_id: *comment_id,
+                    post_id,
+                    comment_id,
                     item: comment_id.map_or(post_id.as_uuid(), |c| c.as_uuid()),
-                    author: author.as_ref().and_then(|a| a.get().copied()),
+                    author: m.author.and_then(|a| a.get().copied()),
                     notice: notice.to_owned(),
-                    reason: reason.code().to_owned(),
+                    reason: m.reason.code().to_owned(),
                     ends_at: None,
                     at: envelope.occurred_at,
                 })

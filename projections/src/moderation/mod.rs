@@ -13,7 +13,7 @@ mod view;
 pub use change::ModerationChange;
 pub use view::{LogEntry, ModerationQueries, QueueItem};
 
-use domain::moderation::{Item, Reason, Role};
+use domain::moderation::{Act, Item, Reason, Role};
 use domain::post::PostEvent;
 use domain::sanction::SanctionEvent;
 use domain::user::UserEvent;
@@ -83,79 +83,43 @@ impl Projection for Moderation {
                 weight: crate::feed::count(*weight),
                 at: envelope.occurred_at,
             })],
-            Event::Post(PostEvent::ItemFolded {
-                post_id,
-                comment_id,
-                reason,
-                note,
-                by,
-                ..
-            }) => {
-                let it = item(*post_id, *comment_id);
+            Event::Post(event) if event.moderated().is_some() => {
+                let Some(m) = event.moderated() else {
+                    return vec![];
+                };
+                let (verb, state) = match m.act {
+                    Act::Fold => (
+                        "fold",
+                        ModerationChange::Fold {
+                            item: m.item,
+                            reason: Some(m.reason.code().to_owned()),
+                        },
+                    ),
+                    Act::Unfold => (
+                        "unfold",
+                        ModerationChange::Fold {
+                            item: m.item,
+                            reason: None,
+                        },
+                    ),
+                    Act::Remove | Act::Restore => (
+                        if m.act == Act::Remove {
+                            "remove"
+                        } else {
+                            "restore"
+                        },
+                        ModerationChange::Remove {
+                            item: m.item,
+                            removed: m.act == Act::Remove,
+                            sanction_due: m.sanction,
+                            reason: m.reason.code().to_owned(),
+                            role: m.by.as_str().to_owned(),
+                        },
+                    ),
+                };
                 vec![
-                    log(envelope, "fold", it, *reason, note.as_ref(), *by),
-                    Change::Moderation(ModerationChange::Fold {
-                        item: it,
-                        reason: Some(reason.code().to_owned()),
-                    }),
-                ]
-            }
-            Event::Post(PostEvent::ItemUnfolded {
-                post_id,
-                comment_id,
-                reason,
-                note,
-                by,
-                ..
-            }) => {
-                let it = item(*post_id, *comment_id);
-                vec![
-                    log(envelope, "unfold", it, *reason, note.as_ref(), *by),
-                    Change::Moderation(ModerationChange::Fold {
-                        item: it,
-                        reason: None,
-                    }),
-                ]
-            }
-            Event::Post(PostEvent::ItemRemoved {
-                post_id,
-                comment_id,
-                reason,
-                note,
-                by,
-                sanction,
-                ..
-            }) => {
-                let it = item(*post_id, *comment_id);
-                vec![
-                    log(envelope, "remove", it, *reason, note.as_ref(), *by),
-                    Change::Moderation(ModerationChange::Remove {
-                        item: it,
-                        removed: true,
-                        sanction_due: *sanction,
-                        reason: reason.code().to_owned(),
-                        role: by.as_str().to_owned(),
-                    }),
-                ]
-            }
-            Event::Post(PostEvent::ItemRestored {
-                post_id,
-                comment_id,
-                reason,
-                note,
-                by,
-                ..
-            }) => {
-                let it = item(*post_id, *comment_id);
-                vec![
-                    log(envelope, "restore", it, *reason, note.as_ref(), *by),
-                    Change::Moderation(ModerationChange::Remove {
-                        item: it,
-                        removed: false,
-                        sanction_due: false,
-                        reason: reason.code().to_owned(),
-                        role: by.as_str().to_owned(),
-                    }),
+                    log(envelope, verb, m.item, m.reason, m.note, m.by),
+                    Change::Moderation(state),
                 ]
             }
             Event::Sanction(SanctionEvent::SanctionImposed {

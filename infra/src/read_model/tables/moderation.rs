@@ -282,12 +282,17 @@ pub(crate) fn log_entry(row: &dyn Row) -> Result<LogEntry, ReadModelError> {
     })
 }
 
+/// The queue's items: reported, not removed, heaviest first (`$1` rows).
+const QUEUED: &str = "FROM moderation_items WHERE reports > 0 AND NOT removed \
+     ORDER BY weight DESC, last_reported_at DESC LIMIT $1";
+
 /// Reported items not removed, heaviest first.
 pub(crate) fn queue(size: usize) -> Stmt {
     Stmt::new(
-        "SELECT post_id, comment_id, reports, weight, folded, removed, last_reported_at, item_id \
-         FROM moderation_items WHERE reports > 0 AND NOT removed \
-         ORDER BY weight DESC, last_reported_at DESC LIMIT $1",
+        format!(
+            "SELECT post_id, comment_id, reports, weight, folded, removed, last_reported_at, \
+             item_id {QUEUED}"
+        ),
         vec![limit(size)],
     )
 }
@@ -310,11 +315,15 @@ pub(crate) fn queue_item(row: &dyn Row) -> Result<(QueueItem, Uuid), ReadModelEr
     ))
 }
 
-/// The reports of one item, oldest first: reason and text.
-pub(crate) fn reports_of(item: Uuid) -> Stmt {
+/// The reports of the items [`queue`] selects, oldest first: item, reason and text. One
+/// statement for the whole page, not one per item.
+pub(crate) fn reports_of_queue(size: usize) -> Stmt {
     Stmt::new(
-        "SELECT reason, text FROM moderation_reports WHERE item_id = $1 ORDER BY position",
-        vec![Value::uuid(item)],
+        format!(
+            "SELECT item_id, reason, text FROM moderation_reports \
+             WHERE item_id IN (SELECT item_id {QUEUED}) ORDER BY position"
+        ),
+        vec![limit(size)],
     )
 }
 
