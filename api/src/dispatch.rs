@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::WebhookConfig;
 use crate::state::AppState;
+use crate::supervisor::{LoopError, Shutdown};
 
 /// The key a submitter's webhooks are signed with: HMAC-SHA256 of the server key over
 /// `webhook:<user id>`. Shown to its owner in `GET /me`; replicas sharing the server key sign
@@ -34,12 +35,19 @@ pub fn webhook_key(secret: &[u8], user: domain::UserId) -> Vec<u8> {
 }
 
 /// Requeues (or fails, after the last attempt) the tasks whose lease ran out, every
-/// `interval`.
-pub async fn reap_leases(state: AppState, interval: Duration) {
+/// `interval`, until shutdown.
+pub async fn reap_leases(
+    state: AppState,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) -> Result<(), LoopError> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = shutdown.requested() => return Ok(()),
+            _ = tick.tick() => {}
+        }
         let now = Utc::now();
         let expired = match state.tasks.expired_leases(now, 500).await {
             Ok(expired) => expired,
@@ -117,8 +125,13 @@ const MIN_NAP: Duration = Duration::from_millis(20);
 
 /// Delivers the webhooks of finished tasks, retrying with exponential backoff, and records
 /// every attempt on the task's stream. It looks again when the `tasks` model moves (a task
-/// finished, an attempt was recorded) or the next retry is due, and at least every `idle`.
-pub async fn deliver_webhooks(state: AppState, idle: Duration) {
+/// finished, an attempt was recorded) or the next retry is due, and at least every `idle`,
+/// until shutdown (deliveries under way finish on their own tasks).
+pub async fn deliver_webhooks(
+    state: AppState,
+    idle: Duration,
+    mut shutdown: Shutdown,
+) -> Result<(), LoopError> {
     let config = state.settings.webhooks.clone();
     let policy = WebhookPolicy {
         allow_internal: config.allow_internal,
@@ -131,7 +144,10 @@ pub async fn deliver_webhooks(state: AppState, idle: Duration) {
     loop {
         let seen = state.hub.position(&["tasks"]);
         // Woken early by news; a timeout is just the next look.
-        let _ = state.hub.wait_for(&["tasks"], seen + 1, nap).await;
+        tokio::select! {
+            () = shutdown.requested() => return Ok(()),
+            _ = state.hub.wait_for(&["tasks"], seen + 1, nap) => {}
+        }
         nap = idle;
         let pending = match state.tasks.pending_webhooks(200).await {
             Ok(pending) => pending,
@@ -167,7 +183,7 @@ pub async fn deliver_webhooks(state: AppState, idle: Duration) {
                 started.insert(task.task_id, attempt);
             }
             let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
+                return Err("the delivery slots were closed".into());
             };
             let (state, policy, config) = (state.clone(), policy.clone(), config.clone());
             let started = started.clone();

@@ -10,8 +10,8 @@
 //! under the same request id, and an anonymous post would be tied to its author's session by
 //! its neighbour. Recorded by the loop, the event carries no request id and no actor, and its
 //! time and position say only that the session was used at some point of the interval, as its
-//! day does. What is noted but not yet recorded when the process stops is lost; last seen is
-//! coarse anyway.
+//! day does. What is noted is recorded once more when the process stops; what a crash leaves unrecorded
+//! is lost, and last seen is coarse anyway.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +23,7 @@ use domain::SessionId;
 use projections::views::SessionView;
 
 use crate::state::AppState;
+use crate::supervisor::{LoopError, Shutdown};
 
 /// Sessions seen on a day later than their recorded last-seen day, not yet recorded.
 #[derive(Default)]
@@ -69,16 +70,26 @@ impl SeenBook {
     }
 }
 
-/// Records the noted days every `every`, until the task is aborted.
-pub async fn record_every(state: AppState, every: Duration) {
+/// Records the noted days every `every`, and once more at shutdown.
+pub async fn record_every(
+    state: AppState,
+    every: Duration,
+    mut shutdown: Shutdown,
+) -> Result<(), LoopError> {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        tick.tick().await;
+        let stopping = tokio::select! {
+            () = shutdown.requested() => true,
+            _ = tick.tick() => false,
+        };
         let written = state.seen.record(&state.handler).await;
         if written > 0 {
             tracing::debug!(written, "recorded the days sessions were seen on");
+        }
+        if stopping {
+            return Ok(());
         }
     }
 }

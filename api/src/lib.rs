@@ -28,6 +28,7 @@ pub mod server;
 pub mod session_cache;
 pub mod startup;
 pub mod state;
+pub mod supervisor;
 pub mod tail;
 pub mod telemetry;
 pub mod worker;

@@ -149,14 +149,20 @@ async fn main() -> anyhow::Result<()> {
             api::telemetry::init(settings.log_format);
             let selection = api::projector::Selection::parse(only).map_err(anyhow::Error::msg)?;
             let stores = Stores::open(&settings).await?;
-            let tasks =
-                api::projector::spawn_workers(&stores, &selection, *source, &settings).await?;
+            let loops = api::supervisor::Supervisor::default();
+            api::projector::spawn_workers(&stores, &selection, *source, &settings, &loops).await?;
             tracing::info!(only = %only, source = ?source, "projector worker running");
-            shutdown_signal().await;
-            for t in &tasks {
-                t.abort();
-            }
+            // A projector that dies ends the worker with an error, for its process manager
+            // to see and restart; a poisoned projection stays reported by its checkpoint.
+            let died = tokio::select! {
+                () = shutdown_signal() => None,
+                stopped = loops.first_stopped() => Some(stopped),
+            };
+            loops.shutdown(api::startup::LOOP_GRACE).await;
             stores.read_models.close().await;
+            if let Some(stopped) = died {
+                anyhow::bail!("{} stopped: {}", stopped.name, stopped.reason);
+            }
         }
         Command::Relay => {
             let settings = settings(&cli, None)?;

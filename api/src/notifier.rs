@@ -20,6 +20,8 @@ use projections::inbox::NotificationView;
 use projections::{ForumQueries, ProjectionHub, inbox};
 use tokio::sync::mpsc;
 
+use crate::supervisor::{LoopError, Shutdown};
+
 /// Notifications one stream may have waiting before it is closed as too slow.
 const QUEUE: usize = 1024;
 /// Rows read per round; one comment's fan-out is never split across rounds.
@@ -99,10 +101,15 @@ impl Notifier {
         streams.retain(|_, list| !list.is_empty());
     }
 
-    /// Hands every new inbox row to its owner's streams, for as long as the process runs.
-    pub async fn run(self: Arc<Self>, hub: ProjectionHub, queries: Arc<dyn ForumQueries>) {
+    /// Hands every new inbox row to its owner's streams, until shutdown.
+    pub async fn run(
+        self: Arc<Self>,
+        hub: ProjectionHub,
+        queries: Arc<dyn ForumQueries>,
+        mut shutdown: Shutdown,
+    ) -> Result<(), LoopError> {
         let Some(mut status) = hub.watch(inbox::NAME) else {
-            return;
+            return Ok(());
         };
         let mut last: Position = status.borrow().position;
         loop {
@@ -136,8 +143,11 @@ impl Notifier {
                     }
                 }
             }
-            if status.changed().await.is_err() {
-                return;
+            tokio::select! {
+                () = shutdown.requested() => return Ok(()),
+                changed = status.changed() => if changed.is_err() {
+                    return Err("the inbox projection's status is gone".into());
+                },
             }
         }
     }

@@ -7,6 +7,8 @@ use projections::runner::{self, ProjectionError};
 use projections::{EventSource, Generation, Projection, ProjectionHub, ReadModelStore};
 use tokio::task::JoinHandle;
 
+use crate::supervisor::Supervisor;
+
 /// The projections of this process and what they read from and write to.
 #[derive(Clone)]
 pub struct Projectors {
@@ -81,24 +83,29 @@ impl Projectors {
     }
 
     /// Starts a live projector for each projection `selection` names, and an observer of the
-    /// checkpoints of the others (which worker processes run).
-    pub fn spawn(&self, selection: &Selection) -> Vec<JoinHandle<()>> {
-        self.all
-            .iter()
-            .map(|p| {
-                let (p, source, store, hub) = (
-                    p.clone(),
-                    self.source.clone(),
-                    self.store.clone(),
-                    self.hub.clone(),
-                );
-                if selection.includes(p.name()) {
-                    tokio::spawn(runner::run(p, source, store, hub))
-                } else {
-                    tokio::spawn(runner::observe(p, source, store, hub))
-                }
-            })
-            .collect()
+    /// checkpoints of the others (which worker processes run), as loops of `loops` named
+    /// `projector <name>` and `observer <name>`. They stop by being aborted: their batches are
+    /// transactions.
+    pub fn spawn(&self, selection: &Selection, loops: &Supervisor) {
+        for p in &self.all {
+            let (p, source, store, hub) = (
+                p.clone(),
+                self.source.clone(),
+                self.store.clone(),
+                self.hub.clone(),
+            );
+            if selection.includes(p.name()) {
+                loops.spawn(format!("projector {}", p.name()), |_| async move {
+                    runner::run(p, source, store, hub).await;
+                    Ok(())
+                });
+            } else {
+                loops.spawn(format!("observer {}", p.name()), |_| async move {
+                    runner::observe(p, source, store, hub).await;
+                    Ok(())
+                });
+            }
+        }
     }
 
     /// Starts a rebuild of `name` in the background (progress shows in the hub's status).
@@ -163,7 +170,8 @@ pub async fn spawn_workers(
     selection: &Selection,
     kind: SourceKind,
     settings: &crate::config::Settings,
-) -> Result<Vec<JoinHandle<()>>, WorkerError> {
+    loops: &Supervisor,
+) -> Result<(), WorkerError> {
     let all = projections::all();
     let log: Arc<dyn EventSource> =
         Arc::new(infra::source::StoreSource::new(stores.events.clone()));
@@ -175,7 +183,6 @@ pub async fn spawn_workers(
         .filter(|p| selection.includes(p.name()))
         .collect();
     let hub = ProjectionHub::new(&chosen, stores.events.watch());
-    let mut tasks = Vec::new();
     for p in chosen {
         let source: Arc<dyn EventSource> = match kind {
             SourceKind::Store => log.clone(),
@@ -190,13 +197,11 @@ pub async fn spawn_workers(
                 ))
             }
         };
-        tasks.push(tokio::spawn(runner::run_from(
-            p,
-            source,
-            log.clone(),
-            store.clone(),
-            hub.clone(),
-        )));
+        let (log, store, hub) = (log.clone(), store.clone(), hub.clone());
+        loops.spawn(format!("projector {}", p.name()), |_| async move {
+            runner::run_from(p, source, log, store, hub).await;
+            Ok(())
+        });
     }
-    Ok(tasks)
+    Ok(())
 }

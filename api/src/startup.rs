@@ -24,7 +24,6 @@ use projections::{
 };
 use rand::RngCore;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -38,6 +37,7 @@ use crate::rate_limit::RateLimiters;
 use crate::routes::{self, REQUEST_ID};
 use crate::session_cache::{self, SessionCache, Watched};
 use crate::state::{AppState, Inner};
+use crate::supervisor::Supervisor;
 
 /// The longest `serve` goes without looking for webhooks to deliver when nothing happens.
 const WEBHOOK_IDLE: Duration = Duration::from_secs(5);
@@ -200,7 +200,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     timeouts: HttpTimeouts,
-    tasks: Vec<JoinHandle<()>>,
+    loops: Supervisor,
     stores: Stores,
     clock: crate::clock::Clock,
 }
@@ -252,7 +252,8 @@ impl Application {
         ));
         projections::runner::prepare(&all, writer.as_ref()).await?;
         let projectors = Projectors::new(all, source, writer, hub.clone());
-        let mut tasks = projectors.spawn(&selection);
+        let loops = Supervisor::default();
+        projectors.spawn(&selection, &loops);
         let pages = crate::page_cache::PageCache::new(
             hub.names()
                 .into_iter()
@@ -271,7 +272,11 @@ impl Application {
                     .map_err(|e| StartupError::Config(e.to_string()))?,
                 );
                 let status = relay.status();
-                tasks.push(tokio::spawn(async move { relay.run().await }));
+                // Stops by being aborted: it resumes from its checkpoint.
+                loops.spawn("relay", |_| async move {
+                    relay.run().await;
+                    Ok(())
+                });
                 Some(status)
             }
             _ => None,
@@ -326,48 +331,15 @@ impl Application {
             settings,
             relay,
             notifier: Default::default(),
+            loops: loops.clone(),
         });
-        tasks.push(tokio::spawn(
-            state
-                .notifier
-                .clone()
-                .run(state.hub.clone(), state.queries.clone()),
-        ));
-        let reap = Duration::from_millis(state.settings.tasks.reap_interval_ms.max(10));
-        tasks.push(tokio::spawn(crate::dispatch::reap_leases(
-            state.clone(),
-            reap,
-        )));
-        if state.settings.webhooks.deliver {
-            tasks.push(tokio::spawn(crate::dispatch::deliver_webhooks(
-                state.clone(),
-                WEBHOOK_IDLE,
-            )));
-        }
-        let seen_every = Duration::from_secs(state.settings.sessions.seen_flush_secs.max(1));
-        tasks.push(tokio::spawn(crate::last_seen::record_every(
-            state.clone(),
-            seen_every,
-        )));
-        let pruner = state.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                pruner.limits.prune();
-            }
-        }));
-        let sweep = Duration::from_millis(state.settings.moderation.sweep_interval_ms.max(10));
-        tasks.push(tokio::spawn(crate::routes::moderation::sanction_due(
-            state.clone(),
-            sweep,
-        )));
+        spawn_loops(&state);
         Ok(Self {
             listener,
             clock,
             router: router(state, max_body),
             timeouts,
-            tasks,
+            loops,
             stores,
         })
     }
@@ -375,6 +347,11 @@ impl Application {
     /// The clock requests decide with (tests move it forward).
     pub fn clock(&self) -> crate::clock::Clock {
         self.clock.clone()
+    }
+
+    /// The background loops (tests stop one to see `/readyz` report it).
+    pub fn loops(&self) -> Supervisor {
+        self.loops.clone()
     }
 
     /// The log of record this application writes to (tests read it to check what was stored).
@@ -395,12 +372,56 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         crate::server::serve(self.listener, self.router, &self.timeouts, shutdown).await;
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.loops.shutdown(LOOP_GRACE).await;
         self.stores.read_models.close().await;
         Ok(())
     }
+}
+
+/// How long the background loops get to finish at shutdown before they are aborted.
+pub const LOOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The loops `serve` runs beside the HTTP server and its projectors, each supervised.
+fn spawn_loops(state: &AppState) {
+    let settings = &state.settings;
+    let loops = &state.loops;
+    let (notifier, hub, queries) = (
+        state.notifier.clone(),
+        state.hub.clone(),
+        state.queries.clone(),
+    );
+    loops.spawn("notifier", |shutdown| notifier.run(hub, queries, shutdown));
+    let reap = Duration::from_millis(settings.tasks.reap_interval_ms.max(10));
+    let s = state.clone();
+    loops.spawn("lease reaper", |shutdown| {
+        crate::dispatch::reap_leases(s, reap, shutdown)
+    });
+    if settings.webhooks.deliver {
+        let s = state.clone();
+        loops.spawn("webhook dispatcher", |shutdown| {
+            crate::dispatch::deliver_webhooks(s, WEBHOOK_IDLE, shutdown)
+        });
+    }
+    let seen_every = Duration::from_secs(settings.sessions.seen_flush_secs.max(1));
+    let s = state.clone();
+    loops.spawn("last-seen flush", |shutdown| {
+        crate::last_seen::record_every(s, seen_every, shutdown)
+    });
+    let s = state.clone();
+    loops.spawn("rate-limit pruner", |mut shutdown| async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = shutdown.requested() => return Ok(()),
+                _ = tick.tick() => s.limits.prune(),
+            }
+        }
+    });
+    let sweep = Duration::from_millis(settings.moderation.sweep_interval_ms.max(10));
+    let s = state.clone();
+    loops.spawn("sanction sweep", |shutdown| {
+        crate::routes::moderation::sanction_due(s, sweep, shutdown)
+    });
 }
 
 /// The whole HTTP stack: routes, docs, fallbacks and the middleware every request passes.

@@ -53,6 +53,8 @@ pub struct Inner {
     pub settings: Settings,
     /// Hands new notifications to this process's open streams.
     pub notifier: std::sync::Arc<crate::notifier::Notifier>,
+    /// The background loops of this process (`/readyz` reports any that stopped).
+    pub loops: crate::supervisor::Supervisor,
     /// The in-process Kafka relay's progress, when `serve` runs one.
     pub relay: Option<tokio::sync::watch::Receiver<infra::kafka::RelayStatus>>,
 }

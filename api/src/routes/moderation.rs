@@ -32,6 +32,7 @@ use crate::extract::{After, ApiJson, ApiQuery, Auth, projection_headers};
 use crate::routes::posts::{author_token, parse_id, run_on_post};
 use crate::routes::{consistent, context, page_limit};
 use crate::state::AppState;
+use crate::supervisor::{LoopError, Shutdown};
 
 /// A report: a reason code from the fixed list and, optionally, what the reporter adds.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -258,17 +259,24 @@ pub(crate) async fn sanction_author(
     Ok(outcome.position)
 }
 
-/// Sanctions, every `interval`, the authors of removed items that are still due one: the
+/// Sanctions, every `interval` until shutdown, the authors of removed items still due one: the
 /// request that removed them failed, or the process stopped, before it could. Several
 /// processes may sweep at once; the ledger takes one sanction per item.
-pub async fn sanction_due(state: AppState, interval: Duration) {
+pub async fn sanction_due(
+    state: AppState,
+    interval: Duration,
+    mut shutdown: Shutdown,
+) -> Result<(), LoopError> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Items whose author cannot be sanctioned (they left, or were sanctioned for the item
     // before it was removed): not asked about again by this process.
     let mut settled: HashSet<Item> = HashSet::new();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = shutdown.requested() => return Ok(()),
+            _ = tick.tick() => {}
+        }
         let due = match state.queries.sanctions_due(100).await {
             Ok(due) => due,
             Err(e) => {

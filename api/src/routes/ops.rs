@@ -46,6 +46,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
             failed.name
         )));
     }
+    if let Some(stopped) = state.loops.stopped().into_iter().next() {
+        return Err(ApiError::unavailable(format!(
+            "the background loop {} has stopped: {}",
+            stopped.name, stopped.reason
+        )));
+    }
     if let Some(relay) = &state.relay {
         let status = relay.borrow().clone();
         if let Some(since) = status.failing_since

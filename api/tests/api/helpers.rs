@@ -130,6 +130,8 @@ pub struct TestApp {
     store: Option<Arc<dyn EventStore>>,
     /// The in-process application's clock.
     clock: Option<api::clock::Clock>,
+    /// The in-process application's background loops.
+    loops: Option<api::supervisor::Supervisor>,
     _data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The PostgreSQL database of this app, when the suite runs on PostgreSQL.
@@ -300,6 +302,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://{}", app.local_addr());
     let store = app.event_store();
     let clock = app.clock();
+    let loops = app.loops();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -307,6 +310,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut test_app = TestApp::external(&address, &settings_data);
     test_app.store = Some(store);
     test_app.clock = Some(clock);
+    test_app.loops = Some(loops);
     test_app.database_url = database_url;
     test_app.shutdown = Some(tx);
     test_app._data_dir = Some(data);
@@ -334,6 +338,7 @@ impl TestApp {
                 .expect("a client"),
             store: None,
             clock: None,
+            loops: None,
             database_url: None,
             _data_dir: None,
             shutdown: None,
@@ -543,6 +548,11 @@ impl TestApp {
             .as_ref()
             .expect("an in-process application")
             .advance(by);
+    }
+
+    /// The in-process application's background loops.
+    pub fn loops(&self) -> &api::supervisor::Supervisor {
+        self.loops.as_ref().expect("an in-process application")
     }
 
     /// [`Self::new_user`] made moderator, once the users model shows it.

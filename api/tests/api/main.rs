@@ -27,6 +27,7 @@ mod search;
 mod search_outage;
 mod sessions;
 mod stats;
+mod supervision;
 mod tasks;
 mod timeouts;
 mod web;
