@@ -9,5 +9,8 @@ pub mod migrations;
 pub mod read_model;
 pub mod search;
 pub mod source;
+/// The synthetic forum history of `treehole load` and the benches: not part of the adapters'
+/// API, so behind the `synth` feature.
+#[cfg(feature = "synth")]
 pub mod synth;
 pub mod webhook;
