@@ -1,34 +1,18 @@
-//! treehole's HTTP API and composition root.
+//! treehole's HTTP API, its background loops, its command line and its tools.
 //!
-//! [`startup::Application`] builds the whole product from [`config::Settings`]; the `treehole`
-//! binary (`main.rs`) parses the command line and runs it.
+//! - [`http`]: the API: routes, extractors, errors, the OpenAPI document, the caches in front
+//!   of the read models, the server itself.
+//! - [`background`]: the loops a process runs beside its main work (projectors, the notifier,
+//!   the lease reaper, the webhook dispatcher, ...) and the supervisor that watches them.
+//! - [`cli`]: the `treehole` subcommands, one file each, the configuration and the composition
+//!   root ([`cli::startup::Application`] builds the whole product from
+//!   [`cli::config::Settings`]).
+//! - [`tools`]: the load tool (`treehole bench`), the loader of synthetic histories and the
+//!   reference task worker, all clients of the product.
 
-pub mod admin;
-pub mod bench;
+pub mod background;
+pub mod cli;
 pub mod clock;
-pub mod config;
-pub mod cursor;
-pub mod dispatch;
-pub mod error;
-pub mod events;
-pub mod extract;
-pub mod keys;
-pub mod last_seen;
-pub mod load;
-pub mod metrics;
-pub mod notifier;
-pub mod openapi;
-pub mod page_cache;
-pub mod projector;
-pub mod rate_limit;
-pub mod rebuild;
-pub mod request_id;
-pub mod routes;
-pub mod server;
-pub mod session_cache;
-pub mod startup;
-pub mod state;
-pub mod supervisor;
-pub mod tail;
+pub mod http;
 pub mod telemetry;
-pub mod worker;
+pub mod tools;

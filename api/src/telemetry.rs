@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::cli::config::LogFormat;
 
 pub fn init(format: LogFormat) {
     let filter =

@@ -160,3 +160,44 @@ fn the_readme_walkthrough_runs_verbatim() {
     );
     drop(out);
 }
+
+/// The code block of the README's "Layout" section.
+fn layout() -> String {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&readme).expect("README.md");
+    let section = &text[text.find("\n## Layout\n").expect("a Layout section")..];
+    let start = section.find("```").expect("a code block") + 3;
+    let end = start + section[start..].find("```").expect("its end");
+    section[start..end].to_owned()
+}
+
+#[test]
+fn the_layout_section_names_every_crate_and_every_module_of_api() {
+    let block = layout();
+    for krate in ["domain/", "commands/", "projections/", "infra/", "api/"] {
+        assert!(block.contains(krate), "the layout omits {krate}");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for dir in std::fs::read_dir(&src).expect("api/src") {
+        let dir = dir.expect("an entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().expect("a name").to_string_lossy().into_owned();
+        assert!(
+            block.contains(&format!("src/{name}/")),
+            "the layout omits api/src/{name}/"
+        );
+        for file in std::fs::read_dir(&dir).expect("a folder") {
+            let path = file.expect("an entry").path();
+            let stem = path.file_stem().expect("a name").to_string_lossy().into_owned();
+            if stem == "mod" {
+                continue;
+            }
+            let named = block
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word == stem);
+            assert!(named, "the layout omits api/src/{name}/{stem}");
+        }
+    }
+}

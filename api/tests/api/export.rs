@@ -181,7 +181,7 @@ async fn traffic(app: &TestApp) -> String {
     let li = app.new_user("li_na").await;
     let wang = app.new_user("wang_fang").await;
     let admin = app.new_user("admin_chen").await;
-    let granted = api::admin::grant(
+    let granted = api::cli::admin::grant(
         &CommandHandler::new(app.event_store()),
         &app.secret(),
         &admin.username,
@@ -519,7 +519,7 @@ async fn the_analysts_export_carries_no_user_id_address_or_secret_and_filters_ex
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     assert_eq!(
         reader.headers().expect("a header"),
-        api::events::CSV_COLUMNS.as_slice()
+        api::cli::events::CSV_COLUMNS.as_slice()
     );
     let rows: Vec<csv::StringRecord> = reader
         .records()

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::config::Settings;
-use api::startup::Application;
+use api::cli::config::Settings;
+use api::cli::startup::Application;
 use commands::EventStore;
 use domain::Position;
 use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
@@ -131,7 +131,7 @@ pub struct TestApp {
     /// The in-process application's clock.
     clock: Option<api::clock::Clock>,
     /// The in-process application's background loops.
-    loops: Option<api::supervisor::Supervisor>,
+    loops: Option<api::background::supervisor::Supervisor>,
     _data_dir: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     /// The PostgreSQL database of this app, when the suite runs on PostgreSQL.
@@ -243,8 +243,8 @@ impl Meili {
     }
 
     /// Search settings that put the application's search on `index` of this server.
-    pub fn settings(&self, index: &str) -> api::config::SearchConfig {
-        api::config::SearchConfig {
+    pub fn settings(&self, index: &str) -> api::cli::config::SearchConfig {
+        api::cli::config::SearchConfig {
             meili_url: Some(self.url.clone()),
             meili_key: self.key.clone(),
             meili_index: index.to_owned(),
@@ -272,7 +272,7 @@ impl Meili {
 /// projections write them: for comparing every projection, search included.
 pub fn with_search(models: Arc<dyn ReadModels>, data: &Path) -> Arc<dyn ReadModelStore> {
     let search = infra::search::Embedded::open(&data.join("search")).expect("the search index");
-    api::startup::projection_store(models, Arc::new(search))
+    api::cli::startup::projection_store(models, Arc::new(search))
 }
 
 /// The application as the tests run it: no rate limits, cheap password hashing.
@@ -551,14 +551,14 @@ impl TestApp {
     }
 
     /// The in-process application's background loops.
-    pub fn loops(&self) -> &api::supervisor::Supervisor {
+    pub fn loops(&self) -> &api::background::supervisor::Supervisor {
         self.loops.as_ref().expect("an in-process application")
     }
 
     /// [`Self::new_user`] made moderator, once the users model shows it.
     pub async fn new_moderator(&self, name: &str) -> TestUser {
         let moderator = self.new_user(name).await;
-        let granted = api::admin::moderator(
+        let granted = api::cli::admin::moderator(
             &commands::CommandHandler::new(self.event_store()),
             &self.secret(),
             &moderator.username,
@@ -577,7 +577,7 @@ impl TestApp {
     /// [`Self::new_user`] made admin, once the users model shows it.
     pub async fn new_admin(&self, name: &str) -> TestUser {
         let admin = self.new_user(name).await;
-        let granted = api::admin::grant(
+        let granted = api::cli::admin::grant(
             &commands::CommandHandler::new(self.event_store()),
             &self.secret(),
             &admin.username,
@@ -664,7 +664,7 @@ impl TestApp {
 
 /// `(recipient, code)` of a complete verification e-mail.
 fn parse_eml(path: &Path) -> Option<(String, String)> {
-    api::bench::parse_mail(&std::fs::read_to_string(path).ok()?)
+    api::tools::bench::parse_mail(&std::fs::read_to_string(path).ok()?)
 }
 
 /// The `position` a command answered with (what `?after=` waits for).

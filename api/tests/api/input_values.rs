@@ -175,7 +175,7 @@ async fn ids_have_one_spelling() {
         .await
         .expect(201);
     let comment_id = str_field(&comment, "comment_id").to_owned();
-    let granted = api::admin::grant(
+    let granted = api::cli::admin::grant(
         &CommandHandler::new(app.event_store()),
         &app.secret(),
         &ann.username,
@@ -254,7 +254,7 @@ async fn ids_have_one_spelling() {
 async fn a_model_input_schema_must_be_an_object() {
     let app = spawn_app().await;
     let admin = app.new_user("schema_admin").await;
-    let granted = api::admin::grant(
+    let granted = api::cli::admin::grant(
         &CommandHandler::new(app.event_store()),
         &app.secret(),
         &admin.username,

@@ -76,7 +76,7 @@ impl Topic {
         }
     }
 
-    fn configure(&self, s: &mut api::config::Settings) {
+    fn configure(&self, s: &mut api::cli::config::Settings) {
         s.kafka.brokers = Some(self.brokers.clone());
         s.kafka.topic = self.topic.clone();
         s.kafka.group_prefix = self.groups.clone();

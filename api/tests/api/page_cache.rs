@@ -1,4 +1,4 @@
-//! Public pages answered from memory (`api::page_cache`) are the pages a fresh read gives: each
+//! Public pages answered from memory (`api::http::page_cache`) are the pages a fresh read gives: each
 //! write that changes one is visible on the next read that asks for its position, on the feed,
 //! a post and a post's comments, through deletes and a rebuild's promotion.
 

@@ -490,8 +490,9 @@ fn sha256_hex(text: &str) -> String {
 /// pseudonym under the old post.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
-    let passwords = commands::Passwords::new(api::config::Settings::default().password.policy())
-        .expect("a policy");
+    let passwords =
+        commands::Passwords::new(api::cli::config::Settings::default().password.policy())
+            .expect("a policy");
     let hash = passwords.hash(PASSWORD.to_owned()).await;
     let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
     let (post, comment) = (Uuid::now_v7(), Uuid::now_v7());
@@ -595,16 +596,16 @@ async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
     }
 
     // The old account signs in through its keyed reservation, and keeps its pseudonym.
-    let settings = api::config::Settings {
+    let settings = api::cli::config::Settings {
         data: target.data.clone(),
         database_url: target.database_url().map(str::to_owned),
-        ..api::config::Settings::default()
+        ..api::cli::config::Settings::default()
     };
-    let stores = api::startup::Stores::open(&settings)
+    let stores = api::cli::startup::Stores::open(&settings)
         .await
         .expect("the stores");
     let handler = CommandHandler::new(stores.events.clone());
-    let secret = api::startup::server_secret(&settings).expect("the secret");
+    let secret = api::cli::startup::server_secret(&settings).expect("the secret");
     let ctx = commands::CommandContext::new(chrono::Utc::now());
     let policy = commands::sessions::SessionPolicy {
         ttl: chrono::Duration::minutes(5),

@@ -17,7 +17,7 @@ async fn a_rebuild_under_live_traffic_never_fails_a_query_and_matches_a_fresh_bu
     let app = Arc::new(spawn_app().await);
     let admin = app.new_user("rebuilder").await;
     let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin.username)
+    let granted = api::cli::admin::grant(&handler, &app.secret(), &admin.username)
         .await
         .expect("grant");
     app.get_auth(&format!("/me?after={granted}"), &admin.token)
@@ -195,7 +195,7 @@ async fn a_poison_event_stops_the_projections_not_the_process() {
     let app = spawn_app().await;
     let admin = app.new_user("operator").await;
     let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin.username)
+    let granted = api::cli::admin::grant(&handler, &app.secret(), &admin.username)
         .await
         .expect("grant");
     app.get_auth(&format!("/me?after={granted}"), &admin.token)

@@ -102,7 +102,7 @@ async fn check_expectations(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn search_over_http_on_the_embedded_engine() {
-    search_suite(api::config::SearchConfig::default()).await;
+    search_suite(api::cli::config::SearchConfig::default()).await;
 }
 
 /// The same suite on the Meilisearch of `MEILI_URL`, in an index of its own, deleted at the
@@ -118,7 +118,7 @@ async fn search_over_http_on_meilisearch() {
 }
 
 /// Finds, ranks, pages, forgets deleted posts, and survives a restart and a rebuild.
-async fn search_suite(engine: api::config::SearchConfig) {
+async fn search_suite(engine: api::cli::config::SearchConfig) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_path_buf();
     let app = spawn_app_with(|s| {
@@ -259,7 +259,7 @@ async fn search_suite(engine: api::config::SearchConfig) {
 
     // A rebuild reproduces it.
     let handler = CommandHandler::new(app.event_store());
-    let granted = api::admin::grant(&handler, &app.secret(), &admin_name)
+    let granted = api::cli::admin::grant(&handler, &app.secret(), &admin_name)
         .await
         .expect("grant");
     let token = app.login(&admin_name, crate::helpers::PASSWORD).await;

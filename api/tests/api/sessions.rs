@@ -118,7 +118,7 @@ async fn login_on_own_handler(
     at: chrono::DateTime<Utc>,
 ) -> Result<sessions::LoggedIn, sessions::LoginError> {
     let handler = CommandHandler::new(app.event_store());
-    let passwords = Passwords::new(api::config::Settings::default().password.policy())
+    let passwords = Passwords::new(api::cli::config::Settings::default().password.policy())
         .expect("a password policy");
     let request = Login {
         login,

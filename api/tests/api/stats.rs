@@ -591,7 +591,7 @@ async fn statistics_of_a_scripted_day_equal_the_scripts_own_figures_and_survive_
         .and_time(NaiveTime::from_hms_opt(23, 59, 58).expect("a time"))
         .and_utc();
     let task_days = task_days(&app, &users, anchor).await;
-    let granted = api::admin::grant(
+    let granted = api::cli::admin::grant(
         &CommandHandler::new(app.event_store()),
         &app.secret(),
         "root",

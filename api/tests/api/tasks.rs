@@ -20,7 +20,7 @@ use crate::helpers::{TestApp, TestUser, position, spawn_app, spawn_app_with, str
 /// A user made admin, once the users model shows it.
 pub(crate) async fn admin(app: &TestApp, name: &str) -> TestUser {
     let admin = app.new_user(name).await;
-    let granted = api::admin::grant(
+    let granted = api::cli::admin::grant(
         &CommandHandler::new(app.event_store()),
         &app.secret(),
         &admin.username,
@@ -540,7 +540,7 @@ async fn webhooks_are_signed_retried_with_backoff_and_every_attempt_is_in_the_ta
         assert_eq!(sent["status"], "succeeded");
         assert_eq!(sent["result"], json!({"image": "fox.png"}));
         // Another user's key does not verify it: the signature is the submitter's.
-        let other = api::dispatch::webhook_key(
+        let other = api::background::dispatch::webhook_key(
             b"not the server key",
             domain::UserId::new(uuid::Uuid::nil()),
         );
