@@ -1,6 +1,12 @@
 //! The README's curl walkthrough, run verbatim against the real binary on its default address
 //! and data directory. A separate, small test binary: it needs nothing of the `api` crate.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -183,14 +189,22 @@ fn the_layout_section_names_every_crate_and_every_module_of_api() {
         if !dir.is_dir() {
             continue;
         }
-        let name = dir.file_name().expect("a name").to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
         assert!(
             block.contains(&format!("src/{name}/")),
             "the layout omits api/src/{name}/"
         );
         for file in std::fs::read_dir(&dir).expect("a folder") {
             let path = file.expect("an entry").path();
-            let stem = path.file_stem().expect("a name").to_string_lossy().into_owned();
+            let stem = path
+                .file_stem()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
             if stem == "mod" {
                 continue;
             }

@@ -32,7 +32,8 @@ impl StreamLocks {
     pub async fn lock(&self, stream: &StreamId) -> OwnedMutexGuard<()> {
         let mut h = DefaultHasher::new();
         stream.hash(&mut h);
-        let i = (h.finish() % self.stripes.len() as u64) as usize;
+        let i = usize::try_from(h.finish() % self.stripes.len() as u64)
+            .expect("below the stripe count");
         self.stripes[i].clone().lock_owned().await
     }
 }

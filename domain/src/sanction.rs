@@ -159,7 +159,7 @@ impl Sanctions {
             .values()
             .filter(|r| r.user == Some(user) && r.counts())
             .collect();
-        let step = counted.len() as u32 + 1;
+        let step = u32::try_from(counted.len()).map_or(u32::MAX, |n| n.saturating_add(1));
         let permanent = counted.iter().any(|r| r.ends_at.is_none());
         let starts_at = counted
             .iter()

@@ -59,6 +59,12 @@
 //! else `$CARGO_TARGET_DIR/criterion`, else the workspace's `target/criterion`, as criterion
 //! picks it). Every ratio is figure rate / baseline rate: 1 is as fast as the baseline.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::error::Error;

@@ -52,6 +52,12 @@
 //! bulk-load speed a rebuild reaches. With both logs, a last section sets the sealed run beside
 //! the plain one: how many times as long each step took, and how many times as large the log is.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use projections::{CommentChange, FeedChange, UserChange};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;

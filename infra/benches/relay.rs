@@ -21,6 +21,12 @@
 //!    to another fresh topic, awaiting every acknowledgement;
 //! 4. reads both topics' high watermarks to check that each holds every record.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -25,6 +25,12 @@
 //!    beside the embedded engine's, on the same corpus in the same run (each batch waits for
 //!    Meilisearch's task, as the projector does).
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use projections::{CommentChange, FeedChange};
 use std::error::Error;
 use std::time::{Duration, Instant};

@@ -94,7 +94,14 @@ impl Rng {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        usize::try_from(self.next_u64() % n as u64).expect("below n, which is a usize")
+    }
+
+    /// Random bits as an index: on a 32-bit target the high half is dropped, which keeps them
+    /// random.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn index(&mut self) -> usize {
+        self.next_u64() as usize
     }
 
     pub fn percent(&mut self, p: u64) -> bool {
@@ -255,7 +262,7 @@ impl History {
     ) -> Result<(), StoreError> {
         let mut written = 0u64;
         while written < events {
-            let n = (batch as u64).min(events - written) as usize;
+            let n = usize::try_from((batch as u64).min(events - written)).expect("at most batch");
             let pending = self.take(n);
             let plan = self.take_keys();
             if let Some(keys) = keys {
@@ -464,7 +471,7 @@ impl History {
             && let Some((counts, voters)) = thread.poll.as_mut()
             && voters.insert(account)
         {
-            let option = (handle_a as usize) % counts.len();
+            let option = usize::try_from(handle_a % counts.len() as u64).expect("below the count");
             counts[option] += 1;
             let voted = PostEvent::PollVoted {
                 post_id,
@@ -480,8 +487,9 @@ impl History {
             .filter(|(_, _, deleted, _)| !deleted)
             .map(|(id, _, _, _)| *id)
             .collect();
-        let item =
-            (!live.is_empty() && handle_a % 2 == 0).then(|| live[(handle_b as usize) % live.len()]);
+        let item = (!live.is_empty() && handle_a % 2 == 0).then(|| {
+            live[usize::try_from(handle_b % live.len() as u64).expect("below the length")]
+        });
         let value = (handle_a % 3) as i8 - 1;
         let (handle, previous) = thread
             .reactions
@@ -538,7 +546,7 @@ impl History {
         let sentences = 1 + self.rng.below(2);
         let body = self.body(sentences);
         let reply = self.rng.percent(30);
-        let pick = self.rng.next_u64() as usize;
+        let pick = self.rng.index();
         let thread = &mut self.threads[t];
         // The host marker and pseudonym rule of the Post aggregate, without its reconfiguration
         // corner cases: only the author of an anonymous post commenting anonymously is the host.
@@ -590,7 +598,7 @@ impl History {
             return;
         };
         let by_admin = self.rng.percent(10);
-        let pick = self.rng.next_u64() as usize;
+        let pick = self.rng.index();
         let thread = &mut self.threads[t];
         let live: Vec<usize> = (0..thread.comments.len())
             .filter(|&c| !thread.comments[c].2)
@@ -675,7 +683,7 @@ impl History {
                 model,
                 input: json!({"prompt": prompt}),
                 webhook_url: None,
-                priority: self.rng.below(3) as i32,
+                priority: i32::try_from(self.rng.below(3)).expect("below 3"),
                 max_attempts: 3,
             };
             self.emit(

@@ -3,6 +3,12 @@
 //! test says it was skipped): key, value and headers are what the module docs of
 //! `infra::kafka` define, the value being `serde_json`'s JSON of the raw envelope.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,12 @@
 //! once, saying `test-skipped: NAME: TREEHOLE_TEST_DATABASE_URL not set` on stderr, which
 //! `scripts/test` counts as skipped, not passed.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod contract;
 
 use std::collections::HashSet;

@@ -5,6 +5,12 @@
 //! says `test-skipped: NAME: TREEHOLE_TEST_DATABASE_URL not set` on stderr, which
 //! `scripts/test` counts as skipped, not passed.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod key_store_contract;
 
 use std::sync::Arc;

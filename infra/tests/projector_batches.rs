@@ -3,6 +3,12 @@
 //! needs room for what arrives between two of its paced batches, or under load every batch is
 //! full and the pace never applies.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

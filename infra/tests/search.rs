@@ -1,5 +1,11 @@
 //! The search engines against one shared suite (`search_suite`).
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod search_suite;
 
 use std::sync::Arc;

@@ -1,6 +1,12 @@
 //! The SQLite event store: the whole contract suite, plus what only this backend promises
 //! (group commit, WAL, the writer's memory of versions).
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod contract;
 
 use std::sync::Arc;

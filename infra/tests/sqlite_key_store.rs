@@ -3,6 +3,12 @@
 //! neither the database file nor its write-ahead log (`secure_delete`, then a `TRUNCATE`
 //! checkpoint that waits out readers).
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod key_store_contract;
 
 use std::path::Path;

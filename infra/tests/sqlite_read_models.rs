@@ -1,5 +1,11 @@
 //! The SQLite read-model store through the read-model contract suite.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod read_model_contract;
 
 use std::sync::Arc;

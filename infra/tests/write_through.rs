@@ -3,6 +3,12 @@
 //! stored ones (positions, versions, times, opened personal values), and projectors that keep
 //! up are served from memory without reading the log.
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -272,7 +272,7 @@ mod tests {
             ..WebhookConfig::default()
         };
         let waits: Vec<u64> = (0..7)
-            .map(|n| backoff(&config, n).as_millis() as u64)
+            .map(|n| u64::try_from(backoff(&config, n).as_millis()).unwrap())
             .collect();
         assert_eq!(waits, [0, 100, 200, 400, 800, 1000, 1000]);
         assert_eq!(backoff(&config, 200).as_millis(), 1000);

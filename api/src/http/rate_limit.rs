@@ -64,7 +64,7 @@ impl RateLimiters {
         }
         limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs().max(1) as u32;
+            let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
             ApiError::too_many_requests(format!("too many {what}; try again in {secs} s"), secs)
         })
     }

@@ -1,5 +1,11 @@
 //! HTTP suites against the real application (one test binary keeps link times low).
 
+#![allow(
+    // Test code: unwrapping is how a test fails, and its casts are of its own small numbers.
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
+
 mod anonymity;
 mod auth;
 mod bad_input;

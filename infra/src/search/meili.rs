@@ -198,7 +198,9 @@ impl MeiliSearch {
             .with_typo_tolerance(TypoToleranceSettings {
                 enabled: Some(true),
                 min_word_size_for_typos: Some(MinWordSizeForTypos {
-                    one_typo: Some(search::text::TYPO_MIN_CHARS as u8),
+                    one_typo: Some(
+                        u8::try_from(search::text::TYPO_MIN_CHARS).expect("a small constant"),
+                    ),
                     two_typos: Some(255),
                 }),
                 ..TypoToleranceSettings::default()
@@ -480,6 +482,8 @@ impl SearchIndex for MeiliSearch {
         };
         let window: Vec<_> = results.hits.into_iter().skip(start).collect();
         let more = window.len() > request.limit;
+        // Meilisearch's scores are in [0, 1]: as `f32` they lose only precision.
+        #[allow(clippy::cast_possible_truncation)]
         let hits: Vec<SearchHit> = window
             .into_iter()
             .take(request.limit)

@@ -495,9 +495,12 @@ impl TaskDto {
             .flatten()
             .filter(|h| h.event == "WebhookAttempted")
             .map(|h| WebhookAttemptDto {
-                attempt: h.detail["attempt"].as_u64().unwrap_or(0) as u32,
+                attempt: u32::try_from(h.detail["attempt"].as_u64().unwrap_or(0))
+                    .unwrap_or(u32::MAX),
                 at: h.at,
-                status: h.detail["status"].as_u64().map(|s| s as u16),
+                status: h.detail["status"]
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok()),
                 error: h.detail["error"].as_str().map(str::to_owned),
                 delivered: h.detail["delivered"].as_bool().unwrap_or(false),
             })

@@ -26,7 +26,9 @@ impl Default for Latencies {
 
 impl Latencies {
     pub fn record(&mut self, took: Duration) {
-        let micros = (took.as_micros() as u64).clamp(1, 600_000_000);
+        let micros = u64::try_from(took.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, 600_000_000);
         self.histogram
             .record(micros)
             .expect("clamped into the histogram's bounds");

@@ -980,7 +980,7 @@ pub async fn notify(
                 let req = Req {
                     method: Method::PUT,
                     path: &format!("/posts/{post}/follow"),
-                    token: Some(&users[i as usize].token),
+                    token: Some(&users[usize::try_from(i).expect("a user's index")].token),
                     body: Some(&body),
                 };
                 if let Err(e) = client
