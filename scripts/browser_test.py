@@ -254,6 +254,8 @@ def main():
         page.go("#/")
         page.find("main article")
         assert "ann_anon" not in driver.page_source
+        page.text_appears("main article", "1 comment")
+        assert "1 comments" not in page.find("main").text, "a count of one is plural"
         page.shoot("feed")
         problems += page.problems()
         page.log_out()

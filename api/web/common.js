@@ -73,6 +73,9 @@ function signOut() {
   store.removeItem(USER);
   hooks.refresh();
 }
+/** "1 comment", "2 comments". */
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
 function when(iso) {
   const d = new Date(iso);
   return el("time", { datetime: iso }, d.toLocaleString());

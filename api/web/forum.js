@@ -3,7 +3,7 @@
 // search highlights, which the server HTML-escapes before it adds <mark>.
 "use strict";
 /* global API, store, TOKEN, USER, lastPosition, $, el, say, ApiError, api, after, signedIn,
-   signIn, signOut, when, attempt, hooks, loginForm */
+   signIn, signOut, when, attempt, hooks, loginForm, count */
 
 const main = () => $("#main");
 // Ids of the posts and comments the signed-in user wrote in this browser, kept per user: the
@@ -142,7 +142,7 @@ function postCard(p) {
   card.append(
     el("p", { class: "meta" },
       ...(p.tags || []).map((t) => el("span", { class: "tag" }, `#${t}`)),
-      el("a", { href: link }, `${p.comment_count} comments`))
+      el("a", { href: link }, count(p.comment_count, "comment", "comments")))
   );
   return card;
 }
@@ -372,7 +372,7 @@ function hitCard(h) {
   snippet.innerHTML = h.snippet;
   return el("article", { class: "card", "data-post": h.post_id },
     el("h2", {}, title), el("p", { class: "meta" }, h.author_name, when(h.created_at),
-      `${h.comment_count} comments`), snippet);
+      count(h.comment_count, "comment", "comments")), snippet);
 }
 
 // ---------------------------------------------------------------- accounts
