@@ -23,6 +23,7 @@ use projections::{
     EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore, StatsQueries,
 };
 use rand::RngCore;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -92,6 +93,7 @@ impl Stores {
             Arc<dyn ReadModels>,
         ) = match &settings.database_url {
             Some(url) => {
+                let url = url.expose_secret();
                 if !settings.migrate_on_start {
                     refuse_pending_migrations(url).await?;
                 }
@@ -111,17 +113,18 @@ impl Stores {
                 Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
             ),
         };
-        let key_store: Arc<dyn KeyStore> = match settings.key_store.as_deref() {
-            None => key_store,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?)
-            }
-            Some(path) => Arc::new(
-                SqliteKeyStore::open(Path::new(path))
-                    .await
-                    .map_err(keys_failed)?,
-            ),
-        };
+        let key_store: Arc<dyn KeyStore> =
+            match settings.key_store.as_ref().map(|k| k.expose_secret()) {
+                None => key_store,
+                Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?)
+                }
+                Some(path) => Arc::new(
+                    SqliteKeyStore::open(Path::new(path))
+                        .await
+                        .map_err(keys_failed)?,
+                ),
+            };
         let keys = Arc::new(Keys::new(key_store, &secret));
         keys.check_secret()
             .await
@@ -143,7 +146,11 @@ pub async fn open_search(settings: &Settings) -> Result<Arc<dyn SearchIndex>, Re
         Some(url) => Arc::new(
             MeiliSearch::connect(
                 url,
-                settings.search.meili_key.as_deref(),
+                settings
+                    .search
+                    .meili_key
+                    .as_ref()
+                    .map(|k| k.expose_secret()),
                 &settings.search.meili_index,
             )
             .await?,
@@ -183,7 +190,7 @@ async fn refuse_pending_migrations(url: &str) -> Result<(), StartupError> {
 pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
     let mut applied = Vec::new();
     if let Some(url) = &settings.database_url {
-        let done = infra::migrations::migrate(url)
+        let done = infra::migrations::migrate(url.expose_secret())
             .await
             .map_err(|e| StartupError::Config(e.to_string()))?;
         applied = done.iter().map(|(v, d)| format!("{v} {d}")).collect();
@@ -209,7 +216,8 @@ impl Application {
     /// Opens the stores, starts the projectors and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         crate::metrics::handle();
-        tracing::debug!(settings = ?redacted(&settings), "configuration");
+        // Secrets are `SecretString`s, whose `Debug` is `[REDACTED]`.
+        tracing::debug!(?settings, "configuration");
         let mut stores = Stores::open(&settings).await?;
         let secret = server_secret(&settings)?;
         let scheme = settings
@@ -223,7 +231,11 @@ impl Application {
                 &SmtpSettings {
                     url: url.clone(),
                     username: settings.mail.smtp_username.clone(),
-                    password: settings.mail.smtp_password.clone(),
+                    password: settings
+                        .mail
+                        .smtp_password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_owned()),
                 },
             )?),
             None => Arc::new(LettreMailer::outbox(
@@ -437,7 +449,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
 /// first use. Replicas sharing one database must share it: set `secret` for them.
 pub fn server_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     match &settings.secret {
-        Some(hex_key) => hex::decode(hex_key.trim())
+        Some(hex_key) => hex::decode(hex_key.expose_secret().trim())
             .map_err(|e| StartupError::Config(format!("secret: not a hex key: {e}"))),
         None => load_or_create_secret(&settings.data.join("secret.key")),
     }
@@ -478,27 +490,4 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
-}
-
-fn redacted(settings: &Settings) -> Settings {
-    let mut s = settings.clone();
-    if s.mail.smtp_password.is_some() {
-        s.mail.smtp_password = Some("***".into());
-    }
-    if s.secret.is_some() {
-        s.secret = Some("***".into());
-    }
-    if s.export_key.is_some() {
-        s.export_key = Some("***".into());
-    }
-    if s.search.meili_key.is_some() {
-        s.search.meili_key = Some("***".into());
-    }
-    if s.database_url.is_some() {
-        s.database_url = Some("postgres://*** (redacted)".into());
-    }
-    if s.key_store.as_deref().is_some_and(|k| k.contains("://")) {
-        s.key_store = Some("postgres://*** (redacted)".into());
-    }
-    s
 }
