@@ -1,5 +1,17 @@
 //! Configuration in one place: typed, layered (defaults < TOML file < `TREEHOLE_*` environment
-//! < command-line flags).
+//! < command-line flags) by figment.
+//!
+//! The keys are the fields of [`Settings`] (`kafka.brokers`), nothing else: the list of them,
+//! and the shape of each value, are read off the serialized defaults ([`keys`]). Each key is
+//! also an environment variable, `TREEHOLE_` and its path in capitals with `_` for `.`
+//! (`TREEHOLE_KAFKA_BROKERS`); a few sections keep an older spelling beside it
+//! ([`OLDER_SPELLINGS`]: `TREEHOLE_RATE_LIMIT_*`, `TREEHOLE_MEILI_*`, ...). Other `TREEHOLE_*`
+//! variables (`TREEHOLE_CONFIG`, the tests' and the worker's) are not settings and are left
+//! alone. A variable or a flag is text: a list is written `1,3,7,30`, a table `k=v,k=v`, and
+//! the rest is converted to the field's type when the settings are extracted (`30`, `off`).
+//!
+//! Secrets (keys, passwords, URLs that may carry a password) are [`SecretString`]s: their
+//! `Debug` is `[REDACTED]`, so the settings can be printed whole, and they never serialize.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,6 +19,10 @@ use std::path::{Path, PathBuf};
 
 use commands::PasswordPolicy;
 use domain::pseudonym::{InvalidScheme, PseudonymScheme};
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -17,21 +33,21 @@ pub struct Settings {
     /// Directory of the embedded databases, the outbox and the secret key.
     pub data: PathBuf,
     /// `postgres://...`: keep the event log and read models in PostgreSQL instead of `data`.
-    #[serde(skip_serializing)]
-    pub database_url: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub database_url: Option<SecretString>,
     /// The server key (hex) for verification-code hashes; default: `<data>/secret.key`,
     /// created on first start. Replicas that share a database must share it.
-    #[serde(skip_serializing)]
-    pub secret: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub secret: Option<SecretString>,
     /// The key (hex, at least 16 bytes) of the pseudonymous ids in `treehole events export`;
     /// default: derived from the server key, so one deployment's exports join.
-    #[serde(skip_serializing)]
-    pub export_key: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub export_key: Option<SecretString>,
     /// Where the users' data keys are (crypto-shredding), when not beside this process's log:
     /// a `postgres://` URL, or the path of the embedded `events.db`. For workers that project
     /// from the Kafka topic into read models of their own; they need the `secret` too.
-    #[serde(skip_serializing)]
-    pub key_store: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub key_store: Option<SecretString>,
     pub rate_limits: RateLimits,
     pub mail: MailSettings,
     pub pseudonyms: PseudonymSettings,
@@ -250,8 +266,8 @@ pub struct SearchConfig {
     /// `TREEHOLE_MEILI_URL`, e.g. `http://meilisearch:7700`.
     pub meili_url: Option<String>,
     /// `TREEHOLE_MEILI_KEY`: the master key or an API key allowed to manage indexes.
-    #[serde(skip_serializing)]
-    pub meili_key: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub meili_key: Option<SecretString>,
     /// `TREEHOLE_MEILI_INDEX`: the live index (a rebuild uses `<index>_build` beside it).
     pub meili_index: String,
 }
@@ -396,8 +412,8 @@ pub struct MailSettings {
     /// lettre SMTP URL (`smtps://host:465`, `smtp://host:587?tls=required`); unset = outbox.
     pub smtp_url: Option<String>,
     pub smtp_username: Option<String>,
-    #[serde(skip_serializing)]
-    pub smtp_password: Option<String>,
+    #[serde(serialize_with = "unset")]
+    pub smtp_password: Option<SecretString>,
 }
 
 impl Default for MailSettings {
@@ -470,6 +486,12 @@ impl PasswordSettings {
     }
 }
 
+/// Secrets never leave through serde: they serialize as unset, so the defaults still name
+/// their keys (and [`keys`] lists them) while nothing can write their values out.
+fn unset<S: serde::Serializer>(_: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_none()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -481,106 +503,11 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Environment variables and the setting each one sets.
-const ENV: &[(&str, &str)] = &[
-    ("TREEHOLE_LISTEN", "listen"),
-    ("TREEHOLE_DATA", "data"),
-    ("TREEHOLE_DATABASE_URL", "database_url"),
-    ("TREEHOLE_SECRET", "secret"),
-    ("TREEHOLE_EXPORT_KEY", "export_key"),
-    ("TREEHOLE_KEY_STORE", "key_store"),
-    ("TREEHOLE_RATE_LIMITS", "rate_limits.enabled"),
-    (
-        "TREEHOLE_RATE_LIMIT_CODES_PER_EMAIL_PER_HOUR",
-        "rate_limits.codes_per_email_per_hour",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_CODES_PER_IP_PER_HOUR",
-        "rate_limits.codes_per_ip_per_hour",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_REGISTRATIONS_PER_IP_PER_HOUR",
-        "rate_limits.registrations_per_ip_per_hour",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_LOGINS_PER_IP_PER_MINUTE",
-        "rate_limits.logins_per_ip_per_minute",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_REACTIONS_PER_USER_PER_MINUTE",
-        "rate_limits.reactions_per_user_per_minute",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_VOTES_PER_USER_PER_MINUTE",
-        "rate_limits.votes_per_user_per_minute",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_FOLLOWS_PER_USER_PER_MINUTE",
-        "rate_limits.follows_per_user_per_minute",
-    ),
-    (
-        "TREEHOLE_RATE_LIMIT_STREAMS_PER_USER",
-        "rate_limits.streams_per_user",
-    ),
-    ("TREEHOLE_HOT_COMMENTER", "hot.commenter"),
-    ("TREEHOLE_HOT_LIKE", "hot.like"),
-    ("TREEHOLE_HOT_DISLIKE", "hot.dislike"),
-    ("TREEHOLE_HOT_FOLLOWER", "hot.follower"),
-    ("TREEHOLE_HOT_SECONDS_PER_POINT", "hot.seconds_per_point"),
-    ("TREEHOLE_HOT_WINDOW", "hot.window"),
-    (
-        "TREEHOLE_MODERATION_REPORT_WEIGHT",
-        "moderation.report_weight",
-    ),
-    ("TREEHOLE_MODERATION_REMOVE_AT", "moderation.remove_at"),
-    ("TREEHOLE_MODERATION_FOLD_AT", "moderation.fold_at"),
-    (
-        "TREEHOLE_MODERATION_SWEEP_INTERVAL_MS",
-        "moderation.sweep_interval_ms",
-    ),
-    (
-        "TREEHOLE_MODERATION_SANCTION_DAYS",
-        "moderation.sanction_days",
-    ),
-    ("TREEHOLE_MAIL_FROM", "mail.from"),
-    ("TREEHOLE_SMTP_URL", "mail.smtp_url"),
-    ("TREEHOLE_SMTP_USERNAME", "mail.smtp_username"),
-    ("TREEHOLE_SMTP_PASSWORD", "mail.smtp_password"),
-    ("TREEHOLE_HOST_NAME", "pseudonyms.host_name"),
-    ("TREEHOLE_PASSWORD_MEMORY_KIB", "password.memory_kib"),
-    ("TREEHOLE_PASSWORD_ITERATIONS", "password.iterations"),
-    ("TREEHOLE_SESSION_TTL_HOURS", "session_ttl_hours"),
-    ("TREEHOLE_SESSIONS_MAX_PER_USER", "sessions.max_per_user"),
-    (
-        "TREEHOLE_SESSIONS_SEEN_FLUSH_SECS",
-        "sessions.seen_flush_secs",
-    ),
-    ("TREEHOLE_CONSISTENCY_TIMEOUT_MS", "consistency_timeout_ms"),
-    ("TREEHOLE_MAX_BODY_BYTES", "max_body_bytes"),
-    ("TREEHOLE_HTTP_HEADER_TIMEOUT_MS", "http.header_timeout_ms"),
-    ("TREEHOLE_HTTP_BODY_TIMEOUT_MS", "http.body_timeout_ms"),
-    ("TREEHOLE_LOG_FORMAT", "log_format"),
-    ("TREEHOLE_PROJECTORS", "projectors"),
-    ("TREEHOLE_MIGRATE_ON_START", "migrate_on_start"),
-    ("TREEHOLE_KAFKA_BROKERS", "kafka.brokers"),
-    ("TREEHOLE_KAFKA_TOPIC", "kafka.topic"),
-    ("TREEHOLE_KAFKA_PARTITIONS", "kafka.partitions"),
-    ("TREEHOLE_KAFKA_GROUP_PREFIX", "kafka.group_prefix"),
-    ("TREEHOLE_KAFKA_RELAY", "kafka.relay"),
-    ("TREEHOLE_KAFKA_OPTIONS", "kafka.options"),
-    ("TREEHOLE_MEILI_URL", "search.meili_url"),
-    ("TREEHOLE_MEILI_KEY", "search.meili_key"),
-    ("TREEHOLE_MEILI_INDEX", "search.meili_index"),
-    ("TREEHOLE_TASK_MAX_ATTEMPTS", "tasks.max_attempts"),
-    ("TREEHOLE_TASK_REAP_INTERVAL_MS", "tasks.reap_interval_ms"),
-    (
-        "TREEHOLE_WEBHOOKS_ALLOW_INTERNAL",
-        "webhooks.allow_internal",
-    ),
-    ("TREEHOLE_WEBHOOKS_DELIVER", "webhooks.deliver"),
-    ("TREEHOLE_WEBHOOK_MAX_ATTEMPTS", "webhooks.max_attempts"),
-    ("TREEHOLE_WEBHOOK_BACKOFF_MS", "webhooks.backoff_ms"),
-];
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
 
 /// Builds the settings from an optional TOML file, the environment and flag overrides
 /// (`(key path, value)` pairs such as `("listen", "0.0.0.0:8080")`).
@@ -589,261 +516,565 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
     flags: &[(&str, String)],
 ) -> Result<Settings, ConfigError> {
-    let mut table = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.into(),
-                source,
-            })?;
-            text.parse::<toml::Table>()
-                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
-        }
-        None => toml::Table::new(),
-    };
-    let mut overrides: BTreeMap<&str, String> = BTreeMap::new();
-    for (var, key) in ENV {
-        // An empty variable counts as unset, as compose files write `VAR: ${VAR:-}`.
-        if let Some(v) = env(var).filter(|v| !v.is_empty()) {
-            overrides.insert(key, v);
-        }
+    let mut layers = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = file {
+        // figment reads a missing file as an empty one; a file named but absent is a mistake.
+        std::fs::File::open(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        layers = layers.merge(Toml::file_exact(path));
     }
-    for (key, v) in flags {
-        overrides.insert(key, v.clone());
-    }
-    for (key, raw) in overrides {
-        set(&mut table, key, value_of(key, &raw));
-    }
-    let settings: Settings = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
-    settings
-        .pseudonyms
-        .scheme()
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    crate::background::projector::Selection::parse(&settings.projectors)
-        .map_err(|e| ConfigError::Invalid(format!("projectors: {e}")))?;
-    if settings.sessions.max_per_user == 0 || settings.sessions.seen_flush_secs == 0 {
-        return Err(ConfigError::Invalid(
-            "sessions: max_per_user and seen_flush_secs must be at least 1".into(),
-        ));
-    }
-    if settings.session_ttl_hours == 0 {
-        return Err(ConfigError::Invalid(
-            "session_ttl_hours must be at least 1".into(),
-        ));
-    }
-    if settings.http.header_timeout_ms == 0 || settings.http.body_timeout_ms == 0 {
-        return Err(ConfigError::Invalid(
-            "http: header_timeout_ms and body_timeout_ms must be at least 1".into(),
-        ));
-    }
+    let settings: Settings = layers
+        .merge(Layer::environment(env)?)
+        .merge(Layer::flags(flags))
+        // Lossy: the text of a variable or a flag becomes the number or boolean its field is.
+        .extract_lossy()?;
+    settings.check()?;
     Ok(settings)
 }
 
-/// Interprets an environment or flag string as the TOML value the key expects.
-fn value_of(key: &str, raw: &str) -> toml::Value {
-    if key == "kafka.options" {
-        // `k=v,k=v`: librdkafka option names and values (no commas inside values).
-        let table = raw
-            .split(',')
-            .filter(|kv| !kv.trim().is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (
-                    k.trim().to_owned(),
-                    toml::Value::String(v.trim().to_owned()),
-                )
-            })
-            .collect();
-        return toml::Value::Table(table);
+impl Settings {
+    /// What the types alone do not say.
+    fn check(&self) -> Result<(), ConfigError> {
+        self.pseudonyms
+            .scheme()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        crate::background::projector::Selection::parse(&self.projectors)
+            .map_err(|e| ConfigError::Invalid(format!("projectors: {e}")))?;
+        if self.sessions.max_per_user == 0 || self.sessions.seen_flush_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "sessions: max_per_user and seen_flush_secs must be at least 1".into(),
+            ));
+        }
+        if self.session_ttl_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "session_ttl_hours must be at least 1".into(),
+            ));
+        }
+        if self.http.header_timeout_ms == 0 || self.http.body_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "http: header_timeout_ms and body_timeout_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
-    if key == "moderation.sanction_days" {
-        // `1,3,7,30`: whole days, in order.
-        return toml::Value::Array(
-            raw.split(',')
-                .filter(|d| !d.trim().is_empty())
-                .map(|d| {
-                    d.trim()
-                        .parse::<i64>()
-                        .map_or_else(|_| toml::Value::String(d.to_owned()), toml::Value::Integer)
-                })
-                .collect(),
-        );
-    }
-    if key == "kafka.brokers"
-        || key == "kafka.topic"
-        || key == "kafka.group_prefix"
-        || key.starts_with("search.")
-    {
-        return toml::Value::String(raw.to_owned());
-    }
-    if key == "rate_limits.enabled"
-        || key == "migrate_on_start"
-        || key == "kafka.relay"
-        || key == "webhooks.allow_internal"
-        || key == "webhooks.deliver"
-    {
-        return toml::Value::Boolean(!matches!(
-            raw.to_ascii_lowercase().as_str(),
-            "off" | "false" | "0" | "no"
-        ));
-    }
-    // Hex keys: one that happens to be all digits is still a string.
-    if key == "secret" || key == "export_key" {
-        return toml::Value::String(raw.to_owned());
-    }
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    toml::Value::String(raw.to_owned())
 }
 
-fn set(table: &mut toml::Table, path: &str, value: toml::Value) {
-    match path.split_once('.') {
+/// Every key (`kafka.brokers`) with its default, read off the serialized defaults: a key is a
+/// leaf of that tree, and so is an empty table (a map-valued key such as `kafka.options`,
+/// whose entries are the user's, not ours).
+pub fn keys() -> Vec<(String, Value)> {
+    fn walk(path: &str, value: Value, keys: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Dict(_, dict) if !dict.is_empty() => {
+                for (name, value) in dict {
+                    let path = if path.is_empty() {
+                        name
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    walk(&path, value, keys);
+                }
+            }
+            leaf => keys.push((path.to_owned(), leaf)),
+        }
+    }
+    // Serializing plain data of our own (strings, numbers, lists, maps with string keys)
+    // cannot fail.
+    let defaults = Value::serialize(Settings::default()).expect("the defaults serialize");
+    let mut keys = Vec::new();
+    walk("", defaults, &mut keys);
+    keys
+}
+
+/// Names older than the rule that derives a variable from its key, still read beside the
+/// derived one: `(how a derived name starts, how the older name starts instead)`, after the
+/// `TREEHOLE_` prefix.
+pub const OLDER_SPELLINGS: &[(&str, &str)] = &[
+    ("RATE_LIMITS_ENABLED", "RATE_LIMITS"),
+    ("RATE_LIMITS_", "RATE_LIMIT_"),
+    ("PSEUDONYMS_HOST_NAME", "HOST_NAME"),
+    ("MAIL_SMTP_", "SMTP_"),
+    ("SEARCH_MEILI_", "MEILI_"),
+    ("TASKS_", "TASK_"),
+    ("WEBHOOKS_", "WEBHOOK_"),
+];
+
+/// An environment variable that sets a key.
+#[derive(Debug, Clone)]
+pub struct Variable {
+    pub name: String,
+    pub key: String,
+    default: Value,
+}
+
+/// Every variable the settings read: each key's derived name, then its older spellings.
+pub fn variables() -> Vec<Variable> {
+    let mut variables = Vec::new();
+    for (key, default) in keys() {
+        let derived = key.replace('.', "_").to_ascii_uppercase();
+        let older = OLDER_SPELLINGS
+            .iter()
+            .filter_map(|(new, old)| derived.strip_prefix(new).map(|rest| format!("{old}{rest}")));
+        for name in std::iter::once(derived.clone()).chain(older) {
+            variables.push(Variable {
+                name: format!("TREEHOLE_{name}"),
+                key: key.clone(),
+                default: default.clone(),
+            });
+        }
+    }
+    variables
+}
+
+/// Values given as text, by the environment or the command line, as one figment layer whose
+/// errors name what the user wrote (`TREEHOLE_SESSIONS_MAX_PER_USER`).
+struct Layer {
+    name: &'static str,
+    values: Vec<Given>,
+}
+
+/// One value of a [`Layer`].
+struct Given {
+    /// What the user wrote to set it: a variable's name, or the key itself.
+    by: String,
+    key: String,
+    value: Value,
+}
+
+impl Layer {
+    fn environment(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut values: Vec<Given> = Vec::new();
+        for variable in variables() {
+            // An empty variable counts as unset, as compose files write `VAR: ${VAR:-}`.
+            let Some(raw) = env(&variable.name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if let Some(other) = values.iter().find(|given| given.key == variable.key) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} and {} both set {}; keep one",
+                    other.by, variable.name, variable.key
+                )));
+            }
+            values.push(Given {
+                value: shaped(&variable.default, &raw),
+                by: variable.name,
+                key: variable.key,
+            });
+        }
+        Ok(Self {
+            name: "the environment",
+            values,
+        })
+    }
+
+    fn flags(flags: &[(&str, String)]) -> Self {
+        let defaults: BTreeMap<String, Value> = keys().into_iter().collect();
+        let values = flags
+            .iter()
+            .map(|(key, raw)| {
+                let value = match defaults.get(*key) {
+                    Some(default) => shaped(default, raw),
+                    None => raw.as_str().into(),
+                };
+                Given {
+                    by: (*key).to_owned(),
+                    key: (*key).to_owned(),
+                    value,
+                }
+            })
+            .collect();
+        Self {
+            name: "the command line",
+            values,
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let setters: BTreeMap<String, String> = self
+            .values
+            .iter()
+            .map(|given| (given.key.clone(), given.by.clone()))
+            .collect();
+        Metadata::named(self.name).interpolater(move |_, path: &[&str]| {
+            let key = path.join(".");
+            // The error may be inside the value (a list's element): name what set the value.
+            let setter = (1..=path.len())
+                .rev()
+                .find_map(|n| setters.get(&path[..n].join(".")));
+            match setter {
+                Some(setter) if *setter != key => format!("{setter} ({key})"),
+                _ => key,
+            }
+        })
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for given in &self.values {
+            insert(&mut dict, &given.key, given.value.clone());
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Puts `value` at `key`, a dotted path, in `dict`. (A nested figment would do it, but its
+/// values would carry its tags, and errors would not find this layer's names.)
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
         None => {
-            table.insert(path.to_owned(), value);
+            dict.insert(key.to_owned(), value);
         }
-        Some((head, rest)) => {
-            let entry = table
-                .entry(head.to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if !entry.is_table() {
-                *entry = toml::Value::Table(toml::Table::new());
-            }
-            if let toml::Value::Table(t) = entry {
-                set(t, rest, value);
+        Some((section, rest)) => {
+            let entry = dict
+                .entry(section.to_owned())
+                .or_insert_with(|| Dict::new().into());
+            // Keys are leaves, so a section is never a value.
+            if let Value::Dict(_, section) = entry {
+                insert(section, rest, value);
             }
         }
+    }
+}
+
+/// The text of a variable or flag, shaped like the key's default: a list is `a,b,c`, a table
+/// `k=v,k=v` (librdkafka's option names and values hold no commas); anything else stays text
+/// until extraction converts it to the field's type.
+fn shaped(default: &Value, raw: &str) -> Value {
+    let items = || {
+        raw.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+    };
+    match default {
+        Value::Array(..) => items().map(Value::from).collect::<Vec<_>>().into(),
+        Value::Dict(..) => items()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.trim().to_owned(), Value::from(v.trim()))
+            })
+            .collect::<Dict>()
+            .into(),
+        _ => raw.into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
-    /// Every `TREEHOLE_*` variable the README's configuration table or this file's documentation
-    /// promises is read (`TREEHOLE_WEBHOOKS_DELIVER` once was promised and silently ignored).
-    #[test]
-    fn every_documented_variable_is_read() {
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn toml_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let file = dir.path().join("treehole.toml");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    /// The configuration section of the README: its table's rows.
+    fn readme_rows() -> Vec<&'static str> {
         let readme = include_str!("../../../README.md");
-        let table = readme
+        let start = readme
+            .find("\n## Configuration\n")
+            .expect("a Configuration section");
+        let section = &readme[start + 1..];
+        let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+        section[..end]
             .lines()
-            .filter(|l| l.starts_with("| `") && !l.starts_with("| `GET") && !l.contains(" /"));
+            .filter(|l| l.starts_with("| `"))
+            .collect()
+    }
+
+    fn variable_names(text: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("TREEHOLE_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            if name != "TREEHOLE_" {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Every key the README's table names is a key of the settings, and every `TREEHOLE_*`
+    /// variable it or this file's documentation promises is read (`TREEHOLE_WEBHOOKS_DELIVER`
+    /// once was promised and silently ignored).
+    #[test]
+    fn every_documented_key_and_variable_is_read() {
+        let keys: Vec<String> = keys().into_iter().map(|(key, _)| key).collect();
+        let rows = readme_rows();
+        assert!(rows.len() > 40, "{rows:?}");
+        for row in &rows {
+            let documented = row.split('`').nth(1).expect("a key in backticks");
+            assert!(keys.iter().any(|k| k == documented), "no key {documented}");
+        }
         let here = include_str!("config.rs")
             .lines()
             .filter(|l| l.trim_start().starts_with("///"));
-        let mut promised = std::collections::BTreeSet::new();
-        for line in table.chain(here) {
-            let mut rest = line;
-            while let Some(i) = rest.find("TREEHOLE_") {
-                let name: String = rest[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                    .collect();
-                rest = &rest[i + name.len()..];
-                if name != "TREEHOLE_" {
-                    promised.insert(name);
-                }
-            }
-        }
+        let mut promised: std::collections::BTreeSet<String> = rows
+            .iter()
+            .copied()
+            .chain(here)
+            .flat_map(variable_names)
+            .collect();
         // Read by the command line itself (clap), not by the settings.
         promised.remove("TREEHOLE_CONFIG");
         assert!(promised.len() > 30, "{promised:?}");
-        let read: std::collections::BTreeSet<&str> = ENV.iter().map(|(v, _)| *v).collect();
-        let missing: Vec<&String> = promised
-            .iter()
-            .filter(|v| !read.contains(v.as_str()))
-            .collect();
+        assert!(promised.contains("TREEHOLE_WEBHOOKS_DELIVER"));
+        let read: Vec<String> = variables().into_iter().map(|v| v.name).collect();
+        let missing: Vec<&String> = promised.iter().filter(|v| !read.contains(v)).collect();
         assert!(missing.is_empty(), "documented but never read: {missing:?}");
     }
 
     #[test]
-    fn webhook_deliveries_can_be_paused_from_the_environment() {
-        assert!(load(None, &|_| None, &[]).unwrap().webhooks.deliver);
-        let env = |k: &str| (k == "TREEHOLE_WEBHOOKS_DELIVER").then(|| "off".to_string());
-        assert!(!load(None, &env, &[]).unwrap().webhooks.deliver);
-    }
-
-    #[test]
-    fn layers_apply_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("treehole.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nsession_ttl_hours = 5\n[rate_limits]\ncodes_per_ip_per_hour = 7\n").unwrap();
-        let env = |k: &str| match k {
-            "TREEHOLE_LISTEN" => Some("127.0.0.1:9001".to_string()),
-            "TREEHOLE_RATE_LIMITS" => Some("off".to_string()),
-            _ => None,
-        };
-        let s = load(Some(&file), &env, &[("listen", "127.0.0.1:9002".into())]).unwrap();
-        assert_eq!(s.listen.port(), 9002);
-        assert_eq!(s.session_ttl_hours, 5);
-        assert_eq!(s.rate_limits.codes_per_ip_per_hour, 7);
-        assert!(!s.rate_limits.enabled);
-        let s = load(None, &|_| None, &[]).unwrap();
-        assert!(s.rate_limits.enabled);
-        assert_eq!(s.data, PathBuf::from("data"));
-    }
-
-    #[test]
-    fn session_settings_layer_like_the_others() {
-        let s = load(None, &|_| None, &[]).unwrap();
-        assert_eq!(s.session_ttl_hours, 24 * 31);
-        assert_eq!(s.sessions.max_per_user, 6);
-        assert_eq!(s.sessions.seen_flush_secs, 3600);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t.toml");
-        std::fs::write(
-            &file,
-            "session_ttl_hours = 48\n[sessions]\nmax_per_user = 3\nseen_flush_secs = 60\n",
-        )
-        .unwrap();
-        let s = load(Some(&file), &|_| None, &[]).unwrap();
-        assert_eq!(
-            (
-                s.session_ttl_hours,
-                s.sessions.max_per_user,
-                s.sessions.seen_flush_secs
-            ),
-            (48, 3, 60)
-        );
-        let env = |k: &str| match k {
-            "TREEHOLE_SESSIONS_MAX_PER_USER" => Some("2".to_string()),
-            "TREEHOLE_SESSION_TTL_HOURS" => Some("12".to_string()),
-            _ => None,
-        };
-        let s = load(Some(&file), &env, &[]).unwrap();
-        assert_eq!((s.session_ttl_hours, s.sessions.max_per_user), (12, 2));
-        assert_eq!(s.sessions.seen_flush_secs, 60, "the file still counts");
-        let flag = [("sessions.max_per_user", "9".to_string())];
-        assert_eq!(
-            load(Some(&file), &env, &flag)
-                .unwrap()
-                .sessions
-                .max_per_user,
-            9
-        );
-        for bad in [
-            ("sessions.max_per_user", "0"),
-            ("sessions.seen_flush_secs", "0"),
-            ("session_ttl_hours", "0"),
+    fn the_keys_are_the_fields_and_each_variable_names_one() {
+        let keys: Vec<String> = keys().into_iter().map(|(key, _)| key).collect();
+        for key in [
+            "listen",
+            "database_url",
+            "secret",
+            "mail.smtp_password",
+            "search.meili_key",
+            "kafka.options",
+            "moderation.sanction_days",
+            "hot.window",
+            "webhooks.deliver",
         ] {
-            assert!(
-                load(None, &|_| None, &[(bad.0, bad.1.to_string())]).is_err(),
-                "{bad:?}"
-            );
+            assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+        }
+        let mut names = std::collections::BTreeMap::new();
+        for v in variables() {
+            if let Some(other) = names.insert(v.name.clone(), v.key.clone()) {
+                panic!("{} names both {other} and {}", v.name, v.key);
+            }
+        }
+        assert_eq!(
+            names["TREEHOLE_KAFKA_REPLICATION_FACTOR"],
+            "kafka.replication_factor"
+        );
+        assert_eq!(names["TREEHOLE_RATE_LIMITS"], "rate_limits.enabled");
+        assert_eq!(names["TREEHOLE_MEILI_KEY"], "search.meili_key");
+        assert_eq!(names["TREEHOLE_HOST_NAME"], "pseudonyms.host_name");
+    }
+
+    /// A value of `key` other than its default `default`, as TOML writes it.
+    fn another(key: &str, default: &Value) -> toml::Value {
+        use toml::Value as T;
+        match key {
+            "listen" => return T::String("127.0.0.1:9999".into()),
+            "log_format" => return T::String("json".into()),
+            "projectors" => return T::String("none".into()),
+            _ => {}
+        }
+        if let Value::Empty(..) = default {
+            return T::String(format!("{key} set by a test"));
+        }
+        match T::try_from(default).unwrap() {
+            T::Boolean(b) => T::Boolean(!b),
+            T::Integer(i) => T::Integer(i + 1),
+            T::String(s) => T::String(format!("{s}-changed")),
+            T::Array(items) => T::Array(items[..1].to_vec()),
+            T::Table(t) if t.is_empty() => T::Table(
+                [("test.option".to_owned(), T::String("1".into()))]
+                    .into_iter()
+                    .collect(),
+            ),
+            other => panic!("{key}: no other value of {other:?}"),
+        }
+    }
+
+    /// `value` as an environment variable or a flag writes it.
+    fn as_text(value: &toml::Value) -> String {
+        match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(items) => items.iter().map(as_text).collect::<Vec<_>>().join(","),
+            toml::Value::Table(t) => t
+                .iter()
+                .map(|(k, v)| format!("{k}={}", as_text(v)))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        }
+    }
+
+    /// A TOML document that sets `key` (a dotted path) to `value`.
+    fn toml_setting(key: &str, value: toml::Value) -> String {
+        let doc = key.rsplit('.').fold(value, |inner, name| {
+            toml::Value::Table([(name.to_owned(), inner)].into_iter().collect())
+        });
+        toml::to_string(&doc).unwrap()
+    }
+
+    /// `settings` holds `value` at `key`, or, for a secret (which never serializes), differs
+    /// from the defaults.
+    fn assert_holds(settings: &Settings, key: &str, value: &toml::Value, how: &str) {
+        let defaults = format!("{:?}", Settings::default());
+        assert_ne!(format!("{settings:?}"), defaults, "{how} changed nothing");
+        let serialized = Value::serialize(settings).unwrap();
+        match serialized.find_ref(key) {
+            Some(Value::Empty(..)) => {} // a secret: see `secrets_are_held_and_never_shown`
+            Some(found) => assert_eq!(&toml::Value::try_from(found).unwrap(), value, "{how}"),
+            None => panic!("{how}: no {key} in the settings"),
+        }
+    }
+
+    /// Every key is honoured from a TOML file, from each of its environment variables (its
+    /// derived name and any older one) and from a flag.
+    #[test]
+    fn every_key_is_honoured_from_toml_the_environment_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let variables = variables();
+        for (key, default) in keys() {
+            let value = another(&key, &default);
+            let text = toml_setting(&key, value.clone());
+            let file = toml_file(&dir, &text);
+            let s = load(Some(&file), &no_env, &[])
+                .unwrap_or_else(|e| panic!("{key} from TOML {text:?}: {e}"));
+            assert_holds(&s, &key, &value, &format!("TOML {text:?}"));
+
+            let names: Vec<&str> = variables
+                .iter()
+                .filter(|v| v.key == key)
+                .map(|v| v.name.as_str())
+                .collect();
+            assert!(!names.is_empty(), "no variable for {key}");
+            for name in names {
+                let raw = as_text(&value);
+                let env = |var: &str| (var == name).then(|| raw.clone());
+                let s = load(None, &env, &[])
+                    .unwrap_or_else(|e| panic!("{key} from {name}={raw:?}: {e}"));
+                assert_holds(&s, &key, &value, &format!("{name}={raw:?}"));
+            }
+
+            let flag = [(key.as_str(), as_text(&value))];
+            let s = load(None, &no_env, &flag).unwrap_or_else(|e| panic!("{key} by flag: {e}"));
+            assert_holds(&s, &key, &value, &format!("flag {key}"));
         }
     }
 
     #[test]
-    fn hex_keys_stay_strings_even_when_all_digits() {
-        let env = |k: &str| match k {
-            "TREEHOLE_EXPORT_KEY" => Some("00112233445566778899".to_string()),
-            "TREEHOLE_SECRET" => Some("0123456789".to_string()),
-            _ => None,
+    fn secrets_are_held_and_never_shown() {
+        let secrets = [
+            ("TREEHOLE_DATABASE_URL", "postgres://u:hunter2@db/treehole"),
+            ("TREEHOLE_SECRET", "0123456789"),
+            ("TREEHOLE_EXPORT_KEY", "00112233445566778899"),
+            ("TREEHOLE_KEY_STORE", "postgres://u:hunter2@keys/treehole"),
+            ("TREEHOLE_SMTP_PASSWORD", "hunter2"),
+            ("TREEHOLE_MEILI_KEY", "hunter2-meili"),
+        ];
+        let env = |k: &str| {
+            secrets
+                .iter()
+                .find(|(v, _)| *v == k)
+                .map(|(_, s)| s.to_string())
         };
         let s = load(None, &env, &[]).unwrap();
-        assert_eq!(s.export_key.as_deref(), Some("00112233445566778899"));
-        assert_eq!(s.secret.as_deref(), Some("0123456789"));
+        let held = [
+            &s.database_url,
+            &s.secret,
+            &s.export_key,
+            &s.key_store,
+            &s.mail.smtp_password,
+            &s.search.meili_key,
+        ];
+        for ((_, given), held) in secrets.iter().zip(held) {
+            // Hex keys stay text even when all digits.
+            assert_eq!(held.as_ref().map(|h| h.expose_secret()), Some(*given));
+        }
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("0123456789"),
+            "{shown}"
+        );
+        let serialized = format!("{:?}", Value::serialize(&s).unwrap());
+        assert!(!serialized.contains("hunter2"), "{serialized}");
+    }
+
+    #[test]
+    fn webhook_deliveries_can_be_paused_from_the_environment() {
+        assert!(load(None, &no_env, &[]).unwrap().webhooks.deliver);
+        let env = |k: &str| (k == "TREEHOLE_WEBHOOKS_DELIVER").then(|| "off".to_string());
+        assert!(!load(None, &env, &[]).unwrap().webhooks.deliver);
+    }
+
+    /// Defaults < TOML < environment < flags, key by key: a layer overrides only what it sets.
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = toml_file(
+            &dir,
+            "listen = \"127.0.0.1:9000\"\nsession_ttl_hours = 5\nmax_body_bytes = 10\n\
+             [rate_limits]\ncodes_per_ip_per_hour = 7\n",
+        );
+        let env = |k: &str| match k {
+            "TREEHOLE_LISTEN" => Some("127.0.0.1:9001".to_string()),
+            "TREEHOLE_MAX_BODY_BYTES" => Some("20".to_string()),
+            "TREEHOLE_RATE_LIMITS" => Some("off".to_string()),
+            _ => None,
+        };
+        let flags = [("listen", "127.0.0.1:9002".to_string())];
+        let s = load(Some(&file), &env, &flags).unwrap();
+        assert_eq!(s.listen.port(), 9002, "a flag beats the environment");
+        assert_eq!(s.max_body_bytes, 20, "the environment beats the file");
+        assert_eq!(s.session_ttl_hours, 5, "the file beats the default");
+        assert_eq!(s.rate_limits.codes_per_ip_per_hour, 7);
+        assert!(!s.rate_limits.enabled);
+        assert_eq!(s.consistency_timeout_ms, 5_000, "the default stays");
+        let s = load(Some(&file), &env, &[]).unwrap();
+        assert_eq!(s.listen.port(), 9001);
+        let s = load(Some(&file), &no_env, &[]).unwrap();
+        assert_eq!((s.listen.port(), s.max_body_bytes), (9000, 10));
+        let s = load(None, &no_env, &[]).unwrap();
+        assert!(s.rate_limits.enabled);
+        assert_eq!(s.data, PathBuf::from("data"));
+        assert_eq!(s.listen.port(), 8080);
+    }
+
+    #[test]
+    fn an_empty_variable_is_unset_and_two_spellings_at_once_are_refused() {
+        let env = |k: &str| (k == "TREEHOLE_LISTEN").then(String::new);
+        assert_eq!(load(None, &env, &[]).unwrap().listen.port(), 8080);
+        let env = |k: &str| match k {
+            "TREEHOLE_TASK_MAX_ATTEMPTS" | "TREEHOLE_TASKS_MAX_ATTEMPTS" => Some("5".to_string()),
+            _ => None,
+        };
+        let e = load(None, &env, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("TREEHOLE_TASK_MAX_ATTEMPTS") && e.contains("TREEHOLE_TASKS_MAX_ATTEMPTS"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn session_settings_are_checked() {
+        let s = load(None, &no_env, &[]).unwrap();
+        assert_eq!(s.session_ttl_hours, 24 * 31);
+        assert_eq!(s.sessions.max_per_user, 6);
+        assert_eq!(s.sessions.seen_flush_secs, 3600);
+        for bad in [
+            ("sessions.max_per_user", "0"),
+            ("sessions.seen_flush_secs", "0"),
+            ("session_ttl_hours", "0"),
+            ("http.header_timeout_ms", "0"),
+            ("http.body_timeout_ms", "0"),
+        ] {
+            assert!(
+                load(None, &no_env, &[(bad.0, bad.1.to_string())]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -863,82 +1094,78 @@ mod tests {
         assert_eq!(kafka.options["session.timeout.ms"], "2000");
         assert_eq!(kafka.options["security.protocol"], "plaintext");
         assert!(!s.kafka.relay);
-        assert!(
-            load(None, &|_| None, &[])
-                .unwrap()
-                .kafka
-                .settings()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn http_timeouts_from_file_and_environment() {
+        assert!(load(None, &no_env, &[]).unwrap().kafka.settings().is_none());
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t.toml");
-        std::fs::write(
-            &file,
-            "[http]\nheader_timeout_ms = 2500\nbody_timeout_ms = 7000\n",
-        )
-        .unwrap();
-        let s = load(Some(&file), &|_| None, &[]).unwrap();
-        assert_eq!(s.http.header(), std::time::Duration::from_millis(2500));
-        assert_eq!(s.http.body(), std::time::Duration::from_millis(7000));
-        let env = |k: &str| (k == "TREEHOLE_HTTP_BODY_TIMEOUT_MS").then(|| "900".to_string());
+        let file = toml_file(&dir, "[kafka.options]\n\"session.timeout.ms\" = \"3000\"\n");
+        let s = load(Some(&file), &no_env, &[]).unwrap();
+        assert_eq!(s.kafka.options["session.timeout.ms"], "3000");
+        // The environment's options are added to the file's, and win where both name one.
         let s = load(Some(&file), &env, &[]).unwrap();
-        assert_eq!(s.http.body_timeout_ms, 900);
-        let s = load(None, &|_| None, &[]).unwrap();
-        assert_eq!(s.http.header_timeout_ms, 10_000);
-        assert_eq!(s.http.body_timeout_ms, 30_000);
-        let env = |k: &str| (k == "TREEHOLE_HTTP_HEADER_TIMEOUT_MS").then(|| "0".to_string());
-        assert!(load(None, &env, &[]).is_err());
+        assert_eq!(s.kafka.options["session.timeout.ms"], "2000");
+        assert_eq!(s.kafka.options["security.protocol"], "plaintext");
+        let file = toml_file(&dir, "[kafka.options]\n\"client.id\" = \"t\"\n");
+        let s = load(Some(&file), &env, &[]).unwrap();
+        assert_eq!(s.kafka.options.len(), 3, "{:?}", s.kafka.options);
     }
 
     #[test]
     fn moderation_settings_from_file_and_environment() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t.toml");
-        std::fs::write(
-            &file,
-            "[moderation]\nreport_weight = 5\nremove_at = 50\nfold_at = 3\n\
-             sanction_days = [2, 4]\nsweep_interval_ms = 100\n",
-        )
-        .unwrap();
-        let s = load(Some(&file), &|_| None, &[]).unwrap();
-        let m = &s.moderation;
-        assert_eq!(
-            (m.report_weight, m.remove_at, m.fold_at, m.sweep_interval_ms),
-            (5, 50, 3, 100)
-        );
+        let file = toml_file(&dir, "[moderation]\nsanction_days = [2, 4]\n");
+        let m = load(Some(&file), &no_env, &[]).unwrap().moderation;
         assert_eq!(m.policy().ladder, [2, 4].map(chrono::Duration::days));
-        let env = |k: &str| match k {
-            "TREEHOLE_MODERATION_REPORT_WEIGHT" => Some("20".to_string()),
-            "TREEHOLE_MODERATION_REMOVE_AT" => Some("60".to_string()),
-            "TREEHOLE_MODERATION_FOLD_AT" => Some("4".to_string()),
-            "TREEHOLE_MODERATION_SANCTION_DAYS" => Some("1, 2,3".to_string()),
-            "TREEHOLE_MODERATION_SWEEP_INTERVAL_MS" => Some("250".to_string()),
-            _ => None,
-        };
+        let env =
+            |k: &str| (k == "TREEHOLE_MODERATION_SANCTION_DAYS").then(|| "1, 2,3,".to_string());
         let m = load(Some(&file), &env, &[]).unwrap().moderation;
-        assert_eq!(
-            (m.report_weight, m.remove_at, m.fold_at, m.sweep_interval_ms),
-            (20, 60, 4, 250)
-        );
         assert_eq!(m.sanction_days, [1, 2, 3]);
-        let m = load(None, &|_| None, &[]).unwrap().moderation;
+        let m = load(None, &no_env, &[]).unwrap().moderation;
         assert_eq!(m.thresholds(), domain::moderation::Thresholds::default());
         assert_eq!(m.policy(), domain::sanction::SanctionPolicy::default());
-        let env = |k: &str| (k == "TREEHOLE_MODERATION_SANCTION_DAYS").then(|| "1,x".to_string());
-        assert!(load(None, &env, &[]).is_err());
     }
 
-    #[test]
-    fn bad_settings_are_reported() {
+    fn error(file: Option<&str>, env: &[(&str, &str)], flags: &[(&str, &str)]) -> String {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("t.toml");
-        std::fs::write(&file, "lissten = 1").unwrap();
-        assert!(load(Some(&file), &|_| None, &[]).is_err());
-        let env = |k: &str| (k == "TREEHOLE_HOST_NAME").then(|| "Alice".to_string());
-        assert!(load(None, &env, &[]).is_err());
+        let file = file.map(|text| toml_file(&dir, text));
+        let env = |k: &str| {
+            env.iter()
+                .find(|(v, _)| *v == k)
+                .map(|(_, s)| s.to_string())
+        };
+        let flags: Vec<(&str, String)> = flags.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        load(file.as_deref(), &env, &flags)
+            .expect_err("a bad setting")
+            .to_string()
+    }
+
+    /// A bad setting is refused with a message that names it, and where it came from.
+    #[test]
+    fn bad_settings_are_reported_by_name() {
+        let e = error(Some("lissten = 1"), &[], &[]);
+        assert!(e.contains("lissten") && e.contains("treehole.toml"), "{e}");
+        let e = error(Some("[sessions]\nmax_per_users = 1"), &[], &[]);
+        assert!(e.contains("max_per_users"), "{e}");
+        let e = error(Some("[sessions]\nmax_per_user = \"many\""), &[], &[]);
+        assert!(
+            e.contains("sessions.max_per_user") && e.contains("treehole.toml"),
+            "{e}"
+        );
+        let e = error(None, &[("TREEHOLE_SESSIONS_MAX_PER_USER", "many")], &[]);
+        assert!(e.contains("TREEHOLE_SESSIONS_MAX_PER_USER"), "{e}");
+        let e = error(None, &[("TREEHOLE_MODERATION_SANCTION_DAYS", "1,x")], &[]);
+        assert!(e.contains("TREEHOLE_MODERATION_SANCTION_DAYS"), "{e}");
+        let e = error(None, &[("TREEHOLE_WEBHOOKS_DELIVER", "maybe")], &[]);
+        assert!(e.contains("TREEHOLE_WEBHOOKS_DELIVER"), "{e}");
+        let e = error(None, &[("TREEHOLE_LOG_FORMAT", "xml")], &[]);
+        assert!(e.contains("TREEHOLE_LOG_FORMAT"), "{e}");
+        let e = error(None, &[], &[("listen", "nowhere")]);
+        assert!(e.contains("listen") && e.contains("command line"), "{e}");
+        // Checked after the types: the scheme's own message.
+        let e = error(None, &[("TREEHOLE_HOST_NAME", "Alice")], &[]);
+        assert!(e.contains("invalid configuration"), "{e}");
+        let missing = Path::new("/nonexistent/treehole.toml");
+        assert!(matches!(
+            load(Some(missing), &no_env, &[]),
+            Err(ConfigError::Read { .. })
+        ));
     }
 }

@@ -29,6 +29,7 @@ use domain::session::SessionEvent;
 use domain::user::UserEvent;
 use domain::verification::VerificationEvent;
 use domain::{Envelope, Event, NewEvent, Personal, Position, PostId, StreamId};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::cli::config::Settings;
@@ -203,7 +204,7 @@ async fn export_to(
 pub fn export_key(settings: &Settings) -> Result<Vec<u8>, EventsError> {
     match &settings.export_key {
         Some(hex_key) => {
-            let key = hex::decode(hex_key.trim())
+            let key = hex::decode(hex_key.expose_secret().trim())
                 .map_err(|e| EventsError::Invalid(format!("export_key: not a hex key: {e}")))?;
             if key.len() < 16 {
                 return Err(EventsError::Invalid(format!(

@@ -21,6 +21,7 @@ use projections::{
     EventSource, ForumQueries, ProjectionHub, ReadModelError, ReadModelStore, StatsQueries,
 };
 use rand::RngCore;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::background::projector::{Projectors, Selection};
@@ -83,6 +84,7 @@ impl Stores {
             Arc<dyn ReadModels>,
         ) = match &settings.database_url {
             Some(url) => {
+                let url = url.expose_secret();
                 if !settings.migrate_on_start {
                     refuse_pending_migrations(url).await?;
                 }
@@ -102,17 +104,18 @@ impl Stores {
                 Arc::new(SqliteReadModels::open(&data.join("readmodels.db")).await?),
             ),
         };
-        let key_store: Arc<dyn KeyStore> = match settings.key_store.as_deref() {
-            None => key_store,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?)
-            }
-            Some(path) => Arc::new(
-                SqliteKeyStore::open(Path::new(path))
-                    .await
-                    .map_err(keys_failed)?,
-            ),
-        };
+        let key_store: Arc<dyn KeyStore> =
+            match settings.key_store.as_ref().map(|k| k.expose_secret()) {
+                None => key_store,
+                Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    Arc::new(PostgresKeyStore::connect(url).await.map_err(keys_failed)?)
+                }
+                Some(path) => Arc::new(
+                    SqliteKeyStore::open(Path::new(path))
+                        .await
+                        .map_err(keys_failed)?,
+                ),
+            };
         let keys = Arc::new(Keys::new(key_store, &secret));
         keys.check_secret()
             .await
@@ -134,7 +137,11 @@ pub async fn open_search(settings: &Settings) -> Result<Arc<dyn SearchIndex>, Re
         Some(url) => Arc::new(
             MeiliSearch::connect(
                 url,
-                settings.search.meili_key.as_deref(),
+                settings
+                    .search
+                    .meili_key
+                    .as_ref()
+                    .map(|k| k.expose_secret()),
                 &settings.search.meili_index,
             )
             .await?,
@@ -174,7 +181,7 @@ async fn refuse_pending_migrations(url: &str) -> Result<(), StartupError> {
 pub async fn migrate(settings: &Settings) -> Result<Vec<String>, StartupError> {
     let mut applied = Vec::new();
     if let Some(url) = &settings.database_url {
-        let done = infra::migrations::migrate(url)
+        let done = infra::migrations::migrate(url.expose_secret())
             .await
             .map_err(|e| StartupError::Config(e.to_string()))?;
         applied = done.iter().map(|(v, d)| format!("{v} {d}")).collect();
@@ -200,7 +207,8 @@ impl Application {
     /// Opens the stores, starts the projectors and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         crate::http::metrics::handle();
-        tracing::debug!(settings = ?redacted(&settings), "configuration");
+        // Secrets are `SecretString`s, whose `Debug` is `[REDACTED]`.
+        tracing::debug!(?settings, "configuration");
         let mut stores = Stores::open(&settings).await?;
         let secret = server_secret(&settings)?;
         let scheme = settings
@@ -214,7 +222,11 @@ impl Application {
                 &SmtpSettings {
                     url: url.clone(),
                     username: settings.mail.smtp_username.clone(),
-                    password: settings.mail.smtp_password.clone(),
+                    password: settings
+                        .mail
+                        .smtp_password
+                        .as_ref()
+                        .map(|p| p.expose_secret().to_owned()),
                 },
             )?),
             None => Arc::new(LettreMailer::outbox(
@@ -419,7 +431,7 @@ fn spawn_loops(state: &AppState) {
 /// first use. Replicas sharing one database must share it: set `secret` for them.
 pub fn server_secret(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     match &settings.secret {
-        Some(hex_key) => hex::decode(hex_key.trim())
+        Some(hex_key) => hex::decode(hex_key.expose_secret().trim())
             .map_err(|e| StartupError::Config(format!("secret: not a hex key: {e}"))),
         None => load_or_create_secret(&settings.data.join("secret.key")),
     }
@@ -460,27 +472,4 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
-}
-
-fn redacted(settings: &Settings) -> Settings {
-    let mut s = settings.clone();
-    if s.mail.smtp_password.is_some() {
-        s.mail.smtp_password = Some("***".into());
-    }
-    if s.secret.is_some() {
-        s.secret = Some("***".into());
-    }
-    if s.export_key.is_some() {
-        s.export_key = Some("***".into());
-    }
-    if s.search.meili_key.is_some() {
-        s.search.meili_key = Some("***".into());
-    }
-    if s.database_url.is_some() {
-        s.database_url = Some("postgres://*** (redacted)".into());
-    }
-    if s.key_store.as_deref().is_some_and(|k| k.contains("://")) {
-        s.key_store = Some("postgres://*** (redacted)".into());
-    }
-    s
 }

@@ -14,6 +14,7 @@ use infra::read_model::{PostgresReadModels, ReadModels, SqliteReadModels};
 use projections::ReadModelStore;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -246,7 +247,7 @@ impl Meili {
     pub fn settings(&self, index: &str) -> api::cli::config::SearchConfig {
         api::cli::config::SearchConfig {
             meili_url: Some(self.url.clone()),
-            meili_key: self.key.clone(),
+            meili_key: self.key.clone().map(Into::into),
             meili_index: index.to_owned(),
         }
     }
@@ -291,11 +292,14 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.rate_limits.enabled = false;
     settings.password.memory_kib = 1024;
     settings.password.iterations = 1;
-    settings.database_url = postgres_backend().await;
+    settings.database_url = postgres_backend().await.map(Into::into);
     configure(&mut settings);
 
     let settings_data = settings.data.clone();
-    let database_url = settings.database_url.clone();
+    let database_url = settings
+        .database_url
+        .as_ref()
+        .map(|url| url.expose_secret().to_owned());
     let app = Application::build(settings)
         .await
         .expect("the application starts");

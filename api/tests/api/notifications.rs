@@ -654,8 +654,8 @@ async fn a_stream_on_another_process_is_fed_by_the_projection_and_ends_with_a_lo
     let database_url = here.database_url.clone();
     let secret = hex::encode(here.secret());
     let there = crate::helpers::spawn_app_with(|s| {
-        s.database_url = database_url.clone();
-        s.secret = Some(secret.clone());
+        s.database_url = database_url.clone().map(Into::into);
+        s.secret = Some(secret.clone().into());
         s.projectors = "none".into();
     })
     .await;

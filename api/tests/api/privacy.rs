@@ -598,7 +598,7 @@ async fn an_unsealed_log_is_sealed_by_a_copy_and_transform_import() {
     // The old account signs in through its keyed reservation, and keeps its pseudonym.
     let settings = api::cli::config::Settings {
         data: target.data.clone(),
-        database_url: target.database_url().map(str::to_owned),
+        database_url: target.database_url().map(Into::into),
         ..api::cli::config::Settings::default()
     };
     let stores = api::cli::startup::Stores::open(&settings)

@@ -249,7 +249,7 @@ async fn search_suite(engine: api::cli::config::SearchConfig) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let app = spawn_app_with(|s| {
         s.data = data.clone();
-        s.database_url = database_url.clone();
+        s.database_url = database_url.clone().map(Into::into);
         s.search = engine.clone();
         s.consistency_timeout_ms = PATIENCE_MS;
     })

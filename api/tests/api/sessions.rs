@@ -80,8 +80,8 @@ async fn logout_elsewhere(here_projects: &str) {
     // Replicas of one database share the server secret: it unwraps the users' data keys.
     let secret = hex::encode(here.secret());
     let there = spawn_app_with(|s| {
-        s.database_url = database_url.clone();
-        s.secret = Some(secret.clone());
+        s.database_url = database_url.clone().map(Into::into);
+        s.secret = Some(secret.clone().into());
     })
     .await;
     let user = here.new_user("two_homes").await;
@@ -444,8 +444,8 @@ async fn concurrent_logins_on_two_servers_leave_at_most_six_live() {
     let database_url = here.database_url.clone();
     let secret = hex::encode(here.secret());
     let there = spawn_app_with(|s| {
-        s.database_url = database_url.clone();
-        s.secret = Some(secret.clone());
+        s.database_url = database_url.clone().map(Into::into);
+        s.secret = Some(secret.clone().into());
     })
     .await;
     here.new_user("two_doors").await;
