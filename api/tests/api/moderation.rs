@@ -748,3 +748,66 @@ async fn a_reporter_who_leaves_takes_their_text_along_and_a_rebuild_agrees() {
     app.rebuild(&admin.token, "moderation").await;
     assert_eq!(queued(&app, &moderator).await, after);
 }
+
+#[tokio::test]
+async fn sanctioning_an_author_who_left_answers_and_logs_as_for_anyone() {
+    let app = spawn_app().await;
+    let moderator = app.new_moderator("departedmod").await;
+    let (stays, leaves) = (
+        app.new_user("departedstays").await,
+        app.new_user("departedleaves").await,
+    );
+    let kept = anonymous_post(&app, &stays, "an author who stays").await;
+    let left = anonymous_post(&app, &leaves, "an author who leaves").await;
+    app.request_code(&leaves.email).await.expect(202);
+    let code = app.code_for(&leaves.email);
+    crate::privacy::unregister(&app, &leaves.token, crate::helpers::PASSWORD, &code)
+        .await
+        .expect(200);
+
+    let mut answers = Vec::new();
+    for post in [&kept, &left] {
+        let reply = act(
+            &app,
+            &moderator.token,
+            &format!("/moderation/posts/{post}/acts"),
+            "sanction",
+            "abuse",
+        )
+        .await;
+        let body = reply.expect(200);
+        assert!(position(&body) > 0, "{body}");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+        answers.push(body["act"].clone());
+        assert_eq!(acts_on(&app, post).await, ["sanction"]);
+    }
+    assert_eq!(answers[0], answers[1]);
+    // The one who stayed is sanctioned; the ledger's other entry binds nobody.
+    let mine = sanctions(&app, &stays).await;
+    assert_eq!(mine["items"].as_array().map(Vec::len), Some(1), "{mine}");
+    // A second sanction for either item is refused alike.
+    for post in [&kept, &left] {
+        act(
+            &app,
+            &moderator.token,
+            &format!("/moderation/posts/{post}/acts"),
+            "sanction",
+            "abuse",
+        )
+        .await
+        .expect_problem(409);
+    }
+    // Every projection took the sanction that binds nobody in its stride.
+    let head = app.head().await;
+    app.get_auth(&format!("/me/sanctions?after={head}"), &stays.token)
+        .await
+        .expect(200);
+    app.get(&format!("/moderation/log?after={head}"))
+        .await
+        .expect(200);
+    app.get_auth(&format!("/me/notifications?after={head}"), &stays.token)
+        .await
+        .expect(200);
+    app.get("/readyz").await.expect(200);
+    app.assert_no_server_errors();
+}

@@ -228,16 +228,30 @@ pub(crate) async fn sanction_author(
         .load_cached::<Post>(&item.post_id.stream())
         .await?
         .state;
-    let user = post.author_of(item.comment_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "Conflict",
-            "the author of this item has left; there is nobody to sanction",
-        )
-    })?;
+    // An author who left is sanctioned as anyone else, on a subject nobody is whose key is
+    // destroyed once the sanction is stored: a distinct answer (or a missing log entry) would
+    // tell the moderator that the anonymous author of this item has unregistered. (A cached
+    // Post may still hold the id of an author who left since: their key is gone.)
     let sanction_id = SanctionId::new(Uuid::now_v7());
-    let subject = state.keys.sanction_handle(user, sanction_id).await?;
+    let author = match post.author_of(item.comment_id) {
+        Some(user) => match state.keys.sanction_handle(user, sanction_id).await {
+            Ok(subject) => Some((user, subject)),
+            Err(commands::KeyError::Destroyed(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let (user, subject, departed) = match author {
+        Some((user, subject)) => (user, subject, false),
+        None => {
+            let nobody = UserId::new(Uuid::now_v7());
+            (
+                nobody,
+                state.keys.sanction_handle(nobody, sanction_id).await?,
+                true,
+            )
+        }
+    };
     let command = SanctionCommand::Impose {
         sanction_id,
         user,
@@ -255,8 +269,11 @@ pub(crate) async fn sanction_author(
             &state.sanction_policy,
             &context(actor, None, None),
         )
-        .await?;
-    Ok(outcome.position)
+        .await;
+    if departed {
+        state.keys.shred(user).await?;
+    }
+    Ok(outcome?.position)
 }
 
 /// Sanctions, every `interval` until shutdown, the authors of removed items still due one: the
@@ -269,8 +286,8 @@ pub async fn sanction_due(
 ) -> Result<(), LoopError> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Items whose author cannot be sanctioned (they left, or were sanctioned for the item
-    // before it was removed): not asked about again by this process.
+    // Items whose author cannot be sanctioned again (they were sanctioned for the item before
+    // it was removed): not asked about again by this process.
     let mut settled: HashSet<Item> = HashSet::new();
     loop {
         tokio::select! {
