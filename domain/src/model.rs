@@ -10,11 +10,14 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::ids::{StreamId, UserId};
-use crate::values::{Actor, InvalidValue};
+use crate::values::{Actor, InvalidValue, string_conversions};
 
 /// A model's name: 1 to 64 of `a-z`, `0-9`, `-`, `_`, `.`, starting with a letter or digit.
+///
+/// Deserialized through [`ModelName::parse`] like every validated value; the rule has not
+/// changed since the first model was registered, so every name in the log reads back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ModelName(String);
 
 impl ModelName {
@@ -42,6 +45,8 @@ impl ModelName {
         StreamId::parse(format!("model-{}", self.0)).expect("model names are valid stream keys")
     }
 }
+
+string_conversions!(ModelName);
 
 /// What a model is and accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,5 +291,28 @@ mod tests {
         for bad in ["", "SDXL", "-x", "a b", &"x".repeat(65), "模型"] {
             assert!(ModelName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deserializing_goes_through_parse() {
+        for bad in [
+            json!(""),
+            json!("SDXL"),
+            json!("-x"),
+            json!("a b"),
+            json!("模型"),
+        ] {
+            let read: Result<ModelName, _> = serde_json::from_value(bad.clone());
+            assert!(read.is_err(), "{bad} deserialized");
+        }
+        let name: ModelName = serde_json::from_str(r#""comfy-ui_v1.5""#).unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""comfy-ui_v1.5""#);
+        // An event in the log carries its name as a plain string, as before.
+        let by = Uuid::from_u128(7);
+        let stored = json!({"name": "sdxl", "by": by});
+        let event = ModelEvent::decode("ModelDisabled", 1, &stored).unwrap();
+        assert_eq!(event.encode().1, stored);
+        let forged = json!({"name": "SDXL", "by": by});
+        assert!(ModelEvent::decode("ModelDisabled", 1, &forged).is_err());
     }
 }
