@@ -81,7 +81,7 @@ pub enum ModelCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ModelEvent {
     ModelRegistered {
@@ -105,14 +105,7 @@ pub enum ModelEvent {
     },
 }
 
-impl DomainEvent for ModelEvent {
-    const TYPES: &'static [&'static str] = &[
-        "ModelRegistered",
-        "ModelUpdated",
-        "ModelDisabled",
-        "ModelEnabled",
-    ];
-}
+impl DomainEvent for ModelEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {

@@ -240,7 +240,7 @@ impl Author {
 
 /// What happened to a post. Schema 2: authors as [`Author`]; deletions name the deleting user
 /// only when an admin deleted (an author deleting their own anonymous comment is not unmasked).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum PostEvent {
     PostPublished {
@@ -399,22 +399,6 @@ pub enum PostEvent {
 }
 
 impl DomainEvent for PostEvent {
-    const TYPES: &'static [&'static str] = &[
-        "PostPublished",
-        "CommentAdded",
-        "CommentDeleted",
-        "PostDeleted",
-        "ReactionSet",
-        "PollOpened",
-        "PollVoted",
-        "FollowSet",
-        "ItemReported",
-        "ItemFolded",
-        "ItemUnfolded",
-        "ItemRemoved",
-        "ItemRestored",
-    ];
-
     fn schema(&self) -> u32 {
         2
     }

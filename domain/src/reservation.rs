@@ -82,7 +82,7 @@ pub enum ReservationCommand {
     Release,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ReservationEvent {
     /// Schema 2: the owner is sealed (schema 1 had it in clear).
@@ -93,8 +93,6 @@ pub enum ReservationEvent {
 }
 
 impl DomainEvent for ReservationEvent {
-    const TYPES: &'static [&'static str] = &["IdentityReserved", "IdentityReleased"];
-
     fn schema(&self) -> u32 {
         match self {
             ReservationEvent::IdentityReserved { .. } => 2,

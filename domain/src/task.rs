@@ -113,7 +113,7 @@ pub enum TaskCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum TaskEvent {
     TaskPublished {
@@ -177,20 +177,7 @@ pub enum TaskEvent {
     },
 }
 
-impl DomainEvent for TaskEvent {
-    const TYPES: &'static [&'static str] = &[
-        "TaskPublished",
-        "TaskClaimed",
-        "TaskLeaseExtended",
-        "TaskSucceeded",
-        "TaskAttemptFailed",
-        "TaskRequeued",
-        "TaskFailed",
-        "TaskCancelled",
-        "WebhookAttempted",
-        "WebhookAbandoned",
-    ];
-}
+impl DomainEvent for TaskEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {

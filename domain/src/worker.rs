@@ -25,7 +25,7 @@ pub enum WorkerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum WorkerEvent {
     WorkerRegistered {
@@ -42,9 +42,7 @@ pub enum WorkerEvent {
     },
 }
 
-impl DomainEvent for WorkerEvent {
-    const TYPES: &'static [&'static str] = &["WorkerRegistered", "WorkerRevoked"];
-}
+impl DomainEvent for WorkerEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkerError {
