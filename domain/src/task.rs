@@ -223,6 +223,56 @@ impl TaskStatus {
     pub fn is_final(&self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
+
+    /// Where the task is, without the holder and lease of a running one.
+    pub fn state(&self) -> TaskState {
+        match self {
+            Self::Queued => TaskState::Queued,
+            Self::Running { .. } => TaskState::Running,
+            Self::Succeeded => TaskState::Succeeded,
+            Self::Failed => TaskState::Failed,
+            Self::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+/// Where a task is, as the read side stores it and the API shows it: a [`TaskStatus`] without
+/// the holder and lease of a running task (the read model keeps those in columns of their
+/// own). Written `queued`, `running`, `succeeded`, `failed` or `cancelled`, the same by serde
+/// and by [`TaskState::as_str`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    /// The stored and shown spelling; [`str::parse`] reads it back.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -475,6 +525,26 @@ impl Aggregate for Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_states_are_spelled_alike_by_serde_and_as_str() {
+        for (state, name) in [
+            (TaskState::Queued, "queued"),
+            (TaskState::Running, "running"),
+            (TaskState::Succeeded, "succeeded"),
+            (TaskState::Failed, "failed"),
+            (TaskState::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+            assert_eq!(name.parse::<TaskState>(), Ok(state));
+            assert_eq!(
+                serde_json::from_value::<TaskState>(name.into()).unwrap(),
+                state
+            );
+        }
+        assert!("Queued".parse::<TaskState>().is_err());
+    }
     use crate::worker::WorkerEvent;
     use serde_json::json;
     use uuid::Uuid;

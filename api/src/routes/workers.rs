@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::model::{Model, ModelName};
-use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent};
+use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent, TaskState};
 use domain::worker::{Worker, WorkerCommand};
 use domain::{Position, TaskId, WorkerId};
 use projections::tasks::WorkerView;
@@ -509,7 +509,8 @@ pub struct FailRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailReported {
     /// `queued` (it will be tried again) or `failed`.
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: TaskState,
     pub position: Position,
 }
 
@@ -544,9 +545,9 @@ pub async fn fail(
         .any(|r| matches!(r.event, TaskEvent::TaskRequeued { .. }));
     Ok(Json(FailReported {
         status: if requeued {
-            projections::tasks::QUEUED
+            TaskState::Queued
         } else {
-            projections::tasks::FAILED
+            TaskState::Failed
         },
         position: outcome.position,
     }))
