@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event;
 pub mod export;
 pub mod ids;
+pub mod keyed_hash;
 pub mod model;
 pub mod moderation;
 pub mod personal;
