@@ -22,7 +22,6 @@ use serde_json::Value;
 ///         tags: vec![],
 ///         anonymous: true,
 ///         poll: None,
-///         at: chrono::Utc::now(),
 ///     }, &services)
 ///     .unwrap();
 /// let mut post = Post::default();
