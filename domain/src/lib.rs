@@ -21,6 +21,8 @@ pub mod sanction;
 pub mod session;
 pub mod stored;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod user;
 pub mod values;
 pub mod verification;

@@ -204,6 +204,7 @@ impl Aggregate for Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
     use serde_json::json;
     use uuid::Uuid;
 
@@ -232,48 +233,91 @@ mod tests {
         }
     }
 
-    fn given(cmds: &[ModelCommand]) -> Model {
-        let mut m = Model::default();
-        for c in cmds {
-            for e in m.decide(c, &()).expect("given commands are accepted") {
-                m.evolve(&e);
-            }
+    fn sdxl() -> ModelName {
+        ModelName::parse("sdxl").unwrap()
+    }
+
+    fn by() -> UserId {
+        actor(true).user_id
+    }
+
+    fn registered() -> ModelEvent {
+        ModelEvent::ModelRegistered {
+            name: sdxl(),
+            spec: spec(),
+            enabled: true,
+            by: by(),
         }
-        m
+    }
+
+    fn disabled() -> ModelEvent {
+        ModelEvent::ModelDisabled {
+            name: sdxl(),
+            by: by(),
+        }
     }
 
     #[test]
     fn only_admins_register_and_names_are_unique() {
-        assert_eq!(
-            Model::default().decide(&register(false), &()),
-            Err(ModelError::NotAdmin)
-        );
-        let m = given(&[register(true)]);
-        assert!(m.exists() && m.enabled);
-        assert_eq!(
-            m.decide(&register(true), &()),
-            Err(ModelError::AlreadyExists)
-        );
+        given::<Model>([])
+            .when(&register(false))
+            .then_error(ModelError::NotAdmin)
+            .when(&register(true))
+            .then([registered()]);
+        given::<Model>([registered()])
+            .when(&register(true))
+            .then_error(ModelError::AlreadyExists);
+    }
+
+    #[test]
+    fn admins_update_a_model_that_exists() {
+        let update = |is_admin| ModelCommand::Update {
+            spec: ModelSpec {
+                max_concurrent: 4,
+                ..spec()
+            },
+            by: actor(is_admin),
+        };
+        given::<Model>([])
+            .when(&update(true))
+            .then_error(ModelError::NotFound);
+        let g = given::<Model>([registered()])
+            .when(&update(false))
+            .then_error(ModelError::NotAdmin)
+            .when(&update(true))
+            .then([ModelEvent::ModelUpdated {
+                name: sdxl(),
+                spec: ModelSpec {
+                    max_concurrent: 4,
+                    ..spec()
+                },
+                by: by(),
+            }]);
+        assert_eq!(g.state().spec.as_ref().map(|s| s.max_concurrent), Some(4));
     }
 
     #[test]
     fn disable_and_enable_change_state_once() {
-        let m = given(&[register(true), ModelCommand::Disable { by: actor(true) }]);
-        assert!(!m.enabled);
-        assert_eq!(
-            m.decide(&ModelCommand::Disable { by: actor(true) }, &()),
-            Ok(vec![])
-        );
-        let m = given(&[
-            register(true),
-            ModelCommand::Disable { by: actor(true) },
-            ModelCommand::Enable { by: actor(true) },
-        ]);
-        assert!(m.enabled);
-        assert_eq!(
-            Model::default().decide(&ModelCommand::Disable { by: actor(true) }, &()),
-            Err(ModelError::NotFound)
-        );
+        let disable = ModelCommand::Disable { by: actor(true) };
+        let enable = ModelCommand::Enable { by: actor(true) };
+        let g = given::<Model>([registered()])
+            .when(&enable)
+            .then([])
+            .when(&disable)
+            .then([disabled()]);
+        assert!(!g.state().enabled);
+        let g = given::<Model>([registered(), disabled()])
+            .when(&disable)
+            .then([])
+            .when(&enable)
+            .then([ModelEvent::ModelEnabled {
+                name: sdxl(),
+                by: by(),
+            }]);
+        assert!(g.state().enabled);
+        given::<Model>([])
+            .when(&disable)
+            .then_error(ModelError::NotFound);
     }
 
     #[test]

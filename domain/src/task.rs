@@ -526,25 +526,6 @@ impl Aggregate for Task {
 mod tests {
     use super::*;
 
-    #[test]
-    fn task_states_are_spelled_alike_by_serde_and_as_str() {
-        for (state, name) in [
-            (TaskState::Queued, "queued"),
-            (TaskState::Running, "running"),
-            (TaskState::Succeeded, "succeeded"),
-            (TaskState::Failed, "failed"),
-            (TaskState::Cancelled, "cancelled"),
-        ] {
-            assert_eq!(state.as_str(), name);
-            assert_eq!(serde_json::to_value(state).unwrap(), name);
-            assert_eq!(name.parse::<TaskState>(), Ok(state));
-            assert_eq!(
-                serde_json::from_value::<TaskState>(name.into()).unwrap(),
-                state
-            );
-        }
-        assert!("Queued".parse::<TaskState>().is_err());
-    }
     use crate::worker::WorkerEvent;
     use serde_json::json;
     use uuid::Uuid;
@@ -830,5 +811,25 @@ mod tests {
             events[1],
             TaskEvent::WebhookAbandoned { attempts: 1, .. }
         ));
+    }
+
+    #[test]
+    fn task_states_are_spelled_alike_by_serde_and_as_str() {
+        for (state, name) in [
+            (TaskState::Queued, "queued"),
+            (TaskState::Running, "running"),
+            (TaskState::Succeeded, "succeeded"),
+            (TaskState::Failed, "failed"),
+            (TaskState::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+            assert_eq!(name.parse::<TaskState>(), Ok(state));
+            assert_eq!(
+                serde_json::from_value::<TaskState>(name.into()).unwrap(),
+                state
+            );
+        }
+        assert!("Queued".parse::<TaskState>().is_err());
     }
 }
