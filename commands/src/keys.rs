@@ -20,15 +20,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use domain::keyed_hash::keyed_hash;
 use domain::personal::{OPEN, SEALED, visit_mut};
 use domain::{
     AuthorToken, CommentId, Envelope, ItemHandle, KeyRef, NewEvent, PostId, StreamId, UserId,
 };
-use hmac::{Hmac, Mac};
 use lru::LruCache;
 use rand::RngCore;
 use serde_json::Value;
-use sha2::Sha256;
 use uuid::Uuid;
 
 /// What the key-encryption key is derived under from the server secret.
@@ -175,11 +174,8 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     pub fn new(store: Arc<dyn KeyStore>, server_secret: &[u8]) -> Self {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(server_secret)
-            .expect("HMAC takes any key length");
-        mac.update(KEK_LABEL);
-        let kek =
-            XChaCha20Poly1305::new_from_slice(&mac.finalize().into_bytes()).expect("a 32-byte key");
+        let kek = XChaCha20Poly1305::new_from_slice(&keyed_hash(server_secret, &[KEK_LABEL]))
+            .expect("a 32-byte key");
         let capacity = NonZeroUsize::new(100_000).expect("non-zero");
         Self {
             store,
@@ -290,19 +286,14 @@ impl Keys {
             .map_err(|_| bad())?;
         let cipher = XChaCha20Poly1305::new_from_slice(&raw).map_err(|_| bad())?;
         // A separate key for tokens, so that no MAC output is ever related to the cipher key.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&raw).expect("HMAC takes any key length");
-        mac.update(b"treehole author tokens v1");
         Ok(DataKey {
             cipher,
-            mac_key: mac.finalize().into_bytes().into(),
+            mac_key: keyed_hash(&raw, &[b"treehole author tokens v1"]),
         })
     }
 
     fn mac(key: &DataKey, label: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.mac_key).expect("any key length");
-        mac.update(label.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..16])
+        hex::encode(&keyed_hash(&key.mac_key, &[label.as_bytes()])[..16])
     }
 
     /// The user's author token for a post, recorded as a handle of their key. The user's key

@@ -4,6 +4,7 @@
 //! (the code is consumed), the e-mail and username reservation streams (expected: no stream)
 //! and the new user's stream. So a name is never half-taken and a code never used twice.
 
+use domain::keyed_hash::keyed_hash;
 use domain::reservation::{self, Reservation, ReservationCommand, ReservationError};
 use domain::user::{User, UserCommand, UserEvent};
 use domain::values::{Email, Password, Username, VerificationCode};
@@ -11,9 +12,7 @@ use domain::verification::{
     Verification, VerificationCommand, VerificationError, VerificationEvent,
 };
 use domain::{Aggregate, Personal, Position, StreamId, UserId};
-use hmac::{Hmac, Mac};
 use rand::Rng;
-use sha2::Sha256;
 use tracing::instrument;
 use uuid::Uuid;
 
@@ -31,11 +30,10 @@ pub fn verification_stream(secret: &[u8], email: &Email) -> StreamId {
 
 /// The keyed hash under which a code is stored: HMAC-SHA256(secret, email ":" code).
 pub fn code_hash(secret: &[u8], email: &Email, code: &VerificationCode) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(email.as_str().as_bytes());
-    mac.update(b":");
-    mac.update(code.as_str().as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(keyed_hash(
+        secret,
+        &[email.as_str().as_bytes(), b":", code.as_str().as_bytes()],
+    ))
 }
 
 /// A fresh uniformly random six-digit code.

@@ -22,7 +22,6 @@ use serde_json::Value;
 ///         tags: vec![],
 ///         anonymous: true,
 ///         poll: None,
-///         at: chrono::Utc::now(),
 ///     }, &services)
 ///     .unwrap();
 /// let mut post = Post::default();
@@ -62,10 +61,15 @@ pub struct DecodeError {
 /// An event enum of one aggregate, with its stable wire names and schema numbers.
 ///
 /// Implementations are serde enums tagged as `{"type": ..., "data": ...}`; `encode` and `decode`
-/// split and join that pair so the envelope can store the type and the payload apart.
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    /// Every type name this enum produces; names are a public contract and never change.
-    const TYPES: &'static [&'static str];
+/// split and join that pair so the envelope can store the type and the payload apart. They
+/// derive `strum::VariantNames` too, which lists the variants' names: the type names serde
+/// writes, since no event variant is renamed (a test in `event.rs` holds the two lists equal).
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + strum::VariantNames + Clone + Send + Sync + 'static
+{
+    /// Every type name this enum produces, derived from its variants; names are a public
+    /// contract and never change.
+    const TYPES: &'static [&'static str] = <Self as strum::VariantNames>::VARIANTS;
 
     /// The current schema number of this event's payload.
     fn schema(&self) -> u32 {

@@ -113,4 +113,43 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), n);
     }
+
+    /// The variant names serde reads and writes as `type`, as its error for an unknown type
+    /// lists them (`` expected `A` or `B` ``, `` expected one of `A`, `B`, `C` ``).
+    fn serde_names<E: DomainEvent>() -> Vec<String> {
+        let Err(refused) = E::decode("NoSuchEvent", 1, &Value::Null) else {
+            panic!("an unknown type decoded");
+        };
+        let (_, listed) = refused
+            .reason
+            .split_once("expected ")
+            .unwrap_or_else(|| panic!("{}", refused.reason));
+        listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn derived_type_names_are_the_names_serde_writes() {
+        fn check<E: DomainEvent>() {
+            assert_eq!(
+                serde_names::<E>(),
+                E::TYPES,
+                "{}",
+                std::any::type_name::<E>()
+            );
+        }
+        check::<UserEvent>();
+        check::<SessionEvent>();
+        check::<ReservationEvent>();
+        check::<VerificationEvent>();
+        check::<PostEvent>();
+        check::<ModelEvent>();
+        check::<TaskEvent>();
+        check::<WorkerEvent>();
+        check::<SanctionEvent>();
+    }
 }

@@ -92,14 +92,13 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use uuid::{Builder, Uuid};
 
 use crate::aggregate::DecodeError;
 use crate::envelope::{Envelope, Metadata};
 use crate::event::Event;
 use crate::ids::{PostId, StreamId, UserId};
+use crate::keyed_hash::keyed_hash;
 use crate::model::ModelEvent;
 use crate::personal::{AuthorToken, ItemHandle, KeyRef, Personal};
 use crate::post::{Author, PostEvent};
@@ -122,9 +121,7 @@ const KEY_DERIVATION_LABEL: &[u8] = b"treehole export pseudonyms v1";
 /// deployment's exports join without a second key to keep, and nobody can recompute them from
 /// the log alone.
 pub fn derive_key(server_secret: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(server_secret).expect("HMAC takes any key length");
-    mac.update(KEY_DERIVATION_LABEL);
-    mac.finalize().into_bytes().to_vec()
+    keyed_hash(server_secret, &[KEY_DERIVATION_LABEL]).to_vec()
 }
 
 /// Rewrites envelopes for the analysts' export with one key.
@@ -165,9 +162,7 @@ impl Pseudonymiser {
     }
 
     fn mac(&self, label: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(label.as_bytes());
-        mac.finalize().into_bytes().into()
+        keyed_hash(&self.key, &[label.as_bytes()])
     }
 
     fn hex(&self, label: &str) -> String {

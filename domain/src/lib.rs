@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event;
 pub mod export;
 pub mod ids;
+pub mod keyed_hash;
 pub mod model;
 pub mod moderation;
 pub mod personal;
@@ -20,6 +21,8 @@ pub mod sanction;
 pub mod session;
 pub mod stored;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod user;
 pub mod values;
 pub mod verification;

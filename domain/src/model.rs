@@ -10,11 +10,14 @@ use serde_json::Value;
 
 use crate::aggregate::{Aggregate, DomainEvent};
 use crate::ids::{StreamId, UserId};
-use crate::values::{Actor, InvalidValue};
+use crate::values::{Actor, InvalidValue, string_conversions};
 
 /// A model's name: 1 to 64 of `a-z`, `0-9`, `-`, `_`, `.`, starting with a letter or digit.
+///
+/// Deserialized through [`ModelName::parse`] like every validated value; the rule has not
+/// changed since the first model was registered, so every name in the log reads back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ModelName(String);
 
 impl ModelName {
@@ -42,6 +45,8 @@ impl ModelName {
         StreamId::parse(format!("model-{}", self.0)).expect("model names are valid stream keys")
     }
 }
+
+string_conversions!(ModelName);
 
 /// What a model is and accepts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +81,7 @@ pub enum ModelCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ModelEvent {
     ModelRegistered {
@@ -100,14 +105,7 @@ pub enum ModelEvent {
     },
 }
 
-impl DomainEvent for ModelEvent {
-    const TYPES: &'static [&'static str] = &[
-        "ModelRegistered",
-        "ModelUpdated",
-        "ModelDisabled",
-        "ModelEnabled",
-    ];
-}
+impl DomainEvent for ModelEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
@@ -206,6 +204,7 @@ impl Aggregate for Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
     use serde_json::json;
     use uuid::Uuid;
 
@@ -234,48 +233,91 @@ mod tests {
         }
     }
 
-    fn given(cmds: &[ModelCommand]) -> Model {
-        let mut m = Model::default();
-        for c in cmds {
-            for e in m.decide(c, &()).expect("given commands are accepted") {
-                m.evolve(&e);
-            }
+    fn sdxl() -> ModelName {
+        ModelName::parse("sdxl").unwrap()
+    }
+
+    fn by() -> UserId {
+        actor(true).user_id
+    }
+
+    fn registered() -> ModelEvent {
+        ModelEvent::ModelRegistered {
+            name: sdxl(),
+            spec: spec(),
+            enabled: true,
+            by: by(),
         }
-        m
+    }
+
+    fn disabled() -> ModelEvent {
+        ModelEvent::ModelDisabled {
+            name: sdxl(),
+            by: by(),
+        }
     }
 
     #[test]
     fn only_admins_register_and_names_are_unique() {
-        assert_eq!(
-            Model::default().decide(&register(false), &()),
-            Err(ModelError::NotAdmin)
-        );
-        let m = given(&[register(true)]);
-        assert!(m.exists() && m.enabled);
-        assert_eq!(
-            m.decide(&register(true), &()),
-            Err(ModelError::AlreadyExists)
-        );
+        given::<Model>([])
+            .when(&register(false))
+            .then_error(ModelError::NotAdmin)
+            .when(&register(true))
+            .then([registered()]);
+        given::<Model>([registered()])
+            .when(&register(true))
+            .then_error(ModelError::AlreadyExists);
+    }
+
+    #[test]
+    fn admins_update_a_model_that_exists() {
+        let update = |is_admin| ModelCommand::Update {
+            spec: ModelSpec {
+                max_concurrent: 4,
+                ..spec()
+            },
+            by: actor(is_admin),
+        };
+        given::<Model>([])
+            .when(&update(true))
+            .then_error(ModelError::NotFound);
+        let g = given::<Model>([registered()])
+            .when(&update(false))
+            .then_error(ModelError::NotAdmin)
+            .when(&update(true))
+            .then([ModelEvent::ModelUpdated {
+                name: sdxl(),
+                spec: ModelSpec {
+                    max_concurrent: 4,
+                    ..spec()
+                },
+                by: by(),
+            }]);
+        assert_eq!(g.state().spec.as_ref().map(|s| s.max_concurrent), Some(4));
     }
 
     #[test]
     fn disable_and_enable_change_state_once() {
-        let m = given(&[register(true), ModelCommand::Disable { by: actor(true) }]);
-        assert!(!m.enabled);
-        assert_eq!(
-            m.decide(&ModelCommand::Disable { by: actor(true) }, &()),
-            Ok(vec![])
-        );
-        let m = given(&[
-            register(true),
-            ModelCommand::Disable { by: actor(true) },
-            ModelCommand::Enable { by: actor(true) },
-        ]);
-        assert!(m.enabled);
-        assert_eq!(
-            Model::default().decide(&ModelCommand::Disable { by: actor(true) }, &()),
-            Err(ModelError::NotFound)
-        );
+        let disable = ModelCommand::Disable { by: actor(true) };
+        let enable = ModelCommand::Enable { by: actor(true) };
+        let g = given::<Model>([registered()])
+            .when(&enable)
+            .then([])
+            .when(&disable)
+            .then([disabled()]);
+        assert!(!g.state().enabled);
+        let g = given::<Model>([registered(), disabled()])
+            .when(&disable)
+            .then([])
+            .when(&enable)
+            .then([ModelEvent::ModelEnabled {
+                name: sdxl(),
+                by: by(),
+            }]);
+        assert!(g.state().enabled);
+        given::<Model>([])
+            .when(&disable)
+            .then_error(ModelError::NotFound);
     }
 
     #[test]
@@ -286,5 +328,28 @@ mod tests {
         for bad in ["", "SDXL", "-x", "a b", &"x".repeat(65), "模型"] {
             assert!(ModelName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn deserializing_goes_through_parse() {
+        for bad in [
+            json!(""),
+            json!("SDXL"),
+            json!("-x"),
+            json!("a b"),
+            json!("模型"),
+        ] {
+            let read: Result<ModelName, _> = serde_json::from_value(bad.clone());
+            assert!(read.is_err(), "{bad} deserialized");
+        }
+        let name: ModelName = serde_json::from_str(r#""comfy-ui_v1.5""#).unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""comfy-ui_v1.5""#);
+        // An event in the log carries its name as a plain string, as before.
+        let by = Uuid::from_u128(7);
+        let stored = json!({"name": "sdxl", "by": by});
+        let event = ModelEvent::decode("ModelDisabled", 1, &stored).unwrap();
+        assert_eq!(event.encode().1, stored);
+        let forged = json!({"name": "SDXL", "by": by});
+        assert!(ModelEvent::decode("ModelDisabled", 1, &forged).is_err());
     }
 }

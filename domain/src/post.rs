@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -34,7 +33,6 @@ pub enum PostCommand {
         anonymous: bool,
         /// A poll opened with the post, if any.
         poll: Option<PollOptions>,
-        at: DateTime<Utc>,
     },
     AddComment {
         comment_id: CommentId,
@@ -43,7 +41,6 @@ pub enum PostCommand {
         body: CommentBody,
         anonymous: bool,
         reply_to: Option<CommentId>,
-        at: DateTime<Utc>,
     },
     DeleteComment {
         comment_id: CommentId,
@@ -240,7 +237,7 @@ impl Author {
 
 /// What happened to a post. Schema 2: authors as [`Author`]; deletions name the deleting user
 /// only when an admin deleted (an author deleting their own anonymous comment is not unmasked).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum PostEvent {
     PostPublished {
@@ -399,22 +396,6 @@ pub enum PostEvent {
 }
 
 impl DomainEvent for PostEvent {
-    const TYPES: &'static [&'static str] = &[
-        "PostPublished",
-        "CommentAdded",
-        "CommentDeleted",
-        "PostDeleted",
-        "ReactionSet",
-        "PollOpened",
-        "PollVoted",
-        "FollowSet",
-        "ItemReported",
-        "ItemFolded",
-        "ItemUnfolded",
-        "ItemRemoved",
-        "ItemRestored",
-    ];
-
     fn schema(&self) -> u32 {
         2
     }
@@ -989,7 +970,6 @@ impl Aggregate for Post {
                 tags,
                 anonymous,
                 poll,
-                ..
             } => {
                 if self.exists() {
                     return Err(PostError::AlreadyExists);
@@ -1020,7 +1000,6 @@ impl Aggregate for Post {
                 body,
                 anonymous,
                 reply_to,
-                ..
             } => {
                 let post_id = self.live()?;
                 if self.comments.contains_key(comment_id) {
@@ -1360,10 +1339,6 @@ mod tests {
         }
     }
 
-    fn at() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
-    }
-
     /// Given these commands were accepted, when `cmd` is decided, then the result is returned
     /// (and, if accepted, applied).
     struct Given {
@@ -1413,7 +1388,6 @@ mod tests {
                 body: CommentBody::parse("hi").unwrap(),
                 anonymous,
                 reply_to: None,
-                at: at(),
             };
             match self.when(&cmd).unwrap().as_slice() {
                 [e @ PostEvent::CommentAdded { .. }] => e.clone(),
@@ -1483,7 +1457,6 @@ mod tests {
             body: CommentBody::parse("hi").unwrap(),
             anonymous: true,
             reply_to: None,
-            at: at(),
         };
         assert_eq!(
             g.when(&cmd),
@@ -1560,7 +1533,6 @@ mod tests {
             tags: vec![],
             anonymous,
             poll,
-            at: at(),
         }
     }
 
@@ -1661,7 +1633,6 @@ mod tests {
             body: CommentBody::parse("re").unwrap(),
             anonymous: true,
             reply_to: Some(first),
-            at: at(),
         };
         let events = g.when(&reply).unwrap();
         let [PostEvent::CommentAdded { addressee, .. }] = events.as_slice() else {
@@ -1881,7 +1852,6 @@ mod tests {
                     body: CommentBody::parse("hi").unwrap(),
                     anonymous: comment_anonymous,
                     reply_to: None,
-                    at: at(),
                 })
                 .unwrap();
             let PostEvent::CommentAdded { is_host, .. } = &events[0] else {
@@ -1964,7 +1934,6 @@ mod tests {
             body: CommentBody::parse("late").unwrap(),
             anonymous: true,
             reply_to: None,
-            at: at(),
         };
         assert_eq!(g.when(&late), Err(PostError::Deleted));
     }
@@ -1983,7 +1952,6 @@ mod tests {
             body: CommentBody::parse("re").unwrap(),
             anonymous: false,
             reply_to: Some(CommentId::new(Uuid::from_u128(7))),
-            at: at(),
         };
         assert_eq!(g.when(&reply), Err(PostError::ReplyTargetNotFound));
         let missing = PostCommand::Delete {

@@ -12,22 +12,18 @@
 //! before keyed names used unkeyed SHA-256 ([`legacy_stream`]); registration and login still
 //! honour those reservations.
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::aggregate::{Aggregate, DecodeError, DomainEvent};
 use crate::ids::{StreamId, UserId};
+use crate::keyed_hash::keyed_hash;
 use crate::personal::{OPEN, Personal};
 use crate::values::{Email, Username};
 
 fn keyed(secret: &[u8], kind: &str, key: &str) -> StreamId {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(kind.as_bytes());
-    mac.update(b":");
-    mac.update(key.as_bytes());
-    let digest = hex::encode(mac.finalize().into_bytes());
+    let digest = hex::encode(keyed_hash(secret, &[kind.as_bytes(), b":", key.as_bytes()]));
     StreamId::parse(format!("{kind}-{digest}")).expect("hex keys are valid stream ids")
 }
 
@@ -82,7 +78,7 @@ pub enum ReservationCommand {
     Release,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum ReservationEvent {
     /// Schema 2: the owner is sealed (schema 1 had it in clear).
@@ -93,8 +89,6 @@ pub enum ReservationEvent {
 }
 
 impl DomainEvent for ReservationEvent {
-    const TYPES: &'static [&'static str] = &["IdentityReserved", "IdentityReleased"];
-
     fn schema(&self) -> u32 {
         match self {
             ReservationEvent::IdentityReserved { .. } => 2,

@@ -80,7 +80,7 @@ pub struct Terms {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum SanctionEvent {
     SanctionImposed {
@@ -106,10 +106,7 @@ pub enum SanctionEvent {
     },
 }
 
-impl DomainEvent for SanctionEvent {
-    const TYPES: &'static [&'static str] =
-        &["SanctionImposed", "SanctionAppealed", "AppealDecided"];
-}
+impl DomainEvent for SanctionEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SanctionError {

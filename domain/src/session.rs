@@ -31,7 +31,7 @@ pub enum SessionCommand {
     Seen { day: NaiveDate },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum SessionEvent {
     SessionStarted {
@@ -57,9 +57,7 @@ pub enum SessionEvent {
     },
 }
 
-impl DomainEvent for SessionEvent {
-    const TYPES: &'static [&'static str] = &["SessionStarted", "SessionEnded", "SessionSeen"];
-}
+impl DomainEvent for SessionEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {

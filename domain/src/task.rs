@@ -113,7 +113,7 @@ pub enum TaskCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum TaskEvent {
     TaskPublished {
@@ -177,20 +177,7 @@ pub enum TaskEvent {
     },
 }
 
-impl DomainEvent for TaskEvent {
-    const TYPES: &'static [&'static str] = &[
-        "TaskPublished",
-        "TaskClaimed",
-        "TaskLeaseExtended",
-        "TaskSucceeded",
-        "TaskAttemptFailed",
-        "TaskRequeued",
-        "TaskFailed",
-        "TaskCancelled",
-        "WebhookAttempted",
-        "WebhookAbandoned",
-    ];
-}
+impl DomainEvent for TaskEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
@@ -235,6 +222,56 @@ pub enum TaskStatus {
 impl TaskStatus {
     pub fn is_final(&self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// Where the task is, without the holder and lease of a running one.
+    pub fn state(&self) -> TaskState {
+        match self {
+            Self::Queued => TaskState::Queued,
+            Self::Running { .. } => TaskState::Running,
+            Self::Succeeded => TaskState::Succeeded,
+            Self::Failed => TaskState::Failed,
+            Self::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+/// Where a task is, as the read side stores it and the API shows it: a [`TaskStatus`] without
+/// the holder and lease of a running task (the read model keeps those in columns of their
+/// own). Written `queued`, `running`, `succeeded`, `failed` or `cancelled`, the same by serde
+/// and by [`TaskState::as_str`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TaskState {
+    /// The stored and shown spelling; [`str::parse`] reads it back.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -488,6 +525,7 @@ impl Aggregate for Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::worker::WorkerEvent;
     use serde_json::json;
     use uuid::Uuid;
@@ -773,5 +811,25 @@ mod tests {
             events[1],
             TaskEvent::WebhookAbandoned { attempts: 1, .. }
         ));
+    }
+
+    #[test]
+    fn task_states_are_spelled_alike_by_serde_and_as_str() {
+        for (state, name) in [
+            (TaskState::Queued, "queued"),
+            (TaskState::Running, "running"),
+            (TaskState::Succeeded, "succeeded"),
+            (TaskState::Failed, "failed"),
+            (TaskState::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+            assert_eq!(name.parse::<TaskState>(), Ok(state));
+            assert_eq!(
+                serde_json::from_value::<TaskState>(name.into()).unwrap(),
+                state
+            );
+        }
+        assert!("Queued".parse::<TaskState>().is_err());
     }
 }

@@ -112,7 +112,7 @@ pub struct Favourite {
     pub folder: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum UserEvent {
     /// Schema 2: the personal fields are sealed with the user's data key in the log.
@@ -169,19 +169,6 @@ pub enum UserEvent {
 }
 
 impl DomainEvent for UserEvent {
-    const TYPES: &'static [&'static str] = &[
-        "UserRegistered",
-        "AdminGranted",
-        "UserUnregistered",
-        "NotificationsRead",
-        "FavouriteSet",
-        "FavouriteRemoved",
-        "ModeratorGranted",
-        "ModeratorRevoked",
-        "SessionOpened",
-        "SessionClosed",
-    ];
-
     fn schema(&self) -> u32 {
         match self {
             UserEvent::UserRegistered { .. } => 2,

@@ -123,7 +123,7 @@ macro_rules! text_value {
 }
 
 /// `TryFrom<String>` through `parse` and `From<Self> for String`, so serde goes through the one
-/// validating constructor.
+/// validating constructor (with `#[serde(try_from = "String", into = "String")]` on the type).
 macro_rules! string_conversions {
     ($name:ident) => {
         impl TryFrom<String> for $name {
@@ -140,6 +140,7 @@ macro_rules! string_conversions {
         }
     };
 }
+pub(crate) use string_conversions;
 
 text_value!(
     /// A post's optional headline: one line of 1 to 120 visible characters. Invisible-only
@@ -650,6 +651,26 @@ mod tests {
         assert_eq!(serde_json::to_string(&tag).unwrap(), r#""study""#);
         let email: Email = serde_json::from_str(r#"" Ann@X.org""#).unwrap();
         assert_eq!(email.as_str(), "ann@x.org");
+    }
+
+    #[test]
+    fn invalid_emails_and_usernames_do_not_deserialize() {
+        for bad in ["", "ann", "a@[127.0.0.1]", "a@1.2.3.4", "\"a b\"@x.org"] {
+            let read: Result<Email, _> = serde_json::from_value(serde_json::json!(bad));
+            assert!(read.is_err(), "{bad:?} deserialized as an e-mail");
+        }
+        for bad in [
+            "ab",
+            "ann!",
+            "a b c",
+            "p\u{0430}ypal",
+            "\u{200B}\u{200B}\u{200B}",
+        ] {
+            let read: Result<Username, _> = serde_json::from_value(serde_json::json!(bad));
+            assert!(read.is_err(), "{bad:?} deserialized as a username");
+        }
+        let name: Username = serde_json::from_str(r#"" Ann ""#).unwrap();
+        assert_eq!(name.as_str(), "Ann");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub enum VerificationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum VerificationEvent {
     VerificationCodeIssued {
@@ -51,13 +51,7 @@ pub enum VerificationEvent {
     VerificationCodeConsumed,
 }
 
-impl DomainEvent for VerificationEvent {
-    const TYPES: &'static [&'static str] = &[
-        "VerificationCodeIssued",
-        "VerificationFailed",
-        "VerificationCodeConsumed",
-    ];
-}
+impl DomainEvent for VerificationEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerificationError {

@@ -25,7 +25,7 @@ pub enum WorkerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
 #[serde(tag = "type", content = "data")]
 pub enum WorkerEvent {
     WorkerRegistered {
@@ -42,9 +42,7 @@ pub enum WorkerEvent {
     },
 }
 
-impl DomainEvent for WorkerEvent {
-    const TYPES: &'static [&'static str] = &["WorkerRegistered", "WorkerRevoked"];
-}
+impl DomainEvent for WorkerEvent {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkerError {
@@ -124,6 +122,7 @@ impl Aggregate for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
     use uuid::Uuid;
 
     fn admin(is_admin: bool) -> Actor {
@@ -146,35 +145,57 @@ mod tests {
         }
     }
 
+    fn registered(models: usize) -> WorkerEvent {
+        WorkerEvent::WorkerRegistered {
+            worker_id: WorkerId::new(Uuid::from_u128(9)),
+            name: "gpu-1".into(),
+            models: (0..models)
+                .map(|i| ModelName::parse(&format!("m{i}")).unwrap())
+                .collect(),
+            token_hash: "h".into(),
+            by: UserId::new(Uuid::from_u128(1)),
+        }
+    }
+
+    fn revoked() -> WorkerEvent {
+        WorkerEvent::WorkerRevoked {
+            worker_id: WorkerId::new(Uuid::from_u128(9)),
+            by: UserId::new(Uuid::from_u128(1)),
+        }
+    }
+
     #[test]
-    fn admins_register_and_revoke_workers() {
-        let w = Worker::default();
-        assert_eq!(
-            w.decide(&register(false, 1), &()),
-            Err(WorkerError::NotAdmin)
-        );
-        assert_eq!(
-            w.decide(&register(true, 0), &()),
-            Err(WorkerError::BadModels)
-        );
-        let mut w = Worker::default();
-        for e in w.decide(&register(true, 2), &()).unwrap() {
-            w.evolve(&e);
-        }
-        assert_eq!(
-            w.decide(&register(true, 2), &()),
-            Err(WorkerError::AlreadyExists)
-        );
-        for e in w
-            .decide(&WorkerCommand::Revoke { by: admin(true) }, &())
-            .unwrap()
-        {
-            w.evolve(&e);
-        }
-        assert!(w.revoked);
-        assert_eq!(
-            w.decide(&WorkerCommand::Revoke { by: admin(true) }, &()),
-            Ok(vec![])
-        );
+    fn admins_register_workers_of_1_to_32_models() {
+        given::<Worker>([])
+            .when(&register(false, 1))
+            .then_error(WorkerError::NotAdmin)
+            .when(&register(true, 0))
+            .then_error(WorkerError::BadModels)
+            .when(&register(true, 33))
+            .then_error(WorkerError::BadModels)
+            .when(&register(true, 2))
+            .then([registered(2)]);
+        given::<Worker>([registered(2)])
+            .when(&register(true, 2))
+            .then_error(WorkerError::AlreadyExists);
+    }
+
+    #[test]
+    fn admins_revoke_workers_once() {
+        let revoke = |is_admin| WorkerCommand::Revoke {
+            by: admin(is_admin),
+        };
+        given::<Worker>([])
+            .when(&revoke(true))
+            .then_error(WorkerError::NotFound);
+        let g = given::<Worker>([registered(2)])
+            .when(&revoke(false))
+            .then_error(WorkerError::NotAdmin)
+            .when(&revoke(true))
+            .then([revoked()]);
+        assert!(g.state().revoked);
+        given::<Worker>([registered(2), revoked()])
+            .when(&revoke(true))
+            .then([]);
     }
 }

@@ -1687,7 +1687,6 @@ mod pseudonym {
                 body: CommentBody::parse("同意楼上").expect("a valid body"),
                 anonymous: true,
                 reply_to: None,
-                at: DateTime::from_timestamp(1_764_000_000, 0).expect("a valid time"),
             }
         }
 

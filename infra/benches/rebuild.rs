@@ -1167,15 +1167,16 @@ impl Model {
                 at,
             } => {
                 if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
-                    t.status = status.to_owned();
+                    t.status = status.as_str().to_owned();
                     t.result = result;
                     t.error = error.or(t.error.take());
                     t.lease_until = None;
                     t.finished_at = Some(at);
-                    t.webhook_state = t
-                        .webhook_url
-                        .as_ref()
-                        .map(|_| projections::tasks::WEBHOOK_PENDING.to_owned());
+                    t.webhook_state = t.webhook_url.as_ref().map(|_| {
+                        projections::tasks::WebhookState::Pending
+                            .as_str()
+                            .to_owned()
+                    });
                 }
             }
             TaskChange::WebhookAttempted {
@@ -1189,17 +1190,22 @@ impl Model {
                     t.webhook_last_at = Some(at);
                     t.webhook_state = Some(
                         if delivered {
-                            projections::tasks::WEBHOOK_DELIVERED
+                            projections::tasks::WebhookState::Delivered
                         } else {
-                            projections::tasks::WEBHOOK_PENDING
+                            projections::tasks::WebhookState::Pending
                         }
+                        .as_str()
                         .to_owned(),
                     );
                 }
             }
             TaskChange::WebhookAbandoned { task_id } => {
                 if let Some(t) = self.tasks.get_mut(task_id.as_uuid()) {
-                    t.webhook_state = Some(projections::tasks::WEBHOOK_ABANDONED.to_owned());
+                    t.webhook_state = Some(
+                        projections::tasks::WebhookState::Abandoned
+                            .as_str()
+                            .to_owned(),
+                    );
                 }
             }
             TaskChange::History {

@@ -13,12 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use commands::{CommandContext, CommandError};
 use domain::TaskId;
+use domain::keyed_hash::keyed_hash;
 use domain::task::{Task, TaskCommand, TaskError};
-use hmac::{Hmac, Mac};
 use infra::webhook::{WebhookPolicy, deliver};
 use projections::tasks::TaskView;
 use serde_json::json;
-use sha2::Sha256;
 use tokio::sync::Semaphore;
 
 use crate::background::supervisor::{LoopError, Shutdown};
@@ -29,9 +28,7 @@ use crate::http::state::AppState;
 /// `webhook:<user id>`. Shown to its owner in `GET /me`; replicas sharing the server key sign
 /// alike.
 pub fn webhook_key(secret: &[u8], user: domain::UserId) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(format!("webhook:{user}").as_bytes());
-    mac.finalize().into_bytes().to_vec()
+    keyed_hash(secret, &[format!("webhook:{user}").as_bytes()]).to_vec()
 }
 
 /// Requeues (or fails, after the last attempt) the tasks whose lease ran out, every

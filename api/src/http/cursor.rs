@@ -10,10 +10,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::keyed_hash::{KeyedHash, keyed_hash};
 use domain::{Position, PostId, UserId};
-use hmac::{Hmac, Mac};
 use projections::search::SearchCursor;
-use sha2::Sha256;
 
 use crate::http::error::ApiError;
 
@@ -55,27 +54,23 @@ impl List<'_> {
 
 /// Seals and opens the cursors of one list.
 pub struct Cursors {
-    mac: Hmac<Sha256>,
+    mac: KeyedHash,
 }
 
 impl Cursors {
     /// The cursors of `list`, under a key derived from the server key `secret` (so that the
     /// key of verification codes and webhooks is never used for anything else directly).
     pub fn new(secret: &[u8], list: List<'_>) -> Self {
-        let mut derive =
-            Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-        derive.update(b"treehole list cursors v1");
-        let key = derive.finalize().into_bytes();
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes a key of any length");
-        mac.update(list.name().as_bytes());
-        mac.update(&[0]);
+        let key = keyed_hash(secret, &[b"treehole list cursors v1"]);
+        let mut mac = KeyedHash::new(&key);
+        mac.update(list.name().as_bytes()).update(&[0]);
         Self { mac }
     }
 
     fn seal(&self, text: &str) -> String {
         let mut mac = self.mac.clone();
         mac.update(text.as_bytes());
-        let tag = mac.finalize().into_bytes();
+        let tag = mac.finish();
         let mut sealed = text.as_bytes().to_vec();
         sealed.extend_from_slice(&tag[..TAG_BYTES]);
         URL_SAFE_NO_PAD.encode(sealed)
@@ -88,7 +83,9 @@ impl Cursors {
         let (text, tag) = sealed.split_at(split);
         let mut mac = self.mac.clone();
         mac.update(text);
-        mac.verify_truncated_left(tag).ok()?;
+        if !mac.verify_prefix(tag) {
+            return None;
+        }
         String::from_utf8(text.to_vec()).ok()
     }
 

@@ -7,9 +7,9 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use chrono::Utc;
+use domain::keyed_hash::keyed_hash;
 use domain::values::Actor;
 use domain::{Position, SessionId};
-use hmac::{Hmac, Mac};
 use projections::users;
 use sha2::{Digest, Sha256};
 
@@ -256,13 +256,12 @@ impl IdempotencyHeader {
         h.update(route.as_bytes());
         h.update([0]);
         h.update(&body);
-        let mut k = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-        k.update(b"idempotency:");
-        k.update(scope.as_bytes());
-        k.update(&[0]);
-        k.update(key.as_bytes());
+        let k = keyed_hash(
+            secret,
+            &[b"idempotency:", scope.as_bytes(), &[0], key.as_bytes()],
+        );
         Some(commands::IdempotencyKey {
-            key: hex::encode(k.finalize().into_bytes()),
+            key: hex::encode(k),
             fingerprint: hex::encode(h.finalize()),
         })
     }

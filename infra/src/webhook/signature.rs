@@ -3,8 +3,7 @@
 //! recompute it and refuse timestamps too far from their clock, so a captured request cannot be
 //! replayed later.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use domain::keyed_hash::KeyedHash;
 
 pub const SIGNATURE_HEADER: &str = "x-treehole-signature";
 pub const TIMESTAMP_HEADER: &str = "x-treehole-timestamp";
@@ -13,7 +12,7 @@ pub const TIMESTAMP_HEADER: &str = "x-treehole-timestamp";
 pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!(
         "sha256={}",
-        hex::encode(keyed(key, timestamp, body).finalize().into_bytes())
+        hex::encode(keyed(key, timestamp, body).finish())
     )
 }
 
@@ -36,16 +35,16 @@ pub fn verify(
     else {
         return false;
     };
-    keyed(key, timestamp, body).verify_slice(&given).is_ok()
+    keyed(key, timestamp, body).verify(&given)
 }
 
 /// The MAC over `"<timestamp>.<body>"`, ready to finalise or verify.
-fn keyed(key: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(timestamp.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
-    m
+fn keyed(key: &[u8], timestamp: i64, body: &[u8]) -> KeyedHash {
+    let mut hash = KeyedHash::new(key);
+    hash.update(timestamp.to_string().as_bytes())
+        .update(b".")
+        .update(body);
+    hash
 }
 
 #[cfg(test)]

@@ -41,7 +41,6 @@ pub async fn publish(handler: &CommandHandler) -> (PostId, StreamId) {
         tags: vec![],
         anonymous: true,
         poll: None,
-        at: Utc::now(),
     };
     let ctx = CommandContext::new(Utc::now());
     handler
@@ -60,7 +59,6 @@ pub fn comment(user: u128, refused: bool) -> PostCommand {
         body: CommentBody::parse("me too").expect("a body"),
         anonymous: true,
         reply_to: refused.then(|| CommentId::new(Uuid::now_v7())),
-        at: Utc::now(),
     }
 }
 

@@ -12,11 +12,12 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::WorkerId;
 use domain::ids::TaskId;
 use domain::model::{ModelName, ModelSpec};
+use domain::task::TaskState;
 use domain::{CommentId, PostId, SessionId, UserId};
 use infra::kafka::RelayCheckpoints;
 use projections::ports::Page;
 use projections::stats::{FinalState, Metric, Percentiles, StatsChange, TaskFigures};
-use projections::tasks::{TaskChange, TaskQueries};
+use projections::tasks::{TaskChange, TaskQueries, WebhookState};
 use projections::{Change, ForumQueries, Promotion, ReadModelError, ReadModelStore, StatsQueries};
 use serde_json::json;
 use uuid::Uuid;
@@ -971,7 +972,7 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     assert_eq!(store.workers().await.unwrap().len(), 1);
 
     let task = store.task(task_no(1)).await.unwrap().expect("task 1");
-    assert_eq!(task.status, "queued");
+    assert_eq!(task.status, TaskState::Queued);
     assert_eq!((task.attempts, task.max_attempts), (0, 3));
     assert_eq!(task.input, json!({"prompt": "猫 1"}));
     assert_eq!(task.submitter_id, user_no(1));
@@ -1039,7 +1040,7 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     })];
     store.apply("tasks", g, &running, 12, 13).await.unwrap();
     let task = store.task(task_no(2)).await.unwrap().expect("task 2");
-    assert_eq!(task.status, "running");
+    assert_eq!(task.status, TaskState::Running);
     assert_eq!(task.worker_id, Some(worker_no(1)));
     assert_eq!(task.attempts, 1);
     assert_eq!(task.lease_until, Some(t(100)));
@@ -1055,14 +1056,14 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     let ends = vec![
         Change::Tasks(TaskChange::Finished {
             task_id: task_no(1),
-            status: "cancelled",
+            status: TaskState::Cancelled,
             result: None,
             error: None,
             at: t(30),
         }),
         Change::Tasks(TaskChange::Finished {
             task_id: task_no(2),
-            status: "succeeded",
+            status: TaskState::Succeeded,
             result: Some(json!({"image": "https://cdn.example/2.png"})),
             error: None,
             at: t(40),
@@ -1073,7 +1074,7 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     ];
     store.apply("tasks", g, &ends, 13, 15).await.unwrap();
     let done = store.task(task_no(2)).await.unwrap().expect("task 2");
-    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.status, TaskState::Succeeded);
     assert_eq!(
         done.result,
         Some(json!({"image": "https://cdn.example/2.png"}))
@@ -1083,7 +1084,7 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     assert!(store.expired_leases(t(200), 10).await.unwrap().is_empty());
     let owed = store.pending_webhooks(10).await.unwrap();
     assert_eq!(ids(owed.clone()), vec![task_no(1)]);
-    assert_eq!(owed[0].webhook_state.as_deref(), Some("pending"));
+    assert_eq!(owed[0].webhook_state, Some(WebhookState::Pending));
     assert!(
         store
             .worker_by_token("hash-of-token-1")
@@ -1103,7 +1104,7 @@ pub async fn tasks_follow_their_life_from_queue_to_webhook(store: Store) {
     store.apply("tasks", g, &delivered, 15, 16).await.unwrap();
     assert!(store.pending_webhooks(10).await.unwrap().is_empty());
     let task = store.task(task_no(1)).await.unwrap().expect("task 1");
-    assert_eq!(task.webhook_state.as_deref(), Some("delivered"));
+    assert_eq!(task.webhook_state, Some(WebhookState::Delivered));
     assert_eq!(
         (task.webhook_attempts, task.webhook_last_at),
         (1, Some(t(31)))

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::model::{ModelEvent, ModelName, ModelSpec};
-use domain::task::TaskEvent;
+use domain::task::{TaskEvent, TaskState};
 use domain::worker::WorkerEvent;
 use domain::{Envelope, Event, Position, TaskId, UserId, WorkerId};
 use serde::Serialize;
@@ -21,17 +21,41 @@ use crate::{Change, Projection, ReadModelError};
 
 pub struct Tasks;
 
-/// Where a task is, as stored in the `status` column.
-pub const QUEUED: &str = "queued";
-pub const RUNNING: &str = "running";
-pub const SUCCEEDED: &str = "succeeded";
-pub const FAILED: &str = "failed";
-pub const CANCELLED: &str = "cancelled";
+/// Where a task's webhook is, as stored in the `webhook_state` column and shown by the API:
+/// `pending`, `delivered` or `abandoned`, the same by serde and by [`WebhookState::as_str`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum WebhookState {
+    /// Owed since the task's final state.
+    Pending,
+    Delivered,
+    Abandoned,
+}
 
-/// Where a task's webhook is, as stored in the `webhook_state` column.
-pub const WEBHOOK_PENDING: &str = "pending";
-pub const WEBHOOK_DELIVERED: &str = "delivered";
-pub const WEBHOOK_ABANDONED: &str = "abandoned";
+impl WebhookState {
+    /// The stored and shown spelling; [`str::parse`] reads it back.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl std::fmt::Display for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The writes of the `tasks` projection.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,10 +117,10 @@ pub enum TaskChange {
     Requeued {
         task_id: TaskId,
     },
-    /// A final state (`succeeded`, `failed` or `cancelled`); a webhook, if any, becomes due.
+    /// A final state (succeeded, failed or cancelled); a webhook, if any, becomes due.
     Finished {
         task_id: TaskId,
-        status: &'static str,
+        status: TaskState,
         result: Option<Value>,
         error: Option<String>,
         at: DateTime<Utc>,
@@ -247,7 +271,7 @@ fn task_changes(event: &TaskEvent, position: Position, at: DateTime<Utc>) -> Vec
             task_id, result, ..
         } => TaskChange::Finished {
             task_id: *task_id,
-            status: SUCCEEDED,
+            status: TaskState::Succeeded,
             result: Some(result.clone()),
             error: None,
             at,
@@ -261,14 +285,14 @@ fn task_changes(event: &TaskEvent, position: Position, at: DateTime<Utc>) -> Vec
             task_id, reason, ..
         } => TaskChange::Finished {
             task_id: *task_id,
-            status: FAILED,
+            status: TaskState::Failed,
             result: None,
             error: Some(reason.clone()),
             at,
         },
         TaskEvent::TaskCancelled { task_id, .. } => TaskChange::Finished {
             task_id: *task_id,
-            status: CANCELLED,
+            status: TaskState::Cancelled,
             result: None,
             error: None,
             at,
@@ -352,7 +376,8 @@ pub struct TaskView {
     pub input: Value,
     pub webhook_url: Option<String>,
     pub priority: i32,
-    pub status: String,
+    /// Stored in the `status` column as [`TaskState::as_str`] spells it.
+    pub status: TaskState,
     pub worker_id: Option<WorkerId>,
     pub attempts: u32,
     pub max_attempts: u32,
@@ -365,7 +390,7 @@ pub struct TaskView {
     pub finished_at: Option<DateTime<Utc>>,
     /// `pending` (owed since the final state), `delivered` or `abandoned`; none before the
     /// final state or without a URL.
-    pub webhook_state: Option<String>,
+    pub webhook_state: Option<WebhookState>,
     pub webhook_attempts: u32,
     pub webhook_last_at: Option<DateTime<Utc>>,
 }
@@ -415,6 +440,19 @@ pub trait TaskQueries: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_states_are_spelled_alike_by_serde_and_as_str() {
+        for (state, name) in [
+            (WebhookState::Pending, "pending"),
+            (WebhookState::Delivered, "delivered"),
+            (WebhookState::Abandoned, "abandoned"),
+        ] {
+            assert_eq!(state.as_str(), name);
+            assert_eq!(serde_json::to_value(state).unwrap(), name);
+            assert_eq!(name.parse::<WebhookState>(), Ok(state));
+        }
+    }
     use domain::envelope::Metadata;
     use uuid::Uuid;
 
@@ -449,7 +487,7 @@ mod tests {
         assert_eq!(changes.len(), 2);
         assert!(matches!(
             &changes[0],
-            Change::Tasks(TaskChange::Finished { status: SUCCEEDED, result: Some(r), .. })
+            Change::Tasks(TaskChange::Finished { status: TaskState::Succeeded, result: Some(r), .. })
                 if r["url"] == "https://img.example/1.png"
         ));
         let Change::Tasks(TaskChange::History { event, detail, .. }) = &changes[1] else {

@@ -90,7 +90,6 @@ pub async fn create_post(
             None => None,
             Some(p) => Some(PollOptions::parse(&p.options)?),
         },
-        at: Utc::now(),
     };
     let key = idempotency.scoped(
         &state.secret,
@@ -478,7 +477,6 @@ pub async fn add_comment(
         body: CommentBody::parse(&body.body)?,
         anonymous: body.anonymous,
         reply_to: reply_to(body.reply_to.as_deref())?,
-        at: Utc::now(),
     };
     let route = format!("POST /posts/{post_id}/comments");
     let key = idempotency.scoped(

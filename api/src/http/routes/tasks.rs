@@ -10,9 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use chrono::{DateTime, Utc};
 use domain::TaskId;
 use domain::model::{Model, ModelCommand, ModelName, ModelSpec};
-use domain::task::{ModelRef, Task, TaskCommand, TaskError, TaskEvent};
+use domain::task::{ModelRef, Task, TaskCommand, TaskError, TaskEvent, TaskState};
 use domain::{Position, WorkerId};
-use projections::tasks::{HistoryLine, ModelView, TaskView};
+use projections::tasks::{HistoryLine, ModelView, TaskView, WebhookState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tower_http::request_id::RequestId;
@@ -305,7 +305,8 @@ pub struct NewTask {
 pub struct TaskPublished {
     #[schema(value_type = String, format = Uuid)]
     pub task_id: TaskId,
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: TaskState,
     pub position: Position,
 }
 
@@ -424,7 +425,7 @@ pub async fn publish_task(
         headers,
         Json(TaskPublished {
             task_id,
-            status: projections::tasks::QUEUED,
+            status: TaskState::Queued,
             position: outcome.position,
         }),
     ))
@@ -445,7 +446,8 @@ pub struct WebhookDto {
     pub url: String,
     /// `pending` (owed since the final state), `delivered` or `abandoned`; absent before the
     /// task's final state.
-    pub state: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub state: Option<WebhookState>,
     pub attempts: Vec<WebhookAttemptDto>,
 }
 
@@ -465,7 +467,8 @@ pub struct TaskDto {
     pub task_id: TaskId,
     pub model: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: TaskState,
     #[schema(value_type = Object)]
     pub input: Value,
     #[schema(value_type = Option<Object>)]

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::model::{Model, ModelName};
-use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent};
+use domain::task::{Claimant, Task, TaskCommand, TaskError, TaskEvent, TaskState};
 use domain::worker::{Worker, WorkerCommand};
 use domain::{Position, TaskId, WorkerId};
 use projections::tasks::WorkerView;
@@ -314,14 +314,16 @@ pub async fn claim(
         }
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-    let ctx = context(None, request_id.as_deref(), None);
     let services = state.settings.tasks.services();
     let worker_stream = worker.worker_id.stream();
     loop {
         let seen = state.hub.position(&["tasks"]);
         // In order: a worker that loses the race for one moves on to the next.
         for task_id in state.tasks.claimable(&models, CANDIDATES).await? {
-            let at = Utc::now();
+            // Each claim's own time, for its lease and its events alike (a long poll runs
+            // for seconds).
+            let ctx = context(None, request_id.as_deref(), None);
+            let at = ctx.at;
             let command = |current: &Worker| TaskCommand::Claim {
                 worker: Claimant::of(worker.worker_id, current),
                 lease,
@@ -415,13 +417,16 @@ pub struct LeaseExtended {
     pub position: Position,
 }
 
+/// Runs a worker's command on a task. `command` is given the command's time, which is also
+/// its events' time.
 async fn run_as_worker(
     state: &AppState,
     request_id: Option<&RequestId>,
     task_id: TaskId,
-    command: TaskCommand,
+    command: impl FnOnce(DateTime<Utc>) -> TaskCommand,
 ) -> Result<commands::Outcome<TaskEvent>, ApiError> {
     let ctx = context(None, request_id, None);
+    let command = command(ctx.at);
     Ok(state
         .handler
         .execute::<Task>(
@@ -446,10 +451,10 @@ pub async fn heartbeat(
 ) -> Result<Json<LeaseExtended>, ApiError> {
     let task_id = parse_task_id(&id)?;
     let lease = lease(&state, body.lease_secs)?;
-    let command = TaskCommand::Heartbeat {
+    let command = |at| TaskCommand::Heartbeat {
         worker: worker.worker_id,
         lease,
-        at: Utc::now(),
+        at,
     };
     let outcome = run_as_worker(&state, request_id.as_deref(), task_id, command).await?;
     let lease_until = outcome
@@ -486,7 +491,7 @@ pub async fn complete(
     ApiJson(body): ApiJson<CompleteRequest>,
 ) -> Result<Json<CommandDone>, ApiError> {
     let task_id = parse_task_id(&id)?;
-    let command = TaskCommand::Complete {
+    let command = |_| TaskCommand::Complete {
         worker: worker.worker_id,
         result: body.result,
     };
@@ -509,7 +514,8 @@ pub struct FailRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailReported {
     /// `queued` (it will be tried again) or `failed`.
-    pub status: &'static str,
+    #[schema(value_type = String)]
+    pub status: TaskState,
     pub position: Position,
 }
 
@@ -532,7 +538,7 @@ pub async fn fail(
             reason: "must be 1 to 2000 characters".into(),
         }));
     }
-    let command = TaskCommand::Fail {
+    let command = |_| TaskCommand::Fail {
         worker: worker.worker_id,
         error: error.to_owned(),
         retryable: body.retryable,
@@ -544,9 +550,9 @@ pub async fn fail(
         .any(|r| matches!(r.event, TaskEvent::TaskRequeued { .. }));
     Ok(Json(FailReported {
         status: if requeued {
-            projections::tasks::QUEUED
+            TaskState::Queued
         } else {
-            projections::tasks::FAILED
+            TaskState::Failed
         },
         position: outcome.position,
     }))

@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::model::ModelName;
+use domain::task::TaskState;
 use domain::{Position, TaskId, UserId, WorkerId};
-use projections::tasks::{
-    TaskChange, TaskView, WEBHOOK_ABANDONED, WEBHOOK_DELIVERED, WEBHOOK_PENDING,
-};
+use projections::tasks::{TaskChange, TaskView, WebhookState};
 use projections::{Change, ReadModelError};
 
 use super::{Table, limit, models, no_run};
@@ -90,7 +89,7 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                     Value::Json(Some(input.clone())),
                     Value::Text(webhook_url.clone()),
                     Value::int(*priority),
-                    Value::text("queued"),
+                    Value::text(TaskState::Queued.as_str()),
                     Value::int(0),
                     Value::int(*max_attempts),
                     Value::time(at),
@@ -107,8 +106,9 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
             at,
         } => (
             format!(
-                "UPDATE tasks_g{g} SET status = 'running', worker_id = $1, attempts = $2, \
-                 lease_until = $3, started_at = $4 WHERE task_id = $5"
+                "UPDATE tasks_g{g} SET status = '{}', worker_id = $1, attempts = $2, \
+                 lease_until = $3, started_at = $4 WHERE task_id = $5",
+                TaskState::Running
             ),
             vec![
                 Value::uuid(*worker_id),
@@ -131,8 +131,9 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
         ),
         TaskChange::Requeued { task_id } => (
             format!(
-                "UPDATE tasks_g{g} SET status = 'queued', worker_id = NULL, lease_until = NULL \
-                 WHERE task_id = $1"
+                "UPDATE tasks_g{g} SET status = '{}', worker_id = NULL, lease_until = NULL \
+                 WHERE task_id = $1",
+                TaskState::Queued
             ),
             vec![Value::uuid(*task_id)],
         ),
@@ -147,11 +148,12 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
             format!(
                 "UPDATE tasks_g{g} SET status = $1, result = $2, error = COALESCE($3, error), \
                  lease_until = NULL, finished_at = $4, \
-                 webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE '{WEBHOOK_PENDING}' END \
-                 WHERE task_id = $5"
+                 webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE '{}' END \
+                 WHERE task_id = $5",
+                WebhookState::Pending
             ),
             vec![
-                Value::text(*status),
+                Value::text(status.as_str()),
                 Value::Json(result.clone()),
                 Value::Text(error.clone()),
                 Value::time(at),
@@ -172,16 +174,19 @@ fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::int(*attempt),
                 Value::time(at),
                 Value::text(if *delivered {
-                    WEBHOOK_DELIVERED
+                    WebhookState::Delivered.as_str()
                 } else {
-                    WEBHOOK_PENDING
+                    WebhookState::Pending.as_str()
                 }),
                 Value::uuid(*task_id),
             ],
         ),
         TaskChange::WebhookAbandoned { task_id } => (
             format!("UPDATE tasks_g{g} SET webhook_state = $1 WHERE task_id = $2"),
-            vec![Value::text(WEBHOOK_ABANDONED), Value::uuid(*task_id)],
+            vec![
+                Value::text(WebhookState::Abandoned.as_str()),
+                Value::uuid(*task_id),
+            ],
         ),
         _ => return,
     };
@@ -223,12 +228,14 @@ pub(crate) fn claimable(models: &[ModelName], size: usize) -> Stmt {
     Stmt::new(
         format!(
             "SELECT t.task_id FROM tasks t JOIN models m ON m.name = t.model \
-             WHERE t.status = 'queued' AND m.enabled = TRUE AND t.model IN ({}) \
-             AND (SELECT COUNT(*) FROM tasks r WHERE r.model = t.model AND r.status = 'running') \
+             WHERE t.status = '{queued}' AND m.enabled = TRUE AND t.model IN ({}) \
+             AND (SELECT COUNT(*) FROM tasks r WHERE r.model = t.model AND r.status = '{running}') \
                  < m.max_concurrent \
              ORDER BY t.priority DESC, t.position ASC LIMIT ${}",
             list.join(", "),
-            models.len() + 1
+            models.len() + 1,
+            queued = TaskState::Queued,
+            running = TaskState::Running,
         ),
         args,
     )
@@ -237,8 +244,11 @@ pub(crate) fn claimable(models: &[ModelName], size: usize) -> Stmt {
 /// Running tasks whose lease ended before `now`, soonest first.
 pub(crate) fn expired(now: &DateTime<Utc>, size: usize) -> Stmt {
     Stmt::new(
-        "SELECT task_id FROM tasks WHERE status = 'running' AND lease_until < $1 \
-         ORDER BY lease_until LIMIT $2",
+        format!(
+            "SELECT task_id FROM tasks WHERE status = '{}' AND lease_until < $1 \
+             ORDER BY lease_until LIMIT $2",
+            TaskState::Running
+        ),
         vec![Value::time(now), limit(size)],
     )
 }
@@ -247,8 +257,9 @@ pub(crate) fn expired(now: &DateTime<Utc>, size: usize) -> Stmt {
 pub(crate) fn owing_webhooks(size: usize) -> Stmt {
     Stmt::new(
         format!(
-            "SELECT {SELECT} FROM tasks WHERE webhook_state = '{WEBHOOK_PENDING}' \
-             ORDER BY finished_at, position LIMIT $1"
+            "SELECT {SELECT} FROM tasks WHERE webhook_state = '{pending}' \
+             ORDER BY finished_at, position LIMIT $1",
+            pending = WebhookState::Pending
         ),
         vec![limit(size)],
     )
@@ -256,6 +267,17 @@ pub(crate) fn owing_webhooks(size: usize) -> Stmt {
 
 pub(crate) fn id(row: &dyn Row) -> Result<TaskId, ReadModelError> {
     Ok(TaskId::new(row.uuid(0)?))
+}
+
+fn webhook_state(s: &str) -> Result<WebhookState, ReadModelError> {
+    s.parse().map_err(|_| {
+        ReadModelError::Backend(format!("tasks.webhook_state: {s:?} is not a webhook state"))
+    })
+}
+
+fn state(s: &str) -> Result<TaskState, ReadModelError> {
+    s.parse()
+        .map_err(|_| ReadModelError::Backend(format!("tasks.status: {s:?} is not a task state")))
 }
 
 pub(crate) fn view(row: &dyn Row) -> Result<TaskView, ReadModelError> {
@@ -268,7 +290,7 @@ pub(crate) fn view(row: &dyn Row) -> Result<TaskView, ReadModelError> {
         webhook_url: row.opt_text(5)?,
         priority: i32::try_from(row.int(6)?)
             .map_err(|e| ReadModelError::Backend(format!("tasks.priority: {e}")))?,
-        status: row.text(7)?,
+        status: state(&row.text(7)?)?,
         worker_id: row.opt_uuid(8)?.map(WorkerId::new),
         attempts: row.count(9)?,
         max_attempts: row.count(10)?,
@@ -278,7 +300,11 @@ pub(crate) fn view(row: &dyn Row) -> Result<TaskView, ReadModelError> {
         created_at: row.time(14)?,
         started_at: row.opt_time(15)?,
         finished_at: row.opt_time(16)?,
-        webhook_state: row.opt_text(17)?,
+        webhook_state: row
+            .opt_text(17)?
+            .as_deref()
+            .map(webhook_state)
+            .transpose()?,
         webhook_attempts: row.count(18)?,
         webhook_last_at: row.opt_time(19)?,
     })
