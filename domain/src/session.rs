@@ -170,6 +170,7 @@ impl Aggregate for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
     use uuid::Uuid;
 
     fn user(n: u128) -> UserId {
@@ -180,18 +181,13 @@ mod tests {
         DateTime::from_timestamp(secs, 0).unwrap()
     }
 
-    /// The session after `events`.
-    fn given(events: &[SessionEvent]) -> Session {
-        let mut s = Session::default();
-        for e in events {
-            s.evolve(e);
-        }
-        s
+    fn id() -> SessionId {
+        SessionId::new(Uuid::from_u128(2))
     }
 
     fn started(owner: UserId, expires_at: DateTime<Utc>) -> SessionEvent {
         SessionEvent::SessionStarted {
-            session_id: SessionId::new(Uuid::from_u128(2)),
+            session_id: id(),
             user_id: owner,
             token_hash: "h".into(),
             expires_at,
@@ -199,82 +195,87 @@ mod tests {
         }
     }
 
+    fn ended() -> SessionEvent {
+        SessionEvent::SessionEnded {
+            session_id: id(),
+            user_id: user(1),
+        }
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    fn seen_on(d: u32) -> SessionEvent {
+        SessionEvent::SessionSeen {
+            session_id: id(),
+            day: day(d),
+        }
+    }
+
     #[test]
     fn a_session_ends_once_and_only_by_its_user() {
         let end = |by, secs| SessionCommand::End { by, at: at(secs) };
-        assert_eq!(
-            given(&[]).decide(&end(user(1), 0), &()),
-            Err(SessionError::NotFound)
-        );
-        let live = given(&[started(user(1), at(100))]);
-        assert_eq!(
-            live.decide(&end(user(3), 0), &()),
-            Err(SessionError::NotFound),
-            "someone else's session does not exist for them"
-        );
-        assert_eq!(
-            live.decide(&end(user(1), 100), &()),
-            Err(SessionError::Expired)
-        );
-        let ended = live.decide(&end(user(1), 99), &()).unwrap();
-        assert_eq!(
-            ended,
-            vec![SessionEvent::SessionEnded {
-                session_id: SessionId::new(Uuid::from_u128(2)),
-                user_id: user(1)
-            }]
-        );
-        let gone = given(&[started(user(1), at(100)), ended[0].clone()]);
-        assert_eq!(
-            gone.decide(&end(user(1), 0), &()),
-            Err(SessionError::AlreadyEnded)
-        );
-        assert!(!gone.is_live_for(user(1), at(0)));
-        assert!(live.is_live_for(user(1), at(99)) && !live.is_live_for(user(1), at(100)));
+        given::<Session>([])
+            .when(&end(user(1), 0))
+            .then_error(SessionError::NotFound);
+        let live = given::<Session>([started(user(1), at(100))])
+            .when(&end(user(3), 0))
+            // Someone else's session does not exist for them.
+            .then_error(SessionError::NotFound)
+            .when(&end(user(1), 100))
+            .then_error(SessionError::Expired);
+        assert!(live.state().is_live_for(user(1), at(99)));
+        assert!(!live.state().is_live_for(user(1), at(100)));
+        let gone = live.when(&end(user(1), 99)).then([ended()]);
+        assert!(!gone.state().is_live_for(user(1), at(0)));
+        given::<Session>([started(user(1), at(100)), ended()])
+            .when(&end(user(1), 0))
+            .then_error(SessionError::AlreadyEnded);
     }
 
     #[test]
     fn a_session_is_seen_at_most_once_a_day_and_not_after_its_end() {
-        let day = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
         let seen = |d| SessionCommand::Seen { day: day(d) };
-        assert_eq!(
-            given(&[]).decide(&seen(1), &()),
-            Err(SessionError::NotFound)
-        );
-        let s = given(&[started(user(1), at(100))]);
-        let first = s.decide(&seen(2), &()).unwrap();
-        assert_eq!(first.len(), 1);
-        let s = given(&[started(user(1), at(100)), first[0].clone()]);
-        assert_eq!(s.decide(&seen(2), &()), Ok(vec![]), "the same day again");
-        assert_eq!(s.decide(&seen(1), &()), Ok(vec![]), "an earlier day");
-        assert_eq!(s.decide(&seen(3), &()).unwrap().len(), 1);
-        let ended = SessionEvent::SessionEnded {
-            session_id: SessionId::new(Uuid::from_u128(2)),
-            user_id: user(1),
-        };
-        let s = given(&[started(user(1), at(100)), ended]);
-        assert_eq!(s.decide(&seen(3), &()), Ok(vec![]));
+        given::<Session>([])
+            .when(&seen(1))
+            .then_error(SessionError::NotFound);
+        given::<Session>([started(user(1), at(100))])
+            .when(&seen(2))
+            .then([seen_on(2)]);
+        given::<Session>([started(user(1), at(100)), seen_on(2)])
+            // The same day again, then an earlier day.
+            .when(&seen(2))
+            .then([])
+            .when(&seen(1))
+            .then([])
+            .when(&seen(3))
+            .then([seen_on(3)]);
+        given::<Session>([started(user(1), at(100)), ended()])
+            .when(&seen(3))
+            .then([]);
     }
 
     #[test]
     fn a_device_label_is_sealed_under_its_users_key() {
         let start = SessionCommand::Start {
-            session_id: SessionId::new(Uuid::from_u128(2)),
+            session_id: id(),
             user_id: user(1),
             token_hash: "h".into(),
             expires_at: at(100),
             device: Some(DeviceLabel::parse(" Ann's phone ").unwrap()),
         };
-        let events = given(&[]).decide(&start, &()).unwrap();
-        let SessionEvent::SessionStarted {
-            device: Some(device),
-            ..
-        } = &events[0]
-        else {
-            panic!("{events:?}")
-        };
-        assert_eq!(device.key(), &KeyRef::user(user(1)));
-        assert_eq!(device.get().map(String::as_str), Some("Ann's phone"));
+        given::<Session>([])
+            .when(&start)
+            .then([SessionEvent::SessionStarted {
+                session_id: id(),
+                user_id: user(1),
+                token_hash: "h".into(),
+                expires_at: at(100),
+                device: Some(Personal::new(KeyRef::user(user(1)), "Ann's phone".into())),
+            }])
+            .when(&start)
+            .then_error(SessionError::AlreadyStarted);
         // A log written before labels decodes without one.
         let old = serde_json::json!({"session_id": Uuid::from_u128(2), "user_id": Uuid::from_u128(1),
             "token_hash": "h", "expires_at": "2026-01-01T00:00:00Z"});
