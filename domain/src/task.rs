@@ -526,6 +526,7 @@ impl Aggregate for Task {
 mod tests {
     use super::*;
 
+    use crate::testing::given;
     use crate::worker::WorkerEvent;
     use serde_json::json;
     use uuid::Uuid;
@@ -546,17 +547,42 @@ mod tests {
         WorkerId::new(Uuid::from_u128(n))
     }
 
+    fn task_id() -> TaskId {
+        TaskId::new(Uuid::from_u128(1))
+    }
+
+    fn sdxl() -> ModelName {
+        ModelName::parse("sdxl").unwrap()
+    }
+
+    fn webhook_url(webhook: bool) -> Option<String> {
+        webhook.then(|| "https://hooks.example.edu/t".to_owned())
+    }
+
     fn publish(webhook: bool) -> TaskCommand {
         TaskCommand::Publish {
-            task_id: TaskId::new(Uuid::from_u128(1)),
+            task_id: task_id(),
             submitter: actor(1, false),
             model: ModelRef {
-                name: ModelName::parse("sdxl").unwrap(),
+                name: sdxl(),
                 enabled: true,
             },
             input: json!({"prompt": "a cat"}),
-            webhook_url: webhook.then(|| "https://hooks.example.edu/t".to_owned()),
+            webhook_url: webhook_url(webhook),
             priority: 0,
+        }
+    }
+
+    /// What `publish(webhook)` records under the default services.
+    fn published(webhook: bool) -> TaskEvent {
+        TaskEvent::TaskPublished {
+            task_id: task_id(),
+            submitter_id: actor(1, false).user_id,
+            model: sdxl(),
+            input: json!({"prompt": "a cat"}),
+            webhook_url: webhook_url(webhook),
+            priority: 0,
+            max_attempts: 3,
         }
     }
 
@@ -572,23 +598,53 @@ mod tests {
     }
 
     /// A claim by worker `w` as its stream shows it after `history`.
-    fn claim_by(w: u128, history: &[WorkerEvent], s: i64) -> TaskCommand {
-        let mut state = Worker::default();
-        for e in history {
-            state.evolve(e);
-        }
+    fn claim_by(w: u128, history: Vec<WorkerEvent>, s: i64) -> TaskCommand {
         TaskCommand::Claim {
-            worker: Claimant::of(worker(w), &state),
+            worker: Claimant::of(worker(w), given::<Worker>(history).state()),
             lease: Duration::seconds(30),
             at: at(s),
         }
+    }
+
+    /// Attempt `attempt`, claimed by `w` at `s` under a 30-second lease.
+    fn claimed(w: u128, attempt: u32, s: i64) -> TaskEvent {
+        TaskEvent::TaskClaimed {
+            task_id: task_id(),
+            worker_id: worker(w),
+            attempt,
+            lease_until: at(s + 30),
+        }
+    }
+
+    fn attempt_failed(w: u128, attempt: u32, error: &str, lease_expired: bool) -> TaskEvent {
+        TaskEvent::TaskAttemptFailed {
+            task_id: task_id(),
+            worker_id: worker(w),
+            attempt,
+            error: error.into(),
+            retryable: true,
+            lease_expired,
+        }
+    }
+
+    const EXPIRED: &str = "the worker's lease expired";
+
+    /// The lease of attempt `attempt` by `w` ran out with attempts left.
+    fn expired(w: u128, attempt: u32) -> [TaskEvent; 2] {
+        [
+            attempt_failed(w, attempt, EXPIRED, true),
+            TaskEvent::TaskRequeued {
+                task_id: task_id(),
+                attempts: attempt,
+            },
+        ]
     }
 
     fn registered(w: u128) -> WorkerEvent {
         WorkerEvent::WorkerRegistered {
             worker_id: worker(w),
             name: "gpu-1".into(),
-            models: vec![ModelName::parse("sdxl").unwrap()],
+            models: vec![sdxl()],
             token_hash: "h".into(),
             by: UserId::new(Uuid::from_u128(7)),
         }
@@ -603,174 +659,188 @@ mod tests {
 
     #[test]
     fn a_revoked_worker_claims_nothing() {
-        let mut g = given(&[publish(false)]);
-        assert_eq!(
-            g.when(&claim_by(1, &[registered(1), revoked(1)], 0)),
-            Err(TaskError::WorkerRevoked)
-        );
-        assert_eq!(g.0.status, TaskStatus::Queued);
-        assert_eq!(g.0.attempts, 0);
+        let g = given::<Task>([published(false)])
+            .when(&claim_by(1, vec![registered(1), revoked(1)], 0))
+            .then_error(TaskError::WorkerRevoked);
+        assert_eq!(g.state().status, TaskStatus::Queued);
+        assert_eq!(g.state().attempts, 0);
         // Revoked before the task was even there, or after an attempt of its own: the same.
-        let mut g = given(&[publish(false), claim(1, 0)]);
-        g.when(&TaskCommand::ExpireLease { at: at(30) }).unwrap();
-        assert_eq!(
-            g.when(&claim_by(1, &[registered(1), revoked(1)], 31)),
-            Err(TaskError::WorkerRevoked)
-        );
-        // Another worker's revocation is no concern of this one.
-        let events = g.when(&claim_by(2, &[registered(2)], 32)).unwrap();
-        assert!(matches!(
-            events[0],
-            TaskEvent::TaskClaimed { attempt: 2, .. }
-        ));
+        let [failed, requeued] = expired(1, 1);
+        given::<Task>([published(false), claimed(1, 1, 0), failed, requeued])
+            .when(&claim_by(1, vec![registered(1), revoked(1)], 31))
+            .then_error(TaskError::WorkerRevoked)
+            // Another worker's revocation is no concern of this one.
+            .when(&claim_by(2, vec![registered(2)], 32))
+            .then([claimed(2, 2, 32)]);
     }
 
     #[test]
     fn a_worker_that_was_never_registered_claims_nothing() {
-        let mut g = given(&[publish(false)]);
-        assert_eq!(g.when(&claim_by(1, &[], 0)), Err(TaskError::WorkerRevoked));
-        // Its id must be the one registered on the stream it was read from.
-        assert_eq!(
-            g.when(&claim_by(1, &[registered(2)], 0)),
-            Err(TaskError::WorkerRevoked)
-        );
-    }
-
-    /// Given these commands were accepted, the task; `when` decides and applies one more.
-    struct Given(Task, TaskServices);
-
-    fn given(cmds: &[TaskCommand]) -> Given {
-        let mut g = Given(Task::default(), TaskServices::default());
-        for c in cmds {
-            g.when(c).expect("given commands are accepted");
-        }
-        g
-    }
-
-    impl Given {
-        fn when(&mut self, cmd: &TaskCommand) -> Result<Vec<TaskEvent>, TaskError> {
-            let events = self.0.decide(cmd, &self.1)?;
-            for e in &events {
-                self.0.evolve(e);
-            }
-            Ok(events)
-        }
+        given::<Task>([published(false)])
+            .when(&claim_by(1, vec![], 0))
+            .then_error(TaskError::WorkerRevoked)
+            // Its id must be the one registered on the stream it was read from.
+            .when(&claim_by(1, vec![registered(2)], 0))
+            .then_error(TaskError::WorkerRevoked);
     }
 
     #[test]
     fn a_task_is_claimed_once() {
-        let mut g = given(&[publish(false), claim(1, 0)]);
-        assert_eq!(g.when(&claim(2, 1)), Err(TaskError::NotClaimable));
-        assert_eq!(g.0.attempts, 1);
+        let g = given::<Task>([published(false)])
+            .when(&claim(1, 0))
+            .then([claimed(1, 1, 0)])
+            .when(&claim(2, 1))
+            .then_error(TaskError::NotClaimable);
+        assert_eq!(g.state().attempts, 1);
     }
 
     #[test]
     fn an_expired_lease_requeues_until_the_attempts_are_used_up() {
-        let mut g = given(&[publish(false), claim(1, 0)]);
-        assert_eq!(g.when(&TaskCommand::ExpireLease { at: at(29) }), Ok(vec![]));
-        let events = g.when(&TaskCommand::ExpireLease { at: at(30) }).unwrap();
-        assert!(matches!(
-            events[1],
-            TaskEvent::TaskRequeued { attempts: 1, .. }
-        ));
         // The dead worker's late heartbeat is refused; another worker takes the task.
         let late = TaskCommand::Heartbeat {
             worker: worker(1),
             lease: Duration::seconds(30),
             at: at(31),
         };
-        assert_eq!(g.when(&late), Err(TaskError::NotHolder));
-        g.when(&claim(2, 31)).unwrap();
-        g.when(&TaskCommand::ExpireLease { at: at(70) }).unwrap();
-        g.when(&claim(3, 71)).unwrap();
-        let events = g.when(&TaskCommand::ExpireLease { at: at(200) }).unwrap();
-        assert!(matches!(
-            events[1],
-            TaskEvent::TaskFailed { attempts: 3, .. }
-        ));
-        assert_eq!(g.0.status, TaskStatus::Failed);
+        let g = given::<Task>([published(false), claimed(1, 1, 0)])
+            .when(&TaskCommand::ExpireLease { at: at(29) })
+            .then([])
+            .when(&TaskCommand::ExpireLease { at: at(30) })
+            .then(expired(1, 1))
+            .when(&late)
+            .then_error(TaskError::NotHolder)
+            .when(&claim(2, 31))
+            .then([claimed(2, 2, 31)])
+            .when(&TaskCommand::ExpireLease { at: at(70) })
+            .then(expired(2, 2))
+            .when(&claim(3, 71))
+            .then([claimed(3, 3, 71)])
+            .when(&TaskCommand::ExpireLease { at: at(200) })
+            .then([
+                attempt_failed(3, 3, EXPIRED, true),
+                TaskEvent::TaskFailed {
+                    task_id: task_id(),
+                    attempts: 3,
+                    reason: format!("gave up after 3 attempts: {EXPIRED}"),
+                },
+            ]);
+        assert_eq!(g.state().status, TaskStatus::Failed);
     }
 
     #[test]
     fn heartbeats_extend_and_only_the_holder_completes() {
-        let mut g = given(&[publish(false), claim(1, 0)]);
-        g.when(&TaskCommand::Heartbeat {
-            worker: worker(1),
-            lease: Duration::seconds(30),
-            at: at(20),
-        })
-        .unwrap();
-        assert_eq!(g.when(&TaskCommand::ExpireLease { at: at(40) }), Ok(vec![]));
         let other = TaskCommand::Complete {
             worker: worker(2),
             result: json!("x"),
         };
-        assert_eq!(g.when(&other), Err(TaskError::NotHolder));
-        g.when(&TaskCommand::Complete {
-            worker: worker(1),
-            result: json!({"url": "s3://x"}),
-        })
-        .unwrap();
-        assert_eq!(g.0.status, TaskStatus::Succeeded);
-        assert_eq!(g.when(&claim(2, 50)), Err(TaskError::NotClaimable));
+        let g = given::<Task>([published(false), claimed(1, 1, 0)])
+            .when(&TaskCommand::Heartbeat {
+                worker: worker(1),
+                lease: Duration::seconds(30),
+                at: at(20),
+            })
+            .then([TaskEvent::TaskLeaseExtended {
+                task_id: task_id(),
+                worker_id: worker(1),
+                lease_until: at(50),
+            }])
+            .when(&TaskCommand::ExpireLease { at: at(40) })
+            .then([])
+            .when(&other)
+            .then_error(TaskError::NotHolder)
+            .when(&TaskCommand::Complete {
+                worker: worker(1),
+                result: json!({"url": "s3://x"}),
+            })
+            .then([TaskEvent::TaskSucceeded {
+                task_id: task_id(),
+                worker_id: worker(1),
+                attempt: 1,
+                result: json!({"url": "s3://x"}),
+            }]);
+        assert_eq!(g.state().status, TaskStatus::Succeeded);
+        g.when(&claim(2, 50)).then_error(TaskError::NotClaimable);
     }
 
     #[test]
     fn failures_retry_or_end() {
-        let mut g = given(&[publish(false), claim(1, 0)]);
+        const OOM: &str = "CUDA out of memory";
         let fail = |retryable| TaskCommand::Fail {
             worker: worker(1),
-            error: "CUDA out of memory".into(),
+            error: OOM.into(),
             retryable,
         };
-        let events = g.when(&fail(true)).unwrap();
-        assert!(matches!(events[1], TaskEvent::TaskRequeued { .. }));
-        g.when(&claim(1, 5)).unwrap();
-        let events = g.when(&fail(false)).unwrap();
-        assert!(matches!(events[1], TaskEvent::TaskFailed { .. }));
+        given::<Task>([published(false), claimed(1, 1, 0)])
+            .when(&fail(true))
+            .then([
+                attempt_failed(1, 1, OOM, false),
+                TaskEvent::TaskRequeued {
+                    task_id: task_id(),
+                    attempts: 1,
+                },
+            ])
+            .when(&claim(1, 5))
+            .then([claimed(1, 2, 5)])
+            .when(&fail(false))
+            .then([
+                TaskEvent::TaskAttemptFailed {
+                    task_id: task_id(),
+                    worker_id: worker(1),
+                    attempt: 2,
+                    error: OOM.into(),
+                    retryable: false,
+                    lease_expired: false,
+                },
+                TaskEvent::TaskFailed {
+                    task_id: task_id(),
+                    attempts: 2,
+                    reason: OOM.into(),
+                },
+            ]);
     }
 
     #[test]
     fn publishing_checks_model_size_and_priority() {
-        let g = given(&[]);
-        let mut cmd = publish(false);
-        if let TaskCommand::Publish { model, .. } = &mut cmd {
+        let mut disabled = publish(false);
+        if let TaskCommand::Publish { model, .. } = &mut disabled {
             model.enabled = false;
         }
-        assert!(matches!(
-            g.0.decide(&cmd, &g.1),
-            Err(TaskError::ModelDisabled(_))
-        ));
-        let mut cmd = publish(false);
-        if let TaskCommand::Publish { input, .. } = &mut cmd {
+        let mut too_large = publish(false);
+        if let TaskCommand::Publish { input, .. } = &mut too_large {
             *input = json!({"prompt": "x".repeat(70_000)});
         }
-        assert!(matches!(
-            g.0.decide(&cmd, &g.1),
-            Err(TaskError::InputTooLarge { .. })
-        ));
-        let mut cmd = publish(false);
-        if let TaskCommand::Publish { priority, .. } = &mut cmd {
+        let mut bad_priority = publish(false);
+        if let TaskCommand::Publish { priority, .. } = &mut bad_priority {
             *priority = 101;
         }
-        assert_eq!(g.0.decide(&cmd, &g.1), Err(TaskError::BadPriority));
+        given::<Task>([])
+            .when(&disabled)
+            .then_error(TaskError::ModelDisabled("sdxl".into()))
+            .when(&too_large)
+            .then_error(TaskError::InputTooLarge { max: 64 * 1024 })
+            .when(&bad_priority)
+            .then_error(TaskError::BadPriority)
+            .when(&publish(false))
+            .then([published(false)])
+            .when(&publish(false))
+            .then_error(TaskError::AlreadyExists);
     }
 
     #[test]
     fn only_the_submitter_cancels_a_queued_task() {
-        let mut g = given(&[publish(false)]);
         let cancel = |a| TaskCommand::Cancel { actor: a };
-        assert_eq!(
-            g.when(&cancel(actor(2, false))),
-            Err(TaskError::NotSubmitter)
-        );
-        g.when(&cancel(actor(1, false))).unwrap();
-        assert_eq!(g.0.status, TaskStatus::Cancelled);
-        let mut g = given(&[publish(false), claim(1, 0)]);
-        assert_eq!(
-            g.when(&cancel(actor(1, false))),
-            Err(TaskError::NotCancellable)
-        );
+        let g = given::<Task>([published(false)])
+            .when(&cancel(actor(2, false)))
+            .then_error(TaskError::NotSubmitter)
+            .when(&cancel(actor(1, false)))
+            .then([TaskEvent::TaskCancelled {
+                task_id: task_id(),
+                by: actor(1, false).user_id,
+            }]);
+        assert_eq!(g.state().status, TaskStatus::Cancelled);
+        given::<Task>([published(false), claimed(1, 1, 0)])
+            .when(&cancel(actor(1, false)))
+            .then_error(TaskError::NotCancellable);
     }
 
     #[test]
@@ -781,36 +851,44 @@ mod tests {
             delivered,
             give_up,
         };
-        let mut g = given(&[publish(true), claim(1, 0)]);
-        assert_eq!(g.when(&attempt(true, false)), Err(TaskError::NoWebhook));
-        g.when(&TaskCommand::Complete {
-            worker: worker(1),
+        let attempted = |attempt, delivered| TaskEvent::WebhookAttempted {
+            task_id: task_id(),
+            attempt,
+            status: Some(if delivered { 200 } else { 500 }),
+            error: None,
+            delivered,
+        };
+        given::<Task>([published(true), claimed(1, 1, 0)])
+            .when(&attempt(true, false))
+            .then_error(TaskError::NoWebhook);
+        let succeeded = TaskEvent::TaskSucceeded {
+            task_id: task_id(),
+            worker_id: worker(1),
+            attempt: 1,
             result: json!(1),
-        })
-        .unwrap();
-        g.when(&attempt(false, false)).unwrap();
-        g.when(&attempt(false, false)).unwrap();
-        let events = g.when(&attempt(true, false)).unwrap();
-        assert!(matches!(
-            events[0],
-            TaskEvent::WebhookAttempted {
-                attempt: 3,
-                delivered: true,
-                ..
-            }
-        ));
-        assert_eq!(g.when(&attempt(true, false)), Err(TaskError::NoWebhook));
-        let mut g = given(&[
-            publish(true),
-            TaskCommand::Cancel {
-                actor: actor(1, false),
-            },
-        ]);
-        let events = g.when(&attempt(false, true)).unwrap();
-        assert!(matches!(
-            events[1],
-            TaskEvent::WebhookAbandoned { attempts: 1, .. }
-        ));
+        };
+        given::<Task>([published(true), claimed(1, 1, 0), succeeded])
+            .when(&attempt(false, false))
+            .then([attempted(1, false)])
+            .when(&attempt(false, false))
+            .then([attempted(2, false)])
+            .when(&attempt(true, false))
+            .then([attempted(3, true)])
+            .when(&attempt(true, false))
+            .then_error(TaskError::NoWebhook);
+        let cancelled = TaskEvent::TaskCancelled {
+            task_id: task_id(),
+            by: actor(1, false).user_id,
+        };
+        given::<Task>([published(true), cancelled])
+            .when(&attempt(false, true))
+            .then([
+                attempted(1, false),
+                TaskEvent::WebhookAbandoned {
+                    task_id: task_id(),
+                    attempts: 1,
+                },
+            ]);
     }
 
     #[test]
