@@ -170,20 +170,10 @@ impl Aggregate for Verification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
-
-    fn run(
-        v: &mut Verification,
-        c: VerificationCommand,
-    ) -> Result<Vec<VerificationEvent>, VerificationError> {
-        let events = v.decide(&c, &())?;
-        for e in &events {
-            v.evolve(e);
-        }
-        Ok(events)
     }
 
     fn check(hash: &str, at: i64) -> VerificationCommand {
@@ -200,8 +190,6 @@ mod tests {
         }
     }
 
-    const FAILED: VerificationEvent = VerificationEvent::VerificationFailed;
-
     fn consume(hash: &str, at: i64) -> VerificationCommand {
         VerificationCommand::Consume {
             code_hash: hash.into(),
@@ -209,64 +197,70 @@ mod tests {
         }
     }
 
+    /// The code `hash`, issued at `at`.
+    fn issued(hash: &str, at: i64) -> VerificationEvent {
+        VerificationEvent::VerificationCodeIssued {
+            code_hash: hash.into(),
+            expires_at: t(at + CODE_TTL_SECONDS),
+        }
+    }
+
+    const FAILED: VerificationEvent = VerificationEvent::VerificationFailed;
+    const CONSUMED: VerificationEvent = VerificationEvent::VerificationCodeConsumed;
+
     #[test]
     fn a_code_is_good_for_five_minutes_and_once() {
-        let mut v = Verification::default();
-        assert_eq!(run(&mut v, consume("h", 0)), Err(VerificationError::NoCode));
-        assert_eq!(run(&mut v, check("h", 0)), Err(VerificationError::NoCode));
-        run(&mut v, issue("h", 0)).unwrap();
-        assert_eq!(
-            run(&mut v.clone(), consume("h", 300)),
-            Err(VerificationError::Expired)
-        );
-        assert_eq!(
-            run(&mut v, check("h", 299)),
-            Ok(vec![]),
-            "a check uses nothing up"
-        );
-        assert_eq!(
-            run(&mut v, consume("h", 299)),
-            Ok(vec![VerificationEvent::VerificationCodeConsumed])
-        );
+        given::<Verification>([])
+            .when(&consume("h", 0))
+            .then_error(VerificationError::NoCode)
+            .when(&check("h", 0))
+            .then_error(VerificationError::NoCode)
+            .when(&issue("h", 0))
+            .then([issued("h", 0)]);
+        let mut used = given::<Verification>([issued("h", 0)])
+            .when(&consume("h", 300))
+            .then_error(VerificationError::Expired)
+            // A check uses nothing up.
+            .when(&check("h", 299))
+            .then([])
+            .when(&consume("h", 299))
+            .then([CONSUMED]);
         for judge in [check("h", 1), consume("h", 1), check("x", 1)] {
-            assert_eq!(run(&mut v, judge), Err(VerificationError::AlreadyUsed));
+            used = used.when(&judge).then_error(VerificationError::AlreadyUsed);
         }
     }
 
     #[test]
     fn every_wrong_guess_is_a_recorded_failure_and_five_burn_the_code() {
-        let mut v = Verification::default();
-        run(&mut v, issue("h", 0)).unwrap();
+        let mut g = given::<Verification>([issued("h", 0)]);
         for i in 0..MAX_FAILED_ATTEMPTS {
             let guess = if i % 2 == 0 {
                 check("x", 1)
             } else {
                 consume("x", 1)
             };
-            assert_eq!(run(&mut v, guess), Ok(vec![FAILED]));
+            g = g.when(&guess).then([FAILED]);
         }
         for judge in [check("h", 1), consume("h", 1), check("x", 1)] {
-            assert_eq!(run(&mut v, judge), Err(VerificationError::TooManyAttempts));
+            g = g
+                .when(&judge)
+                .then_error(VerificationError::TooManyAttempts);
         }
-        run(&mut v, issue("h2", 10)).unwrap();
-        assert_eq!(run(&mut v, consume("h", 11)), Ok(vec![FAILED]));
-        assert_eq!(
-            run(&mut v, consume("h2", 11)),
-            Ok(vec![VerificationEvent::VerificationCodeConsumed])
-        );
+        // A new code replaces the burnt one.
+        g.when(&issue("h2", 10))
+            .then([issued("h2", 10)])
+            .when(&consume("h", 11))
+            .then([FAILED])
+            .when(&consume("h2", 11))
+            .then([CONSUMED]);
     }
 
     #[test]
     fn an_expired_code_judges_no_guess() {
-        let mut v = Verification::default();
-        run(&mut v, issue("h", 0)).unwrap();
-        assert_eq!(
-            run(&mut v, check("x", 300)),
-            Err(VerificationError::Expired)
-        );
-        assert_eq!(
-            run(&mut v, consume("x", 301)),
-            Err(VerificationError::Expired)
-        );
+        given::<Verification>([issued("h", 0)])
+            .when(&check("x", 300))
+            .then_error(VerificationError::Expired)
+            .when(&consume("x", 301))
+            .then_error(VerificationError::Expired);
     }
 }
