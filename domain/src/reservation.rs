@@ -177,6 +177,7 @@ impl Aggregate for Reservation {
 mod tests {
     use super::*;
     use crate::personal::KeyRef;
+    use crate::testing::given;
 
     const SECRET: &[u8] = b"test secret";
 
@@ -221,24 +222,30 @@ mod tests {
     #[test]
     fn a_released_name_can_be_reserved_again_and_old_owners_upcast() {
         let owner = UserId::new(uuid::Uuid::from_u128(3));
+        let sealed = Personal::new(KeyRef::handle("h"), owner);
         let reserve = ReservationCommand::Reserve {
-            owner: Personal::new(KeyRef::handle("h"), owner),
+            owner: sealed.clone(),
         };
-        let mut r = Reservation::default();
-        for e in r.decide(&reserve, &()).unwrap() {
-            r.evolve(&e);
-        }
-        assert_eq!(r.decide(&reserve, &()), Err(ReservationError::Taken));
-        assert_eq!(r.owner, Some(owner));
-        for e in r.decide(&ReservationCommand::Release, &()).unwrap() {
-            r.evolve(&e);
-        }
-        assert!(r.decide(&reserve, &()).is_ok());
+        let reserved = ReservationEvent::IdentityReserved { owner: sealed };
+        given::<Reservation>([])
+            .when(&ReservationCommand::Release)
+            .then_error(ReservationError::NotReserved)
+            .when(&reserve)
+            .then([reserved.clone()]);
+        let g = given::<Reservation>([reserved.clone()])
+            .when(&reserve)
+            .then_error(ReservationError::Taken);
+        assert_eq!(g.state().owner, Some(owner));
+        let g = g
+            .when(&ReservationCommand::Release)
+            .then([ReservationEvent::IdentityReleased {}]);
+        assert_eq!(g.state().owner, None);
+        given::<Reservation>([reserved.clone(), ReservationEvent::IdentityReleased {}])
+            .when(&reserve)
+            .then([reserved]);
         let old =
             ReservationEvent::decode("IdentityReserved", 1, &serde_json::json!({"owner": owner}))
                 .unwrap();
-        let mut r = Reservation::default();
-        r.evolve(&old);
-        assert_eq!(r.owner, Some(owner));
+        assert_eq!(given::<Reservation>([old]).state().owner, Some(owner));
     }
 }
