@@ -303,6 +303,7 @@ impl Aggregate for Sanctions {
 mod tests {
     use super::*;
     use crate::ids::PostId;
+    use crate::testing::given;
     use uuid::Uuid;
 
     fn user(n: u128) -> UserId {
@@ -313,125 +314,150 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() + Duration::days(n)
     }
 
-    struct Ledger(Sanctions);
-
-    impl Ledger {
-        fn when(&mut self, command: &SanctionCommand) -> Result<Vec<SanctionEvent>, SanctionError> {
-            let events = self.0.decide(command, &SanctionPolicy::default())?;
-            for e in &events {
-                self.0.evolve(e);
-            }
-            Ok(events)
-        }
-
-        /// Imposes sanction `n` on `who` for item `n` at `at`; its terms.
-        fn impose(&mut self, n: u128, who: UserId, at: DateTime<Utc>) -> Terms {
-            let events = self.when(&impose(n, who, at)).unwrap();
-            let SanctionEvent::SanctionImposed { terms, .. } = &events[0] else {
-                panic!("{events:?}")
-            };
-            terms.get().unwrap().clone()
-        }
-    }
-
     fn id(n: u128) -> SanctionId {
         SanctionId::new(Uuid::from_u128(1000 + n))
     }
 
+    /// The handle sanction `n` is sealed under.
+    fn subject(n: u128) -> KeyRef {
+        KeyRef::handle(format!("s{n}"))
+    }
+
+    fn item(n: u128) -> Item {
+        Item {
+            post_id: PostId::new(Uuid::from_u128(n)),
+            comment_id: None,
+        }
+    }
+
+    /// Sanction `n` on `who` for item `n` at `at`.
     fn impose(n: u128, who: UserId, at: DateTime<Utc>) -> SanctionCommand {
         SanctionCommand::Impose {
             sanction_id: id(n),
             user: who,
-            subject: KeyRef::handle(format!("s{n}")),
-            item: Item {
-                post_id: PostId::new(Uuid::from_u128(n)),
-                comment_id: None,
-            },
+            subject: subject(n),
+            item: item(n),
             reason: Reason::Spam,
             by: Role::Community,
             at,
         }
     }
 
+    /// What `impose(n, who, _)` records, with these terms.
+    fn imposed(n: u128, who: UserId, step: u32, from: i64, to: Option<i64>) -> SanctionEvent {
+        SanctionEvent::SanctionImposed {
+            sanction_id: id(n),
+            item: item(n),
+            reason: Reason::Spam,
+            by: Role::Community,
+            subject: Personal::new(subject(n), who),
+            terms: Personal::new(
+                subject(n),
+                Terms {
+                    step,
+                    starts_at: day(from),
+                    ends_at: to.map(day),
+                },
+            ),
+        }
+    }
+
+    fn appeal(n: u128, by: UserId, text: Option<&str>) -> SanctionCommand {
+        SanctionCommand::Appeal {
+            sanction_id: id(n),
+            user: by,
+            text: text.map(|t| AppealText::parse(t).unwrap()),
+        }
+    }
+
+    fn appealed(n: u128, text: Option<&str>) -> SanctionEvent {
+        SanctionEvent::SanctionAppealed {
+            sanction_id: id(n),
+            text: text.map(|t| Personal::new(subject(n), t.to_owned())),
+        }
+    }
+
+    fn decide(n: u128, uphold: bool, actor: UserId) -> SanctionCommand {
+        SanctionCommand::Decide {
+            sanction_id: id(n),
+            uphold,
+            by: Role::Moderator,
+            actor,
+        }
+    }
+
+    fn decided(n: u128, upheld: bool) -> SanctionEvent {
+        SanctionEvent::AppealDecided {
+            sanction_id: id(n),
+            item: item(n),
+            upheld,
+            by: Role::Moderator,
+        }
+    }
+
     #[test]
     fn the_ladder_climbs_and_a_new_sanction_starts_when_the_current_one_ends() {
-        let mut l = Ledger(Sanctions::default());
         let a = user(1);
-        let first = l.impose(1, a, day(0));
-        assert_eq!(
-            (first.step, first.starts_at, first.ends_at),
-            (1, day(0), Some(day(1)))
-        );
-        let second = l.impose(2, a, day(0));
-        assert_eq!((second.step, second.starts_at), (2, day(1)));
-        assert_eq!(second.ends_at, Some(day(4)));
-        assert_eq!(l.impose(3, a, day(10)).ends_at, Some(day(17)));
-        assert_eq!(l.impose(4, a, day(20)).ends_at, Some(day(50)));
-        let fifth = l.impose(5, a, day(60));
-        assert_eq!(
-            (fifth.step, fifth.ends_at),
-            (5, None),
-            "beyond the ladder: permanent"
-        );
-        // Another user starts at the bottom.
-        assert_eq!(l.impose(6, user(2), day(0)).step, 1);
+        given::<Sanctions>([])
+            .when(&impose(1, a, day(0)))
+            .then([imposed(1, a, 1, 0, Some(1))])
+            // The second waits for the first to end.
+            .when(&impose(2, a, day(0)))
+            .then([imposed(2, a, 2, 1, Some(4))])
+            .when(&impose(3, a, day(10)))
+            .then([imposed(3, a, 3, 10, Some(17))])
+            .when(&impose(4, a, day(20)))
+            .then([imposed(4, a, 4, 20, Some(50))])
+            // Beyond the ladder: permanent.
+            .when(&impose(5, a, day(60)))
+            .then([imposed(5, a, 5, 60, None)])
+            // Another user starts at the bottom.
+            .when(&impose(6, user(2), day(0)))
+            .then([imposed(6, user(2), 1, 0, Some(1))]);
     }
 
     #[test]
     fn an_overturned_sanction_leaves_the_ladder() {
-        let mut l = Ledger(Sanctions::default());
         let (a, moderator) = (user(1), user(9));
-        l.impose(1, a, day(0));
-        l.impose(2, a, day(2));
-        let appeal = SanctionCommand::Appeal {
-            sanction_id: id(2),
-            user: a,
-            text: Some(AppealText::parse("it was a joke").unwrap()),
-        };
-        assert_eq!(l.when(&appeal).unwrap().len(), 1);
-        assert_eq!(l.when(&appeal), Err(SanctionError::AlreadyAppealed));
-        let decide = |uphold| SanctionCommand::Decide {
-            sanction_id: id(2),
-            uphold,
-            by: Role::Moderator,
-            actor: moderator,
-        };
-        l.when(&decide(false)).unwrap();
-        assert_eq!(l.when(&decide(true)), Err(SanctionError::AlreadyDecided));
-        let third = l.impose(3, a, day(10));
-        assert_eq!((third.step, third.ends_at), (2, Some(day(13))));
+        let joke = Some("it was a joke");
+        given::<Sanctions>([imposed(1, a, 1, 0, Some(1)), imposed(2, a, 2, 2, Some(5))])
+            .when(&appeal(2, a, joke))
+            .then([appealed(2, joke)])
+            .when(&appeal(2, a, joke))
+            .then_error(SanctionError::AlreadyAppealed)
+            .when(&decide(2, false, moderator))
+            .then([decided(2, false)])
+            .when(&decide(2, true, moderator))
+            .then_error(SanctionError::AlreadyDecided);
+        given::<Sanctions>([
+            imposed(1, a, 1, 0, Some(1)),
+            imposed(2, a, 2, 2, Some(5)),
+            appealed(2, joke),
+            decided(2, false),
+        ])
+        .when(&impose(3, a, day(10)))
+        .then([imposed(3, a, 2, 10, Some(13))]);
     }
 
     #[test]
     fn one_sanction_per_item_appeals_by_the_subject_only_and_no_own_decisions() {
-        let mut l = Ledger(Sanctions::default());
         let (a, b) = (user(1), user(2));
-        l.impose(1, a, day(0));
         let mut again = impose(1, a, day(0));
         if let SanctionCommand::Impose { sanction_id, .. } = &mut again {
             *sanction_id = id(7);
         }
-        assert_eq!(l.when(&again), Err(SanctionError::AlreadySanctioned));
-        let by_b = SanctionCommand::Appeal {
-            sanction_id: id(1),
-            user: b,
-            text: None,
-        };
-        assert_eq!(l.when(&by_b), Err(SanctionError::NotFound));
-        let decide = |actor| SanctionCommand::Decide {
-            sanction_id: id(1),
-            uphold: true,
-            by: Role::Moderator,
-            actor,
-        };
-        assert_eq!(l.when(&decide(b)), Err(SanctionError::NotAppealed));
-        let by_a = SanctionCommand::Appeal {
-            sanction_id: id(1),
-            user: a,
-            text: None,
-        };
-        l.when(&by_a).unwrap();
-        assert_eq!(l.when(&decide(a)), Err(SanctionError::OwnSanction));
-        assert_eq!(l.when(&decide(b)).unwrap().len(), 1);
+        given::<Sanctions>([imposed(1, a, 1, 0, Some(1))])
+            .when(&again)
+            .then_error(SanctionError::AlreadySanctioned)
+            .when(&appeal(1, b, None))
+            .then_error(SanctionError::NotFound)
+            .when(&decide(1, true, b))
+            .then_error(SanctionError::NotAppealed)
+            .when(&appeal(1, a, None))
+            .then([appealed(1, None)])
+            .when(&decide(1, true, a))
+            .then_error(SanctionError::OwnSanction)
+            .when(&decide(1, true, b))
+            .then([decided(1, true)]);
     }
 }
