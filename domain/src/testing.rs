@@ -11,6 +11,10 @@
 //!
 //! A test starts from events, not from commands, so that it states the history it needs and
 //! does not depend on other decisions being right.
+//!
+//! Where a test reads a value out of the decided events (the sessions a login evicted),
+//! `then_take` hands them back with the state after them. A test about a sequence of decisions
+//! (a property test) goes on in a loop: `g = g.when(&command).then(expected)`.
 
 use std::fmt::Debug;
 
@@ -78,6 +82,16 @@ where
             Err(e) => panic!("refused with {e:?}; expected {expected:?}"),
         }
         self.accept()
+    }
+
+    /// The decided events, for a test to read, and the state after them; panics on a refusal.
+    #[track_caller]
+    pub(crate) fn then_take(self) -> (Given<A>, Vec<A::Event>) {
+        let events = match &self.result {
+            Ok(events) => events.clone(),
+            Err(e) => panic!("refused with {e:?}"),
+        };
+        (self.accept(), events)
     }
 
     /// Asserts that the command was refused with `expected`, and goes on from the unchanged

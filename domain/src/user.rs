@@ -493,56 +493,78 @@ impl Aggregate for User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::given;
     use uuid::Uuid;
+
+    fn ann() -> UserId {
+        UserId::new(Uuid::from_u128(1))
+    }
+
+    fn registered() -> UserEvent {
+        UserEvent::UserRegistered {
+            user_id: ann(),
+            email: Personal::new(KeyRef::user(ann()), "ann@campus.edu".into()),
+            username: Personal::new(KeyRef::user(ann()), "ann".into()),
+            password_hash: Personal::new(KeyRef::user(ann()), "$argon2id$x".into()),
+        }
+    }
+
+    fn unregistered() -> UserEvent {
+        UserEvent::UserUnregistered { user_id: ann() }
+    }
 
     #[test]
     fn favourites_are_set_once_and_use_at_most_ten_folders() {
-        let mut user = User {
-            id: Some(UserId::new(Uuid::from_u128(1))),
-            ..User::default()
-        };
         let post = |n: u128| PostId::new(Uuid::from_u128(100 + n));
         let fav = |n: u128, folder: Option<&str>| UserCommand::Favourite {
             post_id: post(n),
             folder: folder.map(|f| FolderName::parse(f).unwrap()),
         };
-        let apply = |user: &mut User, cmd: &UserCommand| {
-            let events = user.decide(cmd, &())?;
-            for e in &events {
-                user.evolve(e);
-            }
-            Ok::<_, UserError>(events.len())
+        let set = |n: u128, folder: Option<&str>| UserEvent::FavouriteSet {
+            user_id: ann(),
+            favourite: Personal::new(
+                KeyRef::user(ann()),
+                Favourite {
+                    post_id: post(n),
+                    folder: folder.map(str::to_owned),
+                },
+            ),
         };
-        assert_eq!(apply(&mut user, &fav(0, None)), Ok(1));
-        assert_eq!(apply(&mut user, &fav(0, None)), Ok(0), "the same again");
+        let mut g = given::<User>([registered()])
+            .when(&fav(0, None))
+            .then([set(0, None)])
+            // The same again.
+            .when(&fav(0, None))
+            .then([]);
         for n in 1..=10 {
             let name = format!("folder {n}");
-            assert_eq!(apply(&mut user, &fav(n, Some(&name))), Ok(1));
+            g = g.when(&fav(n, Some(&name))).then([set(n, Some(&name))]);
         }
-        assert_eq!(
-            apply(&mut user, &fav(11, Some("one too many"))),
-            Err(UserError::TooManyFolders)
-        );
-        // Into a folder in use is fine; moving the only post of a folder frees it.
-        assert_eq!(apply(&mut user, &fav(11, Some("folder 1"))), Ok(1));
-        assert_eq!(apply(&mut user, &fav(2, Some("folder 1"))), Ok(1));
-        assert_eq!(apply(&mut user, &fav(12, Some("new"))), Ok(1));
         let drop = UserCommand::Unfavourite { post_id: post(12) };
-        assert_eq!(apply(&mut user, &drop), Ok(1));
-        assert_eq!(apply(&mut user, &drop), Ok(0));
-        assert!(!user.favourites.contains_key(&post(12)));
+        let g = g
+            .when(&fav(11, Some("one too many")))
+            .then_error(UserError::TooManyFolders)
+            // Into a folder in use is fine; moving the only post of a folder frees it.
+            .when(&fav(11, Some("folder 1")))
+            .then([set(11, Some("folder 1"))])
+            .when(&fav(2, Some("folder 1")))
+            .then([set(2, Some("folder 1"))])
+            .when(&fav(12, Some("new")))
+            .then([set(12, Some("new"))])
+            .when(&drop)
+            .then([UserEvent::FavouriteRemoved {
+                user_id: ann(),
+                post_id: Personal::new(KeyRef::user(ann()), post(12)),
+            }])
+            .when(&drop)
+            .then([]);
+        assert!(!g.state().favourites.contains_key(&post(12)));
     }
 
     mod sessions {
         use super::*;
         use chrono::Duration;
         use proptest::prelude::*;
-
-        const ANN: u128 = 1;
-
-        fn ann() -> UserId {
-            UserId::new(Uuid::from_u128(ANN))
-        }
 
         fn at(secs: i64) -> DateTime<Utc> {
             DateTime::from_timestamp(secs, 0).unwrap()
@@ -552,15 +574,6 @@ mod tests {
             OpenSession {
                 session_id: SessionId::new(Uuid::from_u128(0x1000 + n)),
                 expires_at: at(expires),
-            }
-        }
-
-        fn registered() -> UserEvent {
-            UserEvent::UserRegistered {
-                user_id: ann(),
-                email: Personal::new(KeyRef::user(ann()), "ann@campus.edu".into()),
-                username: Personal::new(KeyRef::user(ann()), "ann".into()),
-                password_hash: Personal::new(KeyRef::user(ann()), "$argon2id$x".into()),
             }
         }
 
@@ -578,15 +591,6 @@ mod tests {
                 session_id: s.session_id,
                 reason,
             }
-        }
-
-        /// The user after `events`.
-        fn given(events: &[UserEvent]) -> User {
-            let mut user = User::default();
-            for e in events {
-                user.evolve(e);
-            }
-            user
         }
 
         fn open(new: &OpenSession, secs: i64, max: usize) -> UserCommand {
@@ -607,27 +611,24 @@ mod tests {
 
         #[test]
         fn a_login_under_the_cap_only_opens() {
-            let user = given(&with_sessions(5));
             let new = session(6, 1000);
-            assert_eq!(user.decide(&open(&new, 0, 6), &()), Ok(vec![opened(&new)]));
+            given::<User>(with_sessions(5))
+                .when(&open(&new, 0, 6))
+                .then([opened(&new)]);
         }
 
         #[test]
         fn the_seventh_login_evicts_the_oldest() {
-            let user = given(&with_sessions(6));
             let new = session(7, 1000);
-            let events = user.decide(&open(&new, 0, 6), &()).unwrap();
-            assert_eq!(
-                events,
-                vec![
-                    closed(&session(1, 1000), CloseReason::Evicted),
-                    opened(&new)
-                ]
-            );
+            let events = [
+                closed(&session(1, 1000), CloseReason::Evicted),
+                opened(&new),
+            ];
+            let g = given::<User>(with_sessions(6))
+                .when(&open(&new, 0, 6))
+                .then(events.clone());
             assert_eq!(User::evicted(&events), vec![session(1, 1000).session_id]);
-            let mut log = with_sessions(6);
-            log.extend(events);
-            let ids: Vec<_> = given(&log).sessions.iter().map(|s| s.session_id).collect();
+            let ids: Vec<_> = g.state().sessions.iter().map(|s| s.session_id).collect();
             let wanted: Vec<_> = (2..=7).map(|i| session(i, 1000).session_id).collect();
             assert_eq!(ids, wanted, "oldest first");
         }
@@ -637,27 +638,22 @@ mod tests {
             let mut log = vec![registered(), opened(&session(1, 10))];
             log.extend((2..=6).map(|i| opened(&session(i, 1000))));
             let new = session(7, 1000);
-            assert_eq!(
-                given(&log).decide(&open(&new, 10, 6), &()),
-                Ok(vec![
-                    closed(&session(1, 10), CloseReason::Expired),
-                    opened(&new)
-                ])
-            );
+            given::<User>(log)
+                .when(&open(&new, 10, 6))
+                .then([closed(&session(1, 10), CloseReason::Expired), opened(&new)]);
         }
 
         #[test]
         fn a_lowered_cap_evicts_as_many_as_it_takes() {
-            let user = given(&with_sessions(6));
             let new = session(7, 1000);
-            let events = user.decide(&open(&new, 0, 2), &()).unwrap();
-            assert_eq!(User::evicted(&events).len(), 5);
-            assert_eq!(events.last(), Some(&opened(&new)));
+            let evicted = (1..=5).map(|i| closed(&session(i, 1000), CloseReason::Evicted));
+            given::<User>(with_sessions(6))
+                .when(&open(&new, 0, 2))
+                .then(evicted.chain([opened(&new)]));
         }
 
         #[test]
         fn sessions_from_before_user_streams_recorded_them_count_once() {
-            let user = given(&[registered()]);
             let earlier: Vec<_> = (1..=7).rev().map(|i| session(i, 1000)).collect();
             let new = session(8, 1000);
             let command = UserCommand::OpenSession {
@@ -666,53 +662,50 @@ mod tests {
                 max: 6,
                 earlier: earlier.clone(),
             };
-            let events = user.decide(&command, &()).unwrap();
             let mut wanted: Vec<_> = (1..=7).map(|i| opened(&session(i, 1000))).collect();
             wanted.push(closed(&session(1, 1000), CloseReason::Evicted));
             wanted.push(closed(&session(2, 1000), CloseReason::Evicted));
             wanted.push(opened(&new));
-            assert_eq!(events, wanted);
             // Once the stream records sessions, the caller's list is not read again.
-            let mut log = vec![registered()];
-            log.extend(events);
             let again = UserCommand::OpenSession {
                 session: session(9, 1000),
                 at: at(0),
                 max: 6,
                 earlier,
             };
-            let events = given(&log).decide(&again, &()).unwrap();
-            assert_eq!(User::evicted(&events), vec![session(3, 1000).session_id]);
-            assert_eq!(events.len(), 2);
+            given::<User>([registered()])
+                .when(&command)
+                .then(wanted)
+                .when(&again)
+                .then([
+                    closed(&session(3, 1000), CloseReason::Evicted),
+                    opened(&session(9, 1000)),
+                ]);
         }
 
         #[test]
         fn closing_records_only_sessions_the_stream_knows() {
-            let user = given(&with_sessions(2));
             let close = |n| UserCommand::CloseSession {
                 session_id: session(n, 1000).session_id,
             };
-            assert_eq!(
-                user.decide(&close(2), &()),
-                Ok(vec![closed(&session(2, 1000), CloseReason::Ended)])
-            );
-            assert_eq!(user.decide(&close(9), &()), Ok(vec![]));
+            given::<User>(with_sessions(2))
+                .when(&close(9))
+                .then([])
+                .when(&close(2))
+                .then([closed(&session(2, 1000), CloseReason::Ended)]);
         }
 
         #[test]
         fn an_unregistered_user_opens_no_session() {
             let mut log = with_sessions(1);
-            log.push(UserEvent::UserUnregistered { user_id: ann() });
-            let user = given(&log);
-            assert!(user.sessions.is_empty());
-            assert_eq!(
-                user.decide(&open(&session(2, 1000), 0, 6), &()),
-                Err(UserError::Unregistered)
-            );
-            assert_eq!(
-                given(&[]).decide(&open(&session(2, 1000), 0, 6), &()),
-                Err(UserError::NotFound)
-            );
+            log.push(unregistered());
+            let g = given::<User>(log);
+            assert!(g.state().sessions.is_empty());
+            g.when(&open(&session(2, 1000), 0, 6))
+                .then_error(UserError::Unregistered);
+            given::<User>([])
+                .when(&open(&session(2, 1000), 0, 6))
+                .then_error(UserError::NotFound);
         }
 
         /// A login, an end of the `n`th live session, or time passing.
@@ -739,17 +732,15 @@ mod tests {
                 max in 1usize..8,
                 steps in proptest::collection::vec(step(), 1..60),
             ) {
-                let mut user = given(&[registered()]);
+                let mut g = given::<User>([registered()]);
                 let (mut now, mut next) = (0i64, 0u128);
                 for s in steps {
                     match s {
                         Step::Wait(secs) => now += secs,
                         Step::End(n) => {
-                            let Some(target) = user.sessions.get(n).cloned() else { continue };
+                            let Some(target) = g.state().sessions.get(n).cloned() else { continue };
                             let close = UserCommand::CloseSession { session_id: target.session_id };
-                            for e in user.decide(&close, &()).unwrap() {
-                                user.evolve(&e);
-                            }
+                            g = g.when(&close).then([closed(&target, CloseReason::Ended)]);
                         }
                         Step::Login => {
                             next += 1;
@@ -757,16 +748,15 @@ mod tests {
                                 session_id: SessionId::new(Uuid::from_u128(next)),
                                 expires_at: at(now) + Duration::seconds(100),
                             };
-                            let live_before: Vec<_> = user.sessions.iter()
+                            let live_before: Vec<_> = g.state().sessions.iter()
                                 .filter(|s| s.expires_at > at(now)).cloned().collect();
-                            let events = user.decide(&open(&new, now, max), &()).unwrap();
+                            let (after, events) = g.when(&open(&new, now, max)).then_take();
+                            g = after;
                             let evicted = User::evicted(&events);
                             let oldest: Vec<_> = live_before.iter().take(evicted.len())
                                 .map(|s| s.session_id).collect();
                             prop_assert_eq!(evicted, oldest);
-                            for e in &events {
-                                user.evolve(e);
-                            }
+                            let user = g.state();
                             let live = user.sessions.iter().filter(|s| s.expires_at > at(now)).count();
                             prop_assert!(live <= max);
                             prop_assert!(user.sessions.iter().all(|s| s.expires_at > at(now)));
@@ -780,78 +770,71 @@ mod tests {
 
     #[test]
     fn moderator_rights_are_granted_and_revoked_once() {
-        let id = UserId::new(Uuid::from_u128(1));
-        let mut user = User::default();
         let set = |moderator| UserCommand::SetModerator { moderator };
-        assert_eq!(user.decide(&set(true), &()), Err(UserError::NotFound));
-        user.id = Some(id);
-        assert_eq!(user.decide(&set(false), &()), Ok(vec![]));
-        let granted = user.decide(&set(true), &()).unwrap();
-        assert_eq!(granted, vec![UserEvent::ModeratorGranted { user_id: id }]);
-        user.evolve(&granted[0]);
-        assert_eq!(user.decide(&set(true), &()), Ok(vec![]));
-        let revoked = user.decide(&set(false), &()).unwrap();
-        assert_eq!(revoked, vec![UserEvent::ModeratorRevoked { user_id: id }]);
-        user.unregistered = true;
-        assert_eq!(user.decide(&set(true), &()), Err(UserError::Unregistered));
+        given::<User>([])
+            .when(&set(true))
+            .then_error(UserError::NotFound);
+        given::<User>([registered()])
+            .when(&set(false))
+            .then([])
+            .when(&set(true))
+            .then([UserEvent::ModeratorGranted { user_id: ann() }])
+            .when(&set(true))
+            .then([])
+            .when(&set(false))
+            .then([UserEvent::ModeratorRevoked { user_id: ann() }]);
+        given::<User>([registered(), unregistered()])
+            .when(&set(true))
+            .then_error(UserError::Unregistered);
     }
 
     #[test]
     fn the_read_mark_only_moves_forward() {
-        let mut user = User::default();
         let mark = |up_to| UserCommand::MarkNotificationsRead { up_to };
-        assert_eq!(user.decide(&mark(3), &()), Err(UserError::NotFound));
-        user.id = Some(UserId::new(Uuid::from_u128(1)));
-        let events = user.decide(&mark(5), &()).unwrap();
-        assert_eq!(
-            events,
-            vec![UserEvent::NotificationsRead {
-                user_id: UserId::new(Uuid::from_u128(1)),
-                up_to: Personal::new(KeyRef::user(UserId::new(Uuid::from_u128(1))), 5)
-            }]
-        );
-        user.evolve(&events[0]);
-        assert_eq!(user.decide(&mark(5), &()), Ok(vec![]));
-        assert_eq!(user.decide(&mark(4), &()), Ok(vec![]));
-        assert_eq!(user.decide(&mark(6), &()).unwrap().len(), 1);
+        let read = |up_to| UserEvent::NotificationsRead {
+            user_id: ann(),
+            up_to: Personal::new(KeyRef::user(ann()), up_to),
+        };
+        given::<User>([])
+            .when(&mark(3))
+            .then_error(UserError::NotFound);
+        given::<User>([registered()]).when(&mark(5)).then([read(5)]);
+        given::<User>([registered(), read(5)])
+            .when(&mark(5))
+            .then([])
+            .when(&mark(4))
+            .then([])
+            .when(&mark(6))
+            .then([read(6)]);
     }
 
     #[test]
     fn register_once_then_grant_admin_once() {
         let register = UserCommand::Register {
-            user_id: UserId::new(Uuid::from_u128(1)),
-            email: Email::parse("a@b.org").unwrap(),
+            user_id: ann(),
+            email: Email::parse("ann@campus.edu").unwrap(),
             username: Username::parse("ann").unwrap(),
-            password_hash: "$argon2id$...".into(),
+            password_hash: "$argon2id$x".into(),
         };
-        let mut user = User::default();
-        assert_eq!(
-            user.decide(&UserCommand::GrantAdmin, &()),
-            Err(UserError::NotFound)
-        );
-        for e in user.decide(&register, &()).unwrap() {
-            user.evolve(&e);
-        }
-        assert_eq!(
-            user.decide(&register, &()),
-            Err(UserError::AlreadyRegistered)
-        );
-        for e in user.decide(&UserCommand::GrantAdmin, &()).unwrap() {
-            user.evolve(&e);
-        }
-        assert!(user.is_admin);
-        assert_eq!(
-            user.decide(&UserCommand::GrantAdmin, &()),
-            Err(UserError::AlreadyAdmin)
-        );
-        for e in user.decide(&UserCommand::Unregister, &()).unwrap() {
-            user.evolve(&e);
-        }
-        assert!(user.unregistered && user.password_hash.is_empty());
-        assert_eq!(
-            user.decide(&UserCommand::Unregister, &()),
-            Err(UserError::Unregistered)
-        );
+        given::<User>([])
+            .when(&UserCommand::GrantAdmin)
+            .then_error(UserError::NotFound)
+            .when(&register)
+            .then([registered()]);
+        let admin = given::<User>([registered()])
+            .when(&register)
+            .then_error(UserError::AlreadyRegistered)
+            .when(&UserCommand::GrantAdmin)
+            .then([UserEvent::AdminGranted { user_id: ann() }]);
+        assert!(admin.state().is_admin);
+        let gone = admin
+            .when(&UserCommand::GrantAdmin)
+            .then_error(UserError::AlreadyAdmin)
+            .when(&UserCommand::Unregister)
+            .then([unregistered()]);
+        assert!(gone.state().unregistered && gone.state().password_hash.is_empty());
+        gone.when(&UserCommand::Unregister)
+            .then_error(UserError::Unregistered);
     }
 
     #[test]
