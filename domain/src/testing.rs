@@ -12,9 +12,11 @@
 //! A test starts from events, not from commands, so that it states the history it needs and
 //! does not depend on other decisions being right.
 //!
-//! Where a test reads a value out of the decided events (the sessions a login evicted),
-//! `then_take` hands them back with the state after them. A test about a sequence of decisions
-//! (a property test) goes on in a loop: `g = g.when(&command).then(expected)`.
+//! Where the exact events are beside the point (one field among many, a name the rule
+//! chose), `then_matches` checks them with a predicate. Where a test reads a value out of them
+//! (the sessions a login evicted), `then_take` hands them back with the state after them. A
+//! test about a sequence of decisions (a property test) goes on in a loop:
+//! `g = g.when(&command).then(expected)`.
 
 use std::fmt::Debug;
 
@@ -80,6 +82,17 @@ where
         match &self.result {
             Ok(events) => assert_eq!(events, &expected, "decided other events"),
             Err(e) => panic!("refused with {e:?}; expected {expected:?}"),
+        }
+        self.accept()
+    }
+
+    /// Asserts that the command was decided (not refused) and that its events pass `check`, and
+    /// goes on from the state after them.
+    #[track_caller]
+    pub(crate) fn then_matches(self, check: impl FnOnce(&[A::Event]) -> bool) -> Given<A> {
+        match &self.result {
+            Ok(events) => assert!(check(events), "decided unexpected events {events:?}"),
+            Err(e) => panic!("refused with {e:?}"),
         }
         self.accept()
     }
