@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use commands::sessions::{self, EarlierSessions};
 use commands::{CommandError, StoreError};
@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{After, Auth, projection_headers};
+use crate::http::routes::auth::CommandDone;
 use crate::http::routes::posts::parse_id;
 use crate::http::routes::{consistent, context};
 use crate::http::state::AppState;
@@ -83,16 +84,17 @@ pub async fn list(
 
 /// Ends one of your live sessions, this one included: its token is refused from the next
 /// request on. A session that is not one of your live ones (unknown, someone else's, ended,
-/// expired, or an id that is not a canonical UUID) is 404, all alike.
+/// expired, or an id that is not a canonical UUID) is 404, all alike. The answer's position,
+/// as every write's, is what `?after=` takes to read the list without the ended session.
 #[utoipa::path(delete, path = "/api/v1/me/sessions/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 204, description = "ended"), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = CommandDone), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn end(
     State(state): State<AppState>,
     auth: Auth,
     request_id: Option<axum::Extension<RequestId>>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<CommandDone>, ApiError> {
     let session_id = SessionId::new(parse_id(&id, "session")?);
     let ctx = context(Some(&auth.actor), request_id.as_deref(), None);
     let position = sessions::end(&state.handler, session_id, auth.actor.user_id, &ctx)
@@ -111,7 +113,7 @@ pub async fn end(
     if let Err(e) = visible.await {
         tracing::warn!(error = %e, "a session end answered before the users projection caught up");
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(CommandDone { position }))
 }
 
 /// A login's way to the sessions a user opened before user streams recorded them: the users
