@@ -210,6 +210,158 @@ async fn a_post_commented_after_a_reopen_keeps_its_earlier_words() {
             .expect("search")
             .hits;
         assert_eq!(hits.len(), 1, "{what} is still found");
-        assert_eq!(hits[0].document.comments.len(), 2);
+        assert_eq!(hits[0].comment_count, 2);
     }
+}
+
+/// Comments are documents of their own in the embedded engine: a post found through its
+/// title and several comments is one hit; folding a post hides its comments too and the mark
+/// outlives the process that wrote it; folding a comment hides that comment only; the
+/// documents come back whole, comments in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_and_its_comments_are_one_hit_and_moderation_reaches_its_comments() {
+    use chrono::Utc;
+    use domain::{CommentId, PostId};
+    use projections::search::{Query, SearchHit, SearchRequest};
+    use projections::{Change, CommentChange, FeedChange, ReadModelStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("search");
+    let (p1, p2) = (
+        PostId::new(uuid::Uuid::now_v7()),
+        PostId::new(uuid::Uuid::now_v7()),
+    );
+    let ids: Vec<CommentId> = (0..4)
+        .map(|_| CommentId::new(uuid::Uuid::now_v7()))
+        .collect();
+    let post = |post_id, position, title: &str, body: &str| {
+        Change::Feed(FeedChange::InsertPost {
+            post_id,
+            position,
+            author_id: None,
+            author_name: "洞主".into(),
+            anonymous: true,
+            title: Some(title.into()),
+            body: body.into(),
+            tags: vec![],
+            created_at: Utc::now(),
+        })
+    };
+    let comment = |post_id, comment_id, position, body: &str| {
+        Change::Comments(CommentChange::InsertComment {
+            comment_id,
+            post_id,
+            position,
+            author_id: None,
+            author_name: "Alice".into(),
+            anonymous: true,
+            is_host: false,
+            body: body.into(),
+            reply_to: None,
+            created_at: Utc::now(),
+        })
+    };
+    let search = |engine: &Embedded, words: &str| {
+        let request = SearchRequest {
+            query: Query::parse(words).expect("a query"),
+            tag: None,
+            limit: 10,
+            after: None,
+        };
+        let engine = engine.clone();
+        async move { engine.search(&request).await.expect("search") }
+    };
+    let found = |hits: &[SearchHit]| hits.iter().map(|h| h.document.id).collect::<Vec<_>>();
+
+    let engine = Embedded::open(&root).expect("open");
+    let g = engine.create_generation("search", 1).await.expect("gen");
+    engine.promote("search", g.number).await.expect("promote");
+    let first = vec![
+        post(p1, 1, "Library hours", "When does it close?"),
+        comment(p1, ids[0], 2, "the library closes at ten"),
+        comment(p1, ids[1], 3, "library on sunday?"),
+        post(p2, 4, "Canteen", "noodles tonight"),
+        comment(p2, ids[2], 5, "library noodles"),
+    ];
+    engine
+        .apply("search", g.number, &first, 0, 5)
+        .await
+        .expect("apply");
+    let page = search(&engine, "library").await;
+    let mut hits = found(&page.hits);
+    hits.sort();
+    assert_eq!(hits, [p1, p2], "each post once");
+    assert_eq!(page.total, 2);
+    let by_comment = page.hits.iter().find(|h| h.document.id == p2).unwrap();
+    assert_eq!(by_comment.comment_count, 1);
+    assert_eq!(by_comment.document.comments[0].body, "library noodles");
+    assert_eq!(
+        page.hits
+            .iter()
+            .find(|h| h.document.id == p1)
+            .unwrap()
+            .comment_count,
+        2
+    );
+
+    let fold = Change::Feed(FeedChange::Fold {
+        post_id: p1,
+        reason: Some("off topic".into()),
+    });
+    engine
+        .apply("search", g.number, &[fold], 5, 6)
+        .await
+        .expect("fold");
+    // A new process (nothing in memory) comments on the folded post.
+    drop(engine);
+    let engine = Embedded::open(&root).expect("open again");
+    engine
+        .apply(
+            "search",
+            g.number,
+            &[comment(p1, ids[3], 7, "library again")],
+            6,
+            7,
+        )
+        .await
+        .expect("comment");
+    assert_eq!(found(&search(&engine, "library").await.hits), [p2]);
+    assert!(search(&engine, "sunday").await.hits.is_empty());
+
+    let fold_comment = Change::Comments(CommentChange::Fold {
+        post_id: p2,
+        comment_id: ids[2],
+        reason: Some("spam".into()),
+    });
+    engine
+        .apply("search", g.number, &[fold_comment], 7, 8)
+        .await
+        .expect("fold the comment");
+    assert!(search(&engine, "library").await.hits.is_empty());
+    assert_eq!(found(&search(&engine, "noodles").await.hits), [p2]);
+
+    let unfold = Change::Feed(FeedChange::Fold {
+        post_id: p1,
+        reason: None,
+    });
+    let delete = Change::Comments(CommentChange::DeleteComment {
+        post_id: p1,
+        comment_id: ids[1],
+    });
+    engine
+        .apply("search", g.number, &[unfold, delete], 8, 10)
+        .await
+        .expect("unfold");
+    let page = search(&engine, "library").await;
+    assert_eq!(found(&page.hits), [p1]);
+    assert_eq!(page.hits[0].comment_count, 2);
+    assert!(search(&engine, "sunday").await.hits.is_empty());
+
+    let docs = engine.documents().await.expect("documents");
+    let doc = docs.iter().find(|d| d.id == p1).unwrap();
+    let order: Vec<CommentId> = doc.comments.iter().map(|c| c.comment_id).collect();
+    assert_eq!(order, [ids[0], ids[3]]);
+    assert!(!doc.folded);
+    let other = docs.iter().find(|d| d.id == p2).unwrap();
+    assert!(other.comments[0].folded);
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use domain::{Position, PostId, UserId};
+use domain::{CommentId, Position, PostId, UserId};
 use projections::search::{
     self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
 };
@@ -62,6 +62,7 @@ enum Searched {
 /// The schema's fields.
 #[derive(Clone, Copy)]
 struct Fields {
+    /// The post's id on a post's document, the comment's on a comment's.
     id: Field,
     post_position: Field,
     tags: Field,
@@ -69,6 +70,18 @@ struct Fields {
     /// The named author's id; `None` in a generation older than the field.
     author_id: Option<Field>,
     doc: Field,
+    /// Comments as documents of their own (generations made since 2026-12-05, thirteenth
+    /// session); `None` in an older generation, whose post documents hold their comments.
+    split: Option<Split>,
+}
+
+/// The fields of a generation whose comments are documents of their own.
+#[derive(Clone, Copy)]
+struct Split {
+    /// On a comment's document: its post's id (stored, so a hit tells a comment from a post).
+    comment_of: Field,
+    /// On a post's document: how many comments it has.
+    comment_count: Field,
 }
 
 impl Fields {
@@ -87,6 +100,8 @@ impl Fields {
         b.add_text_field("terms", terms);
         b.add_text_field("author_id", STRING);
         b.add_text_field("doc", STORED);
+        b.add_text_field("comment_of", STRING | STORED);
+        b.add_u64_field("comment_count", STORED);
         b.build()
     }
 
@@ -110,6 +125,21 @@ impl Fields {
             },
             author_id: schema.get_field("author_id").ok(),
             doc: f("doc")?,
+            split: match schema.get_field("comment_of") {
+                Ok(comment_of) => Some(Split {
+                    comment_of,
+                    comment_count: f("comment_count")?,
+                }),
+                Err(_) => None,
+            },
+        })
+    }
+
+    /// The split fields; an error in a generation older than them, which is only read (its
+    /// projection version is older, so a rebuild replaces it rather than writing it).
+    fn split(&self) -> Result<Split, ReadModelError> {
+        self.split.ok_or_else(|| {
+            backend("this search index predates comment documents and must be rebuilt".into())
         })
     }
 
@@ -137,7 +167,9 @@ impl Fields {
         Ok(Term::from_field_text(field, &author.to_string()))
     }
 
-    fn document(&self, doc: &SearchDocument) -> Result<TantivyDocument, ReadModelError> {
+    /// A post's own document (without its comments, which are documents of their own).
+    fn post_document(&self, doc: &SearchDocument) -> Result<TantivyDocument, ReadModelError> {
+        let split = self.split()?;
         let mut d = TantivyDocument::default();
         d.add_text(self.id, doc.id.to_string());
         d.add_u64(self.post_position, doc.post_position);
@@ -164,11 +196,117 @@ impl Fields {
         if let (Some(field), Some(author)) = (self.author_id, doc.author_id) {
             d.add_text(field, author.to_string());
         }
+        d.add_u64(split.comment_count, doc.comments.len() as u64);
         d.add_text(
             self.doc,
             serde_json::to_string(&Stored::of(doc)).map_err(|e| backend(e.to_string()))?,
         );
         Ok(d)
+    }
+
+    /// A comment's document: its own terms (none while it or its post is hidden), its post's
+    /// id, position and tags (so a tag filter and the ranking's tie-break apply to it).
+    fn comment_document(
+        &self,
+        post: &SearchDocument,
+        comment: &search::SearchComment,
+    ) -> Result<TantivyDocument, ReadModelError> {
+        let split = self.split()?;
+        let mut d = TantivyDocument::default();
+        d.add_text(self.id, comment.comment_id.to_string());
+        d.add_text(split.comment_of, post.id.to_string());
+        d.add_u64(self.post_position, post.post_position);
+        for tag in &post.tags {
+            d.add_text(self.tags, tag);
+        }
+        if let Searched::One(all) = self.searched
+            && !post.hidden()
+            && !comment.hidden()
+        {
+            d.add_text(all, search::text::terms_field(Some(comment.body.as_str())));
+        }
+        d.add_text(
+            self.doc,
+            serde_json::to_string(comment).map_err(|e| backend(e.to_string()))?,
+        );
+        Ok(d)
+    }
+
+    /// Writes what a batch made of one post: its document again (its comment count changes
+    /// with every comment), and of its comments only those that are new or changed, or all
+    /// of them when the post's visibility changed. `before` is how the post was stored.
+    fn write(
+        &self,
+        writer: &IndexWriter,
+        id: PostId,
+        before: Option<&Shape>,
+        doc: Option<&SearchDocument>,
+    ) -> Result<(), ReadModelError> {
+        let split = self.split()?;
+        let post_term = || Term::from_field_text(split.comment_of, &id.to_string());
+        writer.delete_term(self.id_term(id));
+        let Some(doc) = doc else {
+            writer.delete_term(post_term());
+            return Ok(());
+        };
+        let add = |d: TantivyDocument| writer.add_document(d).map(|_| ()).map_err(tantivy_error);
+        add(self.post_document(doc)?)?;
+        match before {
+            Some(shape) if shape.hidden == doc.hidden() => {
+                let mut kept = 0;
+                for c in &doc.comments {
+                    match shape.comments.get(&c.comment_id) {
+                        Some(&marks) if marks == (c.folded, c.removed) => kept += 1,
+                        Some(_) => {
+                            kept += 1;
+                            writer.delete_term(comment_term(self.id, c.comment_id));
+                            add(self.comment_document(doc, c)?)?;
+                        }
+                        None => add(self.comment_document(doc, c)?)?,
+                    }
+                }
+                if kept < shape.comments.len() {
+                    let now: std::collections::HashSet<CommentId> =
+                        doc.comments.iter().map(|c| c.comment_id).collect();
+                    for gone in shape.comments.keys().filter(|c| !now.contains(c)) {
+                        writer.delete_term(comment_term(self.id, *gone));
+                    }
+                }
+            }
+            _ => {
+                writer.delete_term(post_term());
+                for c in &doc.comments {
+                    add(self.comment_document(doc, c)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a stored document is a comment's, and then of which post.
+    fn comment_of(&self, d: &TantivyDocument) -> Option<PostId> {
+        let split = self.split?;
+        d.get_first(split.comment_of)
+            .and_then(|v| v.as_str())
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .map(PostId::new)
+    }
+
+    /// A post document's comment count; an older generation's documents hold their comments.
+    fn comment_count(&self, d: &TantivyDocument, doc: &SearchDocument) -> usize {
+        self.split
+            .and_then(|s| d.get_first(s.comment_count))
+            .and_then(|v| v.as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(doc.comments.len())
+    }
+
+    fn read_comment(&self, d: &TantivyDocument) -> Result<search::SearchComment, ReadModelError> {
+        let json = d
+            .get_first(self.doc)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| backend("search document without its stored body".into()))?;
+        serde_json::from_str(json).map_err(|e| backend(format!("stored search comment: {e}")))
     }
 
     fn read(&self, d: &TantivyDocument) -> Result<SearchDocument, ReadModelError> {
@@ -180,9 +318,33 @@ impl Fields {
     }
 }
 
-/// A document as the index stores it: without its analysed terms, which follow from its text
-/// (about half its size: each batch serialises and compresses every touched post's document
-/// whole). Reading it back gives empty terms; [`Gen::load`] makes them again.
+fn comment_term(id: Field, comment: CommentId) -> Term {
+    Term::from_field_text(id, &comment.to_string())
+}
+
+/// How a post was stored before a batch: what decides which of its documents it rewrites.
+struct Shape {
+    hidden: bool,
+    /// Each comment's moderation marks (folded, removed).
+    comments: HashMap<CommentId, (bool, bool)>,
+}
+
+impl Shape {
+    fn of(doc: &SearchDocument) -> Self {
+        Self {
+            hidden: doc.hidden(),
+            comments: doc
+                .comments
+                .iter()
+                .map(|c| (c.comment_id, (c.folded, c.removed)))
+                .collect(),
+        }
+    }
+}
+
+/// A post's document as the index stores it: without its analysed terms, which follow from
+/// its text, and without its comments, which are documents of their own. Reading it back
+/// gives empty terms; [`Gen::load`] makes them again.
 #[derive(Serialize)]
 struct Stored<'a> {
     id: &'a PostId,
@@ -195,8 +357,11 @@ struct Stored<'a> {
     title: &'a Option<String>,
     body: &'a str,
     tags: &'a [String],
-    comments: &'a [search::SearchComment],
     created_at: &'a chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    folded: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    removed: bool,
 }
 
 impl<'a> Stored<'a> {
@@ -211,8 +376,9 @@ impl<'a> Stored<'a> {
             title: &d.title,
             body: &d.body,
             tags: &d.tags,
-            comments: &d.comments,
             created_at: &d.created_at,
+            folded: d.folded,
+            removed: d.removed,
         }
     }
 }
@@ -318,18 +484,37 @@ impl Gen {
         }
         let searcher = self.reader.searcher();
         for id in &missing {
-            let query = TermQuery::new(self.fields.id_term(*id), IndexRecordOption::Basic);
-            let hits = searcher
-                .search(&query, &TopDocs::with_limit(1).order_by_score())
-                .map_err(tantivy_error)?;
-            if let Some((_, addr)) = hits.first() {
-                let d: TantivyDocument = searcher.doc(*addr).map_err(tantivy_error)?;
-                let mut doc = self.fields.read(&d)?;
-                doc.ensure_terms();
+            if let Some(d) = post_of(&searcher, self.fields, *id)? {
+                let doc = self.whole(&searcher, &d)?;
                 found.insert(*id, doc);
             }
         }
         Ok(found)
+    }
+
+    /// A stored post document with its comments (from their own documents) and its terms.
+    fn whole(
+        &self,
+        searcher: &tantivy::Searcher,
+        d: &TantivyDocument,
+    ) -> Result<SearchDocument, ReadModelError> {
+        let f = self.fields;
+        let mut doc = f.read(d)?;
+        let split = f.split()?;
+        let query = TermQuery::new(
+            Term::from_field_text(split.comment_of, &doc.id.to_string()),
+            IndexRecordOption::Basic,
+        );
+        for addr in searcher
+            .search(&query, &DocSetCollector)
+            .map_err(tantivy_error)?
+        {
+            let c: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+            doc.comments.push(f.read_comment(&c)?);
+        }
+        doc.comments.sort_by_key(|c| c.position);
+        doc.analyse_with(search::Terms::PostOnly);
+        Ok(doc)
     }
 
     /// The stored documents of `authors`, each author's found by its term. The index holds
@@ -348,12 +533,27 @@ impl Gen {
                 .map_err(tantivy_error)?
             {
                 let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
-                let mut doc = self.fields.read(&d)?;
-                doc.ensure_terms();
+                let doc = self.whole(&searcher, &d)?;
                 found.insert(doc.id, doc);
             }
         }
         Ok(found)
+    }
+}
+
+/// The stored document of post `id`, if the index has it.
+fn post_of(
+    searcher: &tantivy::Searcher,
+    f: Fields,
+    id: PostId,
+) -> Result<Option<TantivyDocument>, ReadModelError> {
+    let query = TermQuery::new(f.id_term(id), IndexRecordOption::Basic);
+    let hits = searcher
+        .search(&query, &TopDocs::with_limit(1).order_by_score())
+        .map_err(tantivy_error)?;
+    match hits.first() {
+        Some((_, addr)) => Ok(Some(searcher.doc(*addr).map_err(tantivy_error)?)),
+        None => Ok(None),
     }
 }
 
@@ -527,14 +727,11 @@ impl EmbeddedSearch {
         let mut stored = g.load_authored(search::forgotten(changes))?;
         // A document both touched and authored by a forgotten author is the same either way.
         stored.extend(g.load(&ids, checkpoint.position)?);
-        let outcome = search::apply_changes(stored, changes)?;
+        let before: HashMap<PostId, Shape> =
+            stored.iter().map(|(id, d)| (*id, Shape::of(d))).collect();
+        let outcome = search::apply_changes_with(stored, changes, search::Terms::PostOnly)?;
         for (id, doc) in &outcome {
-            writer.delete_term(g.fields.id_term(*id));
-            if let Some(doc) = doc {
-                writer
-                    .add_document(g.fields.document(doc)?)
-                    .map_err(tantivy_error)?;
-            }
+            g.fields.write(writer, *id, before.get(id), doc.as_ref())?;
         }
         let result = g.commit(
             writer,
@@ -626,9 +823,26 @@ impl EmbeddedSearch {
         let mut hits = Vec::with_capacity(request.limit);
         for (score, addr) in ranked.into_iter().take(request.limit) {
             let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+            // A comment matched best: the hit is its post, showing that comment.
+            let (post, comment) = match f.comment_of(&d) {
+                Some(post_id) => {
+                    let comment = f.read_comment(&d)?;
+                    let post = post_of(&searcher, f, post_id)?.ok_or_else(|| {
+                        backend(format!("search comment without its post {post_id}"))
+                    })?;
+                    (post, Some(comment))
+                }
+                None => (d, None),
+            };
+            let mut document = f.read(&post)?;
+            let comment_count = f.comment_count(&post, &document);
+            if let Some(c) = comment {
+                document.comments = vec![c];
+            }
             hits.push(SearchHit {
-                document: f.read(&d)?,
+                document,
                 score,
+                comment_count,
             });
         }
         let next = match hits.last() {
@@ -704,15 +918,32 @@ impl EmbeddedSearch {
     fn documents_blocking(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
         let g = self.live_gen()?;
         let searcher = g.reader.searcher();
-        let mut docs = Vec::new();
+        let mut docs = HashMap::new();
+        let mut comments = Vec::new();
         for segment in searcher.segment_readers() {
             let store = segment
                 .get_store_reader(1)
                 .map_err(|e| backend(format!("search store: {e}")))?;
             for doc in segment.doc_ids_alive() {
                 let d: TantivyDocument = store.get(doc).map_err(tantivy_error)?;
-                docs.push(g.fields.read(&d)?);
+                match g.fields.comment_of(&d) {
+                    Some(post) => comments.push((post, g.fields.read_comment(&d)?)),
+                    None => {
+                        let doc = g.fields.read(&d)?;
+                        docs.insert(doc.id, doc);
+                    }
+                }
             }
+        }
+        for (post, comment) in comments {
+            docs.get_mut(&post)
+                .ok_or_else(|| backend(format!("search comment without its post {post}")))?
+                .comments
+                .push(comment);
+        }
+        let mut docs: Vec<SearchDocument> = docs.into_values().collect();
+        for doc in &mut docs {
+            doc.comments.sort_by_key(|c| c.position);
         }
         docs.sort_by_key(|d| d.id);
         Ok(docs)
@@ -769,23 +1000,21 @@ impl Ord for Ranking {
     }
 }
 
-/// Counts every match and keeps the best `limit` strictly after the cursor, in one pass. A
-/// hit's post position (the tie-breaker, from a fast field) is read only when its score could
-/// enter the kept hits or equals the cursor's, so most matches cost their score alone.
+/// Counts the matching posts and keeps the best `limit` strictly after the cursor, in one
+/// pass. A post scores as its best document: its own, or one of its comments'.
 struct Ranked {
     /// At least one: a page's size plus the hit that says whether more follow.
     limit: usize,
     after: Option<(f32, Position)>,
 }
 
+/// Each matching post's best document in one segment, by post position.
+type Best = rustc_hash::FxHashMap<Position, (f32, DocAddress)>;
+
 struct SegmentRanked {
     segment: tantivy::SegmentOrdinal,
     positions: tantivy::columnar::Column<u64>,
-    limit: usize,
-    after: Option<(f32, Position)>,
-    count: usize,
-    /// The kept hits, worst on top.
-    kept: std::collections::BinaryHeap<std::cmp::Reverse<Ranking>>,
+    best: Best,
 }
 
 impl Collector for Ranked {
@@ -800,10 +1029,7 @@ impl Collector for Ranked {
         Ok(SegmentRanked {
             segment,
             positions: reader.fast_fields().u64("post_position")?,
-            limit: self.limit,
-            after: self.after,
-            count: 0,
-            kept: std::collections::BinaryHeap::with_capacity(self.limit + 1),
+            best: Best::default(),
         })
     }
 
@@ -811,50 +1037,62 @@ impl Collector for Ranked {
         true
     }
 
-    fn merge_fruits(&self, segments: Vec<(usize, Vec<Ranking>)>) -> tantivy::Result<Self::Fruit> {
-        let total = segments.iter().map(|(n, _)| n).sum();
-        let mut all: Vec<Ranking> = segments.into_iter().flat_map(|(_, r)| r).collect();
-        all.sort_unstable_by(|a, b| b.cmp(a));
-        all.truncate(self.limit);
-        Ok((total, all.into_iter().map(|r| (r.score, r.doc)).collect()))
+    fn merge_fruits(&self, segments: Vec<Best>) -> tantivy::Result<Self::Fruit> {
+        let mut segments = segments.into_iter();
+        let mut best = segments.next().unwrap_or_default();
+        for other in segments {
+            for (position, hit) in other {
+                keep_best(&mut best, position, hit);
+            }
+        }
+        let total = best.len();
+        let mut kept: Vec<Ranking> = best
+            .into_iter()
+            .map(|(position, (score, doc))| Ranking {
+                score,
+                position,
+                doc,
+            })
+            .filter(|r| self.after.is_none_or(|cursor| r.key() < cursor))
+            .collect();
+        let best_first = |a: &Ranking, b: &Ranking| b.cmp(a);
+        if kept.len() > self.limit {
+            kept.select_nth_unstable_by(self.limit, best_first);
+            kept.truncate(self.limit);
+        }
+        kept.sort_unstable_by(best_first);
+        Ok((total, kept.into_iter().map(|r| (r.score, r.doc)).collect()))
+    }
+}
+
+/// Keeps the better of a post's two documents.
+fn keep_best(best: &mut Best, position: Position, hit: (f32, DocAddress)) {
+    match best.entry(position) {
+        std::collections::hash_map::Entry::Occupied(mut seen) => {
+            if hit.0 > seen.get().0 {
+                seen.insert(hit);
+            }
+        }
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(hit);
+        }
     }
 }
 
 impl SegmentCollector for SegmentRanked {
-    type Fruit = (usize, Vec<Ranking>);
+    type Fruit = Best;
 
     fn collect(&mut self, doc: tantivy::DocId, score: tantivy::Score) {
-        self.count += 1;
-        if let Some((s, _)) = self.after
-            && score > s
-        {
-            return;
-        }
-        let full = self.kept.len() >= self.limit;
-        if full && self.kept.peek().is_some_and(|w| score < w.0.score) {
-            return;
-        }
-        let hit = Ranking {
-            score,
-            position: self.positions.first(doc).unwrap_or(0),
-            doc: DocAddress::new(self.segment, doc),
-        };
-        if let Some(cursor) = self.after
-            && hit.key() >= cursor
-        {
-            return;
-        }
-        if !full {
-            self.kept.push(std::cmp::Reverse(hit));
-        } else if let Some(mut worst) = self.kept.peek_mut()
-            && hit > worst.0
-        {
-            *worst = std::cmp::Reverse(hit);
-        }
+        let position = self.positions.first(doc).unwrap_or(0);
+        keep_best(
+            &mut self.best,
+            position,
+            (score, DocAddress::new(self.segment, doc)),
+        );
     }
 
     fn harvest(self) -> Self::Fruit {
-        (self.count, self.kept.into_iter().map(|r| r.0).collect())
+        self.best
     }
 }
 

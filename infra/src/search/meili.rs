@@ -489,6 +489,7 @@ impl SearchIndex for MeiliSearch {
             .take(request.limit)
             .map(|h| SearchHit {
                 score: h.ranking_score.unwrap_or(0.0) as f32,
+                comment_count: h.result.comments.len(),
                 document: h.result,
             })
             .collect();

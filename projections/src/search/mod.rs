@@ -37,9 +37,10 @@ impl Projection for Search {
     }
 
     /// 2: documents keep the id of a named author, and forget it with the author's name; 3:
-    /// folded and removed posts and comments are not found.
+    /// folded and removed posts and comments are not found; 4: comments keep their position
+    /// (the embedded engine indexes each comment as a document of its own).
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     /// Every batch re-indexes each post it touches with all its comments and commits the
@@ -87,6 +88,9 @@ impl Projection for Search {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchComment {
     pub comment_id: CommentId,
+    /// Where the comment was added: its order among the post's comments.
+    #[serde(default)]
+    pub position: Position,
     pub body: String,
     /// Folded by moderation: kept (for unfolding) but not indexed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -115,6 +119,7 @@ pub struct SearchDocument {
     pub title: Option<String>,
     pub body: String,
     pub tags: Vec<String>,
+    #[serde(default)]
     pub comments: Vec<SearchComment>,
     pub created_at: DateTime<Utc>,
     /// Folded by moderation: kept, not indexed (its terms are empty), so not found.
@@ -157,7 +162,9 @@ impl SearchDocument {
         }
     }
 
-    fn analyse(&mut self) {
+    /// Analyses the title, body and tags again (a hidden post has no terms), and the
+    /// comments too for [`Terms::Whole`].
+    pub fn analyse_with(&mut self, terms: Terms) {
         if self.hidden() {
             self.title_terms.clear();
             self.body_terms.clear();
@@ -168,7 +175,32 @@ impl SearchDocument {
         self.body_terms = text::terms_field(
             std::iter::once(self.body.as_str()).chain(self.tags.iter().map(String::as_str)),
         );
-        self.comment_terms = text::terms_field(self.visible_comments().map(|c| c.body.as_str()));
+        if terms == Terms::Whole {
+            self.comment_terms =
+                text::terms_field(self.visible_comments().map(|c| c.body.as_str()));
+        }
+    }
+
+    fn analyse(&mut self) {
+        self.analyse_with(Terms::Whole);
+    }
+}
+
+/// Which analysed terms [`apply_changes_with`] keeps up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terms {
+    /// The title's, the body's and the comments' (`comment_terms`): an engine that indexes a
+    /// post with its comments as one document.
+    Whole,
+    /// The title's and the body's only (`comment_terms` stays empty): an engine that indexes
+    /// each comment as a document of its own and analyses it itself, once.
+    PostOnly,
+}
+
+impl SearchComment {
+    /// Whether moderation keeps the comment out of search results.
+    pub fn hidden(&self) -> bool {
+        self.folded || self.removed
     }
 }
 
@@ -209,8 +241,17 @@ pub fn forgotten(changes: &[Change]) -> BTreeSet<UserId> {
 /// authors it forgets, and returns the outcome for each: `Some` to upsert, `None` to delete.
 /// Applying a batch twice gives the same documents as applying it once.
 pub fn apply_changes(
+    stored: HashMap<PostId, SearchDocument>,
+    changes: &[Change],
+) -> Result<BTreeMap<PostId, Option<SearchDocument>>, ReadModelError> {
+    apply_changes_with(stored, changes, Terms::Whole)
+}
+
+/// [`apply_changes`], keeping the analysed terms that `terms` names up to date.
+pub fn apply_changes_with(
     mut stored: HashMap<PostId, SearchDocument>,
     changes: &[Change],
+    terms: Terms,
 ) -> Result<BTreeMap<PostId, Option<SearchDocument>>, ReadModelError> {
     // Each document with whether its terms must be analysed again from all its text: a stored
     // document's terms are its text's, and a comment appended to it only adds its own terms,
@@ -227,13 +268,13 @@ pub fn apply_changes(
         let (doc, stale) = out
             .entry(post_id)
             .or_insert_with(|| (stored.remove(&post_id), false));
-        apply_one(doc, stale, change);
+        apply_one(doc, stale, change, terms);
     }
     Ok(out
         .into_iter()
         .map(|(id, (mut doc, stale))| {
             if stale && let Some(d) = doc.as_mut() {
-                d.analyse();
+                d.analyse_with(terms);
             }
             (id, doc)
         })
@@ -270,7 +311,7 @@ fn forget_author(
 
 /// Applies one change; sets `stale` when the document's terms must be analysed again in full,
 /// and otherwise keeps them up to date itself.
-fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change) {
+fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change, terms: Terms) {
     match change {
         Change::Feed(FeedChange::InsertPost {
             post_id,
@@ -317,11 +358,12 @@ fn apply_one(doc: &mut Option<SearchDocument>, stale: &mut bool, change: &Change
                 d.position = *position;
                 d.comments.push(SearchComment {
                     comment_id: *comment_id,
+                    position: *position,
                     body: body.clone(),
                     folded: false,
                     removed: false,
                 });
-                if !*stale && !d.hidden() {
+                if !*stale && !d.hidden() && terms == Terms::Whole {
                     // The comments' terms in order: the new comment's come last.
                     text::extend_terms(&mut d.comment_terms, body);
                 }
@@ -453,8 +495,12 @@ pub struct SearchRequest {
 
 #[derive(Debug, Clone)]
 pub struct SearchHit {
+    /// The post. Its `comments` hold at least the comments that matched best (an engine that
+    /// indexes comments apart gives only those), and may hold them all.
     pub document: SearchDocument,
     pub score: f32,
+    /// How many comments the post has.
+    pub comment_count: usize,
 }
 
 #[derive(Debug, Clone)]

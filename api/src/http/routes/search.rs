@@ -120,7 +120,7 @@ fn query_error(e: QueryError) -> ApiError {
 }
 
 fn hit(h: SearchHit, terms: &[Term]) -> SearchHitDto {
-    let d = h.document;
+    let (d, comment_count) = (h.document, h.comment_count);
     let excerpt = std::iter::once(d.body.as_str())
         .chain(d.comments.iter().map(|c| c.body.as_str()))
         .find_map(|text| snippet(text, terms, SNIPPET_CHARS))
@@ -134,7 +134,7 @@ fn hit(h: SearchHit, terms: &[Term]) -> SearchHitDto {
         author_name: d.author_name,
         anonymous: d.anonymous,
         tags: d.tags,
-        comment_count: d.comments.len(),
+        comment_count,
         created_at: d.created_at,
         score: h.score,
     }
