@@ -25,7 +25,7 @@ use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore}
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Collector, DocSetCollector, SegmentCollector, TopDocs};
+use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -908,11 +908,13 @@ impl EmbeddedSearch {
             ));
         }
         let query = BooleanQuery::new(clauses);
-        let ranked = Ranked {
-            limit: request.limit + 1,
-            after: request.after.map(|c| (c.score, c.post_position)),
-        };
-        searcher.search(&query, &ranked).map_err(tantivy_error)
+        rank(
+            searcher,
+            &query,
+            request.limit + 1,
+            request.after.map(|c| (c.score, c.post_position)),
+        )
+        .map_err(tantivy_error)
     }
 
     fn documents_blocking(&self) -> Result<Vec<SearchDocument>, ReadModelError> {
@@ -1000,99 +1002,123 @@ impl Ord for Ranking {
     }
 }
 
-/// Counts the matching posts and keeps the best `limit` strictly after the cursor, in one
-/// pass. A post scores as its best document: its own, or one of its comments'.
-struct Ranked {
-    /// At least one: a page's size plus the hit that says whether more follow.
+/// Counts the posts that match `query` and keeps the best `limit` (at least one) strictly
+/// after the cursor, in one pass over the matches. A post scores as its best document: its
+/// own, or one of its comments'. Most matches cost their score, their post's position (a
+/// fast field) and a bit: only a score that could enter the kept hits is compared further.
+fn rank(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
     limit: usize,
     after: Option<(f32, Position)>,
-}
-
-/// Each matching post's best document in one segment, by post position.
-type Best = rustc_hash::FxHashMap<Position, (f32, DocAddress)>;
-
-struct SegmentRanked {
-    segment: tantivy::SegmentOrdinal,
-    positions: tantivy::columnar::Column<u64>,
-    best: Best,
-}
-
-impl Collector for Ranked {
-    type Fruit = (usize, Vec<(f32, DocAddress)>);
-    type Child = SegmentRanked;
-
-    fn for_segment(
-        &self,
-        segment: tantivy::SegmentOrdinal,
-        reader: &tantivy::SegmentReader,
-    ) -> tantivy::Result<SegmentRanked> {
-        Ok(SegmentRanked {
-            segment,
-            positions: reader.fast_fields().u64("post_position")?,
-            best: Best::default(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        true
-    }
-
-    fn merge_fruits(&self, segments: Vec<Best>) -> tantivy::Result<Self::Fruit> {
-        let mut segments = segments.into_iter();
-        let mut best = segments.next().unwrap_or_default();
-        for other in segments {
-            for (position, hit) in other {
-                keep_best(&mut best, position, hit);
+) -> tantivy::Result<(usize, Vec<(f32, DocAddress)>)> {
+    let weight = query.weight(tantivy::query::EnableScoring::enabled_from_searcher(
+        searcher,
+    ))?;
+    let mut seen = Seen::default();
+    let mut kept = Kept::new(limit, after);
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let ord = tantivy::SegmentOrdinal::try_from(ord)
+            .map_err(|_| tantivy::TantivyError::InternalError("too many segments".into()))?;
+        let positions = reader.fast_fields().u64("post_position")?;
+        let alive = reader.alive_bitset();
+        weight.for_each(reader, &mut |doc, score| {
+            if alive.is_some_and(|a| !a.is_alive(doc)) {
+                return;
             }
-        }
-        let total = best.len();
-        let mut kept: Vec<Ranking> = best
-            .into_iter()
-            .map(|(position, (score, doc))| Ranking {
-                score,
-                position,
-                doc,
-            })
-            .filter(|r| self.after.is_none_or(|cursor| r.key() < cursor))
-            .collect();
-        let best_first = |a: &Ranking, b: &Ranking| b.cmp(a);
-        if kept.len() > self.limit {
-            kept.select_nth_unstable_by(self.limit, best_first);
-            kept.truncate(self.limit);
-        }
-        kept.sort_unstable_by(best_first);
-        Ok((total, kept.into_iter().map(|r| (r.score, r.doc)).collect()))
+            let position = positions.first(doc).unwrap_or(0);
+            seen.insert(position);
+            kept.offer(score, position, DocAddress::new(ord, doc));
+        })?;
     }
+    Ok((seen.count(), kept.best_first()))
 }
 
-/// Keeps the better of a post's two documents.
-fn keep_best(best: &mut Best, position: Position, hit: (f32, DocAddress)) {
-    match best.entry(position) {
-        std::collections::hash_map::Entry::Occupied(mut seen) => {
-            if hit.0 > seen.get().0 {
-                seen.insert(hit);
-            }
-        }
-        std::collections::hash_map::Entry::Vacant(slot) => {
-            slot.insert(hit);
-        }
-    }
-}
+/// The posts seen, by position: a bit each (an eighth of a byte per event of the log).
+#[derive(Default)]
+struct Seen(Vec<u64>);
 
-impl SegmentCollector for SegmentRanked {
-    type Fruit = Best;
-
-    fn collect(&mut self, doc: tantivy::DocId, score: tantivy::Score) {
-        let position = self.positions.first(doc).unwrap_or(0);
-        keep_best(
-            &mut self.best,
-            position,
-            (score, DocAddress::new(self.segment, doc)),
+impl Seen {
+    fn insert(&mut self, position: Position) {
+        let (word, bit) = (
+            usize::try_from(position / 64).unwrap_or(usize::MAX),
+            position % 64,
         );
+        if word >= self.0.len() {
+            self.0
+                .resize(word.saturating_add(1).max(self.0.len() * 2), 0);
+        }
+        self.0[word] |= 1 << bit;
     }
 
-    fn harvest(self) -> Self::Fruit {
-        self.best
+    fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// The best hits so far, one per post: at most `limit`, unordered, the worst one's index
+/// kept (a page is small, so a linear scan is cheapest).
+struct Kept {
+    limit: usize,
+    after: Option<(f32, Position)>,
+    hits: Vec<Ranking>,
+    worst: usize,
+}
+
+impl Kept {
+    fn new(limit: usize, after: Option<(f32, Position)>) -> Self {
+        Self {
+            limit: limit.max(1),
+            after,
+            hits: Vec::with_capacity(limit.max(1)),
+            worst: 0,
+        }
+    }
+
+    fn offer(&mut self, score: f32, position: Position, doc: DocAddress) {
+        if let Some((s, _)) = self.after
+            && score > s
+        {
+            return;
+        }
+        let full = self.hits.len() >= self.limit;
+        if full && score < self.hits[self.worst].score {
+            return;
+        }
+        let hit = Ranking {
+            score,
+            position,
+            doc,
+        };
+        if let Some(cursor) = self.after
+            && hit.key() >= cursor
+        {
+            return;
+        }
+        if let Some(same) = self.hits.iter().position(|h| h.position == position) {
+            // Another document of a kept post: the post keeps the better one.
+            if hit > self.hits[same] {
+                self.hits[same] = hit;
+                self.find_worst();
+            }
+        } else if !full {
+            self.hits.push(hit);
+            self.find_worst();
+        } else if hit > self.hits[self.worst] {
+            self.hits[self.worst] = hit;
+            self.find_worst();
+        }
+    }
+
+    fn find_worst(&mut self) {
+        self.worst = (0..self.hits.len())
+            .min_by(|&a, &b| self.hits[a].cmp(&self.hits[b]))
+            .unwrap_or(0);
+    }
+
+    fn best_first(mut self) -> Vec<(f32, DocAddress)> {
+        self.hits.sort_unstable_by(|a, b| b.cmp(a));
+        self.hits.into_iter().map(|r| (r.score, r.doc)).collect()
     }
 }
 
