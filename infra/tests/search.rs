@@ -365,3 +365,82 @@ async fn a_post_and_its_comments_are_one_hit_and_moderation_reaches_its_comments
     let other = docs.iter().find(|d| d.id == p2).unwrap();
     assert!(other.comments[0].folded);
 }
+
+/// An index made before comments were documents of their own (search projection version 3:
+/// post documents holding their comments) still answers queries while the new version is
+/// rebuilt beside it, comments and counts included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_made_before_comment_documents_still_answers() {
+    use projections::ReadModelStore;
+    use projections::search::text::terms_field;
+    use projections::search::{Query, SearchRequest};
+    use tantivy::schema::{
+        FAST, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("search");
+    let gen_dir = root.join("gen-000001");
+    std::fs::create_dir_all(&gen_dir).unwrap();
+    let mut b = Schema::builder();
+    let terms = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("whitespace")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let id = b.add_text_field("id", STRING);
+    let post_position = b.add_u64_field("post_position", FAST | INDEXED);
+    b.add_text_field("tags", STRING);
+    let all = b.add_text_field("terms", terms);
+    b.add_text_field("author_id", STRING);
+    let doc = b.add_text_field("doc", STORED);
+    let index = tantivy::Index::create_in_dir(&gen_dir, b.build()).unwrap();
+    let mut writer: tantivy::IndexWriter = index.writer(16 * 1024 * 1024).unwrap();
+    let post_id = uuid::Uuid::now_v7();
+    let mut d = tantivy::TantivyDocument::default();
+    d.add_text(id, post_id.to_string());
+    d.add_u64(post_position, 1);
+    let title = terms_field(Some("Library hours"));
+    d.add_text(
+        all,
+        format!(
+            "{title} {title} {title} {} {}",
+            terms_field(Some("When does it close?")),
+            terms_field(Some("kayak trip"))
+        ),
+    );
+    d.add_text(
+        doc,
+        serde_json::json!({
+            "id": post_id, "post_position": 1, "position": 2, "author_name": "洞主",
+            "anonymous": true, "title": "Library hours", "body": "When does it close?",
+            "tags": [], "created_at": "2026-12-01T00:00:00Z",
+            "comments": [{ "comment_id": uuid::Uuid::now_v7(), "body": "kayak trip" }],
+        })
+        .to_string(),
+    );
+    writer.add_document(d).unwrap();
+    let mut commit = writer.prepare_commit().unwrap();
+    commit.set_payload(r#"{"version":3,"position":2}"#);
+    commit.commit().unwrap();
+    drop(writer);
+    std::fs::write(root.join("live"), "1").unwrap();
+
+    let engine = Embedded::open(&root).expect("open");
+    let live = engine.live("search").await.unwrap().unwrap();
+    assert_eq!((live.number, live.version, live.position), (1, 3, 2));
+    for words in ["kayak", "library"] {
+        let page = engine
+            .search(&SearchRequest {
+                query: Query::parse(words).unwrap(),
+                tag: None,
+                limit: 10,
+                after: None,
+            })
+            .await
+            .expect("search");
+        assert_eq!(page.total, 1, "{words}");
+        assert_eq!(page.hits[0].document.id.to_string(), post_id.to_string());
+        assert_eq!(page.hits[0].comment_count, 1);
+    }
+}
