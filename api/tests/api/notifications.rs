@@ -723,23 +723,30 @@ async fn pretend_pruned(app: &TestApp, up_to: u64) {
             .expect("the mark");
         }
         None => {
-            let db = rusqlite::Connection::open(app.data.join("readmodels.db")).expect("the file");
-            // Beside the server's read-model writer, which under a full suite on two cores held
-            // the write lock past a 5 s wait once (a clean-clone run failed on "database is
-            // locked").
-            db.busy_timeout(Duration::from_secs(60)).expect("a timeout");
-            let g: i64 = db
-                .query_row(
-                    "SELECT number FROM generations WHERE projection = 'inbox' AND state = 'live'",
-                    [],
-                    |r| r.get(0),
+            // On the blocking pool: the test runs on a one-thread runtime that also runs the
+            // server, whose read-model transactions span awaits. Waiting for the write lock on
+            // that thread kept the server from ever finishing the transaction that held it
+            // (two clean-clone runs failed on "database is locked", with 5 s and then 60 s).
+            let path = app.data.join("readmodels.db");
+            tokio::task::spawn_blocking(move || {
+                let db = rusqlite::Connection::open(path).expect("the file");
+                db.busy_timeout(Duration::from_secs(60)).expect("a timeout");
+                let g: i64 = db
+                    .query_row(
+                        "SELECT number FROM generations \
+                         WHERE projection = 'inbox' AND state = 'live'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .expect("the live inbox");
+                db.execute(
+                    &format!("INSERT OR REPLACE INTO inbox_pruned_g{g} (id, up_to) VALUES (1, ?1)"),
+                    [up_to],
                 )
-                .expect("the live inbox");
-            db.execute(
-                &format!("INSERT OR REPLACE INTO inbox_pruned_g{g} (id, up_to) VALUES (1, ?1)"),
-                [up_to],
-            )
-            .expect("the mark");
+                .expect("the mark");
+            })
+            .await
+            .expect("the mark's task");
         }
     }
 }
