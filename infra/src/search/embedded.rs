@@ -25,7 +25,7 @@ use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore}
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -541,20 +541,38 @@ impl Gen {
     }
 }
 
-/// The stored document of post `id`, if the index has it.
+/// The stored document of post `id`, if the index has it: read from the id's postings in each
+/// segment, without a query's weights and collectors (a page of hits found through comments
+/// looks up one post each).
 fn post_of(
     searcher: &tantivy::Searcher,
     f: Fields,
     id: PostId,
 ) -> Result<Option<TantivyDocument>, ReadModelError> {
-    let query = TermQuery::new(f.id_term(id), IndexRecordOption::Basic);
-    let hits = searcher
-        .search(&query, &TopDocs::with_limit(1).order_by_score())
-        .map_err(tantivy_error)?;
-    match hits.first() {
-        Some((_, addr)) => Ok(Some(searcher.doc(*addr).map_err(tantivy_error)?)),
-        None => Ok(None),
+    use tantivy::{DocSet, TERMINATED};
+    let term = f.id_term(id);
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let postings = reader
+            .inverted_index(f.id)
+            .map_err(tantivy_error)?
+            .read_postings(&term, IndexRecordOption::Basic)
+            .map_err(|e| backend(format!("search index: {e}")))?;
+        let Some(mut postings) = postings else {
+            continue;
+        };
+        let alive = reader.alive_bitset();
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                let ord = tantivy::SegmentOrdinal::try_from(ord)
+                    .map_err(|_| backend("too many search segments".into()))?;
+                let address = DocAddress::new(ord, doc);
+                return Ok(Some(searcher.doc(address).map_err(tantivy_error)?));
+            }
+            doc = postings.advance();
+        }
     }
+    Ok(None)
 }
 
 /// The embedded engine over a directory of generations.
@@ -1022,16 +1040,52 @@ fn rank(
             .map_err(|_| tantivy::TantivyError::InternalError("too many segments".into()))?;
         let positions = reader.fast_fields().u64("post_position")?;
         let alive = reader.alive_bitset();
+        let mut chunk = Chunk::default();
         weight.for_each(reader, &mut |doc, score| {
             if alive.is_some_and(|a| !a.is_alive(doc)) {
                 return;
             }
-            let position = positions.first(doc).unwrap_or(0);
-            seen.insert(position);
-            kept.offer(score, position, DocAddress::new(ord, doc));
+            chunk.docs.push(doc);
+            chunk.scores.push(score);
+            if chunk.docs.len() == Chunk::SIZE {
+                chunk.drain(ord, &positions, &mut seen, &mut kept);
+            }
         })?;
+        chunk.drain(ord, &positions, &mut seen, &mut kept);
     }
     Ok((seen.count(), kept.best_first()))
+}
+
+/// Matches waiting for their post positions, which the fast field decodes faster a chunk at a
+/// time than one by one.
+#[derive(Default)]
+struct Chunk {
+    docs: Vec<tantivy::DocId>,
+    scores: Vec<f32>,
+    positions: Vec<Option<u64>>,
+}
+
+impl Chunk {
+    const SIZE: usize = 256;
+
+    fn drain(
+        &mut self,
+        ord: tantivy::SegmentOrdinal,
+        column: &tantivy::columnar::Column<u64>,
+        seen: &mut Seen,
+        kept: &mut Kept,
+    ) {
+        self.positions.clear();
+        self.positions.resize(self.docs.len(), None);
+        column.first_vals(&self.docs, &mut self.positions);
+        for ((&doc, &score), position) in self.docs.iter().zip(&self.scores).zip(&self.positions) {
+            let position = position.unwrap_or(0);
+            seen.insert(position);
+            kept.offer(score, position, DocAddress::new(ord, doc));
+        }
+        self.docs.clear();
+        self.scores.clear();
+    }
 }
 
 /// The posts seen, by position: a bit each (an eighth of a byte per event of the log).
