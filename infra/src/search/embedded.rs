@@ -1088,25 +1088,32 @@ impl Chunk {
     }
 }
 
-/// The posts seen, by position: a bit each (an eighth of a byte per event of the log).
+/// The posts seen, by position: a bit each, in pages of 4 096 positions made as matches reach
+/// them, so a query over a long log pays for the pages its matches touch (and a pointer per
+/// page of the log), not for a bit per event.
 #[derive(Default)]
-struct Seen(Vec<u64>);
+struct Seen {
+    pages: Vec<Option<Box<[u64; 64]>>>,
+    count: usize,
+}
 
 impl Seen {
     fn insert(&mut self, position: Position) {
-        let (word, bit) = (
-            usize::try_from(position / 64).unwrap_or(usize::MAX),
-            position % 64,
-        );
-        if word >= self.0.len() {
-            self.0
-                .resize(word.saturating_add(1).max(self.0.len() * 2), 0);
+        let page = usize::try_from(position >> 12).unwrap_or(usize::MAX);
+        if page >= self.pages.len() {
+            self.pages
+                .resize_with(page.saturating_add(1).max(self.pages.len() * 2), || None);
         }
-        self.0[word] |= 1 << bit;
+        let bits = self.pages[page].get_or_insert_with(|| Box::new([0; 64]));
+        let (word, bit) = (((position >> 6) & 63) as usize, position & 63);
+        if bits[word] & (1 << bit) == 0 {
+            bits[word] |= 1 << bit;
+            self.count += 1;
+        }
     }
 
     fn count(&self) -> usize {
-        self.0.iter().map(|w| w.count_ones() as usize).sum()
+        self.count
     }
 }
 
