@@ -135,6 +135,27 @@ async fn a_search_server_that_is_not_there_is_a_clear_error() {
     );
 }
 
+/// An anonymous comment as the search projection passes it on.
+fn comment_change(
+    post_id: domain::PostId,
+    comment_id: domain::CommentId,
+    position: u64,
+    body: &str,
+) -> projections::Change {
+    projections::Change::Comments(projections::CommentChange::InsertComment {
+        comment_id,
+        post_id,
+        position,
+        author_id: None,
+        author_name: "Alice".into(),
+        anonymous: true,
+        is_host: false,
+        body: body.into(),
+        reply_to: None,
+        created_at: chrono::Utc::now(),
+    })
+}
+
 /// The embedded engine stores documents without their analysed terms. A post written by one
 /// process and commented by the next (nothing remembered in memory) must keep the words of
 /// its earlier comments: the terms are made again from the stored text.
@@ -143,24 +164,18 @@ async fn a_post_commented_after_a_reopen_keeps_its_earlier_words() {
     use chrono::Utc;
     use domain::{CommentId, PostId};
     use projections::search::{Query, SearchRequest};
-    use projections::{Change, CommentChange, FeedChange, ReadModelStore};
+    use projections::{Change, FeedChange, ReadModelStore};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("search");
     let post_id = PostId::new(uuid::Uuid::now_v7());
     let comment = |position: u64, body: &str| {
-        Change::Comments(CommentChange::InsertComment {
-            comment_id: CommentId::new(uuid::Uuid::now_v7()),
+        comment_change(
             post_id,
+            CommentId::new(uuid::Uuid::now_v7()),
             position,
-            author_id: None,
-            author_name: "Alice".into(),
-            anonymous: true,
-            is_host: false,
-            body: body.into(),
-            reply_to: None,
-            created_at: Utc::now(),
-        })
+            body,
+        )
     };
     let first = vec![
         Change::Feed(FeedChange::InsertPost {
@@ -247,20 +262,7 @@ async fn a_post_and_its_comments_are_one_hit_and_moderation_reaches_its_comments
             created_at: Utc::now(),
         })
     };
-    let comment = |post_id, comment_id, position, body: &str| {
-        Change::Comments(CommentChange::InsertComment {
-            comment_id,
-            post_id,
-            position,
-            author_id: None,
-            author_name: "Alice".into(),
-            anonymous: true,
-            is_host: false,
-            body: body.into(),
-            reply_to: None,
-            created_at: Utc::now(),
-        })
-    };
+    let comment = comment_change;
     let search = |engine: &Embedded, words: &str| {
         let request = SearchRequest {
             query: Query::parse(words).expect("a query"),
