@@ -25,7 +25,6 @@ use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore}
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -78,6 +77,8 @@ struct Fields {
 /// The fields of a generation whose comments are documents of their own.
 #[derive(Clone, Copy)]
 struct Split {
+    /// The one weighted field of the searched words.
+    terms: Field,
     /// On a comment's document: its post's id (stored, so a hit tells a comment from a post).
     comment_of: Field,
     /// On a post's document: how many comments it has.
@@ -127,6 +128,7 @@ impl Fields {
             doc: f("doc")?,
             split: match schema.get_field("comment_of") {
                 Ok(comment_of) => Some(Split {
+                    terms: f("terms")?,
                     comment_of,
                     comment_count: f("comment_count")?,
                 }),
@@ -159,6 +161,10 @@ impl Fields {
         Term::from_field_text(self.id, &id.to_string())
     }
 
+    fn comment_term(&self, comment: CommentId) -> Term {
+        Term::from_field_text(self.id, &comment.to_string())
+    }
+
     /// The term of `author`'s documents; an error in a generation older than the field.
     fn author_term(&self, author: UserId) -> Result<Term, ReadModelError> {
         let field = self.author_id.ok_or_else(|| {
@@ -176,23 +182,10 @@ impl Fields {
         for tag in &doc.tags {
             d.add_text(self.tags, tag);
         }
-        match self.searched {
-            Searched::One(all) => {
-                // A word counts three times in a title, twice in the body, once in a comment.
-                let t = &doc.title_terms;
-                let b = &doc.body_terms;
-                d.add_text(all, format!("{t} {t} {t} {b} {b} {}", doc.comment_terms));
-            }
-            Searched::PerPart {
-                title,
-                body,
-                comments,
-            } => {
-                d.add_text(title, &doc.title_terms);
-                d.add_text(body, &doc.body_terms);
-                d.add_text(comments, &doc.comment_terms);
-            }
-        }
+        // A word counts three times in a title, twice in the body, once in a comment (whose
+        // document is its own).
+        let (t, b) = (&doc.title_terms, &doc.body_terms);
+        d.add_text(split.terms, format!("{t} {t} {t} {b} {b}"));
         if let (Some(field), Some(author)) = (self.author_id, doc.author_id) {
             d.add_text(field, author.to_string());
         }
@@ -219,11 +212,11 @@ impl Fields {
         for tag in &post.tags {
             d.add_text(self.tags, tag);
         }
-        if let Searched::One(all) = self.searched
-            && !post.hidden()
-            && !comment.hidden()
-        {
-            d.add_text(all, search::text::terms_field(Some(comment.body.as_str())));
+        if !post.hidden() && !comment.hidden() {
+            d.add_text(
+                split.terms,
+                search::text::terms_field(Some(comment.body.as_str())),
+            );
         }
         d.add_text(
             self.doc,
@@ -259,7 +252,7 @@ impl Fields {
                         Some(&marks) if marks == (c.folded, c.removed) => kept += 1,
                         Some(_) => {
                             kept += 1;
-                            writer.delete_term(comment_term(self.id, c.comment_id));
+                            writer.delete_term(self.comment_term(c.comment_id));
                             add(self.comment_document(doc, c)?)?;
                         }
                         None => add(self.comment_document(doc, c)?)?,
@@ -269,7 +262,7 @@ impl Fields {
                     let now: std::collections::HashSet<CommentId> =
                         doc.comments.iter().map(|c| c.comment_id).collect();
                     for gone in shape.comments.keys().filter(|c| !now.contains(c)) {
-                        writer.delete_term(comment_term(self.id, *gone));
+                        writer.delete_term(self.comment_term(*gone));
                     }
                 }
             }
@@ -302,24 +295,25 @@ impl Fields {
     }
 
     fn read_comment(&self, d: &TantivyDocument) -> Result<search::SearchComment, ReadModelError> {
-        let json = d
-            .get_first(self.doc)
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| backend("search document without its stored body".into()))?;
-        serde_json::from_str(json).map_err(|e| backend(format!("stored search comment: {e}")))
+        self.stored(d, "comment")
     }
 
     fn read(&self, d: &TantivyDocument) -> Result<SearchDocument, ReadModelError> {
+        self.stored(d, "document")
+    }
+
+    /// The stored JSON of a document, decoded.
+    fn stored<T: serde::de::DeserializeOwned>(
+        &self,
+        d: &TantivyDocument,
+        what: &str,
+    ) -> Result<T, ReadModelError> {
         let json = d
             .get_first(self.doc)
             .and_then(|v| v.as_str())
             .ok_or_else(|| backend("search document without its stored body".into()))?;
-        serde_json::from_str(json).map_err(|e| backend(format!("stored search document: {e}")))
+        serde_json::from_str(json).map_err(|e| backend(format!("stored search {what}: {e}")))
     }
-}
-
-fn comment_term(id: Field, comment: CommentId) -> Term {
-    Term::from_field_text(id, &comment.to_string())
 }
 
 /// How a post was stored before a batch: what decides which of its documents it rewrites.
@@ -501,15 +495,8 @@ impl Gen {
         let f = self.fields;
         let mut doc = f.read(d)?;
         let split = f.split()?;
-        let query = TermQuery::new(
-            Term::from_field_text(split.comment_of, &doc.id.to_string()),
-            IndexRecordOption::Basic,
-        );
-        for addr in searcher
-            .search(&query, &DocSetCollector)
-            .map_err(tantivy_error)?
-        {
-            let c: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+        let comments = Term::from_field_text(split.comment_of, &doc.id.to_string());
+        for c in documents_with(searcher, &comments, usize::MAX)? {
             doc.comments.push(f.read_comment(&c)?);
         }
         doc.comments.sort_by_key(|c| c.position);
@@ -527,12 +514,8 @@ impl Gen {
         let searcher = self.reader.searcher();
         let mut found = HashMap::new();
         for author in authors {
-            let query = TermQuery::new(self.fields.author_term(author)?, IndexRecordOption::Basic);
-            for addr in searcher
-                .search(&query, &DocSetCollector)
-                .map_err(tantivy_error)?
-            {
-                let d: TantivyDocument = searcher.doc(addr).map_err(tantivy_error)?;
+            let theirs = self.fields.author_term(author)?;
+            for d in documents_with(&searcher, &theirs, usize::MAX)? {
                 let doc = self.whole(&searcher, &d)?;
                 found.insert(doc.id, doc);
             }
@@ -541,38 +524,50 @@ impl Gen {
     }
 }
 
-/// The stored document of post `id`, if the index has it: read from the id's postings in each
-/// segment, without a query's weights and collectors (a page of hits found through comments
-/// looks up one post each).
+/// The stored document of post `id`, if the index has it.
 fn post_of(
     searcher: &tantivy::Searcher,
     f: Fields,
     id: PostId,
 ) -> Result<Option<TantivyDocument>, ReadModelError> {
+    Ok(documents_with(searcher, &f.id_term(id), 1)?.pop())
+}
+
+/// The stored documents (at most `limit`) that hold `term`, read from its postings in each
+/// segment, without a query's weights and collectors (a page of hits found through comments
+/// looks up one post each).
+fn documents_with(
+    searcher: &tantivy::Searcher,
+    term: &Term,
+    limit: usize,
+) -> Result<Vec<TantivyDocument>, ReadModelError> {
     use tantivy::{DocSet, TERMINATED};
-    let term = f.id_term(id);
+    let mut found = Vec::new();
     for (ord, reader) in searcher.segment_readers().iter().enumerate() {
         let postings = reader
-            .inverted_index(f.id)
+            .inverted_index(term.field())
             .map_err(tantivy_error)?
-            .read_postings(&term, IndexRecordOption::Basic)
+            .read_postings(term, IndexRecordOption::Basic)
             .map_err(|e| backend(format!("search index: {e}")))?;
         let Some(mut postings) = postings else {
             continue;
         };
+        let ord = tantivy::SegmentOrdinal::try_from(ord)
+            .map_err(|_| backend("too many search segments".into()))?;
         let alive = reader.alive_bitset();
         let mut doc = postings.doc();
         while doc != TERMINATED {
+            if found.len() >= limit {
+                return Ok(found);
+            }
             if alive.is_none_or(|a| a.is_alive(doc)) {
-                let ord = tantivy::SegmentOrdinal::try_from(ord)
-                    .map_err(|_| backend("too many search segments".into()))?;
                 let address = DocAddress::new(ord, doc);
-                return Ok(Some(searcher.doc(address).map_err(tantivy_error)?));
+                found.push(searcher.doc(address).map_err(tantivy_error)?);
             }
             doc = postings.advance();
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// The embedded engine over a directory of generations.

@@ -43,8 +43,9 @@ impl Projection for Search {
         4
     }
 
-    /// Every batch re-indexes each post it touches with all its comments and commits the
-    /// engine: at most five batches a second keep a busy post from being re-indexed per comment.
+    /// Every batch writes each post it touches (Meilisearch: with all its comments; the
+    /// embedded engine: its own document and its new comments) and commits the engine: at
+    /// most five batches a second keep a busy post from being written again per comment.
     fn pace(&self) -> std::time::Duration {
         std::time::Duration::from_millis(200)
     }
@@ -130,7 +131,7 @@ pub struct SearchDocument {
     pub removed: bool,
     /// Analysed terms (see [`text`]) of the title, of the body and tags, and of the comments.
     /// An engine may store a document without them (they follow from its text) and give them
-    /// back empty: [`SearchDocument::ensure_terms`] makes them again.
+    /// back empty: [`SearchDocument::analyse_with`] makes them again.
     #[serde(default)]
     pub title_terms: String,
     #[serde(default)]
@@ -147,19 +148,7 @@ impl SearchDocument {
 
     /// The comments search shows and finds.
     pub fn visible_comments(&self) -> impl Iterator<Item = &SearchComment> {
-        self.comments.iter().filter(|c| !c.folded && !c.removed)
-    }
-
-    /// Analyses the text again if the document came back without its terms (a hidden one has
-    /// none).
-    pub fn ensure_terms(&mut self) {
-        if !self.hidden()
-            && self.title_terms.is_empty()
-            && self.body_terms.is_empty()
-            && self.comment_terms.is_empty()
-        {
-            self.analyse();
-        }
+        self.comments.iter().filter(|c| !c.hidden())
     }
 
     /// Analyses the title, body and tags again (a hidden post has no terms), and the
@@ -179,10 +168,6 @@ impl SearchDocument {
             self.comment_terms =
                 text::terms_field(self.visible_comments().map(|c| c.body.as_str()));
         }
-    }
-
-    fn analyse(&mut self) {
-        self.analyse_with(Terms::Whole);
     }
 }
 
@@ -609,7 +594,7 @@ mod tests {
                 .collect();
             let kept = stored[&id].clone();
             let mut fresh = kept.clone();
-            fresh.analyse();
+            fresh.analyse_with(Terms::Whole);
             assert_eq!(kept, fresh, "after {batch:?}");
         }
         assert_eq!(stored[&id].comments.len(), 4);
