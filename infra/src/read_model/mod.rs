@@ -15,7 +15,7 @@ pub(crate) mod sql;
 pub mod sqlite;
 mod tables;
 
-use projections::FeedChange;
+use projections::{FeedChange, InboxChange};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -74,6 +74,9 @@ impl Table {
             ),
         ];
         statements.extend(self.indexes.iter().map(|i| i.replace("{t}", &name)));
+        if d == sql::Dialect::Postgres {
+            statements.extend(self.functions.iter().map(|f| f.create(number)));
+        }
         statements
             .into_iter()
             .map(|s| Stmt::new(s, vec![]))
@@ -91,11 +94,15 @@ impl Table {
         ]
     }
 
-    fn drop(&self, number: u32) -> Stmt {
-        Stmt::new(
-            format!("DROP TABLE IF EXISTS {}_g{number}", self.name),
-            vec![],
-        )
+    fn drop(&self, d: sql::Dialect, number: u32) -> Vec<Stmt> {
+        let mut statements = vec![format!("DROP TABLE IF EXISTS {}_g{number}", self.name)];
+        if d == sql::Dialect::Postgres {
+            statements.extend(self.functions.iter().map(|f| f.drop(number)));
+        }
+        statements
+            .into_iter()
+            .map(|s| Stmt::new(s, vec![]))
+            .collect()
     }
 }
 
@@ -176,11 +183,12 @@ fn projection_arg(projection: &str) -> Value {
 /// reused and a stale writer of an abandoned build can never write into a newer one).
 async fn retire<T: Tx>(
     tx: &mut T,
+    d: sql::Dialect,
     tables: &[&Table],
     projection: &str,
     number: u32,
 ) -> Result<(), ReadModelError> {
-    let mut statements: Vec<Stmt> = tables.iter().map(|t| t.drop(number)).collect();
+    let mut statements: Vec<Stmt> = tables.iter().flat_map(|t| t.drop(d, number)).collect();
     statements.push(Stmt::new(
         "UPDATE generations SET state = 'retired' WHERE projection = $1 AND number = $2",
         vec![projection_arg(projection), Value::int(number)],
@@ -240,7 +248,7 @@ impl<D: Db> Store<D> {
         tx.execute_all(tables.iter().flat_map(|t| t.show(generation)).collect())
             .await?;
         if let Some(live) = live {
-            retire(&mut tx, &tables, projection, live.number).await?;
+            retire(&mut tx, D::DIALECT, &tables, projection, live.number).await?;
         }
         tx.execute_all(vec![Stmt::new(
             "UPDATE generations SET state = 'live' WHERE projection = $1 AND number = $2",
@@ -299,7 +307,7 @@ impl<D: Db> ReadModelStore for Store<D> {
             )
             .await?;
         for n in unfinished {
-            retire(&mut tx, &tables, projection, n).await?;
+            retire(&mut tx, D::DIALECT, &tables, projection, n).await?;
         }
         adapt_live::<D>(&mut tx, &tables, projection).await?;
         let last = tx
@@ -540,6 +548,9 @@ where
 pub(crate) enum Run {
     CountComment,
     StatsCount,
+    /// What comments make in the inbox (fan-outs, follows, named authors): in event order,
+    /// each reading what the ones before it wrote.
+    Inbox,
 }
 
 impl Run {
@@ -548,6 +559,11 @@ impl Run {
         match change {
             Change::Feed(FeedChange::CountComment { .. }) => Some(Run::CountComment),
             Change::Stats(StatsChange::Count { .. }) => Some(Run::StatsCount),
+            Change::Inbox(
+                InboxChange::Notify { .. }
+                | InboxChange::AutoFollow { .. }
+                | InboxChange::NamedAuthor { .. },
+            ) => Some(Run::Inbox),
             _ => None,
         }
     }

@@ -69,6 +69,7 @@ macro_rules! read_model_contract {
             a_comment_page_answers_only_for_a_live_post,
             new_rows_in_one_batch_equal_new_rows_one_by_one,
             the_inbox_notifies_each_person_once_with_merged_reasons,
+            a_reply_finds_the_named_author_recorded_earlier_in_its_batch,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -2296,4 +2297,76 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
 
 fn comment_id_of_b() -> Uuid {
     comment_id(2).as_uuid()
+}
+
+/// What comments make in the inbox, in one batch with no other change between them (one call
+/// on PostgreSQL): a reply finds the named author recorded just before it, a follow made by a
+/// comment counts for the next one, and a comment that notifies nobody leaves no text.
+pub async fn a_reply_finds_the_named_author_recorded_earlier_in_its_batch(store: Store) {
+    let (a, b, c) = (ann(), bob(), user_no(3));
+    let reply = |seq: u64, commenter: UserId, answers: Uuid, name: &str| {
+        inbox(InboxChange::Notify {
+            seq,
+            post_id: post_id(1),
+            comment_id: comment_id(u128::from(seq)),
+            commenter: Some(commenter),
+            addressee: None,
+            answers,
+            name: name.into(),
+            excerpt: format!("comment {seq}"),
+            at: t(seq as i64),
+        })
+    };
+    let changes = vec![
+        // A posts under their name: nobody to tell.
+        auto_follow(a, 1),
+        inbox(InboxChange::NamedAuthor {
+            item: post_id(1).as_uuid(),
+            post_id: post_id(1),
+            user_id: a,
+        }),
+        // B comments under their name on it, C answers B's comment.
+        reply(2, b, post_id(1).as_uuid(), "b"),
+        auto_follow(b, 2),
+        inbox(InboxChange::NamedAuthor {
+            item: comment_id(2).as_uuid(),
+            post_id: post_id(1),
+            user_id: b,
+        }),
+        reply(3, c, comment_id(2).as_uuid(), "c"),
+        auto_follow(c, 3),
+        // A comments on their own post: B and C hear of it, A does not.
+        reply(4, a, post_id(1).as_uuid(), "a"),
+    ];
+    live_with(&store, "inbox", &changes, 4).await;
+    let of = |u| {
+        let store = store.clone();
+        async move {
+            store
+                .notifications(u, page(None, 10))
+                .await
+                .expect("notifications")
+                .into_iter()
+                .map(|n| (n.seq, n.name, n.reasons))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        of(a).await,
+        vec![
+            (3, "c".to_owned(), vec!["followed"]),
+            (2, "b".to_owned(), vec!["reply", "followed"]),
+        ]
+    );
+    assert_eq!(
+        of(b).await,
+        vec![
+            (4, "a".to_owned(), vec!["followed"]),
+            (3, "c".to_owned(), vec!["reply", "followed"]),
+        ]
+    );
+    assert_eq!(of(c).await, vec![(4, "a".to_owned(), vec!["followed"])]);
+    assert!(store.follows(c, post_id(1)).await.expect("follows"));
+    let since = store.notifications_since(0, 4, 100).await.expect("since");
+    assert_eq!(since.len(), 5, "{since:?}");
 }

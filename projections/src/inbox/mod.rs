@@ -47,9 +47,10 @@ impl Projection for Inbox {
         NAME
     }
 
-    /// 2: moderation notices.
+    /// 2: moderation notices. 3: on PostgreSQL a generation has a function that applies what
+    /// comments make in one call (made with its tables, so a live one is rebuilt to get it).
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {

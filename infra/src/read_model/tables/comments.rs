@@ -39,6 +39,7 @@ pub(crate) const TABLE: Table = Table {
     order: "position",
     write,
     run: no_run,
+    functions: &[],
 };
 
 /// The columns a new comment writes, in the order of [`row`].

@@ -47,6 +47,7 @@ pub(crate) const TABLE: Table = Table {
     order: "position",
     write,
     run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {

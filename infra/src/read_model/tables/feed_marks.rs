@@ -23,6 +23,7 @@ pub(crate) const TABLE: Table = Table {
     order: "handle",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {

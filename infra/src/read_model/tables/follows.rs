@@ -30,6 +30,7 @@ pub(crate) const TABLE: Table = Table {
     // Written by the notifications table, in event order with the notifications that read it.
     write: |_, _, _| {},
     run: no_run,
+    functions: &[],
 };
 
 /// The statements a change makes on generation `g` of this table (called by the

@@ -43,6 +43,36 @@ pub(crate) struct Table {
     pub write: fn(g: u32, change: &Change, out: &mut Vec<Write>),
     /// One statement for a run of changes of one kind, if this table takes that kind.
     pub run: fn(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt>,
+    /// PostgreSQL functions made with each generation of the table and dropped with it (SQLite
+    /// has none): what a `run` statement may call.
+    pub functions: &'static [Function],
+}
+
+/// A PL/pgSQL function of a generation: `{g}` in its name and body is the generation's number.
+pub(crate) struct Function {
+    pub name: &'static str,
+    /// The parameters, as `CREATE FUNCTION` lists them.
+    pub params: &'static str,
+    /// The body between `BEGIN` and `END` with its `DECLARE` section, if any.
+    pub body: &'static str,
+}
+
+impl Function {
+    pub(crate) fn create(&self, g: u32) -> String {
+        format!(
+            "CREATE OR REPLACE FUNCTION {}({}) RETURNS void LANGUAGE plpgsql AS $body$ {} $body$",
+            self.name.replace("{g}", &g.to_string()),
+            self.params,
+            self.body.replace("{g}", &g.to_string())
+        )
+    }
+
+    pub(crate) fn drop(&self, g: u32) -> String {
+        format!(
+            "DROP FUNCTION IF EXISTS {}",
+            self.name.replace("{g}", &g.to_string())
+        )
+    }
 }
 
 /// For tables that take no runs.

@@ -26,6 +26,7 @@ pub(crate) const TABLE: Table = Table {
     order: "name",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn spec(spec: &ModelSpec) -> [Value; 3] {

@@ -32,6 +32,7 @@ pub(crate) const LOG: Table = Table {
     order: "position",
     write: write_log,
     run: no_run,
+    functions: &[],
 };
 
 const ITEM_COLUMNS: &[Col] = &[
@@ -59,6 +60,7 @@ pub(crate) const ITEMS: Table = Table {
     order: "item_id",
     write: write_item,
     run: no_run,
+    functions: &[],
 };
 
 const REPORT_COLUMNS: &[Col] = &[
@@ -82,6 +84,7 @@ pub(crate) const REPORTS: Table = Table {
     order: "position",
     write: write_report,
     run: no_run,
+    functions: &[],
 };
 
 fn item_id(item: &Item) -> Uuid {

@@ -37,6 +37,7 @@ pub(crate) const TABLE: Table = Table {
     order: "sanction_id",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {

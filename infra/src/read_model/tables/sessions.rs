@@ -30,6 +30,7 @@ pub(crate) const TABLE: Table = Table {
     order: "session_id",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {

@@ -21,6 +21,7 @@ pub(crate) const TABLE: Table = Table {
     order: "day, user_id",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn row(change: &Change) -> Option<Vec<Value>> {

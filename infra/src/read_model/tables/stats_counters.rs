@@ -27,6 +27,7 @@ pub(crate) const TABLE: Table = Table {
     order: "day, metric, key",
     write,
     run,
+    functions: &[],
 };
 
 fn row(change: &Change) -> Option<Vec<Value>> {

@@ -24,6 +24,7 @@ pub(crate) const TABLE: Table = Table {
     order: "position",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {

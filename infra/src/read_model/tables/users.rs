@@ -26,6 +26,7 @@ pub(crate) const TABLE: Table = Table {
     order: "user_id",
     write,
     run: no_run,
+    functions: &[],
 };
 
 fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
