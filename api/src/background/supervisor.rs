@@ -68,7 +68,8 @@ pub struct Supervisor {
 
 struct Inner {
     stop: watch::Sender<bool>,
-    stopped: Mutex<Vec<Stopped>>,
+    /// The loops that stopped before shutdown; watched by [`Supervisor::first_stopped`].
+    stopped: watch::Sender<Vec<Stopped>>,
     running: Mutex<Vec<Running>>,
 }
 
@@ -83,7 +84,7 @@ impl Default for Supervisor {
         Self {
             inner: Arc::new(Inner {
                 stop: watch::Sender::new(false),
-                stopped: Mutex::default(),
+                stopped: watch::Sender::new(Vec::new()),
                 running: Mutex::default(),
             }),
         }
@@ -122,9 +123,11 @@ impl Supervisor {
                 Err(e) => format!("it panicked: {}", panic_message(e)),
             };
             tracing::error!(name = %watched, %reason, "a background loop stopped");
-            lock(&inner.stopped).push(Stopped {
-                name: watched,
-                reason,
+            inner.stopped.send_modify(|stopped| {
+                stopped.push(Stopped {
+                    name: watched,
+                    reason,
+                });
             });
         });
         lock(&self.inner.running).push(Running {
@@ -136,7 +139,7 @@ impl Supervisor {
 
     /// The loops that stopped before shutdown, in the order they stopped.
     pub fn stopped(&self) -> Vec<Stopped> {
-        lock(&self.inner.stopped).clone()
+        self.inner.stopped.borrow().clone()
     }
 
     /// The names of the loops spawned, in order.
@@ -158,11 +161,15 @@ impl Supervisor {
 
     /// Resolves when a loop stops before shutdown, with the first such loop.
     pub async fn first_stopped(&self) -> Stopped {
-        loop {
-            if let Some(first) = self.stopped().into_iter().next() {
-                return first;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stopped = self.inner.stopped.subscribe();
+        let first = match stopped.wait_for(|list| !list.is_empty()).await {
+            Ok(list) => list.first().cloned(),
+            // The sender lives in `inner`, which `self` holds: the wait cannot fail.
+            Err(_) => None,
+        };
+        match first {
+            Some(first) => first,
+            None => std::future::pending().await,
         }
     }
 
@@ -262,6 +269,34 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn first_stopped_wakes_when_a_loop_stops_and_not_before() {
+        let loops = Supervisor::default();
+        let (fail, failing) = tokio::sync::oneshot::channel::<()>();
+        loops.spawn("healthy", forever);
+        loops.spawn("fails later", |_| async move {
+            let _ = failing.await;
+            Err("the broker went away".into())
+        });
+        let waiting = loops.clone();
+        let first = tokio::spawn(async move { waiting.first_stopped().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!first.is_finished(), "nothing has stopped yet");
+        fail.send(()).expect("the loop waits");
+        let first = tokio::time::timeout(Duration::from_secs(10), first)
+            .await
+            .expect("woken when the loop stops")
+            .expect("the waiting task");
+        assert_eq!(
+            first,
+            Stopped {
+                name: "fails later".into(),
+                reason: "the broker went away".into()
+            }
+        );
+        loops.shutdown(Duration::from_secs(1)).await;
     }
 
     #[tokio::test]
