@@ -2085,6 +2085,17 @@ fn notify(seq: u64, commenter: UserId, addressee: Option<UserId>, name: &str) ->
     })
 }
 
+/// `user`'s first ten notifications: sequence, name and reasons.
+async fn notified(store: &Store, user: UserId) -> Vec<(u64, String, Vec<&'static str>)> {
+    store
+        .notifications(user, page(None, 10))
+        .await
+        .expect("notifications")
+        .into_iter()
+        .map(|n| (n.seq, n.name, n.reasons))
+        .collect()
+}
+
 fn auto_follow(user: UserId, position: u64) -> Change {
     inbox(InboxChange::AutoFollow {
         post_id: post_id(1),
@@ -2121,18 +2132,7 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
         auto_follow(d, 6),
     ];
     let g = live_with(&store, "inbox", &changes, 6).await;
-    let of = |u| {
-        let store = store.clone();
-        async move {
-            store
-                .notifications(u, page(None, 10))
-                .await
-                .expect("notifications")
-                .into_iter()
-                .map(|n| (n.seq, n.name, n.reasons))
-                .collect::<Vec<_>>()
-        }
-    };
+    let of = |u| notified(&store, u);
     assert_eq!(
         of(a).await,
         vec![
@@ -2339,18 +2339,7 @@ pub async fn a_reply_finds_the_named_author_recorded_earlier_in_its_batch(store:
         reply(4, a, post_id(1).as_uuid(), "a"),
     ];
     live_with(&store, "inbox", &changes, 4).await;
-    let of = |u| {
-        let store = store.clone();
-        async move {
-            store
-                .notifications(u, page(None, 10))
-                .await
-                .expect("notifications")
-                .into_iter()
-                .map(|n| (n.seq, n.name, n.reasons))
-                .collect::<Vec<_>>()
-        }
-    };
+    let of = |u| notified(&store, u);
     assert_eq!(
         of(a).await,
         vec![
