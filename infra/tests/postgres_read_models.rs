@@ -116,3 +116,43 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
     )
     .await;
 }
+
+/// The inbox's function lives and dies with its generation's tables: made with them, dropped
+/// when a newer generation retires them.
+#[tokio::test]
+async fn the_inbox_function_comes_and_goes_with_its_generation() {
+    use projections::ReadModelStore;
+    let Some(url) = fresh_database("treehole_rm_inbox_fn").await else {
+        return;
+    };
+    let store = PostgresReadModels::connect(&url)
+        .await
+        .expect("the store connects");
+    let raw = sqlx::PgPool::connect(&url).await.expect("the database");
+    let functions = || async {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT proname::text FROM pg_proc WHERE proname LIKE 'inbox_apply_g%' ORDER BY 1",
+        )
+        .fetch_all(&raw)
+        .await
+        .expect("pg_proc");
+        names
+    };
+    let first = store.create_generation("inbox", 3).await.expect("create");
+    store.promote("inbox", first.number).await.expect("promote");
+    assert_eq!(
+        functions().await,
+        [format!("inbox_apply_g{}", first.number)]
+    );
+    let second = store.create_generation("inbox", 3).await.expect("create");
+    assert_eq!(functions().await.len(), 2, "both while the second builds");
+    store
+        .promote("inbox", second.number)
+        .await
+        .expect("promote");
+    assert_eq!(
+        functions().await,
+        [format!("inbox_apply_g{}", second.number)]
+    );
+    raw.close().await;
+}
