@@ -53,7 +53,7 @@ pub(crate) struct Function {
     pub name: &'static str,
     /// The parameters, as `CREATE FUNCTION` lists them.
     pub params: &'static str,
-    /// The body between `BEGIN` and `END` with its `DECLARE` section, if any.
+    /// The function's body: its `DECLARE` section, if any, and its `BEGIN ... END` block.
     pub body: &'static str,
 }
 

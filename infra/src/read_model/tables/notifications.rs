@@ -102,8 +102,8 @@ pub(crate) const PRUNED: Table = Table {
 
 /// On PostgreSQL a run of what comments make in the inbox (see [`Run::Inbox`]) is one call of
 /// [`APPLY`], which makes the statements [`write`] makes, in the same order, on the server: a
-/// comment costs no round trips of its own (they were four or five per comment, and the inbox
-/// cost the `comments` load about a third of its rate). SQLite, in process, takes them one by
+/// comment costs no round trips of its own (they were four or five per comment, and cost the
+/// `comments` load over a quarter of its rate). SQLite, in process, takes them one by
 /// one.
 fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
     if d != Dialect::Postgres || kind != Run::Inbox {
