@@ -168,10 +168,20 @@ pub struct HttpTimeouts {
     pub body_timeout_ms: u64,
 }
 
+/// The default of [`HttpTimeouts::header_timeout_ms`]: also how long an idle keep-alive
+/// connection stays open.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+
+/// How long the HTTP clients shipped with the product (the load tool, the reference worker)
+/// keep a pooled connection idle: half the server's default idle limit, so that a request never
+/// goes out on a connection the server is closing for idleness.
+pub const CLIENT_IDLE: std::time::Duration =
+    std::time::Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS / 2);
+
 impl Default for HttpTimeouts {
     fn default() -> Self {
         Self {
-            header_timeout_ms: 10_000,
+            header_timeout_ms: DEFAULT_HEADER_TIMEOUT_MS,
             body_timeout_ms: 30_000,
         }
     }

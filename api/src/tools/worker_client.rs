@@ -88,9 +88,7 @@ pub async fn run(
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
-            // Below the server's idle limit (10 s by default), so that a poll never goes out
-            // on a connection the server is closing.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(crate::cli::config::CLIENT_IDLE)
             .build()?,
         base: args.server.trim_end_matches('/').to_owned(),
         token: args.token.clone(),

@@ -337,9 +337,9 @@ impl TestApp {
             data: data.to_path_buf(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
-                // Below the server's idle limit (10 s): a test that waits longer between two
-                // requests must not send the second on a connection the server is closing.
-                .pool_idle_timeout(Duration::from_secs(5))
+                // A test that waits longer than the server's idle limit between two requests
+                // must not send the second on a connection the server is closing.
+                .pool_idle_timeout(api::cli::config::CLIENT_IDLE)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("a client"),

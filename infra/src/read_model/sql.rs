@@ -141,7 +141,7 @@ pub(crate) fn parse_json(s: &str) -> Result<serde_json::Value, ReadModelError> {
 
 /// The element type of a batch column's array on PostgreSQL (tags go as JSON: arrays of
 /// arrays must be rectangular there).
-fn array_of(ty: Ty) -> &'static str {
+pub(crate) fn array_of(ty: Ty) -> &'static str {
     match ty {
         Ty::Tags => "JSONB",
         other => other.sql(Dialect::Postgres),

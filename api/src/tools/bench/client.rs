@@ -50,11 +50,9 @@ impl Client {
     pub fn new(url: &str, outbox: Option<PathBuf>, connections: usize) -> Result<Self, BenchError> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections.max(1))
-            // Below the server's idle limit (`http.header_timeout_ms`, 10 s by default): a
-            // connection the server is closing for idleness must never be picked for the next
-            // request. A clean-clone run lost a hot-post check to that race after a long wait
-            // for the projections had left the other connections idle for 10 s.
-            .pool_idle_timeout(Duration::from_secs(5))
+            // A clean-clone run lost a hot-post check to a connection the server was closing
+            // after a long wait for the projections had left it idle for 10 s.
+            .pool_idle_timeout(crate::cli::config::CLIENT_IDLE)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(120))
             .build()

@@ -24,7 +24,7 @@ pub(super) mod workers;
 use projections::{Change, ReadModelError};
 
 use super::Run;
-use super::sql::{Col, Dialect, Stmt, Write};
+use super::sql::{Col, Dialect, Stmt, Ty, Value, Write, array_of};
 
 /// One table of a projection. Generation `g` lives in `<name>_g<g>`; queries read the view
 /// `<name>`, which points at the live generation.
@@ -49,28 +49,54 @@ pub(crate) struct Table {
 }
 
 /// A PL/pgSQL function of a generation: `{g}` in its name and body is the generation's number.
+/// Each parameter is an array, one element per row of a call.
 pub(crate) struct Function {
     pub name: &'static str,
-    /// The parameters, as `CREATE FUNCTION` lists them.
-    pub params: &'static str,
+    /// The parameters' names and the type of their elements, in order.
+    pub params: &'static [(&'static str, Ty)],
     /// The function's body: its `DECLARE` section, if any, and its `BEGIN ... END` block.
     pub body: &'static str,
 }
 
 impl Function {
+    fn name(&self, g: u32) -> String {
+        self.name.replace("{g}", &g.to_string())
+    }
+
     pub(crate) fn create(&self, g: u32) -> String {
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(name, ty)| format!("{name} {}[]", array_of(*ty)))
+            .collect();
         format!(
             "CREATE OR REPLACE FUNCTION {}({}) RETURNS void LANGUAGE plpgsql AS $body$ {} $body$",
-            self.name.replace("{g}", &g.to_string()),
-            self.params,
+            self.name(g),
+            params.join(", "),
             self.body.replace("{g}", &g.to_string())
         )
     }
 
     pub(crate) fn drop(&self, g: u32) -> String {
-        format!(
-            "DROP FUNCTION IF EXISTS {}",
-            self.name.replace("{g}", &g.to_string())
+        format!("DROP FUNCTION IF EXISTS {}", self.name(g))
+    }
+
+    /// A call of generation `g`'s function with `columns`, one per parameter, each bound as one
+    /// typed array.
+    pub(crate) fn call(&self, g: u32, columns: Vec<Vec<Value>>) -> Stmt {
+        let casts: Vec<String> = self
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ty))| format!("${}::{}[]", i + 1, array_of(*ty)))
+            .collect();
+        Stmt::new(
+            format!("SELECT {}({})", self.name(g), casts.join(", ")),
+            self.params
+                .iter()
+                .zip(columns)
+                .map(|((_, ty), values)| Value::Array(*ty, values))
+                .collect(),
         )
     }
 }

@@ -109,7 +109,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
     if d != Dialect::Postgres || kind != Run::Inbox {
         return None;
     }
-    let mut columns: [Vec<Value>; 10] = Default::default();
+    let mut columns = vec![Vec::with_capacity(changes.len()); APPLY.params.len()];
     for change in changes {
         let Change::Inbox(change) = change else {
             return None;
@@ -175,29 +175,7 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
             column.push(value);
         }
     }
-    let types = [
-        Ty::Text,
-        Ty::Int,
-        Ty::Uuid,
-        Ty::Uuid,
-        Ty::Uuid,
-        Ty::Uuid,
-        Ty::Uuid,
-        Ty::Text,
-        Ty::Text,
-        Ty::Time,
-    ];
-    Some(Stmt::new(
-        format!(
-            "SELECT inbox_apply_g{g}($1::text[], $2::bigint[], $3::uuid[], $4::uuid[], \
-             $5::uuid[], $6::uuid[], $7::uuid[], $8::text[], $9::text[], $10::timestamptz[])"
-        ),
-        types
-            .into_iter()
-            .zip(columns)
-            .map(|(ty, values)| Value::Array(ty, values))
-            .collect(),
-    ))
+    Some(APPLY.call(g, columns))
 }
 
 /// [`write`]'s statements for a notified comment, a follow on commenting and a named author,
@@ -206,9 +184,18 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
 /// item's; `p_user` the commenter, follower or named author.
 const APPLY: Function = Function {
     name: "inbox_apply_g{g}",
-    params: "p_kind TEXT[], p_seq BIGINT[], p_post UUID[], p_item UUID[], p_user UUID[], \
-             p_addressee UUID[], p_answers UUID[], p_name TEXT[], p_excerpt TEXT[], \
-             p_at TIMESTAMPTZ[]",
+    params: &[
+        ("p_kind", Ty::Text),
+        ("p_seq", Ty::Int),
+        ("p_post", Ty::Uuid),
+        ("p_item", Ty::Uuid),
+        ("p_user", Ty::Uuid),
+        ("p_addressee", Ty::Uuid),
+        ("p_answers", Ty::Uuid),
+        ("p_name", Ty::Text),
+        ("p_excerpt", Ty::Text),
+        ("p_at", Ty::Time),
+    ],
     body: "DECLARE i INT; v_target UUID; v_told BIGINT; v_more BIGINT;
     BEGIN
     FOR i IN 1 .. COALESCE(array_length(p_kind, 1), 0) LOOP
