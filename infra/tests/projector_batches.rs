@@ -21,7 +21,7 @@ use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
 use infra::synth::{History, group};
 use projections::feed::Feed;
-use projections::runner::{BATCH, REBUILD_BATCH, rebuild, rebuild_together, run};
+use projections::runner::{BATCH, REBUILD_BATCH, TURN, rebuild, rebuild_together, run};
 use projections::search::Search;
 use projections::{
     Change, Decoded, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
@@ -189,6 +189,8 @@ struct Instrumented {
     promotion_fails: bool,
     /// How long each batch waits before it is applied (to lose a race on purpose).
     late: Duration,
+    /// How long each batch says it held the shared writer (`None`: what the store says).
+    held: Option<Duration>,
 }
 
 impl Instrumented {
@@ -199,6 +201,7 @@ impl Instrumented {
             batches: AtomicUsize::new(0),
             promotion_fails: false,
             late: Duration::ZERO,
+            held: None,
         }
     }
 }
@@ -245,6 +248,40 @@ impl ReadModelStore for Instrumented {
     fn pace(&self, _projection: &str) -> Duration {
         self.pace
     }
+    fn held(&self, projection: &str) -> Option<Duration> {
+        self.held.or_else(|| self.inner.held(projection))
+    }
+}
+
+/// On SQLite every projection's transactions take turns on one writer: a projector whose
+/// batches hold it longer than a turn reads fewer events next time, in proportion (a hot
+/// post's fan-out of notifications kept every other read model waiting for seconds), and the
+/// store says how long each batch held it.
+#[tokio::test]
+async fn a_projector_whose_batches_hold_the_shared_writer_long_reads_smaller_ones() {
+    let (_dir, source, models) = recorded_history(2_000, 500).await;
+    let store = Arc::new(Instrumented {
+        // Ten turns: the next batch gets a tenth of the events.
+        held: Some(TURN * 10),
+        ..Instrumented::new(models.clone())
+    });
+    let projection: Arc<dyn Projection> = Arc::new(Feed);
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projector = tokio::spawn(run(projection, source.clone(), store, hub.clone()));
+    hub.wait_for(&[], 2_000, Duration::from_secs(30))
+        .await
+        .expect("the projector catches up");
+    projector.abort();
+    let limits = source.limits.lock().unwrap().clone();
+    assert_eq!(limits[..3], [BATCH, BATCH / 10, BATCH / 100], "{limits:?}");
+    assert!(limits[3..].iter().all(|&l| l == 1), "{limits:?}");
+    // The real store measured its own: the last batch held the writer for some time, and far
+    // less than the wait a test could notice.
+    let held = models.held(Feed.name()).expect("SQLite's writer is shared");
+    assert!(
+        held > Duration::ZERO && held < Duration::from_secs(5),
+        "{held:?}"
+    );
 }
 
 /// Appends 40 events one at a time, 5 ms apart, to a log followed by a live feed projector

@@ -124,6 +124,14 @@ pub trait ReadModelStore: Send + Sync + 'static {
         let _ = projection;
         std::time::Duration::ZERO
     }
+    /// How long the projection's last applied batch held a writer that every projection of
+    /// this store takes turns on (SQLite's one read-write connection), not counting the wait
+    /// for its turn; `None` where projections do not wait for each other. The projector sizes
+    /// its next batch by it ([`crate::runner::TURN`]).
+    fn held(&self, projection: &str) -> Option<std::time::Duration> {
+        let _ = projection;
+        None
+    }
 }
 
 /// A page request on a list ordered by position: items strictly beyond `cursor`.

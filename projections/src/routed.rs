@@ -41,6 +41,10 @@ impl ReadModelStore for Routed {
         self.store(projection).pace(projection)
     }
 
+    fn held(&self, projection: &str) -> Option<std::time::Duration> {
+        self.store(projection).held(projection)
+    }
+
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
         self.store(projection).live(projection).await
     }

@@ -18,6 +18,40 @@ use crate::{
 /// The most events a batch reads, unless the projection asks for more ([`Projection::batch`]).
 pub const BATCH: usize = 500;
 
+/// How long one batch's transaction should hold the store. On SQLite every projection's
+/// transactions take turns on one writer, and a batch can fan out: a comment on a post a
+/// thousand people follow writes a thousand notifications, so 500 such comments held the
+/// writer for seconds while every other read model waited. A batch that took longer than this
+/// makes the next one smaller ([`Sizing`]); the wait for one's turn does not count.
+pub const TURN: Duration = Duration::from_millis(100);
+
+/// How many events a following projector reads next, where projections take turns on one
+/// writer ([`ReadModelStore::held`]): the projection's own batch size while its batches are
+/// quick, fewer while they hold the writer longer than a [`TURN`], in proportion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sizing {
+    limit: usize,
+    most: usize,
+}
+
+impl Sizing {
+    fn new(most: usize) -> Self {
+        let most = most.max(1);
+        Self { limit: most, most }
+    }
+
+    /// After a batch of `events` applied in `took`: a slow one shrinks the limit to what
+    /// would have fitted in a turn; a quick full one doubles it, up to the projection's own.
+    fn after(&mut self, events: usize, took: Duration) {
+        if took > TURN {
+            let fits = events as u128 * TURN.as_nanos() / took.as_nanos();
+            self.limit = usize::try_from(fits).unwrap_or(1).clamp(1, self.most);
+        } else if events >= self.limit && took < TURN / 2 {
+            self.limit = (self.limit * 2).min(self.most);
+        }
+    }
+}
+
 /// How long a caught-up projector waits for a notification before looking at the log anyway.
 const POLL: Duration = Duration::from_secs(1);
 /// The first wait after a failed batch; it doubles with each failure in a row, up to 30 s.
@@ -436,10 +470,11 @@ async fn follow(
     let name = projection.name();
     let mut head = source.watch();
     let mut position = generation.position;
+    let mut sizing = Sizing::new(projection.batch());
     loop {
         head.borrow_and_update();
         let started = Instant::now();
-        let batch = source.read_after(position, projection.batch()).await?;
+        let batch = source.read_after(position, sizing.limit).await?;
         if batch.is_empty() {
             hub.report(name, |s| {
                 s.state = ProjectionState::Live;
@@ -453,12 +488,15 @@ async fn follow(
             continue;
         }
         position = apply_batch(projection, store, generation.number, position, &batch).await?;
+        let full = batch.len() >= sizing.limit;
+        if let Some(held) = store.held(name) {
+            sizing.after(batch.len(), held);
+        }
         // A batch went through: the next failure is retried soon again, not after the
         // longest wait an earlier outage reached.
         *retry = FIRST_RETRY;
         let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
         let at_head = position >= *head.borrow();
-        let full = batch.len() >= projection.batch();
         hub.report(name, |s| {
             s.position = position;
             s.events_per_second = rate;
@@ -689,4 +727,42 @@ async fn transient(hub: &ProjectionHub, name: &str, error: &ReadModelError, retr
     hub.report(name, |s| s.last_error = Some(error.to_string()));
     tokio::time::sleep(*retry).await;
     *retry = (*retry * 2).min(Duration::from_secs(30));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_batch_shrinks_the_next_to_what_fits_in_a_turn() {
+        let mut s = Sizing::new(500);
+        // 500 events in 4 s: 12.5 would have fitted in 100 ms.
+        s.after(500, Duration::from_secs(4));
+        assert_eq!(s.limit, 12);
+        // Never below one event, however slow.
+        s.after(12, Duration::from_secs(60));
+        assert_eq!(s.limit, 1);
+    }
+
+    #[test]
+    fn quick_full_batches_grow_back_to_the_projections_own_size_and_no_further() {
+        let mut s = Sizing::new(500);
+        s.after(500, Duration::from_secs(1));
+        assert_eq!(s.limit, 50);
+        let quick = Duration::from_millis(10);
+        // A batch that was not full says nothing about a bigger one.
+        s.after(7, quick);
+        assert_eq!(s.limit, 50);
+        let mut steps = 0;
+        while s.limit < 500 {
+            s.after(s.limit, quick);
+            steps += 1;
+        }
+        assert_eq!((s.limit, steps), (500, 4));
+        s.after(500, quick);
+        assert_eq!(s.limit, 500);
+        // A batch between half a turn and a turn keeps the size.
+        s.after(500, Duration::from_millis(80));
+        assert_eq!(s.limit, 500);
+    }
 }

@@ -252,6 +252,10 @@ impl ReadModelStore for Watched {
         self.inner.pace(projection)
     }
 
+    fn held(&self, projection: &str) -> Option<std::time::Duration> {
+        self.inner.held(projection)
+    }
+
     async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
         self.inner.live(projection).await
     }

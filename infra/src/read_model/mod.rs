@@ -16,7 +16,8 @@ pub mod sqlite;
 mod tables;
 
 use projections::{FeedChange, InboxChange};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::Position;
@@ -41,12 +42,17 @@ pub trait ReadModels:
 /// [`PostgresReadModels`]). The backend trait is the crate's own: the bounds below name it.
 pub struct Store<D> {
     db: D,
+    /// How long each projection's last batch held the writer, where they share one.
+    held: std::sync::Mutex<HashMap<String, Duration>>,
 }
 
 #[allow(private_bounds)]
 impl<D: Db> Store<D> {
     pub(crate) fn on(db: D) -> Self {
-        Self { db }
+        Self {
+            db,
+            held: Default::default(),
+        }
     }
 
     pub async fn close(&self) {
@@ -358,6 +364,7 @@ impl<D: Db> ReadModelStore for Store<D> {
         // transaction, so its commit need not wait for the disk: a crash can lose the last
         // batches, rows and checkpoint together, and the projector applies them again.
         let mut tx = self.db.begin(true).await?;
+        let holding = Instant::now();
         // Moving the checkpoint first takes the write lock on the generation's row at once, so
         // a concurrent projector or promotion waits here rather than deadlocking later.
         let moved = tx
@@ -397,7 +404,25 @@ impl<D: Db> ReadModelStore for Store<D> {
         }
         tx.execute_all(statements(D::DIALECT, &tables, generation, changes))
             .await?;
-        tx.commit().await
+        tx.commit().await?;
+        if D::ONE_WRITER {
+            self.held
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(projection.to_owned(), holding.elapsed());
+        }
+        Ok(())
+    }
+
+    fn held(&self, projection: &str) -> Option<Duration> {
+        if !D::ONE_WRITER {
+            return None;
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(projection)
+            .copied()
     }
 
     async fn promote(

@@ -123,6 +123,8 @@ impl Db for PgDb {
     /// 4.7-6.9 s to 4.3-5.1 s and the rate up by about a tenth, and left the time until a
     /// comment is visible where it was (BENCHMARKS.md).
     const PACE: Duration = Duration::from_millis(25);
+    /// Projectors write on connections of their own, to tables of their own.
+    const ONE_WRITER: bool = false;
     type Tx = PgTx;
 
     async fn rows<T: Send + 'static>(

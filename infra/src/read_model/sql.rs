@@ -413,6 +413,9 @@ pub(crate) trait Db: Send + Sync + 'static {
     const DIALECT: Dialect;
     /// The least time between two batches of a live projector (see `ReadModelStore::pace`).
     const PACE: std::time::Duration;
+    /// Whether every projection's transactions take turns on one writer (see
+    /// `ReadModelStore::held`).
+    const ONE_WRITER: bool;
     type Tx: Tx;
 
     /// Every row of a query, each mapped by `map`. Transient failures are retried.

@@ -216,6 +216,8 @@ impl Db for SqliteDb {
     const DIALECT: Dialect = Dialect::Sqlite;
     /// A batch costs little beyond its changes: no pause between a projector's batches.
     const PACE: Duration = Duration::ZERO;
+    /// One read-write connection, on one thread: a transaction holds it to its end.
+    const ONE_WRITER: bool = true;
     type Tx = SqliteTx;
 
     async fn rows<T: Send + 'static>(

@@ -573,6 +573,7 @@ pub async fn hot_post(
             .await?;
         position(&v)?
     };
+    let catching_up = Instant::now();
     client
         .wait_visible(
             &format!("/posts/{post_id}/comments?limit=1"),
@@ -580,6 +581,7 @@ pub async fn hot_post(
             Duration::from_secs(600),
         )
         .await?;
+    let comments_caught_up = catching_up.elapsed();
     loop {
         let mut path = format!("/posts/{post_id}/comments?limit=100");
         if let Some(c) = &cursor {
@@ -620,6 +622,10 @@ pub async fn hot_post(
             users.len() as f64 / took.as_secs_f64(),
         );
     }
+    report.note(
+        "comments page caught up after the waves, s",
+        comments_caught_up.as_secs_f64(),
+    );
     report.note(
         "pseudonym rule",
         format!(
