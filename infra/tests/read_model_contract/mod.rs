@@ -70,6 +70,7 @@ macro_rules! read_model_contract {
             new_rows_in_one_batch_equal_new_rows_one_by_one,
             the_inbox_notifies_each_person_once_with_merged_reasons,
             a_reply_finds_the_named_author_recorded_earlier_in_its_batch,
+            following_notifies_of_the_comments_made_while_one_followed,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -2293,6 +2294,124 @@ pub async fn the_inbox_notifies_each_person_once_with_merged_reasons(store: Stor
             .is_empty()
     );
     assert_eq!(store.inbox_state(a).await.expect("state").read_up_to, 0);
+}
+
+/// `user`'s notifications' sequence numbers, each for following alone.
+async fn followed_seqs(store: &Store, user: UserId) -> Vec<u64> {
+    notified(store, user)
+        .await
+        .into_iter()
+        .map(|(seq, _, reasons)| {
+            assert_eq!(reasons, vec!["followed"], "{seq}");
+            seq
+        })
+        .collect()
+}
+
+fn set_follow(user: UserId, following: bool, position: u64) -> Change {
+    inbox(InboxChange::SetFollow {
+        post_id: post_id(1),
+        user_id: user,
+        following,
+        position,
+    })
+}
+
+/// A follower hears of the comments made while they followed, whenever they ask: not of
+/// those between stopping and following again, and still of those from before they stopped.
+/// A user who leaves takes along the comments only they were told of, so the live model
+/// equals a rebuild that never knew them.
+pub async fn following_notifies_of_the_comments_made_while_one_followed(store: Store) {
+    let (a, b, c, d) = (ann(), bob(), user_no(3), user_no(4));
+    let with_b = |b_too: bool| {
+        let mut changes = vec![auto_follow(a, 1)];
+        if b_too {
+            changes.push(set_follow(b, true, 2));
+        }
+        changes.extend([notify(3, c, None, "c"), auto_follow(c, 3)]);
+        if b_too {
+            changes.push(set_follow(b, false, 4));
+        }
+        changes.push(notify(5, c, None, "c"));
+        if b_too {
+            changes.push(set_follow(b, true, 6));
+        }
+        changes.extend([
+            notify(7, c, None, "c"),
+            set_follow(a, false, 8),
+            notify(9, c, None, "c"),
+            notify(10, d, None, "d"),
+            auto_follow(d, 10),
+        ]);
+        changes
+    };
+    live_with(&store, "inbox", &with_b(true), 10).await;
+    assert_eq!(
+        followed_seqs(&store, a).await,
+        vec![7, 5, 3],
+        "A stopped at 8"
+    );
+    assert_eq!(
+        followed_seqs(&store, b).await,
+        vec![10, 9, 7, 3],
+        "B was away from 4 to 6"
+    );
+    assert_eq!(followed_seqs(&store, c).await, vec![10], "never their own");
+    assert!(followed_seqs(&store, d).await.is_empty());
+    assert_eq!(
+        store.inbox_state(b).await.expect("state").unread,
+        4,
+        "the count agrees with the list"
+    );
+    let since = store.notifications_since(4, 9, 100).await.expect("since");
+    let mut expected = vec![(5, a), (7, a), (7, b), (9, b)];
+    expected.sort_by_key(|(s, u)| (*s, u.as_uuid()));
+    assert_eq!(
+        since.iter().map(|n| (n.seq, n.user_id)).collect::<Vec<_>>(),
+        expected
+    );
+    let between = store
+        .notifications_between(b, 3, 9, 1)
+        .await
+        .expect("between");
+    assert_eq!(between.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![7]);
+    let older = store
+        .notifications(b, page(Some(9), 1))
+        .await
+        .expect("a page");
+    assert_eq!(older.iter().map(|n| n.seq).collect::<Vec<_>>(), vec![7]);
+    // B leaves: comment 9, which only B was told of, goes with them.
+    let g = store
+        .live("inbox")
+        .await
+        .expect("live")
+        .expect("a generation");
+    store
+        .apply(
+            "inbox",
+            g.number,
+            &[inbox(InboxChange::ForgetUser { user_id: b })],
+            10,
+            11,
+        )
+        .await
+        .expect("apply");
+    assert!(followed_seqs(&store, b).await.is_empty());
+    let left = store.dump("inbox").await.expect("dump");
+    let rebuilt = store.create_generation("inbox", 1).await.expect("create");
+    store
+        .apply("inbox", rebuilt.number, &with_b(false), 0, 11)
+        .await
+        .expect("apply");
+    assert_eq!(
+        store
+            .promote("inbox", rebuilt.number)
+            .await
+            .expect("promote"),
+        Promotion::Done
+    );
+    assert_eq!(store.dump("inbox").await.expect("dump"), left);
+    assert_eq!(followed_seqs(&store, a).await, vec![7, 5, 3]);
 }
 
 fn comment_id_of_b() -> Uuid {

@@ -49,8 +49,9 @@ impl Projection for Inbox {
 
     /// 2: moderation notices. 3: on PostgreSQL a generation has a function that applies what
     /// comments make in one call (made with its tables, so a live one is rebuilt to get it).
+    /// 4: the notifications of following are read from stretches of following, not written.
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {

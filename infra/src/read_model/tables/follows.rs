@@ -33,12 +33,37 @@ pub(crate) const TABLE: Table = Table {
     functions: &[],
 };
 
-/// The statements a change makes on generation `g` of this table (called by the
-/// notifications table, whose fan-out reads it: see there).
+/// Each stretch of positions during which a user followed a post: from the event that made
+/// them follow (`since`) to the one that made them stop (`ended`, `NULL` while they follow).
+/// A comment on the post notifies ("followed") everyone whose stretch holds its position but
+/// the commenter: the inbox reads the notifications of following at the time it is asked,
+/// instead of writing one row per follower and comment (a comment on a post a thousand people
+/// follow wrote a thousand rows; now it writes none).
+pub(crate) const SPANS: Table = Table {
+    projection: "inbox",
+    name: "follow_spans",
+    columns: &[
+        col("user_id", Ty::Uuid, "NOT NULL"),
+        col("post_id", Ty::Uuid, "NOT NULL"),
+        col("since", Ty::Int, "NOT NULL"),
+        col("ended", Ty::Int, ""),
+    ],
+    constraints: "PRIMARY KEY (user_id, post_id, since)",
+    indexes: &["CREATE INDEX {t}_post ON {t} (post_id, since)"],
+    order: "user_id, post_id, since",
+    // Written with the follows, by the notifications table.
+    write: |_, _, _| {},
+    run: no_run,
+    functions: &[],
+};
+
+/// The statements a change makes on generation `g` of this table and of [`SPANS`] (called by
+/// the notifications table, whose comments read them: see there).
 pub(super) fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
     let Change::Inbox(change) = change else {
         return;
     };
+    write_spans(g, change, out);
     let stmt = match change {
         InboxChange::AutoFollow {
             post_id,
@@ -80,6 +105,72 @@ pub(super) fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
         ),
         InboxChange::ForgetUser { user_id } => Stmt::new(
             format!("DELETE FROM follows_g{g} WHERE user_id = $1"),
+            vec![Value::uuid(*user_id)],
+        ),
+        _ => return,
+    };
+    out.push(Write::Stmt(stmt));
+}
+
+/// A follow opens a stretch unless one is open (or, made by posting or commenting, unless the
+/// user chose about the post already); a choice not to follow closes it. Written before the
+/// follow's own row, which the first statement reads.
+fn write_spans(g: u32, change: &InboxChange, out: &mut Vec<Write>) {
+    let s = format!("follow_spans_g{g}");
+    let stmt = match change {
+        InboxChange::AutoFollow {
+            post_id,
+            user_id,
+            position,
+        } => Stmt::new(
+            format!(
+                "INSERT INTO {s} (user_id, post_id, since) SELECT $1, $2, $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM follows_g{g} WHERE user_id = $1 AND post_id = $2)"
+            ),
+            vec![
+                Value::uuid(*user_id),
+                Value::uuid(*post_id),
+                Value::int(*position as i64),
+            ],
+        ),
+        InboxChange::SetFollow {
+            post_id,
+            user_id,
+            following: true,
+            position,
+        } => Stmt::new(
+            format!(
+                "INSERT INTO {s} (user_id, post_id, since) SELECT $1, $2, $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM {s} \
+                 WHERE user_id = $1 AND post_id = $2 AND ended IS NULL)"
+            ),
+            vec![
+                Value::uuid(*user_id),
+                Value::uuid(*post_id),
+                Value::int(*position as i64),
+            ],
+        ),
+        InboxChange::SetFollow {
+            post_id,
+            user_id,
+            following: false,
+            position,
+        } => Stmt::new(
+            format!(
+                "UPDATE {s} SET ended = $3 WHERE user_id = $1 AND post_id = $2 AND ended IS NULL"
+            ),
+            vec![
+                Value::uuid(*user_id),
+                Value::uuid(*post_id),
+                Value::int(*position as i64),
+            ],
+        ),
+        InboxChange::ForgetPost { post_id } => Stmt::new(
+            format!("DELETE FROM {s} WHERE post_id = $1"),
+            vec![Value::uuid(*post_id)],
+        ),
+        InboxChange::ForgetUser { user_id } => Stmt::new(
+            format!("DELETE FROM {s} WHERE user_id = $1"),
             vec![Value::uuid(*user_id)],
         ),
         _ => return,

@@ -124,6 +124,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &notifications::COMMENTS,
     &notifications::TABLE,
     &follows::TABLE,
+    &follows::SPANS,
     &inbox_marks::TABLE,
     &favourites::TABLE,
     &sanctions::TABLE,

@@ -1,5 +1,8 @@
-//! `notifications`: each user's inbox (private: read by its owner alone). One row per person
-//! and comment, keyed by the comment's position (`seq`), reasons as two flags.
+//! `notifications`: each user's inbox (private: read by its owner alone). The rows written
+//! are the replies and the moderation notices, one per person and item, keyed by the item's
+//! position (`seq`). The notifications of following ("followed") are not written: they are
+//! read from the comments kept here and the stretches in which each user followed each post
+//! ([`super::follows::SPANS`]), so a comment costs the same whoever follows its post.
 
 use domain::{CommentId, Position, PostId, UserId};
 use projections::inbox::{NoticeView, NotificationView};
@@ -12,12 +15,12 @@ use crate::read_model::sql::{Col, Dialect, Row, Stmt, Ty, Value, Write, col};
 const COLUMNS: &[Col] = &[
     col("user_id", Ty::Uuid, "NOT NULL"),
     col("seq", Ty::Int, "NOT NULL"),
+    // A reply to the user's item (else a moderation notice).
     col("reply", Ty::Bool, "NOT NULL"),
-    col("followed", Ty::Bool, "NOT NULL"),
 ];
 
-/// One row per person and comment, small (a comment's text and names are in
-/// [`COMMENTS`], once): a comment followed by a thousand people writes a thousand of these.
+/// One row per reply and person addressed, and per notice; small (a comment's text and
+/// names are in [`COMMENTS`], once).
 pub(crate) const TABLE: Table = Table {
     projection: "inbox",
     name: "notifications",
@@ -30,8 +33,9 @@ pub(crate) const TABLE: Table = Table {
     functions: &[APPLY],
 };
 
-/// Each notified comment once: what its notifications show. A row is here exactly while some
-/// notification refers to it (so a rebuild, which never notified a user who left, agrees).
+/// Each notified comment once: what its notifications show, and who wrote it (a follower is
+/// not told of their own comments). A row is here exactly while some notification refers to
+/// it, written or followed (so a rebuild, which never notified a user who left, agrees).
 pub(crate) const COMMENTS: Table = Table {
     projection: "inbox",
     name: "inbox_comments",
@@ -40,6 +44,8 @@ pub(crate) const COMMENTS: Table = Table {
         col("post_id", Ty::Uuid, "NOT NULL"),
         // NULL for a notice about a post.
         col("comment_id", Ty::Uuid, ""),
+        // The commenter (NULL for a notice, or once they left).
+        col("commenter", Ty::Uuid, ""),
         col("name", Ty::Text, "NOT NULL"),
         col("excerpt", Ty::Text, "NOT NULL"),
         col("created_at", Ty::Time, "NOT NULL"),
@@ -51,8 +57,9 @@ pub(crate) const COMMENTS: Table = Table {
     constraints: "",
     indexes: &[
         "CREATE INDEX {t}_comment ON {t} (comment_id)",
-        "CREATE INDEX {t}_post ON {t} (post_id)",
+        "CREATE INDEX {t}_post ON {t} (post_id, seq)",
         "CREATE INDEX {t}_created ON {t} (created_at)",
+        "CREATE INDEX {t}_commenter ON {t} (commenter)",
     ],
     order: "seq",
     // Written by the notifications table, in event order.
@@ -196,35 +203,35 @@ const APPLY: Function = Function {
         ("p_excerpt", Ty::Text),
         ("p_at", Ty::Time),
     ],
-    body: "DECLARE i INT; v_target UUID; v_told BIGINT; v_more BIGINT;
+    body: "DECLARE i INT; v_target UUID; v_replied BOOLEAN;
     BEGIN
     FOR i IN 1 .. COALESCE(array_length(p_kind, 1), 0) LOOP
         IF p_kind[i] = 'author' THEN
             INSERT INTO inbox_authors_g{g} (item_id, post_id, user_id)
             VALUES (p_item[i], p_post[i], p_user[i]) ON CONFLICT (item_id) DO NOTHING;
         ELSIF p_kind[i] = 'follow' THEN
+            INSERT INTO follow_spans_g{g} (user_id, post_id, since)
+            SELECT p_user[i], p_post[i], p_seq[i]
+            WHERE NOT EXISTS (SELECT 1 FROM follows_g{g} f
+                WHERE f.user_id = p_user[i] AND f.post_id = p_post[i]);
             INSERT INTO follows_g{g} (user_id, post_id, following, explicit, position)
             VALUES (p_user[i], p_post[i], TRUE, FALSE, p_seq[i])
             ON CONFLICT (user_id, post_id) DO NOTHING;
         ELSIF p_kind[i] = 'notify' THEN
             v_target := COALESCE(p_addressee[i],
                 (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = p_answers[i]));
-            INSERT INTO notifications_g{g} (user_id, seq, reply, followed)
-            SELECT f.user_id, p_seq[i], COALESCE(f.user_id = v_target, FALSE), TRUE
-            FROM follows_g{g} f
-            WHERE f.post_id = p_post[i] AND f.following
-            AND (p_user[i] IS NULL OR f.user_id <> p_user[i]);
-            GET DIAGNOSTICS v_told = ROW_COUNT;
-            IF v_target IS NOT NULL AND (p_user[i] IS NULL OR v_target <> p_user[i]) THEN
-                INSERT INTO notifications_g{g} (user_id, seq, reply, followed)
-                VALUES (v_target, p_seq[i], TRUE, FALSE) ON CONFLICT (user_id, seq) DO NOTHING;
-                GET DIAGNOSTICS v_more = ROW_COUNT;
-                v_told := v_told + v_more;
+            v_replied := v_target IS NOT NULL AND (p_user[i] IS NULL OR v_target <> p_user[i]);
+            IF v_replied THEN
+                INSERT INTO notifications_g{g} (user_id, seq, reply)
+                VALUES (v_target, p_seq[i], TRUE) ON CONFLICT (user_id, seq) DO NOTHING;
             END IF;
-            IF v_told > 0 THEN
+            IF v_replied OR EXISTS (SELECT 1 FROM follow_spans_g{g} f
+                WHERE f.post_id = p_post[i] AND f.ended IS NULL
+                AND (p_user[i] IS NULL OR f.user_id <> p_user[i])) THEN
                 INSERT INTO inbox_comments_g{g}
-                    (seq, post_id, comment_id, name, excerpt, created_at)
-                VALUES (p_seq[i], p_post[i], p_item[i], p_name[i], p_excerpt[i], p_at[i]);
+                    (seq, post_id, comment_id, commenter, name, excerpt, created_at)
+                VALUES (p_seq[i], p_post[i], p_item[i], p_user[i], p_name[i], p_excerpt[i],
+                    p_at[i]);
             END IF;
         ELSE
             RAISE EXCEPTION 'inbox_apply: unknown kind %', p_kind[i];
@@ -316,42 +323,37 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
                 ]
             };
             // Whom the comment answers: the anonymous addressee, else the answered item's
-            // named author.
+            // named author. They hear of the reply, following or not; the followers are not
+            // written (see [`SELECT`]).
             let target = format!(
                 "COALESCE($3, (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $5))"
             );
-            // Every follower but the commenter; the addressee among them gets both reasons.
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "INSERT INTO {t} (user_id, seq, reply, followed) \
-                     SELECT f.user_id, $1, COALESCE(f.user_id = {target}, FALSE), TRUE \
-                     FROM follows_g{g} f \
-                     WHERE f.post_id = $2 AND f.following AND ($4 IS NULL OR f.user_id <> $4)"
-                ),
-                args(),
-            )));
-            // The addressee who does not follow (any more) still hears of the reply.
-            out.push(Write::Stmt(Stmt::new(
-                format!(
-                    "INSERT INTO {t} (user_id, seq, reply, followed) \
-                     SELECT x.target, $1, TRUE, FALSE FROM (SELECT {target} AS target) x \
+                    "INSERT INTO {t} (user_id, seq, reply) \
+                     SELECT x.target, $1, TRUE FROM (SELECT {target} AS target) x \
                      WHERE x.target IS NOT NULL AND ($4 IS NULL OR x.target <> $4) \
                      AND $2 IS NOT NULL \
                      ON CONFLICT (user_id, seq) DO NOTHING"
                 ),
                 args(),
             )));
-            // The comment's text, once, if it notified anybody.
+            // The comment, once, if it notifies anybody: the addressee, or someone following
+            // the post but the commenter.
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "INSERT INTO {c} (seq, post_id, comment_id, name, excerpt, created_at) \
-                     SELECT $1, $2, $3, $4, $5, $6 \
-                     WHERE EXISTS (SELECT 1 FROM {t} WHERE seq = $1)"
+                    "INSERT INTO {c} \
+                     (seq, post_id, comment_id, commenter, name, excerpt, created_at) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7 \
+                     WHERE EXISTS (SELECT 1 FROM {t} WHERE seq = $1) \
+                     OR EXISTS (SELECT 1 FROM follow_spans_g{g} f WHERE f.post_id = $2 \
+                     AND f.ended IS NULL AND ($4 IS NULL OR f.user_id <> $4))"
                 ),
                 vec![
                     Value::int(*seq as i64),
                     Value::uuid(*post_id),
                     Value::uuid(*comment_id),
+                    Value::Uuid(commenter.map(Into::into)),
                     Value::text(name),
                     Value::text(excerpt),
                     Value::time(at),
@@ -371,8 +373,8 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
         } => {
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "INSERT INTO {t} (user_id, seq, reply, followed) \
-                     SELECT x.target, $1, FALSE, FALSE FROM (SELECT COALESCE($2, \
+                    "INSERT INTO {t} (user_id, seq, reply) \
+                     SELECT x.target, $1, FALSE FROM (SELECT COALESCE($2, \
                      (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $3)) \
                      AS target) x WHERE x.target IS NOT NULL \
                      ON CONFLICT (user_id, seq) DO NOTHING"
@@ -404,13 +406,26 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
         InboxChange::Retract { comment_id } => drop("comment_id = $1", Value::uuid(*comment_id)),
         InboxChange::ForgetPost { post_id } => drop("post_id = $1", Value::uuid(*post_id)),
         InboxChange::ForgetUser { user_id } => {
-            // A comment is kept while somebody's notification shows it.
+            // A comment is kept while somebody's notification shows it: one written for
+            // somebody else, or a stretch of somebody else's following that holds it. Read
+            // before the user's rows and stretches go (the follows are written after this).
+            let s = format!("follow_spans_g{g}");
             out.push(Write::Stmt(Stmt::new(
                 format!(
-                    "DELETE FROM {c} WHERE seq IN (SELECT seq FROM {t} WHERE user_id = $1) \
+                    "DELETE FROM {c} WHERE (seq IN (SELECT seq FROM {t} WHERE user_id = $1) \
+                     OR post_id IN (SELECT post_id FROM {s} WHERE user_id = $1)) \
                      AND NOT EXISTS (SELECT 1 FROM {t} n WHERE n.seq = {c}.seq \
-                     AND n.user_id <> $1)"
+                     AND n.user_id <> $1) \
+                     AND ({c}.notice IS NOT NULL OR NOT EXISTS (SELECT 1 FROM {s} f \
+                     WHERE f.post_id = {c}.post_id AND f.user_id <> $1 \
+                     AND f.since < {c}.seq AND (f.ended IS NULL OR {c}.seq < f.ended) \
+                     AND ({c}.commenter IS NULL OR f.user_id <> {c}.commenter)))"
                 ),
+                vec![Value::uuid(*user_id)],
+            )));
+            // What they wrote no longer says who they were.
+            out.push(Write::Stmt(Stmt::new(
+                format!("UPDATE {c} SET commenter = NULL WHERE commenter = $1"),
                 vec![Value::uuid(*user_id)],
             )));
             out.push(Write::Stmt(Stmt::new(
@@ -438,14 +453,49 @@ fn write_pruned(g: u32, change: &Change, out: &mut Vec<Write>) {
     }
 }
 
-const SELECT: &str = "n.seq, n.user_id, c.post_id, c.comment_id, c.name, c.excerpt, n.reply, \
-     n.followed, c.created_at, c.notice, c.reason, c.ends_at \
-     FROM notifications n JOIN inbox_comments c ON c.seq = n.seq";
+/// A user's notifications, as rows `(seq, user_id, reply, followed)`: those written
+/// (replies and notices), and the comments a stretch of their following holds, but their own.
+/// `who` and `seqs` are conditions on a user id column and a sequence column, `{x}` standing for
+/// the table; `tail` ends each half (an order and a limit: the first rows of the whole are among
+/// the first of each half, as each half has a row for a person and sequence at most once).
+fn rows(who: &str, seqs: &str, tail: &str) -> String {
+    let (n_who, n_seqs) = (who.replace("{x}", "n"), seqs.replace("{x}", "n"));
+    let (f_who, c_seqs) = (who.replace("{x}", "f"), seqs.replace("{x}", "c"));
+    format!(
+        "SELECT * FROM (SELECT n.seq, n.user_id, n.reply, FALSE AS followed \
+         FROM notifications n WHERE {n_who} AND {n_seqs} {tail}) w \
+         UNION ALL \
+         SELECT * FROM (SELECT c.seq, f.user_id, FALSE AS reply, TRUE AS followed \
+         FROM follow_spans f JOIN inbox_comments c ON c.post_id = f.post_id \
+         AND f.since < c.seq AND (f.ended IS NULL OR c.seq < f.ended) \
+         WHERE {f_who} AND {c_seqs} AND c.notice IS NULL \
+         AND (c.commenter IS NULL OR c.commenter <> f.user_id) {tail}) r"
+    )
+}
+
+/// [`rows`] merged (one notification per person and comment, with both reasons when both
+/// apply) and shown with the comment, in `order`, at most the bound `$limit` says.
+fn select(who: &str, seqs: &str, order: &str, limit: &str) -> String {
+    // Unqualified, `seq` and `user_id` name one column in either half.
+    let tail = format!("ORDER BY {} LIMIT {limit}", order.replace("{x}", "seq"));
+    let rows = rows(who, seqs, &tail);
+    format!(
+        "SELECT g.seq, g.user_id, c.post_id, c.comment_id, c.name, c.excerpt, g.reply, \
+         g.followed, c.created_at, c.notice, c.reason, c.ends_at \
+         FROM (SELECT u.seq, u.user_id, \
+         MAX(CASE WHEN u.reply THEN 1 ELSE 0 END) = 1 AS reply, \
+         MAX(CASE WHEN u.followed THEN 1 ELSE 0 END) = 1 AS followed \
+         FROM ({rows}) u GROUP BY u.seq, u.user_id) g \
+         JOIN inbox_comments c ON c.seq = g.seq \
+         ORDER BY {} LIMIT {limit}",
+        order.replace("{x}", "g.seq")
+    )
+}
 
 /// The user's notifications before `before`, newest first.
 pub(crate) fn page(user: UserId, before: Option<Position>, size: usize) -> Stmt {
     Stmt::new(
-        format!("SELECT {SELECT} WHERE n.user_id = $1 AND n.seq < $2 ORDER BY n.seq DESC LIMIT $3"),
+        select("{x}.user_id = $1", "{x}.seq < $2", "{x} DESC", "$3"),
         vec![
             Value::uuid(user),
             Value::int(before.map_or(i64::MAX, |c| c as i64)),
@@ -457,9 +507,11 @@ pub(crate) fn page(user: UserId, before: Option<Position>, size: usize) -> Stmt 
 /// The user's notifications in `(after, up_to]`, oldest first.
 pub(crate) fn between(user: UserId, after: Position, up_to: Position, size: usize) -> Stmt {
     Stmt::new(
-        format!(
-            "SELECT {SELECT} WHERE n.user_id = $1 AND n.seq > $2 AND n.seq <= $3 \
-             ORDER BY n.seq LIMIT $4"
+        select(
+            "{x}.user_id = $1",
+            "{x}.seq > $2 AND {x}.seq <= $3",
+            "{x}",
+            "$4",
         ),
         vec![
             Value::uuid(user),
@@ -473,8 +525,11 @@ pub(crate) fn between(user: UserId, after: Position, up_to: Position, size: usiz
 /// Everyone's notifications in `(after, up_to]`, in order.
 pub(crate) fn since(after: Position, up_to: Position, size: usize) -> Stmt {
     Stmt::new(
-        format!(
-            "SELECT {SELECT} WHERE n.seq > $1 AND n.seq <= $2 ORDER BY n.seq, n.user_id LIMIT $3"
+        select(
+            "TRUE",
+            "{x}.seq > $1 AND {x}.seq <= $2",
+            "{x}, user_id",
+            "$3",
         ),
         vec![
             Value::int(after as i64),
@@ -486,10 +541,12 @@ pub(crate) fn since(after: Position, up_to: Position, size: usize) -> Stmt {
 
 /// The user's read mark and unread count, in one row.
 pub(crate) fn state(user: UserId) -> Stmt {
+    let mark = "COALESCE((SELECT read_up_to FROM inbox_marks WHERE user_id = $1), 0)";
     Stmt::new(
-        "SELECT COALESCE((SELECT read_up_to FROM inbox_marks WHERE user_id = $1), 0), \
-         (SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND seq > \
-         COALESCE((SELECT read_up_to FROM inbox_marks WHERE user_id = $1), 0))",
+        format!(
+            "SELECT {mark}, (SELECT COUNT(DISTINCT u.seq) FROM ({}) u)",
+            rows("{x}.user_id = $1", &format!("{{x}}.seq > {mark}"), "")
+        ),
         vec![Value::uuid(user)],
     )
 }
