@@ -248,6 +248,9 @@ impl Application {
         };
         let hub = ProjectionHub::new(&all, stores.events.watch());
         let search = open_search(&settings).await?;
+        // The text analysis builds its dictionaries on first use (about 0.15 s of CPU): here,
+        // beside the startup, rather than in the first write or search that needs them.
+        tokio::task::spawn_blocking(projections::search::text::warm);
         let sessions = Arc::new(SessionCache::new(session_cache::CAPACITY));
         let writer: Arc<dyn ReadModelStore> = Arc::new(Watched::new(
             projection_store(stores.read_models.clone(), search.clone()),

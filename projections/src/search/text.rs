@@ -42,6 +42,12 @@ impl Term {
     }
 }
 
+/// Builds what the analysis builds on first use (charabia's dictionaries and automata, the
+/// stemmer), so that no request waits for it.
+pub fn warm() {
+    analyze("树洞里的自习室 warming up the analysis");
+}
+
 /// The words of `text`, in order.
 pub fn analyze(text: &str) -> Vec<Term> {
     text.tokenize()
