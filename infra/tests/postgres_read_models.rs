@@ -117,6 +117,31 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
     .await;
 }
 
+/// An upgrade that brings a table keeps queries answering (see the contract's case).
+#[tokio::test]
+async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds() {
+    let Some(url) = fresh_database("treehole_rm_upgrade_table").await else {
+        return;
+    };
+    let store = PostgresReadModels::connect(&url)
+        .await
+        .expect("the store connects");
+    read_model_contract::an_older_inbox_without_a_newer_table_answers_while_its_successor_builds(
+        Arc::new(store),
+        |g| async move {
+            let raw = sqlx::PgPool::connect(&url).await.expect("the database");
+            sqlx::raw_sql(&format!(
+                "DROP VIEW follow_spans; DROP TABLE follow_spans_g{g}"
+            ))
+            .execute(&raw)
+            .await
+            .expect("drop the table");
+            raw.close().await;
+        },
+    )
+    .await;
+}
+
 /// The inbox's function lives and dies with its generation's tables: made with them, dropped
 /// when a newer generation retires them.
 #[tokio::test]

@@ -28,6 +28,28 @@ impl read_model_contract::Harness for SqliteHarness {
 
 read_model_contract::read_model_contract!(SqliteHarness);
 
+/// An upgrade that brings a table keeps queries answering (see the contract's case).
+#[tokio::test]
+async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let path = dir.path().join("readmodels.db");
+    let store = SqliteReadModels::open(&path)
+        .await
+        .expect("the store opens");
+    read_model_contract::an_older_inbox_without_a_newer_table_answers_while_its_successor_builds(
+        Arc::new(store),
+        |g| async move {
+            rusqlite::Connection::open(&path)
+                .expect("the file")
+                .execute_batch(&format!(
+                    "DROP VIEW follow_spans; DROP TABLE follow_spans_g{g};"
+                ))
+                .expect("drop the table");
+        },
+    )
+    .await;
+}
+
 /// An upgrade keeps queries answering (see the contract's case).
 #[tokio::test]
 async fn an_older_live_generation_answers_while_its_successor_builds() {

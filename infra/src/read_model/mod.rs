@@ -116,7 +116,9 @@ impl Table {
 /// with their defaults, and points its views at it again (PostgreSQL expands a view's `*` when
 /// it is made). A new generation is made when the projection's version changed; until it is
 /// promoted, queries read the old one with this code's columns, and would fail on a column it
-/// lacks. The defaults stand until the rebuild replaces them.
+/// lacks. The defaults stand until the rebuild replaces them; a table the old generation lacks
+/// altogether is made empty (the inbox's stretches of following: until the rebuild, its
+/// queries show the replies and notices the old generation wrote).
 async fn adapt_live<D: Db>(
     tx: &mut D::Tx,
     tables: &[&'static Table],
@@ -140,6 +142,11 @@ async fn adapt_live<D: Db>(
         let present: Vec<String> = tx
             .rows(D::DIALECT.column_names(&name), |row| row.text(0))
             .await?;
+        if present.is_empty() {
+            statements.extend(table.create(D::DIALECT, live));
+            statements.extend(table.show(live));
+            continue;
+        }
         let missing: Vec<&sql::Col> = table
             .columns
             .iter()

@@ -2068,6 +2068,32 @@ pub async fn an_older_live_generation_answers_while_its_successor_builds<F, Fut>
     assert_eq!((p.position, p.likes, p.dislikes), (1, 0, 0));
 }
 
+/// The same for a table the older generation lacks altogether (`make_old` drops the inbox's
+/// `follow_spans`): it is made, empty, and the inbox answers with what the old generation
+/// wrote until its successor is promoted.
+pub async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds<F, Fut>(
+    store: Store,
+    make_old: F,
+) where
+    F: FnOnce(u32) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (a, b) = (ann(), bob());
+    let changes = [auto_follow(a, 1), notify(2, b, Some(a), "b")];
+    let g = live_with(&store, "inbox", &changes, 2).await;
+    make_old(g).await;
+    assert!(
+        store.notifications(a, page(None, 10)).await.is_err(),
+        "the query needs the table"
+    );
+    store.create_generation("inbox", 2).await.expect("create");
+    assert_eq!(
+        notified(&store, a).await,
+        vec![(2, "b".to_owned(), vec!["reply"])],
+        "the reply the old generation wrote"
+    );
+}
+
 fn inbox(change: InboxChange) -> Change {
     Change::Inbox(change)
 }
