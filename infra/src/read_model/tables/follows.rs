@@ -99,17 +99,21 @@ pub(super) fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
                 Value::int(*position as i64),
             ],
         ),
-        InboxChange::ForgetPost { post_id } => Stmt::new(
-            format!("DELETE FROM follows_g{g} WHERE post_id = $1"),
-            vec![Value::uuid(*post_id)],
-        ),
-        InboxChange::ForgetUser { user_id } => Stmt::new(
-            format!("DELETE FROM follows_g{g} WHERE user_id = $1"),
-            vec![Value::uuid(*user_id)],
-        ),
+        // A post's or a user's follows go, and their stretches with them.
+        InboxChange::ForgetPost { post_id } => return forget(g, "post_id", post_id.as_uuid(), out),
+        InboxChange::ForgetUser { user_id } => return forget(g, "user_id", user_id.as_uuid(), out),
         _ => return,
     };
     out.push(Write::Stmt(stmt));
+}
+
+fn forget(g: u32, column: &str, id: uuid::Uuid, out: &mut Vec<Write>) {
+    for table in ["follows", "follow_spans"] {
+        out.push(Write::Stmt(Stmt::new(
+            format!("DELETE FROM {table}_g{g} WHERE {column} = $1"),
+            vec![Value::Uuid(Some(id))],
+        )));
+    }
 }
 
 /// A follow opens a stretch unless one is open (or, made by posting or commenting, unless the
@@ -117,65 +121,52 @@ pub(super) fn write(g: u32, change: &Change, out: &mut Vec<Write>) {
 /// follow's own row, which the first statement reads.
 fn write_spans(g: u32, change: &InboxChange, out: &mut Vec<Write>) {
     let s = format!("follow_spans_g{g}");
-    let stmt = match change {
+    let (sql, user_id, post_id, position) = match change {
         InboxChange::AutoFollow {
             post_id,
             user_id,
             position,
-        } => Stmt::new(
+        } => (
             format!(
                 "INSERT INTO {s} (user_id, post_id, since) SELECT $1, $2, $3 \
                  WHERE NOT EXISTS (SELECT 1 FROM follows_g{g} WHERE user_id = $1 AND post_id = $2)"
             ),
-            vec![
-                Value::uuid(*user_id),
-                Value::uuid(*post_id),
-                Value::int(*position as i64),
-            ],
+            user_id,
+            post_id,
+            position,
         ),
         InboxChange::SetFollow {
             post_id,
             user_id,
-            following: true,
+            following,
             position,
-        } => Stmt::new(
-            format!(
-                "INSERT INTO {s} (user_id, post_id, since) SELECT $1, $2, $3 \
-                 WHERE NOT EXISTS (SELECT 1 FROM {s} \
-                 WHERE user_id = $1 AND post_id = $2 AND ended IS NULL)"
-            ),
-            vec![
-                Value::uuid(*user_id),
-                Value::uuid(*post_id),
-                Value::int(*position as i64),
-            ],
-        ),
-        InboxChange::SetFollow {
-            post_id,
+        } => (
+            if *following {
+                format!(
+                    "INSERT INTO {s} (user_id, post_id, since) SELECT $1, $2, $3 \
+                     WHERE NOT EXISTS (SELECT 1 FROM {s} \
+                     WHERE user_id = $1 AND post_id = $2 AND ended IS NULL)"
+                )
+            } else {
+                format!(
+                    "UPDATE {s} SET ended = $3 \
+                     WHERE user_id = $1 AND post_id = $2 AND ended IS NULL"
+                )
+            },
             user_id,
-            following: false,
+            post_id,
             position,
-        } => Stmt::new(
-            format!(
-                "UPDATE {s} SET ended = $3 WHERE user_id = $1 AND post_id = $2 AND ended IS NULL"
-            ),
-            vec![
-                Value::uuid(*user_id),
-                Value::uuid(*post_id),
-                Value::int(*position as i64),
-            ],
-        ),
-        InboxChange::ForgetPost { post_id } => Stmt::new(
-            format!("DELETE FROM {s} WHERE post_id = $1"),
-            vec![Value::uuid(*post_id)],
-        ),
-        InboxChange::ForgetUser { user_id } => Stmt::new(
-            format!("DELETE FROM {s} WHERE user_id = $1"),
-            vec![Value::uuid(*user_id)],
         ),
         _ => return,
     };
-    out.push(Write::Stmt(stmt));
+    out.push(Write::Stmt(Stmt::new(
+        sql,
+        vec![
+            Value::uuid(*user_id),
+            Value::uuid(*post_id),
+            Value::int(*position as i64),
+        ],
+    )));
 }
 
 /// The posts `user` follows, most recently followed first, before `before`.
