@@ -90,6 +90,16 @@ async fn migrations_report_what_is_pending_and_apply_once() {
     );
 }
 
+/// Runs `sql` on the database at `url` beside the store (to make a generation look older).
+async fn execute(url: &str, sql: &str) {
+    let raw = sqlx::PgPool::connect(url).await.expect("the database");
+    sqlx::raw_sql(sql)
+        .execute(&raw)
+        .await
+        .expect("the older shape");
+    raw.close().await;
+}
+
 /// An upgrade keeps queries answering (see the contract's case); PostgreSQL's view froze its
 /// `*` when it was made, so the older version's view lacks the columns too.
 #[tokio::test]
@@ -103,15 +113,14 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
     read_model_contract::an_older_live_generation_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
-            let raw = sqlx::PgPool::connect(&url).await.expect("the database");
-            sqlx::raw_sql(&format!(
-                "DROP VIEW feed; ALTER TABLE feed_g{g} DROP COLUMN likes, DROP COLUMN dislikes; \
-                 CREATE VIEW feed AS SELECT * FROM feed_g{g}"
-            ))
-            .execute(&raw)
-            .await
-            .expect("drop the columns");
-            raw.close().await;
+            execute(
+                &url,
+                &format!(
+                    "DROP VIEW feed; ALTER TABLE feed_g{g} DROP COLUMN likes, \
+                     DROP COLUMN dislikes; CREATE VIEW feed AS SELECT * FROM feed_g{g}"
+                ),
+            )
+            .await;
         },
     )
     .await;
@@ -129,14 +138,11 @@ async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds
     read_model_contract::an_older_inbox_without_a_newer_table_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
-            let raw = sqlx::PgPool::connect(&url).await.expect("the database");
-            sqlx::raw_sql(&format!(
-                "DROP VIEW follow_spans; DROP TABLE follow_spans_g{g}"
-            ))
-            .execute(&raw)
-            .await
-            .expect("drop the table");
-            raw.close().await;
+            execute(
+                &url,
+                &format!("DROP VIEW follow_spans; DROP TABLE follow_spans_g{g}"),
+            )
+            .await;
         },
     )
     .await;

@@ -28,6 +28,14 @@ impl read_model_contract::Harness for SqliteHarness {
 
 read_model_contract::read_model_contract!(SqliteHarness);
 
+/// Runs `sql` on the database at `path` beside the store (to make a generation look older).
+fn execute(path: &std::path::Path, sql: &str) {
+    rusqlite::Connection::open(path)
+        .expect("the file")
+        .execute_batch(sql)
+        .expect("the older shape");
+}
+
 /// An upgrade that brings a table keeps queries answering (see the contract's case).
 #[tokio::test]
 async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds() {
@@ -39,12 +47,10 @@ async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds
     read_model_contract::an_older_inbox_without_a_newer_table_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
-            rusqlite::Connection::open(&path)
-                .expect("the file")
-                .execute_batch(&format!(
-                    "DROP VIEW follow_spans; DROP TABLE follow_spans_g{g};"
-                ))
-                .expect("drop the table");
+            execute(
+                &path,
+                &format!("DROP VIEW follow_spans; DROP TABLE follow_spans_g{g};"),
+            );
         },
     )
     .await;
@@ -61,13 +67,13 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
     read_model_contract::an_older_live_generation_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
-            rusqlite::Connection::open(&path)
-                .expect("the file")
-                .execute_batch(&format!(
+            execute(
+                &path,
+                &format!(
                     "ALTER TABLE feed_g{g} DROP COLUMN likes; \
                      ALTER TABLE feed_g{g} DROP COLUMN dislikes;"
-                ))
-                .expect("drop the columns");
+                ),
+            );
         },
     )
     .await;

@@ -413,10 +413,15 @@ impl<D: Db> ReadModelStore for Store<D> {
             .await?;
         tx.commit().await?;
         if D::ONE_WRITER {
-            self.held
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(projection.to_owned(), holding.elapsed());
+            let took = holding.elapsed();
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            // A projection's name is stored once, not on every batch.
+            match held.get_mut(projection) {
+                Some(last) => *last = took,
+                None => {
+                    held.insert(projection.to_owned(), took);
+                }
+            }
         }
         Ok(())
     }

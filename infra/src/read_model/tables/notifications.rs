@@ -313,30 +313,26 @@ fn write_notifications(g: u32, change: &Change, out: &mut Vec<Write>) {
             excerpt,
             at,
         } => {
-            let args = || {
+            // Whom the comment answers: the anonymous addressee, else the answered item's
+            // named author. They hear of the reply, following or not; the followers are not
+            // written (see [`rows`]).
+            out.push(Write::Stmt(Stmt::new(
+                format!(
+                    "INSERT INTO {t} (user_id, seq, reply) \
+                     SELECT x.target, $1, TRUE FROM (SELECT COALESCE($3, \
+                     (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $5)) \
+                     AS target) x \
+                     WHERE x.target IS NOT NULL AND ($4 IS NULL OR x.target <> $4) \
+                     AND $2 IS NOT NULL \
+                     ON CONFLICT (user_id, seq) DO NOTHING"
+                ),
                 vec![
                     Value::int(*seq as i64),
                     Value::uuid(*post_id),
                     Value::Uuid(addressee.map(Into::into)),
                     Value::Uuid(commenter.map(Into::into)),
                     Value::uuid(*answers),
-                ]
-            };
-            // Whom the comment answers: the anonymous addressee, else the answered item's
-            // named author. They hear of the reply, following or not; the followers are not
-            // written (see [`SELECT`]).
-            let target = format!(
-                "COALESCE($3, (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = $5))"
-            );
-            out.push(Write::Stmt(Stmt::new(
-                format!(
-                    "INSERT INTO {t} (user_id, seq, reply) \
-                     SELECT x.target, $1, TRUE FROM (SELECT {target} AS target) x \
-                     WHERE x.target IS NOT NULL AND ($4 IS NULL OR x.target <> $4) \
-                     AND $2 IS NOT NULL \
-                     ON CONFLICT (user_id, seq) DO NOTHING"
-                ),
-                args(),
+                ],
             )));
             // The comment, once, if it notifies anybody: the addressee, or someone following
             // the post but the commenter.
