@@ -344,6 +344,86 @@ async fn a_paced_store_gets_fewer_larger_batches_from_a_live_projector() {
     );
 }
 
+/// The feed projection, paced by the size of the batch it has just applied: `pause` after a
+/// batch of `busy` events or more, none after a smaller one. It writes down every size the
+/// projector tells it.
+struct PacedBySize {
+    busy: usize,
+    pause: Duration,
+    told: Mutex<Vec<usize>>,
+}
+
+impl Projection for PacedBySize {
+    fn name(&self) -> &'static str {
+        Feed.name()
+    }
+    fn version(&self) -> u32 {
+        Feed.version()
+    }
+    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
+        Feed.apply(envelope, event)
+    }
+    fn pace(&self, events: usize) -> Duration {
+        self.told.lock().unwrap().push(events);
+        if events >= self.busy {
+            self.pause
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// The search projection commits less often under load: a projector asks its projection for
+/// the pace after each batch with that batch's size, waits it out before the next batch, and
+/// does not wait after a small one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_is_paced_by_the_size_of_the_batch_it_has_just_applied() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the log opens"),
+    );
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
+    let models = Arc::new(
+        SqliteReadModels::open(&dir.path().join("readmodels.db"))
+            .await
+            .expect("the read models open"),
+    );
+    let paced = Arc::new(PacedBySize {
+        busy: 10,
+        pause: Duration::from_secs(2),
+        told: Mutex::new(Vec::new()),
+    });
+    let projection: Arc<dyn Projection> = paced.clone();
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projector = tokio::spawn(run(projection, source, models, hub.clone()));
+    hub.wait_for(&[], 0, Duration::from_secs(10))
+        .await
+        .expect("the projector starts");
+    let mut history = History::new();
+    let mut append_and_time = async |events: usize| {
+        let started = std::time::Instant::now();
+        log.append_many(group(history.take(events)), None)
+            .await
+            .expect("an append");
+        let head = log.head().await.expect("the head");
+        hub.wait_for(&[], head, Duration::from_secs(10))
+            .await
+            .expect("the projector catches up");
+        started.elapsed()
+    };
+    // A busy batch goes through at once; the event after it waits out most of the pause.
+    assert!(append_and_time(10).await < Duration::from_secs(1));
+    let after_busy = append_and_time(1).await;
+    assert!(after_busy >= Duration::from_secs(1), "{after_busy:?}");
+    // After a batch of one, the next event is applied without a pause.
+    let after_quiet = append_and_time(1).await;
+    assert!(after_quiet < Duration::from_secs(1), "{after_quiet:?}");
+    projector.abort();
+    assert_eq!(paced.told.lock().unwrap()[..], [10, 1, 1]);
+}
+
 /// A rebuild whose promotion fails says so in the projection's status, and no longer shows a
 /// rebuild under way.
 #[tokio::test]

@@ -44,11 +44,13 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> u32;
     /// The changes `event` makes. Pure: the same envelope always yields the same changes.
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change>;
-    /// The least time between the starts of two batches of the live projector. Zero for a
-    /// model whose cost is in its events; longer for one whose cost is per batch (a search
-    /// engine re-indexes each touched document and commits once per batch), so that under load
-    /// it applies fewer, larger batches. Rebuilds are not paced.
-    fn pace(&self) -> std::time::Duration {
+    /// The least time between the start of a batch of `events` events of the live projector
+    /// and the start of its next. Zero for a model whose cost is in its events; longer for one
+    /// whose cost is per batch (a search engine re-indexes each touched document and commits
+    /// once per batch), so that under load it applies fewer, larger batches. Rebuilds are not
+    /// paced.
+    fn pace(&self, events: usize) -> std::time::Duration {
+        let _ = events;
         std::time::Duration::ZERO
     }
     /// The most events one batch reads. A paced projection needs room for what arrives

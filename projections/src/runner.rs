@@ -507,7 +507,7 @@ async fn follow(
         });
         // A full batch means the projector is behind: it reads on at once. Otherwise a paced
         // projection lets events gather until its next batch is due.
-        let pace = projection.pace().max(store.pace(name));
+        let pace = projection.pace(batch.len()).max(store.pace(name));
         if !full && !pace.is_zero() {
             tokio::time::sleep_until((started + pace).into()).await;
         }

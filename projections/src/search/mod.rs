@@ -29,6 +29,14 @@ pub use text::Term;
 /// The name of the search projection (and of its index).
 pub const NAME: &str = "search";
 
+/// The least time between two batches of the live search projector while events come slowly.
+pub const QUIET_PACE: std::time::Duration = std::time::Duration::from_millis(200);
+/// The same under load: after a batch of at least [`BUSY`] events (a thousand or more a
+/// second at the quiet pace).
+pub const BUSY_PACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The size of a batch from which the search projector takes the [`BUSY_PACE`].
+pub const BUSY: usize = 200;
+
 pub struct Search;
 
 impl Projection for Search {
@@ -46,13 +54,22 @@ impl Projection for Search {
     /// Every batch writes each post it touches (Meilisearch: with all its comments; the
     /// embedded engine: its own document and its new comments) and commits the engine: at
     /// most five batches a second keep a busy post from being written again per comment.
-    fn pace(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(200)
+    /// Under load (a batch of [`BUSY`] events or more) at most one a second, as
+    /// Elasticsearch refreshes its indexes by default: each commit of the embedded engine is
+    /// a segment of its own, and making, writing and merging segments was two thirds of the
+    /// projection's cost under `treehole bench comments` at five a second (BENCHMARKS.md).
+    fn pace(&self, events: usize) -> std::time::Duration {
+        if events >= BUSY {
+            BUSY_PACE
+        } else {
+            QUIET_PACE
+        }
     }
 
-    /// Room for a fifth of a second at 20 000 events a second: under load a batch of 500 came
-    /// every 80 ms and re-indexed every busy post each time, whatever the pace said. 4 096 is
-    /// also what the shared read of the log keeps (`infra::source::StoreSource::TAIL`).
+    /// Room for a second at 4 000 events a second: under load a batch of 500 came every 80 ms
+    /// and re-indexed every busy post each time, whatever the pace said. Faster than that, a
+    /// full batch reads on at once, so the engine commits once per 4 096 events at most. 4 096
+    /// is also what the shared read of the log keeps (`infra::source::StoreSource::TAIL`).
     fn batch(&self) -> usize {
         4096
     }
@@ -539,6 +556,15 @@ mod tests {
             reply_to: None,
             created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         })
+    }
+
+    #[test]
+    fn the_search_projector_commits_at_most_once_a_second_under_load() {
+        assert_eq!(Search.pace(0), QUIET_PACE);
+        assert_eq!(Search.pace(BUSY - 1), QUIET_PACE);
+        assert_eq!(Search.pace(BUSY), BUSY_PACE);
+        assert_eq!(Search.pace(Search.batch()), BUSY_PACE);
+        assert!(QUIET_PACE < BUSY_PACE);
     }
 
     #[test]
