@@ -284,6 +284,29 @@ async fn a_projector_whose_batches_hold_the_shared_writer_long_reads_smaller_one
     );
 }
 
+/// An empty SQLite log, a source reading it and empty SQLite read models beside it; the
+/// directory goes with the guard.
+async fn empty_log() -> (
+    tempfile::TempDir,
+    Arc<SqliteEventStore>,
+    Arc<dyn EventSource>,
+    Arc<SqliteReadModels>,
+) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the log opens"),
+    );
+    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
+    let models = Arc::new(
+        SqliteReadModels::open(&dir.path().join("readmodels.db"))
+            .await
+            .expect("the read models open"),
+    );
+    (dir, log, source, models)
+}
+
 /// Appends 40 events one at a time, 5 ms apart, to a log followed by a live feed projector
 /// and returns how many batches the projector applied for them and how long the appends took.
 async fn batches_for_a_trickle(pace: Duration) -> (usize, Duration) {
@@ -378,18 +401,7 @@ impl Projection for PacedBySize {
 /// does not wait after a small one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_is_paced_by_the_size_of_the_batch_it_has_just_applied() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let log = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the log opens"),
-    );
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
-    let models = Arc::new(
-        SqliteReadModels::open(&dir.path().join("readmodels.db"))
-            .await
-            .expect("the read models open"),
-    );
+    let (_dir, log, source, models) = empty_log().await;
     let paced = Arc::new(PacedBySize {
         busy: 10,
         pause: Duration::from_secs(2),
@@ -457,18 +469,7 @@ async fn a_failed_promotion_is_reported_in_the_status() {
 /// from the other's checkpoint at once, keeps no error, and is at the head as soon as the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_that_loses_every_race_keeps_up_without_an_error() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let log = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the log opens"),
-    );
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
-    let models = Arc::new(
-        SqliteReadModels::open(&dir.path().join("readmodels.db"))
-            .await
-            .expect("the read models open"),
-    );
+    let (_dir, log, source, models) = empty_log().await;
     let projection: Arc<dyn Projection> = Arc::new(Feed);
     // As `serve` does before it starts its projectors (two starting on an empty store would
     // each build a first generation, and one would replace the other's).
