@@ -51,10 +51,29 @@ impl EventSource for Recorded {
     }
 }
 
-/// The feed projection, asking for batches of seven events.
-struct SmallBatches;
+/// The feed projection with a batch size and a pace of its own: `pause` after a batch of
+/// `busy` events or more, none after a smaller one. It writes down every batch size the
+/// projector tells it.
+struct Tuned {
+    batch: usize,
+    busy: usize,
+    pause: Duration,
+    told: Mutex<Vec<usize>>,
+}
 
-impl Projection for SmallBatches {
+impl Tuned {
+    /// The feed as it is: its own batch size, never paced.
+    fn feed() -> Self {
+        Self {
+            batch: Feed.batch(),
+            busy: usize::MAX,
+            pause: Duration::ZERO,
+            told: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Projection for Tuned {
     fn name(&self) -> &'static str {
         Feed.name()
     }
@@ -65,7 +84,15 @@ impl Projection for SmallBatches {
         Feed.apply(envelope, event)
     }
     fn batch(&self) -> usize {
-        7
+        self.batch
+    }
+    fn pace(&self, events: usize) -> Duration {
+        self.told.lock().unwrap().push(events);
+        if events >= self.busy {
+            self.pause
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -100,7 +127,10 @@ async fn recorded_history(
 #[tokio::test]
 async fn a_projector_reads_in_the_batches_its_projection_asks_for() {
     let (_dir, source, models) = recorded_history(50, 50).await;
-    let projection: Arc<dyn Projection> = Arc::new(SmallBatches);
+    let projection: Arc<dyn Projection> = Arc::new(Tuned {
+        batch: 7,
+        ..Tuned::feed()
+    });
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
     let projector = tokio::spawn(run(projection, source.clone(), models, hub.clone()));
     hub.wait_for(&[], 50, Duration::from_secs(10))
@@ -367,45 +397,16 @@ async fn a_paced_store_gets_fewer_larger_batches_from_a_live_projector() {
     );
 }
 
-/// The feed projection, paced by the size of the batch it has just applied: `pause` after a
-/// batch of `busy` events or more, none after a smaller one. It writes down every size the
-/// projector tells it.
-struct PacedBySize {
-    busy: usize,
-    pause: Duration,
-    told: Mutex<Vec<usize>>,
-}
-
-impl Projection for PacedBySize {
-    fn name(&self) -> &'static str {
-        Feed.name()
-    }
-    fn version(&self) -> u32 {
-        Feed.version()
-    }
-    fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {
-        Feed.apply(envelope, event)
-    }
-    fn pace(&self, events: usize) -> Duration {
-        self.told.lock().unwrap().push(events);
-        if events >= self.busy {
-            self.pause
-        } else {
-            Duration::ZERO
-        }
-    }
-}
-
 /// The search projection commits less often under load: a projector asks its projection for
 /// the pace after each batch with that batch's size, waits it out before the next batch, and
 /// does not wait after a small one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_is_paced_by_the_size_of_the_batch_it_has_just_applied() {
     let (_dir, log, source, models) = empty_log().await;
-    let paced = Arc::new(PacedBySize {
+    let paced = Arc::new(Tuned {
         busy: 10,
         pause: Duration::from_secs(2),
-        told: Mutex::new(Vec::new()),
+        ..Tuned::feed()
     });
     let projection: Arc<dyn Projection> = paced.clone();
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
