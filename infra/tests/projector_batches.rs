@@ -340,20 +340,10 @@ async fn empty_log() -> (
 /// Appends 40 events one at a time, 5 ms apart, to a log followed by a live feed projector
 /// and returns how many batches the projector applied for them and how long the appends took.
 async fn batches_for_a_trickle(pace: Duration) -> (usize, Duration) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let log = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the log opens"),
-    );
-    let source: Arc<dyn EventSource> = Arc::new(StoreSource::new(log.clone()));
+    let (_dir, log, source, models) = empty_log().await;
     let store = Arc::new(Instrumented {
         pace,
-        ..Instrumented::new(
-            SqliteReadModels::open(&dir.path().join("readmodels.db"))
-                .await
-                .expect("the read models open"),
-        )
+        ..Instrumented::new(models)
     });
     let projection: Arc<dyn Projection> = Arc::new(Feed);
     let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
