@@ -7,11 +7,11 @@
 
 #[cfg(test)]
 use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use domain::PostId;
+use domain::{PostId, UserId};
 
-use crate::FeedChange;
+use crate::{FeedChange, InboxChange};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
@@ -34,13 +34,18 @@ pub enum Change {
 /// busy post costs one row update per batch instead of one per comment. A post's pending
 /// count is written before any other change to that post, so applying the result equals
 /// applying `changes` one by one. Statistics counters and activity marks are merged too (see
-/// `stats::Merge`).
+/// `stats::Merge`), and a follow on commenting is dropped where an earlier change of the batch
+/// already made the user follow (or choose about) the post: a busy commenter's comments cost
+/// one follow per batch, not one each.
 pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
     let mut out = Vec::with_capacity(changes.len());
     // Pending count per post, in order of first appearance.
     let mut pending: Vec<Option<Change>> = Vec::new();
     let mut slot: HashMap<PostId, usize> = HashMap::new();
     let mut stats = crate::stats::Merge::default();
+    // Who follows which post, or chose about it, by an earlier change of this batch: a later
+    // follow on commenting changes nothing for them (it only ever writes what is missing).
+    let mut followed: HashSet<(UserId, PostId)> = HashSet::new();
     let flush = |post: &PostId,
                  out: &mut Vec<Change>,
                  pending: &mut Vec<Option<Change>>,
@@ -90,6 +95,29 @@ pub fn coalesce(changes: Vec<Change>) -> Vec<Change> {
                 out.push(change);
             }
             Change::Stats(change) => out.extend(stats.absorb(change).map(Change::Stats)),
+            Change::Inbox(InboxChange::AutoFollow {
+                post_id, user_id, ..
+            }) if !followed.insert((user_id, post_id)) => {}
+            Change::Inbox(
+                InboxChange::AutoFollow {
+                    post_id, user_id, ..
+                }
+                | InboxChange::SetFollow {
+                    post_id, user_id, ..
+                },
+            ) => {
+                followed.insert((user_id, post_id));
+                out.push(change);
+            }
+            // Forgetting a post or a user deletes their follows: a follow after it counts again.
+            Change::Inbox(InboxChange::ForgetPost { post_id }) => {
+                followed.retain(|(_, p)| *p != post_id);
+                out.push(change);
+            }
+            Change::Inbox(InboxChange::ForgetUser { user_id }) => {
+                followed.retain(|(u, _)| *u != user_id);
+                out.push(change);
+            }
             other => out.push(other),
         }
     }
@@ -215,6 +243,126 @@ mod tests {
                 commenters: 2,
                 active_at: at(2)
             })]
+        );
+    }
+
+    /// Follows and their stretches as the store keeps them (`tables/follows.rs`): a row per
+    /// user and post (following, explicit, position), and stretches (since, ended).
+    #[derive(Debug, Default, PartialEq)]
+    struct Follows {
+        rows: BTreeMap<(u128, u128), (bool, bool, u64)>,
+        spans: Vec<(u128, u128, u64, Option<u64>)>,
+    }
+
+    fn follows(changes: &[Change]) -> Follows {
+        let mut f = Follows::default();
+        for c in changes {
+            let Change::Inbox(c) = c else { continue };
+            match c {
+                InboxChange::AutoFollow {
+                    post_id,
+                    user_id,
+                    position,
+                } => {
+                    let key = (user_id.as_uuid().as_u128(), post_id.as_uuid().as_u128());
+                    if !f.rows.contains_key(&key) {
+                        f.spans.push((key.0, key.1, *position, None));
+                        f.rows.insert(key, (true, false, *position));
+                    }
+                }
+                InboxChange::SetFollow {
+                    post_id,
+                    user_id,
+                    following,
+                    position,
+                } => {
+                    let key = (user_id.as_uuid().as_u128(), post_id.as_uuid().as_u128());
+                    let open = f
+                        .spans
+                        .iter_mut()
+                        .filter(|s| (s.0, s.1) == key && s.3.is_none());
+                    if *following {
+                        if open.count() == 0 {
+                            f.spans.push((key.0, key.1, *position, None));
+                        }
+                    } else {
+                        open.for_each(|s| s.3 = Some(*position));
+                    }
+                    f.rows.insert(key, (*following, true, *position));
+                }
+                InboxChange::ForgetPost { post_id } => {
+                    let p = post_id.as_uuid().as_u128();
+                    f.rows.retain(|k, _| k.1 != p);
+                    f.spans.retain(|s| s.1 != p);
+                }
+                InboxChange::ForgetUser { user_id } => {
+                    let u = user_id.as_uuid().as_u128();
+                    f.rows.retain(|k, _| k.0 != u);
+                    f.spans.retain(|s| s.0 != u);
+                }
+                _ => {}
+            }
+        }
+        f
+    }
+
+    fn follow_change() -> impl Strategy<Value = Change> {
+        let user = (0u128..3).prop_map(|n| UserId::new(Uuid::from_u128(n)));
+        let post = (0u128..3).prop_map(|n| PostId::new(Uuid::from_u128(n)));
+        prop_oneof![
+            4 => (user.clone(), post.clone(), 1u64..1000).prop_map(|(user_id, post_id, position)| {
+                Change::Inbox(InboxChange::AutoFollow { post_id, user_id, position })
+            }),
+            2 => (user.clone(), post.clone(), any::<bool>(), 1u64..1000).prop_map(
+                |(user_id, post_id, following, position)| Change::Inbox(InboxChange::SetFollow {
+                    post_id,
+                    user_id,
+                    following,
+                    position,
+                })
+            ),
+            1 => post.prop_map(|post_id| Change::Inbox(InboxChange::ForgetPost { post_id })),
+            1 => user.prop_map(|user_id| Change::Inbox(InboxChange::ForgetUser { user_id })),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn dropping_follows_that_change_nothing_leaves_the_follows_as_they_were(
+            changes in proptest::collection::vec(follow_change(), 0..40)
+        ) {
+            let merged = coalesce(changes.clone());
+            prop_assert_eq!(follows(&merged), follows(&changes));
+        }
+    }
+
+    #[test]
+    fn a_busy_commenter_follows_once_per_batch() {
+        let (user_id, post_id) = (
+            UserId::new(Uuid::from_u128(1)),
+            PostId::new(Uuid::from_u128(2)),
+        );
+        let follow = |position| {
+            Change::Inbox(InboxChange::AutoFollow {
+                post_id,
+                user_id,
+                position,
+            })
+        };
+        let merged = coalesce(vec![
+            follow(1),
+            follow(2),
+            Change::Inbox(InboxChange::ForgetUser { user_id }),
+            follow(4),
+            follow(5),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                follow(1),
+                Change::Inbox(InboxChange::ForgetUser { user_id }),
+                follow(4)
+            ]
         );
     }
 }

@@ -506,20 +506,20 @@ fn merge(d: sql::Dialect, writes: impl Iterator<Item = Write>, out: &mut Vec<Stm
                     .first()
                     .is_some_and(|r| r.table != row.table || r.columns != row.columns)
                 {
-                    out.push(d.insert(std::mem::take(&mut rows)));
+                    d.insert(std::mem::take(&mut rows), out);
                 }
                 rows.push(row);
             }
             Write::Stmt(statement) => {
                 if !rows.is_empty() {
-                    out.push(d.insert(std::mem::take(&mut rows)));
+                    d.insert(std::mem::take(&mut rows), out);
                 }
                 out.push(statement);
             }
         }
     }
     if !rows.is_empty() {
-        out.push(d.insert(rows));
+        d.insert(rows, out);
     }
 }
 

@@ -21,6 +21,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use projections::ReadModelError;
 use uuid::Uuid;
 
+/// The most rows one SQLite `INSERT` carries: a power of two.
+const SQLITE_ROWS: usize = 128;
+/// The most bound values one SQLite statement takes (`SQLITE_MAX_VARIABLE_NUMBER`'s default
+/// since 3.32).
+const SQLITE_VARIABLES: usize = 32_766;
+
 /// The two databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -313,20 +319,42 @@ impl Dialect {
 
     /// One statement inserting `rows` (at least one, all into one table with the same
     /// columns), skipping those whose key is taken: `VALUES` for one row, a batch for more.
-    pub(crate) fn insert(self, mut rows: Vec<Insert>) -> Stmt {
+    /// Consecutive new rows of one table as statements, each `ON CONFLICT DO NOTHING`.
+    /// SQLite binds them as multi-row `VALUES`, in chunks of a power of two rows (so a table
+    /// has a few statement texts, each prepared once): parsing a JSON array there cost more
+    /// than the rows themselves. PostgreSQL takes them as one `UNNEST` of typed arrays.
+    pub(crate) fn insert(self, mut rows: Vec<Insert>, out: &mut Vec<Stmt>) {
         let (table, columns) = (rows[0].table.clone(), rows[0].columns);
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let names = names.join(", ");
-        if rows.len() == 1 {
-            let row = rows.pop().map(|r| r.row).unwrap_or_default();
-            let places: Vec<String> = (1..=row.len()).map(|i| format!("${i}")).collect();
-            return Stmt::new(
-                format!(
-                    "INSERT INTO {table} ({names}) VALUES ({}) ON CONFLICT DO NOTHING",
-                    places.join(", ")
-                ),
-                row,
-            );
+        if self == Dialect::Sqlite || rows.len() == 1 {
+            let most = (SQLITE_VARIABLES / columns.len().max(1)).clamp(1, SQLITE_ROWS);
+            let most = 1 << most.ilog2();
+            let mut rows = rows.into_iter().map(|r| r.row).peekable();
+            let mut left = rows.len();
+            while left > 0 {
+                // The largest power of two that fits: chunks of 1, 2, 4, ... `most` rows.
+                let chunk = (1usize << left.ilog2()).min(most);
+                left -= chunk;
+                let mut args = Vec::with_capacity(chunk * columns.len());
+                let mut tuples = Vec::with_capacity(chunk);
+                for row in rows.by_ref().take(chunk) {
+                    let first = args.len();
+                    let places: Vec<String> =
+                        (1..=row.len()).map(|i| format!("${}", first + i)).collect();
+                    tuples.push(format!("({})", places.join(", ")));
+                    args.extend(row);
+                }
+                out.push(Stmt::new(
+                    format!(
+                        "INSERT INTO {table} ({names}) VALUES {} ON CONFLICT DO NOTHING",
+                        tuples.join(", ")
+                    ),
+                    args,
+                ));
+            }
+            debug_assert!(rows.peek().is_none());
+            return;
         }
         let reads: Vec<String> = columns
             .iter()
@@ -340,19 +368,18 @@ impl Dialect {
         let (source, args) = self.rows(
             Batch {
                 columns,
-                rows: rows.into_iter().map(|r| r.row).collect(),
+                rows: rows.drain(..).map(|r| r.row).collect(),
             },
             1,
         );
-        // `WHERE true` tells SQLite's parser that `ON CONFLICT` is the upsert, not a join.
-        Stmt::new(
+        out.push(Stmt::new(
             format!(
-                "INSERT INTO {table} ({names}) SELECT {} FROM {source} WHERE true \
+                "INSERT INTO {table} ({names}) SELECT {} FROM {source} \
                  ON CONFLICT DO NOTHING",
                 reads.join(", ")
             ),
             args,
-        )
+        ));
     }
 
     /// What follows a `SELECT` that must lock the rows it reads until the transaction ends.
@@ -504,6 +531,50 @@ mod tests {
         assert!(
             matches!(&args[1], Value::Array(Ty::Int, v) if v == &[Value::int(3), Value::Int(None)])
         );
+    }
+
+    fn inserts(d: Dialect, rows: usize) -> Vec<Stmt> {
+        let row = || Insert {
+            table: "t_g1".to_owned(),
+            columns: COLUMNS,
+            row: vec![Value::uuid(Uuid::nil()), Value::int(3), Value::Time(None)],
+        };
+        let mut out = Vec::new();
+        d.insert((0..rows).map(|_| row()).collect(), &mut out);
+        out
+    }
+
+    #[test]
+    fn new_rows_are_bound_values_in_chunks_of_a_power_of_two_on_sqlite() {
+        let sizes = |rows| -> Vec<usize> {
+            inserts(Dialect::Sqlite, rows)
+                .iter()
+                .map(|s| s.args.len() / COLUMNS.len())
+                .collect()
+        };
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(7), [4, 2, 1]);
+        assert_eq!(sizes(300), [128, 128, 32, 8, 4]);
+        let two = inserts(Dialect::Sqlite, 2);
+        assert_eq!(
+            two[0].sql,
+            "INSERT INTO t_g1 (id, n, at) VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT DO NOTHING"
+        );
+        // Every row's values, in order.
+        assert_eq!(
+            inserts(Dialect::Sqlite, 300)
+                .iter()
+                .map(|s| s.args.len())
+                .sum::<usize>(),
+            300 * COLUMNS.len()
+        );
+    }
+
+    #[test]
+    fn new_rows_are_one_statement_of_typed_arrays_on_postgres() {
+        let stmts = inserts(Dialect::Postgres, 300);
+        assert_eq!(stmts.len(), 1);
+        assert!(stmts[0].sql.contains("UNNEST($1::UUID[]"), "{}", stmts[0].sql);
     }
 
     #[test]

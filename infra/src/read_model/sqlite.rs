@@ -103,7 +103,7 @@ impl Writer {
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
-        connection.set_prepared_statement_cache_capacity(64);
+        connection.set_prepared_statement_cache_capacity(128);
         let (jobs, queue) = crossbeam_channel::unbounded::<Message>();
         std::thread::Builder::new()
             .name("sqlite-read-model-writer".into())
@@ -132,20 +132,21 @@ fn closed() -> ReadModelError {
     ReadModelError::Unavailable("the read-model writer is closed".to_owned())
 }
 
-/// `$1`-style placeholders as SQLite's numbered `?1`.
+/// `$1`-style placeholders as SQLite's numbered `?1`. Copies the text between them in
+/// slices: every statement of every batch comes through here.
 fn sqlite_sql(sql: &str) -> Cow<'_, str> {
     if !sql.contains('$') {
         return Cow::Borrowed(sql);
     }
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let placeholder = rest.as_bytes().get(i + 1).is_some_and(u8::is_ascii_digit);
+        out.push(if placeholder { '?' } else { '$' });
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     Cow::Owned(out)
 }
 
@@ -404,6 +405,7 @@ mod tests {
             sqlite_sql("UPDATE t SET a = $1, b = $12 WHERE c = '$' AND d = $2"),
             "UPDATE t SET a = ?1, b = ?12 WHERE c = '$' AND d = ?2"
         );
+        assert_eq!(sqlite_sql("SELECT '价$', $3, $"), "SELECT '价$', ?3, $");
         assert!(matches!(sqlite_sql("SELECT 1"), Cow::Borrowed(_)));
     }
 }
