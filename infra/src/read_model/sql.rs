@@ -574,7 +574,11 @@ mod tests {
     fn new_rows_are_one_statement_of_typed_arrays_on_postgres() {
         let stmts = inserts(Dialect::Postgres, 300);
         assert_eq!(stmts.len(), 1);
-        assert!(stmts[0].sql.contains("UNNEST($1::UUID[]"), "{}", stmts[0].sql);
+        assert!(
+            stmts[0].sql.contains("UNNEST($1::UUID[]"),
+            "{}",
+            stmts[0].sql
+        );
     }
 
     #[test]

@@ -103,6 +103,8 @@ impl Writer {
             .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;")
             .map_err(error)?;
         connection.execute_batch(SCHEMA).map_err(error)?;
+        // Room for every statement text the projections write, each table's new rows in up to
+        // eight chunk sizes among them.
         connection.set_prepared_statement_cache_capacity(128);
         let (jobs, queue) = crossbeam_channel::unbounded::<Message>();
         std::thread::Builder::new()
