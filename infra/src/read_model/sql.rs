@@ -330,8 +330,8 @@ impl Dialect {
         if self == Dialect::Sqlite || rows.len() == 1 {
             let most = (SQLITE_VARIABLES / columns.len().max(1)).clamp(1, SQLITE_ROWS);
             let most = 1 << most.ilog2();
-            let mut rows = rows.into_iter().map(|r| r.row).peekable();
             let mut left = rows.len();
+            let mut rows = rows.into_iter().map(|r| r.row);
             while left > 0 {
                 // The largest power of two that fits: chunks of 1, 2, 4, ... `most` rows.
                 let chunk = (1usize << left.ilog2()).min(most);
@@ -353,7 +353,6 @@ impl Dialect {
                     args,
                 ));
             }
-            debug_assert!(rows.peek().is_none());
             return;
         }
         let reads: Vec<String> = columns
