@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::cli::config::HttpTimeouts;
@@ -102,7 +102,8 @@ pub async fn limit_body_time(
     let request = request.map(|inner| {
         Body::new(DeadlineBody {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: Instant::now() + timeout,
+            timer: None,
             timed_out: flag,
         })
     });
@@ -129,8 +130,18 @@ pub async fn limit_body_time(
 /// A body that fails once its deadline has passed, and records that it did.
 struct DeadlineBody {
     inner: Body,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Instant,
+    /// Set only once the body has had to wait: a body that has arrived with its head (most
+    /// of them) is read without a timer of the runtime's to register and cancel.
+    timer: Option<Pin<Box<Sleep>>>,
     timed_out: Arc<AtomicBool>,
+}
+
+impl DeadlineBody {
+    fn expire(&mut self) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.timed_out.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,11 +158,21 @@ impl http_body::Body for DeadlineBody {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         // The deadline first: a client that keeps a trickle going must not outlast it.
-        if this.deadline.as_mut().poll(cx).is_ready() {
-            this.timed_out.store(true, Ordering::Release);
-            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+        if Instant::now() >= this.deadline {
+            return this.expire();
         }
-        Pin::new(&mut this.inner).poll_frame(cx)
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if frame.is_pending() {
+            // Waiting for the client: wake at the deadline if nothing comes before.
+            let deadline = this.deadline;
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.as_mut().poll(cx).is_ready() {
+                return this.expire();
+            }
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
