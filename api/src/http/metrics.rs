@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -84,13 +83,17 @@ fn handles(route: &str, method: &'static str, status: u16) -> Handles {
 /// server's memory) by inventing methods or paths: methods outside the standard nine are
 /// `OTHER`, routes are the matched template (never the raw path, which would also leak ids),
 /// and a path no route matches is `unmatched`.
-pub async fn track(request: Request, next: Next) -> Response {
+/// `run` answers the request (the rest of the stack).
+pub async fn track<F>(request: Request, run: impl FnOnce(Request) -> F) -> Response
+where
+    F: Future<Output = Response>,
+{
     // The handles must come from our recorder, installed before the first of them is kept.
     handle();
     let started = Instant::now();
     let method = method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
+    let response = run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let (requests, duration) = handles(route, method, response.status().as_u16());
     requests.increment(1);

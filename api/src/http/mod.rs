@@ -14,11 +14,13 @@ pub mod server;
 pub mod session_cache;
 pub mod state;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::Request;
+use axum::middleware::Next;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -37,21 +39,28 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .merge(docs)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            body_timeout,
-            self::server::limit_body_time,
-        ))
-        .layer(axum::middleware::from_fn(self::metrics::track))
+        .layer(axum::middleware::from_fn_with_state(body_timeout, observe))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
         }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(axum::middleware::map_request(self::request_id::drop_ill_formed))
+        .layer(axum::middleware::from_fn(self::request_id::assign))
+}
+
+/// Middleware: the request's metrics around its body's deadline, as one layer (each layer
+/// costs every request a boxed copy of the stack below it).
+async fn observe(
+    State(body_timeout): State<Duration>,
+    request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    self::metrics::track(request, |request| {
+        self::server::limit_body_time(body_timeout, request, next)
+    })
+    .await
 }

@@ -4,10 +4,13 @@
 //! A client may choose it, so that its own logs join ours, but only a short, plain one: the
 //! id is written into the event log forever, so a long or odd value would be a cheap way to
 //! bloat the log or smuggle control characters into log lines. Anything else is dropped
-//! before [`tower_http::request_id::SetRequestIdLayer`] runs, which then generates a UUID.
+//! before it is used, and a UUID takes its place ([`assign`]).
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::request_id::{MakeRequestId, MakeRequestUuid, RequestId};
 
 use crate::http::routes::REQUEST_ID;
 
@@ -21,18 +24,31 @@ pub fn is_well_formed(value: &HeaderValue) -> bool {
     (1..=MAX_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic)
 }
 
-/// Removes the client's `X-Request-Id` unless it sent exactly one and it is well formed.
-pub async fn drop_ill_formed(mut request: Request) -> Request {
-    let headers = request.headers_mut();
+/// Middleware: the request's id, in one layer where tower-http takes three (and a filter
+/// before them). The client's `X-Request-Id` is kept if it sent exactly one and it is well
+/// formed, else replaced by a new UUID (as `SetRequestIdLayer` with `MakeRequestUuid` does);
+/// it is the request's [`RequestId`] extension, and the answer carries it unless the handler
+/// set one (as `PropagateRequestIdLayer` does).
+pub async fn assign(mut request: Request, next: Next) -> Response {
+    let headers = request.headers();
     let mut ids = headers.get_all(REQUEST_ID).iter();
-    let keep = match (ids.next(), ids.next()) {
-        (Some(id), None) => is_well_formed(id),
-        _ => false,
+    let kept = match (ids.next(), ids.next()) {
+        (Some(id), None) if is_well_formed(id) => Some(RequestId::new(id.clone())),
+        _ => None,
     };
-    if !keep {
-        headers.remove(REQUEST_ID);
-    }
-    request
+    let id = match kept.or_else(|| MakeRequestUuid.make_request_id(&request)) {
+        Some(id) => id,
+        None => {
+            request.headers_mut().remove(REQUEST_ID);
+            return next.run(request).await;
+        }
+    };
+    let value = id.header_value().clone();
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    request.extensions_mut().insert(id);
+    let mut response = next.run(request).await;
+    response.headers_mut().entry(REQUEST_ID).or_insert(value);
+    response
 }
 
 #[cfg(test)]

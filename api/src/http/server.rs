@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -89,11 +89,7 @@ pub async fn serve(
 /// Middleware: the request body must have arrived within `timeout` of the request head, or
 /// the answer is 408 (problem+json, `Connection: close`) whatever the handler made of the
 /// cut-off body.
-pub async fn limit_body_time(
-    State(timeout): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn limit_body_time(timeout: Duration, request: Request, next: Next) -> Response {
     if http_body::Body::is_end_stream(request.body()) {
         return next.run(request).await;
     }
