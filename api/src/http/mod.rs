@@ -52,8 +52,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .layer(axum::middleware::from_fn(self::request_id::assign))
 }
 
-/// Middleware: the request's metrics around its body's deadline, as one layer (each layer
-/// costs every request a boxed copy of the stack below it).
+/// Middleware: the request's metrics around its body's deadline, as one layer (axum boxes the
+/// rest of the stack for each `from_fn` layer, on every request).
 async fn observe(
     State(body_timeout): State<Duration>,
     request: axum::extract::Request,

@@ -36,12 +36,9 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
         (Some(id), None) if is_well_formed(id) => Some(RequestId::new(id.clone())),
         _ => None,
     };
-    let id = match kept.or_else(|| MakeRequestUuid.make_request_id(&request)) {
-        Some(id) => id,
-        None => {
-            request.headers_mut().remove(REQUEST_ID);
-            return next.run(request).await;
-        }
+    let Some(id) = kept.or_else(|| MakeRequestUuid.make_request_id(&request)) else {
+        request.headers_mut().remove(REQUEST_ID);
+        return next.run(request).await;
     };
     let value = id.header_value().clone();
     request.headers_mut().insert(REQUEST_ID, value.clone());
