@@ -317,13 +317,11 @@ impl Dialect {
         }
     }
 
-    /// One statement inserting `rows` (at least one, all into one table with the same
-    /// columns), skipping those whose key is taken: `VALUES` for one row, a batch for more.
     /// Consecutive new rows of one table as statements, each `ON CONFLICT DO NOTHING`.
     /// SQLite binds them as multi-row `VALUES`, in chunks of a power of two rows (so a table
     /// has a few statement texts, each prepared once): parsing a JSON array there cost more
     /// than the rows themselves. PostgreSQL takes them as one `UNNEST` of typed arrays.
-    pub(crate) fn insert(self, mut rows: Vec<Insert>, out: &mut Vec<Stmt>) {
+    pub(crate) fn insert(self, rows: Vec<Insert>, out: &mut Vec<Stmt>) {
         let (table, columns) = (rows[0].table.clone(), rows[0].columns);
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let names = names.join(", ");
@@ -367,7 +365,7 @@ impl Dialect {
         let (source, args) = self.rows(
             Batch {
                 columns,
-                rows: rows.drain(..).map(|r| r.row).collect(),
+                rows: rows.into_iter().map(|r| r.row).collect(),
             },
             1,
         );
