@@ -1,8 +1,9 @@
 //! The embedded event store: one SQLite file in WAL mode (ARCHITECTURE.md §3).
 //!
-//! Writes go through a single writer task that owns the only write connection and commits
-//! concurrent appends together (group commit, see `sqlite/writer.rs`); reads use a small pool
-//! of read-only connections, which WAL lets run beside the writer. Because there is exactly one writer,
+//! Writes go through a single writer thread that owns the only write connection and commits
+//! concurrent appends together (group commit, see `sqlite/writer.rs`); reads go to a few reader
+//! threads with read-only connections, which WAL lets run beside the writer. Both use rusqlite,
+//! one hand-off per call rather than per statement. Because there is exactly one writer,
 //! positions (the rowid autoincrement) are handed out in commit order, so a reader tailing
 //! `read_all` can never skip an event that commits later with a smaller position.
 //!
@@ -28,15 +29,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use commands::{Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite};
 use domain::{Envelope, Position, RawEnvelope, StoredEvent, StoredEvents, StreamId};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, SqliteExecutor};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 
-use crate::read_model::readers::{QueryError, Readers};
+use crate::read_model::readers::{self, QueryError, Readers};
 pub use writer::WriteStats;
 use writer::{EncodedEvent, EncodedWrite, Request, Writer};
 
@@ -45,11 +42,12 @@ pub const FILE_NAME: &str = "events.db";
 
 /// How long a connection waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reader threads for events, each with a read-only connection; WAL lets them all read while
-/// the writer commits.
+/// Reader threads for events, the head and recorded idempotency keys, each with a read-only
+/// connection; WAL lets them all read while the writer commits.
 const READ_THREADS: usize = 4;
-/// Read-only sqlx connections for the head and idempotency keys.
-const READ_CONNECTIONS: u32 = 2;
+/// Statements the writer keeps prepared: its few fixed ones and the multi-row inserts of each
+/// chunk size (nine for events, nine for keys).
+const WRITER_STATEMENTS: usize = 48;
 /// Appends queued for the writer before `append_many` callers wait for room.
 const QUEUE_CAPACITY: usize = 1024;
 /// Room a `read_all_stored` page starts with: events (at most the limit), and bytes of text
@@ -95,50 +93,26 @@ const READ_ALL: &str = "SELECT position, event_id, stream, version, type, schema
 /// ```
 pub struct SqliteEventStore {
     requests: mpsc::Sender<Request>,
-    /// The reads of events (`read_all`, `read_all_raw`, `read_stream`), a whole query per
-    /// hand-off to a thread with its own rusqlite connection.
+    /// Every read, a whole query per hand-off to a thread with its own rusqlite connection.
     readers: Readers,
-    /// The rare reads (the head, a recorded idempotency key), through sqlx.
-    reads: SqlitePool,
     head: watch::Receiver<Position>,
     stats: Arc<writer::Counters>,
 }
 
 impl SqliteEventStore {
     /// Opens (creating if missing) the event store in the SQLite file at `path`, creates its
-    /// tables and starts the writer task. Must be called inside a Tokio runtime.
+    /// tables and starts the writer thread. Must be called inside a Tokio runtime.
     #[instrument(skip_all, fields(path = %path.display()))]
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(BUSY_TIMEOUT)
-            // Statement journals (undo for one statement inside a transaction) in memory, not
-            // in temporary files: under `comments` their spills were 8% of the server's CPU.
-            .pragma("temp_store", "memory");
-        let mut conn = options
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode FULL syncs the log on every commit: acknowledged means durable.
-            .synchronous(SqliteSynchronous::Full)
-            .connect()
-            .await
-            .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut conn)
-            .await
-            .map_err(|e| backend("cannot create the event tables", e))?;
-        let head = max_position(&mut conn).await?;
-        let readers = Readers::open(path, READ_THREADS)
+        let path = path.to_owned();
+        let (conn, head, path) = tokio::task::spawn_blocking(move || {
+            open_writer(&path).map(|(conn, head)| (conn, head, path))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("opening the event store: {e}")))??;
+        let readers = Readers::open(&path, READ_THREADS)
             .map_err(|e| StoreError::Unavailable(format!("cannot open the readers: {e}")))?;
-        // No ping before each use: see the read models' pools.
-        let reads = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .test_before_acquire(false)
-            .connect_with(options.read_only(true))
-            .await
-            .map_err(|e| unavailable("cannot open the read connections", e))?;
-        Ok(Self::start(conn, readers, reads, head))
+        Self::start(conn, readers, head)
     }
 
     /// Opens the store in `dir/events.db`, creating the directory if needed.
@@ -149,18 +123,21 @@ impl SqliteEventStore {
         Self::open(&dir.join(FILE_NAME)).await
     }
 
-    fn start(conn: SqliteConnection, readers: Readers, reads: SqlitePool, head: Position) -> Self {
+    fn start(conn: Connection, readers: Readers, head: Position) -> Result<Self, StoreError> {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let (head_tx, head_rx) = watch::channel(head);
         let stats = Arc::new(writer::Counters::default());
-        tokio::spawn(Writer::new(conn, head_tx, Arc::clone(&stats)).run(queue));
-        Self {
+        let writer = Writer::new(conn, head_tx, Arc::clone(&stats));
+        std::thread::Builder::new()
+            .name("sqlite-log-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
             requests,
             readers,
-            reads,
             head: head_rx,
             stats,
-        }
+        })
     }
 
     /// Counters of the writer's group commits since open.
@@ -247,7 +224,12 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
-        recorded_key(&self.reads, key).await?.transpose()
+        let key = key.clone();
+        self.read_rows("cannot look up the idempotency key", move |c| {
+            Ok(recorded_key(c, &key)?)
+        })
+        .await?
+        .transpose()
     }
 
     async fn read_stream(
@@ -301,7 +283,8 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        max_position(&self.reads).await
+        self.read_rows("cannot read the head", |c| Ok(max_position(c)?))
+            .await
     }
 
     fn watch(&self) -> watch::Receiver<Position> {
@@ -418,26 +401,58 @@ fn push_stored(page: &mut StoredEvents, row: &rusqlite::Row<'_>) -> Result<(), R
     Ok(())
 }
 
-async fn max_position<'e>(conn: impl SqliteExecutor<'e>) -> Result<Position, StoreError> {
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-        .fetch_one(conn)
-        .await
-        .map_err(|e| backend("cannot read the head", e))?;
+/// The write connection at `path`, in WAL mode with its tables, and the last position stored.
+fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
+    let failed = |e| sqlite_error(&format!("cannot open {}", path.display()), e);
+    let conn = readers::open(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(failed)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{} would not use WAL (journal mode {mode})",
+            path.display()
+        )));
+    }
+    // In WAL mode FULL syncs the log on every commit: acknowledged means durable. Statement
+    // journals (undo for one statement inside a transaction) stay in memory (`readers::open`):
+    // under `comments` their spills to temporary files were 8% of the server's CPU.
+    conn.execute_batch("PRAGMA synchronous = FULL;")
+        .map_err(failed)?;
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| sqlite_error("cannot create the event tables", e))?;
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
+    let head = max_position(&conn)?;
+    Ok((conn, head))
+}
+
+fn max_position(conn: &Connection) -> Result<Position, StoreError> {
+    let head: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .and_then(|mut select| select.query_row([], |r| r.get(0)))
+        .map_err(|e| sqlite_error("cannot read the head", e))?;
     to_u64(head)
 }
 
 /// The stored answer for `key`: `None` if unknown, `Some(Err(IdempotencyKeyReused))` if it was
 /// used with another fingerprint.
-async fn recorded_key<'e>(
-    conn: impl SqliteExecutor<'e>,
+fn recorded_key(
+    conn: &Connection,
     key: &IdempotencyKey,
 ) -> Result<Option<Result<Committed, StoreError>>, StoreError> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT fingerprint, results FROM idempotency_keys WHERE key = ?")
-            .bind(&key.key)
-            .fetch_optional(conn)
-            .await
-            .map_err(|e| backend("cannot look up the idempotency key", e))?;
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT fingerprint, results FROM idempotency_keys WHERE key = ?")
+        .and_then(|mut select| {
+            select
+                .query_row([&key.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(|e| sqlite_error("cannot look up the idempotency key", e))?;
     let Some((fingerprint, results)) = row else {
         return Ok(None);
     };
@@ -466,30 +481,8 @@ fn to_u64(n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Backend(format!("negative number {n} stored")))
 }
 
-/// Maps a driver error, calling lock contention, I/O and pool exhaustion "unavailable" (worth
-/// retrying later) and everything else a backend failure.
-fn backend(context: &str, e: sqlx::Error) -> StoreError {
-    let transient = match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-        _ => false,
-    };
-    if transient {
-        StoreError::Unavailable(format!("{context}: {e}"))
-    } else {
-        StoreError::Backend(format!("{context}: {e}"))
-    }
-}
-
-/// A reader thread's SQLite error: busy and locked (another connection holds the file) are
-/// worth retrying later, the rest is a backend failure.
+/// An SQLite error: busy and locked (another connection holds the file) are worth retrying
+/// later, the rest is a backend failure.
 fn sqlite_error(context: &str, e: rusqlite::Error) -> StoreError {
     let busy = matches!(
         e.sqlite_error_code(),
@@ -500,8 +493,4 @@ fn sqlite_error(context: &str, e: rusqlite::Error) -> StoreError {
     } else {
         StoreError::Backend(format!("{context}: {e}"))
     }
-}
-
-fn unavailable(context: &str, e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(format!("{context}: {e}"))
 }

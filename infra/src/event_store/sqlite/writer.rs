@@ -1,13 +1,16 @@
-//! Group commit: the one task that writes.
+//! Group commit: the one thread that writes.
 //!
-//! `append_many` queues a [`Request`] and waits for its answer. The writer takes everything
+//! `append_many` queues a [`Request`] and waits for its answer. The writer thread owns the
+//! file's only read-write connection (rusqlite) and takes everything
 //! queued (up to [`MAX_BATCH`]) into one `BEGIN IMMEDIATE` transaction, so the cost of the
 //! fsync at `COMMIT` is shared by all of them; while it waits on that fsync, the next batch
 //! queues up. Nobody hears back before the `COMMIT` is durable; if it fails, every request of
 //! the batch gets the error.
 //!
-//! Each statement is a round trip to sqlx's SQLite thread, so a batch is decided in memory and
-//! written with a handful of statements whatever its size (the planned path):
+//! A batch is decided in memory and written with a handful of prepared statements whatever
+//! its size (the planned path). They run on the writer's own thread, so a batch costs one
+//! hand-off in per request and one answer out; sqlx's driver handed every statement to its
+//! worker thread and back (BENCHMARKS.md, "The log's writer on a thread of its own"):
 //! 1. `BEGIN IMMEDIATE`; read the stored idempotency keys the batch uses (one `SELECT`), the
 //!    versions of its streams the writer does not remember (one `SELECT`) and, once per open,
 //!    the last position.
@@ -42,13 +45,12 @@ use std::sync::{Arc, LazyLock};
 use commands::{AppendResult, Committed, ExpectedVersion, IdempotencyKey, StoreError};
 use domain::{Position, StreamId};
 use lru::LruCache;
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Error as SqlxError};
+use rusqlite::{Connection, Error as SqliteError, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, field, instrument, warn};
 
 use super::plan::{Decision, Plan, RecordedKey, Row};
-use super::{backend, recorded_key, to_i64, to_u64};
+use super::{recorded_key, sqlite_error, to_i64, to_u64};
 pub(super) use crate::event_store::write_stats::Counters;
 pub use crate::event_store::write_stats::WriteStats;
 use crate::event_store::write_stats::{answer_committed, fail_all};
@@ -64,7 +66,7 @@ const MAX_ROWS: usize = 256;
 const INSERT_EVENTS: &str = "INSERT INTO events \
     (position, event_id, stream, version, type, schema, occurred_at, data, metadata) VALUES ";
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (key, fingerprint, results) VALUES ";
-/// `INSERT_EVENTS` for 1, 2, 4, ... `MAX_ROWS` rows: few texts, so sqlx prepares each once.
+/// `INSERT_EVENTS` for 1, 2, 4, ... `MAX_ROWS` rows: few texts, each prepared once.
 static EVENT_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| multi_row(INSERT_EVENTS, 9));
 static KEY_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| multi_row(INSERT_KEYS, 3));
 
@@ -98,7 +100,7 @@ pub(super) struct EncodedEvent {
 }
 
 pub(super) struct Writer {
-    conn: SqliteConnection,
+    conn: Connection,
     head: watch::Sender<Position>,
     stats: Arc<Counters>,
     /// Committed versions of recently written streams.
@@ -118,7 +120,7 @@ enum Stored {
 
 impl Writer {
     pub(super) fn new(
-        conn: SqliteConnection,
+        conn: Connection,
         head: watch::Sender<Position>,
         stats: Arc<Counters>,
     ) -> Self {
@@ -131,13 +133,20 @@ impl Writer {
         }
     }
 
-    /// Commits batches until the store is dropped and the queue is drained.
-    pub(super) async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+    /// Commits batches until the store is dropped and the queue is drained. Runs on a thread of
+    /// its own (it blocks on the queue and on SQLite).
+    pub(super) fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            self.commit(std::mem::take(&mut batch)).await;
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH
+                && let Ok(next) = queue.try_recv()
+            {
+                batch.push(next);
+            }
+            self.commit(std::mem::take(&mut batch));
         }
-        if let Err(e) = self.conn.close().await {
+        if let Err((_, e)) = self.conn.close() {
             warn!(error = %e, "closing the event store's write connection failed");
         }
         debug!("event store writer stopped");
@@ -147,17 +156,17 @@ impl Writer {
         name = "group_commit",
         level = "debug",
         skip_all, fields(batch = batch.len(), events = field::Empty, head = field::Empty))]
-    async fn commit(&mut self, batch: Vec<Request>) {
-        let outcomes = match self.planned(&batch).await {
+    fn commit(&mut self, batch: Vec<Request>) {
+        let outcomes = match self.planned(&batch) {
             Ok(Some(outcomes)) => Ok(outcomes),
-            Ok(None) => self.with_savepoints(&batch).await,
+            Ok(None) => self.with_savepoints(&batch),
             Err(failure) => Err(failure),
         };
         let replies = batch.into_iter().map(|r| r.reply);
         match outcomes {
             Ok(outcomes) => answer_committed(&self.stats, &self.head, replies.collect(), outcomes),
             Err(failure) => {
-                self.roll_back().await;
+                self.roll_back();
                 // Whether the failed COMMIT left anything is unknown: read it all again.
                 self.versions.clear();
                 self.last_position = None;
@@ -170,38 +179,37 @@ impl Writer {
     /// The planned path: the batch decided in memory and written with a few statements, or
     /// `None` (rolled back) when only the savepoint path can answer it. The outer error aborts
     /// the batch; the inner results are each request's own answer.
-    async fn planned(&mut self, batch: &[Request]) -> Result<Option<Outcomes>, StoreError> {
-        self.exec("BEGIN IMMEDIATE", "cannot begin a transaction")
-            .await?;
-        let keys = self.recorded_keys(batch).await?;
-        let (versions, remembered) = self.stream_versions(batch).await?;
-        let head = self.last_position().await?;
+    fn planned(&mut self, batch: &[Request]) -> Result<Option<Outcomes>, StoreError> {
+        self.exec("BEGIN IMMEDIATE", "cannot begin a transaction")?;
+        let keys = self.recorded_keys(batch)?;
+        let (versions, remembered) = self.stream_versions(batch)?;
+        let head = self.last_position()?;
         let mut plan = Plan::new(versions, head, keys);
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in batch {
             let outcome = match plan.decide(request) {
                 Decision::Answer(answer) => answer,
-                Decision::Undecidable => return self.abandon().await,
+                Decision::Undecidable => return self.abandon(),
                 Decision::Conflict(conflict) => {
                     if let StoreError::Conflict { stream, .. } = &conflict
                         && let Some(&believed) = remembered.get(stream)
-                        && self.stored_version(stream).await? != believed
+                        && self.stored_version(stream)? != believed
                     {
                         warn!(%stream, "the writer's remembered version was wrong");
-                        return self.abandon().await;
+                        return self.abandon();
                     }
-                    self.unless_stored(conflict, &request.writes).await
+                    self.unless_stored(conflict, &request.writes)
                 }
             };
             outcomes.push(outcome);
         }
-        match self.insert_events(plan.rows()).await {
-            Err(e) if is_unique_violation(&e) => return self.abandon().await,
-            Err(e) => return Err(backend("cannot insert the events", e)),
+        match self.insert_events(plan.rows()) {
+            Err(e) if is_unique_violation(&e) => return self.abandon(),
+            Err(e) => return Err(sqlite_error("cannot insert the events", e)),
             Ok(()) => {}
         }
-        self.insert_keys(plan.new_keys()).await?;
-        self.exec("COMMIT", "cannot commit").await?;
+        self.insert_keys(plan.new_keys())?;
+        self.exec("COMMIT", "cannot commit")?;
         let (versions, head) = plan.into_committed();
         for (stream, version) in versions {
             self.versions.put(stream.clone(), version);
@@ -211,14 +219,14 @@ impl Writer {
     }
 
     /// Rolls the planned path's transaction back, for the savepoint path to take over.
-    async fn abandon(&mut self) -> Result<Option<Outcomes>, StoreError> {
-        self.exec("ROLLBACK", "cannot roll back").await?;
+    fn abandon(&mut self) -> Result<Option<Outcomes>, StoreError> {
+        self.exec("ROLLBACK", "cannot roll back")?;
         Ok(None)
     }
 
     /// The savepoint path, which reads versions from the table and leaves the writer's memory
     /// of the batch's streams as it commits them.
-    async fn with_savepoints(&mut self, batch: &[Request]) -> Result<Outcomes, StoreError> {
+    fn with_savepoints(&mut self, batch: &[Request]) -> Result<Outcomes, StoreError> {
         debug!(
             batch = batch.len(),
             "group commit with a savepoint per request"
@@ -227,7 +235,7 @@ impl Writer {
             self.versions.pop(&write.stream);
         }
         self.last_position = None;
-        let outcomes = self.apply_all(batch).await?;
+        let outcomes = self.apply_all(batch)?;
         let appended = outcomes.iter().flatten().filter(|c| !c.replayed);
         for result in appended.flat_map(|c| &c.results) {
             self.versions
@@ -237,7 +245,7 @@ impl Writer {
     }
 
     /// The stored idempotency keys among the batch's keys, read with one statement.
-    async fn recorded_keys<'b>(
+    fn recorded_keys<'b>(
         &mut self,
         batch: &'b [Request],
     ) -> Result<HashMap<&'b str, RecordedKey>, StoreError> {
@@ -249,14 +257,19 @@ impl Writer {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT key, fingerprint, results FROM idempotency_keys \
-             WHERE key IN (SELECT value FROM json_each(?))",
-        )
-        .bind(json_array(keys.iter())?)
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| backend("cannot look up the idempotency keys", e))?;
+        let keys_json = json_array(keys.iter())?;
+        let rows: Vec<(String, String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT key, fingerprint, results FROM idempotency_keys \
+                 WHERE key IN (SELECT value FROM json_each(?))",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map([keys_json], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect()
+            })
+            .map_err(|e| sqlite_error("cannot look up the idempotency keys", e))?;
         rows.into_iter()
             .filter_map(|(key, fingerprint, results)| {
                 let key = *keys.get(key.as_str())?;
@@ -273,7 +286,7 @@ impl Writer {
 
     /// Every stream of the batch at its committed version, and those of them that came from
     /// memory. The others are read with one statement.
-    async fn stream_versions<'b>(
+    fn stream_versions<'b>(
         &mut self,
         batch: &'b [Request],
     ) -> Result<(Versions<'b>, Versions<'b>), StoreError> {
@@ -297,14 +310,20 @@ impl Writer {
         if unknown.is_empty() {
             return Ok((versions, remembered));
         }
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT j.value, COALESCE((SELECT MAX(version) FROM events WHERE stream = j.value), 0) \
-             FROM json_each(?) AS j",
-        )
-        .bind(json_array(unknown.keys())?)
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| backend("cannot read the stream versions", e))?;
+        let unknown_json = json_array(unknown.keys())?;
+        let rows: Vec<(String, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT j.value, \
+                        COALESCE((SELECT MAX(version) FROM events WHERE stream = j.value), 0) \
+                 FROM json_each(?) AS j",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_map([unknown_json], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(|e| sqlite_error("cannot read the stream versions", e))?;
         for (stream, version) in rows {
             if let Some(&stream) = unknown.get(stream.as_str()) {
                 versions.insert(stream, to_u64(version)?);
@@ -313,28 +332,29 @@ impl Writer {
         Ok((versions, remembered))
     }
 
-    async fn stored_version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
-        let version: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
-                .bind(stream.as_str())
-                .fetch_one(&mut self.conn)
-                .await
-                .map_err(|e| backend("cannot read the stream version", e))?;
+    fn stored_version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
+        let version: i64 = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
+            .and_then(|mut select| select.query_row([stream.as_str()], |r| r.get(0)))
+            .map_err(|e| sqlite_error("cannot read the stream version", e))?;
         to_u64(version)
     }
 
-    async fn last_position(&mut self) -> Result<Position, StoreError> {
+    fn last_position(&mut self) -> Result<Position, StoreError> {
         if let Some(position) = self.last_position {
             return Ok(position);
         }
         // AUTOINCREMENT never reuses a position, not even one whose row is gone.
-        let last: i64 = sqlx::query_scalar(
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
-                        COALESCE((SELECT MAX(position) FROM events), 0))",
-        )
-        .fetch_one(&mut self.conn)
-        .await
-        .map_err(|e| backend("cannot read the last position", e))?;
+        let last: i64 = self
+            .conn
+            .query_row(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), \
+                            COALESCE((SELECT MAX(position) FROM events), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| sqlite_error("cannot read the last position", e))?;
         let last = to_u64(last)?;
         self.last_position = Some(last);
         Ok(last)
@@ -342,12 +362,12 @@ impl Writer {
 
     /// A refused request's answer: the original results if all its events are stored as it
     /// would have written them (a retry), `EventIdReused` if some are, else the refusal.
-    async fn unless_stored(
+    fn unless_stored(
         &mut self,
         refusal: StoreError,
         writes: &[EncodedWrite],
     ) -> Result<Committed, StoreError> {
-        match self.stored(writes).await? {
+        match self.stored(writes)? {
             Stored::AsRequested(results) => Ok(Committed {
                 results,
                 replayed: true,
@@ -357,79 +377,79 @@ impl Writer {
         }
     }
 
-    async fn insert_events(&mut self, rows: &[Row<'_>]) -> Result<(), SqlxError> {
+    fn insert_events(&mut self, rows: &[Row<'_>]) -> Result<(), SqliteError> {
         for chunk in power_of_two_chunks(rows) {
-            let mut insert = sqlx::query(&EVENT_INSERTS[chunk.len().trailing_zeros() as usize]);
-            for row in chunk {
-                insert = insert
-                    .bind(saturating_i64(row.position))
-                    .bind(row.event.event_id.as_str())
-                    .bind(row.stream.as_str())
-                    .bind(saturating_i64(row.version))
-                    .bind(row.event.event_type.as_str())
-                    .bind(row.event.schema)
-                    .bind(row.event.occurred_at.as_str())
-                    .bind(row.event.data.as_str())
-                    .bind(row.event.metadata.as_str());
+            let mut insert = self
+                .conn
+                .prepare_cached(&EVENT_INSERTS[chunk.len().trailing_zeros() as usize])?;
+            for (i, row) in chunk.iter().enumerate() {
+                let at = i * 9;
+                insert.raw_bind_parameter(at + 1, saturating_i64(row.position))?;
+                insert.raw_bind_parameter(at + 2, row.event.event_id.as_str())?;
+                insert.raw_bind_parameter(at + 3, row.stream.as_str())?;
+                insert.raw_bind_parameter(at + 4, saturating_i64(row.version))?;
+                insert.raw_bind_parameter(at + 5, row.event.event_type.as_str())?;
+                insert.raw_bind_parameter(at + 6, row.event.schema)?;
+                insert.raw_bind_parameter(at + 7, row.event.occurred_at.as_str())?;
+                insert.raw_bind_parameter(at + 8, row.event.data.as_str())?;
+                insert.raw_bind_parameter(at + 9, row.event.metadata.as_str())?;
             }
-            insert.execute(&mut self.conn).await?;
+            insert.raw_execute()?;
         }
         Ok(())
     }
 
-    async fn insert_keys(
+    fn insert_keys(
         &mut self,
         keys: &[(&IdempotencyKey, Vec<AppendResult>)],
     ) -> Result<(), StoreError> {
+        let failed = |e| sqlite_error("cannot record the idempotency keys", e);
         for chunk in power_of_two_chunks(keys) {
-            let mut insert = sqlx::query(&KEY_INSERTS[chunk.len().trailing_zeros() as usize]);
-            for (key, results) in chunk {
-                insert = insert
-                    .bind(key.key.as_str())
-                    .bind(key.fingerprint.as_str())
-                    .bind(results_json(results)?);
+            let mut insert = self
+                .conn
+                .prepare_cached(&KEY_INSERTS[chunk.len().trailing_zeros() as usize])
+                .map_err(failed)?;
+            for (i, (key, results)) in chunk.iter().enumerate() {
+                let at = i * 3;
+                let results = results_json(results)?;
+                insert
+                    .raw_bind_parameter(at + 1, key.key.as_str())
+                    .and_then(|()| insert.raw_bind_parameter(at + 2, key.fingerprint.as_str()))
+                    .and_then(|()| insert.raw_bind_parameter(at + 3, results))
+                    .map_err(failed)?;
             }
-            insert
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| backend("cannot record the idempotency keys", e))?;
+            insert.raw_execute().map_err(failed)?;
         }
         Ok(())
     }
 
     /// Runs the whole batch in one transaction. The outer error aborts the batch; the inner
     /// results are each request's own answer.
-    async fn apply_all(&mut self, batch: &[Request]) -> Result<Outcomes, StoreError> {
-        self.exec("BEGIN IMMEDIATE", "cannot begin a transaction")
-            .await?;
+    fn apply_all(&mut self, batch: &[Request]) -> Result<Outcomes, StoreError> {
+        self.exec("BEGIN IMMEDIATE", "cannot begin a transaction")?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in batch {
-            outcomes.push(self.apply(request).await?);
+            outcomes.push(self.apply(request)?);
         }
-        self.exec("COMMIT", "cannot commit").await?;
+        self.exec("COMMIT", "cannot commit")?;
         Ok(outcomes)
     }
 
-    async fn roll_back(&mut self) {
+    fn roll_back(&mut self) {
         // Fails harmlessly when the failed statement already ended the transaction.
-        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+        if let Err(e) = self.conn.execute_batch("ROLLBACK") {
             debug!(error = %e, "rollback after a failed batch");
         }
     }
 
     /// One request inside its savepoint: kept if it succeeds, rolled back alone if refused.
-    async fn apply(
-        &mut self,
-        request: &Request,
-    ) -> Result<Result<Committed, StoreError>, StoreError> {
-        self.exec("SAVEPOINT request", "cannot open a savepoint")
-            .await?;
-        let mut outcome = self.attempt(request).await;
+    fn apply(&mut self, request: &Request) -> Result<Result<Committed, StoreError>, StoreError> {
+        self.exec("SAVEPOINT request", "cannot open a savepoint")?;
+        let mut outcome = self.attempt(request);
         if outcome.is_err() {
-            self.exec("ROLLBACK TO request", "cannot roll back a savepoint")
-                .await?;
+            self.exec("ROLLBACK TO request", "cannot roll back a savepoint")?;
             if let Err(StoreError::Conflict { .. } | StoreError::EventIdReused) = outcome {
-                outcome = match self.stored(&request.writes).await {
+                outcome = match self.stored(&request.writes) {
                     Ok(Stored::AsRequested(results)) => Ok(Committed {
                         results,
                         replayed: true,
@@ -440,25 +460,24 @@ impl Writer {
                 };
             }
         }
-        self.exec("RELEASE request", "cannot release a savepoint")
-            .await?;
+        self.exec("RELEASE request", "cannot release a savepoint")?;
         Ok(outcome)
     }
 
-    async fn attempt(&mut self, request: &Request) -> Result<Committed, StoreError> {
+    fn attempt(&mut self, request: &Request) -> Result<Committed, StoreError> {
         if let Some(key) = &request.idempotency
-            && let Some(answer) = recorded_key(&mut self.conn, key).await?
+            && let Some(answer) = recorded_key(&self.conn, key)?
         {
             return answer;
         }
         let mut results = Vec::with_capacity(request.writes.len());
         for write in &request.writes {
-            if let Some(result) = self.write(write).await? {
+            if let Some(result) = self.write(write)? {
                 results.push(result);
             }
         }
         if let Some(key) = &request.idempotency {
-            self.record_key(key, &results).await?;
+            self.record_key(key, &results)?;
         }
         Ok(Committed {
             results,
@@ -467,14 +486,8 @@ impl Writer {
     }
 
     /// Checks the expectation and appends the events after the stream's current version.
-    async fn write(&mut self, write: &EncodedWrite) -> Result<Option<AppendResult>, StoreError> {
-        let current: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
-                .bind(write.stream.as_str())
-                .fetch_one(&mut self.conn)
-                .await
-                .map_err(|e| backend("cannot read the stream version", e))?;
-        let current = to_u64(current)?;
+    fn write(&mut self, write: &EncodedWrite) -> Result<Option<AppendResult>, StoreError> {
+        let current = self.stored_version(&write.stream)?;
         if !write.expected.admits(current) {
             return Err(StoreError::Conflict {
                 stream: write.stream.clone(),
@@ -484,7 +497,7 @@ impl Writer {
         }
         let mut positions = Vec::with_capacity(write.events.len());
         for (version, event) in (current + 1..).zip(&write.events) {
-            positions.push(self.insert(&write.stream, version, event).await?);
+            positions.push(self.insert(&write.stream, version, event)?);
         }
         let (Some(&first_position), Some(&last_position)) = (positions.first(), positions.last())
         else {
@@ -499,54 +512,58 @@ impl Writer {
         }))
     }
 
-    async fn insert(
+    fn insert(
         &mut self,
         stream: &StreamId,
         version: u64,
         event: &EncodedEvent,
     ) -> Result<Position, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO events \
-             (event_id, stream, version, type, schema, occurred_at, data, metadata) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&event.event_id)
-        .bind(stream.as_str())
-        .bind(to_i64(version)?)
-        .bind(&event.event_type)
-        .bind(event.schema)
-        .bind(&event.occurred_at)
-        .bind(&event.data)
-        .bind(&event.metadata)
-        .execute(&mut self.conn)
-        .await
-        .map_err(|e| {
-            if is_duplicate_event_id(&e) {
-                StoreError::EventIdReused
-            } else {
-                backend("cannot insert an event", e)
-            }
-        })?;
-        to_u64(done.last_insert_rowid())
+        let version = to_i64(version)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events \
+                 (event_id, stream, version, type, schema, occurred_at, data, metadata) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(rusqlite::params![
+                    event.event_id,
+                    stream.as_str(),
+                    version,
+                    event.event_type,
+                    event.schema,
+                    event.occurred_at,
+                    event.data,
+                    event.metadata,
+                ])
+            })
+            .map_err(|e| {
+                if is_duplicate_event_id(&e) {
+                    StoreError::EventIdReused
+                } else {
+                    sqlite_error("cannot insert an event", e)
+                }
+            })?;
+        to_u64(self.conn.last_insert_rowid())
     }
 
-    async fn record_key(
+    fn record_key(
         &mut self,
         key: &IdempotencyKey,
         results: &[AppendResult],
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO idempotency_keys (key, fingerprint, results) VALUES (?, ?, ?)")
-            .bind(&key.key)
-            .bind(&key.fingerprint)
-            .bind(results_json(results)?)
-            .execute(&mut self.conn)
-            .await
-            .map_err(|e| backend("cannot record the idempotency key", e))?;
+        let results = results_json(results)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, results) VALUES (?, ?, ?)",
+            )
+            .and_then(|mut insert| insert.execute([&key.key, &key.fingerprint, &results]))
+            .map_err(|e| sqlite_error("cannot record the idempotency key", e))?;
         Ok(())
     }
 
     /// Looks for the event ids of a refused request: were they committed before?
-    async fn stored(&mut self, writes: &[EncodedWrite]) -> Result<Stored, StoreError> {
+    fn stored(&mut self, writes: &[EncodedWrite]) -> Result<Stored, StoreError> {
         let (mut found, mut missing) = (0usize, 0usize);
         let mut results = Vec::with_capacity(writes.len());
         let mut layout_matches = true;
@@ -554,13 +571,17 @@ impl Writer {
         for write in writes.iter().filter(|w| !w.events.is_empty()) {
             let mut rows = Vec::with_capacity(write.events.len());
             for event in &write.events {
-                let row: Option<(i64, String, i64)> = sqlx::query_as(
-                    "SELECT position, stream, version FROM events WHERE event_id = ?",
-                )
-                .bind(&event.event_id)
-                .fetch_optional(&mut self.conn)
-                .await
-                .map_err(|e| backend("cannot look up event ids", e))?;
+                let row: Option<(i64, String, i64)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT position, stream, version FROM events WHERE event_id = ?",
+                    )
+                    .and_then(|mut select| {
+                        select
+                            .query_row([&event.event_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                            .optional()
+                    })
+                    .map_err(|e| sqlite_error("cannot look up event ids", e))?;
                 match row {
                     Some(row) => {
                         found += 1;
@@ -596,25 +617,30 @@ impl Writer {
         })
     }
 
-    async fn exec(&mut self, sql: &'static str, context: &str) -> Result<(), StoreError> {
-        sqlx::query(sql)
-            .execute(&mut self.conn)
-            .await
+    fn exec(&mut self, sql: &'static str, context: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
             .map(drop)
-            .map_err(|e| backend(context, e))
+            .map_err(|e| sqlite_error(context, e))
     }
 }
 
 /// The insert failed because the event id is stored already (not because of the version).
-fn is_duplicate_event_id(e: &SqlxError) -> bool {
-    matches!(e, SqlxError::Database(db)
-        if db.is_unique_violation() && db.message().contains("events.event_id"))
+fn is_duplicate_event_id(e: &SqliteError) -> bool {
+    matches!(e, SqliteError::SqliteFailure(_, Some(message)) if message.contains("events.event_id"))
+        && is_unique_violation(e)
 }
 
 /// Whether an insert failed on a unique index: a stored event id, or a version or position the
 /// plan believed free.
-fn is_unique_violation(e: &SqlxError) -> bool {
-    matches!(e, SqlxError::Database(db) if db.is_unique_violation())
+fn is_unique_violation(e: &SqliteError) -> bool {
+    matches!(e, SqliteError::SqliteFailure(failure, _)
+    if failure.code == ErrorCode::ConstraintViolation
+        && matches!(
+            failure.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        ))
 }
 
 /// `prefix` followed by 1, 2, 4, ... [`MAX_ROWS`] rows of `columns` placeholders.
