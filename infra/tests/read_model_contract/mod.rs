@@ -71,6 +71,7 @@ macro_rules! read_model_contract {
             the_inbox_notifies_each_person_once_with_merged_reasons,
             a_reply_finds_the_named_author_recorded_earlier_in_its_batch,
             following_notifies_of_the_comments_made_while_one_followed,
+            the_unread_count_stops_at_its_cap,
         );
     };
     (@each $harness:ty; $($test:ident),* $(,)?) => {
@@ -2503,4 +2504,38 @@ pub async fn a_reply_finds_the_named_author_recorded_earlier_in_its_batch(store:
     assert!(store.follows(c, post_id(1)).await.expect("follows"));
     let since = store.notifications_since(0, 4, 100).await.expect("since");
     assert_eq!(since.len(), 5, "{since:?}");
+}
+
+/// A follower of a busy post is told the cap ("1 000 or more"), not a count of every unread
+/// notification; below the cap the count is exact.
+pub async fn the_unread_count_stops_at_its_cap(store: Store) {
+    let cap = projections::inbox::UNREAD_CAP;
+    let (a, c) = (ann(), user_no(3));
+    let mut changes = vec![auto_follow(a, 1)];
+    changes.extend((2..=cap + 6).map(|seq| notify(seq, c, None, "c")));
+    let g = live_with(&store, "inbox", &changes, cap + 6).await;
+    assert_eq!(
+        store.inbox_state(a).await.expect("state").unread,
+        cap,
+        "{} unread, counted to the cap",
+        cap + 5
+    );
+    store
+        .apply(
+            "inbox",
+            g,
+            &[inbox(InboxChange::MarkRead {
+                user_id: a,
+                up_to: cap - 5,
+            })],
+            cap + 6,
+            cap + 7,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        store.inbox_state(a).await.expect("state").unread,
+        11,
+        "exact under the cap: the comments after the mark"
+    );
 }

@@ -14,6 +14,7 @@ mod view;
 pub use change::InboxChange;
 pub use view::{
     FavouriteView, FolderView, FollowView, InboxQueries, InboxState, NoticeView, NotificationView,
+    UNREAD_CAP,
 };
 
 use chrono::Duration;

@@ -72,8 +72,13 @@ pub struct FolderView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct InboxState {
     pub read_up_to: Position,
+    /// Counted up to [`UNREAD_CAP`]: the cap means that many or more.
     pub unread: u64,
 }
+
+/// Where the unread count stops. Counting reads every unread notification, and a user
+/// following busy posts can have very many; a client shows the cap as "999+".
+pub const UNREAD_CAP: u64 = 1000;
 
 #[async_trait]
 pub trait InboxQueries: Send + Sync + 'static {

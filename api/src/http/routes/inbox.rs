@@ -213,7 +213,7 @@ impl NotificationDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationPage {
     pub items: Vec<NotificationDto>,
-    /// Notifications after `read_up_to`.
+    /// Notifications after `read_up_to`, counted up to 1 000: 1 000 means that many or more.
     pub unread: u64,
     pub read_up_to: Position,
     pub next_cursor: Option<String>,

@@ -5,7 +5,7 @@
 //! ([`super::follows::SPANS`]), so a comment costs the same whoever follows its post.
 
 use domain::{CommentId, Position, PostId, UserId};
-use projections::inbox::{NoticeView, NotificationView};
+use projections::inbox::{NoticeView, NotificationView, UNREAD_CAP};
 use projections::{Change, InboxChange, ReadModelError};
 
 use super::{Function, Table, limit, no_run};
@@ -535,12 +535,14 @@ pub(crate) fn since(after: Position, up_to: Position, size: usize) -> Stmt {
     )
 }
 
-/// The user's read mark and unread count, in one row.
+/// The user's read mark and unread count, in one row. The count stops at [`UNREAD_CAP`], so
+/// it reads at most that many notifications.
 pub(crate) fn state(user: UserId) -> Stmt {
     let mark = "COALESCE((SELECT read_up_to FROM inbox_marks WHERE user_id = $1), 0)";
     Stmt::new(
         format!(
-            "SELECT {mark}, (SELECT COUNT(DISTINCT u.seq) FROM ({}) u)",
+            "SELECT {mark}, (SELECT COUNT(*) FROM \
+             (SELECT DISTINCT u.seq FROM ({}) u LIMIT {UNREAD_CAP}) n)",
             rows("{x}.user_id = $1", &format!("{{x}}.seq > {mark}"), "")
         ),
         vec![Value::uuid(user)],
