@@ -28,7 +28,8 @@ use commands::{
 use domain::{Envelope, Metadata, NewEvent, Position, StreamId};
 use infra::event_store::PostgresEventStore;
 use infra::event_store::postgres::{
-    LISTENER_APPLICATION_NAME, WRITE_LOCK, WRITER_APPLICATION_NAME,
+    LISTENER_APPLICATION_NAME, WRITE_LOCK, WRITER_APPLICATION_NAME, WRITER_SESSION_SETTINGS,
+    WRITER_STATE_READ,
 };
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
@@ -753,4 +754,62 @@ async fn two_processes_on_one_hot_post_never_give_two_users_one_name() {
     };
     let (first, second) = (Arc::new(db.connect().await), Arc::new(db.connect().await));
     batches::stale_handlers_decide_again(first, second).await;
+}
+
+/// The writer plans its state read once per connection, on the table as it is then. Planned
+/// on a log of three events that was just analysed (where a scan is the cheapest plan), the
+/// plan must still read the log by its indexes after it has grown, or every group commit would
+/// scan the whole log.
+#[tokio::test]
+async fn the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows() {
+    let test = "the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows";
+    let Some(db) = TestDatabase::create_or_skip(test).await else {
+        return;
+    };
+    let store = db.connect().await;
+    let mut admin = db.admin().await;
+    // No analysis behind the test's back: it would make the plan again.
+    admin
+        .execute("ALTER TABLE events SET (autovacuum_enabled = false)")
+        .await
+        .unwrap();
+    let small = stream("small");
+    store
+        .append(&small, ExpectedVersion::NoStream, events(3))
+        .await
+        .unwrap();
+    admin.execute("ANALYZE events").await.unwrap();
+
+    let mut writer = db.admin().await;
+    writer.execute(WRITER_SESSION_SETTINGS).await.unwrap();
+    writer
+        .execute(&*format!(
+            "PREPARE state_read (text[], uuid[], text[]) AS {WRITER_STATE_READ}"
+        ))
+        .await
+        .unwrap();
+    let args = format!(
+        "('{{{}}}', '{{{}}}', '{{}}')",
+        small.as_str(),
+        Uuid::now_v7()
+    );
+    writer
+        .execute(&*format!("EXECUTE state_read {args}"))
+        .await
+        .unwrap();
+
+    for n in 0..20 {
+        let grown = stream(&format!("grown-{n}"));
+        store
+            .append(&grown, ExpectedVersion::NoStream, events(500))
+            .await
+            .unwrap();
+    }
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE state_read {args}"))
+        .fetch_all(&mut writer)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("events_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan on events"), "{plan}");
 }

@@ -60,20 +60,25 @@ const MAX_BATCH: usize = 256;
 /// they are flushed, so it is raised to `on`; stronger settings (waiting for synchronous
 /// standbys) are kept.
 ///
-/// `plan_cache_mode = force_custom_plan`: [`READ_STATE`] is point lookups by index, but a
-/// prepared statement's generic plan is made once, on the table as it was then. A store that
-/// started empty kept a sequential scan of `events` planned for a near-empty table, and paid it
-/// in every group commit, under the write lock: 5.7 ms per commit after 20 000 events (76% of
-/// the statement time of a `comments` run). Planning each execution sees the table as it is.
-const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; \
-     SET plan_cache_mode = force_custom_plan; \
+/// Plans: every statement of the writer is point lookups and inserts by index, and each is
+/// planned once per connection (`plan_cache_mode = force_generic_plan`) with sequential scans
+/// ruled out (`enable_seqscan = off`). A generic plan is made on the table as it is then: a
+/// store that started nearly empty once kept a sequential scan of `events` and paid it in
+/// every group commit, under the write lock (5.7 ms per commit after 20 000 events). Planning
+/// every execution instead (`force_custom_plan`, until the nineteenth session) cost
+/// PostgreSQL about 0.3 ms per group commit (BENCHMARKS.md, "Plans made once").
+#[doc(hidden)]
+pub const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; \
+     SET plan_cache_mode = force_generic_plan; \
+     SET enable_seqscan = off; \
      SELECT set_config('synchronous_commit', 'on', false) \
      WHERE current_setting('synchronous_commit') = 'off'";
 
 /// Everything a batch's decisions need, read in one statement under the write lock: the last
 /// position committed, the version of each stream in `$1` (in that order, 0 for a new stream),
 /// which event ids of `$2` are stored already, and which keys of `$3` are recorded.
-const READ_STATE: &str = "SELECT \
+#[doc(hidden)]
+pub const READ_STATE: &str = "SELECT \
      (SELECT COALESCE(MAX(position), 0) FROM events), \
      ARRAY(SELECT COALESCE((SELECT MAX(e.version) FROM events e WHERE e.stream = s.stream), 0) \
            FROM UNNEST($1::text[]) WITH ORDINALITY AS s(stream, n) ORDER BY s.n), \
