@@ -67,8 +67,12 @@ const INSERT_EVENTS: &str = "INSERT INTO events \
     (position, event_id, stream, version, type, schema, occurred_at, data, metadata) VALUES ";
 const INSERT_KEYS: &str = "INSERT INTO idempotency_keys (key, fingerprint, results) VALUES ";
 /// `INSERT_EVENTS` for 1, 2, 4, ... `MAX_ROWS` rows: few texts, each prepared once.
-static EVENT_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| multi_row(INSERT_EVENTS, 9));
-static KEY_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| multi_row(INSERT_KEYS, 3));
+static EVENT_INSERTS: LazyLock<Vec<String>> =
+    LazyLock::new(|| multi_row(INSERT_EVENTS, EVENT_COLUMNS));
+static KEY_INSERTS: LazyLock<Vec<String>> = LazyLock::new(|| multi_row(INSERT_KEYS, KEY_COLUMNS));
+/// The columns of [`INSERT_EVENTS`] and [`INSERT_KEYS`]: the placeholders of one row.
+const EVENT_COLUMNS: usize = 9;
+const KEY_COLUMNS: usize = 3;
 
 /// Each request's own answer, in the batch's order.
 type Outcomes = Vec<Result<Committed, StoreError>>;
@@ -383,7 +387,7 @@ impl Writer {
                 .conn
                 .prepare_cached(&EVENT_INSERTS[chunk.len().trailing_zeros() as usize])?;
             for (i, row) in chunk.iter().enumerate() {
-                let at = i * 9;
+                let at = i * EVENT_COLUMNS;
                 insert.raw_bind_parameter(at + 1, saturating_i64(row.position))?;
                 insert.raw_bind_parameter(at + 2, row.event.event_id.as_str())?;
                 insert.raw_bind_parameter(at + 3, row.stream.as_str())?;
@@ -410,7 +414,7 @@ impl Writer {
                 .prepare_cached(&KEY_INSERTS[chunk.len().trailing_zeros() as usize])
                 .map_err(failed)?;
             for (i, (key, results)) in chunk.iter().enumerate() {
-                let at = i * 3;
+                let at = i * KEY_COLUMNS;
                 let results = results_json(results)?;
                 insert
                     .raw_bind_parameter(at + 1, key.key.as_str())
@@ -448,16 +452,10 @@ impl Writer {
         let mut outcome = self.attempt(request);
         if outcome.is_err() {
             self.exec("ROLLBACK TO request", "cannot roll back a savepoint")?;
-            if let Err(StoreError::Conflict { .. } | StoreError::EventIdReused) = outcome {
-                outcome = match self.stored(&request.writes) {
-                    Ok(Stored::AsRequested(results)) => Ok(Committed {
-                        results,
-                        replayed: true,
-                    }),
-                    Ok(Stored::Elsewhere) => Err(StoreError::EventIdReused),
-                    Ok(Stored::Nowhere) => outcome,
-                    Err(e) => Err(e),
-                };
+            if let Err(refusal @ (StoreError::Conflict { .. } | StoreError::EventIdReused)) =
+                outcome
+            {
+                outcome = self.unless_stored(refusal, &request.writes);
             }
         }
         self.exec("RELEASE request", "cannot release a savepoint")?;
@@ -708,7 +706,7 @@ mod tests {
     fn each_chunk_size_has_its_statement() {
         assert_eq!(EVENT_INSERTS.len(), MAX_ROWS.ilog2() as usize + 1);
         for (i, sql) in EVENT_INSERTS.iter().enumerate() {
-            assert_eq!(sql.matches('?').count(), 9 << i);
+            assert_eq!(sql.matches('?').count(), EVENT_COLUMNS << i);
         }
         assert_eq!(KEY_INSERTS[3].matches('?').count(), 3 * 8);
     }
