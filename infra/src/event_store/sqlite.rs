@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use commands::{Committed, EventStore, ExpectedVersion, IdempotencyKey, StoreError, StreamWrite};
 use domain::{Envelope, Position, RawEnvelope, StoredEvent, StoredEvents, StreamId};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 
@@ -404,21 +404,9 @@ fn push_stored(page: &mut StoredEvents, row: &rusqlite::Row<'_>) -> Result<(), R
 /// The write connection at `path`, in WAL mode with its tables, and the last position stored.
 fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
     let failed = |e| sqlite_error(&format!("cannot open {}", path.display()), e);
-    let conn = readers::open(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-    )
-    .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let conn = readers::open_writer(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(failed)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "{} would not use WAL (journal mode {mode})",
-            path.display()
-        )));
-    }
     // In WAL mode FULL syncs the log on every commit: acknowledged means durable. Statement
     // journals (undo for one statement inside a transaction) stay in memory (`readers::open`):
     // under `comments` their spills to temporary files were 8% of the server's CPU.

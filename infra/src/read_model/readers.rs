@@ -5,8 +5,8 @@
 //! Why not sqlx here: sqlx's SQLite driver runs each connection on a worker thread of its own
 //! and sends every statement, and every row, across a channel to it, copying each value. Under
 //! `treehole bench reads --mix pages` those hand-offs (futex) and copies were a third of the
-//! server's samples (BENCHMARKS.md). The writer keeps sqlx: it runs a few statements per
-//! projector batch, not per request.
+//! server's samples (BENCHMARKS.md). The writers (the log's and the read models') own a
+//! rusqlite connection on a thread of their own too, opened by [`open_writer`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,6 +141,25 @@ pub(crate) fn open(path: &Path, flags: OpenFlags) -> Result<Connection, ReadMode
     connection
         .execute_batch("PRAGMA temp_store = memory;")
         .map_err(error)?;
+    Ok(connection)
+}
+
+/// The one connection that writes the database at `path` (created if missing), switched to
+/// WAL so that the reader threads read beside it; refused if SQLite will not use WAL there.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, ReadModelError> {
+    let connection = open(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )?;
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ReadModelError::Backend(format!(
+            "{} would not use WAL (journal mode {mode})",
+            path.display()
+        )));
+    }
     Ok(connection)
 }
 

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use projections::ReadModelError;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{Connection, ToSql};
 use uuid::Uuid;
 
 use super::Store;
@@ -85,18 +85,7 @@ struct Writer {
 
 impl Writer {
     fn open(path: &Path) -> Result<Self, ReadModelError> {
-        let connection = readers::open(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-        )?;
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(ReadModelError::Backend(format!(
-                "the read models' database would not use WAL (journal mode {mode})"
-            )));
-        }
+        let connection = readers::open_writer(path)?;
         // Read models are rebuildable from the log, and the checkpoint commits with the rows,
         // so NORMAL (no fsync per commit) can lose only whole recent batches.
         connection
