@@ -71,6 +71,7 @@ macro_rules! read_model_contract {
             the_inbox_notifies_each_person_once_with_merged_reasons,
             a_reply_finds_the_named_author_recorded_earlier_in_its_batch,
             following_notifies_of_the_comments_made_while_one_followed,
+            the_inbox_in_one_batch_equals_the_inbox_change_by_change,
             the_unread_count_stops_at_its_cap,
         );
     };
@@ -2114,6 +2115,21 @@ fn notify(seq: u64, commenter: UserId, addressee: Option<UserId>, name: &str) ->
 }
 
 /// `user`'s first ten notifications: sequence, name and reasons.
+/// A named comment on post 1 at `seq`, answering `answers` (the post or a comment).
+fn reply(seq: u64, commenter: UserId, answers: Uuid, name: &str) -> Change {
+    inbox(InboxChange::Notify {
+        seq,
+        post_id: post_id(1),
+        comment_id: comment_id(u128::from(seq)),
+        commenter: Some(commenter),
+        addressee: None,
+        answers,
+        name: name.into(),
+        excerpt: format!("comment {seq}"),
+        at: t(seq as i64),
+    })
+}
+
 async fn notified(store: &Store, user: UserId) -> Vec<(u64, String, Vec<&'static str>)> {
     store
         .notifications(user, page(None, 10))
@@ -2345,6 +2361,84 @@ fn set_follow(user: UserId, following: bool, position: u64) -> Change {
 }
 
 /// A follower hears of the comments made while they followed, whenever they ask: not of
+/// What comments make in the inbox, applied as one batch (on PostgreSQL one call of the
+/// generation's function, which takes the rows set-based) and change by change, gives the same
+/// rows: a user who comments twice on a post in one batch follows it once, from the first
+/// comment; a reply in the batch finds the named author recorded before it; the stretches a
+/// comment counts began before it.
+pub async fn the_inbox_in_one_batch_equals_the_inbox_change_by_change(store: Store) {
+    let (a, b, c, d) = (ann(), bob(), user_no(3), user_no(4));
+    let changes = vec![
+        inbox(InboxChange::NamedAuthor {
+            item: post_id(1).as_uuid(),
+            post_id: post_id(1),
+            user_id: a,
+        }),
+        auto_follow(a, 1),
+        notify(2, c, None, "c"),
+        auto_follow(c, 2),
+        inbox(InboxChange::NamedAuthor {
+            item: comment_id(2).as_uuid(),
+            post_id: post_id(1),
+            user_id: c,
+        }),
+        notify(3, c, None, "c"),
+        auto_follow(c, 3),
+        reply(4, b, comment_id(2).as_uuid(), "b"),
+        auto_follow(b, 4),
+        notify(5, d, Some(b), "d"),
+        auto_follow(d, 5),
+        auto_follow(c, 5),
+    ];
+    live_with(&store, "inbox", &changes, 5).await;
+    let one = store.dump("inbox").await.expect("dump");
+    let two = store.create_generation("inbox", 1).await.expect("create");
+    for (i, change) in changes.iter().enumerate() {
+        store
+            .apply(
+                "inbox",
+                two.number,
+                std::slice::from_ref(change),
+                i as u64,
+                i as u64 + 1,
+            )
+            .await
+            .expect("apply");
+    }
+    store
+        .apply("inbox", two.number, &[], changes.len() as u64, 20)
+        .await
+        .expect("apply");
+    store.promote("inbox", two.number).await.expect("promote");
+    let one_by_one = store.dump("inbox").await.expect("dump");
+    assert_eq!(one, one_by_one);
+    let spans = |dump: &[String]| {
+        dump.iter()
+            .filter(|l| l.starts_with("follow_spans "))
+            .count()
+    };
+    assert_eq!(
+        spans(&one),
+        4,
+        "one stretch each for A, C, B and D: {one:#?}"
+    );
+    let seqs = |told: Vec<(u64, String, Vec<&'static str>)>| {
+        told.into_iter().map(|(seq, ..)| seq).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seqs(notified(&store, a).await),
+        vec![5, 4, 3, 2],
+        "the post's author hears of every comment"
+    );
+    assert_eq!(
+        seqs(notified(&store, c).await),
+        vec![5, 4],
+        "C follows from their first comment on, and not of their own"
+    );
+    assert_eq!(seqs(notified(&store, b).await), vec![5]);
+    assert!(notified(&store, d).await.is_empty());
+}
+
 /// those between stopping and following again, and still of those from before they stopped.
 /// A user who leaves takes along the comments only they were told of, so the live model
 /// equals a rebuild that never knew them.
@@ -2450,19 +2544,6 @@ fn comment_id_of_b() -> Uuid {
 /// comment counts for the next one, and a comment that notifies nobody leaves no text.
 pub async fn a_reply_finds_the_named_author_recorded_earlier_in_its_batch(store: Store) {
     let (a, b, c) = (ann(), bob(), user_no(3));
-    let reply = |seq: u64, commenter: UserId, answers: Uuid, name: &str| {
-        inbox(InboxChange::Notify {
-            seq,
-            post_id: post_id(1),
-            comment_id: comment_id(u128::from(seq)),
-            commenter: Some(commenter),
-            addressee: None,
-            answers,
-            name: name.into(),
-            excerpt: format!("comment {seq}"),
-            at: t(seq as i64),
-        })
-    };
     let changes = vec![
         // A posts under their name: nobody to tell.
         auto_follow(a, 1),

@@ -51,8 +51,10 @@ impl Projection for Inbox {
     /// 2: moderation notices. 3: on PostgreSQL a generation has a function that applies what
     /// comments make in one call (made with its tables, so a live one is rebuilt to get it).
     /// 4: the notifications of following are read from stretches of following, not written.
+    /// 5: PostgreSQL's function takes each kind of row in arrays of its own (a new argument
+    /// list, so a live generation is rebuilt to get it, as for 3).
     fn version(&self) -> u32 {
-        4
+        5
     }
 
     fn apply(&self, envelope: &Envelope, event: &Event) -> Vec<Change> {

@@ -4,6 +4,8 @@
 //! read from the comments kept here and the stretches in which each user followed each post
 //! ([`super::follows::SPANS`]), so a comment costs the same whoever follows its post.
 
+use std::collections::HashSet;
+
 use domain::{CommentId, Position, PostId, UserId};
 use projections::inbox::{NoticeView, NotificationView, UNREAD_CAP};
 use projections::{Change, InboxChange, ReadModelError};
@@ -108,21 +110,34 @@ pub(crate) const PRUNED: Table = Table {
 };
 
 /// On PostgreSQL a run of what comments make in the inbox (see [`Run::Inbox`]) is one call of
-/// [`APPLY`], which writes on the server what [`write`]'s statements write, with five
+/// [`APPLY`], which writes on the server what [`write`]'s statements write, with at most five
 /// statements for the whole run: a comment costs no round trips of its own (they were four or
 /// five per comment, and cost the `comments` load over a quarter of its rate), nor statements
 /// of its own (a loop over the rows cost PostgreSQL 58 µs per comment). SQLite, in process,
 /// takes them one by one.
+///
+/// Each kind of row goes in arrays of its own, so that each statement reads only its rows
+/// (when every statement unnested every row, the statements that wrote nothing cost as much as
+/// those that did), and the follows go once per user and post: the first, as taking them in
+/// order keeps.
 fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
     if d != Dialect::Postgres || kind != Run::Inbox {
         return None;
     }
-    let mut columns = vec![Vec::with_capacity(changes.len()); APPLY.params.len()];
+    let mut authors: [Vec<Value>; 3] = Default::default();
+    let mut follows: [Vec<Value>; 3] = Default::default();
+    let mut notified: [Vec<Value>; 9] = Default::default();
+    let mut followed = HashSet::new();
+    fn push(columns: &mut [Vec<Value>], row: Vec<Value>) {
+        for (column, value) in columns.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
     for change in changes {
         let Change::Inbox(change) = change else {
             return None;
         };
-        let row = match change {
+        match change {
             InboxChange::Notify {
                 seq,
                 post_id,
@@ -133,120 +148,119 @@ fn run(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt> {
                 name,
                 excerpt,
                 at,
-            } => [
-                Value::text("notify"),
-                Value::int(*seq as i64),
-                Value::uuid(*post_id),
-                Value::uuid(*comment_id),
-                Value::Uuid(commenter.map(Into::into)),
-                Value::Uuid(addressee.map(Into::into)),
-                Value::uuid(*answers),
-                Value::text(name),
-                Value::text(excerpt),
-                Value::time(at),
-            ],
+            } => push(
+                &mut notified,
+                vec![
+                    Value::int(*seq as i64),
+                    Value::uuid(*post_id),
+                    Value::uuid(*comment_id),
+                    Value::Uuid(commenter.map(Into::into)),
+                    Value::Uuid(addressee.map(Into::into)),
+                    Value::uuid(*answers),
+                    Value::text(name),
+                    Value::text(excerpt),
+                    Value::time(at),
+                ],
+            ),
             InboxChange::AutoFollow {
                 post_id,
                 user_id,
                 position,
-            } => [
-                Value::text("follow"),
-                Value::int(*position as i64),
-                Value::uuid(*post_id),
-                Value::Uuid(None),
-                Value::uuid(*user_id),
-                Value::Uuid(None),
-                Value::Uuid(None),
-                Value::Text(None),
-                Value::Text(None),
-                Value::Time(None),
-            ],
+            } => {
+                if followed.insert((*user_id, *post_id)) {
+                    push(
+                        &mut follows,
+                        vec![
+                            Value::uuid(*user_id),
+                            Value::uuid(*post_id),
+                            Value::int(*position as i64),
+                        ],
+                    );
+                }
+            }
             InboxChange::NamedAuthor {
                 item,
                 post_id,
                 user_id,
-            } => [
-                Value::text("author"),
-                Value::Int(None),
-                Value::uuid(*post_id),
-                Value::uuid(*item),
-                Value::uuid(*user_id),
-                Value::Uuid(None),
-                Value::Uuid(None),
-                Value::Text(None),
-                Value::Text(None),
-                Value::Time(None),
-            ],
+            } => push(
+                &mut authors,
+                vec![
+                    Value::uuid(*item),
+                    Value::uuid(*post_id),
+                    Value::uuid(*user_id),
+                ],
+            ),
             _ => return None,
-        };
-        for (column, value) in columns.iter_mut().zip(row) {
-            column.push(value);
         }
     }
+    let columns = authors.into_iter().chain(follows).chain(notified).collect();
     Some(APPLY.call(g, columns))
 }
 
 /// What [`write`]'s statements for a notified comment, a follow on commenting and a named
-/// author write, on PostgreSQL's side and set-based (see [`run`]). Row `i` of the arrays is one change: `p_kind` says
-/// which; `p_seq` is a comment's position or a follow's; `p_item` a comment's id or a named
-/// item's; `p_user` the commenter, follower or named author.
+/// author write, on PostgreSQL's side and set-based (see [`run`]), from three sets of arrays
+/// (row `i` of a set is one change): the named authors (`a_`: the item, its post, its
+/// author), the follows on commenting (`f_`: the user, the post, the comment's position; at
+/// most one per user and post), and the comments (`n_`: position, post, id, commenter,
+/// anonymous addressee, the item answered, the commenter's name, excerpt, time).
 const APPLY: Function = Function {
     name: "inbox_apply_g{g}",
     params: &[
-        ("p_kind", Ty::Text),
-        ("p_seq", Ty::Int),
-        ("p_post", Ty::Uuid),
-        ("p_item", Ty::Uuid),
-        ("p_user", Ty::Uuid),
-        ("p_addressee", Ty::Uuid),
-        ("p_answers", Ty::Uuid),
-        ("p_name", Ty::Text),
-        ("p_excerpt", Ty::Text),
-        ("p_at", Ty::Time),
+        ("a_item", Ty::Uuid),
+        ("a_post", Ty::Uuid),
+        ("a_user", Ty::Uuid),
+        ("f_user", Ty::Uuid),
+        ("f_post", Ty::Uuid),
+        ("f_seq", Ty::Int),
+        ("n_seq", Ty::Int),
+        ("n_post", Ty::Uuid),
+        ("n_item", Ty::Uuid),
+        ("n_user", Ty::Uuid),
+        ("n_addressee", Ty::Uuid),
+        ("n_answers", Ty::Uuid),
+        ("n_name", Ty::Text),
+        ("n_excerpt", Ty::Text),
+        ("n_at", Ty::Time),
     ],
     body: "BEGIN
     -- Set-based, in an order that gives what taking the rows one by one gives: a reply reads
     -- the named author of an earlier item (so all authors go first), and a comment counts the
     -- stretches of following that began before it (`since < seq`: the run only opens them).
-    INSERT INTO inbox_authors_g{g} (item_id, post_id, user_id)
-    SELECT r.item, r.post, r.usr
-    FROM UNNEST(p_kind, p_post, p_item, p_user) WITH ORDINALITY AS r(kind, post, item, usr, n)
-    WHERE r.kind = 'author' ORDER BY r.n
-    ON CONFLICT (item_id) DO NOTHING;
-    INSERT INTO follow_spans_g{g} (user_id, post_id, since)
-    SELECT DISTINCT ON (r.usr, r.post) r.usr, r.post, r.seq
-    FROM UNNEST(p_kind, p_seq, p_post, p_user) WITH ORDINALITY AS r(kind, seq, post, usr, n)
-    WHERE r.kind = 'follow' AND NOT EXISTS (SELECT 1 FROM follows_g{g} f
-        WHERE f.user_id = r.usr AND f.post_id = r.post)
-    ORDER BY r.usr, r.post, r.n;
-    INSERT INTO follows_g{g} (user_id, post_id, following, explicit, position)
-    SELECT DISTINCT ON (r.usr, r.post) r.usr, r.post, TRUE, FALSE, r.seq
-    FROM UNNEST(p_kind, p_seq, p_post, p_user) WITH ORDINALITY AS r(kind, seq, post, usr, n)
-    WHERE r.kind = 'follow'
-    ORDER BY r.usr, r.post, r.n
-    ON CONFLICT (user_id, post_id) DO NOTHING;
-    INSERT INTO notifications_g{g} (user_id, seq, reply)
-    SELECT t.target, t.seq, TRUE FROM (
-        SELECT r.seq, r.usr, COALESCE(r.addressee,
-            (SELECT a.user_id FROM inbox_authors_g{g} a WHERE a.item_id = r.answers)) AS target
-        FROM UNNEST(p_kind, p_seq, p_user, p_addressee, p_answers)
-            AS r(kind, seq, usr, addressee, answers)
-        WHERE r.kind = 'notify') t
-    WHERE t.target IS NOT NULL AND (t.usr IS NULL OR t.target <> t.usr)
-    ON CONFLICT (user_id, seq) DO NOTHING;
-    INSERT INTO inbox_comments_g{g}
-        (seq, post_id, comment_id, commenter, name, excerpt, created_at)
-    SELECT r.seq, r.post, r.item, r.usr, r.name, r.excerpt, r.at
-    FROM UNNEST(p_kind, p_seq, p_post, p_item, p_user, p_name, p_excerpt, p_at)
-        AS r(kind, seq, post, item, usr, name, excerpt, at)
-    WHERE r.kind = 'notify' AND (
-        EXISTS (SELECT 1 FROM notifications_g{g} x WHERE x.seq = r.seq)
-        OR EXISTS (SELECT 1 FROM follow_spans_g{g} f WHERE f.post_id = r.post
-            AND f.since < r.seq AND f.ended IS NULL
-            AND (r.usr IS NULL OR f.user_id <> r.usr)));
-    IF EXISTS (SELECT 1 FROM UNNEST(p_kind) AS r(kind)
-        WHERE r.kind NOT IN ('author', 'follow', 'notify')) THEN
-        RAISE EXCEPTION 'inbox_apply: unknown kind';
+    IF cardinality(a_item) > 0 THEN
+        INSERT INTO inbox_authors_g{g} (item_id, post_id, user_id)
+        SELECT r.item, r.post, r.usr
+        FROM UNNEST(a_item, a_post, a_user) WITH ORDINALITY AS r(item, post, usr, n)
+        ORDER BY r.n
+        ON CONFLICT (item_id) DO NOTHING;
+    END IF;
+    IF cardinality(f_user) > 0 THEN
+        INSERT INTO follow_spans_g{g} (user_id, post_id, since)
+        SELECT r.usr, r.post, r.seq FROM UNNEST(f_user, f_post, f_seq) AS r(usr, post, seq)
+        WHERE NOT EXISTS (SELECT 1 FROM follows_g{g} f
+            WHERE f.user_id = r.usr AND f.post_id = r.post);
+        INSERT INTO follows_g{g} (user_id, post_id, following, explicit, position)
+        SELECT r.usr, r.post, TRUE, FALSE, r.seq
+        FROM UNNEST(f_user, f_post, f_seq) AS r(usr, post, seq)
+        ON CONFLICT (user_id, post_id) DO NOTHING;
+    END IF;
+    IF cardinality(n_seq) > 0 THEN
+        INSERT INTO notifications_g{g} (user_id, seq, reply)
+        SELECT t.target, t.seq, TRUE FROM (
+            SELECT r.seq, r.usr, COALESCE(r.addressee, a.user_id) AS target
+            FROM UNNEST(n_seq, n_user, n_addressee, n_answers)
+                AS r(seq, usr, addressee, answers)
+            LEFT JOIN inbox_authors_g{g} a ON a.item_id = r.answers) t
+        WHERE t.target IS NOT NULL AND (t.usr IS NULL OR t.target <> t.usr)
+        ON CONFLICT (user_id, seq) DO NOTHING;
+        INSERT INTO inbox_comments_g{g}
+            (seq, post_id, comment_id, commenter, name, excerpt, created_at)
+        SELECT r.seq, r.post, r.item, r.usr, r.name, r.excerpt, r.at
+        FROM UNNEST(n_seq, n_post, n_item, n_user, n_name, n_excerpt, n_at)
+            AS r(seq, post, item, usr, name, excerpt, at)
+        WHERE EXISTS (SELECT 1 FROM notifications_g{g} x WHERE x.seq = r.seq)
+            OR EXISTS (SELECT 1 FROM follow_spans_g{g} f WHERE f.post_id = r.post
+                AND f.since < r.seq AND f.ended IS NULL
+                AND (r.usr IS NULL OR f.user_id <> r.usr));
     END IF;
     END",
 };
