@@ -44,7 +44,9 @@ pub(crate) struct Table {
     /// One statement for a run of changes of one kind, if this table takes that kind.
     pub run: fn(d: Dialect, g: u32, kind: Run, changes: &[Change]) -> Option<Stmt>,
     /// PostgreSQL functions made with each generation of the table and dropped with it (SQLite
-    /// has none): what a `run` statement may call.
+    /// has none): what a `run` statement may call. A generation keeps the functions it was
+    /// made with, so a change to one (its body too) reaches a live generation only through a
+    /// rebuild: raise the projection's version with it.
     pub functions: &'static [Function],
 }
 
