@@ -404,8 +404,7 @@ fn push_stored(page: &mut StoredEvents, row: &rusqlite::Row<'_>) -> Result<(), R
 /// The write connection at `path`, in WAL mode with its tables, and the last position stored.
 fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
     let failed = |e| sqlite_error(&format!("cannot open {}", path.display()), e);
-    let conn = readers::open_writer(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let conn = readers::open_writer(path).map_err(StoreError::Unavailable)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
     // In WAL mode FULL syncs the log on every commit: acknowledged means durable. Statement
     // journals (undo for one statement inside a transaction) stay in memory (`readers::open`):

@@ -130,35 +130,38 @@ impl Drop for Readers {
 /// A connection to the database at `path` opened with `flags` (no mutex: one thread uses
 /// it), waiting up to 10 s for a lock, temporary data in memory.
 pub(crate) fn open(path: &Path, flags: OpenFlags) -> Result<Connection, ReadModelError> {
+    connection(path, flags).map_err(error)
+}
+
+fn connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         path,
         flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(error)?;
-    connection
-        .busy_timeout(Duration::from_secs(10))
-        .map_err(error)?;
-    connection
-        .execute_batch("PRAGMA temp_store = memory;")
-        .map_err(error)?;
+    )?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.execute_batch("PRAGMA temp_store = memory;")?;
     Ok(connection)
 }
 
 /// The one connection that writes the database at `path` (created if missing), switched to
 /// WAL so that the reader threads read beside it; refused if SQLite will not use WAL there.
-pub(crate) fn open_writer(path: &Path) -> Result<Connection, ReadModelError> {
-    let connection = open(
+/// Fails with a message naming the file, for the caller to put in its own error (the log's or
+/// the read models').
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, String> {
+    let cannot = |e: rusqlite::Error| format!("cannot open {}: {e}", path.display());
+    let connection = connection(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
-    )?;
+    )
+    .map_err(cannot)?;
     let mode: String = connection
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(error)?;
+        .map_err(cannot)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(ReadModelError::Backend(format!(
+        return Err(format!(
             "{} would not use WAL (journal mode {mode})",
             path.display()
-        )));
+        ));
     }
     Ok(connection)
 }

@@ -85,7 +85,7 @@ struct Writer {
 
 impl Writer {
     fn open(path: &Path) -> Result<Self, ReadModelError> {
-        let connection = readers::open_writer(path)?;
+        let connection = readers::open_writer(path).map_err(ReadModelError::Backend)?;
         // Read models are rebuildable from the log, and the checkpoint commits with the rows,
         // so NORMAL (no fsync per commit) can lose only whole recent batches.
         connection

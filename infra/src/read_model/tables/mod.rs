@@ -86,6 +86,9 @@ impl Function {
     /// A call of generation `g`'s function with `columns`, one per parameter, each bound as one
     /// typed array.
     pub(crate) fn call(&self, g: u32, columns: Vec<Vec<Value>>) -> Stmt {
+        // The columns are zipped with the parameters: one missing would not fail here, the call
+        // would only lack its last argument.
+        debug_assert_eq!(columns.len(), self.params.len(), "{}", self.name);
         let casts: Vec<String> = self
             .params
             .iter()
