@@ -96,12 +96,72 @@ impl Running {
         Ok((running, caught_up))
     }
 
+    /// The CPU time used so far by the server this tool started (none for `--url`) and by
+    /// the tool itself.
+    fn cpu_mark(&self) -> CpuMark {
+        CpuMark {
+            server: self.server.as_ref().and_then(Server::cpu_time),
+            tool: super::server::cpu_time("self"),
+        }
+    }
+
     async fn close(self) {
         if let Some(s) = self.server {
             s.stop().await;
         }
         if let Some(d) = self.scratch {
             let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// CPU time used so far by the server and by the tool, where the system tells.
+#[derive(Clone, Copy)]
+struct CpuMark {
+    server: Option<Duration>,
+    tool: Option<Duration>,
+}
+
+/// CPU time the server and the tool used over the measured stretches of a scenario.
+#[derive(Default)]
+struct CpuUse {
+    server: Option<Duration>,
+    tool: Option<Duration>,
+}
+
+impl CpuUse {
+    /// Adds what was used between `from` and `to`.
+    fn add(&mut self, from: CpuMark, to: CpuMark) {
+        let delta = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        let sum = |total: Option<Duration>, more: Option<Duration>| match (total, more) {
+            (Some(t), Some(m)) => Some(t + m),
+            (None, m) => m,
+            (t, None) => t,
+        };
+        self.server = sum(self.server, delta(from.server, to.server));
+        self.tool = sum(self.tool, delta(from.tool, to.tool));
+    }
+
+    /// Notes CPU per operation (`what`, `count` of them in `wall`): the server's, which is
+    /// steadier than a rate on a machine whose speed wanders, and the tool's, which shares the
+    /// machine with it. Nothing for a server at `--url`, or where the system does not tell.
+    fn note(&self, report: &mut Report, what: &str, count: u64, wall: Duration) {
+        let count = count.max(1) as f64;
+        if let Some(server) = self.server {
+            report.note(
+                &format!("server CPU per {what}, µs"),
+                (server.as_secs_f64() * 1e6 / count).round(),
+            );
+            report.note(
+                "server CPU busy, cores",
+                (server.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0).round() / 100.0,
+            );
+        }
+        if let Some(tool) = self.tool {
+            report.note(
+                "tool CPU per request, µs",
+                (tool.as_secs_f64() * 1e6 / count).round(),
+            );
         }
     }
 }
@@ -389,6 +449,7 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
 
     let tickets = Tickets::new(common.requests);
     let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cpu_from = running.cpu_mark();
     let started = Instant::now();
     let mut set = JoinSet::new();
     for (user, post) in own.clone() {
@@ -421,6 +482,8 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
     }
     let (rec, errors) = join(set).await;
     let wall = started.elapsed();
+    let mut cpu = CpuUse::default();
+    cpu.add(cpu_from, running.cpu_mark());
     let last = last.load(std::sync::atomic::Ordering::Relaxed);
     let behind = client.projection_position("/posts?limit=1").await?;
     let catching_up = Instant::now();
@@ -445,6 +508,7 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
         "projectors caught up after the end, s",
         caught_up.as_secs_f64(),
     );
+    cpu.note(&mut report, "comment", count, wall);
     let base = timed_baseline(
         common,
         count.max(1),
@@ -487,6 +551,7 @@ pub async fn hot_post(
     let mut rec = Recorder::default();
     let mut names: Vec<BTreeMap<usize, (String, String)>> = Vec::new();
     let mut waves = Vec::new();
+    let mut cpu = CpuUse::default();
     for wave in ["first comment", "second comment"] {
         let barrier = Arc::new(Barrier::new(users.len()));
         let mut set = JoinSet::new();
@@ -501,6 +566,7 @@ pub async fn hot_post(
                 (i, rec, reply)
             });
         }
+        let cpu_from = running.cpu_mark();
         let started = Instant::now();
         let mut got = BTreeMap::new();
         let mut errors = Vec::new();
@@ -515,6 +581,7 @@ pub async fn hot_post(
             }
         }
         waves.push((wave, started.elapsed()));
+        cpu.add(cpu_from, running.cpu_mark());
         if let Some(e) = errors.first() {
             running.close().await;
             return Err(BenchError::Request(format!(
@@ -615,6 +682,7 @@ pub async fn hot_post(
     running.close().await;
 
     let mut report = Report::new("hot-post", users.len(), wall, &rec);
+    cpu.note(&mut report, "comment", rec.all().count(), wall);
     for (wave, took) in &waves {
         report.note(&format!("{wave} wave, s"), took.as_secs_f64());
         report.note(

@@ -92,11 +92,34 @@ impl Server {
         Ok(Self { child, url })
     }
 
+    /// The CPU time (user and system) the server has used so far, where the system tells.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.child.id().and_then(|pid| cpu_time(&pid.to_string()))
+    }
+
     /// Stops the server with SIGTERM-like gentleness where possible.
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// The CPU time (user and system) process `pid` (`self` for this one) has used so far, from
+/// Linux's `/proc/<pid>/stat`; `None` elsewhere or when it cannot be read. The file counts in
+/// clock ticks of 1/100 s (`USER_HZ`, 100 on every architecture Linux runs this on).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 10))
+}
+
+/// User plus system ticks from a `/proc/<pid>/stat` line: fields 14 and 15, counted after the
+/// command name, which is in parentheses and may itself hold spaces and parentheses.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 fn current_exe() -> Result<PathBuf, BenchError> {
@@ -128,4 +151,43 @@ pub async fn serve_baseline(listen: &str) -> Result<(), BenchError> {
     )
     .await
     .map_err(|e| BenchError::Setup(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system_whatever_the_command_name() {
+        let stat = "4242 (tokio (rt) 2) S 1 4242 4242 0 -1 4194560 1207 0 0 0 \
+                    1270 572 0 0 20 0 9 0 8816 1500000000 9000 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(1270 + 572));
+        assert_eq!(cpu_ticks("4242 (cut short) S 1 2"), None);
+        assert_eq!(cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu_and_the_count_grows() {
+        let Some(before) = cpu_time("self") else {
+            // Not Linux: nothing to read, and the bench reports no CPU figures.
+            assert!(!std::path::Path::new("/proc/self/stat").exists());
+            return;
+        };
+        // Spin until the count has grown by 20 ms, for at most 5 s of wall time (a loaded
+        // machine gives this thread less than all of a core).
+        let mut x = 0u64;
+        let spin = std::time::Instant::now();
+        let mut after = before;
+        while after < before + Duration::from_millis(20) && spin.elapsed() < Duration::from_secs(5)
+        {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_time("self").expect("read once, read again");
+        }
+        assert!(
+            after >= before + Duration::from_millis(20),
+            "{before:?} then {after:?}"
+        );
+    }
 }
