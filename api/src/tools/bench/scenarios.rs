@@ -230,13 +230,21 @@ fn prefix(tag: &str) -> String {
     format!("{tag}{r:08x}_")
 }
 
+/// What the baseline measured: its latencies, the time its requests took (from the first sent
+/// to the last answered, not the server's start or stop) and the CPU its server used meanwhile.
+struct Baseline {
+    rec: Recorder,
+    wall: Duration,
+    server_cpu: Option<Duration>,
+}
+
 /// The baseline: the same number of requests over the same connections to the minimal axum
 /// server, GETs or POSTs of `body`.
 async fn baseline(
     common: &Common,
     requests: u64,
     post: Option<Value>,
-) -> Result<Option<Recorder>, BenchError> {
+) -> Result<Option<Baseline>, BenchError> {
     if common.no_baseline {
         return Ok(None);
     }
@@ -248,6 +256,8 @@ async fn baseline(
     let client = Client::new(&server.url, None, common.connections)?;
     let tickets = Tickets::new(requests);
     let mut set = JoinSet::new();
+    let cpu_from = server.cpu_time();
+    let started = Instant::now();
     for _ in 0..common.connections.max(1) {
         let (client, tickets, post) = (client.clone(), tickets.clone(), post.clone());
         set.spawn(async move {
@@ -279,9 +289,17 @@ async fn baseline(
         });
     }
     let (rec, _) = join(set).await;
+    let wall = started.elapsed();
+    let server_cpu = cpu_from
+        .zip(server.cpu_time())
+        .map(|(from, to)| to.saturating_sub(from));
     server.stop().await;
     let _ = std::fs::remove_file(log);
-    Ok(Some(rec))
+    Ok(Some(Baseline {
+        rec,
+        wall,
+        server_cpu,
+    }))
 }
 
 /// Rate and p99 of `ours` beside the baseline's.
@@ -290,13 +308,13 @@ fn compare(
     what: &str,
     ours: &Recorder,
     wall: Duration,
-    base: &Option<(Recorder, Duration)>,
+    base: &Option<Baseline>,
 ) {
-    let Some((base, base_wall)) = base else {
+    let Some(base) = base else {
         return;
     };
     let o = ours.all().figures(wall);
-    let b = base.all().figures(*base_wall);
+    let b = base.rec.all().figures(base.wall);
     report.compared.push(Compared::new(
         format!("{what} per s"),
         o.per_sec,
@@ -313,15 +331,29 @@ fn compare(
     ));
 }
 
-async fn timed_baseline(
-    common: &Common,
-    requests: u64,
-    post: Option<Value>,
-) -> Result<Option<(Recorder, Duration)>, BenchError> {
-    let started = Instant::now();
-    Ok(baseline(common, requests, post)
-        .await?
-        .map(|r| (r, started.elapsed())))
+/// The server's CPU per operation beside the baseline server's per request, when both are
+/// known: a ratio that moves less with the machine's speed than the rates do.
+fn compare_cpu(
+    report: &mut Report,
+    what: &str,
+    ours: &CpuUse,
+    count: u64,
+    base: &Option<Baseline>,
+) {
+    let (Some(server), Some(base)) = (ours.server, base.as_ref()) else {
+        return;
+    };
+    let Some(base_cpu) = base.server_cpu else {
+        return;
+    };
+    let per = |cpu: Duration, n: u64| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+    report.compared.push(Compared::new(
+        format!("server CPU per {what}"),
+        per(server, count),
+        "µs",
+        "minimal axum handler, per request",
+        per(base_cpu, base.rec.all().count()),
+    ));
 }
 
 /// `commands`: each connection registers and logs in a user, then runs a mix of 75% comments
@@ -418,7 +450,7 @@ pub async fn commands(common: &Common, target: &Target) -> Result<Outcome, Bench
     let count = rec.all().count();
     running.close().await;
     let mut report = Report::new("commands", common.connections, wall, &rec);
-    let base = timed_baseline(
+    let base = baseline(
         common,
         count.max(1),
         Some(json!({"body": COMMENT, "anonymous": true})),
@@ -509,13 +541,14 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
         caught_up.as_secs_f64(),
     );
     cpu.note(&mut report, "comment", count, wall);
-    let base = timed_baseline(
+    let base = baseline(
         common,
         count.max(1),
         Some(json!({"body": COMMENT, "anonymous": true})),
     )
     .await?;
     compare(&mut report, "comments", &rec, wall, &base);
+    compare_cpu(&mut report, "comment", &cpu, count, &base);
     Ok((report, errors))
 }
 
@@ -714,6 +747,7 @@ pub async fn hot_post(
         let base_client = Client::new(&server.url, None, users.len())?;
         let mut base = Recorder::default();
         let mut base_wall = Duration::ZERO;
+        let mut base_cpu = Some(Duration::ZERO);
         for _ in 0..2 {
             let barrier = Arc::new(Barrier::new(users.len()));
             let mut set = JoinSet::new();
@@ -739,21 +773,26 @@ pub async fn hot_post(
                     r
                 });
             }
+            let cpu_from = server.cpu_time();
             let started = Instant::now();
             while let Some(r) = set.join_next().await {
                 base.merge(&r.expect("a baseline request does not panic"));
             }
             base_wall += started.elapsed();
+            let used = cpu_from
+                .zip(server.cpu_time())
+                .map(|(a, b)| b.saturating_sub(a));
+            base_cpu = base_cpu.zip(used).map(|(total, more)| total + more);
         }
         server.stop().await;
         let _ = std::fs::remove_file(log);
-        compare(
-            &mut report,
-            "hot-post comments",
-            &rec,
-            wall,
-            &Some((base, base_wall)),
-        );
+        let base = Some(Baseline {
+            rec: base,
+            wall: base_wall,
+            server_cpu: base_cpu,
+        });
+        compare(&mut report, "hot-post comments", &rec, wall, &base);
+        compare_cpu(&mut report, "comment", &cpu, rec.all().count(), &base);
     }
     Ok((report, Vec::new()))
 }
@@ -865,7 +904,7 @@ pub async fn reads(
         report.note("projections caught up after start, s", took.as_secs_f64());
         report.note("catch-up rate, events/s", head as f64 / took.as_secs_f64());
     }
-    let base = timed_baseline(common, rec.all().count().max(1), None).await?;
+    let base = baseline(common, rec.all().count().max(1), None).await?;
     compare(&mut report, "reads", &rec, wall, &base);
     Ok((report, errors))
 }
