@@ -129,6 +129,19 @@ async fn hot_post_with_a_thousand_users_hands_out_exactly_the_first_thousand_nam
     .await;
     assert_eq!(report["operations"]["all"]["errors"], 0, "{report}");
     assert_hot_post_kept_the_rule(&report, 1000);
+    if std::path::Path::new("/proc/self/stat").exists() {
+        // 2 000 comments keep the server busy for many ticks of 10 ms.
+        let cpu = report["notes"]["server CPU per comment, µs"].as_f64();
+        assert!(cpu.is_some_and(|c| c > 0.0 && c.is_finite()), "{report}");
+        let cores = report["notes"]["server CPU busy, cores"].as_f64();
+        assert!(cores.is_some_and(|c| c > 0.0 && c < 64.0), "{report}");
+        assert!(
+            report["notes"]["tool CPU per request, µs"]
+                .as_f64()
+                .is_some(),
+            "{report}"
+        );
+    }
 }
 
 /// Every one of `users` commented twice, and the tool's own check of the pseudonym rule found

@@ -147,7 +147,8 @@ impl CpuUse {
     /// machine with it. Nothing for a server at `--url`, or where the system does not tell.
     fn note(&self, report: &mut Report, what: &str, count: u64, wall: Duration) {
         let count = count.max(1) as f64;
-        if let Some(server) = self.server {
+        // Counted in ticks of 10 ms: nothing counted means too short to tell, not free.
+        if let Some(server) = self.server.filter(|c| !c.is_zero()) {
             report.note(
                 &format!("server CPU per {what}, µs"),
                 (server.as_secs_f64() * 1e6 / count).round(),
@@ -157,7 +158,7 @@ impl CpuUse {
                 (server.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0).round() / 100.0,
             );
         }
-        if let Some(tool) = self.tool {
+        if let Some(tool) = self.tool.filter(|c| !c.is_zero()) {
             report.note(
                 "tool CPU per request, µs",
                 (tool.as_secs_f64() * 1e6 / count).round(),
@@ -343,9 +344,13 @@ fn compare_cpu(
     let (Some(server), Some(base)) = (ours.server, base.as_ref()) else {
         return;
     };
-    let Some(base_cpu) = base.server_cpu else {
+    // CPU is counted in ticks of 10 ms: a phase too short to show any is left out.
+    let Some(base_cpu) = base.server_cpu.filter(|c| !c.is_zero()) else {
         return;
     };
+    if server.is_zero() {
+        return;
+    }
     let per = |cpu: Duration, n: u64| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
     report.compared.push(Compared::new(
         format!("server CPU per {what}"),
