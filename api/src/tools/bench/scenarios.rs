@@ -122,6 +122,11 @@ struct CpuMark {
     tool: Option<Duration>,
 }
 
+/// The CPU time used between two readings of one process, if both were read.
+fn used(from: Option<Duration>, to: Option<Duration>) -> Option<Duration> {
+    Some(to?.saturating_sub(from?))
+}
+
 /// CPU time the server and the tool used over the measured stretches of a scenario.
 #[derive(Default)]
 struct CpuUse {
@@ -132,14 +137,13 @@ struct CpuUse {
 impl CpuUse {
     /// Adds what was used between `from` and `to`.
     fn add(&mut self, from: CpuMark, to: CpuMark) {
-        let delta = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
         let sum = |total: Option<Duration>, more: Option<Duration>| match (total, more) {
             (Some(t), Some(m)) => Some(t + m),
             (None, m) => m,
             (t, None) => t,
         };
-        self.server = sum(self.server, delta(from.server, to.server));
-        self.tool = sum(self.tool, delta(from.tool, to.tool));
+        self.server = sum(self.server, used(from.server, to.server));
+        self.tool = sum(self.tool, used(from.tool, to.tool));
     }
 
     /// Notes CPU per operation (`what`, `count` of them in `wall`): the server's, which is
@@ -291,9 +295,7 @@ async fn baseline(
     }
     let (rec, _) = join(set).await;
     let wall = started.elapsed();
-    let server_cpu = cpu_from
-        .zip(server.cpu_time())
-        .map(|(from, to)| to.saturating_sub(from));
+    let server_cpu = used(cpu_from, server.cpu_time());
     server.stop().await;
     let _ = std::fs::remove_file(log);
     Ok(Some(Baseline {
@@ -784,10 +786,8 @@ pub async fn hot_post(
                 base.merge(&r.expect("a baseline request does not panic"));
             }
             base_wall += started.elapsed();
-            let used = cpu_from
-                .zip(server.cpu_time())
-                .map(|(a, b)| b.saturating_sub(a));
-            base_cpu = base_cpu.zip(used).map(|(total, more)| total + more);
+            let more = used(cpu_from, server.cpu_time());
+            base_cpu = base_cpu.zip(more).map(|(total, more)| total + more);
         }
         server.stop().await;
         let _ = std::fs::remove_file(log);
