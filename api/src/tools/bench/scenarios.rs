@@ -150,25 +150,24 @@ impl CpuUse {
     /// steadier than a rate on a machine whose speed wanders, and the tool's, which shares the
     /// machine with it. Nothing for a server at `--url`, or where the system does not tell.
     fn note(&self, report: &mut Report, what: &str, count: u64, wall: Duration) {
-        let count = count.max(1) as f64;
-        // Counted in ticks of 10 ms: nothing counted means too short to tell, not free.
-        if let Some(server) = self.server.filter(|c| !c.is_zero()) {
-            report.note(
-                &format!("server CPU per {what}, µs"),
-                (server.as_secs_f64() * 1e6 / count).round(),
-            );
+        if let (Some(per), Some(server)) = (micros_per(self.server, count), self.server) {
+            report.note(&format!("server CPU per {what}, µs"), per.round());
             report.note(
                 "server CPU busy, cores",
                 (server.as_secs_f64() / wall.as_secs_f64().max(1e-9) * 100.0).round() / 100.0,
             );
         }
-        if let Some(tool) = self.tool.filter(|c| !c.is_zero()) {
-            report.note(
-                "tool CPU per request, µs",
-                (tool.as_secs_f64() * 1e6 / count).round(),
-            );
+        if let Some(per) = micros_per(self.tool, count) {
+            report.note("tool CPU per request, µs", per.round());
         }
     }
+}
+
+/// Microseconds of CPU per operation, or `None` when nothing was counted: `/proc` counts in
+/// ticks of 10 ms, so a phase too short to show one is too short to tell, not free.
+fn micros_per(cpu: Option<Duration>, count: u64) -> Option<f64> {
+    let cpu = cpu.filter(|c| !c.is_zero())?;
+    Some(cpu.as_secs_f64() * 1e6 / count.max(1) as f64)
 }
 
 /// Collects the recorders and first errors of a set of connections.
@@ -343,23 +342,21 @@ fn compare_cpu(
     count: u64,
     base: &Option<Baseline>,
 ) {
-    let (Some(server), Some(base)) = (ours.server, base.as_ref()) else {
+    let Some(base) = base else {
         return;
     };
-    // CPU is counted in ticks of 10 ms: a phase too short to show any is left out.
-    let Some(base_cpu) = base.server_cpu.filter(|c| !c.is_zero()) else {
+    let (Some(ours), Some(theirs)) = (
+        micros_per(ours.server, count),
+        micros_per(base.server_cpu, base.rec.all().count()),
+    ) else {
         return;
     };
-    if server.is_zero() {
-        return;
-    }
-    let per = |cpu: Duration, n: u64| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
     report.compared.push(Compared::new(
         format!("server CPU per {what}"),
-        per(server, count),
+        ours,
         "µs",
         "minimal axum handler, per request",
-        per(base_cpu, base.rec.all().count()),
+        theirs,
     ));
 }
 
