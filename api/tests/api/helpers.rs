@@ -165,9 +165,51 @@ pub async fn postgres_backend() -> Option<String> {
         .await
         .expect("a test database");
     admin.close().await;
+    MADE_HERE.with(|made| made.borrow_mut().0.push((server.clone(), name.clone())));
     let mut url = url::Url::parse(&server).expect("a URL");
     url.set_path(&name);
     Some(url.into())
+}
+
+thread_local! {
+    /// The databases made on this thread, dropped when it ends.
+    static MADE_HERE: std::cell::RefCell<MadeHere> = const { std::cell::RefCell::new(MadeHere(Vec::new())) };
+}
+
+/// The test databases a thread made: (server URL, name). libtest runs each test on a thread of
+/// its own, which ends after the test's runtime (and so its apps' connections) is gone; that is
+/// when they are dropped. A PostgreSQL pass of the suite makes hundreds, several GiB in all, and
+/// a CI machine's disk has run out under them.
+struct MadeHere(Vec<(String, String)>);
+
+impl Drop for MadeHere {
+    fn drop(&mut self) {
+        let made = std::mem::take(&mut self.0);
+        if made.is_empty() {
+            return;
+        }
+        // A thread of its own, with a runtime of its own: this runs while this thread's
+        // thread-locals (a runtime's among them) are being torn down. A database left behind
+        // (if this fails, or the process exits first) harms nobody on a throwaway server.
+        let dropping = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                for (server, name) in made {
+                    let admin = sqlx::PgPool::connect(&server).await.ok()?;
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    sqlx::raw_sql(&drop).execute(&admin).await.ok()?;
+                    admin.close().await;
+                }
+                Some(())
+            })
+        });
+        if !matches!(dropping.join(), Ok(Some(()))) {
+            eprintln!("could not drop every test database of this thread");
+        }
+    }
 }
 
 /// The live read models of `app` and an empty store of the same backend, for comparing a
@@ -292,8 +334,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     settings.rate_limits.enabled = false;
     settings.password.memory_kib = 1024;
     settings.password.iterations = 1;
-    settings.database_url = postgres_backend().await.map(Into::into);
     configure(&mut settings);
+    // A database of its own, unless `configure` gave it another app's.
+    if settings.database_url.is_none() {
+        settings.database_url = postgres_backend().await.map(Into::into);
+    }
 
     let settings_data = settings.data.clone();
     let database_url = settings
