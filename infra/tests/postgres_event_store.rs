@@ -15,6 +15,7 @@
 )]
 
 mod contract;
+mod test_database;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -33,54 +34,20 @@ use infra::event_store::postgres::{
 };
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
+use test_database::TestDatabase;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-const URL_VAR: &str = "TREEHOLE_TEST_DATABASE_URL";
-
-/// A database of its own on the test server, dropped with it.
-struct TestDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
+/// What this suite does with a test database besides making and dropping it.
 impl TestDatabase {
-    /// The reason the tests cannot run, if no server is configured.
-    fn unavailable() -> Option<String> {
-        match std::env::var(URL_VAR) {
-            Ok(url) if !url.is_empty() => None,
-            _ => Some(format!("{URL_VAR} not set")),
-        }
-    }
-
     /// A fresh database, or `None` (having said so) when no server is configured.
     async fn create_or_skip(test: &str) -> Option<Self> {
         if let Some(why) = Self::unavailable() {
             contract::skip(test, &why);
             return None;
         }
-        Some(Self::create().await)
-    }
-
-    async fn create() -> Self {
-        let server = std::env::var(URL_VAR).unwrap_or_default();
-        let name = format!("treehole_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
-        admin
-            .execute(&*format!("CREATE DATABASE {name}"))
-            .await
-            .expect("a test database");
-        let mut url = url::Url::parse(&server).expect("a URL");
-        url.set_path(&name);
-        Self {
-            server,
-            name,
-            url: url.into(),
-        }
+        Some(Self::create("treehole_test").await)
     }
 
     async fn connect(&self) -> PostgresEventStore {
@@ -97,31 +64,6 @@ impl TestDatabase {
     }
 }
 
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop cannot await: use a thread with a runtime of its own. A database left behind
-        // (if this fails) harms nobody on a throwaway server.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server).await.ok()?;
-                admin
-                    .execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
-    }
-}
-
 struct PostgresHarness {
     db: TestDatabase,
 }
@@ -129,7 +71,7 @@ struct PostgresHarness {
 impl contract::Harness for PostgresHarness {
     async fn create() -> Self {
         Self {
-            db: TestDatabase::create().await,
+            db: TestDatabase::create("treehole_test").await,
         }
     }
 

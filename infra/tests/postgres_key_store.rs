@@ -12,14 +12,12 @@
 )]
 
 mod key_store_contract;
+mod test_database;
 
 use std::sync::Arc;
 
 use infra::keys::PostgresKeyStore;
-use sqlx::{Connection, Executor, PgConnection};
-use uuid::Uuid;
-
-const URL_VAR: &str = "TREEHOLE_TEST_DATABASE_URL";
+use test_database::TestDatabase;
 
 /// Says that the running test did not run, where `scripts/test` counts it (see
 /// `contract::skip`): a `test-skipped:` line, named by the test's thread.
@@ -31,68 +29,22 @@ fn skipped(why: &str) {
 }
 
 /// A database of its own on the test server, dropped with the harness.
-struct PostgresHarness {
-    server: String,
-    name: String,
-    url: String,
-}
+struct PostgresHarness(TestDatabase);
 
 impl PostgresHarness {
     /// A fresh database, or `None` (having said so) without a server.
     async fn create_database() -> Option<Self> {
-        let server = match std::env::var(URL_VAR) {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                skipped(&format!("{URL_VAR} not set"));
-                return None;
-            }
-        };
-        let name = format!("treehole_keys_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to {URL_VAR}: {e}"));
-        admin
-            .execute(&*format!("CREATE DATABASE {name}"))
-            .await
-            .expect("a test database");
-        let mut url = url::Url::parse(&server).expect("a URL");
-        url.set_path(&name);
-        Some(Self {
-            server,
-            name,
-            url: url.into(),
-        })
+        if let Some(why) = TestDatabase::unavailable() {
+            skipped(&why);
+            return None;
+        }
+        Some(Self(TestDatabase::create("treehole_keys").await))
     }
 
     async fn connect(&self) -> PostgresKeyStore {
-        PostgresKeyStore::connect(&self.url)
+        PostgresKeyStore::connect(&self.0.url)
             .await
             .expect("the key store connects")
-    }
-}
-
-impl Drop for PostgresHarness {
-    fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
-        // Drop cannot await: use a thread with a runtime of its own. A database left behind
-        // (if this fails) harms nobody on a throwaway server.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&server).await.ok()?;
-                admin
-                    .execute(&*format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
     }
 }
 

@@ -12,13 +12,15 @@
 )]
 
 mod read_model_contract;
+mod test_database;
 
 use std::sync::Arc;
 
 use infra::read_model::PostgresReadModels;
-use uuid::Uuid;
+use test_database::TestDatabase;
 
-struct PostgresHarness;
+/// The test's database, dropped with the harness.
+struct PostgresHarness(#[allow(dead_code)] TestDatabase);
 
 /// Says that the running test did not run, where `scripts/test` counts it (see
 /// `contract::skip`): a `test-skipped:` line, named by the test's thread.
@@ -29,36 +31,23 @@ fn skipped(why: &str) {
     let _ = std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
 }
 
-/// A fresh database on the test server, or `None` (having said so) without a server.
-async fn fresh_database(prefix: &str) -> Option<String> {
-    let server = match std::env::var("TREEHOLE_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            skipped("TREEHOLE_TEST_DATABASE_URL not set");
-            return None;
-        }
-    };
-    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&server)
-        .await
-        .expect("the test server answers");
-    let create = format!("CREATE DATABASE {name}");
-    sqlx::raw_sql(&create)
-        .execute(&admin)
-        .await
-        .expect("a test database");
-    let mut url = url::Url::parse(&server).expect("a URL");
-    url.set_path(&name);
-    Some(url.into())
+/// A fresh database on the test server, dropped with it, or `None` (having said so) without a
+/// server.
+async fn fresh_database(prefix: &str) -> Option<TestDatabase> {
+    if let Some(why) = TestDatabase::unavailable() {
+        skipped(&why);
+        return None;
+    }
+    Some(TestDatabase::create(prefix).await)
 }
 
 impl read_model_contract::Harness for PostgresHarness {
     async fn create() -> Option<(Self, read_model_contract::Store)> {
-        let url = fresh_database("treehole_rm").await?;
-        let store = PostgresReadModels::connect(&url)
+        let db = fresh_database("treehole_rm").await?;
+        let store = PostgresReadModels::connect(&db.url)
             .await
             .expect("the store connects");
-        Some((Self, Arc::new(store)))
+        Some((Self(db), Arc::new(store)))
     }
 }
 
@@ -66,10 +55,10 @@ read_model_contract::read_model_contract!(PostgresHarness);
 
 #[tokio::test]
 async fn migrations_report_what_is_pending_and_apply_once() {
-    let Some(url) = fresh_database("treehole_mig").await else {
+    let Some(db) = fresh_database("treehole_mig").await else {
         return;
     };
-    let url = url.as_str();
+    let url = db.url.as_str();
     let all = infra::migrations::pending(url).await.expect("pending");
     assert_eq!(
         all.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
@@ -104,17 +93,18 @@ async fn execute(url: &str, sql: &str) {
 /// `*` when it was made, so the older version's view lacks the columns too.
 #[tokio::test]
 async fn an_older_live_generation_answers_while_its_successor_builds() {
-    let Some(url) = fresh_database("treehole_rm_upgrade").await else {
+    let Some(db) = fresh_database("treehole_rm_upgrade").await else {
         return;
     };
-    let store = PostgresReadModels::connect(&url)
+    let url = db.url.as_str();
+    let store = PostgresReadModels::connect(url)
         .await
         .expect("the store connects");
     read_model_contract::an_older_live_generation_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
             execute(
-                &url,
+                url,
                 &format!(
                     "DROP VIEW feed; ALTER TABLE feed_g{g} DROP COLUMN likes, \
                      DROP COLUMN dislikes; CREATE VIEW feed AS SELECT * FROM feed_g{g}"
@@ -129,17 +119,18 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
 /// An upgrade that brings a table keeps queries answering (see the contract's case).
 #[tokio::test]
 async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds() {
-    let Some(url) = fresh_database("treehole_rm_upgrade_table").await else {
+    let Some(db) = fresh_database("treehole_rm_upgrade_table").await else {
         return;
     };
-    let store = PostgresReadModels::connect(&url)
+    let url = db.url.as_str();
+    let store = PostgresReadModels::connect(url)
         .await
         .expect("the store connects");
     read_model_contract::an_older_inbox_without_a_newer_table_answers_while_its_successor_builds(
         Arc::new(store),
         |g| async move {
             execute(
-                &url,
+                url,
                 &format!("DROP VIEW follow_spans; DROP TABLE follow_spans_g{g}"),
             )
             .await;
@@ -153,13 +144,14 @@ async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds
 #[tokio::test]
 async fn the_inbox_function_comes_and_goes_with_its_generation() {
     use projections::ReadModelStore;
-    let Some(url) = fresh_database("treehole_rm_inbox_fn").await else {
+    let Some(db) = fresh_database("treehole_rm_inbox_fn").await else {
         return;
     };
-    let store = PostgresReadModels::connect(&url)
+    let url = db.url.as_str();
+    let store = PostgresReadModels::connect(url)
         .await
         .expect("the store connects");
-    let raw = sqlx::PgPool::connect(&url).await.expect("the database");
+    let raw = sqlx::PgPool::connect(url).await.expect("the database");
     let functions = || async {
         let names: Vec<String> = sqlx::query_scalar(
             "SELECT proname::text FROM pg_proc WHERE proname LIKE 'inbox_apply_g%' ORDER BY 1",
