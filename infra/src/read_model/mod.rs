@@ -667,6 +667,61 @@ fn is_transient(e: &sqlx::Error) -> bool {
 mod tests {
     use super::*;
 
+    /// What each projection's generations are made of, pinned with the projection's version:
+    /// a fingerprint of its tables' statements on both backends and of its PostgreSQL functions.
+    const GENERATIONS: &[(&str, u32, &str)] = &[
+        ("users", 3, "3a49316a8bcd3dd5"),
+        ("feed", 5, "ee8192cfd8af6f4c"),
+        ("comments", 4, "3575b93a7ae68f66"),
+        ("tasks", 1, "272f48d129c064c6"),
+        ("stats", 2, "60d1cc2e1897a2f6"),
+        ("inbox", 5, "5592656e93ba54af"),
+        ("moderation", 1, "83873b3cd50a3f96"),
+    ];
+
+    /// The fingerprint of what a generation of `projection` is made of (SHA-256 of its
+    /// statements, the first 16 hex digits).
+    fn fingerprint(projection: &str) -> Option<String> {
+        use sha2::Digest;
+        let tables = tables_of(projection).ok()?;
+        let mut hash = sha2::Sha256::new();
+        for dialect in [sql::Dialect::Sqlite, sql::Dialect::Postgres] {
+            for table in &tables {
+                for stmt in table.create(dialect, 1) {
+                    hash.update(stmt.sql.as_bytes());
+                    hash.update(b"\n");
+                }
+            }
+        }
+        Some(hex::encode(hash.finalize())[..16].to_owned())
+    }
+
+    /// A live generation keeps the tables and PostgreSQL functions it was made with (a
+    /// function's body too); only a rebuild, which a raised projection version starts, makes
+    /// them anew. A change to either without a new version would leave running deployments on
+    /// the old ones while new ones got the new: this fails until the version is raised with it.
+    #[test]
+    fn a_generation_changes_only_with_its_projection_s_version() {
+        let mut wrong = Vec::new();
+        for projection in projections::all() {
+            let (name, version) = (projection.name(), projection.version());
+            let Some(now) = fingerprint(name) else {
+                continue; // not in SQL (search)
+            };
+            match GENERATIONS.iter().find(|(n, ..)| *n == name) {
+                Some(&(_, v, pinned)) if v == version && pinned == now => {}
+                Some(&(_, v, pinned)) if v == version => wrong.push(format!(
+                    "{name}: its tables or functions changed ({pinned} -> {now}) but its \
+                     version is still {v}; raise the version with the change, then pin \
+                     (\"{name}\", {}, \"{now}\")",
+                    v + 1
+                )),
+                _ => wrong.push(format!("{name}: pin (\"{name}\", {version}, \"{now}\")")),
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
     /// The error PostgreSQL raises with SQLSTATE `code`, from a real server: the transient
     /// ones are told by their code, whatever the message says.
     async fn raised(url: &str, code: &str, message: &str) -> ReadModelError {

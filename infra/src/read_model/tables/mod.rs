@@ -46,7 +46,8 @@ pub(crate) struct Table {
     /// PostgreSQL functions made with each generation of the table and dropped with it (SQLite
     /// has none): what a `run` statement may call. A generation keeps the functions it was
     /// made with, so a change to one (its body too) reaches a live generation only through a
-    /// rebuild: raise the projection's version with it.
+    /// rebuild: raise the projection's version with it (a test in `read_model` pins what each
+    /// version's generation is made of, tables and functions, and fails until you do).
     pub functions: &'static [Function],
 }
 
