@@ -196,18 +196,29 @@ impl Drop for MadeHere {
                 .enable_all()
                 .build()
                 .ok()?;
-            runtime.block_on(async {
+            Some(runtime.block_on(async {
+                let mut left = Vec::new();
                 for (server, name) in made {
-                    let admin = sqlx::PgPool::connect(&server).await.ok()?;
                     let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    sqlx::raw_sql(&drop).execute(&admin).await.ok()?;
-                    admin.close().await;
+                    let dropped = match sqlx::PgPool::connect(&server).await {
+                        Ok(admin) => {
+                            let done = sqlx::raw_sql(&drop).execute(&admin).await.is_ok();
+                            admin.close().await;
+                            done
+                        }
+                        Err(_) => false,
+                    };
+                    if !dropped {
+                        left.push(name);
+                    }
                 }
-                Some(())
-            })
+                left
+            }))
         });
-        if !matches!(dropping.join(), Ok(Some(()))) {
-            eprintln!("could not drop every test database of this thread");
+        match dropping.join() {
+            Ok(Some(left)) if left.is_empty() => {}
+            Ok(Some(left)) => eprintln!("could not drop the test databases {left:?}"),
+            _ => eprintln!("could not drop this thread's test databases"),
         }
     }
 }
