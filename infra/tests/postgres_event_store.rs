@@ -41,15 +41,6 @@ use uuid::Uuid;
 
 /// What this suite does with a test database besides making and dropping it.
 impl TestDatabase {
-    /// A fresh database, or `None` (having said so) when no server is configured.
-    async fn create_or_skip(test: &str) -> Option<Self> {
-        if let Some(why) = Self::unavailable() {
-            contract::skip(test, &why);
-            return None;
-        }
-        Some(Self::create("treehole_test").await)
-    }
-
     async fn connect(&self) -> PostgresEventStore {
         PostgresEventStore::connect(&self.url)
             .await
@@ -211,7 +202,7 @@ async fn an_unreachable_server_is_named_without_its_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_starting_together_create_the_tables_once() {
-    let Some(db) = TestDatabase::create_or_skip("processes_starting_together").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let mut connecting = JoinSet::new();
@@ -232,7 +223,7 @@ async fn processes_starting_together_create_the_tables_once() {
 async fn sixteen_appenders_on_distinct_streams_share_transactions() {
     const TASKS: u64 = 16;
     const APPENDS: u64 = 50;
-    let Some(db) = TestDatabase::create_or_skip("sixteen_appenders").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = Arc::new(db.connect().await);
@@ -274,7 +265,7 @@ async fn sixteen_appenders_on_distinct_streams_share_transactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stores_of_several_processes_append_in_one_gapless_order() {
-    let Some(db) = TestDatabase::create_or_skip("stores_of_several_processes").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     several_stores_append_in_one_gapless_order(&db).await;
@@ -282,7 +273,7 @@ async fn stores_of_several_processes_append_in_one_gapless_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stricter_default_isolation_level_changes_nothing() {
-    let Some(db) = TestDatabase::create_or_skip("a_stricter_default_isolation").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     // Were the writer to inherit this, its transaction snapshot would predate the write lock
@@ -356,7 +347,7 @@ async fn tailing_readers_see_fifty_thousand_events_from_four_processes_once_in_o
     const APPENDS: usize = 625;
     const EVENTS_PER_APPEND: usize = 5;
     const TOTAL: usize = STORES * WRITERS_PER_STORE * APPENDS * EVENTS_PER_APPEND;
-    let Some(db) = TestDatabase::create_or_skip("tailing_readers").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let mut stores = Vec::new();
@@ -451,7 +442,7 @@ async fn tailing_readers_see_fifty_thousand_events_from_four_processes_once_in_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_the_database_refuses_fails_alone_and_its_batch_commits() {
     const NEIGHBOURS: u64 = 32;
-    let Some(db) = TestDatabase::create_or_skip("a_request_the_database_refuses").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = Arc::new(db.connect().await);
@@ -575,7 +566,7 @@ async fn writer_waits_for_the_lock(db: &TestDatabase) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_store_hears_of_the_first_ones_appends() {
-    let Some(db) = TestDatabase::create_or_skip("a_second_store_hears").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let (writer, reader) = (db.connect().await, db.connect().await);
@@ -599,7 +590,7 @@ async fn a_second_store_hears_of_the_first_ones_appends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_listener_that_lost_its_connection_listens_again_and_catches_up() {
-    let Some(db) = TestDatabase::create_or_skip("a_listener_that_lost").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let (writer, reader) = (db.connect().await, db.connect().await);
@@ -627,7 +618,7 @@ async fn a_listener_that_lost_its_connection_listens_again_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_that_lost_its_connection_reconnects_unnoticed() {
-    let Some(db) = TestDatabase::create_or_skip("a_writer_that_lost").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = db.connect().await;
@@ -650,7 +641,7 @@ async fn a_writer_that_lost_its_connection_reconnects_unnoticed() {
 
 #[tokio::test]
 async fn payloads_are_stored_as_sent_even_with_nul_characters() {
-    let Some(db) = TestDatabase::create_or_skip("payloads_are_stored_as_sent").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = db.connect().await;
@@ -678,7 +669,7 @@ mod batches;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hot_post_commits_in_batches_and_a_refused_command_fails_alone() {
-    let Some(db) = TestDatabase::create_or_skip("a_hot_post_commits_in_batches").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = Arc::new(db.connect().await);
@@ -691,7 +682,7 @@ async fn a_hot_post_commits_in_batches_and_a_refused_command_fails_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_hot_post_never_give_two_users_one_name() {
-    let Some(db) = TestDatabase::create_or_skip("two_processes_on_one_hot_post").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let (first, second) = (Arc::new(db.connect().await), Arc::new(db.connect().await));
@@ -704,8 +695,7 @@ async fn two_processes_on_one_hot_post_never_give_two_users_one_name() {
 /// scan the whole log.
 #[tokio::test]
 async fn the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows() {
-    let test = "the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows";
-    let Some(db) = TestDatabase::create_or_skip(test).await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
         return;
     };
     let store = db.connect().await;

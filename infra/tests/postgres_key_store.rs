@@ -19,26 +19,13 @@ use std::sync::Arc;
 use infra::keys::PostgresKeyStore;
 use test_database::TestDatabase;
 
-/// Says that the running test did not run, where `scripts/test` counts it (see
-/// `contract::skip`): a `test-skipped:` line, named by the test's thread.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("postgres_key_store");
-    let _ = std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
-}
-
 /// A database of its own on the test server, dropped with the harness.
 struct PostgresHarness(TestDatabase);
 
 impl PostgresHarness {
     /// A fresh database, or `None` (having said so) without a server.
     async fn create_database() -> Option<Self> {
-        if let Some(why) = TestDatabase::unavailable() {
-            skipped(&why);
-            return None;
-        }
-        Some(Self(TestDatabase::create("treehole_keys").await))
+        Some(Self(TestDatabase::create_or_skip("treehole_keys").await?))
     }
 
     async fn connect(&self) -> PostgresKeyStore {

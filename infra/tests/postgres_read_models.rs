@@ -22,28 +22,9 @@ use test_database::TestDatabase;
 /// The test's database, dropped with the harness.
 struct PostgresHarness(#[allow(dead_code)] TestDatabase);
 
-/// Says that the running test did not run, where `scripts/test` counts it (see
-/// `contract::skip`): a `test-skipped:` line, named by the test's thread.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("postgres_read_models");
-    let _ = std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
-}
-
-/// A fresh database on the test server, dropped with it, or `None` (having said so) without a
-/// server.
-async fn fresh_database(prefix: &str) -> Option<TestDatabase> {
-    if let Some(why) = TestDatabase::unavailable() {
-        skipped(&why);
-        return None;
-    }
-    Some(TestDatabase::create(prefix).await)
-}
-
 impl read_model_contract::Harness for PostgresHarness {
     async fn create() -> Option<(Self, read_model_contract::Store)> {
-        let db = fresh_database("treehole_rm").await?;
+        let db = TestDatabase::create_or_skip("treehole_rm").await?;
         let store = PostgresReadModels::connect(&db.url)
             .await
             .expect("the store connects");
@@ -55,7 +36,7 @@ read_model_contract::read_model_contract!(PostgresHarness);
 
 #[tokio::test]
 async fn migrations_report_what_is_pending_and_apply_once() {
-    let Some(db) = fresh_database("treehole_mig").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_mig").await else {
         return;
     };
     let url = db.url.as_str();
@@ -93,7 +74,7 @@ async fn execute(url: &str, sql: &str) {
 /// `*` when it was made, so the older version's view lacks the columns too.
 #[tokio::test]
 async fn an_older_live_generation_answers_while_its_successor_builds() {
-    let Some(db) = fresh_database("treehole_rm_upgrade").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_rm_upgrade").await else {
         return;
     };
     let url = db.url.as_str();
@@ -119,7 +100,7 @@ async fn an_older_live_generation_answers_while_its_successor_builds() {
 /// An upgrade that brings a table keeps queries answering (see the contract's case).
 #[tokio::test]
 async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds() {
-    let Some(db) = fresh_database("treehole_rm_upgrade_table").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_rm_upgrade_table").await else {
         return;
     };
     let url = db.url.as_str();
@@ -144,7 +125,7 @@ async fn an_older_inbox_without_a_newer_table_answers_while_its_successor_builds
 #[tokio::test]
 async fn the_inbox_function_comes_and_goes_with_its_generation() {
     use projections::ReadModelStore;
-    let Some(db) = fresh_database("treehole_rm_inbox_fn").await else {
+    let Some(db) = TestDatabase::create_or_skip("treehole_rm_inbox_fn").await else {
         return;
     };
     let url = db.url.as_str();

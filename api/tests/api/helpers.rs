@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+use crate::test_database::TestDatabase;
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// One answer as a client saw it.
@@ -148,79 +150,26 @@ pub fn on_postgres() -> bool {
     std::env::var("TREEHOLE_TEST_HTTP_BACKEND").is_ok_and(|b| b == "postgres")
 }
 
-/// A fresh database for one app when the suite runs on PostgreSQL.
+/// A fresh database for one app when the suite runs on PostgreSQL, dropped when the test's
+/// thread ends.
 pub async fn postgres_backend() -> Option<String> {
     if !on_postgres() {
         return None;
     }
-    let server = std::env::var("TREEHOLE_TEST_DATABASE_URL")
-        .expect("TREEHOLE_TEST_HTTP_BACKEND=postgres needs TREEHOLE_TEST_DATABASE_URL");
-    let name = format!("treehole_http_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&server)
-        .await
-        .expect("the test server answers");
-    let create = format!("CREATE DATABASE {name}");
-    sqlx::raw_sql(&create)
-        .execute(&admin)
-        .await
-        .expect("a test database");
-    admin.close().await;
-    MADE_HERE.with(|made| made.borrow_mut().0.push((server.clone(), name.clone())));
-    let mut url = url::Url::parse(&server).expect("a URL");
-    url.set_path(&name);
-    Some(url.into())
+    if let Some(why) = TestDatabase::unavailable() {
+        panic!("TREEHOLE_TEST_HTTP_BACKEND=postgres needs a server: {why}");
+    }
+    let db = TestDatabase::create("treehole_http").await;
+    let url = db.url.clone();
+    MADE_HERE.with(|made| made.borrow_mut().push(db));
+    Some(url)
 }
 
 thread_local! {
-    /// The databases made on this thread, dropped when it ends.
-    static MADE_HERE: std::cell::RefCell<MadeHere> = const { std::cell::RefCell::new(MadeHere(Vec::new())) };
-}
-
-/// The test databases a thread made: (server URL, name). libtest runs each test on a thread of
-/// its own, which ends after the test's runtime (and so its apps' connections) is gone; that is
-/// when they are dropped. A PostgreSQL pass of the suite makes hundreds, several GiB in all, and
-/// a CI machine's disk has run out under them.
-struct MadeHere(Vec<(String, String)>);
-
-impl Drop for MadeHere {
-    fn drop(&mut self) {
-        let made = std::mem::take(&mut self.0);
-        if made.is_empty() {
-            return;
-        }
-        // A thread of its own, with a runtime of its own: this runs while this thread's
-        // thread-locals (a runtime's among them) are being torn down. A database left behind
-        // (if this fails, or the process exits first) harms nobody on a throwaway server.
-        let dropping = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            Some(runtime.block_on(async {
-                let mut left = Vec::new();
-                for (server, name) in made {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let dropped = match sqlx::PgPool::connect(&server).await {
-                        Ok(admin) => {
-                            let done = sqlx::raw_sql(&drop).execute(&admin).await.is_ok();
-                            admin.close().await;
-                            done
-                        }
-                        Err(_) => false,
-                    };
-                    if !dropped {
-                        left.push(name);
-                    }
-                }
-                left
-            }))
-        });
-        match dropping.join() {
-            Ok(Some(left)) if left.is_empty() => {}
-            Ok(Some(left)) => eprintln!("could not drop the test databases {left:?}"),
-            _ => eprintln!("could not drop this thread's test databases"),
-        }
-    }
+    /// The test databases made on this thread. libtest runs each test on a thread of its own,
+    /// which ends after the test's runtime (and so its apps' connections) is gone; that is when
+    /// they are dropped. The URLs are handed around as strings, so nothing else holds them.
+    static MADE_HERE: std::cell::RefCell<Vec<TestDatabase>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The live read models of `app` and an empty store of the same backend, for comparing a

@@ -35,6 +35,8 @@ mod sessions;
 mod stats;
 mod supervision;
 mod tasks;
+#[path = "../../../infra/tests/test_database/mod.rs"]
+mod test_database;
 mod timeouts;
 mod web;
 mod worker;

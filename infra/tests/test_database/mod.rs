@@ -1,6 +1,7 @@
 //! A database of its own on the test server (`TREEHOLE_TEST_DATABASE_URL`) for one test,
 //! dropped with it: the PostgreSQL suites make one per test, and a CI machine's disk has run
-//! out under databases left behind.
+//! out under databases left behind. The infra suites include this module, and so do the
+//! HTTP suites (`api/tests/api/main.rs`, by path).
 
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
@@ -20,6 +21,22 @@ impl TestDatabase {
             Ok(url) if !url.is_empty() => None,
             _ => Some(format!("{URL_VAR} not set")),
         }
+    }
+
+    /// A fresh database, or `None` without a server, having said that the running test was
+    /// skipped where `scripts/test` counts it: a `test-skipped:` line on stderr, past the
+    /// harness's capture, named by the test's thread.
+    #[allow(dead_code)] // the HTTP suites, which need a server when they run on PostgreSQL
+    pub async fn create_or_skip(prefix: &str) -> Option<Self> {
+        if let Some(why) = Self::unavailable() {
+            use std::io::Write;
+            let thread = std::thread::current();
+            let test = thread.name().unwrap_or("a PostgreSQL suite");
+            let _ =
+                std::io::stderr().write_all(format!("test-skipped: {test}: {why}\n").as_bytes());
+            return None;
+        }
+        Some(Self::create(prefix).await)
     }
 
     /// A fresh database named `prefix_<uuid>` (panics without a server: ask
