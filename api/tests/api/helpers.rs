@@ -218,6 +218,45 @@ pub fn skipped(test: &str, reason: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
+/// A loopback port this test holds while the value lives: a socket bound to it that never
+/// listens. The machine gives a held port to no other socket that asks for a free one, which a
+/// port bound and dropped again does not promise: CI once gave such a port, freed, to another
+/// test's restarted broker.
+pub struct HeldPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl HeldPort {
+    /// A port for a server this test starts, stops and starts again on it: bound with
+    /// SO_REUSEADDR, so that the server (tansu, Meilisearch) can listen on it while it is held,
+    /// and nothing else takes it between a stop and a start.
+    pub fn for_server() -> Self {
+        Self::bind(true)
+    }
+
+    /// A port where connections are refused, and stay refused for the test's whole run.
+    pub fn closed() -> Self {
+        Self::bind(false)
+    }
+
+    fn bind(reuse: bool) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.set_reuseaddr(reuse).expect("SO_REUSEADDR");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("a loopback port");
+        let port = socket.local_addr().expect("an address").port();
+        Self {
+            port,
+            _socket: socket,
+        }
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
 /// The Meilisearch server of `MEILI_URL` (with `MEILI_MASTER_KEY`), as `scripts/test` starts
 /// it; each test makes indexes of its own there and deletes them at its end.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::helpers::{
-    Meili, TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
+    HeldPort, Meili, TestApp, position, postgres_backend, read_models_of, spawn_app_with, str_field,
 };
 
 const PROJECTIONS: [&str; 4] = ["users", "feed", "comments", "stats"];
@@ -494,29 +494,11 @@ async fn a_kafka_fed_search_index_on_meilisearch_equals_the_store_fed_one() {
     meili.delete(&worker_index).await;
 }
 
-/// A loopback port held bound but not listening while this lives: connections to it are
-/// refused, and no other socket of the machine is given it. A port bound and dropped again was
-/// not enough: CI once gave it to the restart test's broker, which answered the worker
-/// (`UnknownTopicOrPartition`) instead of refusing it.
-struct ClosedPort {
-    address: String,
-    _held: tokio::net::TcpSocket,
-}
-
-fn closed_port() -> ClosedPort {
-    let held = tokio::net::TcpSocket::new_v4().expect("a socket");
-    held.bind(([127, 0, 0, 1], 0).into()).expect("a port");
-    ClosedPort {
-        address: held.local_addr().expect("an address").to_string(),
-        _held: held,
-    }
-}
-
 /// The in-process relay and a broker that cannot be reached: readiness says so, in words.
 #[tokio::test]
 async fn readiness_reports_an_unreachable_broker() {
-    let port = closed_port();
-    let topic = Topic::new(&port.address, 1);
+    let port = HeldPort::closed();
+    let topic = Topic::new(&port.address(), 1);
     let app = spawn_app_with(|s| topic.configure(s)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -542,8 +524,8 @@ async fn readiness_reports_an_unreachable_broker() {
 
 #[tokio::test]
 async fn a_kafka_worker_without_a_broker_fails_with_a_clear_error() {
-    let port = closed_port();
-    let topic = Topic::new(&port.address, 1);
+    let port = HeldPort::closed();
+    let topic = Topic::new(&port.address(), 1);
     let logs = tempfile::tempdir().expect("a temp dir");
     let log = logs.path().join("worker.log");
     let target = WorkerTarget::new(None).await;
@@ -563,8 +545,8 @@ struct DurableBroker {
     bin: String,
     dir: tempfile::TempDir,
     port: u16,
-    /// Keeps `port` this broker's between its restarts (see [`DurableBroker::start`]).
-    _port_held: tokio::net::TcpSocket,
+    /// Keeps `port` this broker's between its restarts.
+    _port_held: HeldPort,
     child: Option<Child>,
     /// Where this start's part of the log begins.
     log_from: usize,
@@ -587,14 +569,8 @@ impl DurableBroker {
             );
             return None;
         };
-        // The port stays held for the broker's whole life, through its restarts: a socket
-        // bound with SO_REUSEADDR and never listening lets tansu listen on the same port,
-        // while the machine gives the port to no other socket that asks for any free one
-        // (an app's listener, `closed_port`) in the gaps between a stop and a start.
-        let held = tokio::net::TcpSocket::new_v4().expect("a socket");
-        held.set_reuseaddr(true).expect("SO_REUSEADDR");
-        held.bind(([127, 0, 0, 1], 0).into()).expect("a port");
-        let port = held.local_addr().expect("an address").port();
+        let held = HeldPort::for_server();
+        let port = held.port;
         let mut broker = Self {
             bin,
             dir: tempfile::tempdir().expect("a temp dir"),

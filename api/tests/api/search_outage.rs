@@ -16,7 +16,7 @@ use projections::search::SearchIndex;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Meili, TestApp, position, skipped, spawn_app_with};
+use crate::helpers::{HeldPort, Meili, TestApp, position, skipped, spawn_app_with};
 
 const TEST: &str = "search_outage::a_meilisearch_outage_answers_503_says_why_and_loses_no_post";
 
@@ -25,6 +25,8 @@ struct OwnMeili {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    /// Keeps `port` this server's between its stop and its start.
+    _port_held: HeldPort,
     key: String,
     child: Option<Child>,
 }
@@ -40,14 +42,13 @@ impl OwnMeili {
             skipped(TEST, &format!("no Meilisearch binary at {}", bin.display()));
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let held = HeldPort::for_server();
+        let port = held.port;
         let mut server = Self {
             bin,
             dir: tempfile::tempdir().expect("a temp dir"),
             port,
+            _port_held: held,
             key: uuid::Uuid::new_v4().simple().to_string(),
             child: None,
         };
