@@ -368,6 +368,142 @@ async fn a_post_and_its_comments_are_one_hit_and_moderation_reaches_its_comments
     assert!(other.comments[0].folded);
 }
 
+/// A new comment is one new document in the embedded engine: its post's own document is not
+/// written again (its comment count is counted when read), so comment-only batches delete
+/// nothing. Counts stay right through a reopen (nothing in memory), a deleted comment and a
+/// folded one, and the documents equal those of one batch with every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_comment_adds_one_document_and_counts_stay_right() {
+    use chrono::Utc;
+    use domain::{CommentId, PostId};
+    use projections::search::{Query, SearchRequest};
+    use projections::{Change, CommentChange, FeedChange, ReadModelStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("search");
+    let post_id = PostId::new(uuid::Uuid::now_v7());
+    let ids: Vec<CommentId> = (0..6)
+        .map(|_| CommentId::new(uuid::Uuid::now_v7()))
+        .collect();
+    let mut changes = vec![Change::Feed(FeedChange::InsertPost {
+        post_id,
+        position: 1,
+        author_id: None,
+        author_name: "洞主".into(),
+        anonymous: true,
+        title: Some("Lost umbrella".into()),
+        body: "a red one, near the gym".into(),
+        tags: vec![],
+        created_at: Utc::now(),
+    })];
+    for (i, id) in ids.iter().enumerate() {
+        changes.push(comment_change(
+            post_id,
+            *id,
+            i as u64 + 2,
+            "seen it at the gym",
+        ));
+    }
+    let count = |engine: &Embedded| {
+        let engine = engine.clone();
+        async move {
+            let page = engine
+                .search(&SearchRequest {
+                    query: Query::parse("umbrella").unwrap(),
+                    tag: None,
+                    limit: 10,
+                    after: None,
+                })
+                .await
+                .expect("search");
+            assert_eq!(page.hits.len(), 1);
+            page.hits[0].comment_count
+        }
+    };
+    let deleted_documents = |generation: u32| {
+        let dir = root.join(format!("gen-{generation:06}"));
+        let index = tantivy::Index::open_in_dir(dir).unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        searcher
+            .segment_readers()
+            .iter()
+            .map(tantivy::SegmentReader::num_deleted_docs)
+            .sum::<u32>()
+    };
+
+    let mut engine = Embedded::open(&root).expect("open");
+    let g = engine.create_generation("search", 1).await.expect("gen");
+    engine.promote("search", g.number).await.expect("promote");
+    // The post, then one comment per batch; the process is replaced after the third.
+    for (i, change) in changes.iter().enumerate() {
+        if i == 3 {
+            drop(engine);
+            engine = Embedded::open(&root).expect("open again");
+        }
+        let at = i as u64;
+        engine
+            .apply("search", g.number, std::slice::from_ref(change), at, at + 1)
+            .await
+            .expect("apply");
+        assert_eq!(count(&engine).await, i, "after {i} comments");
+    }
+    assert_eq!(
+        deleted_documents(g.number),
+        0,
+        "a comment-only batch wrote its post's document again"
+    );
+
+    // A deleted and a folded comment, in one batch with a new one, after a reopen.
+    drop(engine);
+    let engine = Embedded::open(&root).expect("open again");
+    let last = ids.len() as u64 + 1;
+    let more = vec![
+        Change::Comments(CommentChange::DeleteComment {
+            post_id,
+            comment_id: ids[5],
+        }),
+        Change::Comments(CommentChange::Fold {
+            post_id,
+            comment_id: ids[0],
+            reason: Some("spam".into()),
+        }),
+        comment_change(
+            post_id,
+            CommentId::new(uuid::Uuid::now_v7()),
+            last + 1,
+            "it is at the desk now",
+        ),
+    ];
+    engine
+        .apply("search", g.number, &more, last, last + 3)
+        .await
+        .expect("apply");
+    assert_eq!(
+        count(&engine).await,
+        6,
+        "five of six left, and the late one"
+    );
+    changes.extend(more);
+    let incremental = engine.documents().await.expect("documents");
+
+    // The same changes in one batch, in a generation of their own.
+    let whole = engine.create_generation("search", 1).await.expect("gen");
+    engine
+        .apply("search", whole.number, &changes, 0, last + 3)
+        .await
+        .expect("apply all");
+    engine
+        .promote("search", whole.number)
+        .await
+        .expect("promote");
+    assert_eq!(count(&engine).await, 6);
+    assert_eq!(engine.documents().await.expect("documents"), incremental);
+    let doc = &incremental[0];
+    assert_eq!(doc.comments.len(), 6);
+    assert!(doc.comments[0].folded);
+    assert_eq!(doc.position, last + 1, "the latest live comment's position");
+}
+
 /// An index made before comments were documents of their own (search projection version 3:
 /// post documents holding their comments) still answers queries while the new version is
 /// rebuilt beside it, comments and counts included.

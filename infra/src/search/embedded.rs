@@ -21,7 +21,7 @@ use domain::{CommentId, Position, PostId, UserId};
 use projections::search::{
     self, SearchCursor, SearchDocument, SearchHit, SearchIndex, SearchRequest, SearchResults,
 };
-use projections::{Change, Generation, Promotion, ReadModelError, ReadModelStore};
+use projections::{Change, CommentChange, Generation, Promotion, ReadModelError, ReadModelStore};
 
 use super::unavailable;
 use serde::{Deserialize, Serialize};
@@ -34,8 +34,17 @@ use tantivy::{
     DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument, Term,
 };
 
-/// Memory the writer may buffer before it flushes a segment (split over its threads).
+/// Memory the writer may buffer before it flushes a segment.
 const WRITER_BUDGET: usize = 64 * 1024 * 1024;
+
+/// A generation's writer, indexing on one thread. tantivy's default is a thread per core, each
+/// making a segment of its own at every commit: on two cores, two segments a second under
+/// load for merges to join again, where the documents of a commit fit one.
+fn writer_of(index: &Index) -> Result<IndexWriter, ReadModelError> {
+    index
+        .writer_with_num_threads(1, WRITER_BUDGET)
+        .map_err(tantivy_error)
+}
 
 /// The size of the stored documents' compressed blocks (tantivy's default is 16 KiB). A hit
 /// decompresses its whole block, so a small block makes a page of hits cheaper to read.
@@ -81,7 +90,10 @@ struct Split {
     terms: Field,
     /// On a comment's document: its post's id (stored, so a hit tells a comment from a post).
     comment_of: Field,
-    /// On a post's document: how many comments it has.
+    /// On a post's document: how many comments it had when it was written. Written until
+    /// 2026-12-07, when a new comment stopped rewriting its post's document; never read now,
+    /// and kept in the schema so that all generations since comments were split share one.
+    #[allow(dead_code)]
     comment_count: Field,
 }
 
@@ -189,7 +201,6 @@ impl Fields {
         if let (Some(field), Some(author)) = (self.author_id, doc.author_id) {
             d.add_text(field, author.to_string());
         }
-        d.add_u64(split.comment_count, doc.comments.len() as u64);
         d.add_text(
             self.doc,
             serde_json::to_string(&Stored::of(doc)).map_err(|e| backend(e.to_string()))?,
@@ -225,9 +236,12 @@ impl Fields {
         Ok(d)
     }
 
-    /// Writes what a batch made of one post: its document again (its comment count changes
-    /// with every comment), and of its comments only those that are new or changed, or all
-    /// of them when the post's visibility changed. `before` is how the post was stored.
+    /// Writes what a batch made of one post: its own document when its own fields changed
+    /// (a new comment does not rewrite it: its comment count is counted when it is read), and
+    /// of the comments the batch touched those that are new, changed or gone; all of its
+    /// documents when it is new or its visibility changed. `before` is how the post was
+    /// stored. The work is the batch's, not the post's: a post with ten thousand comments
+    /// costs a new comment what a post with none does.
     fn write(
         &self,
         writer: &IndexWriter,
@@ -237,36 +251,38 @@ impl Fields {
     ) -> Result<(), ReadModelError> {
         let split = self.split()?;
         let post_term = || Term::from_field_text(split.comment_of, &id.to_string());
-        writer.delete_term(self.id_term(id));
         let Some(doc) = doc else {
+            writer.delete_term(self.id_term(id));
             writer.delete_term(post_term());
             return Ok(());
         };
         let add = |d: TantivyDocument| writer.add_document(d).map(|_| ()).map_err(tantivy_error);
-        add(self.post_document(doc)?)?;
         match before {
             Some(shape) if shape.hidden == doc.hidden() => {
-                let mut kept = 0;
-                for c in &doc.comments {
-                    match shape.comments.get(&c.comment_id) {
-                        Some(&marks) if marks == (c.folded, c.removed) => kept += 1,
-                        Some(_) => {
-                            kept += 1;
-                            writer.delete_term(self.comment_term(c.comment_id));
+                if shape.own != own_fields(doc) {
+                    writer.delete_term(self.id_term(id));
+                    add(self.post_document(doc)?)?;
+                }
+                for (comment, marks) in &shape.comments {
+                    // A new comment is last, and a batch's comments are near the end.
+                    let now = doc.comments.iter().rev().find(|c| c.comment_id == *comment);
+                    match (marks, now) {
+                        (Some(marks), Some(c)) if *marks == (c.folded, c.removed) => {}
+                        (Some(_), Some(c)) => {
+                            writer.delete_term(self.comment_term(*comment));
                             add(self.comment_document(doc, c)?)?;
                         }
-                        None => add(self.comment_document(doc, c)?)?,
-                    }
-                }
-                if kept < shape.comments.len() {
-                    let now: std::collections::HashSet<CommentId> =
-                        doc.comments.iter().map(|c| c.comment_id).collect();
-                    for gone in shape.comments.keys().filter(|c| !now.contains(c)) {
-                        writer.delete_term(self.comment_term(*gone));
+                        (None, Some(c)) => add(self.comment_document(doc, c)?)?,
+                        (Some(_), None) => {
+                            writer.delete_term(self.comment_term(*comment));
+                        }
+                        (None, None) => {}
                     }
                 }
             }
             _ => {
+                writer.delete_term(self.id_term(id));
+                add(self.post_document(doc)?)?;
                 writer.delete_term(post_term());
                 for c in &doc.comments {
                     add(self.comment_document(doc, c)?)?;
@@ -285,13 +301,44 @@ impl Fields {
             .map(PostId::new)
     }
 
-    /// A post document's comment count; an older generation's documents hold their comments.
-    fn comment_count(&self, d: &TantivyDocument, doc: &SearchDocument) -> usize {
-        self.split
-            .and_then(|s| d.get_first(s.comment_count))
-            .and_then(|v| v.as_u64())
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(doc.comments.len())
+    /// How many comments post `doc` has: its live comment documents, each hidden one too
+    /// (counted from the postings of its id, a segment without deletions by its term's
+    /// document frequency); an older generation's documents hold their comments.
+    fn comment_count(
+        &self,
+        searcher: &tantivy::Searcher,
+        doc: &SearchDocument,
+    ) -> Result<usize, ReadModelError> {
+        use tantivy::{DocSet, TERMINATED};
+        let Some(split) = self.split else {
+            return Ok(doc.comments.len());
+        };
+        let term = Term::from_field_text(split.comment_of, &doc.id.to_string());
+        let mut count = 0;
+        for reader in searcher.segment_readers() {
+            let index = reader
+                .inverted_index(split.comment_of)
+                .map_err(tantivy_error)?;
+            let Some(alive) = reader.alive_bitset() else {
+                count += index
+                    .doc_freq(&term)
+                    .map_err(|e| backend(format!("search index: {e}")))?
+                    as usize;
+                continue;
+            };
+            let Some(mut postings) = index
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|e| backend(format!("search index: {e}")))?
+            else {
+                continue;
+            };
+            let mut d = postings.doc();
+            while d != TERMINATED {
+                count += usize::from(alive.is_alive(d));
+                d = postings.advance();
+            }
+        }
+        Ok(count)
     }
 
     fn read_comment(&self, d: &TantivyDocument) -> Result<search::SearchComment, ReadModelError> {
@@ -316,24 +363,129 @@ impl Fields {
     }
 }
 
-/// How a post was stored before a batch: what decides which of its documents it rewrites.
+/// How a post was stored before a batch, as far as the batch's changes go: what decides which
+/// of its documents it rewrites.
 struct Shape {
     hidden: bool,
-    /// Each comment's moderation marks (folded, removed).
-    comments: HashMap<CommentId, (bool, bool)>,
+    /// A hash of its own stored fields ([`own_fields`]).
+    own: u64,
+    /// The comments the batch touches, each with its moderation marks (folded, removed) as
+    /// stored, or `None` when it was not stored.
+    comments: Vec<(CommentId, Option<(bool, bool)>)>,
 }
 
 impl Shape {
-    fn of(doc: &SearchDocument) -> Self {
+    fn of(doc: &SearchDocument, touched: &[Touched]) -> Self {
+        // The stored document's position is at or past each of its comments'.
+        let stored_up_to = doc.position.max(position_of(doc));
         Self {
             hidden: doc.hidden(),
-            comments: doc
-                .comments
+            own: own_fields(doc),
+            comments: touched
                 .iter()
-                .map(|c| (c.comment_id, (c.folded, c.removed)))
+                .map(|t| {
+                    let marks = match t.inserted_at {
+                        // Inserted past the stored document: not stored, no need to look.
+                        Some(at) if at > stored_up_to => None,
+                        _ => doc
+                            .comments
+                            .iter()
+                            .rev()
+                            .find(|c| c.comment_id == t.comment)
+                            .map(|c| (c.folded, c.removed)),
+                    };
+                    (t.comment, marks)
+                })
                 .collect(),
         }
     }
+}
+
+/// A comment a batch's changes touch.
+struct Touched {
+    comment: CommentId,
+    /// Where the batch inserts it, if it does.
+    inserted_at: Option<Position>,
+}
+
+/// The comments each post's changes in a batch touch, each once, in the batch's order.
+fn comments_touched(changes: &[Change]) -> HashMap<PostId, Vec<Touched>> {
+    let mut touched: HashMap<PostId, Vec<Touched>> = HashMap::new();
+    let mut seen: HashMap<CommentId, (PostId, usize)> = HashMap::new();
+    for change in changes {
+        let (post_id, comment, inserted_at) = match change {
+            Change::Comments(CommentChange::InsertComment {
+                post_id,
+                comment_id,
+                position,
+                ..
+            }) => (*post_id, *comment_id, Some(*position)),
+            Change::Comments(
+                CommentChange::DeleteComment {
+                    post_id,
+                    comment_id,
+                }
+                | CommentChange::Fold {
+                    post_id,
+                    comment_id,
+                    ..
+                }
+                | CommentChange::Remove {
+                    post_id,
+                    comment_id,
+                    ..
+                },
+            ) => (*post_id, *comment_id, None),
+            _ => continue,
+        };
+        let ids = touched.entry(post_id).or_default();
+        match seen.get(&comment) {
+            Some(&(post, i)) if post == post_id => {
+                let t = &mut ids[i];
+                t.inserted_at = t.inserted_at.or(inserted_at);
+            }
+            _ => {
+                seen.insert(comment, (post_id, ids.len()));
+                ids.push(Touched {
+                    comment,
+                    inserted_at,
+                });
+            }
+        }
+    }
+    touched
+}
+
+/// A hash of what a post's own document holds but its position: what, changed, makes a batch
+/// write that document again.
+fn own_fields(d: &SearchDocument) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        &d.id,
+        d.post_position,
+        &d.author_name,
+        &d.author_id,
+        d.anonymous,
+        &d.title,
+        &d.body,
+        &d.tags,
+        &d.created_at,
+        d.folded,
+        d.removed,
+    )
+        .hash(&mut h);
+    h.finish()
+}
+
+/// A document's position as its stored documents give it, whatever batches wrote them: the
+/// post's own, or its latest comment's. A post's own document is not written again for a new
+/// comment, so its stored position is not kept.
+fn position_of(doc: &SearchDocument) -> Position {
+    doc.comments
+        .iter()
+        .map(|c| c.position)
+        .fold(doc.post_position, Position::max)
 }
 
 /// A post's document as the index stores it: without its analysed terms, which follow from
@@ -500,6 +652,7 @@ impl Gen {
             doc.comments.push(f.read_comment(&c)?);
         }
         doc.comments.sort_by_key(|c| c.position);
+        doc.position = position_of(&doc);
         doc.analyse_with(search::Terms::PostOnly);
         Ok(doc)
     }
@@ -684,7 +837,7 @@ impl EmbeddedSearch {
             .create_in_dir(&dir)
             .map_err(tantivy_error)?;
         let g = Self::handle(number, index)?;
-        let mut writer = g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?;
+        let mut writer = writer_of(&g.index)?;
         g.commit(
             &mut writer,
             &Checkpoint {
@@ -722,7 +875,7 @@ impl EmbeddedSearch {
         let mut slot = g.writer.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             // Another process may have written since this one last looked.
-            *slot = Some(g.index.writer(WRITER_BUDGET).map_err(tantivy_error)?);
+            *slot = Some(writer_of(&g.index)?);
             g.reader.reload().map_err(tantivy_error)?;
         }
         let Some(writer) = slot.as_mut() else {
@@ -740,8 +893,14 @@ impl EmbeddedSearch {
         let mut stored = g.load_authored(search::forgotten(changes))?;
         // A document both touched and authored by a forgotten author is the same either way.
         stored.extend(g.load(&ids, checkpoint.position)?);
-        let before: HashMap<PostId, Shape> =
-            stored.iter().map(|(id, d)| (*id, Shape::of(d))).collect();
+        let touched = comments_touched(changes);
+        let before: HashMap<PostId, Shape> = stored
+            .iter()
+            .map(|(id, d)| {
+                let t = touched.get(id).map_or(&[][..], Vec::as_slice);
+                (*id, Shape::of(d, t))
+            })
+            .collect();
         let outcome = search::apply_changes_with(stored, changes, search::Terms::PostOnly)?;
         for (id, doc) in &outcome {
             g.fields.write(writer, *id, before.get(id), doc.as_ref())?;
@@ -848,7 +1007,7 @@ impl EmbeddedSearch {
                 None => (d, None),
             };
             let mut document = f.read(&post)?;
-            let comment_count = f.comment_count(&post, &document);
+            let comment_count = f.comment_count(&searcher, &document)?;
             if let Some(c) = comment {
                 document.comments = vec![c];
             }
@@ -959,6 +1118,7 @@ impl EmbeddedSearch {
         let mut docs: Vec<SearchDocument> = docs.into_values().collect();
         for doc in &mut docs {
             doc.comments.sort_by_key(|c| c.position);
+            doc.position = position_of(doc);
         }
         docs.sort_by_key(|d| d.id);
         Ok(docs)
