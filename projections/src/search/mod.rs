@@ -52,8 +52,9 @@ impl Projection for Search {
     }
 
     /// Every batch writes each post it touches (Meilisearch: with all its comments; the
-    /// embedded engine: its own document and its new comments) and commits the engine: at
-    /// most five batches a second keep a busy post from being written again per comment.
+    /// embedded engine: its new or changed comments, and its own document if that changed)
+    /// and commits the engine: at most five batches a second keep a busy post from being
+    /// written again per comment on Meilisearch, and commits (segments) few.
     /// Under load (a batch of [`BUSY`] events or more) at most one a second, as
     /// Elasticsearch refreshes its indexes by default: each commit of the embedded engine is
     /// a segment of its own, and making, writing and merging segments was two thirds of the
