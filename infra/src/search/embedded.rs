@@ -90,11 +90,6 @@ struct Split {
     terms: Field,
     /// On a comment's document: its post's id (stored, so a hit tells a comment from a post).
     comment_of: Field,
-    /// On a post's document: how many comments it had when it was written. Written until
-    /// 2026-12-07, when a new comment stopped rewriting its post's document; never read now,
-    /// and kept in the schema so that all generations since comments were split share one.
-    #[allow(dead_code)]
-    comment_count: Field,
 }
 
 impl Fields {
@@ -114,6 +109,9 @@ impl Fields {
         b.add_text_field("author_id", STRING);
         b.add_text_field("doc", STORED);
         b.add_text_field("comment_of", STRING | STORED);
+        // A post's comment count, written until 2026-12-07 (when a new comment stopped
+        // rewriting its post's document) and read no more: hits count their post's comment
+        // documents. Kept so that every generation since comments were split has one schema.
         b.add_u64_field("comment_count", STORED);
         b.build()
     }
@@ -142,7 +140,6 @@ impl Fields {
                 Ok(comment_of) => Some(Split {
                     terms: f("terms")?,
                     comment_of,
-                    comment_count: f("comment_count")?,
                 }),
                 Err(_) => None,
             },
