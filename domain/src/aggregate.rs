@@ -76,6 +76,9 @@ pub trait DomainEvent:
         1
     }
 
+    /// This event as one of the whole log's ([`crate::Event`]).
+    fn into_event(self) -> crate::Event;
+
     /// Turns a payload of an older schema into the current shape. The default knows only
     /// schema 1; an event whose payload changes adds a match arm here.
     /// The payload is borrowed when it is already current, so decoding copies nothing.

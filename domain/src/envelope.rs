@@ -71,10 +71,12 @@ pub struct NewEvent {
     pub occurred_at: DateTime<Utc>,
     pub data: Value,
     pub metadata: Metadata,
+    /// The typed event `data` encodes, when this was made from one.
+    pub typed: Typed,
 }
 
 impl NewEvent {
-    /// Wraps a typed domain event.
+    /// Wraps a typed domain event (and keeps it, see [`Typed`]).
     pub fn from_domain<E: crate::DomainEvent>(
         event: &E,
         event_id: Uuid,
@@ -89,7 +91,39 @@ impl NewEvent {
             occurred_at,
             data,
             metadata,
+            typed: Typed(Some(std::sync::Arc::new(event.clone().into_event()))),
         }
+    }
+}
+
+/// The typed event a [`NewEvent`] was made from, if it was: a process that appends an event
+/// hands it to its own projectors as it is, instead of decoding `data` again (decoding gives
+/// the same event: tested for every event type). Not part of what an event is: the stores
+/// ignore it, and two `NewEvent`s compare equal whatever they carry here.
+#[derive(Clone, Default)]
+pub struct Typed(pub Option<std::sync::Arc<crate::Event>>);
+
+impl Typed {
+    /// The event, taken out of its `Arc` when nothing else holds it.
+    pub fn take(self) -> Option<crate::Event> {
+        self.0
+            .map(|e| std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| (*shared).clone()))
+    }
+}
+
+impl PartialEq for Typed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Typed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Typed(..)"
+        } else {
+            "Typed(None)"
+        })
     }
 }
 

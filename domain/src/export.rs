@@ -887,6 +887,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::NewEvent;
     use crate::ids::SanctionId;
     use crate::ids::{CommentId, SessionId, TaskId, WorkerId};
     use crate::model::{ModelName, ModelSpec};
@@ -1760,6 +1761,42 @@ mod tests {
         // One handle keeps one stand-in under one key.
         let again = Pseudonymiser::new(KEY).envelope(raw).unwrap();
         assert_eq!(data_at(&again, "/reactor"), reactor.as_str());
+    }
+
+    /// A process hands its own appends to its projectors with the typed event they were made
+    /// from ([`crate::Typed`]); a projector reading the log decodes them. Both must be one
+    /// event, for every event type: else a rebuild would differ from the live read models.
+    #[test]
+    fn the_event_an_append_carries_is_what_decoding_its_data_gives() {
+        let log = sample().log;
+        for env in &log {
+            let event = Event::decode(env).unwrap();
+            let (id, at, meta) = (uuid::Uuid::now_v7(), Utc::now(), Metadata::default());
+            let new = match &event {
+                Event::User(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Session(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Reservation(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Verification(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Post(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Model(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Task(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Worker(e) => NewEvent::from_domain(e, id, at, meta),
+                Event::Sanction(e) => NewEvent::from_domain(e, id, at, meta),
+            };
+            // As the store gives it back: its text parsed again.
+            let stored: Value = serde_json::from_str(&new.data.to_string()).unwrap();
+            let read = Event::decode(&Envelope {
+                event_type: new.event_type.clone(),
+                schema: new.schema,
+                data: stored,
+                ..env.clone()
+            })
+            .unwrap();
+            let carried = new.typed.clone().take();
+            assert_eq!(carried.as_ref(), Some(&read), "{}", env.event_type);
+            assert_eq!(carried, Some(event), "{}", env.event_type);
+        }
+        assert!(log.len() >= Event::types().count());
     }
 
     #[test]

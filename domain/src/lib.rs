@@ -29,7 +29,7 @@ pub mod verification;
 pub mod worker;
 
 pub use aggregate::{Aggregate, DecodeError, DomainEvent};
-pub use envelope::{Envelope, Metadata, NewEvent, Position, RawEnvelope};
+pub use envelope::{Envelope, Metadata, NewEvent, Position, RawEnvelope, Typed};
 pub use event::Event;
 pub use ids::{CommentId, PostId, SanctionId, SessionId, StreamId, TaskId, UserId, WorkerId};
 pub use personal::{AuthorToken, ItemHandle, KeyRef, Personal};

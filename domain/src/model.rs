@@ -105,7 +105,11 @@ pub enum ModelEvent {
     },
 }
 
-impl DomainEvent for ModelEvent {}
+impl DomainEvent for ModelEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Model(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {

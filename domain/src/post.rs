@@ -396,6 +396,10 @@ pub enum PostEvent {
 }
 
 impl DomainEvent for PostEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Post(self)
+    }
+
     fn schema(&self) -> u32 {
         2
     }

@@ -89,6 +89,10 @@ pub enum ReservationEvent {
 }
 
 impl DomainEvent for ReservationEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Reservation(self)
+    }
+
     fn schema(&self) -> u32 {
         match self {
             ReservationEvent::IdentityReserved { .. } => 2,

@@ -106,7 +106,11 @@ pub enum SanctionEvent {
     },
 }
 
-impl DomainEvent for SanctionEvent {}
+impl DomainEvent for SanctionEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Sanction(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SanctionError {

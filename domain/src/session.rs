@@ -57,7 +57,11 @@ pub enum SessionEvent {
     },
 }
 
-impl DomainEvent for SessionEvent {}
+impl DomainEvent for SessionEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Session(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {

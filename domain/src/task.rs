@@ -177,7 +177,11 @@ pub enum TaskEvent {
     },
 }
 
-impl DomainEvent for TaskEvent {}
+impl DomainEvent for TaskEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Task(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {

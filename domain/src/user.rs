@@ -169,6 +169,10 @@ pub enum UserEvent {
 }
 
 impl DomainEvent for UserEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::User(self)
+    }
+
     fn schema(&self) -> u32 {
         match self {
             UserEvent::UserRegistered { .. } => 2,

@@ -51,7 +51,11 @@ pub enum VerificationEvent {
     VerificationCodeConsumed,
 }
 
-impl DomainEvent for VerificationEvent {}
+impl DomainEvent for VerificationEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Verification(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerificationError {

@@ -42,7 +42,11 @@ pub enum WorkerEvent {
     },
 }
 
-impl DomainEvent for WorkerEvent {}
+impl DomainEvent for WorkerEvent {
+    fn into_event(self) -> crate::Event {
+        crate::Event::Worker(self)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkerError {

@@ -1442,6 +1442,7 @@ mod seal {
         fn encode(&self) -> NewEvent {
             let (event_type, schema, data) = self.event.encode();
             NewEvent {
+                typed: Default::default(),
                 event_id: self.event_id,
                 event_type: event_type.to_owned(),
                 schema,

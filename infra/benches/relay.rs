@@ -153,6 +153,7 @@ async fn write_log(store: &dyn EventStore, events: usize) -> BenchResult<()> {
                 stream: posts[(written + i) % posts.len()].clone(),
                 expected: ExpectedVersion::Any,
                 events: vec![NewEvent {
+                    typed: Default::default(),
                     event_id: Uuid::now_v7(),
                     event_type: "CommentAdded".into(),
                     schema: 1,

@@ -180,7 +180,8 @@ impl StoreSource {
             }
             for (i, e) in new.into_iter().enumerate() {
                 let i = i as u64;
-                events.push(Decoded::new(Envelope {
+                let typed = e.typed.take();
+                let envelope = Envelope {
                     position: result.first_position + i,
                     event_id: e.event_id,
                     stream: stream.clone(),
@@ -192,7 +193,12 @@ impl StoreSource {
                         .unwrap_or(e.occurred_at),
                     data: e.data,
                     metadata: e.metadata,
-                }));
+                };
+                // The event the command decided, as it is: decoding `data` gives the same.
+                events.push(match typed {
+                    Some(event) => Decoded::with_event(envelope, event),
+                    None => Decoded::new(envelope),
+                });
             }
         }
         if !events.is_empty() {

@@ -57,6 +57,7 @@ fn events(n: usize) -> Vec<StreamWrite> {
             stream: streams[i % streams.len()].clone(),
             expected: ExpectedVersion::Any,
             events: vec![NewEvent {
+                typed: Default::default(),
                 event_id: Uuid::now_v7(),
                 event_type: if i % 7 == 0 {
                     "Odd \"type\" \\ \n\u{1} é 图".into()

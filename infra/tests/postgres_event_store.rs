@@ -82,6 +82,7 @@ contract::event_store_contract!(PostgresHarness);
 
 fn event(n: u64) -> NewEvent {
     NewEvent {
+        typed: Default::default(),
         event_id: Uuid::now_v7(),
         event_type: "Tested".into(),
         schema: 1,
@@ -647,6 +648,7 @@ async fn payloads_are_stored_as_sent_even_with_nul_characters() {
     let store = db.connect().await;
     // JSONB would refuse "\u0000"; a client's payload may well carry one.
     let sent = NewEvent {
+        typed: Default::default(),
         data: json!({"text": "nul \u{0} here", "z": 1, "a": [1.5, -0.0, 1e300]}),
         ..event(0)
     };

@@ -45,6 +45,7 @@ contract::event_store_contract!(SqliteHarness);
 
 fn event() -> NewEvent {
     NewEvent {
+        typed: Default::default(),
         event_id: Uuid::now_v7(),
         event_type: "Tested".into(),
         schema: 1,

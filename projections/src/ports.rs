@@ -69,6 +69,15 @@ impl Decoded {
         Arc::new(Self { envelope, event })
     }
 
+    /// An envelope with the event it holds, already typed (an append of this process: see
+    /// [`domain::Typed`]); `event` must be what decoding `envelope` gives.
+    pub fn with_event(envelope: Envelope, event: Event) -> Arc<Self> {
+        Arc::new(Self {
+            envelope,
+            event: Ok(event),
+        })
+    }
+
     pub fn position(&self) -> Position {
         self.envelope.position
     }

@@ -762,6 +762,7 @@ fn new_event(envelope: &Envelope) -> NewEvent {
         metadata,
     } = envelope;
     NewEvent {
+        typed: Default::default(),
         event_id: *event_id,
         event_type: event_type.clone(),
         schema: *schema,

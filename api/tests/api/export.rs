@@ -682,6 +682,7 @@ async fn import_refuses_a_store_that_is_not_empty_and_anything_but_a_complete_ra
     // An event this version cannot decode: the analysts' export skips it and says so, the raw
     // export keeps it, and an import refuses it before appending anything.
     let future = NewEvent {
+        typed: Default::default(),
         event_id: uuid::Uuid::now_v7(),
         event_type: "SomethingFromTheFuture".into(),
         schema: 1,

@@ -221,6 +221,7 @@ async fn a_poison_event_stops_the_projections_not_the_process() {
 
     // A payload this code cannot decode, as a bad deploy or a hand-edited log could leave.
     let poison = NewEvent {
+        typed: Default::default(),
         event_id: uuid::Uuid::now_v7(),
         event_type: "CommentAdded".into(),
         schema: 1,

@@ -120,6 +120,7 @@ fn stream(name: &str) -> StreamId {
 /// A plain event; `n` shows up in its data.
 fn event(n: u64) -> NewEvent {
     NewEvent {
+        typed: Default::default(),
         event_id: Uuid::now_v7(),
         event_type: "Tested".into(),
         schema: 1,
@@ -215,6 +216,7 @@ pub async fn round_trip_keeps_every_field(h: &impl Harness) {
         .unwrap()
         .with_timezone(&Utc);
     let full = NewEvent {
+        typed: Default::default(),
         event_id: Uuid::now_v7(),
         event_type: "CommentAdded".into(),
         schema: 3,
@@ -227,6 +229,7 @@ pub async fn round_trip_keeps_every_field(h: &impl Harness) {
         },
     };
     let bare = NewEvent {
+        typed: Default::default(),
         event_type: "PostPublished".into(),
         schema: 1,
         data: json!(null),
@@ -309,6 +312,7 @@ pub async fn stored_pages_write_the_raw_envelopes_json(h: &impl Harness) {
     let store = h.open().await;
     assert!(store.read_all_stored(0, 10).await.unwrap().is_empty());
     let odd = NewEvent {
+        typed: Default::default(),
         event_type: "Type \"quoted\" \\ \n\u{1} é 图".into(),
         data: json!({"body": "图书馆 \"x\" \u{1}\n", "list": [1.5, null, true], "nested": {"a": {}}}),
         metadata: Metadata {
@@ -319,6 +323,7 @@ pub async fn stored_pages_write_the_raw_envelopes_json(h: &impl Harness) {
         ..event(0)
     };
     let bare = NewEvent {
+        typed: Default::default(),
         data: json!(null),
         ..event(1)
     };
