@@ -544,9 +544,8 @@ async fn a_kafka_worker_without_a_broker_fails_with_a_clear_error() {
 struct DurableBroker {
     bin: String,
     dir: tempfile::TempDir,
-    port: u16,
-    /// Keeps `port` this broker's between its restarts.
-    _port_held: HeldPort,
+    /// Its port, kept its own between its restarts.
+    port: HeldPort,
     child: Option<Child>,
     /// Where this start's part of the log begins.
     log_from: usize,
@@ -569,13 +568,10 @@ impl DurableBroker {
             );
             return None;
         };
-        let held = HeldPort::for_server();
-        let port = held.port;
         let mut broker = Self {
             bin,
             dir: tempfile::tempdir().expect("a temp dir"),
-            port,
-            _port_held: held,
+            port: HeldPort::for_server(),
             child: None,
             log_from: 0,
         };
@@ -584,7 +580,7 @@ impl DurableBroker {
     }
 
     fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.port.address()
     }
 
     async fn stop(&mut self) {
@@ -632,7 +628,7 @@ impl DurableBroker {
     async fn restart(&mut self) {
         self.stop().await;
         self.log_from = self.log().len();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}", self.port.address());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

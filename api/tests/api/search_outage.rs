@@ -24,9 +24,8 @@ const TEST: &str = "search_outage::a_meilisearch_outage_answers_503_says_why_and
 struct OwnMeili {
     bin: PathBuf,
     dir: tempfile::TempDir,
-    port: u16,
-    /// Keeps `port` this server's between its stop and its start.
-    _port_held: HeldPort,
+    /// Its port, kept its own between a stop and a start.
+    port: HeldPort,
     key: String,
     child: Option<Child>,
 }
@@ -42,13 +41,10 @@ impl OwnMeili {
             skipped(TEST, &format!("no Meilisearch binary at {}", bin.display()));
             return None;
         }
-        let held = HeldPort::for_server();
-        let port = held.port;
         let mut server = Self {
             bin,
             dir: tempfile::tempdir().expect("a temp dir"),
-            port,
-            _port_held: held,
+            port: HeldPort::for_server(),
             key: uuid::Uuid::new_v4().simple().to_string(),
             child: None,
         };
@@ -57,7 +53,7 @@ impl OwnMeili {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.port.address())
     }
 
     /// Runs the server on this database and port and waits until `/health` answers.
@@ -70,7 +66,7 @@ impl OwnMeili {
         let child = Command::new(&self.bin)
             .arg("--db-path")
             .arg(self.dir.path().join("data.ms"))
-            .args(["--http-addr", &format!("127.0.0.1:{}", self.port)])
+            .args(["--http-addr", &self.port.address()])
             .arg("--no-analytics")
             .env("MEILI_MASTER_KEY", &self.key)
             .stdin(Stdio::null())

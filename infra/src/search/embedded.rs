@@ -373,8 +373,9 @@ struct Shape {
 
 impl Shape {
     fn of(doc: &SearchDocument, touched: &[Touched]) -> Self {
-        // The stored document's position is at or past each of its comments'.
-        let stored_up_to = doc.position.max(position_of(doc));
+        // A document's position is at or past each of its comments' (the projection moves it
+        // with every comment, and one read back takes it from them: `position_of`).
+        let stored_up_to = doc.position;
         Self {
             hidden: doc.hidden(),
             own: own_fields(doc),
