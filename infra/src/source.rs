@@ -124,8 +124,14 @@ impl Tail {
 }
 
 impl StoreSource {
-    /// Events kept in memory for the other projectors.
-    pub const TAIL: usize = 4096;
+    /// Events kept in memory for the other projectors: four of the search projection's
+    /// batches. Under load that projector waits a second between batches and then reads a
+    /// full batch after another; what came in meanwhile must still be here. With one batch's
+    /// worth (4 096) it read nearly every batch back from the store under `treehole bench
+    /// comments` at 7 000 comments a second: the query, the opening of the sealed values and
+    /// the decoding, about 5% of the server's CPU (BENCHMARKS.md). A held event takes 2-3 KiB
+    /// (the resident size grew by 32 MiB with the larger tail), so the tail is 40 MiB at most.
+    pub const TAIL: usize = 16384;
     /// How long the head notification waits for appends to hand over their events before
     /// projectors are woken to read the store instead.
     pub const GRACE: Duration = Duration::from_millis(10);

@@ -204,9 +204,11 @@ async fn projections_rebuilt_together_read_the_log_once_and_match_their_rebuilds
 }
 
 #[test]
-fn the_search_projection_asks_for_more_than_the_default_and_no_more_than_the_shared_tail() {
+fn the_search_projection_asks_for_more_than_the_default_and_the_shared_tail_holds_four() {
     assert!(Search.batch() > BATCH);
-    assert!(Search.batch() <= StoreSource::TAIL);
+    // Under load the search projector reads a full batch, applies it, and reads on: the
+    // events that came meanwhile must still be in the tail, or it reads them from the store.
+    assert!(4 * Search.batch() <= StoreSource::TAIL);
     assert_eq!(Feed.batch(), BATCH);
 }
 

@@ -69,8 +69,9 @@ impl Projection for Search {
 
     /// Room for a second at 4 000 events a second: under load a batch of 500 came every 80 ms
     /// and re-indexed every busy post each time, whatever the pace said. Faster than that, a
-    /// full batch reads on at once, so the engine commits once per 4 096 events at most. 4 096
-    /// is also what the shared read of the log keeps (`infra::source::StoreSource::TAIL`).
+    /// full batch reads on at once, so the engine commits once per 4 096 events at most. The
+    /// shared read of the log keeps four such batches (`infra::source::StoreSource::TAIL`), so
+    /// that what arrives during the pace is still there when the next batch is read.
     fn batch(&self) -> usize {
         4096
     }
