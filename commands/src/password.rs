@@ -1,5 +1,5 @@
 //! Password hashing with argon2id. Hashing is slow on purpose, so it runs on the blocking pool,
-//! at most one hash per core at a time.
+//! at most two hashes per core at a time.
 
 use std::sync::Arc;
 
@@ -42,7 +42,8 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    /// Hashes run at most one per core at once.
+    /// At most two hashes per core run at once: one turn per core left a core idle between
+    /// two hashes at times (BENCHMARKS.md).
     pub fn new(policy: PasswordPolicy) -> Result<Self, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self::at_most(policy, 2 * cores)
@@ -134,8 +135,15 @@ mod tests {
         let hash = passwords.hash("pw".into()).await;
         assert!(passwords.verify("pw".into(), Some(hash.clone())).await);
         assert!(!passwords.verify("other".into(), Some(hash)).await);
-        assert!(!passwords.verify("pw".into(), None).await, "the decoy verifies nothing");
+        assert!(
+            !passwords.verify("pw".into(), None).await,
+            "the decoy verifies nothing"
+        );
         drop(held.1);
-        assert_eq!(passwords.running.available_permits(), 2, "every turn given back");
+        assert_eq!(
+            passwords.running.available_permits(),
+            2,
+            "every turn given back"
+        );
     }
 }
