@@ -45,8 +45,46 @@ pub struct StoreSource {
 struct Tail {
     after: Position,
     head: Position,
-    events: VecDeque<Arc<Decoded>>,
+    events: VecDeque<Held>,
+    /// What the held events take, as [`footprint`] reckons it.
+    bytes: usize,
     pending: BTreeMap<Position, Arc<Decoded>>,
+}
+
+/// An event of the tail, and what it takes in memory.
+struct Held {
+    event: Arc<Decoded>,
+    bytes: usize,
+}
+
+impl Held {
+    fn new(event: Arc<Decoded>) -> Self {
+        Self {
+            bytes: footprint(&event),
+            event,
+        }
+    }
+}
+
+/// About what a decoded event takes in memory: its data's JSON tree, as much again for the
+/// typed event's copies of its strings, and a fixed part for the rest.
+fn footprint(event: &Decoded) -> usize {
+    1024 + 2 * json_bytes(&event.envelope.data)
+}
+
+fn json_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    // A value, and a string's or a key's own allocation.
+    const NODE: usize = 32;
+    NODE + match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(json_bytes).sum(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| NODE + k.len() + json_bytes(v))
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl Tail {
@@ -64,8 +102,15 @@ impl Tail {
         if self.events.is_empty() || after < self.after || after >= self.head {
             return None;
         }
-        let skip = self.events.partition_point(|e| e.position() <= after);
-        Some(self.events.iter().skip(skip).take(limit).cloned().collect())
+        let skip = self.events.partition_point(|e| e.event.position() <= after);
+        Some(
+            self.events
+                .iter()
+                .skip(skip)
+                .take(limit)
+                .map(|e| e.event.clone())
+                .collect(),
+        )
     }
 
     /// Takes in what a read of the store after `after` returned: it extends the tail when it
@@ -75,11 +120,14 @@ impl Tail {
         let Some(last) = read.last() else { return };
         if after > self.head || self.events.is_empty() {
             self.events.clear();
+            self.bytes = 0;
             self.after = after;
         } else if after < self.head {
             return;
         }
-        self.events.extend(read.iter().cloned());
+        for event in read {
+            self.hold(event.clone());
+        }
         self.head = last.position();
         self.take_pending();
     }
@@ -109,17 +157,26 @@ impl Tail {
             if position != self.head + 1 {
                 break;
             }
+            let event = entry.remove();
             if self.events.is_empty() {
                 self.after = self.head;
             }
-            self.events.push_back(entry.remove());
+            self.hold(event);
             self.head = position;
         }
-        while self.events.len() > StoreSource::TAIL {
-            if let Some(dropped) = self.events.pop_front() {
-                self.after = dropped.position();
-            }
+        while self.events.len() > StoreSource::TAIL || self.bytes > StoreSource::TAIL_BYTES {
+            let Some(dropped) = self.events.pop_front() else {
+                break;
+            };
+            self.after = dropped.event.position();
+            self.bytes -= dropped.bytes;
         }
+    }
+
+    fn hold(&mut self, event: Arc<Decoded>) {
+        let held = Held::new(event);
+        self.bytes += held.bytes;
+        self.events.push_back(held);
     }
 }
 
@@ -129,9 +186,12 @@ impl StoreSource {
     /// full batch after another; what came in meanwhile must still be here. With one batch's
     /// worth (4 096) it read nearly every batch back from the store under `treehole bench
     /// comments` at 7 000 comments a second: the query, the opening of the sealed values and
-    /// the decoding, about 5% of the server's CPU (BENCHMARKS.md). A held event takes 2-3 KiB
-    /// (the resident size grew by 32 MiB with the larger tail), so the tail is 40 MiB at most.
+    /// the decoding, about 5% of the server's CPU (BENCHMARKS.md). A comment's event takes 2-3
+    /// KiB held (the resident size grew by 32 MiB with the larger tail); [`Self::TAIL_BYTES`]
+    /// bounds what larger events (a task's input of up to 64 KiB) can take.
     pub const TAIL: usize = 16384;
+    /// What the held events may take in memory, about (see [`footprint`]); the oldest go first.
+    pub const TAIL_BYTES: usize = 64 << 20;
     /// How long the head notification waits for appends to hand over their events before
     /// projectors are woken to read the store instead.
     pub const GRACE: Duration = Duration::from_millis(10);
@@ -400,6 +460,10 @@ mod tests {
     use domain::{Envelope, Metadata, StreamId};
 
     fn event(position: Position) -> Arc<Decoded> {
+        event_with(position, serde_json::json!({}))
+    }
+
+    fn event_with(position: Position, data: serde_json::Value) -> Arc<Decoded> {
         Decoded::new(Envelope {
             position,
             event_id: uuid::Uuid::from_u128(position.into()),
@@ -408,7 +472,7 @@ mod tests {
             event_type: "UserLoggedIn".into(),
             schema: 1,
             occurred_at: Utc::now(),
-            data: serde_json::json!({}),
+            data,
             metadata: Metadata::default(),
         })
     }
@@ -479,6 +543,31 @@ mod tests {
         tail.offer(run(2, n + 2));
         assert!(tail.pending.is_empty(), "dropped once over the bound");
         assert!(tail.serve(0, 1).is_none());
+    }
+
+    #[test]
+    fn large_events_are_held_within_the_byte_budget() {
+        let mut tail = Tail::default();
+        let mib = |p| event_with(p, serde_json::json!({ "input": "x".repeat(1 << 20) }));
+        let read: Vec<_> = (1..=64).map(mib).collect();
+        tail.remember(0, &read);
+        assert!(
+            tail.bytes <= StoreSource::TAIL_BYTES,
+            "{} bytes held",
+            tail.bytes
+        );
+        let held = tail.events.len() as Position;
+        assert!((16..64).contains(&held), "{held} events of 2 MiB held");
+        assert!(tail.serve(0, 1).is_none(), "the oldest were dropped");
+        assert_eq!(positions(&tail.serve(63, 5).unwrap()), vec![64]);
+        assert_eq!(tail.after, 64 - held);
+        // Small ones after them push the large ones out, not each other.
+        tail.offer(run(65, 100));
+        assert_eq!(positions(&tail.serve(99, 5).unwrap()), vec![100]);
+        assert_eq!(
+            tail.bytes,
+            tail.events.iter().map(|e| e.bytes).sum::<usize>()
+        );
     }
 
     #[test]
