@@ -49,6 +49,7 @@ use rusqlite::{Connection, Error as SqliteError, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, field, instrument, warn};
 
+use super::checkpointer::{self, Checkpoints};
 use super::plan::{Decision, Plan, RecordedKey, Row};
 use super::{recorded_key, sqlite_error, to_i64, to_u64};
 pub(super) use crate::event_store::write_stats::Counters;
@@ -105,6 +106,7 @@ pub(super) struct EncodedEvent {
 
 pub(super) struct Writer {
     conn: Connection,
+    checkpoints: Checkpoints,
     head: watch::Sender<Position>,
     stats: Arc<Counters>,
     /// Committed versions of recently written streams.
@@ -125,11 +127,13 @@ enum Stored {
 impl Writer {
     pub(super) fn new(
         conn: Connection,
+        checkpoints: Checkpoints,
         head: watch::Sender<Position>,
         stats: Arc<Counters>,
     ) -> Self {
         Self {
             conn,
+            checkpoints,
             head,
             stats,
             versions: LruCache::new(VERSION_CACHE),
@@ -149,6 +153,10 @@ impl Writer {
                 batch.push(next);
             }
             self.commit(std::mem::take(&mut batch));
+            self.checkpoints.committed();
+            if self.checkpoints.restart_due() {
+                self.finish_checkpoint();
+            }
         }
         if let Err((_, e)) = self.conn.close() {
             warn!(error = %e, "closing the event store's write connection failed");
@@ -177,6 +185,16 @@ impl Writer {
                 warn!(error = %failure, "group commit failed");
                 fail_all(replies, &failure);
             }
+        }
+    }
+
+    /// Copies what the checkpointer's last checkpoint left (the batches since), so that the
+    /// next transaction starts the WAL over (`sqlite/checkpointer.rs`).
+    fn finish_checkpoint(&mut self) {
+        match checkpointer::passive(&self.conn) {
+            Ok(Some((log, copied))) => debug!(log, copied, "the writer finished a checkpoint"),
+            Ok(None) => debug!("the checkpointer was busy"),
+            Err(e) => warn!(error = %e, "the writer's checkpoint failed"),
         }
     }
 
