@@ -155,53 +155,6 @@ async fn open_creates_missing_directories() {
     assert!(nested.join(infra::event_store::sqlite::FILE_NAME).exists());
 }
 
-/// Checkpoints run beside the writer: the events reach the database file while appends go on,
-/// and the WAL starts over at about 16 MiB instead of growing with the log.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoints_beside_the_writer_copy_the_log_and_keep_the_wal_bounded() {
-    const MIB: u64 = 1 << 20;
-    let dir = TempDir::new().unwrap();
-    let store = SqliteEventStore::open_in(dir.path()).await.unwrap();
-    let file = dir.path().join(infra::event_store::sqlite::FILE_NAME);
-    let wal = dir
-        .path()
-        .join(format!("{}-wal", infra::event_store::sqlite::FILE_NAME));
-    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
-    // 1 536 commits of one 32 KiB event: some 80 MiB of WAL if nothing were copied, five times
-    // its bound.
-    let pad = "x".repeat(32 * 1024);
-    let mut largest_wal = 0;
-    for i in 0..1536 {
-        let mut e = event();
-        e.data = serde_json::json!({ "pad": pad });
-        store
-            .append(
-                &stream(format!("big-{}", i % 16)),
-                ExpectedVersion::Any,
-                vec![e],
-            )
-            .await
-            .unwrap();
-        largest_wal = largest_wal.max(size(&wal));
-    }
-    assert!(
-        largest_wal < 32 * MIB,
-        "the WAL grew to {largest_wal} bytes for 48 MiB of events"
-    );
-    // The checkpointer copies the last commits a moment after them (without checkpoints the
-    // file would hold the tables' first pages only).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while size(&file) < 40 * MIB && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(
-        size(&file) >= 40 * MIB,
-        "the database file holds {} bytes of 48 MiB of events",
-        size(&file)
-    );
-    assert_eq!(store.read_all(0, 2_000).await.unwrap().len(), 1536);
-}
-
 mod batches;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -18,7 +18,6 @@
 //!   expectation no longer holds: that is the retry of a lost acknowledgement). If only some
 //!   are stored, or elsewhere, it is [`StoreError::EventIdReused`].
 
-mod checkpointer;
 mod plan;
 mod writer;
 
@@ -35,7 +34,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::instrument;
 
 use crate::read_model::readers::{self, QueryError, Readers};
-use checkpointer::Checkpoints;
 pub use writer::WriteStats;
 use writer::{EncodedEvent, EncodedWrite, Request, Writer};
 
@@ -114,8 +112,7 @@ impl SqliteEventStore {
         .map_err(|e| StoreError::Unavailable(format!("opening the event store: {e}")))??;
         let readers = Readers::open(&path, READ_THREADS)
             .map_err(|e| StoreError::Unavailable(format!("cannot open the readers: {e}")))?;
-        let checkpoints = Checkpoints::start(&path)?;
-        Self::start(conn, readers, checkpoints, head)
+        Self::start(conn, readers, head)
     }
 
     /// Opens the store in `dir/events.db`, creating the directory if needed.
@@ -126,16 +123,11 @@ impl SqliteEventStore {
         Self::open(&dir.join(FILE_NAME)).await
     }
 
-    fn start(
-        conn: Connection,
-        readers: Readers,
-        checkpoints: Checkpoints,
-        head: Position,
-    ) -> Result<Self, StoreError> {
+    fn start(conn: Connection, readers: Readers, head: Position) -> Result<Self, StoreError> {
         let (requests, queue) = mpsc::channel(QUEUE_CAPACITY);
         let (head_tx, head_rx) = watch::channel(head);
         let stats = Arc::new(writer::Counters::default());
-        let writer = Writer::new(conn, checkpoints, head_tx, Arc::clone(&stats));
+        let writer = Writer::new(conn, head_tx, Arc::clone(&stats));
         std::thread::Builder::new()
             .name("sqlite-log-writer".into())
             .spawn(move || writer.run(queue))
@@ -416,9 +408,8 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
     // In WAL mode FULL syncs the log on every commit: acknowledged means durable. Statement
     // journals (undo for one statement inside a transaction) stay in memory (`readers::open`):
-    // under `comments` their spills to temporary files were 8% of the server's CPU. Checkpoints
-    // run beside the writer (`sqlite/checkpointer.rs`), not on its connection.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")
+    // under `comments` their spills to temporary files were 8% of the server's CPU.
+    conn.execute_batch("PRAGMA synchronous = FULL;")
         .map_err(failed)?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| sqlite_error("cannot create the event tables", e))?;

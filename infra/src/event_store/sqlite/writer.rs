@@ -49,7 +49,6 @@ use rusqlite::{Connection, Error as SqliteError, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, field, instrument, warn};
 
-use super::checkpointer::{self, Checkpoints};
 use super::plan::{Decision, Plan, RecordedKey, Row};
 use super::{recorded_key, sqlite_error, to_i64, to_u64};
 pub(super) use crate::event_store::write_stats::Counters;
@@ -106,7 +105,6 @@ pub(super) struct EncodedEvent {
 
 pub(super) struct Writer {
     conn: Connection,
-    checkpoints: Checkpoints,
     head: watch::Sender<Position>,
     stats: Arc<Counters>,
     /// Committed versions of recently written streams.
@@ -127,13 +125,11 @@ enum Stored {
 impl Writer {
     pub(super) fn new(
         conn: Connection,
-        checkpoints: Checkpoints,
         head: watch::Sender<Position>,
         stats: Arc<Counters>,
     ) -> Self {
         Self {
             conn,
-            checkpoints,
             head,
             stats,
             versions: LruCache::new(VERSION_CACHE),
@@ -153,10 +149,6 @@ impl Writer {
                 batch.push(next);
             }
             self.commit(std::mem::take(&mut batch));
-            self.checkpoints.committed();
-            if self.checkpoints.restart_due() {
-                self.finish_checkpoint();
-            }
         }
         if let Err((_, e)) = self.conn.close() {
             warn!(error = %e, "closing the event store's write connection failed");
@@ -185,16 +177,6 @@ impl Writer {
                 warn!(error = %failure, "group commit failed");
                 fail_all(replies, &failure);
             }
-        }
-    }
-
-    /// Copies what the checkpointer's last checkpoint left (the batches since), so that the
-    /// next transaction starts the WAL over (`sqlite/checkpointer.rs`).
-    fn finish_checkpoint(&mut self) {
-        match checkpointer::passive(&self.conn) {
-            Ok(Some((log, copied))) => debug!(log, copied, "the writer finished a checkpoint"),
-            Ok(None) => debug!("the checkpointer was busy"),
-            Err(e) => warn!(error = %e, "the writer's checkpoint failed"),
         }
     }
 
