@@ -30,7 +30,7 @@ use domain::{Envelope, Metadata, NewEvent, Position, StreamId};
 use infra::event_store::PostgresEventStore;
 use infra::event_store::postgres::{
     LISTENER_APPLICATION_NAME, WRITE_LOCK, WRITER_APPLICATION_NAME, WRITER_SESSION_SETTINGS,
-    WRITER_STATE_READ,
+    WRITER_STATE_READ, WRITER_TRUSTING_READ,
 };
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
@@ -691,6 +691,48 @@ async fn two_processes_on_one_hot_post_never_give_two_users_one_name() {
     batches::stale_handlers_decide_again(first, second).await;
 }
 
+/// A writer trusts its memory of the versions it committed; another process's appends make
+/// that memory old, and the unique index on `(stream, version)` tells it so. Both a write that
+/// would take a stored version and a refusal made on a remembered version are decided again on
+/// the table; a real conflict is still refused.
+#[tokio::test]
+async fn a_version_remembered_by_one_writer_and_moved_by_another_is_read_again() {
+    let Some(db) = TestDatabase::create_or_skip("treehole_test").await else {
+        return;
+    };
+    let (a, b) = (db.connect().await, db.connect().await);
+    let s = stream("shared");
+    a.append(&s, ExpectedVersion::NoStream, events(1))
+        .await
+        .unwrap();
+    b.append(&s, ExpectedVersion::Exact(1), events(2))
+        .await
+        .unwrap();
+    // `a` remembers version 1: its insert at version 2 meets `b`'s event.
+    let any = a.append(&s, ExpectedVersion::Any, events(1)).await.unwrap();
+    assert_eq!(any.results[0].first_version, 4);
+    b.append(&s, ExpectedVersion::Exact(4), events(1))
+        .await
+        .unwrap();
+    // `a` remembers version 4, the table holds 5: the expectation holds on the table.
+    let exact = a
+        .append(&s, ExpectedVersion::Exact(5), events(1))
+        .await
+        .unwrap();
+    assert_eq!(exact.results[0].first_version, 6);
+    let refused = a
+        .append(&s, ExpectedVersion::Exact(5), events(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Conflict { actual: 6, .. }),
+        "{refused:?}"
+    );
+    let read = b.read_stream(&s, 1).await.unwrap();
+    let versions: Vec<u64> = read.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=6).collect::<Vec<_>>());
+}
+
 /// The writer plans its state read once per connection, on the table as it is then. Planned
 /// on a log of three events that was just analysed (where a scan is the cheapest plan), the
 /// plan must still read the log by its indexes after it has grown, or every group commit would
@@ -722,15 +764,24 @@ async fn the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows() {
         ))
         .await
         .unwrap();
+    writer
+        .execute(&*format!(
+            "PREPARE trusting_read (text[]) AS {WRITER_TRUSTING_READ}"
+        ))
+        .await
+        .unwrap();
     let args = format!(
         "('{{{}}}', '{{{}}}', '{{}}')",
         small.as_str(),
         Uuid::now_v7()
     );
-    writer
-        .execute(&*format!("EXECUTE state_read {args}"))
-        .await
-        .unwrap();
+    let trusting_args = format!("('{{{}}}')", small.as_str());
+    for execute in [
+        format!("EXECUTE state_read {args}"),
+        format!("EXECUTE trusting_read {trusting_args}"),
+    ] {
+        writer.execute(&*execute).await.unwrap();
+    }
 
     for n in 0..20 {
         let grown = stream(&format!("grown-{n}"));
@@ -739,11 +790,16 @@ async fn the_writer_s_state_read_keeps_to_the_indexes_as_the_log_grows() {
             .await
             .unwrap();
     }
-    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE state_read {args}"))
-        .fetch_all(&mut writer)
-        .await
-        .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("events_pkey"), "{plan}");
-    assert!(!plan.contains("Seq Scan on events"), "{plan}");
+    for execute in [
+        format!("EXECUTE state_read {args}"),
+        format!("EXECUTE trusting_read {trusting_args}"),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {execute}"))
+            .fetch_all(&mut writer)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("events_pkey"), "{execute}: {plan}");
+        assert!(!plan.contains("Seq Scan on events"), "{execute}: {plan}");
+    }
 }

@@ -59,7 +59,10 @@ mod writer;
 
 /// The write connection's settings and its state read, for the test that checks their plan.
 #[doc(hidden)]
-pub use writer::{READ_STATE as WRITER_STATE_READ, SESSION_SETTINGS as WRITER_SESSION_SETTINGS};
+pub use writer::{
+    READ_STATE as WRITER_STATE_READ, READ_TRUSTING as WRITER_TRUSTING_READ,
+    SESSION_SETTINGS as WRITER_SESSION_SETTINGS,
+};
 
 use std::str::FromStr;
 use std::sync::Arc;

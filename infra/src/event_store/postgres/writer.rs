@@ -13,6 +13,16 @@
 //! NOTIFY treehole_events, '<head>'; COMMIT
 //! ```
 //!
+//! That is the *checking* read. Most batches take a cheaper one ([`READ_TRUSTING`]): the head,
+//! and the versions of only those streams the writer does not remember from its own commits.
+//! Stored event ids and recorded idempotency keys are left to the unique indexes, which a
+//! client's retry is the only way to meet. If the insert then fails on a unique index (a retry,
+//! or a version another process wrote since the writer remembered it), or a request would be
+//! refused on a remembered version, the transaction is rolled back, the batch's streams are
+//! forgotten, and the batch is decided again after the checking read. Under `comments` the
+//! checking read cost PostgreSQL 0.26 ms per group commit, under the write lock (BENCHMARKS.md,
+//! "The PostgreSQL writer trusts its memory").
+//!
 //! Between the read and the insert the writer decides every request in memory ([`Plan`]), in
 //! queue order: a recorded idempotency key answers from its record; a stored event id replays
 //! the original or is refused as reused; a wrong expectation is a conflict; anything else is
@@ -39,6 +49,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use commands::{AppendResult, Committed, ExpectedVersion, IdempotencyKey, StoreError};
 use domain::{Position, StreamId};
+use lru::LruCache;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::sync::{mpsc, watch};
@@ -84,6 +95,21 @@ pub const READ_STATE: &str = "SELECT \
            FROM UNNEST($1::text[]) WITH ORDINALITY AS s(stream, n) ORDER BY s.n), \
      ARRAY(SELECT event_id FROM events WHERE event_id = ANY($2::uuid[])), \
      ARRAY(SELECT key FROM idempotency_keys WHERE key = ANY($3::text[]))";
+
+/// What a batch that trusts the writer's memory reads under the write lock: the last position
+/// committed and the version of each stream in `$1` that the writer does not remember (in that
+/// order, 0 for a new stream). Stored event ids and recorded keys are left to the unique
+/// indexes: an insert that meets one fails, and the batch is decided again after
+/// [`READ_STATE`].
+#[doc(hidden)]
+pub const READ_TRUSTING: &str = "SELECT \
+     (SELECT COALESCE(MAX(position), 0) FROM events), \
+     ARRAY(SELECT COALESCE((SELECT MAX(e.version) FROM events e WHERE e.stream = s.stream), 0) \
+           FROM UNNEST($1::text[]) WITH ORDINALITY AS s(stream, n) ORDER BY s.n)";
+
+/// Streams whose version the writer remembers (some megabytes at most).
+const VERSION_CACHE: std::num::NonZeroUsize =
+    std::num::NonZeroUsize::new(65_536).expect("not zero");
 
 /// Where stored event ids are: asked only when [`READ_STATE`] found some.
 const READ_STORED_IDS: &str =
@@ -175,6 +201,20 @@ pub(super) struct Writer {
     conn: Option<PgConnection>,
     head: Arc<watch::Sender<Position>>,
     stats: Arc<Counters>,
+    /// The versions of recently written streams, as this writer committed them. Another
+    /// process may have appended since; an insert at a version taken then fails on the
+    /// `(stream, version)` index, and the batch is decided again on versions read.
+    versions: LruCache<String, u64>,
+}
+
+/// How a batch reads the state its decisions need.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Streams' versions from the writer's memory where it has them; stored event ids and
+    /// recorded keys left to the unique indexes ([`READ_TRUSTING`]).
+    Trusting,
+    /// Everything read from the tables ([`READ_STATE`]).
+    Checking,
 }
 
 impl Writer {
@@ -191,6 +231,7 @@ impl Writer {
             conn: Some(conn),
             head,
             stats,
+            versions: LruCache::new(VERSION_CACHE),
         }
     }
 
@@ -241,6 +282,8 @@ impl Writer {
             }
             Err(failure) => {
                 self.abandon().await;
+                // Whether the failed COMMIT left anything is unknown: read it all again.
+                self.versions.clear();
                 warn!(error = %failure, "group commit failed");
                 Err((batch, failure))
             }
@@ -249,17 +292,57 @@ impl Writer {
 
     /// Runs the whole batch in one transaction. The outer error aborts the batch; the inner
     /// results are each request's own answer.
+    ///
+    /// First trusting the writer's memory of versions and the unique indexes; if that meets a
+    /// stored event id, a recorded key or a version written by another process (the insert
+    /// fails), or refuses a request on a remembered version, the transaction is rolled back
+    /// and the batch decided again on what the tables hold.
     async fn apply_all(
         &mut self,
         batch: &[Request],
     ) -> Result<Vec<Result<Committed, StoreError>>, StoreError> {
+        if let Some(outcomes) = self.attempt(batch, Reading::Trusting).await? {
+            return Ok(outcomes);
+        }
+        self.abandon().await;
+        debug!(
+            batch = batch.len(),
+            "group commit decided again on the stored state"
+        );
+        for write in batch.iter().flat_map(|r| &r.writes) {
+            self.versions.pop(write.stream.as_str());
+        }
+        self.attempt(batch, Reading::Checking)
+            .await?
+            .ok_or_else(|| StoreError::Backend("a checked batch asked to be checked".into()))
+    }
+
+    /// One transaction for the batch; `None` (not committed) when a trusting attempt must be
+    /// redone on the stored state.
+    async fn attempt(
+        &mut self,
+        batch: &[Request],
+        reading: Reading,
+    ) -> Result<Option<Vec<Result<Committed, StoreError>>>, StoreError> {
+        let trusting = reading == Reading::Trusting;
         self.begin().await?;
-        let mut plan = self.read_state(batch).await?;
-        let outcomes = batch.iter().map(|r| plan.decide(r)).collect();
+        let mut plan = self.read_state(batch, reading).await?;
+        let outcomes: Vec<_> = batch.iter().map(|r| plan.decide(r)).collect();
+        if trusting
+            && outcomes
+                .iter()
+                .any(|o| matches!(o, Err(StoreError::Conflict { .. })))
+        {
+            return Ok(None);
+        }
         let finish = if plan.rows.positions.is_empty() {
             "COMMIT".to_owned()
         } else {
-            self.insert(&plan).await?;
+            match self.insert(&plan).await {
+                Err(e) if trusting && is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(backend("cannot append events", e)),
+                Ok(inserted) => check_inserted(inserted, &plan)?,
+            }
             // Delivered to listeners only once the transaction has committed.
             format!("NOTIFY {CHANNEL}, '{}'; COMMIT", plan.next - 1)
         };
@@ -267,7 +350,10 @@ impl Writer {
             .execute(finish.as_str())
             .await
             .map_err(|e| backend("cannot commit", e))?;
-        Ok(outcomes)
+        for (stream, version) in plan.versions {
+            self.versions.put(stream, version);
+        }
+        Ok(Some(outcomes))
     }
 
     /// Begins the batch's transaction and takes the write lock. A connection found dead is
@@ -286,7 +372,14 @@ impl Writer {
     }
 
     /// Reads, under the lock, what the batch's decisions depend on.
-    async fn read_state<'a>(&mut self, batch: &'a [Request]) -> Result<Plan<'a>, StoreError> {
+    async fn read_state<'a>(
+        &mut self,
+        batch: &'a [Request],
+        reading: Reading,
+    ) -> Result<Plan<'a>, StoreError> {
+        if reading == Reading::Trusting {
+            return self.read_trusting(batch).await;
+        }
         let mut streams: Vec<&str> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut ids: Vec<Uuid> = Vec::new();
@@ -336,8 +429,38 @@ impl Writer {
         Ok(plan)
     }
 
-    /// Inserts every accepted event and key of the batch.
-    async fn insert(&mut self, plan: &Plan<'_>) -> Result<(), StoreError> {
+    /// The last position, and the versions of the batch's streams: remembered, or read.
+    async fn read_trusting<'a>(&mut self, batch: &'a [Request]) -> Result<Plan<'a>, StoreError> {
+        let mut remembered: HashMap<String, u64> = HashMap::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for write in batch.iter().flat_map(|r| &r.writes) {
+            let stream = write.stream.as_str();
+            if !seen.insert(stream) {
+                continue;
+            }
+            match self.versions.get(stream) {
+                Some(&version) => {
+                    remembered.insert(stream.to_owned(), version);
+                }
+                None => unknown.push(stream),
+            }
+        }
+        let (head, versions): (i64, Vec<i64>) = sqlx::query_as(READ_TRUSTING)
+            .bind(&unknown)
+            .fetch_one(self.conn()?)
+            .await
+            .map_err(|e| backend("cannot read the streams' versions", e))?;
+        let mut plan = Plan::new(to_u64(head)? + 1);
+        plan.versions = remembered;
+        for (stream, version) in unknown.into_iter().zip(versions) {
+            plan.versions.insert(stream.to_owned(), to_u64(version)?);
+        }
+        Ok(plan)
+    }
+
+    /// Inserts every accepted event and key of the batch; answers the events inserted.
+    async fn insert(&mut self, plan: &Plan<'_>) -> Result<u64, sqlx::Error> {
         let (rows, keys) = (&plan.rows, &plan.new_keys);
         let inserted = sqlx::query(INSERT)
             .bind(&rows.positions)
@@ -352,17 +475,10 @@ impl Writer {
             .bind(&keys.keys)
             .bind(&keys.fingerprints)
             .bind(&keys.results)
-            .execute(self.conn()?)
-            .await
-            .map_err(|e| backend("cannot append events", e))?
+            .execute(self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)?)
+            .await?
             .rows_affected();
-        let planned = rows.positions.len() as u64;
-        if inserted != planned {
-            return Err(StoreError::Backend(format!(
-                "{inserted} of {planned} events were inserted"
-            )));
-        }
-        Ok(())
+        Ok(inserted)
     }
 
     /// The write connection, reopened if a failure dropped it (only between batches).
@@ -389,6 +505,24 @@ impl Writer {
             debug!(error = %e, "rollback after a failed batch; dropping the connection");
             self.conn = None;
         }
+    }
+}
+
+/// Whether the insert met a unique index: a stored event id, a recorded key or a stored version.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .is_some_and(|code| code == "23505")
+}
+
+fn check_inserted(inserted: u64, plan: &Plan<'_>) -> Result<(), StoreError> {
+    let planned = plan.rows.positions.len() as u64;
+    if inserted == planned {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "{inserted} of {planned} events were inserted"
+        )))
     }
 }
 
