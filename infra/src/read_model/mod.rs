@@ -370,7 +370,7 @@ impl<D: Db> ReadModelStore for Store<D> {
         // A read model is derived from the log and its checkpoint moves in the same
         // transaction, so its commit need not wait for the disk: a crash can lose the last
         // batches, rows and checkpoint together, and the projector applies them again.
-        let mut tx = self.db.begin(true).await?;
+        let mut tx = self.db.begin_batch(projection).await?;
         let holding = Instant::now();
         // Moving the checkpoint first takes the write lock on the generation's row at once, so
         // a concurrent projector or promotion waits here rather than deadlocking later.

@@ -462,6 +462,13 @@ pub(crate) trait Db: Send + Sync + 'static {
     /// (a projector's batch, which the log can give again).
     async fn begin(&self, relaxed: bool) -> Result<Self::Tx, ReadModelError>;
 
+    /// A relaxed write transaction (see [`Self::begin`]) for a batch of the projector of
+    /// `projection`, which a backend with one writer may let go before others.
+    async fn begin_batch(&self, projection: &str) -> Result<Self::Tx, ReadModelError> {
+        let _ = projection;
+        self.begin(true).await
+    }
+
     /// Releases the connections.
     async fn close(&self);
 }
