@@ -90,7 +90,8 @@ struct Writer {
 /// waiting for the one writer. All of a store's projections apply a batch per group commit of
 /// the log, each a transaction on that writer; in turn, a comment was visible only once every
 /// projection's transaction ahead of the `feed`'s had committed (BENCHMARKS.md, twenty-fifth
-/// session: "the thread's projections go first"). The others are not starved: one of them is always next but one.
+/// session: "the thread's projections go first"). The others are not starved: one of them is
+/// always next but one.
 const FIRST: &[&str] = &["feed", "comments"];
 
 impl Writer {
