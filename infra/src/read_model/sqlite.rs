@@ -253,19 +253,11 @@ impl Db for SqliteDb {
     /// (The others queue for `front` first, so at most one of them waits for the turn at a
     /// time; the turn goes to its waiters in order.)
     async fn begin_batch(&self, projection: &str) -> Result<SqliteTx, ReadModelError> {
-        let turn = if FIRST.contains(&projection) {
-            self.writer.turn.clone().lock_owned().await
-        } else {
-            let _front = self.writer.front.lock().await;
-            self.writer.turn.clone().lock_owned().await
-        };
-        Ok(SqliteTx {
-            _turn: turn,
-            jobs: self.writer.jobs.clone(),
-            pending: Vec::new(),
-            begun: false,
-            finished: false,
-        })
+        if FIRST.contains(&projection) {
+            return self.begin(true).await;
+        }
+        let _front = self.writer.front.lock().await;
+        self.begin(true).await
     }
 
     async fn begin(&self, _relaxed: bool) -> Result<SqliteTx, ReadModelError> {
