@@ -511,8 +511,7 @@ impl Writer {
 /// Whether the insert met a unique index: a stored event id, a recorded key or a stored version.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
-        .and_then(|db| db.code())
-        .is_some_and(|code| code == "23505")
+        .is_some_and(|db| db.is_unique_violation())
 }
 
 fn check_inserted(inserted: u64, plan: &Plan<'_>) -> Result<(), StoreError> {
