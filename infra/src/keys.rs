@@ -22,6 +22,8 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use uuid::Uuid;
 
+use crate::read_model::readers::{self, Readers};
+
 fn backend(what: &str, e: sqlx::Error) -> KeyError {
     KeyError::Backend(format!("{what}: {e}"))
 }
@@ -40,9 +42,14 @@ CREATE TABLE IF NOT EXISTS key_handles (
 CREATE INDEX IF NOT EXISTS key_handles_user ON key_handles (user_id);
 ";
 
-/// The key store in a SQLite file (the embedded event store's `events.db`).
+/// The key store in a SQLite file (the embedded event store's `events.db`). Reads and a
+/// user's shredding go through sqlx; keys and handles are put by a rusqlite connection on a
+/// thread of its own, whose busy handler tries for the file's write lock (which the log's writer
+/// shares) in short steps instead of SQLite's sleeps of up to 100 ms
+/// (`readers::wait_for_the_lock`).
 pub struct SqliteKeyStore {
     pool: SqlitePool,
+    writes: Readers,
 }
 
 impl SqliteKeyStore {
@@ -65,7 +72,32 @@ impl SqliteKeyStore {
             .execute(&pool)
             .await
             .map_err(|e| backend("cannot create the key tables", e))?;
-        Ok(Self { pool })
+        let writer = readers::open_writer(path).map_err(KeyError::Backend)?;
+        let prepared = writer
+            .busy_handler(Some(readers::wait_for_the_lock))
+            .and_then(|()| {
+                writer.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = on;")
+            });
+        prepared.map_err(|e| KeyError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let writes = Readers::writer(writer, "sqlite-keys")
+            .map_err(|e| KeyError::Backend(format!("the key store's writer: {e}")))?;
+        Ok(Self { pool, writes })
+    }
+
+    /// Runs the statement `sql` with `params` on the writer's connection.
+    async fn write<P>(&self, what: &str, sql: &'static str, params: P) -> Result<(), KeyError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.writes
+            .call(move |c| {
+                c.prepare_cached(sql)
+                    .and_then(|mut statement| statement.execute(params))
+            })
+            .await
+            .ok_or_else(|| KeyError::Backend(format!("{what}: the key store is closed")))?
+            .map(|_| ())
+            .map_err(|e| KeyError::Backend(format!("{what}: {e}")))
     }
 
     /// Opens the key store in `dir/events.db`, beside the embedded log.
@@ -79,14 +111,12 @@ impl SqliteKeyStore {
 #[async_trait]
 impl KeyStore for SqliteKeyStore {
     async fn put_key(&self, user: UserId, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyError> {
-        sqlx::query(
-            "INSERT INTO data_keys (user_id, wrapped) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        self.write(
+            "cannot store a data key",
+            "INSERT INTO data_keys (user_id, wrapped) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            (user.to_string(), wrapped),
         )
-        .bind(user.to_string())
-        .bind(&wrapped)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| backend("cannot store a data key", e))?;
+        .await?;
         self.get_key(user).await?.ok_or(KeyError::Destroyed(user))
     }
 
@@ -101,16 +131,13 @@ impl KeyStore for SqliteKeyStore {
     }
 
     async fn put_handle(&self, handle: &str, user: UserId, subject: &str) -> Result<(), KeyError> {
-        sqlx::query(
-            "INSERT INTO key_handles (handle, user_id, subject) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        self.write(
+            "cannot store a key handle",
+            "INSERT INTO key_handles (handle, user_id, subject) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+            (handle.to_owned(), user.to_string(), subject.to_owned()),
         )
-        .bind(handle)
-        .bind(user.to_string())
-        .bind(subject)
-        .execute(&self.pool)
         .await
-        .map_err(|e| backend("cannot store a key handle", e))?;
-        Ok(())
     }
 
     async fn subjects(&self, user: UserId, prefix: &str) -> Result<Vec<String>, KeyError> {
@@ -197,15 +224,13 @@ impl KeyStore for SqliteKeyStore {
             .iter()
             .map(|(u, k)| (u.to_string(), hex::encode(k)))
             .collect();
-        sqlx::query(
+        self.write(
+            "cannot store data keys",
             "INSERT INTO data_keys (user_id, wrapped) \
-             SELECT value->>0, unhex(value->>1) FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+             SELECT value->>0, unhex(value->>1) FROM json_each(?1) WHERE true ON CONFLICT DO NOTHING",
+            [serde_json::to_string(&rows).expect("strings serialise")],
         )
-        .bind(serde_json::to_string(&rows).expect("strings serialise"))
-        .execute(&self.pool)
         .await
-        .map_err(|e| backend("cannot store data keys", e))?;
-        Ok(())
     }
 
     async fn put_handles(&self, handles: &[(String, UserId, String)]) -> Result<(), KeyError> {
@@ -213,16 +238,14 @@ impl KeyStore for SqliteKeyStore {
             .iter()
             .map(|(h, u, s)| (h.as_str(), u.to_string(), s.as_str()))
             .collect();
-        sqlx::query(
+        self.write(
+            "cannot store key handles",
             "INSERT INTO key_handles (handle, user_id, subject) \
-             SELECT value->>0, value->>1, value->>2 FROM json_each(?) WHERE true \
+             SELECT value->>0, value->>1, value->>2 FROM json_each(?1) WHERE true \
              ON CONFLICT DO NOTHING",
+            [serde_json::to_string(&rows).expect("strings serialise")],
         )
-        .bind(serde_json::to_string(&rows).expect("strings serialise"))
-        .execute(&self.pool)
         .await
-        .map_err(|e| backend("cannot store key handles", e))?;
-        Ok(())
     }
 
     async fn resolve_many(&self, handles: &[String]) -> Result<Vec<(String, UserId)>, KeyError> {

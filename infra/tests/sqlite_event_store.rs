@@ -146,6 +146,48 @@ async fn the_file_is_in_wal_mode() {
     assert_eq!(mode, "wal");
 }
 
+/// The key store writes the log's file through a connection of its own. While it holds the
+/// write lock the log's writer waits (in short steps, see `busy_pause`), neither failing nor
+/// giving up, and appends once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_waits_for_a_write_lock_held_by_another_connection() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.unwrap());
+    let mut other = SqliteConnectOptions::new()
+        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let appending = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(
+                    &stream("post-locked".into()),
+                    ExpectedVersion::NoStream,
+                    vec![event()],
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !appending.is_finished(),
+        "the append did not wait for the lock"
+    );
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let appended = tokio::time::timeout(std::time::Duration::from_secs(4), appending)
+        .await
+        .expect("the append goes on once the lock is free")
+        .unwrap();
+    assert!(appended.is_ok(), "the append failed: {appended:?}");
+    assert_eq!(store.head().await.unwrap(), 1);
+}
+
 #[tokio::test]
 async fn open_creates_missing_directories() {
     let dir = TempDir::new().unwrap();

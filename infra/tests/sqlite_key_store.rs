@@ -218,3 +218,41 @@ async fn shredded_bytes_are_gone() {
     assert_eq!(events.len(), users.len());
     drop(reader);
 }
+
+/// The log's writer shares the file's write lock. While another connection holds it, the key
+/// store's writes wait (in short steps) and then go in, neither failing nor giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_handles_wait_for_a_write_lock_held_by_another_connection() {
+    let dir = TempDir::new().unwrap();
+    let keys = Arc::new(SqliteKeyStore::open_in(dir.path()).await.unwrap());
+    let user = UserId::new(Uuid::now_v7());
+    keys.put_key(user, vec![7; 40]).await.unwrap();
+    let mut other = SqliteConnection::connect_with(
+        &SqliteConnectOptions::new().filename(dir.path().join(FILE_NAME)),
+    )
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let putting = {
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            keys.put_handles(&[("h-locked".into(), user, "post-1".into())])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !putting.is_finished(),
+        "the write did not wait for the lock"
+    );
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let put = tokio::time::timeout(Duration::from_secs(4), putting)
+        .await
+        .expect("the write goes on once the lock is free")
+        .unwrap();
+    assert!(put.is_ok(), "the write failed: {put:?}");
+    assert_eq!(keys.resolve("h-locked").await.unwrap(), Some(user));
+}

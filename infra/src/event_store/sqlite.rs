@@ -23,7 +23,6 @@ mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -40,8 +39,6 @@ use writer::{EncodedEvent, EncodedWrite, Request, Writer};
 /// The file [`SqliteEventStore::open_in`] uses inside its directory.
 pub const FILE_NAME: &str = "events.db";
 
-/// How long a connection waits for a lock held by another connection or process.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reader threads for events, the head and recorded idempotency keys, each with a read-only
 /// connection; WAL lets them all read while the writer commits.
 const READ_THREADS: usize = 4;
@@ -405,7 +402,8 @@ fn push_stored(page: &mut StoredEvents, row: &rusqlite::Row<'_>) -> Result<(), R
 fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
     let failed = |e| sqlite_error(&format!("cannot open {}", path.display()), e);
     let conn = readers::open_writer(path).map_err(StoreError::Unavailable)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+    conn.busy_handler(Some(readers::wait_for_the_lock))
+        .map_err(failed)?;
     // In WAL mode FULL syncs the log on every commit: acknowledged means durable. Statement
     // journals (undo for one statement inside a transaction) stay in memory (`readers::open`):
     // under `comments` their spills to temporary files were 8% of the server's CPU.

@@ -59,12 +59,31 @@ impl Readers {
     /// Opens `threads` read-only connections to the database at `path` (which must exist, in
     /// WAL mode) and starts a thread for each.
     pub(crate) fn open(path: &Path, threads: usize) -> Result<Self, ReadModelError> {
+        Self::start(threads, "sqlite-reader", || connect(path))
+    }
+
+    /// One thread with the read-write connection `connection`, for a store that writes a file
+    /// another writer shares (its busy handler should be [`wait_for_the_lock`]).
+    pub(crate) fn writer(connection: Connection, name: &str) -> Result<Self, ReadModelError> {
+        let mut connection = Some(connection);
+        Self::start(1, name, || {
+            connection
+                .take()
+                .ok_or_else(|| ReadModelError::Unavailable("one writer thread only".into()))
+        })
+    }
+
+    fn start(
+        threads: usize,
+        name: &str,
+        mut connect: impl FnMut() -> Result<Connection, ReadModelError>,
+    ) -> Result<Self, ReadModelError> {
         let (queue, jobs) = crossbeam_channel::unbounded::<Message>();
         for n in 0..threads {
-            let connection = connect(path)?;
+            let connection = connect()?;
             let jobs = jobs.clone();
             std::thread::Builder::new()
-                .name(format!("sqlite-reader-{n}"))
+                .name(format!("{name}-{n}"))
                 .spawn(move || {
                     while let Ok(Message::Run(job)) = jobs.recv() {
                         job(&connection);
@@ -125,6 +144,28 @@ impl Drop for Readers {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// How long a writer waits for the write lock of a file another connection holds.
+pub(crate) const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a writer waits between two tries for that lock.
+const BUSY_STEP: Duration = Duration::from_micros(100);
+
+/// The pause before try `tries + 1` for a write lock, or `None` once [`WRITE_LOCK_TIMEOUT`]
+/// has gone by. The log's file has two writers: the log's, and the key store's, which puts a
+/// first comment's key handles there in a transaction of a millisecond or so. SQLite's own
+/// handler sleeps 1, 2, 5, 10, 15, 20, 25... ms between tries, so each writer slept on for
+/// milliseconds after the other's lock was free (about 110 ms of sleeps in the second of
+/// `hot-post`'s waves, the log's writer, which every command waits for, 60 of them); short
+/// steps take the lock within a step of its release.
+fn busy_pause(tries: i32) -> Option<Duration> {
+    let tries = u32::try_from(tries).unwrap_or(0);
+    (BUSY_STEP * tries < WRITE_LOCK_TIMEOUT).then_some(BUSY_STEP)
+}
+
+/// A writer's busy handler (see [`busy_pause`]): `true` to try again.
+pub(crate) fn wait_for_the_lock(tries: i32) -> bool {
+    busy_pause(tries).map(std::thread::sleep).is_some()
 }
 
 /// A connection to the database at `path` opened with `flags` (no mutex: one thread uses
@@ -193,5 +234,30 @@ pub(crate) fn error(e: rusqlite::Error) -> ReadModelError {
             _ => ReadModelError::Backend(e.to_string()),
         },
         _ => ReadModelError::Backend(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_tries_for_a_busy_lock_in_short_steps_until_the_timeout() {
+        let mut waited = Duration::ZERO;
+        let mut tries = 0;
+        while let Some(pause) = busy_pause(tries) {
+            assert!(
+                pause <= Duration::from_micros(100),
+                "a long pause: {pause:?}"
+            );
+            waited += pause;
+            tries += 1;
+        }
+        assert!(waited >= WRITE_LOCK_TIMEOUT, "gave up after {waited:?}");
+        assert!(
+            waited < WRITE_LOCK_TIMEOUT + BUSY_STEP * 2,
+            "waited on: {waited:?}"
+        );
+        assert_eq!(busy_pause(-1), Some(BUSY_STEP));
     }
 }
