@@ -8,6 +8,7 @@
 )]
 
 mod contract;
+mod write_lock;
 
 use std::sync::Arc;
 
@@ -153,37 +154,17 @@ async fn the_file_is_in_wal_mode() {
 async fn an_append_waits_for_a_write_lock_held_by_another_connection() {
     let dir = TempDir::new().unwrap();
     let store = Arc::new(SqliteEventStore::open_in(dir.path()).await.unwrap());
-    let mut other = SqliteConnectOptions::new()
-        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
     let appending = {
         let store = store.clone();
-        tokio::spawn(async move {
+        async move {
+            let s = stream("post-locked".into());
             store
-                .append(
-                    &stream("post-locked".into()),
-                    ExpectedVersion::NoStream,
-                    vec![event()],
-                )
+                .append(&s, ExpectedVersion::NoStream, vec![event()])
                 .await
-        })
+        }
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        !appending.is_finished(),
-        "the append did not wait for the lock"
-    );
-    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-    let appended = tokio::time::timeout(std::time::Duration::from_secs(4), appending)
-        .await
-        .expect("the append goes on once the lock is free")
-        .unwrap();
+    let file = dir.path().join(infra::event_store::sqlite::FILE_NAME);
+    let appended = write_lock::while_another_connection_holds_the_lock(&file, appending).await;
     assert!(appended.is_ok(), "the append failed: {appended:?}");
     assert_eq!(store.head().await.unwrap(), 1);
 }

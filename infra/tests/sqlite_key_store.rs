@@ -10,6 +10,7 @@
 )]
 
 mod key_store_contract;
+mod write_lock;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -227,32 +228,15 @@ async fn key_handles_wait_for_a_write_lock_held_by_another_connection() {
     let keys = Arc::new(SqliteKeyStore::open_in(dir.path()).await.unwrap());
     let user = UserId::new(Uuid::now_v7());
     keys.put_key(user, vec![7; 40]).await.unwrap();
-    let mut other = SqliteConnection::connect_with(
-        &SqliteConnectOptions::new().filename(dir.path().join(FILE_NAME)),
-    )
-    .await
-    .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
     let putting = {
         let keys = keys.clone();
-        tokio::spawn(async move {
+        async move {
             keys.put_handles(&[("h-locked".into(), user, "post-1".into())])
                 .await
-        })
+        }
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !putting.is_finished(),
-        "the write did not wait for the lock"
-    );
-    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-    let put = tokio::time::timeout(Duration::from_secs(4), putting)
-        .await
-        .expect("the write goes on once the lock is free")
-        .unwrap();
+    let file = dir.path().join(FILE_NAME);
+    let put = write_lock::while_another_connection_holds_the_lock(&file, putting).await;
     assert!(put.is_ok(), "the write failed: {put:?}");
     assert_eq!(keys.resolve("h-locked").await.unwrap(), Some(user));
 }

@@ -5,8 +5,9 @@
 //! Why not sqlx here: sqlx's SQLite driver runs each connection on a worker thread of its own
 //! and sends every statement, and every row, across a channel to it, copying each value. Under
 //! `treehole bench reads --mix pages` those hand-offs (futex) and copies were a third of the
-//! server's samples (BENCHMARKS.md). The writers (the log's and the read models') own a
-//! rusqlite connection on a thread of their own too, opened by [`open_writer`].
+//! server's samples (BENCHMARKS.md). The writers (the log's, the read models' and the key
+//! store's) own a rusqlite connection on a thread of their own too, opened by [`open_writer`];
+//! the two that share the log's file wait for its lock with [`wait_for_the_lock`].
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,7 +148,7 @@ impl Drop for Readers {
 }
 
 /// How long a writer waits for the write lock of a file another connection holds.
-pub(crate) const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a writer waits between two tries for that lock.
 const BUSY_STEP: Duration = Duration::from_micros(100);
 
