@@ -714,11 +714,42 @@ async fn positions_in_topic(topic: &Topic, log: &Path) -> Vec<u64> {
         .collect()
 }
 
+/// What tansu 0.6 logs for every request once its one storage task has stopped for good (it
+/// panics in its `update_group`, `tansu-storage-0.6.0/src/service.rs:337`), which restarting
+/// the broker does not always cure.
+const TANSU_STORAGE_STOPPED: &str = "UnableToSend";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_relay_and_a_restarted_broker_lose_nothing() {
-    let Some(broker) = DurableBroker::start().await else {
-        return;
-    };
+    // The test restarts the broker whenever it stops serving (see below), yet in 2 of 7 clean
+    // runs around 2026-12-07 tansu's storage task stopped and stayed stopped, and the test
+    // failed on the broker's fault with treehole's models behind. A run that failed with that
+    // fault in its message, and only then, runs once more on a fresh broker; a second failure
+    // fails the test.
+    for attempt in 1..=2 {
+        let Some(broker) = DurableBroker::start().await else {
+            return;
+        };
+        let run = std::panic::AssertUnwindSafe(killed_relay_and_restarted_broker(broker));
+        let Err(panic) = futures::FutureExt::catch_unwind(run).await else {
+            return;
+        };
+        let message = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if attempt == 2 || !message.contains(TANSU_STORAGE_STOPPED) {
+            std::panic::resume_unwind(panic);
+        }
+        eprintln!(
+            "tansu's storage task stopped for good in the first run ({TANSU_STORAGE_STOPPED} in its \
+             log): running once more on a fresh broker"
+        );
+    }
+}
+
+async fn killed_relay_and_restarted_broker(broker: DurableBroker) {
     let mut topic = Topic::new(&broker.address(), 2);
     let broker_log = broker.log_path();
     let broker = Arc::new(tokio::sync::Mutex::new(broker));
