@@ -60,28 +60,23 @@ impl Readers {
     /// Opens `threads` read-only connections to the database at `path` (which must exist, in
     /// WAL mode) and starts a thread for each.
     pub(crate) fn open(path: &Path, threads: usize) -> Result<Self, ReadModelError> {
-        Self::start(threads, "sqlite-reader", || connect(path))
+        let connections = (0..threads)
+            .map(|_| connect(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::start("sqlite-reader", connections)
     }
 
     /// One thread with the read-write connection `connection`, for a store that writes a file
     /// another writer shares (its busy handler should be [`wait_for_the_lock`]).
     pub(crate) fn writer(connection: Connection, name: &str) -> Result<Self, ReadModelError> {
-        let mut connection = Some(connection);
-        Self::start(1, name, || {
-            connection
-                .take()
-                .ok_or_else(|| ReadModelError::Unavailable("one writer thread only".into()))
-        })
+        Self::start(name, vec![connection])
     }
 
-    fn start(
-        threads: usize,
-        name: &str,
-        mut connect: impl FnMut() -> Result<Connection, ReadModelError>,
-    ) -> Result<Self, ReadModelError> {
+    /// A thread named `name-N` for each of `connections`, all fed from one queue.
+    fn start(name: &str, connections: Vec<Connection>) -> Result<Self, ReadModelError> {
+        let threads = connections.len();
         let (queue, jobs) = crossbeam_channel::unbounded::<Message>();
-        for n in 0..threads {
-            let connection = connect()?;
+        for (n, connection) in connections.into_iter().enumerate() {
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
