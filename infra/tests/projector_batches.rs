@@ -21,7 +21,7 @@ use infra::read_model::SqliteReadModels;
 use infra::source::StoreSource;
 use infra::synth::{History, group};
 use projections::feed::Feed;
-use projections::runner::{BATCH, REBUILD_BATCH, TURN, rebuild, rebuild_together, run};
+use projections::runner::{BATCH, REBUILD_BATCH, STAGE_PACE, TURN, rebuild, rebuild_together, run};
 use projections::search::Search;
 use projections::{
     Change, Decoded, EventSource, Generation, Projection, ProjectionHub, Promotion, ReadModelError,
@@ -523,4 +523,240 @@ async fn a_projector_that_loses_every_race_keeps_up_without_an_error() {
     for p in projectors {
         p.abort();
     }
+}
+
+/// The real SQLite read models, staging batches as the embedded search engine does in its
+/// writer: a staged batch's changes are kept and applied with the others at the commit, in
+/// one transaction. It writes down when each batch was staged and each commit made, and
+/// (`fail_stage`) fails the stage of that number once.
+struct Staging {
+    inner: Arc<SqliteReadModels>,
+    /// The committed checkpoint the staged batches start from, where they end, their changes.
+    staged: Mutex<Option<(Position, Position, Vec<Change>)>>,
+    stages: Mutex<Vec<std::time::Instant>>,
+    commits: Mutex<Vec<(std::time::Instant, Position)>>,
+    fail_stage: usize,
+}
+
+impl Staging {
+    fn new(inner: Arc<SqliteReadModels>) -> Self {
+        Self {
+            inner,
+            staged: Mutex::new(None),
+            stages: Mutex::new(Vec::new()),
+            commits: Mutex::new(Vec::new()),
+            fail_stage: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl ReadModelStore for Staging {
+    async fn live(&self, projection: &str) -> Result<Option<Generation>, ReadModelError> {
+        self.inner.live(projection).await
+    }
+    async fn create_generation(
+        &self,
+        projection: &str,
+        version: u32,
+    ) -> Result<Generation, ReadModelError> {
+        self.inner.create_generation(projection, version).await
+    }
+    async fn apply(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        self.inner
+            .apply(projection, generation, changes, from, to)
+            .await
+    }
+    fn stages(&self, _projection: &str) -> bool {
+        true
+    }
+    async fn stage(
+        &self,
+        projection: &str,
+        generation: u32,
+        changes: &[Change],
+        from: Position,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        let committed = self.inner.live(projection).await?.map_or(0, |g| g.position);
+        let number = {
+            let mut stages = self.stages.lock().unwrap();
+            stages.push(std::time::Instant::now());
+            stages.len()
+        };
+        if number == self.fail_stage {
+            return Err(ReadModelError::Backend("the stage broke".into()));
+        }
+        let moved = ReadModelError::Moved {
+            projection: projection.into(),
+            generation,
+            position: committed,
+        };
+        let mut staged = self.staged.lock().unwrap();
+        match staged.as_mut() {
+            Some((_, end, kept)) if *end == from => {
+                kept.extend_from_slice(changes);
+                *end = to;
+            }
+            _ if from == committed => *staged = Some((from, to, changes.to_vec())),
+            _ => return Err(moved),
+        }
+        Ok(())
+    }
+    async fn commit_staged(
+        &self,
+        projection: &str,
+        generation: u32,
+        to: Position,
+    ) -> Result<(), ReadModelError> {
+        let Some((from, end, changes)) = self.staged.lock().unwrap().take() else {
+            return Ok(());
+        };
+        assert_eq!(end, to, "a commit ends where the staged batches end");
+        self.inner
+            .apply(projection, generation, &changes, from, to)
+            .await?;
+        self.commits
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), to));
+        Ok(())
+    }
+    async fn promote(
+        &self,
+        projection: &str,
+        generation: u32,
+    ) -> Result<Promotion, ReadModelError> {
+        self.inner.promote(projection, generation).await
+    }
+    async fn dump(&self, projection: &str) -> Result<Vec<String>, ReadModelError> {
+        self.inner.dump(projection).await
+    }
+}
+
+/// Feeds a live feed projector paced at `pause` after any batch, into `store`, 60 events one
+/// at a time 20 ms apart; returns every position its status showed, once it reached the head.
+async fn trickle_into_staging(store: Arc<Staging>, pause: Duration) -> Vec<Position> {
+    let (_dir, log, source, _) = empty_log().await;
+    let projection: Arc<dyn Projection> = Arc::new(Tuned {
+        busy: 1,
+        pause,
+        ..Tuned::feed()
+    });
+    let hub = ProjectionHub::new(std::slice::from_ref(&projection), source.watch());
+    let projector = tokio::spawn(run(projection, source.clone(), store.clone(), hub.clone()));
+    hub.wait_for(&[], 0, Duration::from_secs(10))
+        .await
+        .expect("the projector starts");
+    let mut status = hub.watch(Feed.name()).expect("the feed's status");
+    let shown = tokio::spawn(async move {
+        let mut shown = Vec::new();
+        while status.changed().await.is_ok() {
+            shown.push(status.borrow_and_update().position);
+        }
+        shown
+    });
+    let mut history = History::new();
+    for _ in 0..60 {
+        log.append_many(group(history.take(1)), None)
+            .await
+            .expect("an append");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let head = log.head().await.expect("the head");
+    hub.wait_for(&[], head, Duration::from_secs(10))
+        .await
+        .expect("the projector catches up");
+    projector.abort();
+    drop(hub);
+    let shown = tokio::time::timeout(Duration::from_secs(5), shown)
+        .await
+        .expect("the status channel closes")
+        .expect("the watcher");
+    // What was committed is what a rebuild makes.
+    let live = store.dump(Feed.name()).await.expect("a dump");
+    rebuild(
+        Arc::new(Feed),
+        source,
+        store.inner.clone(),
+        None,
+        &|_, _| {},
+    )
+    .await
+    .expect("a rebuild");
+    assert_eq!(store.dump(Feed.name()).await.expect("a dump"), live);
+    shown
+}
+
+/// Where the store stages batches, a live projector hands it one every [`STAGE_PACE`] as
+/// events come, and commits them at the projection's pace: the work of a commit is spread
+/// over the time before it. Its status only ever shows committed positions (a read-your-writes
+/// wait must find its events), and the last events are committed without new ones coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_store_gets_batches_as_they_come_and_commits_at_the_pace() {
+    let pause = Duration::from_millis(400);
+    let (_dir, _, _, models) = empty_log().await;
+    let store = Arc::new(Staging::new(models));
+    let shown = trickle_into_staging(store.clone(), pause).await;
+    let stages = store.stages.lock().unwrap().clone();
+    let commits = store.commits.lock().unwrap().clone();
+    // 60 events over 1.2 s or more: a stage per 100 ms, a commit per 400 ms.
+    assert!(stages.len() >= 6, "{} stages", stages.len());
+    assert!(commits.len() >= 2, "{commits:?}");
+    assert!(
+        commits.len() * 2 <= stages.len(),
+        "{} commits, {} stages",
+        commits.len(),
+        stages.len()
+    );
+    for pair in stages.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= STAGE_PACE,
+            "stages {:?} apart",
+            pair[1] - pair[0]
+        );
+    }
+    for pair in commits.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= pause,
+            "commits {:?} apart",
+            pair[1].0 - pair[0].0
+        );
+    }
+    assert_eq!(commits.last().map(|c| c.1), Some(60));
+    let committed: Vec<Position> = commits.iter().map(|c| c.1).collect();
+    assert!(shown.contains(&60), "{shown:?}");
+    assert!(
+        shown.iter().all(|p| *p == 0 || committed.contains(p)),
+        "shown {shown:?}, committed {committed:?}"
+    );
+}
+
+/// A stage that fails sends the projector back to the committed checkpoint, from which it
+/// stages the same events again; nothing is lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stage_starts_over_from_the_committed_checkpoint() {
+    let (_dir, _, _, models) = empty_log().await;
+    let store = Arc::new(Staging {
+        fail_stage: 4,
+        ..Staging::new(models)
+    });
+    let shown = trickle_into_staging(store.clone(), Duration::from_millis(300)).await;
+    assert!(store.stages.lock().unwrap().len() > 4);
+    let committed: Vec<Position> = store.commits.lock().unwrap().iter().map(|c| c.1).collect();
+    assert!(
+        committed.windows(2).all(|w| w[0] < w[1]) && committed.last() == Some(&60),
+        "{committed:?}"
+    );
+    assert!(
+        shown.iter().all(|p| *p == 0 || committed.contains(p)),
+        "{shown:?}"
+    );
 }

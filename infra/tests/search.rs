@@ -582,3 +582,299 @@ async fn an_index_made_before_comment_documents_still_answers() {
         assert_eq!(page.hits[0].comment_count, 1);
     }
 }
+
+/// A named or anonymous post as the search projection passes it on.
+fn post_change(
+    post_id: domain::PostId,
+    position: u64,
+    author: Option<domain::UserId>,
+    title: &str,
+) -> projections::Change {
+    projections::Change::Feed(projections::FeedChange::InsertPost {
+        post_id,
+        position,
+        author_id: author,
+        author_name: if author.is_some() {
+            "lantern_maker"
+        } else {
+            "洞主"
+        }
+        .into(),
+        anonymous: author.is_none(),
+        title: Some(title.into()),
+        body: format!("{title}: by the lake"),
+        tags: vec![],
+        created_at: chrono::Utc::now(),
+    })
+}
+
+/// The embedded engine with a new live generation in `dir`, and its number.
+async fn live_engine(dir: &std::path::Path) -> (Embedded, u32) {
+    use projections::ReadModelStore;
+    let engine = Embedded::open(&dir.join("search")).expect("open");
+    let g = engine
+        .create_generation("search", 1)
+        .await
+        .expect("generation");
+    engine.promote("search", g.number).await.expect("promote");
+    (engine, g.number)
+}
+
+/// The hits for `words`: each post's id and comment count.
+async fn hits(engine: &Embedded, words: &str) -> Vec<(domain::PostId, usize)> {
+    use projections::search::{Query, SearchRequest};
+    engine
+        .search(&SearchRequest {
+            query: Query::parse(words).expect("a query"),
+            tag: None,
+            limit: 10,
+            after: None,
+        })
+        .await
+        .expect("search")
+        .hits
+        .into_iter()
+        .map(|h| (h.document.id, h.comment_count))
+        .collect()
+}
+
+/// Staged batches are written into the engine's writer as they come and committed together
+/// later: until then queries and `live` see the last commit, and a process that stops without
+/// the commit leaves that commit's checkpoint, from which the batches are applied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_batches_are_found_after_their_commit_and_lost_without_it() {
+    use domain::{CommentId, PostId};
+    use projections::{ReadModelError, ReadModelStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, number) = live_engine(dir.path()).await;
+    assert!(engine.stages("search"));
+    let post = PostId::new(uuid::Uuid::now_v7());
+    let comment = |position| {
+        comment_change(
+            post,
+            CommentId::new(uuid::Uuid::now_v7()),
+            position,
+            "麻辣烫 nearby",
+        )
+    };
+    engine
+        .stage(
+            "search",
+            number,
+            &[post_change(post, 1, None, "Lanterns"), comment(2)],
+            0,
+            2,
+        )
+        .await
+        .expect("stage");
+    engine
+        .stage("search", number, &[comment(3)], 2, 3)
+        .await
+        .expect("stage");
+    assert_eq!(engine.live("search").await.unwrap().unwrap().position, 0);
+    assert!(
+        hits(&engine, "lanterns").await.is_empty(),
+        "nothing is found before the commit"
+    );
+    // A commit must end where the staged batches end.
+    let early = engine.commit_staged("search", number, 2).await;
+    assert!(
+        matches!(early, Err(ReadModelError::Moved { position: 0, .. })),
+        "{early:?}"
+    );
+
+    engine
+        .commit_staged("search", number, 3)
+        .await
+        .expect("commit");
+    assert_eq!(engine.live("search").await.unwrap().unwrap().position, 3);
+    assert_eq!(hits(&engine, "lanterns").await, vec![(post, 2)]);
+    assert_eq!(hits(&engine, "麻辣烫").await, vec![(post, 2)]);
+    // Committing again where nothing is staged changes nothing.
+    engine
+        .commit_staged("search", number, 3)
+        .await
+        .expect("a second commit");
+
+    engine
+        .stage(
+            "search",
+            number,
+            &[
+                comment(4),
+                post_change(PostId::new(uuid::Uuid::now_v7()), 5, None, "Kayaks"),
+            ],
+            3,
+            5,
+        )
+        .await
+        .expect("stage");
+    drop(engine);
+    let engine = Embedded::open(&dir.path().join("search")).expect("open again");
+    assert_eq!(engine.live("search").await.unwrap().unwrap().position, 3);
+    assert!(
+        hits(&engine, "kayaks").await.is_empty(),
+        "a batch never committed is gone"
+    );
+    assert_eq!(hits(&engine, "lanterns").await, vec![(post, 2)]);
+    let stale = engine.stage("search", number, &[comment(6)], 5, 6).await;
+    assert!(
+        matches!(stale, Err(ReadModelError::Moved { position: 3, .. })),
+        "{stale:?}"
+    );
+    engine
+        .stage("search", number, &[comment(4)], 3, 4)
+        .await
+        .expect("staged again");
+    engine
+        .commit_staged("search", number, 4)
+        .await
+        .expect("commit");
+    assert_eq!(hits(&engine, "lanterns").await, vec![(post, 3)]);
+}
+
+/// A projector that starts over from the committed checkpoint (after an error) stages the
+/// same events again: what it had staged before is replaced, not added to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_staged_again_from_the_committed_checkpoint_replace_the_earlier_ones() {
+    use domain::{CommentId, PostId};
+    use projections::ReadModelStore;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, number) = live_engine(dir.path()).await;
+    let (post, other) = (
+        PostId::new(uuid::Uuid::now_v7()),
+        PostId::new(uuid::Uuid::now_v7()),
+    );
+    let comment = comment_change(
+        post,
+        CommentId::new(uuid::Uuid::now_v7()),
+        2,
+        "ice on the lake",
+    );
+    let batch = [
+        post_change(post, 1, None, "Skating"),
+        comment.clone(),
+        post_change(other, 3, None, "Kayaks"),
+    ];
+    engine
+        .stage("search", number, &batch, 0, 3)
+        .await
+        .expect("stage");
+    engine
+        .stage("search", number, &batch[..1], 0, 1)
+        .await
+        .expect("staged again from 0");
+    engine
+        .commit_staged("search", number, 1)
+        .await
+        .expect("commit");
+    assert_eq!(hits(&engine, "skating").await, vec![(post, 0)]);
+    assert!(
+        hits(&engine, "ice").await.is_empty() && hits(&engine, "kayaks").await.is_empty(),
+        "what was staged first is gone"
+    );
+    engine
+        .stage("search", number, &batch[1..], 1, 3)
+        .await
+        .expect("stage");
+    engine
+        .commit_staged("search", number, 3)
+        .await
+        .expect("commit");
+    assert_eq!(hits(&engine, "skating").await, vec![(post, 1)]);
+    assert_eq!(hits(&engine, "kayaks").await, vec![(other, 0)]);
+}
+
+/// Documents written since the last commit cannot be read from the index: a post staged, then
+/// pushed out of the recently written documents by hundreds of others, and commented again
+/// before the commit keeps what was staged for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staged_post_commented_again_after_hundreds_of_others_keeps_its_staged_comments() {
+    use domain::{CommentId, PostId};
+    use projections::ReadModelStore;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, number) = live_engine(dir.path()).await;
+    let post = PostId::new(uuid::Uuid::now_v7());
+    let comment = |position, body: &str| {
+        comment_change(post, CommentId::new(uuid::Uuid::now_v7()), position, body)
+    };
+    engine
+        .stage(
+            "search",
+            number,
+            &[
+                post_change(post, 1, None, "Lanterns"),
+                comment(2, "paper ones"),
+            ],
+            0,
+            2,
+        )
+        .await
+        .expect("stage");
+    let others: Vec<_> = (0..400)
+        .map(|i| post_change(PostId::new(uuid::Uuid::now_v7()), 3 + i, None, "Kayaks"))
+        .collect();
+    engine
+        .stage("search", number, &others, 2, 402)
+        .await
+        .expect("stage the others");
+    engine
+        .stage("search", number, &[comment(403, "silk ones")], 402, 403)
+        .await
+        .expect("stage");
+    engine
+        .commit_staged("search", number, 403)
+        .await
+        .expect("commit");
+    assert_eq!(hits(&engine, "lanterns").await, vec![(post, 2)]);
+    assert_eq!(hits(&engine, "paper").await, vec![(post, 2)]);
+    assert_eq!(hits(&engine, "silk").await, vec![(post, 2)]);
+}
+
+/// An author's documents are found by a term, which reads only what is committed: a batch that
+/// forgets an author whose post is still staged commits the staged batches first, and the post
+/// forgets its author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_author_forgotten_while_their_post_is_staged_is_forgotten() {
+    use domain::{PostId, UserId};
+    use projections::search::SearchIndex;
+    use projections::{Change, DELETED_USER, FeedChange, ReadModelStore};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, number) = live_engine(dir.path()).await;
+    let (post, author) = (
+        PostId::new(uuid::Uuid::now_v7()),
+        UserId::new(uuid::Uuid::now_v7()),
+    );
+    engine
+        .stage(
+            "search",
+            number,
+            &[post_change(post, 1, Some(author), "Lanterns")],
+            0,
+            1,
+        )
+        .await
+        .expect("stage");
+    let forget = Change::Feed(FeedChange::ForgetPostAuthor { user_id: author });
+    engine
+        .stage("search", number, &[forget], 1, 2)
+        .await
+        .expect("stage the forgetting");
+    engine
+        .commit_staged("search", number, 2)
+        .await
+        .expect("commit");
+    let docs = engine.documents().await.expect("documents");
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].author_name, DELETED_USER);
+    assert_eq!(docs[0].author_id, None);
+    let json = serde_json::to_string(&docs).unwrap();
+    assert!(
+        !json.contains(&author.to_string()) && !json.contains("lantern_maker"),
+        "{json}"
+    );
+}
