@@ -133,43 +133,6 @@ pub trait ReadModelStore: Send + Sync + 'static {
         let _ = projection;
         std::time::Duration::ZERO
     }
-    /// Whether the projection's batches can be staged here: applied as they come but made
-    /// visible (and durable, with their checkpoint) only by a later commit of all of them
-    /// together. Where a commit costs much more than the changes it carries (a search engine's
-    /// segment), the live projector then spreads the work of a commit's batches over the time
-    /// between two commits instead of doing it all at once ([`crate::runner::STAGE_PACE`]).
-    fn stages(&self, projection: &str) -> bool {
-        let _ = projection;
-        false
-    }
-    /// [`Self::apply`] without the commit, where [`Self::stages`]: the changes and the
-    /// checkpoint `to` are held until [`Self::commit_staged`]. Queries, [`Self::live`] and
-    /// other processes see the last committed checkpoint meanwhile; a staged batch that is
-    /// never committed (a crash, an error) is applied again from that checkpoint. A batch
-    /// staged `from` the committed checkpoint while others are staged replaces them (a
-    /// projector that started over from the committed checkpoint). Elsewhere, `apply`.
-    async fn stage(
-        &self,
-        projection: &str,
-        generation: u32,
-        changes: &[Change],
-        from: Position,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        self.apply(projection, generation, changes, from, to).await
-    }
-    /// Commits the batches staged into `generation` up to `to` (the last one's checkpoint):
-    /// [`ReadModelError::Moved`] if what is staged does not end at `to`. Nothing to do where
-    /// nothing is staged.
-    async fn commit_staged(
-        &self,
-        projection: &str,
-        generation: u32,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        let _ = (projection, generation, to);
-        Ok(())
-    }
     /// How long the projection's last applied batch held a writer that every projection of
     /// this store takes turns on (SQLite's one read-write connection), not counting the wait
     /// for its turn; `None` where projections do not wait for each other. The projector sizes

@@ -49,34 +49,6 @@ impl ReadModelStore for Routed {
         self.store(projection).live(projection).await
     }
 
-    fn stages(&self, projection: &str) -> bool {
-        self.store(projection).stages(projection)
-    }
-
-    async fn stage(
-        &self,
-        projection: &str,
-        generation: u32,
-        changes: &[Change],
-        from: Position,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        self.store(projection)
-            .stage(projection, generation, changes, from, to)
-            .await
-    }
-
-    async fn commit_staged(
-        &self,
-        projection: &str,
-        generation: u32,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        self.store(projection)
-            .commit_staged(projection, generation, to)
-            .await
-    }
-
     async fn create_generation(
         &self,
         projection: &str,

@@ -52,11 +52,6 @@ impl Sizing {
     }
 }
 
-/// The least time between two batches of a live projector whose store stages them
-/// ([`ReadModelStore::stages`]), until its commit is due: under load a commit's events are
-/// applied in parts as they come, not all at once.
-pub const STAGE_PACE: Duration = Duration::from_millis(100);
-
 /// How long a caught-up projector waits for a notification before looking at the log anyway.
 const POLL: Duration = Duration::from_secs(1);
 /// The first wait after a failed batch; it doubles with each failure in a row, up to 30 s.
@@ -267,15 +262,13 @@ pub enum ProjectionError {
     Store(#[from] ReadModelError),
 }
 
-/// Decodes a batch, derives its changes and applies them with the new checkpoint (or stages
-/// them, with `staged`: [`ReadModelStore::stage`]).
+/// Decodes a batch, derives its changes and applies them with the new checkpoint.
 async fn apply_batch(
     projection: &dyn Projection,
     store: &dyn ReadModelStore,
     generation: u32,
     from: Position,
     batch: &[Arc<Decoded>],
-    staged: bool,
 ) -> Result<Position, ProjectionError> {
     let Some(last) = batch.last().map(|e| e.position()) else {
         return Err(ReadModelError::Backend("empty batch".into()).into());
@@ -299,20 +292,12 @@ async fn apply_batch(
         generation,
         from = batch[0].position(),
         to = last,
-        events = batch.len(),
-        staged
+        events = batch.len()
     );
-    if staged {
-        store
-            .stage(name, generation, &changes, from, last)
-            .instrument(span)
-            .await?;
-    } else {
-        store
-            .apply(name, generation, &changes, from, last)
-            .instrument(span)
-            .await?;
-    }
+    store
+        .apply(name, generation, &changes, from, last)
+        .instrument(span)
+        .await?;
     Ok(last)
 }
 
@@ -474,13 +459,6 @@ async fn attach(
 }
 
 /// Follows the log into `generation` until the source closes or an error stops it.
-///
-/// Where the store stages batches ([`ReadModelStore::stages`]), the projector stages one every
-/// [`STAGE_PACE`] and commits them when the projection's pace since the last commit is over
-/// ([`Projection::pace`], of the events staged since): as often as before, with the work of a
-/// commit spread over the time before it. Positions are reported as committed, so a
-/// read-your-writes wait never ends before its events can be read. Elsewhere each batch is
-/// applied (and committed) on its own, paced by the projection and the store.
 async fn follow(
     projection: &dyn Projection,
     source: &dyn EventSource,
@@ -490,56 +468,13 @@ async fn follow(
     retry: &mut Duration,
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
-    let staging = store.stages(name);
     let mut head = source.watch();
     let mut position = generation.position;
     let mut sizing = Sizing::new(projection.batch());
-    // Events staged since the last commit, and when that was (none yet: the first is due).
-    let mut staged = 0;
-    let mut committed_at: Option<Instant> = None;
-    let mut rate = 0.0;
     loop {
         head.borrow_and_update();
         let started = Instant::now();
         let batch = source.read_after(position, sizing.limit).await?;
-        if !batch.is_empty() {
-            position = apply_batch(
-                projection,
-                store,
-                generation.number,
-                position,
-                &batch,
-                staging,
-            )
-            .await?;
-            if let Some(held) = store.held(name) {
-                sizing.after(batch.len(), held);
-            }
-            // A batch went through: the next failure is retried soon again, not after the
-            // longest wait an earlier outage reached.
-            *retry = FIRST_RETRY;
-            rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
-            if staging {
-                staged += batch.len();
-            } else {
-                report_applied(hub, name, position, rate, &head);
-            }
-        }
-        if staged > 0 {
-            let due = committed_at.map_or(started, |at| at + projection.pace(staged));
-            if Instant::now() >= due {
-                store
-                    .commit_staged(name, generation.number, position)
-                    .await?;
-                staged = 0;
-                committed_at = Some(Instant::now());
-                report_applied(hub, name, position, rate, &head);
-            } else if batch.is_empty() {
-                // Nothing more came: what is staged is committed when due.
-                tokio::time::sleep_until(due.into()).await;
-                continue;
-            }
-        }
         if batch.is_empty() {
             hub.report(name, |s| {
                 s.state = ProjectionState::Live;
@@ -552,37 +487,31 @@ async fn follow(
             }
             continue;
         }
+        position = apply_batch(projection, store, generation.number, position, &batch).await?;
+        let full = batch.len() >= sizing.limit;
+        if let Some(held) = store.held(name) {
+            sizing.after(batch.len(), held);
+        }
+        // A batch went through: the next failure is retried soon again, not after the
+        // longest wait an earlier outage reached.
+        *retry = FIRST_RETRY;
+        let rate = batch.len() as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        let at_head = position >= *head.borrow();
+        hub.report(name, |s| {
+            s.position = position;
+            s.events_per_second = rate;
+            s.last_error = None;
+            if at_head {
+                s.caught_up_at = Some(Instant::now());
+            }
+        });
         // A full batch means the projector is behind: it reads on at once. Otherwise a paced
         // projection lets events gather until its next batch is due.
-        let full = batch.len() >= sizing.limit;
-        let pace = if staging {
-            STAGE_PACE
-        } else {
-            projection.pace(batch.len()).max(store.pace(name))
-        };
+        let pace = projection.pace(batch.len()).max(store.pace(name));
         if !full && !pace.is_zero() {
             tokio::time::sleep_until((started + pace).into()).await;
         }
     }
-}
-
-/// Tells the hub that `position` is applied (committed), at `rate` events a second.
-fn report_applied(
-    hub: &ProjectionHub,
-    name: &str,
-    position: Position,
-    rate: f64,
-    head: &tokio::sync::watch::Receiver<Position>,
-) {
-    let at_head = position >= *head.borrow();
-    hub.report(name, |s| {
-        s.position = position;
-        s.events_per_second = rate;
-        s.last_error = None;
-        if at_head {
-            s.caught_up_at = Some(Instant::now());
-        }
-    });
 }
 
 /// The fewest events a rebuild reads at a time (a projection may ask for more): a rebuild reads
@@ -721,7 +650,7 @@ pub async fn rebuild_together(
                     let (p, store, batch, number) =
                         (p.clone(), store.clone(), batch.clone(), g.number);
                     tokio::spawn(async move {
-                        apply_batch(&*p, &*store, number, position, &batch, false).await
+                        apply_batch(&*p, &*store, number, position, &batch).await
                     })
                 })
                 .collect();

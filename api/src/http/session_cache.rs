@@ -260,37 +260,6 @@ impl ReadModelStore for Watched {
         self.inner.live(projection).await
     }
 
-    /// Never the users projection's: the cache hears of each of its batches as it is applied,
-    /// which is when it is committed.
-    fn stages(&self, projection: &str) -> bool {
-        projection != users::NAME && self.inner.stages(projection)
-    }
-
-    async fn stage(
-        &self,
-        projection: &str,
-        generation: u32,
-        changes: &[Change],
-        from: Position,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        if !self.stages(projection) {
-            return self.apply(projection, generation, changes, from, to).await;
-        }
-        self.inner
-            .stage(projection, generation, changes, from, to)
-            .await
-    }
-
-    async fn commit_staged(
-        &self,
-        projection: &str,
-        generation: u32,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        self.inner.commit_staged(projection, generation, to).await
-    }
-
     async fn create_generation(
         &self,
         projection: &str,

@@ -11,7 +11,7 @@
 //! that field existed still open and answer queries, but cannot forget an author: the search
 //! projection's version changed with the field, so such a generation is rebuilt and replaced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -549,17 +549,10 @@ struct Gen {
     recent: Mutex<Recent>,
 }
 
-/// Recently written documents as of `position`: committed ones (at most
-/// [`Recent::CAPACITY`]), and every one written since the last commit while batches are
-/// staged.
+/// Recently written documents (at most [`Recent::CAPACITY`]) as of `position`.
 struct Recent {
     position: Option<Position>,
     docs: lru::LruCache<PostId, SearchDocument>,
-    /// The checkpoint of the batches staged in the writer, if any ([`Recent::position`] then).
-    staged: Option<Position>,
-    /// Every document the staged batches wrote (`None`: deleted). The index cannot be read for
-    /// them before the commit, so none is ever evicted.
-    staged_docs: HashMap<PostId, Option<SearchDocument>>,
 }
 
 impl Recent {
@@ -569,40 +562,6 @@ impl Recent {
         Self {
             position: None,
             docs: lru::LruCache::new(std::num::NonZeroUsize::new(Self::CAPACITY).expect("> 0")),
-            staged: None,
-            staged_docs: HashMap::new(),
-        }
-    }
-
-    /// Records what a batch wrote, now as of `to`: staged, or (`committed`) with everything
-    /// staged before it, committed.
-    fn wrote(
-        &mut self,
-        outcome: BTreeMap<PostId, Option<SearchDocument>>,
-        to: Position,
-        committed: bool,
-    ) {
-        self.position = Some(to);
-        self.staged_docs.extend(outcome);
-        if committed {
-            self.committed();
-        } else {
-            self.staged = Some(to);
-        }
-    }
-
-    /// What was staged is committed: its documents join the committed ones.
-    fn committed(&mut self) {
-        self.staged = None;
-        for (id, doc) in self.staged_docs.drain() {
-            match doc {
-                Some(doc) => {
-                    self.docs.put(id, doc);
-                }
-                None => {
-                    self.docs.pop(&id);
-                }
-            }
         }
     }
 }
@@ -634,49 +593,6 @@ impl Gen {
         Ok(())
     }
 
-    /// The writer in `slot`, opened if there is none (then nothing is staged).
-    fn writer_in<'a>(
-        &self,
-        slot: &'a mut Option<IndexWriter>,
-    ) -> Result<&'a mut IndexWriter, ReadModelError> {
-        if slot.is_none() {
-            // Another process may have written since this one last looked.
-            let writer = writer_of(&self.index)?;
-            self.reader.reload().map_err(tantivy_error)?;
-            *self.recent() = Recent::new();
-            *slot = Some(writer);
-        }
-        slot.as_mut()
-            .ok_or_else(|| backend("search writer missing".into()))
-    }
-
-    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Commits the writer in `slot` (everything staged in it) with checkpoint `position`.
-    /// A failed commit leaves the writer unusable: it goes with what it held, and the next
-    /// batch opens a new one.
-    fn commit_staged(
-        &self,
-        slot: &mut Option<IndexWriter>,
-        version: u32,
-        position: Position,
-    ) -> Result<(), ReadModelError> {
-        let Some(writer) = slot.as_mut() else {
-            return Err(backend("search writer missing".into()));
-        };
-        if let Err(e) = self.commit(writer, &Checkpoint { version, position }) {
-            *slot = None;
-            *self.recent() = Recent::new();
-            return Err(tantivy_error(e));
-        }
-        let mut recent = self.recent();
-        recent.position = Some(position);
-        recent.committed();
-        Ok(())
-    }
-
     /// Reloads the reader if the checkpoint on disk is past what it has seen (another process
     /// committed), so that queries see a position before anyone is told it was reached.
     fn catch_up_reader(&self, position: Position) -> Result<(), ReadModelError> {
@@ -688,7 +604,7 @@ impl Gen {
     }
 
     /// The stored documents of `ids` that exist, as of checkpoint `at`: from the recently
-    /// written ones when they are as of `at` (and always the staged ones), else from the index.
+    /// written ones when they are as of `at`, else from the index.
     fn load(
         &self,
         ids: &[PostId],
@@ -702,13 +618,6 @@ impl Gen {
                 *recent = Recent::new();
             }
             for id in ids {
-                // Taken out: the caller writes every document it loads back ([`Recent::wrote`]).
-                if let Some(staged) = recent.staged_docs.remove(id) {
-                    if let Some(doc) = staged {
-                        found.insert(*id, doc);
-                    }
-                    continue;
-                }
                 match recent.docs.pop(id) {
                     Some(doc) => {
                         found.insert(*id, doc);
@@ -747,8 +656,8 @@ impl Gen {
     }
 
     /// The stored documents of `authors`, each author's found by its term. The index holds
-    /// the same documents as [`Recent`] (both are as of the last commit: nothing may be staged),
-    /// so reading it is enough.
+    /// the same documents as [`Recent`] (both are as of the last commit), so reading it is
+    /// enough.
     fn load_authored(
         &self,
         authors: impl IntoIterator<Item = UserId>,
@@ -947,15 +856,12 @@ impl EmbeddedSearch {
         })
     }
 
-    /// Applies a batch to generation `number`: committed with everything staged before it,
-    /// or (`commit` false) staged in the writer.
     fn apply_blocking(
         &self,
         number: u32,
         changes: &[Change],
         from: Position,
         to: Position,
-        commit: bool,
     ) -> Result<(), ReadModelError> {
         if self.live_number()?.is_some_and(|l| l > number) {
             return Err(ReadModelError::Superseded {
@@ -965,39 +871,26 @@ impl EmbeddedSearch {
         }
         let g = self.generation_handle(number)?;
         let mut slot = g.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let checkpoint = g.checkpoint()?;
-        let writer = g.writer_in(&mut slot)?;
-        let mut staged = g.recent().staged;
-        if staged.unwrap_or(checkpoint.position) != from {
-            if staged.is_none() || checkpoint.position != from {
-                return Err(ReadModelError::Moved {
-                    projection: search::NAME.into(),
-                    generation: number,
-                    position: checkpoint.position,
-                });
-            }
-            // The projector started over from the committed checkpoint (after an error): what
-            // it had staged goes, and is applied again.
-            if let Err(e) = writer.rollback() {
-                *slot = None;
-                return Err(tantivy_error(e));
-            }
-            *g.recent() = Recent::new();
-            staged = None;
-        }
-        let forgotten = search::forgotten(changes);
-        if staged.is_some() && !forgotten.is_empty() {
-            // An author's documents are found in the index by a term, which sees only what is
-            // committed: the staged documents are committed first.
-            g.commit_staged(&mut slot, checkpoint.version, from)?;
+        if slot.is_none() {
+            // Another process may have written since this one last looked.
+            *slot = Some(writer_of(&g.index)?);
+            g.reader.reload().map_err(tantivy_error)?;
         }
         let Some(writer) = slot.as_mut() else {
             return Err(backend("search writer missing".into()));
         };
+        let checkpoint = g.checkpoint()?;
+        if checkpoint.position != from {
+            return Err(ReadModelError::Moved {
+                projection: search::NAME.into(),
+                generation: number,
+                position: checkpoint.position,
+            });
+        }
         let ids: Vec<PostId> = search::touched(changes).into_iter().collect();
-        let mut stored = g.load_authored(forgotten)?;
+        let mut stored = g.load_authored(search::forgotten(changes))?;
         // A document both touched and authored by a forgotten author is the same either way.
-        stored.extend(g.load(&ids, from)?);
+        stored.extend(g.load(&ids, checkpoint.position)?);
         let touched = comments_touched(changes);
         let before: HashMap<PostId, Shape> = stored
             .iter()
@@ -1006,46 +899,36 @@ impl EmbeddedSearch {
                 (*id, Shape::of(d, t))
             })
             .collect();
-        let written = search::apply_changes_with(stored, changes, search::Terms::PostOnly)
-            .and_then(|outcome| {
-                for (id, doc) in &outcome {
-                    g.fields.write(writer, *id, before.get(id), doc.as_ref())?;
+        let outcome = search::apply_changes_with(stored, changes, search::Terms::PostOnly)?;
+        for (id, doc) in &outcome {
+            g.fields.write(writer, *id, before.get(id), doc.as_ref())?;
+        }
+        let result = g.commit(
+            writer,
+            &Checkpoint {
+                version: checkpoint.version,
+                position: to,
+            },
+        );
+        let mut recent = g.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = result {
+            // A failed commit leaves the writer unusable; the next batch opens a new one.
+            *slot = None;
+            *recent = Recent::new();
+            return Err(tantivy_error(e));
+        }
+        recent.position = Some(to);
+        for (id, doc) in outcome {
+            match doc {
+                Some(doc) => {
+                    recent.docs.put(id, doc);
                 }
-                Ok(outcome)
-            });
-        let outcome = match written {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // The writer may hold part of the batch: it goes, with what was staged.
-                *slot = None;
-                *g.recent() = Recent::new();
-                return Err(e);
+                None => {
+                    recent.docs.pop(&id);
+                }
             }
-        };
-        g.recent().wrote(outcome, to, false);
-        if commit {
-            g.commit_staged(&mut slot, checkpoint.version, to)?;
         }
         Ok(())
-    }
-
-    /// Commits what is staged in generation `number` as of `to`.
-    fn commit_staged_blocking(&self, number: u32, to: Position) -> Result<(), ReadModelError> {
-        let g = self.generation_handle(number)?;
-        let mut slot = g.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let staged = g.recent().staged;
-        if staged.is_none() && g.checkpoint()?.position == to {
-            return Ok(());
-        }
-        if staged != Some(to) {
-            return Err(ReadModelError::Moved {
-                projection: search::NAME.into(),
-                generation: number,
-                position: g.checkpoint()?.position,
-            });
-        }
-        let version = g.checkpoint()?.version;
-        g.commit_staged(&mut slot, version, to)
     }
 
     fn promote_blocking(&self, number: u32) -> Result<Promotion, ReadModelError> {
@@ -1496,40 +1379,7 @@ impl ReadModelStore for Embedded {
         super::only_search(projection)?;
         let changes = changes.to_vec();
         self.0
-            .blocking(move |s| s.apply_blocking(generation, &changes, from, to, true))
-            .await
-    }
-
-    /// Always: a commit makes a segment (sorted term dictionaries and posting lists, written
-    /// and synced), the documents of a commit are cut into words as they are added.
-    fn stages(&self, projection: &str) -> bool {
-        projection == search::NAME
-    }
-
-    async fn stage(
-        &self,
-        projection: &str,
-        generation: u32,
-        changes: &[Change],
-        from: Position,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        super::only_search(projection)?;
-        let changes = changes.to_vec();
-        self.0
-            .blocking(move |s| s.apply_blocking(generation, &changes, from, to, false))
-            .await
-    }
-
-    async fn commit_staged(
-        &self,
-        projection: &str,
-        generation: u32,
-        to: Position,
-    ) -> Result<(), ReadModelError> {
-        super::only_search(projection)?;
-        self.0
-            .blocking(move |s| s.commit_staged_blocking(generation, to))
+            .blocking(move |s| s.apply_blocking(generation, &changes, from, to))
             .await
     }
 
