@@ -104,10 +104,14 @@ async fn the_commands_and_hot_post_scenarios_run_and_check_the_pseudonym_rule() 
         report["notes"]["projector lag at the end, events"].is_u64(),
         "{report}"
     );
+    // The clock started once the projectors had caught up with the setup.
+    let settled = "projectors caught up with the setup before the clock, s";
+    assert!(report["notes"][settled].is_f64(), "{report}");
     assert_compared(&report, &["comments per s", "comments p99"]);
 
     let report = bench(&["hot-post", "--users", "25", "--connections", "4"]).await;
     assert_hot_post_kept_the_rule(&report, 25);
+    assert!(report["notes"][settled].is_f64(), "{report}");
     assert_compared(
         &report,
         &["hot-post comments per s", "hot-post comments p99"],

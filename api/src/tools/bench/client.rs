@@ -321,6 +321,45 @@ impl Client {
         }
     }
 
+    /// Waits until every projector of the server is at the head of the log (each
+    /// `treehole_projection_lag_events` gauge of `/metrics` at 0), so that what a scenario
+    /// set up before its clock (registrations, posts) is not still being projected while it
+    /// measures; returns how long that took.
+    pub async fn wait_projections_caught_up(
+        &self,
+        limit: Duration,
+    ) -> Result<Duration, BenchError> {
+        let started = Instant::now();
+        let url = format!("{}/metrics", self.api);
+        loop {
+            let text = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| BenchError::Request(format!("/metrics: {e}")))?
+                .text()
+                .await
+                .map_err(|e| BenchError::Request(format!("/metrics: {e}")))?;
+            let lags = projection_lags(&text);
+            if lags.is_empty() {
+                return Err(BenchError::Request(
+                    "/metrics shows no treehole_projection_lag_events".into(),
+                ));
+            }
+            if lags.iter().all(|(_, lag)| *lag == 0.0) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > limit {
+                return Err(BenchError::Setup(format!(
+                    "the projectors did not catch up with the setup within {limit:?}: {lags:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The position the read models behind `path` have reached (`X-Projection-Position`),
     /// asked without waiting.
     pub async fn projection_position(&self, path: &str) -> Result<u64, BenchError> {
@@ -405,4 +444,35 @@ pub fn position(v: &Value) -> Result<u64, BenchError> {
     v["position"]
         .as_u64()
         .ok_or_else(|| BenchError::Request(format!("no position in {v}")))
+}
+
+/// Each projection's `treehole_projection_lag_events` in a Prometheus text page.
+fn projection_lags(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("treehole_projection_lag_events{")?;
+            let (labels, value) = rest.split_once('}')?;
+            Some((labels.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::projection_lags;
+
+    #[test]
+    fn projection_lags_are_read_from_the_metrics_page() {
+        let page = "# TYPE treehole_projection_lag_events gauge\n\
+                    treehole_projection_lag_events{projection=\"feed\"} 0\n\
+                    treehole_projection_lag_events{projection=\"search\"} 17\n\
+                    treehole_projection_lag_seconds{projection=\"search\"} 0.2\n";
+        assert_eq!(
+            projection_lags(page),
+            vec![
+                ("projection=\"feed\"".to_owned(), 0.0),
+                ("projection=\"search\"".to_owned(), 17.0)
+            ]
+        );
+    }
 }

@@ -464,6 +464,10 @@ pub async fn commands(common: &Common, target: &Target) -> Result<Outcome, Bench
     Ok((report, errors))
 }
 
+/// The longest a scenario waits for the projectors to catch up with its setup before its
+/// clock starts ([`Client::wait_projections_caught_up`]).
+const SETTLE: Duration = Duration::from_secs(60);
+
 /// `comments`: the write path alone. One user per connection, each registered and given a post
 /// of its own before the clock starts, comments on that post (60% anonymously) until
 /// `--requests` comments are done: no argon2 and no shared stream in the loop. The in-process
@@ -482,6 +486,7 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
             .await?;
         own.push((user, post));
     }
+    let settled = client.wait_projections_caught_up(SETTLE).await?;
 
     let tickets = Tickets::new(common.requests);
     let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -537,6 +542,10 @@ pub async fn comments(common: &Common, target: &Target) -> Result<Outcome, Bench
     running.close().await;
     let mut report = Report::new("comments", common.connections, wall, &rec);
     report.note(
+        "projectors caught up with the setup before the clock, s",
+        settled.as_secs_f64(),
+    );
+    report.note(
         "projector lag at the end, events",
         last.saturating_sub(behind),
     );
@@ -584,6 +593,7 @@ pub async fn hot_post(
             false,
         )
         .await?;
+    let settled = client.wait_projections_caught_up(SETTLE).await?;
 
     let mut rec = Recorder::default();
     let mut names: Vec<BTreeMap<usize, (String, String)>> = Vec::new();
@@ -719,6 +729,10 @@ pub async fn hot_post(
     running.close().await;
 
     let mut report = Report::new("hot-post", users.len(), wall, &rec);
+    report.note(
+        "projectors caught up with the setup before the clock, s",
+        settled.as_secs_f64(),
+    );
     cpu.note(&mut report, "comment", rec.all().count(), wall);
     for (wave, took) in &waves {
         report.note(&format!("{wave} wave, s"), took.as_secs_f64());
