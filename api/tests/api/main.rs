@@ -19,6 +19,8 @@ mod input_values;
 mod kafka;
 mod limits;
 mod lists;
+#[cfg(target_os = "linux")]
+mod memory;
 mod metrics;
 mod moderation;
 mod notifications;
