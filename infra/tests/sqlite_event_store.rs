@@ -312,3 +312,137 @@ async fn a_batch_redone_with_savepoints_leaves_the_versions_right() {
         .unwrap();
     assert_eq!(next.results[0].first_version, 2);
 }
+
+/// A connection of the test's own to the store's file in `dir`.
+async fn file_connection(dir: &TempDir) -> sqlx::SqliteConnection {
+    SqliteConnectOptions::new()
+        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Inserts event `version` of `stream` behind the store's back, at the next position.
+async fn insert_behind(conn: &mut sqlx::SqliteConnection, stream: &StreamId, version: i64) {
+    sqlx::query(
+        "INSERT INTO events (event_id, stream, version, type, schema, occurred_at, data, metadata) \
+         VALUES (?, ?, ?, 'Tested', 1, '2026-11-23T10:00:00.000Z', '{}', '{}')",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(stream.as_str())
+    .bind(version)
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
+async fn versions_of(store: &SqliteEventStore, s: &StreamId, from: u64) -> Vec<u64> {
+    let events = store.read_stream(s, from).await.unwrap();
+    events.iter().map(|e| e.version).collect()
+}
+
+/// `(rows of stream_index, its highest position, stream_index_upto)`.
+async fn stream_index_state(conn: &mut sqlx::SqliteConnection) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM stream_index), \
+                (SELECT COALESCE(MAX(position), 0) FROM stream_index), \
+                (SELECT position FROM stream_index_upto)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The stream index is written in batches: a stream's events are read whole whether they
+/// are indexed or still in the log's tail, and its version counts both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_read_across_its_indexed_events_and_the_tail() {
+    let dir = TempDir::new().unwrap();
+    let s = stream("test-split".into());
+    let other = stream("test-other".into());
+    {
+        let store = SqliteEventStore::open_in(dir.path()).await.unwrap();
+        store
+            .append(&s, ExpectedVersion::NoStream, vec![event(), event()])
+            .await
+            .unwrap();
+        store
+            .append(&other, ExpectedVersion::NoStream, vec![event()])
+            .await
+            .unwrap();
+    }
+    // Opening indexes what the last run left in the tail.
+    let store = SqliteEventStore::open_in(dir.path()).await.unwrap();
+    let mut conn = file_connection(&dir).await;
+    assert_eq!(stream_index_state(&mut conn).await, (3, 3, 3));
+    // Two events the index does not hold.
+    insert_behind(&mut conn, &s, 3).await;
+    insert_behind(&mut conn, &s, 4).await;
+    assert_eq!(stream_index_state(&mut conn).await, (3, 3, 3));
+    conn.close().await.unwrap();
+
+    assert_eq!(versions_of(&store, &s, 1).await, [1, 2, 3, 4]);
+    assert_eq!(versions_of(&store, &s, 2).await, [2, 3, 4]);
+    assert_eq!(versions_of(&store, &s, 4).await, [4]);
+    assert_eq!(versions_of(&store, &other, 1).await, [1]);
+    match store
+        .append(&s, ExpectedVersion::Exact(2), vec![event()])
+        .await
+    {
+        Err(StoreError::Conflict { actual: 4, .. }) => {}
+        other => panic!("expected a conflict at version 4, got {other:?}"),
+    }
+    let committed = store
+        .append(&s, ExpectedVersion::Exact(4), vec![event()])
+        .await
+        .unwrap();
+    assert_eq!(committed.results[0].first_version, 5);
+    assert_eq!(versions_of(&store, &s, 3).await, [3, 4, 5]);
+}
+
+/// A log made before the stream index (its events table with `UNIQUE (stream, version)`)
+/// opens, has all its events indexed, and reads and appends as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_made_before_the_stream_index_is_indexed_when_opened() {
+    let dir = TempDir::new().unwrap();
+    let s = stream("test-old".into());
+    let mut conn = SqliteConnectOptions::new()
+        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE events (
+            position    INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id    TEXT    NOT NULL UNIQUE,
+            stream      TEXT    NOT NULL,
+            version     INTEGER NOT NULL CHECK (version >= 1),
+            type        TEXT    NOT NULL,
+            schema      INTEGER NOT NULL,
+            occurred_at TEXT    NOT NULL,
+            data        TEXT    NOT NULL,
+            metadata    TEXT    NOT NULL,
+            UNIQUE (stream, version)
+        ) STRICT",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for version in 1..=3 {
+        insert_behind(&mut conn, &s, version).await;
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteEventStore::open_in(dir.path()).await.unwrap();
+    let mut conn = file_connection(&dir).await;
+    assert_eq!(stream_index_state(&mut conn).await, (3, 3, 3));
+    conn.close().await.unwrap();
+    assert_eq!(versions_of(&store, &s, 1).await, [1, 2, 3]);
+    let committed = store
+        .append(&s, ExpectedVersion::Exact(3), vec![event()])
+        .await
+        .unwrap();
+    assert_eq!(committed.results[0].first_version, 4);
+    assert_eq!(versions_of(&store, &s, 3).await, [3, 4]);
+}

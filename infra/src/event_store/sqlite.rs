@@ -17,6 +17,17 @@
 //!   call's order, is answered with the original positions and `replayed: true` (even if its
 //!   expectation no longer holds: that is the retry of a lost acknowledgement). If only some
 //!   are stored, or elsewhere, it is [`StoreError::EventIdReused`].
+//!
+//! The events of a stream are found through `stream_index` (stream, version, position), which
+//! the writer fills in batches: the events up to `stream_index_upto` are in it, those after
+//! it (the log's tail, a few hundred events at most while the writer is busy) are found by
+//! scanning them, and every read of a stream does both in one statement. Indexed at each
+//! commit, each comment of a group commit rewrote a whole 4 KiB leaf of the index (most
+//! land on different posts): 12.9 of a commit's 20.7 pages, and about an eighth of the
+//! server's CPU under `bench comments` (BENCHMARKS.md, "The log's stream index in
+//! batches"). Logs made before it keep their `UNIQUE (stream, version)` besides; the writer
+//! alone guards versions in both (its memory, and the position it hands out: see
+//! `sqlite/writer.rs`).
 
 mod plan;
 mod writer;
@@ -62,8 +73,7 @@ CREATE TABLE IF NOT EXISTS events (
     schema      INTEGER NOT NULL,
     occurred_at TEXT    NOT NULL,
     data        TEXT    NOT NULL,
-    metadata    TEXT    NOT NULL,
-    UNIQUE (stream, version)
+    metadata    TEXT    NOT NULL
 ) STRICT;
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -71,10 +81,49 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     fingerprint TEXT NOT NULL,
     results     TEXT NOT NULL
 ) STRICT;
+
+CREATE TABLE IF NOT EXISTS stream_index (
+    stream      TEXT    NOT NULL,
+    version     INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    PRIMARY KEY (stream, version)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS stream_index_upto (
+    one         INTEGER PRIMARY KEY CHECK (one = 1),
+    position    INTEGER NOT NULL
+) STRICT;
+INSERT OR IGNORE INTO stream_index_upto (one, position) VALUES (1, 0);
 ";
 
+/// Indexes the events after `stream_index_upto` by stream and moves it to the last position, in
+/// the caller's transaction. Sorted, so that each leaf of the index is visited once.
+const STREAM_INDEX_FLUSH: &str = "
+INSERT INTO stream_index (stream, version, position)
+    SELECT stream, version, position FROM events
+    WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1)
+    ORDER BY stream, version;
+UPDATE stream_index_upto SET position = (SELECT COALESCE(MAX(position), 0) FROM events)
+    WHERE one = 1;
+";
+
+/// A stream's events from a version on: those indexed, then those of the tail not indexed yet
+/// (both read in one statement, so from one snapshot: the index holds no event of the tail).
 const READ_STREAM: &str = "SELECT position, event_id, stream, version, type, schema, \
-     occurred_at, data, metadata FROM events WHERE stream = ? AND version >= ? ORDER BY version";
+     occurred_at, data, metadata FROM events \
+     WHERE position IN (SELECT position FROM stream_index WHERE stream = ?1 AND version >= ?2) \
+     UNION ALL \
+     SELECT position, event_id, stream, version, type, schema, \
+     occurred_at, data, metadata FROM events \
+     WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1) \
+     AND stream = ?1 AND version >= ?2 \
+     ORDER BY version";
+/// A stream's last version (0 if it has none), the same way.
+const STREAM_VERSION: &str = "SELECT MAX( \
+     COALESCE((SELECT MAX(version) FROM stream_index WHERE stream = ?1), 0), \
+     COALESCE((SELECT MAX(version) FROM events \
+               WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1) \
+               AND stream = ?1), 0))";
 const READ_ALL: &str = "SELECT position, event_id, stream, version, type, schema, \
      occurred_at, data, metadata FROM events WHERE position > ? ORDER BY position LIMIT ?";
 
@@ -411,6 +460,9 @@ fn open_writer(path: &Path) -> Result<(Connection, Position), StoreError> {
         .map_err(failed)?;
     conn.execute_batch(SCHEMA)
         .map_err(|e| sqlite_error("cannot create the event tables", e))?;
+    // What the last run left unindexed (all of a log made before the index, once).
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {STREAM_INDEX_FLUSH} COMMIT;"))
+        .map_err(|e| sqlite_error("cannot index the log's streams", e))?;
     conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     let head = max_position(&conn)?;
     Ok((conn, head))
@@ -477,5 +529,52 @@ fn sqlite_error(context: &str, e: rusqlite::Error) -> StoreError {
         StoreError::Unavailable(format!("{context}: {e}"))
     } else {
         StoreError::Backend(format!("{context}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// What SQLite plans for `sql`: each step's detail.
+    fn plan(sql: &str) -> Vec<String> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let args: [&dyn rusqlite::ToSql; 2] = [&"post-x", &1];
+        let args = &args[..explain.parameter_count()];
+        explain
+            .query_map(args, |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A stream's reads look its events up in the stream index and read only the log's tail
+    /// beyond it, by position; a scan of the whole log would make every load of a stream
+    /// cost the log's size.
+    #[test]
+    fn stream_reads_use_the_index_and_the_tail_by_position() {
+        for sql in [READ_STREAM, STREAM_VERSION] {
+            let steps = plan(sql);
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("stream_index USING PRIMARY KEY")),
+                "{sql}: {steps:?}"
+            );
+            assert!(
+                steps
+                    .iter()
+                    .any(|s| s.contains("SEARCH events USING INTEGER PRIMARY KEY (rowid>?)")),
+                "{sql}: {steps:?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.starts_with("SCAN events")),
+                "{sql}: {steps:?}"
+            );
+        }
     }
 }

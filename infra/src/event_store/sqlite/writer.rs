@@ -17,7 +17,8 @@
 //! 2. Decide every request in order against those ([`Plan`]): a refused one is left out, so
 //!    it is refused alone while its neighbours commit, with no savepoint.
 //! 3. Insert all the batch's events with multi-row `INSERT`s (prepared once per row count, at
-//!    most one per set bit of the count), its new keys likewise, then `COMMIT`.
+//!    most one per set bit of the count), its new keys likewise; every [`INDEX_EVERY`] or
+//!    [`INDEX_EVERY_EVENTS`], index the log's tail by stream (`stream_index`); then `COMMIT`.
 //!
 //! The writer remembers the version of the streams it wrote lately ([`VERSION_CACHE`]
 //! streams, least recently used forgotten first) and the last position. Being the only writer
@@ -28,6 +29,10 @@
 //!   it was wrong, the batch takes the savepoint path.
 //! - An event id stored before is caught by its unique index: the multi-row insert fails, the
 //!   transaction is rolled back, and the batch takes the savepoint path.
+//! - Should another connection have appended after all (the memory then stale), the positions
+//!   the plan handed out are taken: the insert fails on the primary key, and the batch takes
+//!   the savepoint path, which reads every version from the database. (The log has no unique
+//!   index on `(stream, version)` since the stream index is written in batches.)
 //!
 //! The savepoint path (also for a batch that uses one event id twice) runs each request in its
 //! own savepoint with the version read from the table, so a refused one is rolled back alone,
@@ -41,6 +46,7 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use commands::{AppendResult, Committed, ExpectedVersion, IdempotencyKey, StoreError};
 use domain::{Position, StreamId};
@@ -50,7 +56,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, field, instrument, warn};
 
 use super::plan::{Decision, Plan, RecordedKey, Row};
-use super::{recorded_key, sqlite_error, to_i64, to_u64};
+use super::{STREAM_INDEX_FLUSH, STREAM_VERSION, recorded_key, sqlite_error, to_i64, to_u64};
 pub(super) use crate::event_store::write_stats::Counters;
 pub use crate::event_store::write_stats::WriteStats;
 use crate::event_store::write_stats::{answer_committed, fail_all};
@@ -59,6 +65,12 @@ use crate::event_store::write_stats::{answer_committed, fail_all};
 const MAX_BATCH: usize = 256;
 /// Streams whose version the writer remembers (some megabytes at most).
 const VERSION_CACHE: NonZeroUsize = NonZeroUsize::new(65_536).expect("not zero");
+/// The log's tail left unindexed by stream (`stream_index`) while appends keep coming: at most
+/// this many events, or this long. Each stream touched in that time costs a leaf of the index
+/// once, where indexed at every commit it cost one per commit; reads of a stream scan the
+/// tail (see the module docs of `sqlite.rs`).
+const INDEX_EVERY_EVENTS: usize = 2048;
+const INDEX_EVERY: Duration = Duration::from_millis(50);
 /// The most rows one `INSERT` carries: a power of two, and with nine columns far below
 /// SQLite's limit of 32 766 variables.
 const MAX_ROWS: usize = 256;
@@ -111,6 +123,9 @@ pub(super) struct Writer {
     versions: LruCache<StreamId, u64>,
     /// The last position stored, once read.
     last_position: Option<Position>,
+    /// Events committed since the tail was last indexed by stream, and when that was.
+    unindexed: usize,
+    indexed_at: Instant,
 }
 
 /// Where the event ids of a refused request were found.
@@ -134,6 +149,8 @@ impl Writer {
             stats,
             versions: LruCache::new(VERSION_CACHE),
             last_position: None,
+            unindexed: 0,
+            indexed_at: Instant::now(),
         }
     }
 
@@ -213,13 +230,38 @@ impl Writer {
             Ok(()) => {}
         }
         self.insert_keys(plan.new_keys())?;
+        let indexed = self.index_streams_if_due(plan.rows().len())?;
         self.exec("COMMIT", "cannot commit")?;
+        if indexed {
+            self.unindexed = 0;
+            self.indexed_at = Instant::now();
+        } else {
+            self.unindexed += plan.rows().len();
+        }
         let (versions, head) = plan.into_committed();
         for (stream, version) in versions {
             self.versions.put(stream.clone(), version);
         }
         self.last_position = Some(head);
         Ok(Some(outcomes))
+    }
+
+    /// Indexes the log's tail by stream in the batch's transaction when enough events or time
+    /// have gone by since the last time (counting the batch's `events`); whether it did. A
+    /// failure leaves the tail as it was (it is read by scanning) and the batch goes on.
+    fn index_streams_if_due(&mut self, events: usize) -> Result<bool, StoreError> {
+        if self.unindexed + events < INDEX_EVERY_EVENTS && self.indexed_at.elapsed() < INDEX_EVERY {
+            return Ok(false);
+        }
+        self.exec("SAVEPOINT stream_index", "cannot open a savepoint")?;
+        if let Err(e) = self.conn.execute_batch(STREAM_INDEX_FLUSH) {
+            warn!(error = %e, "indexing the log's tail by stream failed; it is read by scanning");
+            self.exec("ROLLBACK TO stream_index", "cannot roll back a savepoint")?;
+            self.exec("RELEASE stream_index", "cannot release a savepoint")?;
+            return Ok(false);
+        }
+        self.exec("RELEASE stream_index", "cannot release a savepoint")?;
+        Ok(true)
     }
 
     /// Rolls the planned path's transaction back, for the savepoint path to take over.
@@ -318,8 +360,11 @@ impl Writer {
         let rows: Vec<(String, i64)> = self
             .conn
             .prepare_cached(
-                "SELECT j.value, \
-                        COALESCE((SELECT MAX(version) FROM events WHERE stream = j.value), 0) \
+                "SELECT j.value, MAX( \
+                     COALESCE((SELECT MAX(version) FROM stream_index WHERE stream = j.value), 0), \
+                     COALESCE((SELECT MAX(version) FROM events \
+                               WHERE position > (SELECT position FROM stream_index_upto) \
+                               AND stream = j.value), 0)) \
                  FROM json_each(?) AS j",
             )
             .and_then(|mut select| {
@@ -339,7 +384,7 @@ impl Writer {
     fn stored_version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
         let version: i64 = self
             .conn
-            .prepare_cached("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?")
+            .prepare_cached(STREAM_VERSION)
             .and_then(|mut select| select.query_row([stream.as_str()], |r| r.get(0)))
             .map_err(|e| sqlite_error("cannot read the stream version", e))?;
         to_u64(version)
