@@ -209,20 +209,8 @@ async fn a_remembered_version_never_refuses_what_the_file_allows() {
         .append(&s, ExpectedVersion::NoStream, vec![event()])
         .await
         .unwrap();
-    let mut other = SqliteConnectOptions::new()
-        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO events (event_id, stream, version, type, schema, occurred_at, data, metadata) \
-         VALUES (?, ?, 2, 'Tested', 1, '2026-11-23T10:00:00.000Z', '{}', '{}')",
-    )
-    .bind(Uuid::now_v7().to_string())
-    .bind(s.as_str())
-    .execute(&mut other)
-    .await
-    .unwrap();
+    let mut other = file_connection(&dir).await;
+    insert_behind(&mut other, &s, 2).await;
     other.close().await.unwrap();
 
     // The writer remembers version 1; the file says 2.
@@ -313,10 +301,11 @@ async fn a_batch_redone_with_savepoints_leaves_the_versions_right() {
     assert_eq!(next.results[0].first_version, 2);
 }
 
-/// A connection of the test's own to the store's file in `dir`.
+/// A connection of the test's own to the store's file in `dir` (created if missing).
 async fn file_connection(dir: &TempDir) -> sqlx::SqliteConnection {
     SqliteConnectOptions::new()
         .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
+        .create_if_missing(true)
         .connect()
         .await
         .unwrap()
@@ -406,12 +395,7 @@ async fn a_stream_is_read_across_its_indexed_events_and_the_tail() {
 async fn a_log_made_before_the_stream_index_is_indexed_when_opened() {
     let dir = TempDir::new().unwrap();
     let s = stream("test-old".into());
-    let mut conn = SqliteConnectOptions::new()
-        .filename(dir.path().join(infra::event_store::sqlite::FILE_NAME))
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = file_connection(&dir).await;
     sqlx::query(
         "CREATE TABLE events (
             position    INTEGER PRIMARY KEY AUTOINCREMENT,
