@@ -7,12 +7,60 @@
 //! jieba cuts both into the same words. Meilisearch does not stem; feeding it these terms
 //! makes it behave like the embedded engine instead of weakening what we test.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use charabia::{Script, Tokenize};
+use charabia::normalizer::{ClassifierOption, NormalizerOption};
+use charabia::{Normalize, Script, Segment, Token, TokenKind};
 use rust_stemmers::{Algorithm, Stemmer};
 
 static ENGLISH: LazyLock<Stemmer> = LazyLock::new(|| Stemmer::create(Algorithm::English));
+
+/// charabia's own options for `str::tokenize`: lossy normalisation, the default separators,
+/// no stop words.
+static NORMALIZING: NormalizerOption<'static> = NormalizerOption {
+    create_char_map: false,
+    classifier: ClassifierOption {
+        stop_words: None,
+        separators: None,
+    },
+    lossy: true,
+};
+
+/// charabia's default separators that are printable ASCII: a token that is one of them is a
+/// separator, whatever else charabia's normalisers would look at.
+static ASCII_SEPARATORS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    charabia::separators::DEFAULT_SEPARATORS
+        .iter()
+        .copied()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .collect()
+});
+
+/// Stems of the Latin words analysed lately on this thread, at most this many: words repeat
+/// (a forum's vocabulary is small next to its texts), and a stem costs more than a look-up.
+const STEMS_KEPT: usize = 4096;
+
+thread_local! {
+    static STEMS: RefCell<HashMap<Box<str>, Box<str>>> = RefCell::new(HashMap::new());
+}
+
+/// The English stem of a normalised Latin word.
+fn stem(word: &str) -> String {
+    STEMS.with(|stems| {
+        let mut stems = stems.borrow_mut();
+        if let Some(stem) = stems.get(word) {
+            return stem.to_string();
+        }
+        let stem = ENGLISH.stem(word).into_owned();
+        if stems.len() >= STEMS_KEPT {
+            stems.clear();
+        }
+        stems.insert(word.into(), stem.as_str().into());
+        stem
+    })
+}
 
 /// Query terms this long (in characters) or longer also match terms one edit away (a
 /// transposition counts as one edit), so `libary` finds `library`.
@@ -49,28 +97,71 @@ pub fn warm() {
 }
 
 /// The words of `text`, in order.
+///
+/// The words charabia's `str::tokenize` gives, cut by its segmenters (script and language
+/// detection, jieba). Most tokens of a text are plain ASCII words and separators, on which
+/// charabia's dozen normalisers would only lower-case or classify: those are done here
+/// directly, and every other token goes through charabia's normalisers. A test holds the
+/// result to charabia's on mixed texts.
 pub fn analyze(text: &str) -> Vec<Term> {
-    text.tokenize()
-        .filter(|t| t.is_word())
-        .filter_map(|t| {
-            let lemma = t.lemma();
-            if lemma.trim().is_empty() {
-                return None;
+    let mut terms = Vec::new();
+    for token in text.segment() {
+        let (start, end, script) = (token.byte_start, token.byte_end, token.script);
+        let word = match plain(&token) {
+            Plain::Word => {
+                let lemma = token.lemma();
+                if lemma.bytes().any(|b| b.is_ascii_uppercase()) {
+                    lemma.to_ascii_lowercase()
+                } else {
+                    lemma.to_owned()
+                }
             }
-            let latin = t.script == Script::Latin;
-            let text = if latin {
-                ENGLISH.stem(lemma).into_owned()
-            } else {
-                lemma.to_owned()
-            };
-            Some(Term {
-                text,
-                start: t.byte_start,
-                end: t.byte_end,
-                latin,
-            })
-        })
-        .collect()
+            Plain::Separator => continue,
+            Plain::No => {
+                let token = token.normalize(&NORMALIZING);
+                if !token.is_word() || token.lemma().trim().is_empty() {
+                    continue;
+                }
+                token.lemma().to_owned()
+            }
+        };
+        let latin = script == Script::Latin;
+        terms.push(Term {
+            text: if latin { stem(&word) } else { word },
+            start,
+            end,
+            latin,
+        });
+    }
+    terms
+}
+
+/// What charabia's normalisers would make of a token that is plain ASCII.
+enum Plain {
+    /// Letters and digits in the Latin script: a word, lower-cased (the only normaliser that
+    /// changes it).
+    Word,
+    /// Spaces, or one of the default separators: not a word.
+    Separator,
+    /// Anything else: ask charabia.
+    No,
+}
+
+fn plain(token: &Token) -> Plain {
+    if token.kind != TokenKind::Unknown {
+        return Plain::No;
+    }
+    let lemma = token.lemma();
+    if lemma.is_empty() {
+        return Plain::No;
+    }
+    if token.script == Script::Latin && lemma.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Plain::Word;
+    }
+    if lemma.bytes().all(|b| b == b' ') || ASCII_SEPARATORS.contains(lemma) {
+        return Plain::Separator;
+    }
+    Plain::No
 }
 
 /// The terms of `text` joined by spaces: the field both engines index (with a whitespace
@@ -208,9 +299,168 @@ fn marked(text: &str, hits: &[&Term], lead: usize, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn terms(text: &str) -> Vec<String> {
         analyze(text).into_iter().map(|t| t.text).collect()
+    }
+
+    /// What `analyze` gave when it asked charabia for every token (`str::tokenize`).
+    fn charabia_alone(text: &str) -> Vec<Term> {
+        use charabia::Tokenize;
+        text.tokenize()
+            .filter(|t| t.is_word())
+            .filter_map(|t| {
+                let lemma = t.lemma();
+                if lemma.trim().is_empty() {
+                    return None;
+                }
+                let latin = t.script == Script::Latin;
+                let text = if latin {
+                    ENGLISH.stem(lemma).into_owned()
+                } else {
+                    lemma.to_owned()
+                };
+                Some(Term {
+                    text,
+                    start: t.byte_start,
+                    end: t.byte_end,
+                    latin,
+                })
+            })
+            .collect()
+    }
+
+    /// Pieces of text as a forum gets them, and the odd ones charabia treats apart.
+    const PIECES: &[&str] = &[
+        "Totally",
+        "agree",
+        "LIBRARY",
+        "Running",
+        "wi-fi",
+        "Wi-Fi",
+        "e-mail",
+        "don't",
+        "it’s",
+        "3pm",
+        "2026",
+        "12.5",
+        "1,000",
+        "CS101",
+        "camelCase",
+        "snake_case",
+        "a.b",
+        "U.S.A.",
+        "http://x.cn/a?b=1",
+        "@user",
+        "#tag",
+        "$5",
+        "100%",
+        "C++",
+        "naïve",
+        "café",
+        "Æsir",
+        "œuvre",
+        "straße",
+        "İstanbul",
+        "Ωmega",
+        "привет",
+        "Ελλάδα",
+        "مرحبا",
+        "שלום",
+        "สวัสดี",
+        "楼主说得对",
+        "我也这么觉得",
+        "图书馆",
+        "自习室",
+        "麻辣烫",
+        "樓主",
+        "ｆｕｌｌ",
+        "１２３",
+        "こんにちは",
+        "カタカナ",
+        "한국어",
+        "😀",
+        "🐱猫咪",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\u{0}",
+        "\u{7}",
+        ",",
+        ". ",
+        ", ",
+        "!",
+        "?",
+        "…",
+        "。",
+        "，",
+        "、",
+        "「",
+        "」",
+        "(",
+        ")",
+        "-",
+        "—",
+        "'",
+        "\"",
+        "/",
+        ":",
+        ";",
+        "_",
+        "*",
+        "~",
+        "^",
+        "|",
+        "<b>",
+        "&amp;",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn the_same_terms_as_charabia_alone(
+            pieces in prop::collection::vec(
+                (prop::sample::select(PIECES), prop::sample::select(&["", " ", "", "\n", ","][..])),
+                0..12,
+            )
+        ) {
+            let text: String = pieces.iter().flat_map(|(p, sep)| [*p, *sep]).collect();
+            prop_assert_eq!(analyze(&text), charabia_alone(&text), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn the_same_terms_as_charabia_alone_on_whole_posts() {
+        for text in [
+            "楼主说得对，我也这么觉得。Totally agree, see you at the library tonight!",
+            "今天图书馆人好多。The library is packed today.",
+            "Anyone lost a BLUE umbrella near the 3rd-floor café? 我在自习室捡到一把伞",
+            "RUNNING club @ 6:30am — bring $2 for Wi-Fi; it's 100% free otherwise (really!)",
+            "Ça va? Naïve façade, Übermensch, smörgåsbord, İstanbul, ΑΘΗΝΑ, МОСКВА.",
+            "",
+            "   ",
+        ] {
+            assert_eq!(analyze(text), charabia_alone(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn no_default_separator_is_a_plain_word() {
+        for s in charabia::separators::DEFAULT_SEPARATORS {
+            assert!(!s.bytes().all(|b| b.is_ascii_alphanumeric()), "{s:?}");
+        }
+        assert!(ASCII_SEPARATORS.contains(","));
+        assert!(!ASCII_SEPARATORS.contains("a"));
+    }
+
+    #[test]
+    fn kept_stems_are_the_stemmers() {
+        for word in ["running", "libraries", "running", "library", "tonight"] {
+            assert_eq!(stem(word), ENGLISH.stem(word));
+        }
     }
 
     #[test]
