@@ -26,15 +26,22 @@ use crate::event_store::advance;
 /// events to the tail as they commit, so projectors that keep up never read the log at all:
 /// no query, no opening of sealed values, no JSON parse. The projectors' head notification
 /// then waits (at most [`StoreSource::GRACE`]) for the appends that moved the head to hand
-/// their events over. Only a run of positions that follows the tail's head is taken in;
-/// anything else (another process's appends, an appender gone before it handed over) leaves
-/// a gap that the next read of the store fills, so the tail never serves a run with a hole.
+/// their events over, and so does a projector that reads again at the tail's end while
+/// appends it has not been told of are committed and about to hand theirs over. Only a run
+/// of positions that follows the tail's head is taken in; anything else (another process's
+/// appends, an appender gone before it handed over) leaves a gap that the next read of the
+/// store fills, so the tail never serves a run with a hole.
 pub struct StoreSource {
     store: Arc<dyn EventStore>,
     tail: Mutex<Tail>,
     /// One read of the store at a time.
     reading: tokio::sync::Mutex<()>,
     head: watch::Receiver<Position>,
+    /// The store's own head: what appends have committed, handed over or not (the same as
+    /// `head` for a source that is not written through).
+    committed: watch::Receiver<Position>,
+    /// How long appends' events are waited for before the store is read instead.
+    grace: Duration,
     /// Signalled whenever appends hand events over.
     offered: Notify,
 }
@@ -199,15 +206,22 @@ impl StoreSource {
     /// A source that reads the store; its head notification is the store's.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         let head = store.watch();
-        Self::with(store, Tail::default(), head)
+        Self::with(store, Tail::default(), head.clone(), head)
     }
 
-    fn with(store: Arc<dyn EventStore>, tail: Tail, head: watch::Receiver<Position>) -> Self {
+    fn with(
+        store: Arc<dyn EventStore>,
+        tail: Tail,
+        head: watch::Receiver<Position>,
+        committed: watch::Receiver<Position>,
+    ) -> Self {
         Self {
             store,
             tail: Mutex::new(tail),
             reading: tokio::sync::Mutex::new(()),
             head,
+            committed,
+            grace: Self::GRACE,
             offered: Notify::new(),
         }
     }
@@ -215,10 +229,22 @@ impl StoreSource {
     /// A source fed by the appends of this process, and the store to append through. Must be
     /// called within a Tokio runtime (it starts the task that forwards head notifications).
     pub fn write_through(store: Arc<dyn EventStore>) -> (Arc<Self>, Arc<dyn EventStore>) {
+        Self::write_through_waiting(store, Self::GRACE)
+    }
+
+    /// [`StoreSource::write_through`], waiting `grace` instead of [`StoreSource::GRACE`] for
+    /// appends to hand their events over.
+    pub fn write_through_waiting(
+        store: Arc<dyn EventStore>,
+        grace: Duration,
+    ) -> (Arc<Self>, Arc<dyn EventStore>) {
         let upstream = store.watch();
         let base = *upstream.borrow();
         let (head, watching) = watch::channel(base);
-        let source = Arc::new(Self::with(store.clone(), Tail::at(base), watching));
+        let source = Arc::new(Self {
+            grace,
+            ..Self::with(store.clone(), Tail::at(base), watching, upstream.clone())
+        });
         tokio::spawn(forward(Arc::downgrade(&source), upstream, head));
         let through = Arc::new(WriteThrough {
             inner: store,
@@ -229,6 +255,36 @@ impl StoreSource {
 
     fn tail(&self) -> MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The events after `after` once this process's appends have handed them over, when they
+    /// are on their way: committed past `after` (the store's head says so), not yet in the
+    /// tail, which ends at `after`, and the projectors' head not moved past it (so
+    /// [`forward`] is still waiting for them too). A projector that reads again as soon as
+    /// its batch is done finds the appends of the meantime between their commit and their
+    /// hand-over more often than not; reading them from the store would query, open their
+    /// sealed values and decode them, on a runtime worker, for events about to be in memory.
+    /// Waits at most the source's grace ([`StoreSource::GRACE`]); `None` leaves it to the
+    /// store.
+    async fn handed_over(&self, after: Position, limit: usize) -> Option<Vec<Arc<Decoded>>> {
+        if *self.committed.borrow() <= after || *self.head.borrow() > after {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + self.grace;
+        loop {
+            let offered = self.offered.notified();
+            tokio::pin!(offered);
+            offered.as_mut().enable();
+            {
+                let tail = self.tail();
+                if tail.head != after {
+                    return tail.serve(after, limit);
+                }
+            }
+            if tokio::time::timeout_at(deadline, offered).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Hands over the events of a committed append.
@@ -275,7 +331,7 @@ impl StoreSource {
 }
 
 /// Moves the projectors' head to the store's once the appends that moved it handed their
-/// events over, or [`StoreSource::GRACE`] passed.
+/// events over, or the source's grace ([`StoreSource::GRACE`]) passed.
 async fn forward(
     source: Weak<StoreSource>,
     mut upstream: watch::Receiver<Position>,
@@ -286,7 +342,7 @@ async fn forward(
         let Some(source) = source.upgrade() else {
             return;
         };
-        let deadline = tokio::time::Instant::now() + StoreSource::GRACE;
+        let deadline = tokio::time::Instant::now() + source.grace;
         loop {
             let offered = source.offered.notified();
             tokio::pin!(offered);
@@ -311,6 +367,9 @@ impl EventSource for StoreSource {
         limit: usize,
     ) -> Result<Vec<Arc<Decoded>>, ReadModelError> {
         if let Some(events) = self.tail().serve(after, limit) {
+            return Ok(events);
+        }
+        if let Some(events) = self.handed_over(after, limit).await {
             return Ok(events);
         }
         let _one = self.reading.lock().await;

@@ -169,3 +169,151 @@ async fn handed_over() {
     assert_eq!(first.first().map(|d| d.position()), Some(1));
     assert!(counted.reads.load(Ordering::SeqCst) > before);
 }
+
+/// The sealing store, with its reads of the log counted, whose appends return (and so hand
+/// their events over) only when the test lets them, one permit each.
+struct Gated {
+    inner: Arc<dyn EventStore>,
+    reads: AtomicUsize,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl EventStore for Gated {
+    async fn append_many(
+        &self,
+        writes: Vec<StreamWrite>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<Committed, StoreError> {
+        let committed = self.inner.append_many(writes, idempotency).await?;
+        self.gate.acquire().await.unwrap().forget();
+        Ok(committed)
+    }
+    async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
+        self.inner.find_idempotent(key).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.inner.read_stream(stream, from_version).await
+    }
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_all(after, limit).await
+    }
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEnvelope>, StoreError> {
+        self.inner.read_all_raw(after, limit).await
+    }
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+    fn watch(&self) -> tokio::sync::watch::Receiver<Position> {
+        self.inner.watch()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_at_the_tail_waits_for_committed_events_to_be_handed_over() {
+    tokio::time::timeout(Duration::from_secs(120), in_flight())
+        .await
+        .expect("timed out");
+}
+
+async fn in_flight() {
+    let dir = TempDir::new().expect("a temporary directory");
+    let log: Arc<dyn EventStore> = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the event store opens"),
+    );
+    let keys = Arc::new(Keys::new(
+        Arc::new(
+            SqliteKeyStore::open_in(dir.path())
+                .await
+                .expect("the key store opens"),
+        ),
+        b"server secret",
+    ));
+    let sealed: Arc<dyn EventStore> = Arc::new(SealedStore::new(log.clone(), keys.clone()));
+    let mut history = History::new();
+    history
+        .write(sealed.as_ref(), Some(&keys), 20, 10, |_| {})
+        .await
+        .expect("the first events");
+
+    // Committed, not handed over yet: `through`'s append is held after its commit.
+    async fn commit_held(
+        log: &Arc<dyn EventStore>,
+        keys: &Arc<Keys>,
+        history: &mut History,
+        through: &Arc<dyn EventStore>,
+    ) -> (
+        Position,
+        tokio::task::JoinHandle<Result<Committed, StoreError>>,
+    ) {
+        let from = log.head().await.expect("the head");
+        let pending = history.take(5);
+        prepare(keys, &history.take_keys())
+            .await
+            .expect("keys for the batch");
+        let through = through.clone();
+        let append = tokio::spawn(async move { through.append_many(group(pending), None).await });
+        let mut committed = log.watch();
+        committed
+            .wait_for(|h| *h >= from + 5)
+            .await
+            .expect("the store is open");
+        (from, append)
+    }
+
+    // A grace far longer than the hand-over takes: the reader waits for it.
+    let gated = Arc::new(Gated {
+        inner: sealed.clone(),
+        reads: AtomicUsize::new(0),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let (source, through) =
+        StoreSource::write_through_waiting(gated.clone(), Duration::from_secs(60));
+    let (from, append) = commit_held(&log, &keys, &mut history, &through).await;
+    let reader = {
+        let source = source.clone();
+        tokio::spawn(async move { source.read_after(from, 100).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!reader.is_finished(), "the reader waits for the hand-over");
+    gated.gate.add_permits(1);
+    let batch = reader.await.expect("the reader").expect("a read");
+    let positions: Vec<Position> = batch.iter().map(|d| d.position()).collect();
+    assert_eq!(positions, (from + 1..=from + 5).collect::<Vec<_>>());
+    assert_eq!(
+        gated.reads.load(Ordering::SeqCst),
+        0,
+        "served from the hand-over, not read from the log"
+    );
+    append.await.expect("the append task").expect("an append");
+    let stored = sealed.read_all(from, 100).await.expect("the log");
+    for (s, e) in batch.iter().zip(stored) {
+        assert_eq!(s.envelope, Decoded::new(e).envelope, "as stored and opened");
+    }
+
+    // A hand-over that does not come within the grace: the reader reads the log.
+    let gated = Arc::new(Gated {
+        inner: sealed.clone(),
+        reads: AtomicUsize::new(0),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let (source, through) =
+        StoreSource::write_through_waiting(gated.clone(), Duration::from_millis(20));
+    let (from, append) = commit_held(&log, &keys, &mut history, &through).await;
+    let batch = source.read_after(from, 100).await.expect("a read");
+    assert_eq!(batch.len(), 5);
+    assert_eq!(gated.reads.load(Ordering::SeqCst), 1, "read from the log");
+    gated.gate.add_permits(1);
+    append.await.expect("the append task").expect("an append");
+}
