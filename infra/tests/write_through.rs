@@ -23,10 +23,45 @@ use infra::synth::{History, group, prepare};
 use projections::{Decoded, EventSource};
 use tempfile::TempDir;
 
-/// The sealing store, with its reads of the log counted.
+/// The sealing store, with its reads of the log counted; with a gate, its appends return (and
+/// so hand their events over) only when the test lets them, one permit each.
 struct Counted {
     inner: Arc<dyn EventStore>,
     reads: AtomicUsize,
+    gate: Option<tokio::sync::Semaphore>,
+}
+
+impl Counted {
+    fn new(inner: Arc<dyn EventStore>, gated: bool) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            reads: AtomicUsize::new(0),
+            gate: gated.then(|| tokio::sync::Semaphore::new(0)),
+        })
+    }
+
+    fn open_gate(&self) {
+        self.gate.as_ref().expect("a gated store").add_permits(1);
+    }
+}
+
+/// The log, the key store and the sealing store over them, in `dir`.
+async fn stores(dir: &TempDir) -> (Arc<dyn EventStore>, Arc<Keys>, Arc<dyn EventStore>) {
+    let log: Arc<dyn EventStore> = Arc::new(
+        SqliteEventStore::open_in(dir.path())
+            .await
+            .expect("the event store opens"),
+    );
+    let keys = Arc::new(Keys::new(
+        Arc::new(
+            SqliteKeyStore::open_in(dir.path())
+                .await
+                .expect("the key store opens"),
+        ),
+        b"server secret",
+    ));
+    let sealed: Arc<dyn EventStore> = Arc::new(SealedStore::new(log.clone(), keys.clone()));
+    (log, keys, sealed)
 }
 
 #[async_trait]
@@ -36,7 +71,11 @@ impl EventStore for Counted {
         writes: Vec<StreamWrite>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<Committed, StoreError> {
-        self.inner.append_many(writes, idempotency).await
+        let committed = self.inner.append_many(writes, idempotency).await?;
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        Ok(committed)
     }
     async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
         self.inner.find_idempotent(key).await
@@ -76,20 +115,7 @@ async fn handed_over_events_are_the_stored_ones_and_spare_the_reads() {
 
 async fn handed_over() {
     let dir = TempDir::new().expect("a temporary directory");
-    let log: Arc<dyn EventStore> = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the event store opens"),
-    );
-    let keys = Arc::new(Keys::new(
-        Arc::new(
-            SqliteKeyStore::open_in(dir.path())
-                .await
-                .expect("the key store opens"),
-        ),
-        b"server secret",
-    ));
-    let sealed: Arc<dyn EventStore> = Arc::new(SealedStore::new(log.clone(), keys.clone()));
+    let (log, keys, sealed) = stores(&dir).await;
     let mut history = History::new();
     // Some events before the source starts: they are read from the log.
     history
@@ -97,10 +123,7 @@ async fn handed_over() {
         .await
         .expect("the first events");
 
-    let counted = Arc::new(Counted {
-        inner: sealed.clone(),
-        reads: AtomicUsize::new(0),
-    });
+    let counted = Counted::new(sealed.clone(), false);
     let (source, through) = StoreSource::write_through(counted.clone());
 
     // Concurrent appends through the store (one group commit answers them in any order),
@@ -170,54 +193,6 @@ async fn handed_over() {
     assert!(counted.reads.load(Ordering::SeqCst) > before);
 }
 
-/// The sealing store, with its reads of the log counted, whose appends return (and so hand
-/// their events over) only when the test lets them, one permit each.
-struct Gated {
-    inner: Arc<dyn EventStore>,
-    reads: AtomicUsize,
-    gate: tokio::sync::Semaphore,
-}
-
-#[async_trait]
-impl EventStore for Gated {
-    async fn append_many(
-        &self,
-        writes: Vec<StreamWrite>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<Committed, StoreError> {
-        let committed = self.inner.append_many(writes, idempotency).await?;
-        self.gate.acquire().await.unwrap().forget();
-        Ok(committed)
-    }
-    async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<Committed>, StoreError> {
-        self.inner.find_idempotent(key).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        self.inner.read_stream(stream, from_version).await
-    }
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read_all(after, limit).await
-    }
-    async fn read_all_raw(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RawEnvelope>, StoreError> {
-        self.inner.read_all_raw(after, limit).await
-    }
-    async fn head(&self) -> Result<Position, StoreError> {
-        self.inner.head().await
-    }
-    fn watch(&self) -> tokio::sync::watch::Receiver<Position> {
-        self.inner.watch()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_at_the_tail_waits_for_committed_events_to_be_handed_over() {
     tokio::time::timeout(Duration::from_secs(120), in_flight())
@@ -227,20 +202,7 @@ async fn a_reader_at_the_tail_waits_for_committed_events_to_be_handed_over() {
 
 async fn in_flight() {
     let dir = TempDir::new().expect("a temporary directory");
-    let log: Arc<dyn EventStore> = Arc::new(
-        SqliteEventStore::open_in(dir.path())
-            .await
-            .expect("the event store opens"),
-    );
-    let keys = Arc::new(Keys::new(
-        Arc::new(
-            SqliteKeyStore::open_in(dir.path())
-                .await
-                .expect("the key store opens"),
-        ),
-        b"server secret",
-    ));
-    let sealed: Arc<dyn EventStore> = Arc::new(SealedStore::new(log.clone(), keys.clone()));
+    let (log, keys, sealed) = stores(&dir).await;
     let mut history = History::new();
     history
         .write(sealed.as_ref(), Some(&keys), 20, 10, |_| {})
@@ -273,11 +235,7 @@ async fn in_flight() {
     }
 
     // A grace far longer than the hand-over takes: the reader waits for it.
-    let gated = Arc::new(Gated {
-        inner: sealed.clone(),
-        reads: AtomicUsize::new(0),
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let gated = Counted::new(sealed.clone(), true);
     let (source, through) =
         StoreSource::write_through_waiting(gated.clone(), Duration::from_secs(60));
     let (from, append) = commit_held(&log, &keys, &mut history, &through).await;
@@ -287,7 +245,7 @@ async fn in_flight() {
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!reader.is_finished(), "the reader waits for the hand-over");
-    gated.gate.add_permits(1);
+    gated.open_gate();
     let batch = reader.await.expect("the reader").expect("a read");
     let positions: Vec<Position> = batch.iter().map(|d| d.position()).collect();
     assert_eq!(positions, (from + 1..=from + 5).collect::<Vec<_>>());
@@ -303,17 +261,13 @@ async fn in_flight() {
     }
 
     // A hand-over that does not come within the grace: the reader reads the log.
-    let gated = Arc::new(Gated {
-        inner: sealed.clone(),
-        reads: AtomicUsize::new(0),
-        gate: tokio::sync::Semaphore::new(0),
-    });
+    let gated = Counted::new(sealed.clone(), true);
     let (source, through) =
         StoreSource::write_through_waiting(gated.clone(), Duration::from_millis(20));
     let (from, append) = commit_held(&log, &keys, &mut history, &through).await;
     let batch = source.read_after(from, 100).await.expect("a read");
     assert_eq!(batch.len(), 5);
     assert_eq!(gated.reads.load(Ordering::SeqCst), 1, "read from the log");
-    gated.gate.add_permits(1);
+    gated.open_gate();
     append.await.expect("the append task").expect("an append");
 }
