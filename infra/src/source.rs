@@ -206,7 +206,7 @@ impl StoreSource {
     /// A source that reads the store; its head notification is the store's.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         let head = store.watch();
-        Self::with(store, Tail::default(), head.clone(), head)
+        Self::with(store, Tail::default(), head.clone(), head, Self::GRACE)
     }
 
     fn with(
@@ -214,6 +214,7 @@ impl StoreSource {
         tail: Tail,
         head: watch::Receiver<Position>,
         committed: watch::Receiver<Position>,
+        grace: Duration,
     ) -> Self {
         Self {
             store,
@@ -221,7 +222,7 @@ impl StoreSource {
             reading: tokio::sync::Mutex::new(()),
             head,
             committed,
-            grace: Self::GRACE,
+            grace,
             offered: Notify::new(),
         }
     }
@@ -241,10 +242,13 @@ impl StoreSource {
         let upstream = store.watch();
         let base = *upstream.borrow();
         let (head, watching) = watch::channel(base);
-        let source = Arc::new(Self {
+        let source = Arc::new(Self::with(
+            store.clone(),
+            Tail::at(base),
+            watching,
+            upstream.clone(),
             grace,
-            ..Self::with(store.clone(), Tail::at(base), watching, upstream.clone())
-        });
+        ));
         tokio::spawn(forward(Arc::downgrade(&source), upstream, head));
         let through = Arc::new(WriteThrough {
             inner: store,

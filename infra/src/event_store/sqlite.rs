@@ -33,7 +33,7 @@ mod plan;
 mod writer;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -118,12 +118,27 @@ const READ_STREAM: &str = "SELECT position, event_id, stream, version, type, sch
      WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1) \
      AND stream = ?1 AND version >= ?2 \
      ORDER BY version";
-/// A stream's last version (0 if it has none), the same way.
-const STREAM_VERSION: &str = "SELECT MAX( \
-     COALESCE((SELECT MAX(version) FROM stream_index WHERE stream = ?1), 0), \
-     COALESCE((SELECT MAX(version) FROM events \
-               WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1) \
-               AND stream = ?1), 0))";
+/// The last version (0 if none) of the stream named by the SQL expression `stream`, the same
+/// way: the index's, or the tail's if it has a later one.
+fn last_version_of(stream: &str) -> String {
+    format!(
+        "MAX( \
+         COALESCE((SELECT MAX(version) FROM stream_index WHERE stream = {stream}), 0), \
+         COALESCE((SELECT MAX(version) FROM events \
+                   WHERE position > (SELECT position FROM stream_index_upto WHERE one = 1) \
+                   AND stream = {stream}), 0))"
+    )
+}
+/// A stream's last version (0 if it has none).
+static STREAM_VERSION: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {}", last_version_of("?1")));
+/// The last version of each stream of a JSON array of names.
+static STREAM_VERSIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT j.value, {} FROM json_each(?) AS j",
+        last_version_of("j.value")
+    )
+});
 const READ_ALL: &str = "SELECT position, event_id, stream, version, type, schema, \
      occurred_at, data, metadata FROM events WHERE position > ? ORDER BY position LIMIT ?";
 
@@ -557,7 +572,7 @@ mod tests {
     /// cost the log's size.
     #[test]
     fn stream_reads_use_the_index_and_the_tail_by_position() {
-        for sql in [READ_STREAM, STREAM_VERSION] {
+        for sql in [READ_STREAM, STREAM_VERSION.as_str()] {
             let steps = plan(sql);
             assert!(
                 steps

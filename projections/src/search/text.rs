@@ -108,14 +108,7 @@ pub fn analyze(text: &str) -> Vec<Term> {
     for token in text.segment() {
         let (start, end, script) = (token.byte_start, token.byte_end, token.script);
         let word = match plain(&token) {
-            Plain::Word => {
-                let lemma = token.lemma();
-                if lemma.bytes().any(|b| b.is_ascii_uppercase()) {
-                    lemma.to_ascii_lowercase()
-                } else {
-                    lemma.to_owned()
-                }
-            }
+            Plain::Word => token.lemma().to_ascii_lowercase(),
             Plain::Separator => continue,
             Plain::No => {
                 let token = token.normalize(&NORMALIZING);

@@ -56,7 +56,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, field, instrument, warn};
 
 use super::plan::{Decision, Plan, RecordedKey, Row};
-use super::{STREAM_INDEX_FLUSH, STREAM_VERSION, recorded_key, sqlite_error, to_i64, to_u64};
+use super::{
+    STREAM_INDEX_FLUSH, STREAM_VERSION, STREAM_VERSIONS, recorded_key, sqlite_error, to_i64, to_u64,
+};
 pub(super) use crate::event_store::write_stats::Counters;
 pub use crate::event_store::write_stats::WriteStats;
 use crate::event_store::write_stats::{answer_committed, fail_all};
@@ -359,14 +361,7 @@ impl Writer {
         let unknown_json = json_array(unknown.keys())?;
         let rows: Vec<(String, i64)> = self
             .conn
-            .prepare_cached(
-                "SELECT j.value, MAX( \
-                     COALESCE((SELECT MAX(version) FROM stream_index WHERE stream = j.value), 0), \
-                     COALESCE((SELECT MAX(version) FROM events \
-                               WHERE position > (SELECT position FROM stream_index_upto) \
-                               AND stream = j.value), 0)) \
-                 FROM json_each(?) AS j",
-            )
+            .prepare_cached(&STREAM_VERSIONS)
             .and_then(|mut select| {
                 select
                     .query_map([unknown_json], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -384,7 +379,7 @@ impl Writer {
     fn stored_version(&mut self, stream: &StreamId) -> Result<u64, StoreError> {
         let version: i64 = self
             .conn
-            .prepare_cached(STREAM_VERSION)
+            .prepare_cached(&STREAM_VERSION)
             .and_then(|mut select| select.query_row([stream.as_str()], |r| r.get(0)))
             .map_err(|e| sqlite_error("cannot read the stream version", e))?;
         to_u64(version)
